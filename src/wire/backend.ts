@@ -1,0 +1,83 @@
+// Serializers for the backend (server → client) messages the proxy itself has to produce.
+// Everything else it sends is the upstream's own bytes.
+
+export type TxStatus = "I" | "T" | "E";
+
+function frame(type: number, body: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(5 + body.length);
+  out[0] = type;
+  out.writeInt32BE(4 + body.length, 1);
+  body.copy(out, 5);
+  return out;
+}
+
+function cstr(s: string): Buffer {
+  return Buffer.from(`${s}\0`, "utf8");
+}
+
+export interface ErrorFields {
+  severity: "ERROR" | "FATAL" | "PANIC" | "WARNING" | "NOTICE" | "DEBUG" | "INFO" | "LOG";
+  code: string;
+  message: string;
+  detail?: string | undefined;
+  hint?: string | undefined;
+  position?: number | undefined;
+}
+
+function fieldsBody(f: ErrorFields): Buffer {
+  const parts: Buffer[] = [];
+  const add = (tag: string, v: string | undefined): void => {
+    if (v !== undefined) parts.push(Buffer.from(tag, "latin1"), cstr(v));
+  };
+  add("S", f.severity);
+  add("V", f.severity);
+  add("C", f.code);
+  add("M", f.message);
+  add("D", f.detail);
+  add("H", f.hint);
+  add("P", f.position === undefined ? undefined : String(f.position));
+  parts.push(Buffer.from([0]));
+  return Buffer.concat(parts);
+}
+
+export const errorResponse = (f: ErrorFields): Buffer => frame(0x45 /* E */, fieldsBody(f));
+export const noticeResponse = (f: ErrorFields): Buffer => frame(0x4e /* N */, fieldsBody(f));
+export const commandComplete = (tag: string): Buffer => frame(0x43 /* C */, cstr(tag));
+export const readyForQuery = (s: TxStatus): Buffer => frame(0x5a /* Z */, Buffer.from(s, "latin1"));
+export const parseComplete = (): Buffer => frame(0x31, Buffer.alloc(0));
+export const bindComplete = (): Buffer => frame(0x32, Buffer.alloc(0));
+export const closeComplete = (): Buffer => frame(0x33, Buffer.alloc(0));
+export const noData = (): Buffer => frame(0x6e, Buffer.alloc(0));
+export const emptyQueryResponse = (): Buffer => frame(0x49, Buffer.alloc(0));
+
+export function parameterDescription(oids: readonly number[]): Buffer {
+  const body = Buffer.allocUnsafe(2 + 4 * oids.length);
+  body.writeInt16BE(oids.length, 0);
+  oids.forEach((o, i) => body.writeUInt32BE(o, 2 + 4 * i));
+  return frame(0x74 /* t */, body);
+}
+
+export function backendKeyData(pid: number, secret: number): Buffer {
+  const body = Buffer.allocUnsafe(8);
+  body.writeInt32BE(pid, 0);
+  body.writeInt32BE(secret, 4);
+  return frame(0x4b /* K */, body);
+}
+
+export function parameterStatus(name: string, value: string): Buffer {
+  return frame(0x53 /* S */, Buffer.concat([cstr(name), cstr(value)]));
+}
+
+/** Parses the fields of an ErrorResponse/NoticeResponse payload (without type and length). */
+export function parseErrorFields(payload: Buffer): Record<string, string> {
+  const out: Record<string, string> = {};
+  let i = 0;
+  while (i < payload.length && payload[i] !== 0) {
+    const tag = String.fromCharCode(payload[i]!);
+    const end = payload.indexOf(0, i + 1);
+    if (end < 0) break;
+    out[tag] = payload.toString("utf8", i + 1, end);
+    i = end + 1;
+  }
+  return out;
+}

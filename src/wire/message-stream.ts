@@ -1,0 +1,252 @@
+// Incremental splitter for a stream of typed pgwire messages (type byte + int32 length + body).
+//
+// The proxy forwards almost every message as the original bytes, so the splitter never copies a
+// message it does not have to: each incoming chunk is forwarded as contiguous slices, and only the
+// messages whose type the policy names are looked at. A message that lies inside one chunk is
+// handed over as a view of that chunk; only a message that spans chunks is assembled into a copy.
+// Messages of any size (up to PostgreSQL's 1 GiB limit) stream through without being buffered.
+
+export const enum Policy {
+  /** Forward untouched, never look at it. */
+  Pass = 0,
+  /** Forward untouched, but show the whole message to `observe` (small messages only). */
+  Observe = 1,
+  /** Remove from the stream and hand the whole message to `take`. */
+  Take = 2,
+  /** Look at the first `peekBytes` of the body, then let `decide` choose Pass or Take. */
+  Peek = 3,
+}
+
+/** Largest message PostgreSQL accepts (PQ_LARGE_MESSAGE_LIMIT is 1 GiB - 1) plus the length word. */
+export const MAX_MESSAGE_LENGTH = 0x40000000 + 4;
+
+export interface MessageHandlers {
+  /** Bytes to pass on unchanged, in order. The buffer may be a view of an incoming chunk. */
+  forward(bytes: Buffer): void;
+  /** An observed message: `buf[start..end)` is the body; the message itself is still forwarded. */
+  observe?(type: number, buf: Buffer, start: number, end: number): void;
+  /** A taken message: `buf[start..end)` is the body; `whole` is the complete message incl. header. */
+  take?(type: number, buf: Buffer, start: number, end: number, whole: Buffer): void;
+  /** For Peek messages: the first bytes of the body (fewer only if the body is shorter). */
+  decide?(type: number, head: Buffer, bodyLength: number): Policy.Pass | Policy.Take;
+  /** The stream is not pgwire: the caller should close the connection. */
+  violation(reason: string): void;
+}
+
+export type PolicyTable = Uint8Array; // indexed by type byte
+
+export function policyTable(entries: Record<string, Policy>): PolicyTable {
+  const t = new Uint8Array(256);
+  for (const [k, v] of Object.entries(entries)) t[k.charCodeAt(0)] = v;
+  return t;
+}
+
+export class MessageStream {
+  policy: PolicyTable;
+  peekBytes: number;
+  maxTakeLength: number;
+
+  // Bytes of the current message body still to pass through untouched.
+  private skip = 0;
+  // A header (or a held message) that spans chunks is assembled here.
+  private hold: Buffer | null = null;
+  private holdLen = 0;
+  private holdNeed = 0; // total bytes wanted in `hold`
+  private holdMode: "header" | "peek" | "whole" | "observe" = "header";
+  private dead = false;
+
+  constructor(policy: PolicyTable, private readonly h: MessageHandlers, opts: { peekBytes?: number; maxTakeLength?: number } = {}) {
+    this.policy = policy;
+    this.peekBytes = opts.peekBytes ?? 256;
+    this.maxTakeLength = opts.maxTakeLength ?? MAX_MESSAGE_LENGTH;
+  }
+
+  /** True when the stream is at a message boundary (nothing partial held or being skipped). */
+  get atBoundary(): boolean {
+    return this.skip === 0 && this.hold === null;
+  }
+
+  push(chunk: Buffer): void {
+    if (this.dead) return;
+    let pos = 0;
+    let runStart = 0; // start of the not-yet-forwarded pass-through run in this chunk
+    const len = chunk.length;
+    const flushRun = (end: number): void => {
+      if (end > runStart) this.h.forward(runStart === 0 && end === len ? chunk : chunk.subarray(runStart, end));
+    };
+
+    while (pos < len) {
+      if (this.skip > 0) {
+        const n = Math.min(this.skip, len - pos);
+        this.skip -= n;
+        pos += n;
+        continue;
+      }
+      if (this.hold !== null) {
+        // Continue assembling a held header/message from the previous chunk(s). Held bytes are
+        // not part of the pass-through run, except for an observed message (already forwarded).
+        const n = Math.min(this.holdNeed - this.holdLen, len - pos);
+        chunk.copy(this.hold, this.holdLen, pos, pos + n);
+        this.holdLen += n;
+        pos += n;
+        const mode = this.holdMode;
+        if (mode !== "observe") runStart = pos;
+        if (this.holdLen < this.holdNeed) break;
+        const held = this.hold.subarray(0, this.holdLen);
+        this.hold = null;
+        if (mode === "observe") {
+          this.h.observe?.(held[0]!, held, 5, held.length);
+          continue;
+        }
+        if (mode === "whole") {
+          this.h.take?.(held[0]!, held, 5, held.length, held);
+          if (this.dead) return;
+          continue;
+        }
+        if (!this.startMessage(held)) return;
+        continue;
+      }
+      // At a message boundary inside this chunk.
+      if (len - pos < 5) {
+        flushRun(pos);
+        this.beginHold(chunk, pos, len, 5, "header");
+        return;
+      }
+      const type = chunk[pos]!;
+      const mlen = chunk.readInt32BE(pos + 1);
+      if (mlen < 4 || mlen > MAX_MESSAGE_LENGTH) {
+        flushRun(pos);
+        this.fail(`invalid message length ${mlen} for message type 0x${type.toString(16)}`);
+        return;
+      }
+      const total = 1 + mlen;
+      let p = this.policy[type]!;
+      if (p === Policy.Peek) {
+        const want = Math.min(this.peekBytes, mlen - 4);
+        if (len - pos - 5 < want) {
+          flushRun(pos);
+          this.beginHold(chunk, pos, len, 5 + want, "peek");
+          return;
+        }
+        p = this.h.decide!(type, chunk.subarray(pos + 5, pos + 5 + want), mlen - 4);
+      }
+      if (p === Policy.Pass) {
+        const n = Math.min(total, len - pos);
+        this.skip = total - n;
+        pos += n;
+        continue;
+      }
+      if (p === Policy.Observe) {
+        if (len - pos >= total) {
+          this.h.observe?.(type, chunk, pos + 5, pos + total);
+          pos += total;
+        } else {
+          // Keep forwarding the bytes but also keep a copy to show once complete.
+          this.beginHold(chunk, pos, len, total, "observe");
+          pos = len;
+        }
+        continue;
+      }
+      // Take
+      if (total > this.maxTakeLength) {
+        flushRun(pos);
+        this.fail(`message of ${total} bytes is larger than this proxy accepts here`);
+        return;
+      }
+      flushRun(pos);
+      if (len - pos >= total) {
+        this.h.take?.(type, chunk, pos + 5, pos + total, chunk.subarray(pos, pos + total));
+        if (this.dead) return;
+        pos += total;
+        runStart = pos;
+      } else {
+        this.beginHold(chunk, pos, len, total, "whole");
+        return;
+      }
+    }
+    flushRun(len);
+  }
+
+  private beginHold(chunk: Buffer, from: number, to: number, need: number, mode: "header" | "peek" | "whole" | "observe"): void {
+    this.hold = Buffer.allocUnsafe(need);
+    const n = Math.min(need, to - from);
+    chunk.copy(this.hold, 0, from, from + n);
+    this.holdLen = n;
+    this.holdNeed = need;
+    this.holdMode = mode;
+  }
+
+  /**
+   * Decides about a message whose header (and, for Peek, the peeked prefix) has been assembled in
+   * `held`. Those bytes have not been forwarded. Returns false if the stream died.
+   */
+  private startMessage(held: Buffer): boolean {
+    const type = held[0]!;
+    const mlen = held.readInt32BE(1);
+    if (mlen < 4 || mlen > MAX_MESSAGE_LENGTH) {
+      this.fail(`invalid message length ${mlen} for message type 0x${type.toString(16)}`);
+      return false;
+    }
+    const total = 1 + mlen;
+    let p = this.policy[type]!;
+    if (p === Policy.Peek) {
+      const want = Math.min(this.peekBytes, mlen - 4);
+      if (held.length < 5 + want) {
+        // Only the header was assembled so far: keep holding until the peek prefix is in.
+        this.hold = Buffer.allocUnsafe(5 + want);
+        held.copy(this.hold, 0);
+        this.holdLen = held.length;
+        this.holdNeed = 5 + want;
+        this.holdMode = "peek";
+        if (this.holdLen >= this.holdNeed) {
+          const full = this.hold;
+          this.hold = null;
+          return this.startMessage(full);
+        }
+        return true;
+      }
+      p = this.h.decide!(type, held.subarray(5, 5 + want), mlen - 4);
+    }
+    if (p === Policy.Pass || p === Policy.Observe) {
+      if (p === Policy.Observe && held.length < total) {
+        // Rare: an observed message split across chunks. Forward what we have, keep a copy.
+        this.h.forward(held);
+        this.hold = Buffer.allocUnsafe(total);
+        held.copy(this.hold, 0);
+        this.holdLen = held.length;
+        this.holdNeed = total;
+        this.holdMode = "observe";
+        return true;
+      }
+      this.h.forward(held);
+      if (p === Policy.Observe) this.h.observe?.(type, held, 5, total);
+      this.skip = total - held.length;
+      return true;
+    }
+    if (total > this.maxTakeLength) {
+      this.fail(`message of ${total} bytes is larger than this proxy accepts here`);
+      return false;
+    }
+    if (held.length >= total) {
+      this.h.take?.(type, held, 5, total, held.subarray(0, total));
+      return !this.dead;
+    }
+    this.hold = Buffer.allocUnsafe(total);
+    held.copy(this.hold, 0);
+    this.holdLen = held.length;
+    this.holdNeed = total;
+    this.holdMode = "whole";
+    return true;
+  }
+
+  /** Stops the stream; nothing more is forwarded. */
+  kill(): void {
+    this.dead = true;
+    this.hold = null;
+  }
+
+  private fail(reason: string): void {
+    this.dead = true;
+    this.h.violation(reason);
+  }
+}
