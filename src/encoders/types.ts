@@ -1,0 +1,67 @@
+// The seam between the export driver (src/copy) and the encoders. Encoders are pure: they turn
+// pgwire row values into file bytes and decide where one file ends and the next begins; they do
+// no I/O of their own.
+
+/** One result column, as the upstream's RowDescription (plus catalog facts) describes it. */
+export interface ColumnInfo {
+  name: string;
+  /** pg_type OID of the column. */
+  typeOid: number;
+  /** Type modifier from RowDescription (-1 when none): numeric precision/scale, varchar length... */
+  typeMod: number;
+  /** Nullability when the upstream knows it (Materialize's catalog); undefined = nullable. */
+  nullable?: boolean;
+  /**
+   * Extra type facts the encoder may need and the wire does not carry (element type of arrays,
+   * fields of composite types, Materialize list/map element types). Filled in by the planner.
+   */
+  type?: TypeInfo;
+}
+
+export interface TypeInfo {
+  /** pg_type.typname, e.g. "int4", "_text", "my_composite". */
+  name: string;
+  /** 'b' base, 'c' composite, 'd' domain, 'e' enum, 'p' pseudo, 'r' range, 'm' multirange. */
+  kind: string;
+  /** For arrays (and Materialize lists): the element type. */
+  element?: TypeInfo & { oid: number; typeMod: number };
+  /** For composite types: the fields in order. */
+  fields?: Array<{ name: string; oid: number; typeMod: number; type: TypeInfo }>;
+  /** For domains: the base type. */
+  base?: TypeInfo & { oid: number; typeMod: number };
+  /** For Materialize maps: the value type (keys are text). */
+  value?: TypeInfo & { oid: number; typeMod: number };
+}
+
+/**
+ * Where encoded bytes go. The export driver implements it: each file becomes one multipart upload.
+ * Calls are synchronous; the driver applies backpressure between rows batches (see RowEncoder).
+ */
+export interface FileSink {
+  /** A new file starts; `index` counts from 0. */
+  openFile(index: number): void;
+  /** Bytes of the current file, in order. The sink may keep the buffer: do not reuse it. */
+  write(chunk: Uint8Array): void;
+  /** The current file is complete and holds `rows` rows. */
+  closeFile(rows: number): void;
+}
+
+export interface RowEncoder {
+  /** File name extension without the dot: "csv", "csv.gz", "parquet". */
+  readonly extension: string;
+  /** Result format code to request per column: 0 text, 1 binary. */
+  readonly resultFormats: readonly number[];
+  /**
+   * One row. `buf[pos..]` holds `nFields` values in DataRow layout: for each field an int32 length
+   * (-1 = NULL) followed by that many bytes. The encoder must not keep a reference to `buf`.
+   */
+  writeRow(buf: Buffer, pos: number, nFields: number): void;
+  /** True when the encoder holds enough rows that the driver should await flush() now. */
+  readonly wantsFlush: boolean;
+  /** Encodes what is buffered (e.g. a Parquet row group) and hands it to the sink. */
+  flush(): Promise<void>;
+  /** Ends the export: flushes and closes the last file. Always leaves at least one file. */
+  finish(): Promise<void>;
+  /** Frees whatever the encoder holds (WASM memory, workers) after success or failure. */
+  dispose(): void;
+}
