@@ -53,7 +53,7 @@ export const emptyQueryResponse = (): Buffer => frame(0x49, Buffer.alloc(0));
 export function parameterDescription(oids: readonly number[]): Buffer {
   const body = Buffer.allocUnsafe(2 + 4 * oids.length);
   body.writeInt16BE(oids.length, 0);
-  oids.forEach((o, i) => body.writeUInt32BE(o, 2 + 4 * i));
+  for (let i = 0; i < oids.length; i++) body.writeUInt32BE(oids[i]!, 2 + 4 * i);
   return frame(0x74 /* t */, body);
 }
 

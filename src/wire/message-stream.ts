@@ -54,8 +54,16 @@ export class MessageStream {
   private holdNeed = 0; // total bytes wanted in `hold`
   private holdMode: "header" | "peek" | "whole" | "observe" = "header";
   private dead = false;
+  // While paused (the owner is busy with a taken message), input waits here in order.
+  private paused = false;
+  private backlog: Buffer[] = [];
+  private backlogLen = 0;
 
-  constructor(policy: PolicyTable, private readonly h: MessageHandlers, opts: { peekBytes?: number; maxTakeLength?: number } = {}) {
+  constructor(
+    policy: PolicyTable,
+    private readonly h: MessageHandlers,
+    opts: { peekBytes?: number; maxTakeLength?: number } = {},
+  ) {
     this.policy = policy;
     this.peekBytes = opts.peekBytes ?? 256;
     this.maxTakeLength = opts.maxTakeLength ?? MAX_MESSAGE_LENGTH;
@@ -68,14 +76,28 @@ export class MessageStream {
 
   push(chunk: Buffer): void {
     if (this.dead) return;
+    if (this.paused) {
+      this.backlog.push(chunk);
+      this.backlogLen += chunk.length;
+      return;
+    }
     let pos = 0;
     let runStart = 0; // start of the not-yet-forwarded pass-through run in this chunk
     const len = chunk.length;
     const flushRun = (end: number): void => {
-      if (end > runStart) this.h.forward(runStart === 0 && end === len ? chunk : chunk.subarray(runStart, end));
+      if (end > runStart)
+        this.h.forward(runStart === 0 && end === len ? chunk : chunk.subarray(runStart, end));
     };
 
     while (pos < len) {
+      if (this.paused) {
+        flushRun(pos);
+        const rest = chunk.subarray(pos);
+        // Front: when resume() is draining the backlog, this rest precedes what is still queued.
+        this.backlog.unshift(rest);
+        this.backlogLen += rest.length;
+        return;
+      }
       if (this.skip > 0) {
         const n = Math.min(this.skip, len - pos);
         this.skip -= n;
@@ -167,7 +189,13 @@ export class MessageStream {
     flushRun(len);
   }
 
-  private beginHold(chunk: Buffer, from: number, to: number, need: number, mode: "header" | "peek" | "whole" | "observe"): void {
+  private beginHold(
+    chunk: Buffer,
+    from: number,
+    to: number,
+    need: number,
+    mode: "header" | "peek" | "whole" | "observe",
+  ): void {
     this.hold = Buffer.allocUnsafe(need);
     const n = Math.min(need, to - from);
     chunk.copy(this.hold, 0, from, from + n);
@@ -237,6 +265,25 @@ export class MessageStream {
     this.holdNeed = total;
     this.holdMode = "whole";
     return true;
+  }
+
+  /** Stops processing at the next message boundary; later input is queued until resume(). */
+  pause(): void {
+    this.paused = true;
+  }
+
+  resume(): void {
+    this.paused = false;
+    while (!this.paused && !this.dead && this.backlog.length > 0) {
+      const c = this.backlog.shift()!;
+      this.backlogLen -= c.length;
+      this.push(c);
+    }
+  }
+
+  /** Bytes queued while paused. */
+  get queued(): number {
+    return this.backlogLen;
   }
 
   /** Stops the stream; nothing more is forwarded. */

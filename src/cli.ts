@@ -1,0 +1,54 @@
+#!/usr/bin/env node
+// Entry point: `copy-to-s3-proxy [options]` runs the proxy; `copy-to-s3-proxy cleanup ...` cleans
+// up after crashed exports.
+import { ConfigError, HELP, loadConfig } from "./config.js";
+import { createLogger } from "./log.js";
+import { startProxy } from "./proxy/server.js";
+import { createCopyHook } from "./copy/hook.js";
+
+async function main(): Promise<number> {
+  let cli: ReturnType<typeof loadConfig>;
+  try {
+    cli = loadConfig(process.argv.slice(2), process.env);
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      process.stderr.write(`copy-to-s3-proxy: ${e.message}\n`);
+      return 2;
+    }
+    throw e;
+  }
+  if (cli.command === "help") {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  const log = createLogger(cli.config.logLevel);
+  if (cli.command === "cleanup") {
+    process.stderr.write("copy-to-s3-proxy: the cleanup command is not built yet\n");
+    return 2;
+  }
+  const copy = await createCopyHook(cli.config, log);
+  const proxy = await startProxy(cli.config, log, copy);
+  let signals = 0;
+  const stop = (sig: string): void => {
+    signals++;
+    if (signals > 1) {
+      log.warn({ signal: sig }, "second signal: exiting now");
+      process.exit(1);
+    }
+    log.info({ signal: sig, drainTimeoutMs: cli.config.drainTimeoutMs }, "shutting down");
+    void proxy.shutdown().then(() => process.exit(0));
+  };
+  process.on("SIGTERM", () => stop("SIGTERM"));
+  process.on("SIGINT", () => stop("SIGINT"));
+  return -1;
+}
+
+main().then(
+  (code) => {
+    if (code >= 0) process.exit(code);
+  },
+  (e: unknown) => {
+    process.stderr.write(`copy-to-s3-proxy: ${(e as Error).message}\n`);
+    process.exit(1);
+  },
+);

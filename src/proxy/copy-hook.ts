@@ -1,0 +1,42 @@
+// What the wire layer needs from the COPY TO S3 feature, and what it offers it. The session owns
+// the sockets; an export borrows the upstream leg through an UpstreamChannel while it runs.
+import type { Logger } from "../log.js";
+
+export type UpstreamMessageHandler = (type: number, buf: Buffer, start: number, end: number) => void;
+
+export interface UpstreamChannel {
+  /** Writes a frontend message to the upstream. Returns false when the socket buffer is full. */
+  send(msg: Buffer): boolean;
+  /** Receives every upstream message while the export runs (the client sees none of them). */
+  setHandler(h: UpstreamMessageHandler): void;
+  /** Backpressure on the upstream reader, for when the encoder or the uploads fall behind. */
+  pause(): void;
+  resume(): void;
+  /** Cancels whatever the upstream session is running (a CancelRequest with the real key). */
+  cancel(): Promise<void>;
+  /** ParameterStatus values the upstream reported (server_version, mz_version, TimeZone...). */
+  readonly parameters: ReadonlyMap<string, string>;
+  /** Aborted when the upstream connection is lost. */
+  readonly lost: AbortSignal;
+}
+
+export interface ExportContext {
+  upstream: UpstreamChannel;
+  /** Aborted on cancel, client disconnect, upstream loss or shutdown. */
+  signal: AbortSignal;
+  /** Sends a NoticeResponse to the client. */
+  notice(message: string, detail?: string): void;
+  log: Logger;
+  user: string;
+  database: string;
+}
+
+export interface CopyHook<S = unknown> {
+  /**
+   * Decides whether a statement text is a COPY this proxy runs itself. Returns null for anything
+   * to forward untouched; throws a PgError for ours-but-invalid.
+   */
+  recognize(sql: string): S | null;
+  /** Runs the export; resolves with the row count for CommandComplete. Throws PgError. */
+  run(stmt: S, ctx: ExportContext): Promise<{ rows: number }>;
+}

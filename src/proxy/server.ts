@@ -1,0 +1,270 @@
+// The listener and the startup phase: TLS negotiation (SSLRequest, direct TLS), GSSENCRequest,
+// CancelRequest, and the StartupMessage, which is forwarded verbatim to a fresh upstream leg.
+import { readFileSync } from "node:fs";
+import { createServer, type Server, type Socket } from "node:net";
+import { Duplex } from "node:stream";
+import { createSecureContext, type SecureContext, TLSSocket } from "node:tls";
+import type { Config } from "../config.js";
+import { PgError, SqlState } from "../errors.js";
+import type { Logger } from "../log.js";
+import { errorResponse } from "../wire/backend.js";
+import { CancelRegistry } from "./cancel-registry.js";
+import type { CopyHook } from "./copy-hook.js";
+import { PacketReader, ProtocolViolation } from "./packet-reader.js";
+import { Session } from "./session.js";
+import { connectUpstream } from "./upstream-connect.js";
+
+const SSL_REQUEST = 80877103;
+const GSSENC_REQUEST = 80877104;
+const CANCEL_REQUEST = 80877102;
+const TLS_HANDSHAKE = 0x16;
+
+export interface ProxyServer {
+  readonly address: { host: string; port: number };
+  readonly sessions: ReadonlySet<Session>;
+  /** Stop accepting; close idle sessions now and busy ones when they finish or the drain timeout passes. */
+  shutdown(drainTimeoutMs?: number): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+export async function startProxy(config: Config, log: Logger, copy: CopyHook | null): Promise<ProxyServer> {
+  const registry = new CancelRegistry();
+  const sessions = new Set<Session>();
+  const handshakes = new Set<Socket>();
+  let nextId = 1;
+  let stopping = false;
+  let tlsContext: SecureContext | undefined;
+  if (config.tlsCertFile && config.tlsKeyFile) {
+    tlsContext = createSecureContext({
+      cert: readFileSync(config.tlsCertFile),
+      key: readFileSync(config.tlsKeyFile),
+    });
+  }
+
+  const fatal = (sock: Socket | TLSSocket, code: string, message: string): void => {
+    sock.end(errorResponse({ severity: "FATAL", code, message }));
+  };
+
+  async function handshake(raw: Socket): Promise<void> {
+    const id = nextId++;
+    let sock: Socket | TLSSocket = raw;
+    let reader = new PacketReader(sock);
+    let tls = false;
+    let tried = { ssl: false, gss: false };
+
+    const upgrade = async (): Promise<void> => {
+      const rest = reader.detach();
+      if (rest.length > 0) throw new ProtocolViolation("received unencrypted data after SSL request");
+      const t = new TLSSocket(raw, {
+        isServer: true,
+        secureContext: tlsContext!,
+        ALPNProtocols: ["postgresql"],
+      });
+      await new Promise<void>((resolve, reject) => {
+        t.once("secure", () => resolve());
+        t.once("error", reject);
+        t.once("close", () => reject(new Error("connection closed during TLS handshake")));
+      });
+      sock = t;
+      tls = true;
+      reader = new PacketReader(t);
+    };
+
+    // PostgreSQL 17 clients may start TLS right away (sslnegotiation=direct).
+    const first = await reader.peekByte();
+    if (first === TLS_HANDSHAKE) {
+      if (!tlsContext) {
+        raw.destroy();
+        return;
+      }
+      // The ClientHello bytes already read must reach the TLS layer, which a net.Socket's handle
+      // cannot be given back; a stream wrapper can.
+      const t = new TLSSocket(replaying(raw, reader.detach()), {
+        isServer: true,
+        secureContext: tlsContext,
+        ALPNProtocols: ["postgresql"],
+      });
+      await new Promise<void>((resolve, reject) => {
+        t.once("secure", () => resolve());
+        t.once("error", reject);
+        t.once("close", () => reject(new Error("connection closed during TLS handshake")));
+      });
+      // Direct TLS requires the ALPN "postgresql" (PostgreSQL refuses connections without it).
+      if (t.alpnProtocol !== "postgresql") {
+        t.destroy();
+        return;
+      }
+      sock = t;
+      tls = true;
+      reader = new PacketReader(t);
+    }
+
+    for (;;) {
+      const pkt = await reader.packet();
+      const code = pkt.readInt32BE(4);
+      if (code === SSL_REQUEST && !tried.ssl && !tls) {
+        tried = { ...tried, ssl: true };
+        if (reader.buffered > 0) throw new ProtocolViolation("received unencrypted data after SSL request");
+        if (tlsContext) {
+          raw.write("S");
+          await upgrade();
+        } else {
+          sock.write("N");
+        }
+        continue;
+      }
+      if (code === GSSENC_REQUEST && !tried.gss && !tls) {
+        tried = { ...tried, gss: true };
+        sock.write("N");
+        continue;
+      }
+      if (code === CANCEL_REQUEST) {
+        if (pkt.length >= 16) registry.cancel(pkt.readInt32BE(8), pkt.subarray(12));
+        sock.end();
+        return;
+      }
+      if (code >> 16 !== 3) {
+        fatal(
+          sock,
+          SqlState.protocolViolation,
+          `unsupported frontend protocol ${code >> 16}.${code & 0xffff}: server supports 3.0 to 3.2`,
+        );
+        return;
+      }
+      if (stopping) {
+        fatal(sock, SqlState.cannotConnectNow, "the database system is shutting down");
+        return;
+      }
+      const params = startupParams(pkt);
+      const user = params.get("user") ?? "";
+      const database = params.get("database") ?? user;
+      let upstream: Awaited<ReturnType<typeof connectUpstream>>;
+      try {
+        upstream = await connectUpstream(config);
+      } catch (e) {
+        const err = PgError.from(e, SqlState.connectionFailure);
+        log.warn({ session: id, err: err.message }, "upstream connection failed");
+        fatal(sock, err.code, err.message);
+        return;
+      }
+      const leftover = reader.detach();
+      handshakes.delete(raw);
+      const session = new Session(
+        { config, log, registry, copy, onClosed: (s) => sessions.delete(s) },
+        {
+          id,
+          client: sock,
+          upstream: upstream.socket,
+          upstreamTls: upstream.tls,
+          startupPacket: pkt,
+          clientLeftover: leftover,
+          user,
+          database,
+        },
+      );
+      sessions.add(session);
+      log.info({ session: id, user, database, clientTls: tls, upstreamTls: upstream.tls }, "session started");
+      session.start();
+      return;
+    }
+  }
+
+  const server: Server = createServer({ noDelay: true, pauseOnConnect: false }, (raw) => {
+    raw.setNoDelay(true);
+    handshakes.add(raw);
+    raw.on("error", () => {});
+    handshake(raw)
+      .catch((e: unknown) => {
+        if (e instanceof ProtocolViolation) {
+          log.warn({ err: e.message }, "startup protocol violation");
+          if (!raw.destroyed)
+            raw.end(
+              errorResponse({ severity: "FATAL", code: SqlState.protocolViolation, message: e.message }),
+            );
+        } else {
+          log.debug({ err: (e as Error).message }, "startup ended");
+        }
+        setTimeout(() => raw.destroy(), 1000).unref();
+      })
+      .finally(() => handshakes.delete(raw));
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(config.listen.port, config.listen.host, () => resolve());
+  });
+  const addr = server.address();
+  const address = {
+    host: config.listen.host,
+    port: typeof addr === "object" && addr ? addr.port : config.listen.port,
+  };
+  log.info({ listen: address, upstream: config.upstream }, "proxy listening");
+
+  let shutdownPromise: Promise<void> | null = null;
+  const shutdown = (drainTimeoutMs = config.drainTimeoutMs): Promise<void> => {
+    shutdownPromise ??= (async () => {
+      stopping = true;
+      const closed = new Promise<void>((r) => server.close(() => r()));
+      for (const h of handshakes) h.destroy();
+      for (const s of sessions) s.requestShutdown();
+      const deadline = Date.now() + drainTimeoutMs;
+      while (sessions.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      for (const s of sessions) s.terminate();
+      // Exports being aborted get their cleanup done before the process may exit.
+      const exports = [...sessions].map((s) => s.exporting).filter((p): p is Promise<unknown> => p !== null);
+      await Promise.allSettled(exports);
+      const hardDeadline = Date.now() + 5000;
+      while (sessions.size > 0 && Date.now() < hardDeadline) await new Promise((r) => setTimeout(r, 50));
+      for (const s of sessions) s.destroy();
+      await closed;
+      log.info("proxy stopped");
+    })();
+    return shutdownPromise;
+  };
+
+  return {
+    address,
+    sessions,
+    shutdown,
+    [Symbol.asyncDispose]: () => shutdown(0),
+  };
+}
+
+function replaying(raw: Socket, head: Buffer): Duplex {
+  const d = new Duplex({
+    read: () => {
+      raw.resume();
+    },
+    write: (chunk: Buffer, _enc, cb) => {
+      raw.write(chunk, cb);
+    },
+    final: (cb) => {
+      raw.end(cb);
+    },
+    destroy: (err, cb) => {
+      raw.destroy(err ?? undefined);
+      cb(err);
+    },
+  });
+  d.push(head);
+  raw.on("data", (chunk: Buffer) => {
+    if (!d.push(chunk)) raw.pause();
+  });
+  raw.on("end", () => d.push(null));
+  raw.on("close", () => d.destroy());
+  return d;
+}
+
+function startupParams(pkt: Buffer): Map<string, string> {
+  const m = new Map<string, string>();
+  let i = 8;
+  while (i < pkt.length && pkt[i] !== 0) {
+    const kEnd = pkt.indexOf(0, i);
+    if (kEnd < 0) break;
+    const vEnd = pkt.indexOf(0, kEnd + 1);
+    if (vEnd < 0) break;
+    m.set(pkt.toString("utf8", i, kEnd), pkt.toString("utf8", kEnd + 1, vEnd));
+    i = vEnd + 1;
+  }
+  return m;
+}

@@ -1,0 +1,149 @@
+// Opens the upstream leg: TCP, then TLS per the configured mode (SSLRequest first, as libpq does).
+import { readFileSync } from "node:fs";
+import { connect as netConnect, type Socket } from "node:net";
+import { connect as tlsConnect, type TLSSocket, checkServerIdentity } from "node:tls";
+import type { Config } from "../config.js";
+import { PgError, SqlState } from "../errors.js";
+import { PacketReader } from "./packet-reader.js";
+
+const SSL_REQUEST = Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
+
+export interface UpstreamSocket {
+  socket: Socket | TLSSocket;
+  tls: boolean;
+}
+
+function tcp(config: Config, signal?: AbortSignal): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s = netConnect({ host: config.upstream.host, port: config.upstream.port, noDelay: true });
+    const timer = setTimeout(() => {
+      s.destroy();
+      reject(new PgError(SqlState.connectionFailure, "timeout connecting to the upstream database"));
+    }, config.connectTimeoutMs);
+    const onAbort = (): void => {
+      s.destroy();
+      reject(new PgError(SqlState.connectionFailure, "connection to the upstream database abandoned"));
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
+    s.once("connect", () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
+      s.setKeepAlive(true, 60_000);
+      resolve(s);
+    });
+    s.once("error", (e) => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
+      reject(
+        new PgError(
+          SqlState.connectionFailure,
+          `could not connect to the upstream database: ${(e as NodeJS.ErrnoException).code ?? e.message}`,
+        ),
+      );
+    });
+  });
+}
+
+let caCache: { file: string; ca: Buffer } | undefined;
+function caFor(config: Config): Buffer | undefined {
+  if (!config.upstreamCaFile) return undefined;
+  if (caCache?.file !== config.upstreamCaFile)
+    caCache = { file: config.upstreamCaFile, ca: readFileSync(config.upstreamCaFile) };
+  return caCache.ca;
+}
+
+export async function connectUpstream(config: Config, signal?: AbortSignal): Promise<UpstreamSocket> {
+  const sock = await tcp(config, signal);
+  const mode = config.upstreamTls;
+  if (mode === "disable") return { socket: sock, tls: false };
+  sock.write(SSL_REQUEST);
+  const reader = new PacketReader(sock);
+  let answer: number;
+  try {
+    answer = await reader.byte();
+  } catch {
+    sock.destroy();
+    throw new PgError(SqlState.connectionFailure, "upstream closed the connection during TLS negotiation");
+  }
+  const rest = reader.detach();
+  if (rest.length > 0) {
+    // Bytes after the single-byte answer would be injected plaintext (CVE-2021-23222).
+    sock.destroy();
+    throw new PgError(SqlState.protocolViolation, "upstream sent unexpected data after its SSL response");
+  }
+  if (answer === 0x4e /* N */) {
+    if (mode === "prefer") {
+      sock.resume();
+      return { socket: sock, tls: false };
+    }
+    sock.destroy();
+    throw new PgError(
+      SqlState.connectionFailure,
+      "the upstream database does not support TLS, but upstream-tls requires it",
+    );
+  }
+  if (answer !== 0x53 /* S */) {
+    sock.destroy();
+    throw new PgError(SqlState.protocolViolation, "upstream sent an invalid response to SSLRequest");
+  }
+  const verify = mode === "verify-ca" || mode === "verify-full";
+  const ca = caFor(config);
+  const tls = await new Promise<TLSSocket>((resolve, reject) => {
+    const t = tlsConnect({
+      socket: sock,
+      servername: /^[\d.]+$|:/.test(config.upstream.host) ? undefined : config.upstream.host,
+      rejectUnauthorized: verify,
+      ...(ca ? { ca } : {}),
+      // verify-ca checks the chain but not the host name, as libpq does.
+      checkServerIdentity: mode === "verify-full" ? checkServerIdentity : () => undefined,
+    });
+    t.once("secureConnect", () => resolve(t));
+    t.once("error", (e) => {
+      t.destroy();
+      reject(
+        new PgError(
+          SqlState.connectionFailure,
+          `TLS handshake with the upstream database failed: ${e.message}`,
+        ),
+      );
+    });
+  });
+  tls.setNoDelay(true);
+  return { socket: tls, tls: true };
+}
+
+/** Sends a CancelRequest (real key) on a fresh upstream connection, over TLS when the session used it. */
+export async function sendUpstreamCancel(
+  config: Config,
+  pid: number,
+  secret: Buffer,
+  useTls: boolean,
+): Promise<void> {
+  const ac = new AbortController();
+  const timer = setTimeout(() => ac.abort(), config.cancelTimeoutMs);
+  try {
+    const cfg: Config = useTls ? config : { ...config, upstreamTls: "disable" };
+    const { socket } = await connectUpstream(cfg, ac.signal);
+    const msg = Buffer.alloc(12 + secret.length);
+    msg.writeInt32BE(msg.length, 0);
+    msg.writeInt32BE(80877102, 4);
+    msg.writeInt32BE(pid, 8);
+    secret.copy(msg, 12);
+    await new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(t2);
+        socket.destroy();
+        resolve();
+      };
+      // The server closes the connection once it has read the request.
+      const t2 = setTimeout(done, config.cancelTimeoutMs);
+      socket.once("close", done);
+      socket.once("error", done);
+      socket.on("data", () => {});
+      socket.resume();
+      socket.write(msg);
+    });
+  } finally {
+    clearTimeout(timer);
+  }
+}
