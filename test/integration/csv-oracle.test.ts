@@ -1,0 +1,346 @@
+// The CSV encoder against its oracle: PostgreSQL's own COPY (q) TO STDOUT (FORMAT csv, ...) for the
+// same query and options, byte for byte. The encoder is fed the text-format DataRows the same
+// server returns for q over a bare socket, exactly what the proxy will receive.
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { gunzipSync } from "node:zlib";
+import { DuckDBInstance } from "@duckdb/node-api";
+import { afterAll, beforeAll, describe, expect, inject, test } from "vitest";
+import { type CsvOptions, createCsvEncoder } from "../../src/encoders/csv-encoder.js";
+import type { FileSink } from "../../src/encoders/types.js";
+import { RawPg } from "../support/raw-pg.js";
+
+const DB = "csv_oracle";
+let db: RawPg;
+let dir: string;
+
+beforeAll(async () => {
+  const port = inject("pgPort");
+  const admin = await RawPg.connect({ port });
+  await admin.query(`DROP DATABASE IF EXISTS ${DB}`);
+  await admin.query(`CREATE DATABASE ${DB}`);
+  await admin.close();
+  db = await RawPg.connect({ port, database: DB });
+  for (const sql of SETUP) await db.query(sql);
+  dir = mkdtempSync(join(tmpdir(), "csv-oracle-"));
+});
+
+afterAll(async () => {
+  await db?.close();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+const SETUP = [
+  "CREATE TYPE pair AS (x int, y text)",
+  `CREATE TABLE awkward (
+     id int PRIMARY KEY, t text, vc varchar(20), ch char(5), i2 smallint, i8 bigint, n numeric,
+     f4 real, f8 double precision, b boolean, d date, ts timestamp, tstz timestamptz, tm time,
+     iv interval, ai int[], at text[], j jsonb, js json, by bytea, u uuid, p pair, r int4range
+   )`,
+  `INSERT INTO awkward (id) VALUES (1)`,
+  `INSERT INTO awkward VALUES (2, '', '', '', 0, 0, 0, '-0', '-0', false, '4713-01-01 BC',
+     '0044-03-15 12:00:00 BC', '0044-03-15 12:00:00+00 BC', '00:00', '0', '{}', '{}', '{}', '{}',
+     '', '00000000-0000-0000-0000-000000000000', ROW(NULL, NULL), 'empty')`,
+  `INSERT INTO awkward VALUES (3, '"', '"quoted"', 'a"b', -32768, -9223372036854775808, 'NaN',
+     'NaN', 'NaN', true, '-infinity', '-infinity', '-infinity', '24:00', '-178000000 years',
+     ARRAY[1, NULL, 3], ARRAY['a"b', NULL, 'c,d', 'NULL', '', E'x\\\\y', '{}'],
+     '{"a": "b,\\"c\\"", "n": null, "e": "😀"}', '{ "spaced" :  [1, 2] }', '\\x00ff2c220a0d',
+     'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', ROW(1, 'a,"b"'), '[1,10)')`,
+  `INSERT INTO awkward VALUES (4, ',', 'a,b', ',', 32767, 9223372036854775807, 'Infinity',
+     'Infinity', 'Infinity', NULL, 'infinity', 'infinity', 'infinity', '23:59:59.999999',
+     '1 year 2 mons 3 days 04:05:06.789', '{{1,2},{3,4}}', '{{"x y",NULL},{"",z}}', 'null', 'null',
+     '\\x', NULL, ROW(NULL, ''), '(,5]')`,
+  `INSERT INTO awkward VALUES (5, E'line1\\nline2', E'cr\\rhere', E'\\r\\n', 1, 1, '-Infinity',
+     '-Infinity', '-Infinity', true, '2000-02-29', '2000-02-29 23:59:59.999999',
+     '2000-02-29 23:59:59.999999+05:30', '12:34:56', '-1 day +02:00', '{-1}', ARRAY[E'multi\\nline'],
+     '[1, "two", {"3": [4]}]', '"str"', '\\x5c2e', NULL, ROW(2, E'x\\ny'), NULL)`,
+  `INSERT INTO awkward (id, t, vc, ch, n, f4, f8) VALUES
+     (6, E'tab\\there', E'back\\\\slash', E'\\\\', '123456789012345678901234567890.123456789012345678901234567890',
+      '3.4028235e38', '1e308'),
+     (7, E'\\\\.', E'\\\\.', E'\\\\.', '-0.0000000000000000000000000000000000000001', '1.4e-45', '5e-324'),
+     (8, 'NULL', 'NULL', 'NULL', '0.0', '-1.5', '-0.1'),
+     (9, E'\\\\N', E'\\\\N', E'\\\\N', '1e-100', '0.1', '0.30000000000000004'),
+     (10, 'héllo wörld ñ 日本語', 'naïve', 'ñ', '-1', '1e-10', '2.2250738585072014e-308'),
+     (11, '😀👍🏽👨‍👩‍👧 emoji', '🎉', '🎉', '42', '42', '42'),
+     (12, repeat('x', 1048576), 'long', NULL, NULL, NULL, NULL),
+     (13, repeat(E'a"b,\\n', 262144), 'long quoted', NULL, NULL, NULL, NULL),
+     (14, E'''single'' | pipe ; semi % pct ! bang # hash', '|', ';', NULL, NULL, NULL),
+     (15, ' leading and trailing ', ' ', '  ', NULL, NULL, NULL),
+     (16, '∅', '<null>', 'x', NULL, NULL, NULL),
+     (17, E'\\\\', '\\', E'"\\\\"', NULL, NULL, NULL)`,
+  `CREATE TABLE many AS
+     SELECT g AS id, md5(g::text) AS h,
+       CASE WHEN g % 7 = 0 THEN NULL WHEN g % 5 = 0 THEN E'a,"b"\\n' || g ELSE repeat('z', g % 60) END AS t,
+       (g * 1.25)::numeric(12, 2) AS amount, timestamptz '2024-01-01 00:00+00' + g * interval '1 minute' AS at
+     FROM generate_series(1, 30000) g`,
+];
+
+interface Combo {
+  name: string;
+  /** Options in PostgreSQL's COPY syntax (after FORMAT csv). */
+  copy: string;
+  opts: Partial<Omit<CsvOptions, "columnNames">>;
+}
+
+const b = (s: string): number => s.charCodeAt(0);
+const COMBOS: Combo[] = [
+  { name: "defaults", copy: "", opts: {} },
+  { name: "header", copy: "HEADER", opts: { header: true } },
+  {
+    name: "pipe, NULL 'NULL'",
+    copy: "HEADER, DELIMITER '|', NULL 'NULL'",
+    opts: { header: true, delimiter: b("|"), null: "NULL" },
+  },
+  {
+    name: "semicolon, single quote, backslash escape",
+    copy: "DELIMITER ';', QUOTE '''', ESCAPE '\\'",
+    opts: { delimiter: b(";"), quote: b("'"), escape: b("\\") },
+  },
+  {
+    name: "tab, \\N, backslash escape",
+    copy: "HEADER, DELIMITER E'\\t', NULL '\\N', ESCAPE '\\'",
+    opts: { header: true, delimiter: b("\t"), null: "\\N", escape: b("\\") },
+  },
+  {
+    name: "hash, percent quote, bang escape, <null>",
+    copy: "DELIMITER '#', QUOTE '%', ESCAPE '!', NULL '<null>'",
+    opts: { delimiter: b("#"), quote: b("%"), escape: b("!"), null: "<null>" },
+  },
+  { name: "NULL '∅' (multi-byte)", copy: "HEADER, NULL '∅'", opts: { header: true, null: "∅" } },
+  {
+    name: "QUOTE = ESCAPE = backslash",
+    copy: "QUOTE '\\', NULL 'x'",
+    opts: { quote: b("\\"), escape: b("\\"), null: "x" },
+  },
+];
+
+function csvOptions(c: Combo, columnNames: string[], extra: Partial<CsvOptions> = {}): CsvOptions {
+  const quote = c.opts.quote ?? b('"');
+  return {
+    header: false,
+    delimiter: b(","),
+    null: "",
+    compression: "none",
+    maxFileSize: 256 << 20,
+    ...c.opts,
+    quote,
+    escape: c.opts.escape ?? quote,
+    columnNames,
+    ...extra,
+  };
+}
+
+class MemorySink implements FileSink {
+  files: Array<{ chunks: Buffer[]; rows: number }> = [];
+  openFile(index: number): void {
+    expect(index).toBe(this.files.length);
+    this.files.push({ chunks: [], rows: -1 });
+  }
+  write(chunk: Uint8Array): void {
+    this.files.at(-1)!.chunks.push(Buffer.from(chunk));
+  }
+  closeFile(rows: number): void {
+    this.files.at(-1)!.rows = rows;
+  }
+  get buffers(): Buffer[] {
+    return this.files.map((f) => Buffer.concat(f.chunks));
+  }
+}
+
+async function encodeQuery(q: string, c: Combo, extra: Partial<CsvOptions> = {}): Promise<MemorySink> {
+  const res = await db.query(q);
+  const sink = new MemorySink();
+  const enc = createCsvEncoder(
+    csvOptions(
+      c,
+      res.fields.map((f) => f.name),
+      extra,
+    ),
+    sink,
+  );
+  expect(enc.resultFormats).toEqual(res.fields.map(() => 0));
+  for (const row of res.rows) {
+    enc.writeRow(row, 2, row.readInt16BE(0));
+    if (enc.wantsFlush) await enc.flush();
+  }
+  await enc.finish();
+  enc.dispose();
+  expect(sink.files.reduce((s, f) => s + f.rows, 0)).toBe(res.rows.length);
+  return sink;
+}
+
+async function oracle(q: string, c: Combo): Promise<Buffer> {
+  const res = await db.query(`COPY (${q}) TO STDOUT (FORMAT csv${c.copy ? `, ${c.copy}` : ""})`);
+  return res.copyData;
+}
+
+/** Buffer equality with a readable failure: the first differing offset and its surroundings. */
+function expectSameBytes(actual: Buffer, expected: Buffer): void {
+  if (actual.equals(expected)) return;
+  let i = 0;
+  while (i < actual.length && i < expected.length && actual[i] === expected[i]) i++;
+  const around = (x: Buffer): string =>
+    JSON.stringify(x.subarray(Math.max(0, i - 60), i + 60).toString("latin1"));
+  expect.fail(
+    `bytes differ at offset ${i} (lengths ${actual.length} vs ${expected.length}):\n encoder ${around(actual)}\n oracle  ${around(expected)}`,
+  );
+}
+
+const AWKWARD = "SELECT * FROM awkward ORDER BY id";
+
+describe("CSV encoder = PostgreSQL COPY ... TO STDOUT (FORMAT csv)", () => {
+  for (const c of COMBOS) {
+    test(`all types, awkward values: ${c.name}`, async () => {
+      const sink = await encodeQuery(AWKWARD, c);
+      expect(sink.files).toHaveLength(1);
+      expectSameBytes(sink.buffers[0]!, await oracle(AWKWARD, c));
+    });
+  }
+
+  test("single column: `\\.` is quoted, also as the header name", async () => {
+    for (const q of [
+      "SELECT t FROM awkward ORDER BY id",
+      'SELECT vc AS "\\." FROM awkward ORDER BY id',
+      "SELECT ch FROM awkward ORDER BY id",
+    ]) {
+      for (const c of [COMBOS[0]!, COMBOS[1]!, COMBOS[4]!]) {
+        const sink = await encodeQuery(q, c);
+        expectSameBytes(sink.buffers[0]!, await oracle(q, c));
+      }
+    }
+  });
+
+  test("header names that need quoting (NULL string, delimiter, quote, newline, unicode)", async () => {
+    const q = `SELECT id AS "NULL", t AS "a,b", vc AS "q""uote", ch AS "new
+line", n AS "∅", f4 AS "|", f8 AS "x x" FROM awkward ORDER BY id`;
+    for (const c of COMBOS.filter((c) => c.opts.header)) {
+      const sink = await encodeQuery(q, c);
+      expectSameBytes(sink.buffers[0]!, await oracle(q, c));
+    }
+  });
+
+  test("empty result and zero-column rows", async () => {
+    for (const q of [
+      "SELECT * FROM awkward WHERE false",
+      "SELECT FROM awkward",
+      "SELECT FROM awkward WHERE false",
+    ]) {
+      for (const c of [COMBOS[0]!, COMBOS[1]!]) {
+        const sink = await encodeQuery(q, c);
+        expect(sink.files).toHaveLength(1);
+        expectSameBytes(sink.buffers[0]!, await oracle(q, c));
+      }
+    }
+  });
+
+  test("many rows", async () => {
+    const q = "SELECT * FROM many ORDER BY id";
+    for (const c of [COMBOS[1]!, COMBOS[3]!]) {
+      const sink = await encodeQuery(q, c);
+      expectSameBytes(sink.buffers[0]!, await oracle(q, c));
+    }
+  });
+});
+
+describe("split files", () => {
+  const LIMIT = 64 * 1024;
+  const QUERIES = [AWKWARD, "SELECT * FROM many ORDER BY id"];
+
+  test("without HEADER the files concatenate to the oracle", async () => {
+    for (const q of QUERIES) {
+      const sink = await encodeQuery(q, COMBOS[3]!, { maxFileSize: LIMIT });
+      expect(sink.files.length).toBeGreaterThan(q === AWKWARD ? 2 : 10);
+      sink.buffers.forEach((f, i) => {
+        if (f.length > LIMIT) expect(sink.files[i]!.rows).toBe(1);
+      });
+      expectSameBytes(Buffer.concat(sink.buffers), await oracle(q, COMBOS[3]!));
+    }
+  });
+
+  test("with HEADER every file starts with the header line", async () => {
+    for (const q of QUERIES) {
+      const c = COMBOS[2]!;
+      const expected = await oracle(q, c);
+      const headerLine = expected.subarray(0, expected.indexOf(0x0a) + 1);
+      const sink = await encodeQuery(q, c, { maxFileSize: LIMIT });
+      expect(sink.files.length).toBeGreaterThan(2);
+      const bodies = sink.buffers.map((f, i) => {
+        expect(f.subarray(0, headerLine.length).equals(headerLine)).toBe(true);
+        if (f.length > LIMIT) expect(sink.files[i]!.rows).toBe(1);
+        return f.subarray(headerLine.length);
+      });
+      expectSameBytes(Buffer.concat([headerLine, ...bodies]), expected);
+    }
+  });
+});
+
+describe("gzip", () => {
+  test("split .csv.gz files: within the limit, and gunzip, python's gzip and DuckDB read them whole", async () => {
+    const q = "SELECT * FROM many ORDER BY id";
+    const c = COMBOS[1]!;
+    const expected = await oracle(q, c);
+    const headerLine = expected.subarray(0, expected.indexOf(0x0a) + 1);
+    const limit = 256 * 1024;
+    const split = await encodeQuery(q, c, { compression: "gzip", maxFileSize: limit });
+    const whole = await encodeQuery(q, c, { compression: "gzip" });
+    expect(split.files.length).toBeGreaterThan(2);
+    expect(whole.files).toHaveLength(1);
+    // One file of several deflate blocks, and several files that each end in a run of small blocks.
+    expect(gunzipSync(whole.buffers[0]!).length).toBeGreaterThan(2 << 20);
+
+    const paths: string[] = [];
+    const bodies: Buffer[] = [];
+    for (const [i, gz] of split.buffers.entries()) {
+      expect(gz.length).toBeLessThanOrEqual(limit);
+      const path = join(dir, `split-${i}.csv.gz`);
+      writeFileSync(path, gz);
+      paths.push(path);
+      const plain = gunzipSync(gz);
+      expect(plain.subarray(0, headerLine.length).equals(headerLine)).toBe(true);
+      bodies.push(plain.subarray(headerLine.length));
+      const viaPython = execFileSync("python3", [
+        "-c",
+        "import gzip, sys; sys.stdout.buffer.write(gzip.open(sys.argv[1]).read())",
+        path,
+      ]);
+      expect(viaPython.equals(plain)).toBe(true);
+    }
+    expectSameBytes(Buffer.concat([headerLine, ...bodies]), expected);
+    const wholePath = join(dir, "whole.csv.gz");
+    writeFileSync(wholePath, whole.buffers[0]!);
+    expectSameBytes(gunzipSync(whole.buffers[0]!), expected);
+    expect(execFileSync("gzip", ["-t", wholePath, ...paths]).length).toBe(0);
+
+    const duck = await DuckDBInstance.create(":memory:");
+    const conn = await duck.connect();
+    try {
+      for (const files of [[wholePath], paths]) {
+        const list = files.map((p) => `'${p}'`).join(", ");
+        const r = await conn.runAndReadAll(
+          `SELECT count(*)::int AS n, sum(id)::bigint AS s, count(t)::int AS nt, max(h) AS mh
+           FROM read_csv([${list}], header = true, compression = 'gzip')`,
+        );
+        expect(r.getRowObjectsJS()).toEqual([
+          { n: 30000, s: 450015000n, nt: 30000 - 4285, mh: expect.any(String) },
+        ]);
+      }
+    } finally {
+      conn.closeSync();
+      duck.closeSync();
+    }
+  });
+
+  test("awkward values round-trip through gzip, oversized rows included", async () => {
+    const c = COMBOS[4]!;
+    const expected = await oracle(AWKWARD, c);
+    const headerLine = expected.subarray(0, expected.indexOf(0x0a) + 1);
+    const sink = await encodeQuery(AWKWARD, c, { compression: "gzip", maxFileSize: 16 * 1024 });
+    const bodies = sink.buffers.map((gz, i) => {
+      if (gz.length > 16 * 1024) expect(sink.files[i]!.rows).toBe(1);
+      return gunzipSync(gz).subarray(headerLine.length);
+    });
+    expectSameBytes(Buffer.concat([headerLine, ...bodies]), expected);
+  });
+});
