@@ -1,0 +1,248 @@
+// The Parquet RowEncoder: DataRows → column builders → one Arrow batch per row group →
+// parquet-wasm → file bytes, with files cut so each stays within MAX FILE SIZE.
+//
+// File size rule (SPEC §4): a row group's compressed size is only known after it is written, so
+// the encoder predicts it from the ratio "row group bytes / DataRow bytes" of the row groups
+// written so far. Batches are cut small enough that a misprediction costs little:
+//  - a row group aims at ≤ 1/16 of MAX FILE SIZE compressed, and ≤ RAW_BATCH_CAP raw (memory);
+//  - near the end of a file the batch is cut at the predicted remaining space;
+//  - before writing, a batch predicted not to fit in a non-empty file starts a new file;
+//  - a file with less than 1/64 of MAX FILE SIZE left is closed right away.
+// So a file overshoots only by the prediction error on its last, small row group.
+import * as arrow from "apache-arrow";
+import { PgError, SqlState } from "../../errors.js";
+import type { ColumnInfo, FileSink, RowEncoder } from "../types.js";
+import { type ColumnBuilder, extMeta, makeBuilder } from "./columns.js";
+import { type ColumnPlan, planColumns } from "./types.js";
+import { type Compression, toWasmBatch, WasmParquetWriter, writerProperties } from "./wasm-writer.js";
+
+export interface ParquetOptions {
+  compression: Compression;
+  /** MAX FILE SIZE in bytes. */
+  maxFileSize: number;
+  /** ROW GROUP SIZE: upper bound on rows per row group. */
+  rowGroupSize?: number;
+  columns: readonly ColumnInfo[];
+}
+
+/** Raw (DataRow) bytes per batch: bounds the JS buffers and the WASM heap (~3× this at peak). */
+export const RAW_BATCH_CAP = 16 << 20;
+/** Rows per row group when ROW GROUP SIZE is not given. */
+export const DEFAULT_ROW_GROUP_ROWS = 65536;
+/** Smallest batch worth a row group of its own, unless the data ends. */
+const MIN_BATCH_BYTES = 64 << 10;
+
+export interface ParquetFileStats {
+  index: number;
+  rows: number;
+  bytes: number;
+  rowGroups: number;
+}
+
+/**
+ * Result formats to request and the columns exported as their text output (for the NOTICE).
+ * Throws PgError for columns Parquet cannot hold at all (numeric scales outside 0..38).
+ */
+export function planParquet(columns: readonly ColumnInfo[]): {
+  resultFormats: number[];
+  textColumns: string[];
+} {
+  const plans = planColumns(columns);
+  return {
+    resultFormats: plans.map((p) => (p.node === null ? 0 : 1)),
+    textColumns: plans.filter((p) => p.node === null).map((p) => p.name),
+  };
+}
+
+export async function createParquetEncoder(opts: ParquetOptions, sink: FileSink): Promise<ParquetEncoder> {
+  return new ParquetEncoder(opts, sink);
+}
+
+function leafCount(t: arrow.DataType): number {
+  const children = t.children as arrow.Field[] | null | undefined;
+  if (!children || children.length === 0) return 1;
+  let n = 0;
+  for (const c of children) n += leafCount(c.type);
+  return n;
+}
+
+export class ParquetEncoder implements RowEncoder {
+  readonly extension = "parquet";
+  readonly resultFormats: readonly number[];
+  /** Per-file figures, filled as files close (for progress, manifests, tests). */
+  readonly files: ParquetFileStats[] = [];
+
+  private readonly plans: ColumnPlan[];
+  private readonly builders: ColumnBuilder[];
+  private readonly schema: arrow.Schema;
+  private readonly structType: arrow.Struct;
+  private readonly limit: number;
+  private readonly rowCap: number;
+  private readonly footerBase: number;
+  private readonly footerPerRowGroup: number;
+
+  private rows = 0;
+  private rawBytes = 0;
+  private byteCap: number;
+  /** Predicted compressed bytes per raw byte; starts pessimistic (no compression). */
+  private ratio = 1;
+  private measured = false;
+
+  private writer: WasmParquetWriter | null = null;
+  private fileIndex = 0;
+  private fileRows = 0;
+  private fileRowGroups = 0;
+  private disposed = false;
+  totalRows = 0;
+
+  constructor(
+    private readonly opts: ParquetOptions,
+    private readonly sink: FileSink,
+  ) {
+    this.plans = planColumns(opts.columns);
+    this.resultFormats = this.plans.map((p) => (p.node === null ? 0 : 1));
+    this.builders = this.plans.map((p) => makeBuilder(p.node, { column: p.name }, p.nullable));
+    const fields = this.plans.map(
+      (p, i) =>
+        new arrow.Field(p.fieldName, this.builders[i]!.type, p.nullable, extMeta(p.node?.ext ?? "text")),
+    );
+    this.schema = new arrow.Schema(fields);
+    this.structType = new arrow.Struct(fields);
+    this.limit = opts.maxFileSize;
+    this.rowCap = Math.max(1, opts.rowGroupSize ?? DEFAULT_ROW_GROUP_ROWS);
+    // Footer: the Arrow schema (IPC, base64) plus Thrift metadata per row group and column.
+    const leaves = fields.reduce((n, f) => n + leafCount(f.type), 0);
+    const schemaBytes = JSON.stringify(fields.map((f) => [f.name, String(f.type)])).length;
+    this.footerBase = 2048 + 4 * schemaBytes + 64 * leaves;
+    this.footerPerRowGroup = 64 + 96 * leaves;
+    this.byteCap = this.nextByteCap();
+  }
+
+  get wantsFlush(): boolean {
+    return this.rows >= this.rowCap || this.rawBytes >= this.byteCap;
+  }
+
+  writeRow(buf: Buffer, pos: number, nFields: number): void {
+    const b = this.builders;
+    if (nFields !== b.length) {
+      throw new PgError(SqlState.protocolViolation, `DataRow has ${nFields} fields, expected ${b.length}`);
+    }
+    let p = pos;
+    for (let i = 0; i < nFields; i++) {
+      const len = buf.readInt32BE(p);
+      p += 4;
+      if (len < 0) b[i]!.appendNull();
+      else {
+        b[i]!.append(buf, p, len);
+        p += len;
+      }
+    }
+    this.rows++;
+    this.rawBytes += p - pos;
+  }
+
+  async flush(): Promise<void> {
+    if (this.rows === 0 || this.disposed) return;
+    const rows = this.rows;
+    const raw = this.rawBytes;
+    const rb = this.takeBatch();
+    const predicted = raw * this.ratio;
+    if (this.writer !== null && this.fileRows > 0) {
+      const after = this.writer.bytes + predicted + this.footerEstimate(1);
+      if (after > this.limit + this.limit / 64) await this.closeFile();
+    }
+    let before = 0;
+    if (this.writer === null) {
+      await this.openFile(rb);
+    } else {
+      before = this.writer.bytes;
+      await this.writer.write(rb);
+    }
+    const written = this.writer!.bytes - before;
+    this.fileRows += rows;
+    this.fileRowGroups++;
+    this.totalRows += rows;
+    this.learn(written, raw);
+    if (this.limit - this.writer!.bytes - this.footerEstimate(0) < this.limit / 64) await this.closeFile();
+    this.byteCap = this.nextByteCap();
+  }
+
+  async finish(): Promise<void> {
+    await this.flush();
+    if (this.writer === null && this.fileIndex === 0) {
+      // An empty result still makes one (schema-only) file. [mz]
+      await this.openFile(this.takeBatch());
+    }
+    if (this.writer !== null) await this.closeFile();
+  }
+
+  dispose(): void {
+    this.disposed = true;
+    this.writer?.abandon();
+    this.writer = null;
+    for (const b of this.builders) b.reset();
+  }
+
+  private footerEstimate(extraRowGroups: number): number {
+    return this.footerBase + (this.fileRowGroups + extraRowGroups) * this.footerPerRowGroup;
+  }
+
+  private learn(written: number, raw: number): void {
+    if (raw < MIN_BATCH_BYTES / 4) return; // tiny batches are dominated by page overheads
+    const observed = written / raw;
+    // Rise at once, fall slowly: under-predicting is what makes files overshoot.
+    this.ratio = !this.measured
+      ? observed
+      : observed > this.ratio
+        ? observed
+        : 0.7 * this.ratio + 0.3 * observed;
+    this.measured = true;
+  }
+
+  /** Raw bytes at which the current batch is cut. */
+  private nextByteCap(): number {
+    const used = this.writer === null ? 0 : this.writer.bytes;
+    const room = this.limit - used - this.footerEstimate(1);
+    const target = Math.min(this.limit / 16, room);
+    return Math.max(MIN_BATCH_BYTES, Math.min(RAW_BATCH_CAP, target / this.ratio));
+  }
+
+  private takeBatch(): import("parquet-wasm").RecordBatch {
+    const n = this.rows;
+    const children = this.builders.map((b) => b.finish());
+    const data = arrow.makeData({ type: this.structType, length: n, nullCount: 0, children });
+    const batch = new arrow.RecordBatch(this.schema, data);
+    // The IPC copy is taken before the builders' buffers are reused.
+    const rb = toWasmBatch(batch);
+    for (const b of this.builders) b.reset();
+    this.rows = 0;
+    this.rawBytes = 0;
+    return rb;
+  }
+
+  private async openFile(first: import("parquet-wasm").RecordBatch): Promise<void> {
+    this.sink.openFile(this.fileIndex);
+    this.fileRows = 0;
+    this.fileRowGroups = 0;
+    const sink = this.sink;
+    this.writer = await WasmParquetWriter.open(first, writerProperties(this.opts.compression), (chunk) =>
+      sink.write(chunk),
+    );
+  }
+
+  private async closeFile(): Promise<void> {
+    const w = this.writer!;
+    this.writer = null;
+    await w.close();
+    this.sink.closeFile(this.fileRows);
+    this.files.push({
+      index: this.fileIndex,
+      rows: this.fileRows,
+      bytes: w.bytes,
+      rowGroups: this.fileRowGroups,
+    });
+    this.fileIndex++;
+    this.fileRows = 0;
+    this.fileRowGroups = 0;
+  }
+}
