@@ -104,8 +104,9 @@ export async function startProxy(config: Config, log: Logger, copy: CopyHook | n
       const code = pkt.readInt32BE(4);
       if (code === SSL_REQUEST && !tried.ssl && !tls) {
         tried = { ...tried, ssl: true };
-        if (reader.buffered > 0) throw new ProtocolViolation("received unencrypted data after SSL request");
         if (tlsContext) {
+          // Bytes sent before the handshake were not encrypted and may have been injected.
+          if (reader.buffered > 0) throw new ProtocolViolation("received unencrypted data after SSL request");
           raw.write("S");
           await upgrade();
         } else {
