@@ -1,6 +1,7 @@
 // One typed configuration object: CLI flags > environment variables > config file > defaults,
 // validated once at start so a bad setting fails before the proxy listens.
 import { readFileSync } from "node:fs";
+import { resolve as resolvePath } from "node:path";
 import { parseArgs } from "node:util";
 
 export type UpstreamTlsMode = "disable" | "prefer" | "require" | "verify-ca" | "verify-full";
@@ -32,6 +33,8 @@ export interface Config {
   upstreamKind: UpstreamKind;
   tlsCertFile: string | undefined;
   tlsKeyFile: string | undefined;
+  /** file:// COPY targets are allowed only below this directory; undefined = not at all. */
+  fileRoot: string | undefined;
   logLevel: LogLevel;
   drainTimeoutMs: number;
   cancelTimeoutMs: number;
@@ -60,6 +63,7 @@ Options (flag / environment variable / config file key):
   --upstream-kind KIND      C2S_UPSTREAM_KIND   upstreamKind  auto | postgres | materialize (default auto: detected per session)
   --tls-cert FILE           C2S_TLS_CERT        tlsCertFile  certificate for the client leg; with --tls-key,
   --tls-key FILE            C2S_TLS_KEY         tlsKeyFile   SSLRequest is answered 'S' (else 'N')
+  --file-root DIR           C2S_FILE_ROOT       fileRoot   allow file:///... COPY targets below DIR (default: none allowed)
   --log-level LEVEL         C2S_LOG_LEVEL       logLevel   fatal|error|warn|info|debug|trace|silent (default info)
   --drain-timeout MS        C2S_DRAIN_TIMEOUT   drainTimeoutMs  on SIGTERM/SIGINT, time sessions get to finish (default 30000)
   --max-exports N           C2S_MAX_EXPORTS     exports.maxConcurrentExports (default 4)
@@ -190,6 +194,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Par
     ),
     tlsCertFile,
     tlsKeyFile,
+    fileRoot: absolute(pick(v["file-root"], "C2S_FILE_ROOT", "fileRoot")),
     logLevel: oneOf(
       pick(v["log-level"], "C2S_LOG_LEVEL", "logLevel") ?? DEFAULTS.logLevel,
       ["fatal", "error", "warn", "info", "debug", "trace", "silent"],
@@ -226,6 +231,10 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Par
   };
 }
 
+function absolute(p: string | undefined): string | undefined {
+  return p === undefined ? undefined : resolvePath(p);
+}
+
 function parseCliArgs(argv: readonly string[]) {
   return parseArgs({
     args: [...argv],
@@ -240,6 +249,7 @@ function parseCliArgs(argv: readonly string[]) {
       "tls-cert": { type: "string" },
       "tls-key": { type: "string" },
       "log-level": { type: "string" },
+      "file-root": { type: "string" },
       "drain-timeout": { type: "string" },
       "max-exports": { type: "string" },
       config: { type: "string" },

@@ -2,7 +2,21 @@
 import type { Config } from "../config.js";
 import type { Logger } from "../log.js";
 import type { CopyHook } from "../proxy/copy-hook.js";
+import { loadConnections } from "./connections.js";
+import { runCopyExport } from "./export.js";
+import { ExportLimiter } from "./export-limiter.js";
+import { type CopyToStatement, initParser, parseCopyTo } from "./statement.js";
 
-export async function createCopyHook(_config: Config, _log: Logger): Promise<CopyHook | null> {
-  return null;
+export async function createCopyHook(config: Config, log: Logger): Promise<CopyHook<CopyToStatement>> {
+  await initParser();
+  const connections = loadConnections(config.connections, process.env, {
+    warn: (message) => log.warn(message),
+  });
+  const limiter = new ExportLimiter(config.exports.maxConcurrentExports, config.exports.queueTimeoutMs);
+  const deps = { config, connections, limiter };
+  return {
+    recognize: (sql, upstreamParameters) =>
+      parseCopyTo(sql, { dialect: upstreamParameters.has("mz_version") ? "materialize" : "postgres" }),
+    run: (stmt, ctx) => runCopyExport(stmt, ctx, deps),
+  };
 }

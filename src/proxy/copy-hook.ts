@@ -31,12 +31,13 @@ export interface ExportContext {
   database: string;
 }
 
-export interface CopyHook<S = unknown> {
+// biome-ignore lint/suspicious/noExplicitAny: the statement type is opaque to the wire layer
+export interface CopyHook<S = any> {
   /**
    * Decides whether a statement text is a COPY this proxy runs itself. Returns null for anything
    * to forward untouched; throws a PgError for ours-but-invalid.
    */
-  recognize(sql: string): S | null;
+  recognize(sql: string, upstreamParameters: ReadonlyMap<string, string>): S | null;
   /** Runs the export; resolves with the row count for CommandComplete. Throws PgError. */
   run(stmt: S, ctx: ExportContext): Promise<{ rows: number }>;
 }

@@ -379,7 +379,7 @@ export class Session {
         const sql = cstring(body, 0);
         let stmt: unknown;
         try {
-          stmt = hook!.recognize(sql);
+          stmt = hook!.recognize(sql, this.params);
         } catch (e) {
           await this.idle();
           this.toClient(PgError.from(e, SqlState.syntaxError).toWire());
@@ -402,7 +402,7 @@ export class Session {
         const sql = cstring(body, nameEnd + 1);
         let stmt: unknown;
         try {
-          stmt = hook!.recognize(sql);
+          stmt = hook!.recognize(sql, this.params);
         } catch (e) {
           this.localError(PgError.from(e, SqlState.syntaxError));
           return;
@@ -561,6 +561,7 @@ export class Session {
       this.upstreamHandler = null;
       this.upstreamStream.policy = UPSTREAM_RELAY;
       this.upstreamGate.release("export");
+      this.upstreamStream.resume();
       if (this.upstreamLost.signal.aborted) this.destroy();
     }
   }
@@ -571,8 +572,15 @@ export class Session {
       setHandler: (h) => {
         this.upstreamHandler = h;
       },
-      pause: () => this.upstreamGate.hold("export"),
-      resume: () => this.upstreamGate.release("export"),
+      // The stream stops at the current message, so no row reaches the export while it catches up.
+      pause: () => {
+        this.upstreamStream.pause();
+        this.upstreamGate.hold("export");
+      },
+      resume: () => {
+        this.upstreamGate.release("export");
+        this.upstreamStream.resume();
+      },
       cancel: () => this.cancelUpstream(),
       parameters: this.params,
       lost: this.upstreamLost.signal,

@@ -1,0 +1,394 @@
+// The export driver (SPEC §2): plan → preflight → snapshot read → encode → upload → commit, and on
+// any failure or cancel, take back everything this export wrote (SPEC §2.2).
+import { randomUUID } from "node:crypto";
+import type { Config } from "../config.js";
+import { createCsvEncoder } from "../encoders/csv-encoder.js";
+import { createParquetEncoder, planParquet } from "../encoders/parquet-encoder.js";
+import {
+  oidsNeedingCatalog,
+  type TypeCatalogRow,
+  typeCatalogQuery,
+  typeInfoFromCatalog,
+} from "../encoders/parquet/catalog.js";
+import type { ColumnInfo, RowEncoder } from "../encoders/types.js";
+import { PgError, SqlState } from "../errors.js";
+import type { ExportContext } from "../proxy/copy-hook.js";
+import type { ConnectionRegistry } from "./connections.js";
+import { createStore } from "./connections.js";
+import type { ExportLimiter } from "./export-limiter.js";
+import { buildManifest } from "./manifest.js";
+import type { CopyToStatement } from "./statement.js";
+import { assertTargetUrl } from "./statement.js";
+import type { ObjectStore } from "./storage/object-store.js";
+import { formatTargetUrl, parseTargetUrl, type TargetUrl } from "./storage/target-url.js";
+import { UploadSink, type WrittenFile } from "./upload-sink.js";
+import { type FieldDesc, UpstreamClient } from "./upstream-client.js";
+
+export interface ExportDeps {
+  config: Config;
+  connections: ConnectionRegistry;
+  limiter: ExportLimiter;
+}
+
+/** Name of the prepared statement and portal the export uses on the client's session. */
+const STMT = "copy_to_s3_proxy_export";
+
+const pad4 = (n: number): string => String(n).padStart(4, "0");
+
+export async function runCopyExport(
+  stmt: CopyToStatement,
+  ctx: ExportContext,
+  deps: ExportDeps,
+): Promise<{ rows: number }> {
+  if (ctx.upstream.parameters.has("mz_version")) {
+    throw new PgError(
+      SqlState.featureNotSupported,
+      "COPY ... TO 's3://...' through this proxy does not support Materialize upstreams yet",
+    );
+  }
+  const release = await deps.limiter.acquire(ctx.signal);
+  try {
+    return await new Export(stmt, ctx, deps).run();
+  } finally {
+    release();
+  }
+}
+
+class Export {
+  private readonly id = randomUUID();
+  private readonly client: UpstreamClient;
+  private readonly ac = new AbortController();
+  private readonly signal: AbortSignal;
+  private store: ObjectStore | null = null;
+  private sink: UploadSink | null = null;
+  private encoder: RowEncoder | null = null;
+  private inTransaction = false;
+  private prepared = false;
+  private sentinel: string;
+  private sentinelWritten = false;
+  private rows = 0;
+  private readonly started = Date.now();
+
+  constructor(
+    private readonly stmt: CopyToStatement,
+    private readonly ctx: ExportContext,
+    private readonly deps: ExportDeps,
+  ) {
+    this.client = new UpstreamClient(ctx.upstream);
+    // One signal for the whole pipeline: the session's (cancel, disconnect, shutdown) or our own
+    // (an upload failing while rows are still being read).
+    const onAbort = (): void => this.ac.abort(ctx.signal.reason);
+    if (ctx.signal.aborted) onAbort();
+    else ctx.signal.addEventListener("abort", onAbort, { once: true });
+    this.signal = this.ac.signal;
+    this.sentinel = `mz-${this.id}-INCOMPLETE`;
+  }
+
+  private checkAborted(): void {
+    if (this.signal.aborted) throw PgError.from(this.signal.reason);
+  }
+
+  async run(): Promise<{ rows: number }> {
+    let progress: NodeJS.Timeout | undefined;
+    try {
+      const target = await this.resolveTarget();
+      const { columns, typeNames, snapshotAt } = await this.plan();
+      this.store = this.openStore(target);
+      await this.preflight();
+      progress = setInterval(() => this.progressNotice(), this.deps.config.exports.progressIntervalMs);
+      progress.unref();
+      await this.read(columns);
+      const files = await this.sink!.finish();
+      await this.commit(target, files, columns, typeNames, snapshotAt);
+      this.ctx.log.info(
+        { exportId: this.id, rows: this.rows, files: files.length, ms: Date.now() - this.started },
+        "export complete",
+      );
+      return { rows: this.rows };
+    } catch (e) {
+      // The reason the export stopped wins over whatever that stop caused upstream (57014 etc.).
+      const err = this.signal.aborted ? PgError.from(this.signal.reason) : PgError.from(e);
+      this.ac.abort(err);
+      await this.cleanup(err);
+      throw err;
+    } finally {
+      clearInterval(progress);
+      this.encoder?.dispose();
+    }
+  }
+
+  private async resolveTarget(): Promise<TargetUrl> {
+    const t = this.stmt.target;
+    let text: string;
+    if (t.kind === "literal") text = t.value;
+    else {
+      // Evaluated once, in the client's session, before anything else (SPEC §1).
+      const r = await this.client.query(`SELECT (${t.sql})::text`, this.signal);
+      text = assertTargetUrl(r.rows[0]?.[0] ?? null);
+    }
+    const target = parseTargetUrl(text);
+    if (target.scheme === "file") {
+      const root = this.deps.config.fileRoot;
+      if (root === undefined) {
+        throw new PgError(
+          SqlState.featureNotSupported,
+          "file:// COPY TO targets are disabled on this proxy",
+          {
+            hint: "Start the proxy with --file-root DIR to allow exports into directories below DIR.",
+          },
+        );
+      }
+      const dir = target.dir.endsWith("/") ? target.dir : `${target.dir}/`;
+      if (!dir.startsWith(root.endsWith("/") ? root : `${root}/`)) {
+        throw new PgError(
+          SqlState.insufficientPrivilege,
+          "file:// COPY TO target is outside the directory this proxy may write to",
+        );
+      }
+    }
+    return target;
+  }
+
+  private async plan(): Promise<{ columns: ColumnInfo[]; typeNames: string[]; snapshotAt: string }> {
+    const opts = this.stmt.options;
+    await this.client.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", this.signal);
+    this.inTransaction = true;
+    // The first statement fixes the transaction's snapshot: the export reads exactly that one.
+    const snap = await this.client.query(
+      "SELECT now()::text, pg_catalog.pg_current_snapshot()::text",
+      this.signal,
+    );
+    const snapshotAt = snap.rows[0]?.[0] ?? "";
+    const sql =
+      this.stmt.source.kind === "query" ? this.stmt.source.sql : `SELECT * FROM ${this.stmt.source.name}`;
+    this.prepared = true;
+    const fields = await this.client.prepare(STMT, sql, this.signal);
+    const columns: ColumnInfo[] = fields.map((f: FieldDesc) => ({
+      name: f.name,
+      typeOid: f.typeOid,
+      typeMod: f.typeMod,
+    }));
+    const typeNames = await this.typeNames(fields);
+    if (opts.format === "parquet") {
+      const oids = oidsNeedingCatalog(columns);
+      if (oids.length > 0) {
+        const r = await this.client.query(typeCatalogQuery(oids), this.signal);
+        const names = r.fields.map((f) => f.name);
+        const rows = r.rows.map(
+          (row) => Object.fromEntries(names.map((n, i) => [n, row[i]])) as unknown as TypeCatalogRow,
+        );
+        for (const c of columns) c.type = typeInfoFromCatalog(rows, c.typeOid);
+      }
+      const { textColumns } = planParquet(columns);
+      if (textColumns.length > 0) {
+        this.ctx.notice(
+          `exporting ${textColumns.length === 1 ? "column" : "columns"} ${textColumns.map((c) => `"${c}"`).join(", ")} as text`,
+          "Parquet has no type for these columns; their PostgreSQL text output is written as UTF-8 strings.",
+        );
+      }
+    }
+    return { columns, typeNames, snapshotAt };
+  }
+
+  private async typeNames(fields: readonly FieldDesc[]): Promise<string[]> {
+    if (fields.length === 0) return [];
+    const oids = fields.map((f) => f.typeOid).join(",");
+    const mods = fields.map((f) => f.typeMod).join(",");
+    const r = await this.client.query(
+      `SELECT pg_catalog.format_type(t.o, NULLIF(t.m, -1)) FROM unnest('{${oids}}'::oid[], '{${mods}}'::int4[]) WITH ORDINALITY AS t(o, m, n) ORDER BY t.n`,
+      this.signal,
+    );
+    return r.rows.map((row) => row[0] ?? "unknown");
+  }
+
+  private openStore(target: TargetUrl): ObjectStore {
+    const conn =
+      target.scheme === "s3" ? this.deps.connections.get(this.stmt.options.awsConnection) : undefined;
+    const e = this.deps.config.exports;
+    return createStore(conn, target, { partSize: e.partSize, partsInFlight: e.partsInFlight });
+  }
+
+  private async preflight(): Promise<void> {
+    const store = this.store!;
+    const listed = await store.list("", this.signal, 1);
+    if (listed.count > 0) {
+      throw new PgError(
+        SqlState.systemError,
+        `S3 bucket path is not empty, contains ${listed.count} objects`,
+        {
+          detail: `${store.location} already holds ${listed.count} object${listed.count === 1 ? "" : "s"}, e.g. ${listed.keys[0] ?? ""}.`,
+          hint: "Export into an empty prefix, or remove the existing objects first.",
+        },
+      );
+    }
+    await store.probeDelete(`mz-${this.id}-delete-probe`, this.signal);
+    await store.put(this.sentinel, "", this.signal);
+    this.sentinelWritten = true;
+  }
+
+  private async read(columns: ColumnInfo[]): Promise<void> {
+    const opts = this.stmt.options;
+    const ext = opts.format === "csv" ? (opts.compression === "gzip" ? "csv.gz" : "csv") : "parquet";
+    const sink = new UploadSink(
+      this.store!,
+      (i) => `mz-${this.id}-batch-0000-${pad4(i)}.${ext}`,
+      this.signal,
+    );
+    this.sink = sink;
+    const encoder: RowEncoder =
+      opts.format === "csv"
+        ? createCsvEncoder(
+            {
+              header: opts.header,
+              delimiter: opts.delimiter.charCodeAt(0),
+              quote: opts.quote.charCodeAt(0),
+              escape: opts.escape.charCodeAt(0),
+              null: opts.null,
+              compression: opts.compression === "gzip" ? "gzip" : "none",
+              maxFileSize: opts.maxFileSize,
+              columnNames: columns.map((c) => c.name),
+            },
+            sink,
+          )
+        : await createParquetEncoder(
+            {
+              compression:
+                opts.compression === "none" || opts.compression === "gzip" || opts.compression === "zstd"
+                  ? opts.compression
+                  : "snappy",
+              maxFileSize: opts.maxFileSize,
+              rowGroupSize: opts.rowGroupSize,
+              columns,
+            },
+            sink,
+          );
+    this.encoder = encoder;
+    const channel = this.ctx.upstream;
+    let flushing: Promise<void> | null = null;
+    const relieve = (): void => {
+      // Stop the row stream at this message, catch up, then let it flow again.
+      channel.pause();
+      flushing = (async () => {
+        if (encoder.wantsFlush) await encoder.flush();
+        await sink.drained();
+      })().then(
+        () => {
+          flushing = null;
+          channel.resume();
+        },
+        (e: unknown) => {
+          flushing = null;
+          this.ac.abort(PgError.from(e));
+          channel.resume();
+        },
+      );
+    };
+    this.prepared = false; // execute closes the statement
+    await this.client.execute(
+      STMT,
+      encoder.resultFormats,
+      (buf, pos, n) => {
+        encoder.writeRow(buf, pos, n);
+        this.rows++;
+        if (flushing === null && (encoder.wantsFlush || sink.needsDrain)) relieve();
+      },
+      this.signal,
+    );
+    while (flushing !== null) await flushing;
+    this.checkAborted();
+    // Every row is read: end the transaction now, so the snapshot is not held during the uploads.
+    await this.endTransaction();
+    await encoder.finish();
+    this.checkAborted();
+  }
+
+  private async endTransaction(): Promise<void> {
+    if (!this.inTransaction) return;
+    this.inTransaction = false;
+    await this.client.query("ROLLBACK");
+  }
+
+  private async commit(
+    target: TargetUrl,
+    files: WrittenFile[],
+    columns: ColumnInfo[],
+    typeNames: string[],
+    snapshotAt: string,
+  ): Promise<void> {
+    const store = this.store!;
+    const opts = this.stmt.options;
+    const manifest = buildManifest({
+      exportId: this.id,
+      target: formatTargetUrl(target),
+      format: opts.format,
+      compression: opts.compression,
+      snapshot: { upstream: "postgres", at: snapshotAt },
+      columns: columns.map((c, i) => ({ name: c.name, type: typeNames[i] ?? "unknown" })),
+      files: files.map((f) => ({ ...f, url: store.url(f.key) })),
+      rows: this.rows,
+    });
+    this.checkAborted();
+    await store.put(`mz-${this.id}-manifest.json`, manifest, this.signal);
+    // Past this point the export is done: removing the sentinel is the "finished" event.
+    await store.delete([this.sentinel]);
+    this.sentinelWritten = false;
+  }
+
+  private progressNotice(): void {
+    const secs = (Date.now() - this.started) / 1000;
+    const mb = (this.sink?.bytes ?? 0) / (1024 * 1024);
+    this.ctx.notice(
+      `COPY TO progress: ${this.rows} rows, ${this.sink?.filesDone ?? 0} files complete, ${mb.toFixed(1)} MB written, ${Math.round(this.rows / Math.max(secs, 0.001))} rows/s`,
+    );
+  }
+
+  /** SPEC §2.2: leave the prefix as it was found; if that fails, keep the sentinel and say what is left. */
+  private async cleanup(err: PgError): Promise<void> {
+    // The upstream session first: the client gets it back as it was.
+    try {
+      if (this.inTransaction) {
+        this.inTransaction = false;
+        await this.client.query("ROLLBACK");
+      }
+      if (this.prepared) {
+        this.prepared = false;
+        await this.client.query(`DEALLOCATE ${STMT}`).catch(() => {});
+      }
+    } catch {
+      // Upstream lost: the session is gone with it.
+    }
+    const store = this.store;
+    if (store === null) return;
+    const left: string[] = [];
+    let keys: string[] = [];
+    if (this.sink !== null) {
+      const r = await this.sink.abortAll();
+      keys = r.keys;
+      if (r.failures.length > 0) left.push(...r.failures);
+    }
+    try {
+      await store.delete([...keys, `mz-${this.id}-manifest.json`]);
+    } catch (e) {
+      left.push(...keys.map((k) => store.url(k)));
+      this.ctx.log.error({ exportId: this.id, err: (e as Error).message }, "cleanup could not delete files");
+    }
+    if (left.length === 0 && this.sentinelWritten) {
+      try {
+        await store.delete([this.sentinel]);
+        this.sentinelWritten = false;
+      } catch (e) {
+        left.push(store.url(this.sentinel));
+        this.ctx.log.error(
+          { exportId: this.id, err: (e as Error).message },
+          "cleanup could not delete the sentinel",
+        );
+      }
+    } else if (this.sentinelWritten) {
+      left.push(store.url(this.sentinel));
+    }
+    if (left.length > 0) {
+      const detail = `cleanup failed; left behind: ${left.join(", ")}`;
+      Object.defineProperty(err, "detail", { value: err.detail ? `${err.detail}\n${detail}` : detail });
+    }
+  }
+}

@@ -1,0 +1,113 @@
+// The FileSink of an export: each file the encoder produces becomes one streaming upload. It keeps
+// track of everything the export has put in the store, so that a failure can take it all back.
+import { PgError } from "../errors.js";
+import type { FileSink } from "../encoders/types.js";
+import type { ObjectStore, ObjectUpload } from "./storage/object-store.js";
+
+export interface WrittenFile {
+  key: string;
+  rows: number;
+  bytes: number;
+}
+
+/** Files completing in the background at once; more waits (bounds memory to a few files' parts). */
+const MAX_COMPLETING = 2;
+
+export class UploadSink implements FileSink {
+  private current: { index: number; key: string; upload: ObjectUpload } | null = null;
+  private readonly open = new Set<ObjectUpload>();
+  private readonly completing = new Set<Promise<void>>();
+  private readonly done: WrittenFile[] = [];
+  /** Keys that may exist in the store: completed, or completing right now. */
+  private readonly touched = new Set<string>();
+  private failure: PgError | null = null;
+  private bytesQueued = 0;
+  private mustDrain = false;
+
+  constructor(
+    private readonly store: ObjectStore,
+    private readonly keyOf: (index: number) => string,
+    private readonly signal: AbortSignal,
+  ) {}
+
+  openFile(index: number): void {
+    const key = this.keyOf(index);
+    const upload = this.store.upload(key, this.signal);
+    this.current = { index, key, upload };
+    this.open.add(upload);
+  }
+
+  write(chunk: Uint8Array): void {
+    this.throwIfFailed();
+    this.bytesQueued += chunk.length;
+    if (!this.current!.upload.write(chunk)) this.mustDrain = true;
+  }
+
+  closeFile(rows: number): void {
+    const { key, upload, index } = this.current!;
+    this.current = null;
+    this.touched.add(key);
+    const p = upload.end().then(
+      ({ bytes }) => {
+        this.open.delete(upload);
+        this.done[index] = { key, rows, bytes };
+      },
+      (e: unknown) => {
+        this.open.delete(upload);
+        this.failure ??= PgError.from(e);
+      },
+    );
+    this.completing.add(p);
+    void p.finally(() => this.completing.delete(p));
+    if (this.completing.size >= MAX_COMPLETING) this.mustDrain = true;
+  }
+
+  /** True when the encoder should stop feeding until drained() resolves. */
+  get needsDrain(): boolean {
+    return this.mustDrain || this.failure !== null;
+  }
+
+  async drained(): Promise<void> {
+    while (this.completing.size >= MAX_COMPLETING) await Promise.race(this.completing);
+    if (this.current !== null) await this.current.upload.drained();
+    this.mustDrain = false;
+    this.throwIfFailed();
+  }
+
+  /** Waits for every file to complete; throws the first upload failure. */
+  async finish(): Promise<WrittenFile[]> {
+    await Promise.all(this.completing);
+    this.throwIfFailed();
+    return this.done.filter((f) => f !== undefined);
+  }
+
+  /** Bytes handed to uploads so far (for progress). */
+  get bytes(): number {
+    return this.bytesQueued;
+  }
+
+  get filesDone(): number {
+    return this.done.filter((f) => f !== undefined).length;
+  }
+
+  /**
+   * Aborts every unfinished upload and returns the keys of objects that may exist (completed
+   * files and ones whose completion raced the abort), for the caller to delete.
+   */
+  async abortAll(): Promise<{ keys: string[]; failures: string[] }> {
+    const failures: string[] = [];
+    await Promise.all(
+      [...this.open].map((u) =>
+        u.abort().catch((e: unknown) => {
+          failures.push((e as Error).message);
+        }),
+      ),
+    );
+    await Promise.allSettled([...this.completing]);
+    return { keys: [...this.touched], failures };
+  }
+
+  private throwIfFailed(): void {
+    if (this.failure !== null) throw this.failure;
+  }
+}

@@ -1,0 +1,220 @@
+// A minimal pgwire client that speaks on the client's own upstream session while an export runs:
+// control statements, describes, and the row stream itself. One request at a time.
+import { PgError, SqlState } from "../errors.js";
+import type { UpstreamChannel } from "../proxy/copy-hook.js";
+import { parseErrorFields } from "../wire/backend.js";
+import { frontend } from "../wire/frontend.js";
+
+export interface FieldDesc {
+  name: string;
+  tableOid: number;
+  columnNumber: number;
+  typeOid: number;
+  typeSize: number;
+  typeMod: number;
+  format: number;
+}
+
+export interface TextResult {
+  fields: FieldDesc[];
+  rows: Array<Array<string | null>>;
+  tag: string;
+}
+
+/** Called for every DataRow: `buf[pos..]` holds `nFields` values (int32 length + bytes each). */
+export type RowCallback = (buf: Buffer, pos: number, nFields: number) => void;
+
+type Handler = (type: number, buf: Buffer, start: number, end: number) => void;
+
+const M = {
+  ParseComplete: 0x31,
+  BindComplete: 0x32,
+  CloseComplete: 0x33,
+  ParameterDescription: 0x74,
+  RowDescription: 0x54,
+  NoData: 0x6e,
+  DataRow: 0x44,
+  CommandComplete: 0x43,
+  EmptyQuery: 0x49,
+  Error: 0x45,
+  Ready: 0x5a,
+  PortalSuspended: 0x73,
+  CopyOut: 0x48,
+  CopyIn: 0x47,
+} as const;
+
+export function serverError(buf: Buffer, start: number, end: number): PgError {
+  const f = parseErrorFields(buf.subarray(start, end));
+  return new PgError(f.C ?? SqlState.internalError, f.M ?? "upstream error", {
+    detail: f.D,
+    hint: f.H,
+    severity: f.S === "FATAL" || f.V === "FATAL" ? "FATAL" : "ERROR",
+  });
+}
+
+export function parseRowDescription(buf: Buffer, start: number): FieldDesc[] {
+  const n = buf.readInt16BE(start);
+  const out: FieldDesc[] = [];
+  let p = start + 2;
+  for (let i = 0; i < n; i++) {
+    const z = buf.indexOf(0, p);
+    const name = buf.toString("utf8", p, z);
+    p = z + 1;
+    out.push({
+      name,
+      tableOid: buf.readUInt32BE(p),
+      columnNumber: buf.readInt16BE(p + 4),
+      typeOid: buf.readUInt32BE(p + 6),
+      typeSize: buf.readInt16BE(p + 10),
+      typeMod: buf.readInt32BE(p + 12),
+      format: buf.readInt16BE(p + 16),
+    });
+    p += 18;
+  }
+  return out;
+}
+
+export class UpstreamClient {
+  private handler: Handler | null = null;
+  private busy = false;
+
+  constructor(private readonly ch: UpstreamChannel) {
+    ch.setHandler((type, buf, start, end) => this.handler?.(type, buf, start, end));
+  }
+
+  get channel(): UpstreamChannel {
+    return this.ch;
+  }
+
+  /**
+   * Sends `msgs` and feeds replies to `onMessage` until ReadyForQuery. Rejects with the first
+   * server error (after ReadyForQuery, so the session is in a known state), or at once if the
+   * upstream is lost. `signal` cancels the running statement upstream.
+   */
+  private exchange(msgs: Buffer[], onMessage: Handler, signal?: AbortSignal): Promise<void> {
+    if (this.busy) return Promise.reject(new PgError(SqlState.internalError, "upstream client is busy"));
+    if (this.ch.lost.aborted) return Promise.reject(lostError());
+    this.busy = true;
+    return new Promise<void>((resolve, reject) => {
+      let error: PgError | null = null;
+      let cancelSent = false;
+      const onAbort = (): void => {
+        if (cancelSent) return;
+        cancelSent = true;
+        void this.ch.cancel();
+      };
+      const onLost = (): void => finish(lostError());
+      const finish = (err: PgError | null): void => {
+        this.handler = null;
+        this.busy = false;
+        signal?.removeEventListener("abort", onAbort);
+        this.ch.lost.removeEventListener("abort", onLost);
+        if (err) reject(err);
+        else resolve();
+      };
+      this.handler = (type, buf, start, end) => {
+        if (type === M.Error) {
+          error ??= serverError(buf, start, end);
+          return;
+        }
+        if (type === M.Ready) {
+          finish(error);
+          return;
+        }
+        if (error === null) {
+          try {
+            onMessage(type, buf, start, end);
+          } catch (e) {
+            // An encoder error: stop the statement, report it once the session is ready again.
+            error = PgError.from(e);
+            onAbort();
+          }
+        }
+      };
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.ch.lost.addEventListener("abort", onLost, { once: true });
+      for (const m of msgs) this.ch.send(m);
+      if (signal?.aborted) onAbort();
+    });
+  }
+
+  /** A simple query whose (small) result is returned as text. */
+  async query(sql: string, signal?: AbortSignal): Promise<TextResult> {
+    const result: TextResult = { fields: [], rows: [], tag: "" };
+    await this.exchange(
+      [frontend.query(sql)],
+      (type, buf, start, end) => {
+        if (type === M.RowDescription) result.fields = parseRowDescription(buf, start);
+        else if (type === M.DataRow) result.rows.push(textRow(buf, start));
+        else if (type === M.CommandComplete) result.tag = buf.toString("utf8", start, end - 1);
+        else if (type === M.CopyOut || type === M.CopyIn) {
+          throw new PgError(SqlState.featureNotSupported, "COPY is not allowed here");
+        }
+      },
+      signal,
+    );
+    return result;
+  }
+
+  /** Prepares `sql` as statement `name` and returns its result columns ([] for no result). */
+  async prepare(name: string, sql: string, signal?: AbortSignal): Promise<FieldDesc[]> {
+    let fields: FieldDesc[] = [];
+    await this.exchange(
+      [frontend.parse(name, sql), frontend.describe("S", name), frontend.sync()],
+      (type, buf, start) => {
+        if (type === M.RowDescription) fields = parseRowDescription(buf, start);
+      },
+      signal,
+    );
+    return fields;
+  }
+
+  /**
+   * Runs prepared statement `name` into portal `name`, streaming rows to `onRow` in the given
+   * result formats. Resolves with the command tag.
+   */
+  async execute(
+    name: string,
+    resultFormats: readonly number[],
+    onRow: RowCallback,
+    signal?: AbortSignal,
+  ): Promise<string> {
+    let tag = "";
+    await this.exchange(
+      [
+        frontend.bind(name, name, resultFormats),
+        frontend.execute(name),
+        frontend.close("S", name),
+        frontend.sync(),
+      ],
+      (type, buf, start, end) => {
+        if (type === M.DataRow) onRow(buf, start + 2, buf.readInt16BE(start));
+        else if (type === M.CommandComplete) tag = buf.toString("utf8", start, end - 1);
+      },
+      signal,
+    );
+    return tag;
+  }
+}
+
+function lostError(): PgError {
+  return new PgError(SqlState.connectionFailure, "lost the connection to the upstream database", {
+    severity: "FATAL",
+  });
+}
+
+function textRow(buf: Buffer, start: number): Array<string | null> {
+  const n = buf.readInt16BE(start);
+  const row: Array<string | null> = [];
+  let p = start + 2;
+  for (let i = 0; i < n; i++) {
+    const len = buf.readInt32BE(p);
+    p += 4;
+    if (len < 0) row.push(null);
+    else {
+      row.push(buf.toString("utf8", p, p + len));
+      p += len;
+    }
+  }
+  return row;
+}
