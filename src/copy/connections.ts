@@ -1,0 +1,435 @@
+// Named AWS connections (SPEC §6) for `COPY … WITH (AWS CONNECTION = name)`. The settings are
+// Materialize's `CREATE CONNECTION … TO AWS` options: ENDPOINT, REGION, ACCESS KEY ID, SECRET ACCESS
+// KEY, SESSION TOKEN, ASSUME ROLE ARN, ASSUME ROLE SESSION NAME — spelled camelCase in the config
+// file ("accessKeyId"; "ACCESS KEY ID" and "access_key_id" are accepted too) and as
+// C2S_CONNECTION_<NAME>_ACCESS_KEY_ID in the environment (environment wins per setting).
+//
+// Secrets are kept as *where to read them* ({"env": "VAR"}, {"file": "/path"}, or inline for
+// development), live only in private fields, and are read when the SDK asks for credentials, so
+// toJSON/inspect/logging of a connection can never show them, and a rotated secret file is picked up
+// without a restart.
+import type { S3Client } from "@aws-sdk/client-s3";
+import { fromTemporaryCredentials } from "@aws-sdk/credential-providers";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { PgError, SqlState } from "../errors.js";
+import { FileStore } from "./storage/file-store.js";
+import { type ObjectStore, resolveStoreOptions, type StoreOptions } from "./storage/object-store.js";
+import { createS3Client, type S3ClientSettings, S3Store } from "./storage/s3-store.js";
+import type { TargetUrl } from "./storage/target-url.js";
+
+/** Configuration errors are found at start, before the proxy listens. */
+export class ConnectionConfigError extends Error {
+  override name = "ConnectionConfigError";
+}
+
+export type SecretSource = string | { env: string } | { file: string };
+
+export interface AwsConnectionSettings {
+  endpoint?: string;
+  region?: string;
+  accessKeyId?: SecretSource;
+  secretAccessKey?: SecretSource;
+  sessionToken?: SecretSource;
+  assumeRoleArn?: string;
+  assumeRoleSessionName?: string;
+}
+
+type Setting = keyof AwsConnectionSettings;
+const SECRET_SETTINGS = ["accessKeyId", "secretAccessKey", "sessionToken"] as const;
+type SecretSetting = (typeof SECRET_SETTINGS)[number];
+const TEXT_SETTINGS = ["endpoint", "region", "assumeRoleArn", "assumeRoleSessionName"] as const;
+const ALL_SETTINGS: readonly Setting[] = [...TEXT_SETTINGS, ...SECRET_SETTINGS];
+/** "ACCESS KEY ID", "access_key_id", "accessKeyId" → "accesskeyid". */
+const normal = (s: string) => s.toLowerCase().replace(/[^a-z0-9]/g, "");
+const BY_NORMAL = new Map(ALL_SETTINGS.map((s) => [normal(s), s]));
+const ENV_PREFIX = "C2S_CONNECTION_";
+/** C2S_CONNECTION_<NAME>_<SUFFIX>; longest first so "_SESSION_TOKEN" never eats a name. */
+const ENV_SUFFIXES: Array<[suffix: string, setting: Setting, file: boolean]> = ALL_SETTINGS.flatMap(
+  (s): Array<[string, Setting, boolean]> => {
+    const snake = s.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase();
+    const forms: Array<[string, Setting, boolean]> = [[`_${snake}`, s, false]];
+    if ((SECRET_SETTINGS as readonly string[]).includes(s)) forms.push([`_${snake}_FILE`, s, true]);
+    return forms;
+  },
+).sort((a, b) => b[0].length - a[0].length);
+
+type Secret =
+  | { kind: "inline"; value: string }
+  | { kind: "env"; name: string; value: string }
+  | { kind: "file"; path: string };
+
+function readSecret(s: Secret): string {
+  if (s.kind === "file") {
+    let v: string;
+    try {
+      v = readFileSync(s.path, "utf8").trim();
+    } catch (err) {
+      throw new ConnectionConfigError(
+        `could not read secret file ${s.path}: ${(err as NodeJS.ErrnoException).code ?? err}`,
+      );
+    }
+    if (v === "") throw new ConnectionConfigError(`secret file ${s.path} is empty`);
+    return v;
+  }
+  return s.value;
+}
+
+function describeSecret(s: Secret | undefined): unknown {
+  if (s === undefined) return undefined;
+  if (s.kind === "env") return { env: s.name };
+  if (s.kind === "file") return { file: s.path };
+  return "[redacted]";
+}
+
+interface StaticCredentials {
+  accessKeyId: string;
+  secretAccessKey: string;
+  sessionToken?: string;
+  expiration?: Date;
+}
+
+interface ClientOptions {
+  maxAttempts: number;
+  requestTimeoutMs: number;
+}
+
+export class AwsConnection {
+  readonly name: string;
+  readonly endpoint: string | undefined;
+  readonly region: string | undefined;
+  readonly assumeRoleArn: string | undefined;
+  readonly assumeRoleSessionName: string | undefined;
+  readonly #secrets: Partial<Record<SecretSetting, Secret>>;
+  readonly #clients = new Map<string, S3Client>();
+
+  constructor(
+    name: string,
+    s: {
+      endpoint?: string | undefined;
+      region?: string | undefined;
+      assumeRoleArn?: string | undefined;
+      assumeRoleSessionName?: string | undefined;
+      secrets?: Partial<Record<SecretSetting, Secret>>;
+    },
+  ) {
+    this.name = name;
+    this.endpoint = s.endpoint;
+    this.region = s.region;
+    this.assumeRoleArn = s.assumeRoleArn;
+    this.assumeRoleSessionName = s.assumeRoleSessionName;
+    this.#secrets = { ...s.secrets };
+  }
+
+  /** How requests authenticate: static keys, an assumed role, or the SDK's default chain. */
+  get authentication(): "static" | "assume-role" | "default-chain" {
+    if (this.assumeRoleArn !== undefined) return "assume-role";
+    return this.#secrets.accessKeyId !== undefined ? "static" : "default-chain";
+  }
+
+  /** Settings with every secret replaced by where it comes from. */
+  toJSON(): Record<string, unknown> {
+    return {
+      name: this.name,
+      endpoint: this.endpoint,
+      region: this.region,
+      accessKeyId: describeSecret(this.#secrets.accessKeyId),
+      secretAccessKey: describeSecret(this.#secrets.secretAccessKey),
+      sessionToken: describeSecret(this.#secrets.sessionToken),
+      assumeRoleArn: this.assumeRoleArn,
+      assumeRoleSessionName: this.assumeRoleSessionName,
+      authentication: this.authentication,
+    };
+  }
+
+  [Symbol.for("nodejs.util.inspect.custom")](): string {
+    return `AwsConnection ${JSON.stringify(this.toJSON())}`;
+  }
+
+  toString(): string {
+    return `AWS connection '${this.name}'`;
+  }
+
+  #staticCredentials(): (() => Promise<StaticCredentials>) | undefined {
+    const { accessKeyId, secretAccessKey, sessionToken } = this.#secrets;
+    if (accessKeyId === undefined || secretAccessKey === undefined) return undefined;
+    return async () => ({
+      accessKeyId: readSecret(accessKeyId),
+      secretAccessKey: readSecret(secretAccessKey),
+      ...(sessionToken === undefined ? {} : { sessionToken: readSecret(sessionToken) }),
+      // The SDK caches credentials until ~5 min before expiration: files are re-read every ~10 min.
+      expiration: new Date(Date.now() + 15 * 60_000),
+    });
+  }
+
+  #credentials(maxAttempts: number): S3ClientSettings["credentials"] {
+    const base = this.#staticCredentials();
+    if (this.assumeRoleArn === undefined) return base;
+    return fromTemporaryCredentials({
+      params: {
+        RoleArn: this.assumeRoleArn,
+        RoleSessionName: this.assumeRoleSessionName ?? "copy-to-s3-proxy",
+      },
+      ...(base === undefined ? {} : { masterCredentials: base }),
+      // S3-compatible servers with STS (MinIO, Ceph RGW, moto) serve it at the S3 endpoint.
+      clientConfig: {
+        region: this.region ?? "us-east-1",
+        maxAttempts,
+        ...(this.endpoint === undefined ? {} : { endpoint: this.endpoint }),
+      },
+    });
+  }
+
+  /** One client per connection and settings, so exports share its keep-alive sockets. */
+  s3Client(o: ClientOptions): S3Client {
+    const k = `${o.maxAttempts}/${o.requestTimeoutMs}`;
+    let c = this.#clients.get(k);
+    if (c === undefined) {
+      c = createS3Client({
+        endpoint: this.endpoint,
+        region: this.region,
+        credentials: this.#credentials(o.maxAttempts),
+        maxAttempts: o.maxAttempts,
+        requestTimeoutMs: o.requestTimeoutMs,
+      });
+      this.#clients.set(k, c);
+    }
+    return c;
+  }
+
+  close(): void {
+    for (const c of this.#clients.values()) c.destroy();
+    this.#clients.clear();
+  }
+}
+
+export interface ConnectionRegistry {
+  /**
+   * The connection named by `AWS CONNECTION`; without one, the connection named "default" if
+   * configured, else the SDK's default credentials with AWS_REGION / AWS_ENDPOINT_URL.
+   * Unknown name → PgError 42704.
+   */
+  get(name?: string): AwsConnection;
+  names(): string[];
+  /** Closes the cached clients' sockets (shutdown). */
+  close(): void;
+}
+
+export interface LoadOptions {
+  /** Called for settings that work but should not be used in production (inline secrets). */
+  warn?: (message: string) => void;
+}
+
+interface Draft {
+  text: Partial<Record<(typeof TEXT_SETTINGS)[number], string>>;
+  secrets: Partial<Record<SecretSetting, Secret>>;
+}
+
+export function loadConnections(
+  fileSection: unknown,
+  env: NodeJS.ProcessEnv,
+  opts: LoadOptions = {},
+): ConnectionRegistry {
+  const warn = opts.warn ?? ((m: string) => process.emitWarning(m, "ConnectionConfigWarning"));
+  const drafts = new Map<string, Draft>();
+  const draft = (name: string) => {
+    let d = drafts.get(name);
+    if (d === undefined) {
+      d = { text: {}, secrets: {} };
+      drafts.set(name, d);
+    }
+    return d;
+  };
+
+  if (fileSection !== undefined && fileSection !== null) {
+    if (typeof fileSection !== "object" || Array.isArray(fileSection)) {
+      throw new ConnectionConfigError(`"connections" must be an object of name → settings`);
+    }
+    for (const [name, raw] of Object.entries(fileSection)) {
+      if (name === "") throw new ConnectionConfigError(`"connections" has an empty connection name`);
+      if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+        throw new ConnectionConfigError(`connection '${name}': settings must be an object`);
+      }
+      const d = draft(name);
+      for (const [k, v] of Object.entries(raw as Record<string, unknown>)) {
+        const setting = BY_NORMAL.get(normal(k));
+        if (setting === undefined) {
+          throw new ConnectionConfigError(
+            `connection '${name}': unknown setting "${k}" (known: ${ALL_SETTINGS.join(", ")})`,
+          );
+        }
+        const where = `connection '${name}': ${setting}`;
+        if (isSecretSetting(setting)) {
+          d.secrets[setting] = fileSecret(v, where, env);
+          if (typeof v === "string" && setting !== "accessKeyId") {
+            warn(
+              `${where} is written inline in the config file; use {"env": "VAR"} or {"file": "/path"} outside development`,
+            );
+          }
+        } else {
+          if (typeof v !== "string" || v === "")
+            throw new ConnectionConfigError(`${where} must be a non-empty string`);
+          d.text[setting] = v;
+        }
+      }
+    }
+  }
+
+  for (const [k, v] of Object.entries(env)) {
+    if (!k.startsWith(ENV_PREFIX) || v === undefined) continue;
+    const rest = k.slice(ENV_PREFIX.length);
+    const match = ENV_SUFFIXES.find(([suffix]) => rest.endsWith(suffix) && rest.length > suffix.length);
+    if (match === undefined) {
+      throw new ConnectionConfigError(
+        `${k}: expected ${ENV_PREFIX}<NAME>_<SETTING> with SETTING one of ${[...new Set(ENV_SUFFIXES.map(([s]) => s.slice(1)))].join(", ")}`,
+      );
+    }
+    const [suffix, setting, isFile] = match;
+    // SQL folds unquoted identifiers to lower case: AWS CONNECTION = minio finds C2S_CONNECTION_MINIO_….
+    const name = rest.slice(0, -suffix.length).toLowerCase();
+    if (v === "") throw new ConnectionConfigError(`${k} is empty`);
+    const d = draft(name);
+    if (isSecretSetting(setting)) {
+      const s: Secret = isFile ? { kind: "file", path: v } : { kind: "env", name: k, value: v };
+      if (s.kind === "file") readSecret(s);
+      d.secrets[setting] = s;
+    } else {
+      d.text[setting] = v;
+    }
+  }
+
+  const connections = new Map<string, AwsConnection>();
+  for (const [name, d] of drafts) connections.set(name, build(name, d));
+
+  let ambient: AwsConnection | undefined;
+  return {
+    get(name?: string): AwsConnection {
+      if (name === undefined) {
+        const def = connections.get("default");
+        if (def !== undefined) return def;
+        ambient ??= new AwsConnection("(default credentials)", {
+          endpoint: checkEndpoint(
+            env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL || undefined,
+            "AWS_ENDPOINT_URL",
+          ),
+          region: env.AWS_REGION || env.AWS_DEFAULT_REGION || undefined,
+        });
+        return ambient;
+      }
+      const exact = connections.get(name);
+      if (exact !== undefined) return exact;
+      const folded = [...connections.values()].filter((c) => c.name.toLowerCase() === name.toLowerCase());
+      if (folded.length === 1) return folded[0]!;
+      throw new PgError(SqlState.undefinedObject, `unknown catalog item '${name}'`, {
+        hint:
+          connections.size === 0
+            ? 'No AWS connections are configured; see the "connections" config section or C2S_CONNECTION_<NAME>_* variables.'
+            : `Configured AWS connections: ${[...connections.keys()].sort().join(", ")}.`,
+      });
+    },
+    names: () => [...connections.keys()].sort(),
+    close() {
+      for (const c of connections.values()) c.close();
+      ambient?.close();
+    },
+  };
+}
+
+function isSecretSetting(s: Setting): s is SecretSetting {
+  return (SECRET_SETTINGS as readonly string[]).includes(s);
+}
+
+function fileSecret(v: unknown, where: string, env: NodeJS.ProcessEnv): Secret {
+  if (typeof v === "string") {
+    if (v === "") throw new ConnectionConfigError(`${where} must not be empty`);
+    return { kind: "inline", value: v };
+  }
+  if (typeof v === "object" && v !== null && !Array.isArray(v)) {
+    const o = v as Record<string, unknown>;
+    const keys = Object.keys(o);
+    if (keys.length === 1 && typeof o.env === "string" && o.env !== "") {
+      const value = env[o.env];
+      if (value === undefined || value === "") {
+        throw new ConnectionConfigError(`${where}: environment variable ${o.env} is not set`);
+      }
+      return { kind: "env", name: o.env, value };
+    }
+    if (keys.length === 1 && typeof o.file === "string" && o.file !== "") {
+      const s: Secret = { kind: "file", path: o.file };
+      readSecret(s); // fail at start, not on the first export
+      return s;
+    }
+  }
+  throw new ConnectionConfigError(`${where} must be {"env": "VAR"}, {"file": "/path"} or a string`);
+}
+
+function checkEndpoint(v: string | undefined, where: string): string | undefined {
+  if (v === undefined) return undefined;
+  let u: URL;
+  try {
+    u = new URL(v);
+  } catch {
+    throw new ConnectionConfigError(`${where}: endpoint is not a URL`);
+  }
+  if (u.protocol !== "http:" && u.protocol !== "https:") {
+    throw new ConnectionConfigError(`${where}: endpoint must be an http:// or https:// URL`);
+  }
+  // Never echo the value: the point of this check is that it may hold a password.
+  if (u.username !== "" || u.password !== "") {
+    throw new ConnectionConfigError(
+      `${where}: endpoint must not contain credentials; use accessKeyId/secretAccessKey`,
+    );
+  }
+  if (u.search !== "" || u.hash !== "")
+    throw new ConnectionConfigError(`${where}: endpoint must not have a query or fragment`);
+  return v.replace(/\/+$/, "");
+}
+
+function build(name: string, d: Draft): AwsConnection {
+  const where = `connection '${name}'`;
+  const { accessKeyId, secretAccessKey, sessionToken } = d.secrets;
+  if ((accessKeyId === undefined) !== (secretAccessKey === undefined)) {
+    throw new ConnectionConfigError(`${where}: accessKeyId and secretAccessKey must be given together`);
+  }
+  if (sessionToken !== undefined && accessKeyId === undefined) {
+    throw new ConnectionConfigError(`${where}: sessionToken needs accessKeyId and secretAccessKey`);
+  }
+  const { endpoint, region, assumeRoleArn, assumeRoleSessionName } = d.text;
+  if (assumeRoleSessionName !== undefined && assumeRoleArn === undefined) {
+    throw new ConnectionConfigError(`${where}: assumeRoleSessionName needs assumeRoleArn`);
+  }
+  if (assumeRoleArn !== undefined && !assumeRoleArn.startsWith("arn:")) {
+    throw new ConnectionConfigError(`${where}: assumeRoleArn must be an ARN (arn:…)`);
+  }
+  return new AwsConnection(name, {
+    endpoint: checkEndpoint(endpoint, where),
+    region,
+    assumeRoleArn,
+    assumeRoleSessionName,
+    secrets: d.secrets,
+  });
+}
+
+/**
+ * The object store for a COPY target. `conn` is ignored for file:// targets. Keys given to the
+ * store are relative to the target directory.
+ */
+export function createStore(
+  conn: AwsConnection | undefined,
+  target: TargetUrl,
+  options?: StoreOptions,
+): ObjectStore {
+  const o = resolveStoreOptions(options);
+  if (target.scheme === "file") {
+    return new FileStore({ dir: join(target.dir, target.prefix), bufferBytes: o.partSize });
+  }
+  if (conn === undefined)
+    throw new PgError(SqlState.internalError, "an s3:// target needs an AWS connection");
+  return new S3Store({
+    client: conn.s3Client(o),
+    bucket: target.bucket,
+    prefix: target.prefix,
+    partSize: o.partSize,
+    partsInFlight: o.partsInFlight,
+  });
+}

@@ -1,0 +1,397 @@
+// file:///abs/dir: a local directory behaving like an S3 prefix. Objects appear atomically (written
+// to a hidden temp name, fsynced, renamed); a temp file plays the part of an unfinished multipart
+// upload, so listUploads/abortUpload and the cleanup command work here too.
+//
+// Containment: keys are checked syntactically (no "..", no absolute keys) and every path is
+// resolved through realpath before use, so a symlink inside the directory cannot lead a write,
+// delete or listing outside it. Listing never follows symlinks.
+import { randomBytes } from "node:crypto";
+import { constants, type Dirent } from "node:fs";
+import {
+  access,
+  type FileHandle,
+  lstat,
+  mkdir,
+  open,
+  readdir,
+  realpath,
+  rename,
+  unlink,
+} from "node:fs/promises";
+import { basename, dirname, join, sep } from "node:path";
+import { pathToFileURL } from "node:url";
+import { PgError, SqlState } from "../../errors.js";
+import {
+  abortError,
+  checkKey,
+  checkPrefix,
+  compareKeys,
+  type ListResult,
+  type ObjectStore,
+  type ObjectUpload,
+  type PendingUpload,
+  toBuffer,
+} from "./object-store.js";
+
+const TEMP = /^\.(.+)\.([0-9a-f]{16})\.c2s-tmp$/;
+const tempName = (name: string, id: string) => `.${name}.${id}.c2s-tmp`;
+
+function code(err: unknown): string | undefined {
+  return (err as NodeJS.ErrnoException | null)?.code;
+}
+
+export interface FileStoreConfig {
+  /** Absolute directory; created on the first write. */
+  dir: string;
+  /** Bytes queued before write() asks the caller to wait. */
+  bufferBytes: number;
+}
+
+export class FileStore implements ObjectStore {
+  readonly location: string;
+  readonly dir: string;
+  readonly bufferBytes: number;
+
+  constructor(c: FileStoreConfig) {
+    this.dir = c.dir.replace(/\/+$/, "") || "/";
+    this.bufferBytes = c.bufferBytes;
+    this.location = pathToFileURL(this.dir).href;
+  }
+
+  url(key: string): string {
+    return key === "" ? this.location : pathToFileURL(join(this.dir, key)).href;
+  }
+
+  fail(op: string, err: unknown, key: string, signal?: AbortSignal): PgError {
+    if (err instanceof PgError) return err;
+    if (signal?.aborted) return abortError(signal);
+    const c = code(err);
+    const msg =
+      c === "EACCES" || c === "EPERM"
+        ? `AccessDenied error when using ${op}`
+        : `${c ?? "I/O"} error when using ${op}`;
+    return new PgError(SqlState.ioError, msg, {
+      detail: `${this.url(key)}: ${err instanceof Error ? err.message : String(err)}`,
+      cause: err,
+    });
+  }
+
+  /**
+   * The path of `rel` ("" = the directory itself, only for listings), after checking that its
+   * parent really lies inside the directory. `create` makes the parent directories — only after
+   * the check, or mkdir would itself walk through a planted symlink. Undefined: the directory does
+   * not exist yet (so nothing is under it).
+   */
+  async #path(rel: string, create: boolean): Promise<string | undefined> {
+    const full = rel === "" ? this.dir : join(this.dir, rel);
+    const parent = rel === "" ? full : dirname(full);
+    if (create) await mkdir(this.dir, { recursive: true });
+    let root: string;
+    try {
+      root = await realpath(this.dir);
+    } catch (err) {
+      if (code(err) === "ENOENT") return undefined;
+      throw err;
+    }
+    await this.#checkInside(parent, root, rel);
+    if (create && parent !== this.dir) {
+      await mkdir(parent, { recursive: true });
+      await this.#checkInside(parent, root, rel); // a link swapped in meanwhile
+    }
+    return full;
+  }
+
+  /** The nearest existing ancestor of `abs` (itself included) must resolve inside `root`. */
+  async #checkInside(abs: string, root: string, rel: string): Promise<void> {
+    for (let probe = abs; ; probe = dirname(probe)) {
+      try {
+        const real = await realpath(probe);
+        if (real !== root && !real.startsWith(root + sep)) throw this.#escape(rel);
+        return;
+      } catch (err) {
+        if (code(err) !== "ENOENT" || probe === this.dir) throw err;
+      }
+    }
+  }
+
+  async keyPath(key: string, create: boolean): Promise<string | undefined> {
+    checkKey(key);
+    return this.#path(key, create);
+  }
+
+  #escape(rel: string): PgError {
+    return new PgError(
+      SqlState.insufficientPrivilege,
+      `object key ${JSON.stringify(rel)} resolves outside ${this.location}`,
+      {
+        hint: "A symbolic link inside the target directory points elsewhere.",
+      },
+    );
+  }
+
+  async list(prefix: string, signal: AbortSignal, limit = 1000): Promise<ListResult> {
+    const p = checkPrefix(prefix);
+    const keys: string[] = [];
+    try {
+      const start = await this.#path(p, false);
+      if (start === undefined) return { keys: [], count: 0 };
+      // A listing that starts at a symlink would read another directory.
+      if (p !== "" && (await lstat(start).catch(() => undefined))?.isSymbolicLink()) throw this.#escape(p);
+      await this.#walk(start, p, signal, (rel, name) => {
+        if (!TEMP.test(name)) keys.push(rel);
+      });
+    } catch (err) {
+      throw this.fail("ListObjectsV2", err, p, signal);
+    }
+    keys.sort(compareKeys);
+    return { keys: keys.slice(0, limit), count: keys.length };
+  }
+
+  /** Calls `visit` for every non-directory entry below `abs`, without following symlinks. */
+  async #walk(
+    abs: string,
+    rel: string,
+    signal: AbortSignal | undefined,
+    visit: (rel: string, name: string, abs: string) => void,
+  ) {
+    if (signal?.aborted) throw abortError(signal);
+    let entries: Dirent[];
+    try {
+      entries = await readdir(abs, { withFileTypes: true });
+    } catch (err) {
+      if (code(err) === "ENOENT" || code(err) === "ENOTDIR") return;
+      throw err;
+    }
+    for (const e of entries) {
+      const r = rel === "" ? e.name : `${rel}/${e.name}`;
+      if (e.isDirectory()) await this.#walk(join(abs, e.name), r, signal, visit);
+      else visit(r, e.name, join(abs, e.name));
+    }
+  }
+
+  async probeDelete(key: string, signal: AbortSignal): Promise<void> {
+    try {
+      const full = await this.keyPath(key, false);
+      if (signal.aborted) throw abortError(signal);
+      // unlink of a missing name says ENOENT even where we could not delete: ask the directory.
+      let dir = full === undefined ? this.dir : dirname(full);
+      for (;;) {
+        try {
+          await access(dir, constants.W_OK | constants.X_OK);
+          break;
+        } catch (err) {
+          if (code(err) !== "ENOENT" || dir === "/") throw err;
+          dir = dirname(dir);
+        }
+      }
+      if (full !== undefined)
+        await unlink(full).catch((err) => (code(err) === "ENOENT" ? undefined : Promise.reject(err)));
+    } catch (err) {
+      throw this.fail("DeleteObject", err, key, signal);
+    }
+  }
+
+  async put(key: string, body: Uint8Array | string, signal: AbortSignal): Promise<void> {
+    const up = this.upload(key, signal);
+    try {
+      up.write(toBuffer(body));
+      await up.end();
+    } catch (err) {
+      await up.abort().catch(() => {});
+      throw err;
+    }
+  }
+
+  async delete(keys: readonly string[], signal?: AbortSignal): Promise<void> {
+    for (const key of keys) {
+      try {
+        if (signal?.aborted) throw abortError(signal);
+        const full = await this.keyPath(key, false);
+        if (full !== undefined) await unlink(full);
+      } catch (err) {
+        if (code(err) === "ENOENT") continue;
+        throw this.fail("DeleteObject", err, key, signal);
+      }
+    }
+  }
+
+  upload(key: string, signal: AbortSignal): ObjectUpload {
+    checkKey(key);
+    return new FileUpload(this, key, signal);
+  }
+
+  async listUploads(prefix: string, signal?: AbortSignal): Promise<PendingUpload[]> {
+    const p = checkPrefix(prefix);
+    const found: PendingUpload[] = [];
+    try {
+      const start = await this.#path(p, false);
+      if (start === undefined) return [];
+      if (p !== "" && (await lstat(start).catch(() => undefined))?.isSymbolicLink()) throw this.#escape(p);
+      const temps: Array<{ key: string; uploadId: string; abs: string }> = [];
+      await this.#walk(start, p, signal, (rel, name, abs) => {
+        const m = TEMP.exec(name);
+        if (m) temps.push({ key: join(dirname(rel), m[1]!).replace(/^\.\//, ""), uploadId: m[2]!, abs });
+      });
+      for (const t of temps) {
+        const st = await lstat(t.abs).catch(() => undefined);
+        if (st) found.push({ key: t.key === "." ? "" : t.key, uploadId: t.uploadId, initiated: st.mtime });
+      }
+    } catch (err) {
+      throw this.fail("ListMultipartUploads", err, p, signal);
+    }
+    return found.sort((a, b) => compareKeys(a.key, b.key));
+  }
+
+  async abortUpload(key: string, uploadId: string, signal?: AbortSignal): Promise<void> {
+    if (!/^[0-9a-f]{16}$/.test(uploadId)) {
+      throw new PgError(SqlState.invalidParameterValue, `invalid upload id ${JSON.stringify(uploadId)}`);
+    }
+    try {
+      const full = await this.keyPath(key, false);
+      if (full !== undefined) await unlink(join(dirname(full), tempName(basename(full), uploadId)));
+    } catch (err) {
+      if (code(err) === "ENOENT") return;
+      throw this.fail("AbortMultipartUpload", err, key, signal);
+    }
+  }
+}
+
+class FileUpload implements ObjectUpload {
+  readonly #store: FileStore;
+  readonly #key: string;
+  readonly #signal: AbortSignal;
+  readonly #id = randomBytes(8).toString("hex");
+  readonly #onAbort = () => this.#fail(abortError(this.#signal));
+  #fh: Promise<{ fh: FileHandle; temp: string; final: string }> | undefined;
+  /** Writes run one after another on this chain; it never rejects (failures go to #error). */
+  #chain: Promise<void> = Promise.resolve();
+  #queued = 0;
+  #bytes = 0;
+  #state: "open" | "ending" | "done" = "open";
+  /** The object is in place; an abort() racing end() must remove it again. */
+  #renamed = false;
+  #error: PgError | undefined;
+  #cleanup: Promise<void> | undefined;
+
+  constructor(store: FileStore, key: string, signal: AbortSignal) {
+    this.#store = store;
+    this.#key = key;
+    this.#signal = signal;
+    if (signal.aborted) this.#onAbort();
+    else signal.addEventListener("abort", this.#onAbort, { once: true });
+  }
+
+  get bytes(): number {
+    return this.#bytes;
+  }
+
+  get buffered(): number {
+    return this.#queued;
+  }
+
+  #open() {
+    this.#fh ??= (async () => {
+      const final = (await this.#store.keyPath(this.#key, true))!;
+      const temp = join(dirname(final), tempName(basename(final), this.#id));
+      // "wx": O_CREAT|O_EXCL, so a planted file or symlink at the temp name is never written through.
+      const fh = await open(temp, "wx", 0o644);
+      return { fh, temp, final };
+    })();
+    return this.#fh;
+  }
+
+  #enqueue(op: () => Promise<void>): void {
+    this.#chain = this.#chain.then(async () => {
+      if (this.#error) return;
+      try {
+        await op();
+      } catch (err) {
+        this.#fail(this.#store.fail("PutObject", err, this.#key, this.#signal));
+      }
+    });
+  }
+
+  write(chunk: Uint8Array): boolean {
+    if (this.#error) throw this.#error;
+    if (this.#state !== "open") throw new PgError(SqlState.internalError, "write after end of upload");
+    const buf = toBuffer(chunk);
+    this.#queued += buf.length;
+    this.#bytes += buf.length;
+    this.#enqueue(async () => {
+      try {
+        const { fh } = await this.#open();
+        for (let off = 0; off < buf.length; ) {
+          const { bytesWritten } = await fh.write(buf, off, buf.length - off);
+          off += bytesWritten;
+        }
+      } finally {
+        this.#queued -= buf.length;
+      }
+    });
+    return this.#queued <= this.#store.bufferBytes;
+  }
+
+  async drained(): Promise<void> {
+    while (this.#queued > this.#store.bufferBytes && !this.#error) await this.#chain;
+    if (this.#error) throw this.#error;
+  }
+
+  async end(): Promise<{ bytes: number }> {
+    if (this.#state !== "open") throw new PgError(SqlState.internalError, "upload ended twice");
+    this.#state = "ending";
+    this.#enqueue(async () => {
+      const { fh, temp, final } = await this.#open();
+      await fh.sync();
+      await fh.close();
+      if (this.#error) return;
+      if (this.#signal.aborted) throw abortError(this.#signal);
+      // The directory may have been swapped for a symlink since the temp file was created.
+      await this.#store.keyPath(this.#key, false);
+      await rename(temp, final);
+      this.#renamed = true;
+    });
+    await this.#chain;
+    if (this.#error) {
+      await this.#cleanup?.catch(() => {});
+      throw this.#error;
+    }
+    this.#state = "done";
+    this.#signal.removeEventListener("abort", this.#onAbort);
+    return { bytes: this.#bytes };
+  }
+
+  async abort(): Promise<void> {
+    if (this.#state === "done") return;
+    this.#fail(new PgError(SqlState.queryCanceled, "upload aborted"));
+    await this.#cleanup;
+  }
+
+  #fail(err: PgError): void {
+    if (this.#error !== undefined || this.#state === "done") return;
+    this.#error = err;
+    this.#signal.removeEventListener("abort", this.#onAbort);
+    this.#cleanup = (async () => {
+      await this.#chain;
+      if (this.#fh === undefined) return;
+      const opened = await this.#fh.catch(() => undefined);
+      if (opened === undefined) return;
+      await opened.fh.close().catch(() => {}); // already closed after end()'s sync
+      const path = this.#renamed ? opened.final : opened.temp;
+      try {
+        await unlink(path);
+      } catch (e) {
+        if (code(e) !== "ENOENT") {
+          throw new PgError(
+            SqlState.ioError,
+            `could not clean up the upload of ${this.#store.url(this.#key)}`,
+            {
+              detail: `left behind: ${path}`,
+              cause: e,
+            },
+          );
+        }
+      }
+    })();
+    this.#cleanup.catch(() => {});
+  }
+}
