@@ -283,7 +283,6 @@ class Export {
         },
       );
     };
-    this.prepared = false; // execute closes the statement
     await this.client.execute(
       STMT,
       encoder.resultFormats,
@@ -294,6 +293,7 @@ class Export {
       },
       this.signal,
     );
+    this.prepared = false; // a successful execute closed the statement
     while (flushing !== null) await flushing;
     this.checkAborted();
     // Every row is read: end the transaction now, so the snapshot is not held during the uploads.

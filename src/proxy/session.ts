@@ -216,7 +216,11 @@ export class Session {
     switch (type) {
       case T.Q: {
         const s = sniffCopy(head, 0, head.length);
-        if (this.deps.copy !== null && (s === "yes" || (s === "unknown" && !whole))) return Policy.Take;
+        // A COPY TO S3 behind other statements must be refused, not forwarded: a URL in the text
+        // is the cheap hint that one might be there.
+        if (this.deps.copy !== null && (s === "yes" || (s === "unknown" && !whole) || head.includes("://"))) {
+          return Policy.Take;
+        }
         this.pending++;
         return Policy.Pass;
       }
