@@ -8,10 +8,11 @@
 // development), live only in private fields, and are read when the SDK asks for credentials, so
 // toJSON/inspect/logging of a connection can never show them, and a rotated secret file is picked up
 // without a restart.
-import type { S3Client } from "@aws-sdk/client-s3";
-import { fromTemporaryCredentials } from "@aws-sdk/credential-providers";
+
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import type { S3Client } from "@aws-sdk/client-s3";
+import { fromTemporaryCredentials } from "@aws-sdk/credential-providers";
 import { PgError, SqlState } from "../errors.js";
 import { FileStore } from "./storage/file-store.js";
 import { type ObjectStore, resolveStoreOptions, type StoreOptions } from "./storage/object-store.js";

@@ -4,12 +4,6 @@ import { randomUUID } from "node:crypto";
 import type { Config } from "../config.js";
 import { createCsvEncoder } from "../encoders/csv-encoder.js";
 import { createParquetEncoder, planParquet } from "../encoders/parquet-encoder.js";
-import {
-  oidsNeedingCatalog,
-  type TypeCatalogRow,
-  typeCatalogQuery,
-  typeInfoFromCatalog,
-} from "../encoders/parquet/catalog.js";
 import type { ColumnInfo, RowEncoder } from "../encoders/types.js";
 import { PgError, SqlState } from "../errors.js";
 import type { ExportContext } from "../proxy/copy-hook.js";
@@ -17,21 +11,20 @@ import type { ConnectionRegistry } from "./connections.js";
 import { createStore } from "./connections.js";
 import type { ExportLimiter } from "./export-limiter.js";
 import { buildManifest } from "./manifest.js";
+import { PostgresSnapshot } from "./snapshot/postgres-snapshot.js";
+import type { OpenedSnapshot, SnapshotInfo, SnapshotSource } from "./snapshot/snapshot-source.js";
 import type { CopyToStatement } from "./statement.js";
 import { assertTargetUrl } from "./statement.js";
 import type { ObjectStore } from "./storage/object-store.js";
 import { formatTargetUrl, parseTargetUrl, type TargetUrl } from "./storage/target-url.js";
 import { UploadSink, type WrittenFile } from "./upload-sink.js";
-import { type FieldDesc, UpstreamClient } from "./upstream-client.js";
+import { UpstreamClient } from "./upstream-client.js";
 
 export interface ExportDeps {
   config: Config;
   connections: ConnectionRegistry;
   limiter: ExportLimiter;
 }
-
-/** Name of the prepared statement and portal the export uses on the client's session. */
-const STMT = "copy_to_s3_proxy_export";
 
 const pad4 = (n: number): string => String(n).padStart(4, "0");
 
@@ -62,8 +55,7 @@ class Export {
   private store: ObjectStore | null = null;
   private sink: UploadSink | null = null;
   private encoder: RowEncoder | null = null;
-  private inTransaction = false;
-  private prepared = false;
+  private readonly snapshot: SnapshotSource;
   private sentinel: string;
   private sentinelWritten = false;
   private rows = 0;
@@ -75,6 +67,7 @@ class Export {
     private readonly deps: ExportDeps,
   ) {
     this.client = new UpstreamClient(ctx.upstream);
+    this.snapshot = new PostgresSnapshot(this.client, stmt.source);
     // One signal for the whole pipeline: the session's (cancel, disconnect, shutdown) or our own
     // (an upload failing while rows are still being read).
     const onAbort = (): void => this.ac.abort(ctx.signal.reason);
@@ -92,14 +85,14 @@ class Export {
     let progress: NodeJS.Timeout | undefined;
     try {
       const target = await this.resolveTarget();
-      const { columns, typeNames, snapshotAt } = await this.plan();
+      const { columns, typeNames, snapshot } = await this.plan();
       this.store = this.openStore(target);
       await this.preflight();
       progress = setInterval(() => this.progressNotice(), this.deps.config.exports.progressIntervalMs);
       progress.unref();
       await this.read(columns);
       const files = await this.sink!.finish();
-      await this.commit(target, files, columns, typeNames, snapshotAt);
+      await this.commit(target, files, columns, typeNames, snapshot);
       this.ctx.log.info(
         { exportId: this.id, rows: this.rows, files: files.length, ms: Date.now() - this.started },
         "export complete",
@@ -149,56 +142,19 @@ class Export {
     return target;
   }
 
-  private async plan(): Promise<{ columns: ColumnInfo[]; typeNames: string[]; snapshotAt: string }> {
+  private async plan(): Promise<OpenedSnapshot> {
     const opts = this.stmt.options;
-    await this.client.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", this.signal);
-    this.inTransaction = true;
-    // The first statement fixes the transaction's snapshot: the export reads exactly that one.
-    const snap = await this.client.query(
-      "SELECT now()::text, pg_catalog.pg_current_snapshot()::text",
-      this.signal,
-    );
-    const snapshotAt = snap.rows[0]?.[0] ?? "";
-    const sql =
-      this.stmt.source.kind === "query" ? this.stmt.source.sql : `SELECT * FROM ${this.stmt.source.name}`;
-    this.prepared = true;
-    const fields = await this.client.prepare(STMT, sql, this.signal);
-    const columns: ColumnInfo[] = fields.map((f: FieldDesc) => ({
-      name: f.name,
-      typeOid: f.typeOid,
-      typeMod: f.typeMod,
-    }));
-    const typeNames = await this.typeNames(fields);
+    const opened = await this.snapshot.open({ typeInfo: opts.format === "parquet" }, this.signal);
     if (opts.format === "parquet") {
-      const oids = oidsNeedingCatalog(columns);
-      if (oids.length > 0) {
-        const r = await this.client.query(typeCatalogQuery(oids), this.signal);
-        const names = r.fields.map((f) => f.name);
-        const rows = r.rows.map(
-          (row) => Object.fromEntries(names.map((n, i) => [n, row[i]])) as unknown as TypeCatalogRow,
-        );
-        for (const c of columns) c.type = typeInfoFromCatalog(rows, c.typeOid);
-      }
-      const { textColumns } = planParquet(columns);
+      const { textColumns } = planParquet(opened.columns);
       if (textColumns.length > 0) {
         this.ctx.notice(
           `exporting ${textColumns.length === 1 ? "column" : "columns"} ${textColumns.map((c) => `"${c}"`).join(", ")} as text`,
-          "Parquet has no type for these columns; their PostgreSQL text output is written as UTF-8 strings.",
+          "Parquet has no type for these columns; their text output is written as UTF-8 strings.",
         );
       }
     }
-    return { columns, typeNames, snapshotAt };
-  }
-
-  private async typeNames(fields: readonly FieldDesc[]): Promise<string[]> {
-    if (fields.length === 0) return [];
-    const oids = fields.map((f) => f.typeOid).join(",");
-    const mods = fields.map((f) => f.typeMod).join(",");
-    const r = await this.client.query(
-      `SELECT pg_catalog.format_type(t.o, NULLIF(t.m, -1)) FROM unnest('{${oids}}'::oid[], '{${mods}}'::int4[]) WITH ORDINALITY AS t(o, m, n) ORDER BY t.n`,
-      this.signal,
-    );
-    return r.rows.map((row) => row[0] ?? "unknown");
+    return opened;
   }
 
   private openStore(target: TargetUrl): ObjectStore {
@@ -283,8 +239,7 @@ class Export {
         },
       );
     };
-    await this.client.execute(
-      STMT,
+    await this.snapshot.read(
       encoder.resultFormats,
       (buf, pos, n) => {
         encoder.writeRow(buf, pos, n);
@@ -293,19 +248,10 @@ class Export {
       },
       this.signal,
     );
-    this.prepared = false; // a successful execute closed the statement
     while (flushing !== null) await flushing;
     this.checkAborted();
-    // Every row is read: end the transaction now, so the snapshot is not held during the uploads.
-    await this.endTransaction();
     await encoder.finish();
     this.checkAborted();
-  }
-
-  private async endTransaction(): Promise<void> {
-    if (!this.inTransaction) return;
-    this.inTransaction = false;
-    await this.client.query("ROLLBACK");
   }
 
   private async commit(
@@ -313,7 +259,7 @@ class Export {
     files: WrittenFile[],
     columns: ColumnInfo[],
     typeNames: string[],
-    snapshotAt: string,
+    snapshot: SnapshotInfo,
   ): Promise<void> {
     const store = this.store!;
     const opts = this.stmt.options;
@@ -322,7 +268,7 @@ class Export {
       target: formatTargetUrl(target),
       format: opts.format,
       compression: opts.compression,
-      snapshot: { upstream: "postgres", at: snapshotAt },
+      snapshot,
       columns: columns.map((c, i) => ({ name: c.name, type: typeNames[i] ?? "unknown" })),
       files: files.map((f) => ({ ...f, url: store.url(f.key) })),
       rows: this.rows,
@@ -345,18 +291,7 @@ class Export {
   /** SPEC §2.2: leave the prefix as it was found; if that fails, keep the sentinel and say what is left. */
   private async cleanup(err: PgError): Promise<void> {
     // The upstream session first: the client gets it back as it was.
-    try {
-      if (this.inTransaction) {
-        this.inTransaction = false;
-        await this.client.query("ROLLBACK");
-      }
-      if (this.prepared) {
-        this.prepared = false;
-        await this.client.query(`DEALLOCATE ${STMT}`).catch(() => {});
-      }
-    } catch {
-      // Upstream lost: the session is gone with it.
-    }
+    await this.snapshot.abandon();
     const store = this.store;
     if (store === null) return;
     const left: string[] = [];

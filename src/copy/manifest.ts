@@ -1,12 +1,14 @@
 // The manifest (SPEC §2.1): written after every data file is complete and before the sentinel
 // goes, so a reader that sees it can trust the file list.
 
+import type { SnapshotInfo } from "./snapshot/snapshot-source.js";
+
 export interface ManifestInput {
   exportId: string;
   target: string;
   format: "csv" | "parquet";
   compression: string;
-  snapshot: { upstream: "postgres" | "materialize"; at: string; timestamp?: string };
+  snapshot: SnapshotInfo;
   columns: Array<{ name: string; type: string }>;
   files: Array<{ key: string; url: string; rows: number; bytes: number }>;
   rows: number;

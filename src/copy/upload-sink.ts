@@ -1,7 +1,8 @@
 // The FileSink of an export: each file the encoder produces becomes one streaming upload. It keeps
 // track of everything the export has put in the store, so that a failure can take it all back.
-import { PgError } from "../errors.js";
+
 import type { FileSink } from "../encoders/types.js";
+import { PgError } from "../errors.js";
 import type { ObjectStore, ObjectUpload } from "./storage/object-store.js";
 
 export interface WrittenFile {

@@ -14,10 +14,12 @@
 // - every part body is a Buffer, so the SDK's retry strategy can resend it (a streamed body
 //   cannot be replayed), and every part except the last has exactly partSize bytes, which R2
 //   requires.
+
+import { createHash } from "node:crypto";
 import {
   AbortMultipartUploadCommand,
-  CompleteMultipartUploadCommand,
   type CompletedPart,
+  CompleteMultipartUploadCommand,
   CreateMultipartUploadCommand,
   DeleteObjectCommand,
   DeleteObjectsCommand,
@@ -29,7 +31,6 @@ import {
   S3ServiceException,
   UploadPartCommand,
 } from "@aws-sdk/client-s3";
-import { createHash } from "node:crypto";
 import { PgError, SqlState } from "../../errors.js";
 import {
   abortError,

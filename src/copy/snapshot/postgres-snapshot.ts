@@ -1,0 +1,97 @@
+// PostgreSQL: one REPEATABLE READ, READ ONLY transaction; the first statement in it fixes the
+// snapshot every later read sees. Rows come from a prepared statement in the requested formats.
+import {
+  oidsNeedingCatalog,
+  type TypeCatalogRow,
+  typeCatalogQuery,
+  typeInfoFromCatalog,
+} from "../../encoders/parquet/catalog.js";
+import type { ColumnInfo } from "../../encoders/types.js";
+import type { CopySource } from "../statement.js";
+import type { FieldDesc, RowCallback, UpstreamClient } from "../upstream-client.js";
+import type { OpenedSnapshot, SnapshotSource } from "./snapshot-source.js";
+
+/** Name of the prepared statement (and portal) the export uses on the client's session. */
+const STMT = "copy_to_s3_proxy_export";
+
+export class PostgresSnapshot implements SnapshotSource {
+  private inTransaction = false;
+  private prepared = false;
+
+  constructor(
+    private readonly client: UpstreamClient,
+    private readonly source: CopySource,
+  ) {}
+
+  async open(opts: { typeInfo: boolean }, signal: AbortSignal): Promise<OpenedSnapshot> {
+    await this.client.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", signal);
+    this.inTransaction = true;
+    const snap = await this.client.query(
+      "SELECT now()::text, pg_catalog.pg_current_snapshot()::text",
+      signal,
+    );
+    const sql = this.source.kind === "query" ? this.source.sql : `SELECT * FROM ${this.source.name}`;
+    this.prepared = true;
+    const fields = await this.client.prepare(STMT, sql, signal);
+    const columns: ColumnInfo[] = fields.map((f) => ({
+      name: f.name,
+      typeOid: f.typeOid,
+      typeMod: f.typeMod,
+    }));
+    if (opts.typeInfo) await this.describeTypes(columns, signal);
+    return {
+      columns,
+      typeNames: await this.typeNames(fields, signal),
+      snapshot: {
+        upstream: "postgres",
+        at: snap.rows[0]?.[0] ?? "",
+        timestamp: snap.rows[0]?.[1] ?? undefined,
+      },
+    };
+  }
+
+  private async describeTypes(columns: ColumnInfo[], signal: AbortSignal): Promise<void> {
+    const oids = oidsNeedingCatalog(columns);
+    if (oids.length === 0) return;
+    const r = await this.client.query(typeCatalogQuery(oids), signal);
+    const names = r.fields.map((f) => f.name);
+    const rows = r.rows.map(
+      (row) => Object.fromEntries(names.map((n, i) => [n, row[i]])) as unknown as TypeCatalogRow,
+    );
+    for (const c of columns) c.type = typeInfoFromCatalog(rows, c.typeOid);
+  }
+
+  private async typeNames(fields: readonly FieldDesc[], signal: AbortSignal): Promise<string[]> {
+    if (fields.length === 0) return [];
+    const oids = fields.map((f) => f.typeOid).join(",");
+    const mods = fields.map((f) => f.typeMod).join(",");
+    const r = await this.client.query(
+      `SELECT pg_catalog.format_type(t.o, NULLIF(t.m, -1)) FROM unnest('{${oids}}'::oid[], '{${mods}}'::int4[]) WITH ORDINALITY AS t(o, m, n) ORDER BY t.n`,
+      signal,
+    );
+    return r.rows.map((row) => row[0] ?? "unknown");
+  }
+
+  async read(resultFormats: readonly number[], onRow: RowCallback, signal: AbortSignal): Promise<void> {
+    await this.client.execute(STMT, resultFormats, onRow, signal);
+    this.prepared = false; // a successful execute closed the statement
+    // Every row is read: end the transaction now, so the snapshot is not held during the uploads.
+    this.inTransaction = false;
+    await this.client.query("ROLLBACK");
+  }
+
+  async abandon(): Promise<void> {
+    try {
+      if (this.inTransaction) {
+        this.inTransaction = false;
+        await this.client.query("ROLLBACK");
+      }
+      if (this.prepared) {
+        this.prepared = false;
+        await this.client.query(`DEALLOCATE ${STMT}`);
+      }
+    } catch {
+      // The upstream is gone, and the session with it.
+    }
+  }
+}
