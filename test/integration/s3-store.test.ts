@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, inject, test } from "vitest";
 import { createStore, loadConnections } from "../../src/copy/connections.js";
 import type { ObjectStore, ObjectUpload, StoreOptions } from "../../src/copy/storage/object-store.js";
 import { PgError } from "../../src/errors.js";
+import { startMoto } from "../support/moto.js";
 
 const run = promisify(execFile);
 const external = process.env.C2S_TEST_S3_ENDPOINT;
@@ -346,6 +347,40 @@ describe("streaming uploads", () => {
     one.write(Buffer.from("small"));
     await expect(one.end()).rejects.toMatchObject({ message: "NoSuchBucket error when using PutObject" });
   }, 30_000);
+
+  // A server of its own, stopped mid-upload, makes the cleanup itself fail.
+  test.skipIf(external !== undefined)(
+    "when cleanup fails too, the error names what was left behind",
+    async () => {
+      await using moto = await startMoto();
+      const reg = loadConnections(
+        { m: { endpoint: moto.endpoint, accessKeyId: "test", secretAccessKey: { env: "S" } } },
+        { S: "test" },
+      );
+      const c = reg.get("m");
+      await c
+        .s3Client({ maxAttempts: 1, requestTimeoutMs: 5000 })
+        .send(new CreateBucketCommand({ Bucket: "store-dying" }));
+      const s = createStore(
+        c,
+        { scheme: "s3", bucket: "store-dying", prefix: "p" },
+        { ...small, maxAttempts: 1, requestTimeoutMs: 5000 },
+      );
+      const up = s.upload("a.csv", signal());
+      up.write(randomBytes(6 * MiB));
+      await eventually(async () => (await s.listUploads("")).length === 1);
+      await up.drained();
+      await moto.stop();
+      const err = (await up.end().catch((e: unknown) => e)) as PgError;
+      expect(err).toBeInstanceOf(PgError);
+      expect(err.code).toBe("58030");
+      expect(err.detail).toMatch(
+        /could not clean up the upload of s3:\/\/store-dying\/p\/a\.csv \(left behind: multipart upload \S+/,
+      );
+      await expect(up.abort()).rejects.toThrow(/could not clean up/);
+      reg.close();
+    },
+  );
 
   test("listUploads/abortUpload find and remove uploads a crashed proxy left", async () => {
     const b = await bucket();

@@ -31,6 +31,7 @@ import {
   type ObjectUpload,
   type PendingUpload,
   toBuffer,
+  withCleanupFailure,
 } from "./object-store.js";
 
 const TEMP = /^\.(.+)\.([0-9a-f]{16})\.c2s-tmp$/;
@@ -352,7 +353,11 @@ class FileUpload implements ObjectUpload {
     });
     await this.#chain;
     if (this.#error) {
-      await this.#cleanup?.catch(() => {});
+      try {
+        await this.#cleanup;
+      } catch (cleanupErr) {
+        throw withCleanupFailure(this.#error!, cleanupErr);
+      }
       throw this.#error;
     }
     this.#state = "done";

@@ -46,7 +46,10 @@ export interface ObjectUpload {
   write(chunk: Uint8Array): boolean;
   /** Resolves when write() would return true again; rejects if the upload failed. */
   drained(): Promise<void>;
-  /** Completes the object; resolves with its size. On failure nothing of it is left behind. */
+  /**
+   * Completes the object; resolves with its size. A rejection comes after the cleanup ran: nothing
+   * of the object is left, or the error's detail names what could not be removed.
+   */
   end(): Promise<{ bytes: number }>;
   /**
    * Cancels an unfinished upload and resolves once nothing of it remains (no multipart upload, no
@@ -140,6 +143,17 @@ export function abortError(signal: AbortSignal | undefined): PgError {
   const reason: unknown = signal?.reason;
   if (reason instanceof PgError) return reason;
   return new PgError(SqlState.queryCanceled, "canceling statement due to user request");
+}
+
+/** An upload's failure whose cleanup failed too: the caller must learn both (SPEC §2.2 detail). */
+export function withCleanupFailure(err: PgError, cleanup: unknown): PgError {
+  const c = PgError.from(cleanup, SqlState.ioError);
+  const also = `${c.message}${c.detail ? ` (${c.detail})` : ""}`;
+  return new PgError(err.code, err.message, {
+    detail: err.detail ? `${err.detail}; ${also}` : also,
+    hint: err.hint,
+    cause: err,
+  });
 }
 
 /** Sorts like S3 lists: by UTF-8 bytes (JS string order differs for astral characters). */

@@ -43,6 +43,7 @@ import {
   type ObjectUpload,
   type PendingUpload,
   toBuffer,
+  withCleanupFailure,
 } from "./object-store.js";
 
 export interface S3ClientSettings {
@@ -135,6 +136,11 @@ function sanitized(err: unknown, code: string | undefined, status: number | unde
   const e = new Error(err instanceof Error ? err.message : String(err));
   e.name = code ?? (err instanceof Error ? err.name : "Error");
   return Object.assign(e, { code, httpStatusCode: status });
+}
+
+function isNoSuchBucket(err: unknown): boolean {
+  const e = err instanceof PgError ? err.cause : err;
+  return (e as { name?: string } | null)?.name === "NoSuchBucket";
 }
 
 /** The server answered with a client error: the request did nothing (no upload was created). */
@@ -255,7 +261,7 @@ export class S3Store implements ObjectStore {
           cause: sanitized(err, "AccessDenied", status),
         });
       }
-      if (status === 404 && (err as { name?: string }).name !== "NoSuchBucket") return;
+      if (status === 404 && !isNoSuchBucket(err)) return;
       throw s3Error("DeleteObject", err, this.url(key), signal);
     }
   }
@@ -292,6 +298,7 @@ export class S3Store implements ObjectStore {
       } catch (err) {
         if (signal?.aborted) throw abortError(signal);
         // GCS's XML API has no multi-object delete, and some servers reject its checksums: one by one.
+        if (isNoSuchBucket(err)) return; // with the bucket gone, so are the keys
         const status = httpStatus(err);
         if (status === 501 || status === 400 || status === 405) {
           await this.#deleteEach(batch, signal);
@@ -339,7 +346,12 @@ export class S3Store implements ObjectStore {
   /** Unfinished uploads of exactly this key (full bucket key). */
   async uploadsOfKey(key: string, signal?: AbortSignal): Promise<PendingUpload[]> {
     const full = this.fullKey(key);
-    return (await this.#listUploadsRaw(full, key, signal)).filter((u) => u.key === full);
+    try {
+      return (await this.#listUploadsRaw(full, key, signal)).filter((u) => u.key === full);
+    } catch (err) {
+      if (isNoSuchBucket(err)) return [];
+      throw err;
+    }
   }
 
   async #listUploadsRaw(
@@ -538,7 +550,11 @@ class S3Upload implements ObjectUpload {
       this.#fail(
         err instanceof PgError ? err : s3Error("upload", err, this.#store.url(this.#key), this.#signal),
       );
-      await this.#cleanup?.catch(() => {});
+      try {
+        await this.#cleanup;
+      } catch (cleanupErr) {
+        throw withCleanupFailure(this.#error!, cleanupErr);
+      }
       throw this.#error;
     }
   }
