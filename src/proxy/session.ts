@@ -93,6 +93,10 @@ const TAKE_ALL: PolicyTable = new Uint8Array(256).fill(Policy.Take);
 const UPSTREAM_RELAY = policyTable({ R: Policy.Take, K: Policy.Take, Z: Policy.Observe, S: Policy.Observe });
 
 const SASL = 10;
+/** Largest statement text starting with COPY that is parsed here; longer ones go upstream. */
+const MAX_COPY_TEXT = 16 << 20;
+/** Largest text parsed on a weaker hint (comments first, or a URL behind other statements). */
+const MAX_HINTED_TEXT = 1 << 20;
 const PEEK = 512;
 
 const ADMIN_SHUTDOWN = (): Buffer =>
@@ -218,7 +222,14 @@ export class Session {
         const s = sniffCopy(head, 0, head.length);
         // A COPY TO S3 behind other statements must be refused, not forwarded: a URL in the text
         // is the cheap hint that one might be there.
-        if (this.deps.copy !== null && (s === "yes" || (s === "unknown" && !whole) || head.includes("://"))) {
+        // Size caps keep a huge statement (a 500 MB INSERT that happens to hold a URL) streaming
+        // through instead of being assembled and parsed; a real COPY TO S3 is a few KB.
+        if (
+          this.deps.copy !== null &&
+          (s === "yes"
+            ? bodyLength <= MAX_COPY_TEXT
+            : bodyLength <= MAX_HINTED_TEXT && ((s === "unknown" && !whole) || head.includes("://")))
+        ) {
           return Policy.Take;
         }
         this.pending++;
@@ -228,7 +239,12 @@ export class Session {
         const nameEnd = head.indexOf(0);
         if (nameEnd >= 0 && this.deps.copy !== null) {
           const s = sniffCopy(head, nameEnd + 1, head.length);
-          if (s === "yes" || (s === "unknown" && !whole)) return Policy.Take;
+          if (
+            (s === "yes" && bodyLength <= MAX_COPY_TEXT) ||
+            (s === "unknown" && !whole && bodyLength <= MAX_HINTED_TEXT)
+          ) {
+            return Policy.Take;
+          }
         }
         if (nameEnd >= 0 && this.localStatements.delete(head.toString("utf8", 0, nameEnd)))
           this.refreshClientPolicy();
