@@ -97,6 +97,35 @@ describe("node-postgres through the proxy", () => {
     });
   });
 
+  test("direct TLS (PostgreSQL 17 sslnegotiation=direct) with ALPN 'postgresql'; without ALPN it is refused", async () => {
+    const { serialize } = await import("pg-protocol");
+    const handshake = (alpn: string[] | undefined): Promise<{ ok: boolean; data: Buffer }> =>
+      new Promise((resolve) => {
+        const t = tlsConnect({
+          host: "127.0.0.1",
+          port: tls.port,
+          rejectUnauthorized: false,
+          ALPNProtocols: alpn,
+        });
+        let data = Buffer.alloc(0);
+        t.on("secureConnect", () => t.write(serialize.startup({ user: "postgres", database: "postgres" })));
+        t.on("data", (d: Buffer) => {
+          data = Buffer.concat([data, d]);
+          if (data.includes(Buffer.from([0x5a, 0, 0, 0, 5]))) {
+            t.end(serialize.end());
+            resolve({ ok: true, data });
+          }
+        });
+        t.on("error", () => resolve({ ok: false, data }));
+        t.on("close", () => resolve({ ok: false, data }));
+      });
+    const good = await handshake(["postgresql"]);
+    expect(good.ok).toBe(true);
+    expect(good.data[0]).toBe(0x52); // AuthenticationOk first
+    const bad = await handshake(undefined);
+    expect(bad.ok).toBe(false);
+  });
+
   test("a plain-text client of the TLS proxy still works (SSLRequest not required)", async () => {
     await withClient({ connectionString: tls.url(), ssl: false }, async (c) => {
       expect((await c.query("select 2 as two")).rows[0].two).toBe(2);

@@ -137,6 +137,54 @@ describe("proxy parity with direct PostgreSQL", () => {
     });
   }
 
+  test("GSSENCRequest gets 'N' and the startup goes on; protocol 3.2 and _pq_ options are negotiated by the server", async () => {
+    const { connect } = await import("node:net");
+    const gssenc = Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x30]);
+    // Protocol 3.2 with an unknown _pq_ option: PostgreSQL 15 answers NegotiateProtocolVersion.
+    const params = Buffer.from(
+      "user\0postgres\0database\0postgres\0options\0-c search_path=pg_catalog\0_pq_.bogus\0x\0\0",
+    );
+    const startup = Buffer.alloc(8 + params.length);
+    startup.writeInt32BE(startup.length, 0);
+    startup.writeInt32BE((3 << 16) | 2, 4);
+    params.copy(startup, 8);
+    // PostgreSQL itself (built with GSSAPI) would answer 'G'; the proxy answers 'N', so the direct
+    // run starts without the request.
+    const run = (port: number, withGss: boolean): Promise<Buffer> =>
+      new Promise((resolve, reject) => {
+        const s = connect({ port, host: "127.0.0.1" });
+        let buf = Buffer.alloc(0);
+        s.on("error", reject);
+        s.on("data", (d: Buffer) => {
+          buf = Buffer.concat([buf, d]);
+          if (buf.length === 1 && buf[0] === 0x4e) s.write(startup);
+          // ReadyForQuery ends the startup.
+          if (buf.includes(Buffer.from([0x5a, 0, 0, 0, 5]))) {
+            s.end(serialize.end());
+            resolve(buf);
+          }
+        });
+        s.write(withGss ? gssenc : startup);
+      });
+    const strip = (b: Buffer): string[] => {
+      const out: string[] = [];
+      let i = b[0] === 0x4e ? 1 : 0;
+      while (i < b.length) {
+        const len = b.readInt32BE(i + 1);
+        if (b[i] !== 0x4b) out.push(b.subarray(i, i + 1 + len).toString("hex"));
+        i += 1 + len;
+      }
+      return out;
+    };
+    const direct = await run(pgPort, false);
+    const viaProxy = await run(proxy.port, true);
+    expect(viaProxy[0]).toBe(0x4e);
+    const a = strip(direct);
+    const b = strip(viaProxy);
+    expect(b).toEqual(a);
+    expect(a.some((m) => m.startsWith("76"))).toBe(true); // 'v' NegotiateProtocolVersion
+  });
+
   test("startup replies are the same apart from BackendKeyData", async () => {
     const { connect } = await import("node:net");
     const grab = (port: number): Promise<Message[]> =>
