@@ -128,6 +128,7 @@ export class Session {
   private key: { pid: number; secret: Buffer } | null = null;
   private closed = false;
   private draining = false;
+  private terminating = false;
 
   // Extended-protocol state for statements this proxy runs itself.
   private readonly localStatements = new Map<string, unknown>();
@@ -376,6 +377,12 @@ export class Session {
     return new Promise((r) => this.idleWaiters.push(r));
   }
 
+  /** ReadyForQuery for a statement answered here; a draining session may close after it. */
+  private localReady(): void {
+    this.toClient(readyForQuery(this.txStatus));
+    if (this.draining) queueMicrotask(() => this.closeIfIdle());
+  }
+
   private async handleLocal(type: number, body: Buffer): Promise<void> {
     if (this.skipping) {
       // An error earlier in this Sync segment: discard until Sync, as PostgreSQL does.
@@ -390,7 +397,7 @@ export class Session {
         return;
       }
       await this.idle();
-      this.toClient(readyForQuery(this.txStatus));
+      this.localReady();
       return;
     }
     const hook = this.deps.copy;
@@ -403,7 +410,7 @@ export class Session {
         } catch (e) {
           await this.idle();
           this.toClient(PgError.from(e, SqlState.syntaxError).toWire());
-          this.toClient(readyForQuery(this.txStatus));
+          this.localReady();
           return;
         }
         if (stmt === null) {
@@ -413,7 +420,7 @@ export class Session {
         }
         await this.idle();
         await this.runExport(stmt);
-        this.toClient(readyForQuery(this.txStatus));
+        this.localReady();
         return;
       }
       case T.P: {
@@ -432,10 +439,11 @@ export class Session {
           this.toUpstream(withType(T.P, body));
           return;
         }
-        this.localStatements.set(name, stmt);
         this.segHasLocal = true;
-        this.refreshClientPolicy();
+        // A refused statement must not stay defined.
         if (await this.mixedSegment()) return;
+        this.localStatements.set(name, stmt);
+        this.refreshClientPolicy();
         this.toClient(parseComplete());
         return;
       }
@@ -443,10 +451,10 @@ export class Session {
         const portalEnd = body.indexOf(0);
         const portal = body.toString("utf8", 0, portalEnd);
         const stmtName = cstring(body, portalEnd + 1);
-        this.localPortals.set(portal, this.localStatements.get(stmtName));
         this.segHasLocal = true;
-        this.refreshClientPolicy();
         if (await this.mixedSegment()) return;
+        this.localPortals.set(portal, this.localStatements.get(stmtName));
+        this.refreshClientPolicy();
         this.toClient(bindComplete());
         return;
       }
@@ -491,7 +499,7 @@ export class Session {
           return;
         }
         await this.idle();
-        this.toClient(readyForQuery(this.txStatus));
+        this.localReady();
         return;
       }
     }
@@ -631,19 +639,26 @@ export class Session {
     if (this.closed) return;
     this.log.debug({ reason }, "client gone");
     this.exportAbort?.abort(new PgError(SqlState.connectionFailure, "client disconnected"));
-    // End, not destroy: a Terminate the client sent last must still reach the upstream.
     this.closed = true;
     this.clientStream.kill();
     this.client.destroy();
-    this.upstream.end();
-    setTimeout(() => this.upstream.destroy(), 2000).unref();
-    this.finish();
+    // End, not destroy: a Terminate the client sent last must still reach the upstream.
+    const close = (): void => {
+      this.upstream.end();
+      setTimeout(() => this.upstream.destroy(), 2000).unref();
+      this.finish();
+    };
+    // An aborted export first rolls back on the upstream session and cleans up its uploads; the
+    // session stays listed (shutdown waits for it) until then.
+    if (this.exportRunning !== null) void this.exportRunning.catch(() => {}).finally(close);
+    else close();
   }
 
   private onUpstreamGone(reason: string): void {
+    // Even on a closed session: an export still cleaning up must not wait for replies.
+    this.upstreamLost.abort();
     if (this.closed) return;
     this.log.debug({ reason }, "upstream gone");
-    this.upstreamLost.abort();
     if (this.exportRunning !== null) return; // the export reports the loss, then destroy() runs
     // Let what the upstream sent last (e.g. FATAL 57P01) reach the client before closing it.
     this.closed = true;
@@ -685,9 +700,12 @@ export class Session {
       new PgError(SqlState.adminShutdown, "terminating connection due to administrator command"),
     );
     if (this.exportRunning !== null) {
-      // Let the export clean up first; its error reply is replaced by the FATAL below.
-      void this.exportRunning.catch(() => {}).finally(() => this.terminate());
-      this.exportRunning = null;
+      // Let the export clean up first (`exporting` stays set: shutdown waits for it); the FATAL
+      // below follows its error reply.
+      if (!this.terminating) {
+        this.terminating = true;
+        void this.exportRunning.catch(() => {}).finally(() => this.terminate());
+      }
       return;
     }
     if (this.upstreamStream.atBoundary) this.client.write(ADMIN_SHUTDOWN());
