@@ -184,39 +184,43 @@ export class RawPg {
   }
 
   /**
-   * Like execute, but DataRows are handed to an async consumer with backpressure: the socket is
-   * paused while `onRow` returns a promise. For exports that await flushes between rows.
+   * Like execute, for a consumer that sometimes returns a promise (an encoder flush): the socket
+   * is paused until it settles, the way a driver applies backpressure. Rows already received are
+   * still handed over meanwhile, without copying (the buffers are never reused).
    */
   async executeAsync(
     sql: string,
     resultFormats: readonly number[],
     onRow: (body: Buffer, pos: number, nFields: number) => void | Promise<void>,
   ): Promise<number> {
-    let n = 0;
-    let chain: Promise<void> = Promise.resolve();
+    let pending: Promise<void> | null = null;
     let failure: unknown = null;
-    const res = this.execute(sql, resultFormats, (body, pos, nFields) => {
-      n++;
-      if (failure) return;
-      const copy = Buffer.from(body);
-      chain = chain.then(async () => {
-        if (failure) return;
-        try {
-          const r = onRow(copy, pos, nFields);
-          if (r) {
-            this.sock.pause();
-            await r;
-            this.sock.resume();
-          }
-        } catch (err) {
-          failure ??= err;
-          this.sock.resume();
+    const n = await this.execute(sql, resultFormats, (body, pos, nFields) => {
+      if (failure !== null) return;
+      try {
+        const r = onRow(body, pos, nFields);
+        if (r) {
+          const p: Promise<void> = r.then(
+            () => {
+              if (pending === p) {
+                pending = null;
+                this.sock.resume();
+              }
+            },
+            (err: unknown) => {
+              failure ??= err;
+              this.sock.resume();
+            },
+          );
+          pending = p;
+          this.sock.pause();
         }
-      });
+      } catch (err) {
+        failure ??= err;
+      }
     });
-    await res;
-    await chain;
-    if (failure) throw failure;
+    if (pending) await pending;
+    if (failure !== null) throw failure;
     return n;
   }
 

@@ -347,6 +347,7 @@ class DecimalBuilder extends BaseBuilder {
   }
 
   append(buf: Buffer, pos: number, len: number): void {
+    if (len < 8 || len < 8 + 2 * buf.readUInt16BE(pos)) this.invalid(`truncated numeric (${len} bytes)`);
     const o = this.length << 2;
     if (o + 4 > this.values.length) this.values = grow(this.values, o + 4);
     const st = numericToDecimal128(buf, pos, len, this.scale, this.values, o);

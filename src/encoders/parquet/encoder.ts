@@ -1,5 +1,6 @@
-// The Parquet RowEncoder: DataRows → column builders → one Arrow batch per row group →
-// parquet-wasm → file bytes, with files cut so each stays within MAX FILE SIZE.
+// The Parquet RowEncoder: DataRows → column builders → one Arrow IPC batch per row group →
+// parquet-wasm in the export's writer thread → file bytes, with files cut so each stays within
+// MAX FILE SIZE.
 //
 // File size rule (SPEC §4): a row group's compressed size is only known after it is written, so
 // the encoder predicts it from the ratio "row group bytes / DataRow bytes" of the row groups
@@ -14,7 +15,7 @@ import { PgError, SqlState } from "../../errors.js";
 import type { ColumnInfo, FileSink, RowEncoder } from "../types.js";
 import { type ColumnBuilder, extMeta, makeBuilder } from "./columns.js";
 import { type ColumnPlan, planColumns } from "./types.js";
-import { type Compression, toWasmBatch, WasmParquetWriter, writerProperties } from "./wasm-writer.js";
+import { type Compression, ParquetWorker } from "./wasm-writer.js";
 
 export interface ParquetOptions {
   compression: Compression;
@@ -25,12 +26,21 @@ export interface ParquetOptions {
   columns: readonly ColumnInfo[];
 }
 
-/** Raw (DataRow) bytes per batch: bounds the JS buffers and the WASM heap (~3× this at peak). */
+/** Raw (DataRow) bytes per batch: bounds the column buffers, the IPC copies and the writer's heap. */
 export const RAW_BATCH_CAP = 16 << 20;
 /** Rows per row group when ROW GROUP SIZE is not given. */
 export const DEFAULT_ROW_GROUP_ROWS = 65536;
 /** Smallest batch worth a row group of its own, unless the data ends. */
 const MIN_BATCH_BYTES = 64 << 10;
+
+interface Batch {
+  rows: number;
+  raw: number;
+  /** Its predicted compressed size when it was cut. */
+  predicted: number;
+  /** The row group as an Arrow IPC stream (schema + one record batch). */
+  ipc: Uint8Array;
+}
 
 export interface ParquetFileStats {
   index: number;
@@ -54,8 +64,11 @@ export function planParquet(columns: readonly ColumnInfo[]): {
   };
 }
 
+/** Starts the export's writer thread (~25 ms); `dispose()` ends it. */
 export async function createParquetEncoder(opts: ParquetOptions, sink: FileSink): Promise<ParquetEncoder> {
-  return new ParquetEncoder(opts, sink);
+  const encoder = new ParquetEncoder(opts, sink); // plan errors before a thread is started
+  encoder.attach(await ParquetWorker.start());
+  return encoder;
 }
 
 function leafCount(t: arrow.DataType): number {
@@ -88,7 +101,13 @@ export class ParquetEncoder implements RowEncoder {
   private ratio = 1;
   private measured = false;
 
-  private writer: WasmParquetWriter | null = null;
+  private worker: ParquetWorker | null = null;
+  /** A file is open in the writer. */
+  private open = false;
+  /** Row groups are written one after another, in the order they were cut. */
+  private chain: Promise<void> = Promise.resolve();
+  /** Predicted bytes of row groups cut but not yet written. */
+  private pendingBytes = 0;
   private fileIndex = 0;
   private fileRows = 0;
   private fileRowGroups = 0;
@@ -141,46 +160,70 @@ export class ParquetEncoder implements RowEncoder {
     this.rawBytes += p - pos;
   }
 
-  async flush(): Promise<void> {
-    if (this.rows === 0 || this.disposed) return;
-    const rows = this.rows;
+  /**
+   * Cuts a row group from the rows written so far (synchronously, so rows written while it is
+   * being encoded go into the next one) and queues it for the Parquet writer. Calls may overlap:
+   * row groups are written in order. The driver should still await it for backpressure.
+   */
+  flush(): Promise<void> {
+    if (this.rows === 0 || this.disposed) return this.chain;
     const raw = this.rawBytes;
-    const rb = this.takeBatch();
-    const predicted = raw * this.ratio;
-    if (this.writer !== null && this.fileRows > 0) {
-      const after = this.writer.bytes + predicted + this.footerEstimate(1);
+    const job: Batch = { rows: this.rows, raw, predicted: raw * this.ratio, ipc: this.takeBatch() };
+    this.pendingBytes += job.predicted;
+    this.byteCap = this.nextByteCap();
+    const previous = this.chain;
+    this.chain = previous.then(() => this.writeBatch(job));
+    // Surfaced by the next flush() or finish(), not as an unhandled rejection.
+    this.chain.catch(() => {});
+    // Let the driver go on reading while the writer thread encodes this row group: it waits only
+    // for the one before (at most two row groups in flight).
+    return previous;
+  }
+
+  private async writeBatch(job: Batch): Promise<void> {
+    this.pendingBytes -= job.predicted;
+    if (this.disposed) return;
+    const w = this.worker!;
+    if (this.open && this.fileRows > 0) {
+      const after = w.fileBytes + job.raw * this.ratio + this.footerEstimate(1);
       if (after > this.limit + this.limit / 64) await this.closeFile();
     }
     let before = 0;
-    if (this.writer === null) {
-      await this.openFile(rb);
+    if (!this.open) {
+      await this.openFile(job.ipc);
     } else {
-      before = this.writer.bytes;
-      await this.writer.write(rb);
+      before = w.fileBytes;
+      await w.write(job.ipc);
     }
-    const written = this.writer!.bytes - before;
-    this.fileRows += rows;
+    this.fileRows += job.rows;
     this.fileRowGroups++;
-    this.totalRows += rows;
-    this.learn(written, raw);
-    if (this.limit - this.writer!.bytes - this.footerEstimate(0) < this.limit / 64) await this.closeFile();
+    this.totalRows += job.rows;
+    this.learn(w.fileBytes - before, job.raw);
+    if (this.limit - w.fileBytes - this.footerEstimate(0) < this.limit / 64) await this.closeFile();
     this.byteCap = this.nextByteCap();
   }
 
   async finish(): Promise<void> {
     await this.flush();
-    if (this.writer === null && this.fileIndex === 0) {
+    await this.chain;
+    if (this.disposed) return;
+    if (!this.open && this.fileIndex === 0) {
       // An empty result still makes one (schema-only) file. [mz]
       await this.openFile(this.takeBatch());
     }
-    if (this.writer !== null) await this.closeFile();
+    if (this.open) await this.closeFile();
   }
 
+  /** Ends the writer thread (its WASM memory goes with it) and drops the column buffers. */
   dispose(): void {
     this.disposed = true;
-    this.writer?.abandon();
-    this.writer = null;
+    this.worker?.terminate();
     for (const b of this.builders) b.reset();
+  }
+
+  /** @internal */
+  attach(worker: ParquetWorker): void {
+    this.worker = worker;
   }
 
   private footerEstimate(extraRowGroups: number): number {
@@ -201,44 +244,43 @@ export class ParquetEncoder implements RowEncoder {
 
   /** Raw bytes at which the current batch is cut. */
   private nextByteCap(): number {
-    const used = this.writer === null ? 0 : this.writer.bytes;
+    const used = (this.open ? this.worker!.fileBytes : 0) + this.pendingBytes;
     const room = this.limit - used - this.footerEstimate(1);
     const target = Math.min(this.limit / 16, room);
     return Math.max(MIN_BATCH_BYTES, Math.min(RAW_BATCH_CAP, target / this.ratio));
   }
 
-  private takeBatch(): import("parquet-wasm").RecordBatch {
+  /** The buffered rows as an Arrow IPC stream; the builders are free for the next batch. */
+  private takeBatch(): Uint8Array {
     const n = this.rows;
     const children = this.builders.map((b) => b.finish());
     const data = arrow.makeData({ type: this.structType, length: n, nullCount: 0, children });
     const batch = new arrow.RecordBatch(this.schema, data);
     // The IPC copy is taken before the builders' buffers are reused.
-    const rb = toWasmBatch(batch);
+    const ipc = arrow.tableToIPC(new arrow.Table([batch]), "stream");
     for (const b of this.builders) b.reset();
     this.rows = 0;
     this.rawBytes = 0;
-    return rb;
+    return ipc;
   }
 
-  private async openFile(first: import("parquet-wasm").RecordBatch): Promise<void> {
+  private async openFile(first: Uint8Array): Promise<void> {
     this.sink.openFile(this.fileIndex);
+    this.open = true;
     this.fileRows = 0;
     this.fileRowGroups = 0;
     const sink = this.sink;
-    this.writer = await WasmParquetWriter.open(first, writerProperties(this.opts.compression), (chunk) =>
-      sink.write(chunk),
-    );
+    await this.worker!.open(first, this.opts.compression, (chunk) => sink.write(chunk));
   }
 
   private async closeFile(): Promise<void> {
-    const w = this.writer!;
-    this.writer = null;
-    await w.close();
+    this.open = false;
+    await this.worker!.close();
     this.sink.closeFile(this.fileRows);
     this.files.push({
       index: this.fileIndex,
       rows: this.fileRows,
-      bytes: w.bytes,
+      bytes: this.worker!.fileBytes,
       rowGroups: this.fileRowGroups,
     });
     this.fileIndex++;

@@ -1,0 +1,325 @@
+// Parquet encoder throughput and memory, beside baselines, as ratios (TESTING.md: the machine is
+// shared and noisy, so modes alternate within one run and medians are compared).
+//
+//   npx tsx bench/parquet-encoder.bench.ts [--rows 1000000] [--reps 3] [--rss] [--pg]
+//
+// Rows are 8 mixed columns (int4, int8, float8, numeric(12,2), text, timestamptz, bool, date) in
+// pgwire binary DataRow layout, cycled from a pool of 64k distinct rows, so the figures are the
+// encoder's alone. Modes:
+//   walk    – only step over the DataRow fields (the floor: what any consumer pays)
+//   decode  – decode into the Arrow column buffers and serialize each batch to Arrow IPC, but
+//             write no Parquet (all the encoder does on the caller's thread)
+//   snappy / zstd – the full encoder (Parquet written in its worker thread) into a counting sink
+//             (256 MB files)
+// --rss   runs 1M and 5M rows (or --rows and 5×) in fresh processes and compares peak RSS.
+// --pg    (or --pg-only) end to end against a throwaway PostgreSQL: the server's own
+//         `COPY (q) TO STDOUT (FORMAT binary)` drained to /dev/null (the read limit) vs a binary
+//         extended-protocol read feeding the encoder (snappy).
+import { execFileSync, spawnSync } from "node:child_process";
+import { createParquetEncoder, type ParquetCompression } from "../src/encoders/parquet-encoder.js";
+import type { ColumnInfo, FileSink } from "../src/encoders/types.js";
+
+const args = process.argv.slice(2);
+const flag = (name: string): boolean => args.includes(`--${name}`);
+const opt = (name: string, def: number): number => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? Number(args[i + 1]) : def;
+};
+const ROWS = opt("rows", 1_000_000);
+const REPS = opt("reps", 3);
+
+const COLUMNS: ColumnInfo[] = [
+  { name: "id", typeOid: 23, typeMod: -1 },
+  { name: "big", typeOid: 20, typeMod: -1 },
+  { name: "score", typeOid: 701, typeMod: -1 },
+  { name: "amount", typeOid: 1700, typeMod: ((12 << 16) | 2) + 4 },
+  { name: "label", typeOid: 25, typeMod: -1 },
+  { name: "at", typeOid: 1184, typeMod: -1 },
+  { name: "flag", typeOid: 16, typeMod: -1 },
+  { name: "day", typeOid: 1082, typeMod: -1 },
+];
+
+const WORDS =
+  "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa".split(
+    " ",
+  );
+
+/** A pool of distinct DataRows (fields only, as the driver hands them over). */
+function makePool(n: number): Buffer[] {
+  let seed = 42;
+  const rand = (m: number): number => {
+    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+    return seed % m;
+  };
+  const pool: Buffer[] = [];
+  for (let i = 0; i < n; i++) {
+    const parts: Buffer[] = [];
+    const field = (b: Buffer | null) => {
+      const l = Buffer.alloc(4);
+      l.writeInt32BE(b === null ? -1 : b.length);
+      parts.push(l);
+      if (b) parts.push(b);
+    };
+    const i4 = Buffer.alloc(4);
+    i4.writeInt32BE(i);
+    field(i4);
+    const i8 = Buffer.alloc(8);
+    i8.writeBigInt64BE(BigInt(i) * 7919n - 1000000n);
+    field(i8);
+    const f8 = Buffer.alloc(8);
+    f8.writeDoubleBE(rand(1_000_000) / 997);
+    field(rand(20) === 0 ? null : f8);
+    // numeric(12,2): up to 10 integer digits, 2 decimals → base-10000 digits.
+    const cents = rand(100_000_000);
+    const int = Math.floor(cents / 100);
+    const frac = cents % 100;
+    const digits = int >= 10000 ? [Math.floor(int / 10000), int % 10000, frac * 100] : [int, frac * 100];
+    const num = Buffer.alloc(8 + 2 * digits.length);
+    num.writeInt16BE(digits.length, 0);
+    num.writeInt16BE(digits.length - 2, 2);
+    num.writeUInt16BE(rand(10) === 0 ? 0x4000 : 0, 4);
+    num.writeInt16BE(2, 6);
+    digits.forEach((d, k) => {
+      num.writeInt16BE(d, 8 + 2 * k);
+    });
+    field(num);
+    field(Buffer.from(`${WORDS[rand(16)]} ${WORDS[rand(16)]} ${i.toString(36)} ${WORDS[rand(16)]}`));
+    const ts = Buffer.alloc(8);
+    ts.writeBigInt64BE(BigInt(700_000_000 + i * 37) * 1_000_000n + BigInt(rand(1_000_000)));
+    field(ts);
+    field(Buffer.from([rand(2)]));
+    const d = Buffer.alloc(4);
+    d.writeInt32BE(8000 + rand(3000));
+    field(d);
+    pool.push(Buffer.concat(parts));
+  }
+  return pool;
+}
+
+const countingSink = (): FileSink & { bytes: number; files: number } => ({
+  bytes: 0,
+  files: 0,
+  openFile() {
+    this.files++;
+  },
+  write(chunk) {
+    this.bytes += chunk.byteLength;
+  },
+  closeFile() {},
+});
+
+type Mode = "walk" | "decode" | "snappy" | "zstd";
+
+async function run(mode: Mode, pool: Buffer[], rows: number): Promise<{ secs: number; bytes: number }> {
+  const n = COLUMNS.length;
+  const t0 = performance.now();
+  if (mode === "walk") {
+    let acc = 0;
+    for (let r = 0; r < rows; r++) {
+      const buf = pool[r % pool.length]!;
+      let p = 0;
+      for (let i = 0; i < n; i++) {
+        const len = buf.readInt32BE(p);
+        p += 4;
+        if (len > 0) {
+          acc += buf[p]!;
+          p += len;
+        }
+      }
+    }
+    if (acc === -1) console.log(acc);
+    return { secs: (performance.now() - t0) / 1000, bytes: 0 };
+  }
+  const sink = countingSink();
+  const compression: ParquetCompression = mode === "decode" ? "snappy" : mode;
+  const enc = await createParquetEncoder({ compression, maxFileSize: 256 << 20, columns: COLUMNS }, sink);
+  // "decode" stops short of the Parquet writer: same batches, serialized to IPC, dropped.
+  const takeBatch = (enc as unknown as { takeBatch(): Uint8Array }).takeBatch.bind(enc);
+  try {
+    for (let r = 0; r < rows; r++) {
+      const buf = pool[r % pool.length]!;
+      enc.writeRow(buf, 0, n);
+      if (enc.wantsFlush) {
+        if (mode === "decode") takeBatch();
+        else await enc.flush();
+      }
+    }
+    if (mode === "decode") takeBatch();
+    else await enc.finish();
+  } finally {
+    enc.dispose();
+  }
+  return { secs: (performance.now() - t0) / 1000, bytes: sink.bytes };
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+};
+const fmt = (rps: number): string => `${(rps / 1e6).toFixed(3)} M rows/s`;
+
+async function throughput(): Promise<void> {
+  const pool = makePool(65536);
+  const modes: Mode[] = ["walk", "decode", "snappy", "zstd"];
+  const times: Record<Mode, number[]> = { walk: [], decode: [], snappy: [], zstd: [] };
+  const bytes: Partial<Record<Mode, number>> = {};
+  await run("snappy", pool, Math.min(ROWS, 200_000)); // warm up JIT and WASM
+  for (let rep = 0; rep < REPS; rep++) {
+    for (const m of rep % 2 === 0 ? modes : [...modes].reverse()) {
+      const r = await run(m, pool, ROWS);
+      times[m].push(r.secs);
+      bytes[m] = r.bytes;
+    }
+  }
+  const rps = (m: Mode) => ROWS / median(times[m]);
+  console.log(`\n${ROWS} rows × ${COLUMNS.length} columns, ${REPS} alternating reps, medians`);
+  for (const m of modes) {
+    const extra = bytes[m] ? `  ${(bytes[m]! / 1048576).toFixed(1)} MiB out` : "";
+    console.log(
+      `  ${m.padEnd(7)} ${fmt(rps(m)).padStart(18)}   runs ${times[m].map((t) => t.toFixed(2)).join("/")} s${extra}`,
+    );
+  }
+  console.log(
+    `  ratio snappy/decode ${(rps("snappy") / rps("decode")).toFixed(2)}   zstd/decode ${(rps("zstd") / rps("decode")).toFixed(2)}`,
+  );
+  console.log(
+    `  ratio decode/walk   ${(rps("decode") / rps("walk")).toFixed(2)}   snappy/walk ${(rps("snappy") / rps("walk")).toFixed(2)}`,
+  );
+}
+
+async function child(mode: Mode, rows: number): Promise<void> {
+  const pool = makePool(65536);
+  const samples: string[] = [];
+  const timer = flag("trace-memory")
+    ? setInterval(() => {
+        const m = process.memoryUsage();
+        const mib = (x: number) => (x / 1048576).toFixed(0);
+        samples.push(
+          `rss ${mib(m.rss)} heap ${mib(m.heapUsed)}/${mib(m.heapTotal)} ab ${mib(m.arrayBuffers)} ext ${mib(m.external)}`,
+        );
+      }, 500)
+    : null;
+  const r = await run(mode, pool, rows);
+  if (timer) {
+    clearInterval(timer);
+    console.error(samples.join("\n"));
+  }
+  console.log(
+    JSON.stringify({
+      rows,
+      secs: r.secs,
+      bytes: r.bytes,
+      maxRssMiB: process.resourceUsage().maxRSS / 1024,
+    }),
+  );
+}
+
+function rss(): void {
+  const sizes = [ROWS, ROWS * 5];
+  console.log(
+    `\npeak RSS, fresh process per run (pool of 64k rows ≈ ${((65536 * 90) / 1048576) | 0} MiB included)`,
+  );
+  for (const mode of ["walk", "decode", "snappy", "zstd"] as const) {
+    const res = sizes.map((rows) => {
+      const out = spawnSync(
+        process.execPath,
+        [...process.execArgv, process.argv[1]!, "--child", mode, String(rows)],
+        {
+          encoding: "utf8",
+        },
+      );
+      if (out.status !== 0) throw new Error(out.stderr);
+      return JSON.parse(out.stdout.trim().split("\n").pop()!) as { maxRssMiB: number; secs: number };
+    });
+    const [a, b] = res as [(typeof res)[0], (typeof res)[0]];
+    console.log(
+      `  ${mode.padEnd(7)} ${sizes[0]} rows: ${a.maxRssMiB.toFixed(0)} MiB   ` +
+        `${sizes[1]} rows: ${b.maxRssMiB.toFixed(0)} MiB   ratio ${(b.maxRssMiB / a.maxRssMiB).toFixed(2)}`,
+    );
+  }
+}
+
+async function endToEnd(): Promise<void> {
+  const { startPostgres } = await import("../test/support/postgres.js");
+  const { RawPg } = await import("../test/support/raw-pg-binary.js");
+  const server = await startPostgres();
+  try {
+    const pg = await RawPg.connect({ port: server.port });
+    await pg.query(
+      `CREATE TABLE b AS SELECT g AS id, g::int8 * 7919 AS big, random() * 1000 AS score,
+         round((random() * 1e8)::numeric / 100, 2)::numeric(12,2) AS amount,
+         md5(g::text) AS label, now() - g * interval '1 second' AS at, g % 2 = 0 AS flag,
+         current_date - (g % 3000) AS day FROM generate_series(1, ${ROWS}) g`,
+    );
+    await pg.query("VACUUM ANALYZE b");
+    const q = "SELECT * FROM b";
+    const cols = await pg.describe(q);
+    const columns: ColumnInfo[] = cols.map((c) => ({ name: c.name, typeOid: c.typeOid, typeMod: c.typeMod }));
+    const copyBinary = (): number => {
+      const t0 = performance.now();
+      execFileSync("sh", [
+        "-c",
+        `psql -h 127.0.0.1 -p ${server.port} -U postgres -qc "COPY (${q}) TO STDOUT (FORMAT binary)" > /dev/null`,
+      ]);
+      return (performance.now() - t0) / 1000;
+    };
+    const exportRun = async (): Promise<number> => {
+      const t0 = performance.now();
+      const sink = countingSink();
+      const enc = await createParquetEncoder(
+        { compression: "snappy", maxFileSize: 256 << 20, columns },
+        sink,
+      );
+      await pg.executeAsync(q, enc.resultFormats, (buf, pos, n) => {
+        enc.writeRow(buf, pos, n);
+        if (enc.wantsFlush) return enc.flush();
+      });
+      await enc.finish();
+      enc.dispose();
+      return (performance.now() - t0) / 1000;
+    };
+    const readOnly = async (): Promise<number> => {
+      const t0 = performance.now();
+      await pg.execute(
+        q,
+        columns.map(() => 1),
+        () => {},
+      );
+      return (performance.now() - t0) / 1000;
+    };
+    const a: number[] = [];
+    const b: number[] = [];
+    const c: number[] = [];
+    for (let rep = 0; rep < REPS; rep++) {
+      a.push(copyBinary());
+      c.push(await readOnly());
+      b.push(await exportRun());
+    }
+    console.log(
+      `\nend to end, ${ROWS} rows from PostgreSQL (test client test/support/raw-pg-binary.ts), medians`,
+    );
+    console.log(
+      `  COPY … (FORMAT binary) > /dev/null  ${fmt(ROWS / median(a))}   runs ${a.map((t) => t.toFixed(2)).join("/")} s`,
+    );
+    console.log(
+      `  binary read, rows dropped           ${fmt(ROWS / median(c))}   runs ${c.map((t) => t.toFixed(2)).join("/")} s`,
+    );
+    console.log(
+      `  binary read → parquet snappy        ${fmt(ROWS / median(b))}   runs ${b.map((t) => t.toFixed(2)).join("/")} s`,
+    );
+    console.log(
+      `  ratio export/COPY binary ${(median(a) / median(b)).toFixed(2)}   export/read-only ${(median(c) / median(b)).toFixed(2)}`,
+    );
+    await pg.end();
+  } finally {
+    await server.stop();
+  }
+}
+
+if (args[0] === "--child") {
+  await child(args[1] as Mode, Number(args[2]));
+} else {
+  if (!flag("pg-only")) await throughput();
+  if (flag("rss")) rss();
+  if (flag("pg") || flag("pg-only")) await endToEnd();
+}
