@@ -1,12 +1,12 @@
 // Structured JSON logs. Nothing secret is ever passed in: callers log ids, users and counts,
 // never passwords, keys or (at info level) query text.
-import { pino, type Logger } from "pino";
+import { type DestinationStream, pino, type Logger } from "pino";
 import type { LogLevel } from "./config.js";
 
 export type { Logger };
 
-export function createLogger(level: LogLevel): Logger {
-  return pino({
+export function createLogger(level: LogLevel, destination?: DestinationStream): Logger {
+  const options = {
     level,
     base: { svc: "copy-to-s3-proxy" },
     // Belt and braces: if a secret-looking field ever reaches a log call, it is masked.
@@ -21,5 +21,6 @@ export function createLogger(level: LogLevel): Logger {
       ],
       censor: "[redacted]",
     },
-  });
+  };
+  return destination === undefined ? pino(options) : pino(options, destination);
 }
