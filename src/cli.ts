@@ -4,7 +4,10 @@
 import { ConfigError, HELP, loadConfig } from "./config.js";
 import { createLogger } from "./log.js";
 import { startProxy } from "./proxy/server.js";
+import { runCleanupCommand } from "./copy/cleanup-command.js";
+import { loadConnections } from "./copy/connections.js";
 import { createCopyHook } from "./copy/hook.js";
+import { PgError } from "./errors.js";
 
 async function main(): Promise<number> {
   let cli: ReturnType<typeof loadConfig>;
@@ -23,8 +26,31 @@ async function main(): Promise<number> {
   }
   const log = createLogger(cli.config.logLevel);
   if (cli.command === "cleanup") {
-    process.stderr.write("copy-to-s3-proxy: the cleanup command is not built yet\n");
-    return 2;
+    if (cli.positionals.length !== 1) {
+      process.stderr.write("copy-to-s3-proxy: usage: cleanup s3://bucket/prefix [--yes] [--connection NAME]\n");
+      return 2;
+    }
+    try {
+      const e = cli.config.exports;
+      return await runCleanupCommand({
+        target: cli.positionals[0]!,
+        yes: cli.flags.yes,
+        connection: cli.flags.connection,
+        connections: loadConnections(cli.config.connections, process.env, {
+          warn: (message) => process.stderr.write(`copy-to-s3-proxy: warning: ${message}\n`),
+        }),
+        storeOptions: {
+          maxAttempts: e.s3MaxAttempts,
+          retryMode: e.s3RetryMode,
+          requestTimeoutMs: e.s3RequestTimeoutMs,
+        },
+        out: (line) => process.stdout.write(`${line}\n`),
+      });
+    } catch (e) {
+      const err = PgError.from(e);
+      process.stderr.write(`copy-to-s3-proxy cleanup: ${err.message}${err.detail ? `\n${err.detail}` : ""}\n`);
+      return 1;
+    }
   }
   const copy = await createCopyHook(cli.config, log);
   const proxy = await startProxy(cli.config, log, copy);

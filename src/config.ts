@@ -23,6 +23,24 @@ export interface ExportLimits {
   partsInFlight: number;
   /** Interval between progress notices. */
   progressIntervalMs: number;
+  /** Finished files whose last parts and CompleteMultipartUpload run while the next file fills. */
+  filesCompleting: number;
+  /**
+   * Upper bound on one export's upload buffers, checked at start against
+   * partSize × (partsInFlight + 1) × (filesCompleting + 1); undefined = not checked.
+   */
+  maxMemoryPerExport: number | undefined;
+  /** Attempts per S3 request (the SDK retry strategy, with exponential backoff and jitter). */
+  s3MaxAttempts: number;
+  /** The SDK retry strategy: "standard", or "adaptive" (also rate-limits when throttled). */
+  s3RetryMode: "standard" | "adaptive";
+  /** Socket idle timeout of one S3 request; a stalled request fails and is retried. */
+  s3RequestTimeoutMs: number;
+}
+
+/** Bytes one export may hold in upload buffers at most with these settings (encoder batches aside). */
+export function uploadMemoryBound(e: Pick<ExportLimits, "partSize" | "partsInFlight" | "filesCompleting">): number {
+  return e.partSize * (e.partsInFlight + 1) * (e.filesCompleting + 1);
 }
 
 export interface Config {
@@ -91,6 +109,11 @@ export const DEFAULT_EXPORT_LIMITS: ExportLimits = {
   partSize: 8 * 1024 * 1024,
   partsInFlight: 4,
   progressIntervalMs: 2_000,
+  filesCompleting: 2,
+  maxMemoryPerExport: undefined,
+  s3MaxAttempts: 5,
+  s3RetryMode: "standard",
+  s3RequestTimeoutMs: 120_000,
 };
 
 export function parseHostPort(s: string, what: string): HostPort {
@@ -172,7 +195,39 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Par
       "exports.progressIntervalMs",
       100,
     ),
+    filesCompleting: positiveInt(
+      fileExports.filesCompleting ?? DEFAULT_EXPORT_LIMITS.filesCompleting,
+      "exports.filesCompleting",
+      1,
+    ),
+    maxMemoryPerExport:
+      fileExports.maxMemoryPerExport === undefined
+        ? undefined
+        : positiveInt(fileExports.maxMemoryPerExport, "exports.maxMemoryPerExport", 1),
+    s3MaxAttempts: positiveInt(
+      fileExports.s3MaxAttempts ?? DEFAULT_EXPORT_LIMITS.s3MaxAttempts,
+      "exports.s3MaxAttempts",
+      1,
+    ),
+    s3RetryMode: oneOf(
+      String(fileExports.s3RetryMode ?? DEFAULT_EXPORT_LIMITS.s3RetryMode),
+      ["standard", "adaptive"],
+      "exports.s3RetryMode",
+    ),
+    s3RequestTimeoutMs: positiveInt(
+      fileExports.s3RequestTimeoutMs ?? DEFAULT_EXPORT_LIMITS.s3RequestTimeoutMs,
+      "exports.s3RequestTimeoutMs",
+      1,
+    ),
   };
+  if (
+    exportsCfg.maxMemoryPerExport !== undefined &&
+    uploadMemoryBound(exportsCfg) > exportsCfg.maxMemoryPerExport
+  ) {
+    throw new ConfigError(
+      `exports: partSize × (partsInFlight + 1) × (filesCompleting + 1) = ${uploadMemoryBound(exportsCfg)} bytes exceeds exports.maxMemoryPerExport (${exportsCfg.maxMemoryPerExport}); lower partsInFlight, filesCompleting or partSize`,
+    );
+  }
   const tlsCertFile = pick(v["tls-cert"], "C2S_TLS_CERT", "tlsCertFile");
   const tlsKeyFile = pick(v["tls-key"], "C2S_TLS_KEY", "tlsKeyFile");
   if ((tlsCertFile === undefined) !== (tlsKeyFile === undefined)) {

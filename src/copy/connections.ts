@@ -92,6 +92,7 @@ interface StaticCredentials {
 
 interface ClientOptions {
   maxAttempts: number;
+  retryMode?: "standard" | "adaptive";
   requestTimeoutMs: number;
 }
 
@@ -183,7 +184,7 @@ export class AwsConnection {
 
   /** One client per connection and settings, so exports share its keep-alive sockets. */
   s3Client(o: ClientOptions): S3Client {
-    const k = `${o.maxAttempts}/${o.requestTimeoutMs}`;
+    const k = `${o.maxAttempts}/${o.retryMode ?? "standard"}/${o.requestTimeoutMs}`;
     let c = this.#clients.get(k);
     if (c === undefined) {
       c = createS3Client({
@@ -191,6 +192,7 @@ export class AwsConnection {
         region: this.region,
         credentials: this.#credentials(o.maxAttempts),
         maxAttempts: o.maxAttempts,
+        retryMode: o.retryMode,
         requestTimeoutMs: o.requestTimeoutMs,
       });
       this.#clients.set(k, c);

@@ -58,6 +58,8 @@ class Export {
   private readonly snapshot: SnapshotSource;
   private sentinel: string;
   private sentinelWritten = false;
+  private committed = false;
+  private manifestWritten = false;
   private rows = 0;
   private readonly started = Date.now();
 
@@ -99,8 +101,10 @@ class Export {
       );
       return { rows: this.rows };
     } catch (e) {
-      // The reason the export stopped wins over whatever that stop caused upstream (57014 etc.).
-      const err = this.signal.aborted ? PgError.from(this.signal.reason) : PgError.from(e);
+      // The reason the export stopped wins over whatever that stop caused upstream (57014 etc.),
+      // unless it came after the commit point.
+      const err =
+        this.signal.aborted && !this.committed ? PgError.from(this.signal.reason) : PgError.from(e);
       this.ac.abort(err);
       await this.cleanup(err);
       throw err;
@@ -161,7 +165,13 @@ class Export {
     const conn =
       target.scheme === "s3" ? this.deps.connections.get(this.stmt.options.awsConnection) : undefined;
     const e = this.deps.config.exports;
-    return createStore(conn, target, { partSize: e.partSize, partsInFlight: e.partsInFlight });
+    return createStore(conn, target, {
+      partSize: e.partSize,
+      partsInFlight: e.partsInFlight,
+      maxAttempts: e.s3MaxAttempts,
+      retryMode: e.s3RetryMode,
+      requestTimeoutMs: e.s3RequestTimeoutMs,
+    });
   }
 
   private async preflight(): Promise<void> {
@@ -178,8 +188,9 @@ class Export {
       );
     }
     await store.probeDelete(`mz-${this.id}-delete-probe`, this.signal);
-    await store.put(this.sentinel, "", this.signal);
+    // Set first: a PutObject cut short by a cancel may still have landed.
     this.sentinelWritten = true;
+    await store.put(this.sentinel, "", this.signal);
   }
 
   private async read(columns: ColumnInfo[]): Promise<void> {
@@ -189,6 +200,7 @@ class Export {
       this.store!,
       (i) => `mz-${this.id}-batch-0000-${pad4(i)}.${ext}`,
       this.signal,
+      this.deps.config.exports.filesCompleting,
     );
     this.sink = sink;
     const encoder: RowEncoder =
@@ -221,34 +233,51 @@ class Export {
     this.encoder = encoder;
     const channel = this.ctx.upstream;
     let flushing: Promise<void> | null = null;
+    let paused = false;
+    const unpause = (): void => {
+      if (!paused) return;
+      paused = false;
+      channel.resume();
+    };
+    // A cancel must not wait for the flush that paused the row stream: the upstream has to be
+    // read for its cancel to land (a backend blocked writing to us does not notice one), and the
+    // rows still arriving are dropped below.
+    this.signal.addEventListener("abort", unpause, { once: true });
     const relieve = (): void => {
       // Stop the row stream at this message, catch up, then let it flow again.
       channel.pause();
+      paused = true;
       flushing = (async () => {
         if (encoder.wantsFlush) await encoder.flush();
         await sink.drained();
       })().then(
         () => {
           flushing = null;
-          channel.resume();
+          unpause();
         },
         (e: unknown) => {
           flushing = null;
           this.ac.abort(PgError.from(e));
-          channel.resume();
+          unpause();
         },
       );
     };
-    await this.snapshot.read(
-      encoder.resultFormats,
-      (buf, pos, n) => {
-        encoder.writeRow(buf, pos, n);
-        this.rows++;
-        if (flushing === null && (encoder.wantsFlush || sink.needsDrain)) relieve();
-      },
-      this.signal,
-    );
-    while (flushing !== null) await flushing;
+    try {
+      await this.snapshot.read(
+        encoder.resultFormats,
+        (buf, pos, n) => {
+          if (this.signal.aborted) return; // the statement is being cancelled upstream
+          encoder.writeRow(buf, pos, n);
+          this.rows++;
+          if (flushing === null && (encoder.wantsFlush || sink.needsDrain)) relieve();
+        },
+        this.signal,
+      );
+    } finally {
+      this.signal.removeEventListener("abort", unpause);
+      // The encoder is disposed only once no flush of it runs any more.
+      while (flushing !== null) await flushing;
+    }
     this.checkAborted();
     await encoder.finish();
     this.checkAborted();
@@ -274,8 +303,11 @@ class Export {
       rows: this.rows,
     });
     this.checkAborted();
+    this.manifestWritten = true; // may exist from here on, even if the PutObject fails
     await store.put(`mz-${this.id}-manifest.json`, manifest, this.signal);
-    // Past this point the export is done: removing the sentinel is the "finished" event.
+    // The commit point: with every file and the manifest in place the export is done, and a
+    // cancel from now on changes nothing (removing the sentinel is the "finished" event).
+    this.committed = true;
     await store.delete([this.sentinel]);
     this.sentinelWritten = false;
   }
@@ -295,35 +327,51 @@ class Export {
     const store = this.store;
     if (store === null) return;
     const left: string[] = [];
+    const reasons: string[] = [];
     let keys: string[] = [];
     if (this.sink !== null) {
       const r = await this.sink.abortAll();
       keys = r.keys;
-      if (r.failures.length > 0) left.push(...r.failures);
+      for (const f of r.failures) {
+        left.push(store.url(f.key));
+        reasons.push(f.message);
+      }
     }
+    // Completed files (and the manifest, if it was written) go before the sentinel.
+    const toDelete = keys.filter((k) => !left.includes(store.url(k)));
+    if (this.manifestWritten) toDelete.push(`mz-${this.id}-manifest.json`);
     try {
-      await store.delete([...keys, `mz-${this.id}-manifest.json`]);
+      await store.delete(toDelete);
     } catch (e) {
-      left.push(...keys.map((k) => store.url(k)));
-      this.ctx.log.error({ exportId: this.id, err: (e as Error).message }, "cleanup could not delete files");
+      left.push(...toDelete.map((k) => store.url(k)));
+      reasons.push(describe(e));
+      this.ctx.log.error({ exportId: this.id, err: describe(e) }, "cleanup could not delete files");
     }
     if (left.length === 0 && this.sentinelWritten) {
       try {
         await store.delete([this.sentinel]);
         this.sentinelWritten = false;
       } catch (e) {
-        left.push(store.url(this.sentinel));
-        this.ctx.log.error(
-          { exportId: this.id, err: (e as Error).message },
-          "cleanup could not delete the sentinel",
-        );
+        reasons.push(describe(e));
+        this.ctx.log.error({ exportId: this.id, err: describe(e) }, "cleanup could not delete the sentinel");
       }
-    } else if (this.sentinelWritten) {
-      left.push(store.url(this.sentinel));
     }
+    // The sentinel stays whenever anything else does, so nobody mistakes the rest for complete.
+    if (this.sentinelWritten) left.push(store.url(this.sentinel));
     if (left.length > 0) {
-      const detail = `cleanup failed; left behind: ${left.join(", ")}`;
+      const shown = left.length > 50 ? [...left.slice(0, 50), `… and ${left.length - 50} more`] : left;
+      const detail = `cleanup failed (${reasons.join("; ") || "unknown error"}); left behind: ${shown.join(", ")}`;
       Object.defineProperty(err, "detail", { value: err.detail ? `${err.detail}\n${detail}` : detail });
+      if (err.hint === undefined) {
+        Object.defineProperty(err, "hint", {
+          value: `Remove them with: copy-to-s3-proxy cleanup ${store.location} --yes`,
+        });
+      }
     }
   }
+}
+
+function describe(e: unknown): string {
+  const err = PgError.from(e);
+  return err.detail ? `${err.message}: ${err.detail}` : err.message;
 }

@@ -11,12 +11,18 @@ export interface WrittenFile {
   bytes: number;
 }
 
-/** Files completing in the background at once; more waits (bounds memory to a few files' parts). */
-const MAX_COMPLETING = 2;
+/** Files completing in the background at once when the caller does not say (see ExportLimits). */
+export const DEFAULT_FILES_COMPLETING = 2;
+
+export interface CleanupFailure {
+  key: string;
+  message: string;
+}
 
 export class UploadSink implements FileSink {
   private current: { index: number; key: string; upload: ObjectUpload } | null = null;
-  private readonly open = new Set<ObjectUpload>();
+  /** Uploads not known to be finished or cleaned up, by key (a failed end() stays until abortAll). */
+  private readonly open = new Map<ObjectUpload, string>();
   private readonly completing = new Set<Promise<void>>();
   private readonly done: WrittenFile[] = [];
   /** Keys that may exist in the store: completed, or completing right now. */
@@ -29,13 +35,15 @@ export class UploadSink implements FileSink {
     private readonly store: ObjectStore,
     private readonly keyOf: (index: number) => string,
     private readonly signal: AbortSignal,
+    /** Files completing in the background at once; more waits (bounds memory to a few files' parts). */
+    private readonly maxCompleting = DEFAULT_FILES_COMPLETING,
   ) {}
 
   openFile(index: number): void {
     const key = this.keyOf(index);
     const upload = this.store.upload(key, this.signal);
     this.current = { index, key, upload };
-    this.open.add(upload);
+    this.open.set(upload, key);
   }
 
   write(chunk: Uint8Array): void {
@@ -54,13 +62,13 @@ export class UploadSink implements FileSink {
         this.done[index] = { key, rows, bytes };
       },
       (e: unknown) => {
-        this.open.delete(upload);
+        // Stays in `open`: abortAll() asks it again and learns whether anything of it is left.
         this.failure ??= PgError.from(e);
       },
     );
     this.completing.add(p);
     void p.finally(() => this.completing.delete(p));
-    if (this.completing.size >= MAX_COMPLETING) this.mustDrain = true;
+    if (this.completing.size >= this.maxCompleting) this.mustDrain = true;
   }
 
   /** True when the encoder should stop feeding until drained() resolves. */
@@ -69,7 +77,7 @@ export class UploadSink implements FileSink {
   }
 
   async drained(): Promise<void> {
-    while (this.completing.size >= MAX_COMPLETING) await Promise.race(this.completing);
+    while (this.completing.size >= this.maxCompleting) await Promise.race(this.completing);
     if (this.current !== null) await this.current.upload.drained();
     this.mustDrain = false;
     this.throwIfFailed();
@@ -95,13 +103,17 @@ export class UploadSink implements FileSink {
    * Aborts every unfinished upload and returns the keys of objects that may exist (completed
    * files and ones whose completion raced the abort), for the caller to delete.
    */
-  async abortAll(): Promise<{ keys: string[]; failures: string[] }> {
-    const failures: string[] = [];
+  async abortAll(): Promise<{ keys: string[]; failures: CleanupFailure[] }> {
+    const failures: CleanupFailure[] = [];
     await Promise.all(
-      [...this.open].map((u) =>
-        u.abort().catch((e: unknown) => {
-          failures.push((e as Error).message);
-        }),
+      [...this.open].map(([u, key]) =>
+        u.abort().then(
+          () => this.open.delete(u),
+          (e: unknown) => {
+            const err = PgError.from(e);
+            failures.push({ key, message: err.detail ? `${err.message}: ${err.detail}` : err.message });
+          },
+        ),
       ),
     );
     await Promise.allSettled([...this.completing]);

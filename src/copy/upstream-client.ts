@@ -97,20 +97,28 @@ export class UpstreamClient {
     this.busy = true;
     return new Promise<void>((resolve, reject) => {
       let error: PgError | null = null;
-      let cancelSent = false;
+      let cancelling: Promise<void> | null = null;
+      let finished = false;
       const onAbort = (): void => {
-        if (cancelSent) return;
-        cancelSent = true;
-        void this.ch.cancel();
+        cancelling ??= this.ch.cancel().catch(() => {});
       };
       const onLost = (): void => finish(lostError());
       const finish = (err: PgError | null): void => {
+        if (finished) return;
+        finished = true;
         this.handler = null;
-        this.busy = false;
         signal?.removeEventListener("abort", onAbort);
         this.ch.lost.removeEventListener("abort", onLost);
-        if (err) reject(err);
-        else resolve();
+        const settle = (): void => {
+          this.busy = false;
+          if (err) reject(err);
+          else resolve();
+        };
+        // A CancelRequest still on its way could hit the next statement on this session (e.g. the
+        // ROLLBACK of the cleanup): the statement that follows is sent only once the server has
+        // taken the request (it closes the cancel connection after signalling the backend).
+        if (cancelling !== null && !this.ch.lost.aborted) void cancelling.then(settle);
+        else settle();
       };
       this.handler = (type, buf, start, end) => {
         if (type === M.Error) {

@@ -28,12 +28,15 @@ export async function startCopyProxy(opts: {
   upstreamPort: number;
   s3: S3Access;
   args?: string[];
+  /** More config-file keys (e.g. `exports`), next to the "default" connection. */
+  config?: Record<string, unknown>;
 }): Promise<TestProxy> {
   const dir = mkdtempSync(join(tmpdir(), "c2s-proxy-"));
   const configFile = join(dir, "config.json");
   writeFileSync(
     configFile,
     JSON.stringify({
+      ...opts.config,
       connections: {
         default: {
           endpoint: opts.s3.endpoint,

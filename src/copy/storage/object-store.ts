@@ -68,8 +68,10 @@ export interface StoreOptions {
   partSize?: number;
   /** Parts uploading at once per object. */
   partsInFlight?: number;
-  /** Attempts per S3 request (SDK "standard" retry strategy). */
+  /** Attempts per S3 request (SDK retry strategy). */
   maxAttempts?: number;
+  /** SDK retry strategy: "standard" (exponential backoff with jitter) or "adaptive" (+ rate limiting). */
+  retryMode?: "standard" | "adaptive";
   /** Socket idle timeout of an S3 request. */
   requestTimeoutMs?: number;
 }
@@ -82,6 +84,7 @@ export const STORE_DEFAULTS: Required<StoreOptions> = {
   partSize: 8 * 1024 * 1024,
   partsInFlight: 4,
   maxAttempts: 5,
+  retryMode: "standard",
   requestTimeoutMs: 120_000,
 };
 
@@ -90,6 +93,7 @@ export function resolveStoreOptions(o: StoreOptions = {}): Required<StoreOptions
     partSize: o.partSize ?? STORE_DEFAULTS.partSize,
     partsInFlight: o.partsInFlight ?? STORE_DEFAULTS.partsInFlight,
     maxAttempts: o.maxAttempts ?? STORE_DEFAULTS.maxAttempts,
+    retryMode: o.retryMode ?? STORE_DEFAULTS.retryMode,
     requestTimeoutMs: o.requestTimeoutMs ?? STORE_DEFAULTS.requestTimeoutMs,
   };
   const bad = (what: string) =>

@@ -53,6 +53,8 @@ export interface S3ClientSettings {
   /** Absent: the SDK default chain (env, profile, web identity, instance metadata). */
   credentials?: S3ClientConfig["credentials"];
   maxAttempts: number;
+  /** Default "standard": exponential backoff with full jitter, retry quota per client. */
+  retryMode?: "standard" | "adaptive" | undefined;
   requestTimeoutMs: number;
 }
 
@@ -61,10 +63,15 @@ export function createS3Client(s: S3ClientSettings): S3Client {
   const config: S3ClientConfig = {
     forcePathStyle: custom,
     maxAttempts: s.maxAttempts,
-    retryMode: "standard",
-    // requestTimeout is the socket idle timeout: a stuck connection fails and is retried instead of
-    // hanging an export until the user gives up.
-    requestHandler: { connectionTimeout: 10_000, requestTimeout: s.requestTimeoutMs },
+    retryMode: s.retryMode ?? "standard",
+    // A request that gets no answer within requestTimeout fails (TimeoutError) and is retried
+    // instead of hanging an export until the user gives up. Without throwOnRequestTimeout the SDK
+    // (node-http-handler 4.x) only logs a warning and waits forever.
+    requestHandler: {
+      connectionTimeout: 10_000,
+      requestTimeout: s.requestTimeoutMs,
+      throwOnRequestTimeout: true,
+    },
     // On AWS a bucket in another region answers 301; following it beats a confusing error.
     followRegionRedirects: !custom,
     // The SDK's default CRC32 checksums on every request are patchily supported by S3-compatible

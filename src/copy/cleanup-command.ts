@@ -1,0 +1,191 @@
+// `copy-to-s3-proxy cleanup s3://bucket/prefix [--yes] [--connection NAME]` (SPEC §2.2): finds what
+// exports that never finished left under a prefix — a proxy killed with -9, a host that died, a
+// cleanup that failed — and, with --yes, removes it.
+//
+// An unfinished export is recognised by its sentinel `<dir>/mz-<id>-INCOMPLETE` (the sentinel goes
+// last on success and stays on any failure of the cleanup). For each one: its multipart uploads
+// are aborted, then its objects (`<dir>/mz-<id>-…`: data files, manifest) are deleted, and the
+// sentinel last, so an interrupted cleanup can simply be run again. Multipart uploads named like
+// an export's data files whose export has no sentinel are orphans too and are aborted. Anything
+// else under the prefix is listed as left alone and never touched.
+//
+// Without --yes nothing is changed: the command prints what it would do.
+
+import { PgError } from "../errors.js";
+import type { ConnectionRegistry } from "./connections.js";
+import { createStore } from "./connections.js";
+import type { ObjectStore, PendingUpload, StoreOptions } from "./storage/object-store.js";
+import { parseTargetUrl } from "./storage/target-url.js";
+
+/** `mz-<id>-INCOMPLETE`; the id is ours (a UUID) or Materialize's, never containing "/". */
+const SENTINEL = /^mz-([^/]+)-INCOMPLETE$/;
+/** A data file of an export: `mz-<id>-batch-<NNNN>-<NNNN>.<ext>`. */
+const DATA_FILE = /^mz-([^/]+?)-batch-\d{4}-\d{4}\.[^/]+$/;
+
+export interface UnfinishedExport {
+  /** Directory of the export, relative to the store ("" = the store's own directory). */
+  dir: string;
+  id: string;
+  sentinel: string;
+  /** Objects of the export other than the sentinel (data files, manifest), relative keys. */
+  objects: string[];
+  uploads: PendingUpload[];
+}
+
+export interface CleanupPlan {
+  location: string;
+  exports: UnfinishedExport[];
+  /** Uploads named like an export's data files whose export has no sentinel. */
+  orphanUploads: PendingUpload[];
+  /** Uploads that no export made: reported, left alone. */
+  foreignUploads: PendingUpload[];
+}
+
+const split = (key: string): { dir: string; name: string } => {
+  const i = key.lastIndexOf("/");
+  return i < 0 ? { dir: "", name: key } : { dir: key.slice(0, i), name: key.slice(i + 1) };
+};
+const join = (dir: string, name: string): string => (dir === "" ? name : `${dir}/${name}`);
+
+export async function planCleanup(store: ObjectStore, signal: AbortSignal): Promise<CleanupPlan> {
+  const { keys } = await store.list("", signal, Number.POSITIVE_INFINITY);
+  const uploads = await store.listUploads("", signal);
+  const byExport = new Map<string, UnfinishedExport>();
+  for (const key of keys) {
+    const { dir, name } = split(key);
+    const m = SENTINEL.exec(name);
+    if (m) byExport.set(join(dir, m[1]!), { dir, id: m[1]!, sentinel: key, objects: [], uploads: [] });
+  }
+  for (const e of byExport.values()) {
+    const own = `mz-${e.id}-`;
+    e.objects = keys.filter((k) => {
+      const { dir, name } = split(k);
+      return dir === e.dir && name.startsWith(own) && k !== e.sentinel;
+    });
+  }
+  const orphanUploads: PendingUpload[] = [];
+  const foreignUploads: PendingUpload[] = [];
+  for (const u of uploads) {
+    const { dir, name } = split(u.key);
+    const owner = [...byExport.values()].find((e) => e.dir === dir && name.startsWith(`mz-${e.id}-`));
+    if (owner !== undefined) owner.uploads.push(u);
+    else if (DATA_FILE.test(name)) orphanUploads.push(u);
+    else foreignUploads.push(u);
+  }
+  return { location: store.location, exports: [...byExport.values()], orphanUploads, foreignUploads };
+}
+
+export interface CleanupResult {
+  uploadsAborted: number;
+  objectsDeleted: number;
+  failures: string[];
+}
+
+/** Carries out a plan, printing one line per action. Never throws for S3 errors: they are counted. */
+export async function executeCleanup(
+  store: ObjectStore,
+  plan: CleanupPlan,
+  print: (line: string) => void,
+): Promise<CleanupResult> {
+  const r: CleanupResult = { uploadsAborted: 0, objectsDeleted: 0, failures: [] };
+  const fail = (what: string, e: unknown): void => {
+    const err = PgError.from(e);
+    const msg = `${what}: ${err.message}${err.detail ? ` (${err.detail})` : ""}`;
+    r.failures.push(msg);
+    print(`  FAILED ${msg}`);
+  };
+  const abort = async (u: PendingUpload): Promise<boolean> => {
+    try {
+      await store.abortUpload(u.key, u.uploadId);
+      r.uploadsAborted++;
+      print(`  aborted multipart upload ${store.url(u.key)} (upload id ${u.uploadId})`);
+      return true;
+    } catch (e) {
+      fail(`abort multipart upload ${store.url(u.key)} (upload id ${u.uploadId})`, e);
+      return false;
+    }
+  };
+  const remove = async (keys: string[]): Promise<boolean> => {
+    if (keys.length === 0) return true;
+    try {
+      await store.delete(keys);
+      r.objectsDeleted += keys.length;
+      for (const k of keys) print(`  deleted ${store.url(k)}`);
+      return true;
+    } catch (e) {
+      fail(`delete ${keys.map((k) => store.url(k)).join(", ")}`, e);
+      return false;
+    }
+  };
+  for (const e of plan.exports) {
+    print(`export ${e.id} in ${store.url(e.dir)}:`);
+    let ok = true;
+    for (const u of e.uploads) ok = (await abort(u)) && ok;
+    ok = (await remove(e.objects)) && ok;
+    // The sentinel goes last, and only when everything else is gone.
+    if (ok) await remove([e.sentinel]);
+    else print(`  kept ${store.url(e.sentinel)}: the export is not fully removed; run cleanup again`);
+  }
+  if (plan.orphanUploads.length > 0) print("multipart uploads of exports without a sentinel:");
+  for (const u of plan.orphanUploads) await abort(u);
+  return r;
+}
+
+/** Prints a plan without changing anything. */
+export function describePlan(store: ObjectStore, plan: CleanupPlan, print: (line: string) => void): void {
+  for (const e of plan.exports) {
+    print(`export ${e.id} in ${store.url(e.dir)}:`);
+    for (const u of e.uploads)
+      print(`  would abort multipart upload ${store.url(u.key)} (upload id ${u.uploadId})`);
+    for (const k of [...e.objects, e.sentinel]) print(`  would delete ${store.url(k)}`);
+  }
+  if (plan.orphanUploads.length > 0) print("multipart uploads of exports without a sentinel:");
+  for (const u of plan.orphanUploads)
+    print(`  would abort multipart upload ${store.url(u.key)} (upload id ${u.uploadId})`);
+}
+
+export interface CleanupCommandOptions {
+  target: string;
+  yes: boolean;
+  connection: string | undefined;
+  connections: ConnectionRegistry;
+  storeOptions?: StoreOptions;
+  out: (line: string) => void;
+}
+
+/** The subcommand; resolves with the process exit code (0 done or dry run, 1 something failed). */
+export async function runCleanupCommand(o: CleanupCommandOptions): Promise<number> {
+  const target = parseTargetUrl(o.target);
+  const conn = target.scheme === "s3" ? o.connections.get(o.connection) : undefined;
+  const store = createStore(conn, target, o.storeOptions);
+  const signal = new AbortController().signal;
+  const plan = await planCleanup(store, signal);
+  const nUploads = plan.exports.reduce((n, e) => n + e.uploads.length, 0) + plan.orphanUploads.length;
+  const nObjects = plan.exports.reduce((n, e) => n + e.objects.length + 1, 0);
+  o.out(
+    `${store.location}: ${plan.exports.length} unfinished export(s), ${nUploads} multipart upload(s) and ${nObjects} object(s) to remove`,
+  );
+  for (const u of plan.foreignUploads) {
+    o.out(`left alone (not an export's): multipart upload ${store.url(u.key)} (upload id ${u.uploadId})`);
+  }
+  if (nUploads === 0 && nObjects === 0) {
+    o.out("nothing to do");
+    return 0;
+  }
+  if (!o.yes) {
+    describePlan(store, plan, o.out);
+    o.out(
+      "dry run: nothing was changed. Make sure no proxy is still running these exports, then run again with --yes.",
+    );
+    return 0;
+  }
+  const r = await executeCleanup(store, plan, o.out);
+  const left = await store.listUploads("", signal).catch(() => null);
+  const ours = left?.filter((u) => !plan.foreignUploads.some((f) => f.uploadId === u.uploadId));
+  o.out(
+    `done: ${r.uploadsAborted} multipart upload(s) aborted, ${r.objectsDeleted} object(s) deleted` +
+      (r.failures.length > 0 ? `, ${r.failures.length} failure(s)` : "") +
+      (ours && ours.length > 0 ? `; ${ours.length} multipart upload(s) still listed` : ""),
+  );
+  return r.failures.length > 0 ? 1 : 0;
+}
