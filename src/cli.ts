@@ -27,7 +27,9 @@ async function main(): Promise<number> {
   const log = createLogger(cli.config.logLevel);
   if (cli.command === "cleanup") {
     if (cli.positionals.length !== 1) {
-      process.stderr.write("copy-to-s3-proxy: usage: cleanup s3://bucket/prefix [--yes] [--connection NAME]\n");
+      process.stderr.write(
+        "copy-to-s3-proxy: usage: cleanup s3://bucket/prefix [--yes] [--connection NAME]\n",
+      );
       return 2;
     }
     try {
@@ -48,7 +50,9 @@ async function main(): Promise<number> {
       });
     } catch (e) {
       const err = PgError.from(e);
-      process.stderr.write(`copy-to-s3-proxy cleanup: ${err.message}${err.detail ? `\n${err.detail}` : ""}\n`);
+      process.stderr.write(
+        `copy-to-s3-proxy cleanup: ${err.message}${err.detail ? `\n${err.detail}` : ""}\n`,
+      );
       return 1;
     }
   }

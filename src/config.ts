@@ -39,7 +39,9 @@ export interface ExportLimits {
 }
 
 /** Bytes one export may hold in upload buffers at most with these settings (encoder batches aside). */
-export function uploadMemoryBound(e: Pick<ExportLimits, "partSize" | "partsInFlight" | "filesCompleting">): number {
+export function uploadMemoryBound(
+  e: Pick<ExportLimits, "partSize" | "partsInFlight" | "filesCompleting">,
+): number {
   return e.partSize * (e.partsInFlight + 1) * (e.filesCompleting + 1);
 }
 

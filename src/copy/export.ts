@@ -103,8 +103,7 @@ class Export {
     } catch (e) {
       // The reason the export stopped wins over whatever that stop caused upstream (57014 etc.),
       // unless it came after the commit point.
-      const err =
-        this.signal.aborted && !this.committed ? PgError.from(this.signal.reason) : PgError.from(e);
+      const err = this.signal.aborted && !this.committed ? PgError.from(this.signal.reason) : PgError.from(e);
       this.ac.abort(err);
       await this.cleanup(err);
       throw err;

@@ -1,0 +1,381 @@
+// Cancel (a CancelRequest, what psql's Ctrl-C sends) aborts a COPY ... TO 's3://...' in every phase
+// (SPEC §2.2, §7): the client gets 57014 within a second, then no multipart upload and no object
+// is left under the prefix, the client's upstream session is idle outside a transaction, and the
+// same COPY run again succeeds. A cancel after the commit point changes nothing; a cancel when
+// nothing runs does nothing.
+//
+// Each phase is pinned without timing guesses: target evaluation and reading by a server-side
+// sleep (seen in pg_stat_activity), describe by a lock, the S3 phases by the fault proxy parking
+// the request that marks them, the paused row stream by the backend waiting in ClientWrite.
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, inject, test } from "vitest";
+import { type S3Access, S3Check, startCopyProxy } from "../support/copy-proxy.js";
+import {
+  expectIdleBackend,
+  expectNothingLeft,
+  failure,
+  keyOf,
+  sendCancel,
+  waitUntil,
+} from "../support/export-checks.js";
+import type { TestProxy } from "../support/proxy.js";
+import { RawPg } from "../support/raw-pg.js";
+import { S3FaultProxy } from "../support/s3-fault-proxy.js";
+
+const DB = "copy_cancel";
+const pgPort = inject("pgPort");
+const s3: S3Access = {
+  endpoint: inject("s3Endpoint"),
+  region: "us-east-1",
+  accessKeyId: "test",
+  secretAccessKey: "test",
+};
+const check = new S3Check(s3);
+/** The issue's bound for Ctrl-C → 57014; the replies seen here are a few tens of ms. */
+const CANCEL_BOUND_MS = 1000;
+
+let faults: S3FaultProxy;
+let proxy: TestProxy;
+let tlsProxy: TestProxy;
+let oracle: RawPg;
+let client: pg.Client;
+let upstreamPid: number;
+let bucket: string;
+
+beforeAll(async () => {
+  const admin = await RawPg.connect({ port: pgPort });
+  await admin.query(`DROP DATABASE IF EXISTS ${DB}`);
+  await admin.query(`CREATE DATABASE ${DB}`);
+  await admin.close();
+  oracle = await RawPg.connect({ port: pgPort, database: DB });
+  // Sleeps c2s.wait seconds (a session setting, 0 when unset) and returns its argument, so the
+  // very same COPY is slow while a test pins a phase and fast when it is run again.
+  await oracle.query(`CREATE FUNCTION c2s_wait(v anyelement) RETURNS anyelement LANGUAGE plpgsql AS $$
+    BEGIN PERFORM pg_sleep(coalesce(nullif(current_setting('c2s.wait', true), ''), '0')::float8); RETURN v; END $$`);
+  // ~30 MB of CSV: several 5 MiB parts, two files at MAX FILE SIZE 16MB.
+  await oracle.query(
+    "CREATE TABLE wide AS SELECT g, repeat(md5(g::text), 3) AS pad FROM generate_series(1, 300000) g",
+  );
+  await oracle.query("CREATE TABLE locked (a int)");
+  faults = await S3FaultProxy.start(s3.endpoint);
+  const config = {
+    exports: {
+      partSize: 5 * 1024 * 1024,
+      partsInFlight: 1,
+      filesCompleting: 1,
+      s3MaxAttempts: 2,
+      s3RequestTimeoutMs: 10_000,
+    },
+  };
+  proxy = await startCopyProxy({ upstreamPort: pgPort, s3: { ...s3, endpoint: faults.endpoint }, config });
+  tlsProxy = await startCopyProxy({
+    upstreamPort: pgPort,
+    s3: { ...s3, endpoint: faults.endpoint },
+    config,
+    args: ["--tls-cert", inject("pgCertFile"), "--tls-key", inject("pgKeyFile")],
+  });
+  client = new pg.Client({ connectionString: proxy.url("postgres", DB) });
+  client.on("notice", () => {});
+  await client.connect();
+  upstreamPid = (await client.query("SELECT pg_backend_pid() AS p")).rows[0].p;
+  bucket = await check.bucket("cancel");
+}, 120_000);
+
+afterAll(async () => {
+  await client?.end();
+  await oracle?.close();
+  await proxy?.shutdown(0);
+  await tlsProxy?.shutdown(0);
+  await faults?.close();
+});
+
+let n = 0;
+const freshPrefix = (): string => `c${++n}`;
+
+/** Waits until the backend `pid` runs something matching `pred` (pg_stat_activity, polled). */
+async function backendIs(pid: number, pred: string, what: string): Promise<void> {
+  await waitUntil(what, async () => {
+    const r = await oracle.query(`SELECT 1 FROM pg_stat_activity WHERE pid = ${pid} AND ${pred}`);
+    return r.rows.length > 0 ? true : null;
+  });
+}
+
+interface PhaseCase {
+  name: string;
+  /** COPY text; PREFIX is replaced by a fresh prefix. */
+  sql: string;
+  rows: number;
+  /** Makes the phase last until the cancel (and undoes it afterwards). */
+  arrange?: () => Promise<void> | void;
+  /** Resolves once the export is in the phase. */
+  reached: () => Promise<void>;
+  undo?: () => Promise<void> | void;
+}
+
+const t = (p: string) => `'s3://cancel/${p}'`;
+let locker: RawPg | null = null;
+
+const PHASES: PhaseCase[] = [
+  {
+    name: "target evaluation (upstream statement)",
+    sql: `COPY (SELECT 1 AS one) TO 's3://cancel/' || c2s_wait('PREFIX'::text) WITH (FORMAT = 'csv')`,
+    rows: 1,
+    arrange: () => client.query("SET c2s.wait = '30'").then(() => {}),
+    reached: () => backendIs(upstreamPid, "state = 'active' AND wait_event = 'PgSleep'", "target evaluation"),
+    undo: () => client.query("SET c2s.wait = '0'").then(() => {}),
+  },
+  {
+    name: "describe (waiting for a lock while the statement is prepared)",
+    sql: `COPY locked TO ${t("PREFIX")} WITH (FORMAT = 'csv')`,
+    rows: 0,
+    arrange: async () => {
+      locker = await RawPg.connect({ port: pgPort, database: DB });
+      await locker.query("BEGIN");
+      await locker.query("LOCK TABLE locked IN ACCESS EXCLUSIVE MODE");
+    },
+    reached: () => backendIs(upstreamPid, "wait_event_type = 'Lock'", "describe blocked on the lock"),
+    undo: async () => {
+      await locker?.query("ROLLBACK");
+      await locker?.close();
+      locker = null;
+    },
+  },
+  {
+    name: "preflight: listing the prefix",
+    sql: `COPY (SELECT g FROM generate_series(1, 10) g) TO ${t("PREFIX")} WITH (FORMAT = 'csv')`,
+    rows: 10,
+    arrange: () => faults.setRules({ op: "ListObjectsV2", fault: "hold" }),
+    reached: () => faults.waitFor("ListObjectsV2"),
+  },
+  {
+    name: "preflight: writing the sentinel",
+    sql: `COPY (SELECT g FROM generate_series(1, 10) g) TO ${t("PREFIX")} WITH (FORMAT = 'csv')`,
+    rows: 10,
+    arrange: () => faults.setRules({ op: "PutObject", key: /-INCOMPLETE$/, fault: "hold" }),
+    reached: () => faults.waitFor("PutObject"),
+  },
+  {
+    name: "reading rows (the upstream query runs)",
+    sql: `COPY (SELECT c2s_wait(g) AS g, md5(g::text) AS h FROM generate_series(1, 5000) g) TO ${t("PREFIX")} WITH (FORMAT = 'csv')`,
+    rows: 5000,
+    arrange: () => client.query("SET c2s.wait = '0.002'").then(() => {}),
+    reached: async () => {
+      await faults.waitFor("PutObject"); // the sentinel is there
+      await backendIs(
+        upstreamPid,
+        "state = 'active' AND wait_event = 'PgSleep' AND query LIKE '%generate_series(1, 5000)%'",
+        "reading",
+      );
+    },
+    undo: () => client.query("SET c2s.wait = '0'").then(() => {}),
+  },
+  {
+    name: "uploading, with the row stream paused (the backend waits in ClientWrite)",
+    sql: `COPY wide TO ${t("PREFIX")} WITH (FORMAT = 'csv', MAX FILE SIZE = '16MB')`,
+    rows: 300000,
+    arrange: () => faults.setRules({ op: "UploadPart", fault: "hold" }),
+    reached: async () => {
+      await faults.waitFor("UploadPart");
+      await backendIs(upstreamPid, "wait_event = 'ClientWrite'", "the upstream blocked on the paused stream");
+    },
+  },
+  {
+    name: "completing a file (CompleteMultipartUpload in flight)",
+    sql: `COPY wide TO ${t("PREFIX")} WITH (FORMAT = 'csv', MAX FILE SIZE = '16MB')`,
+    rows: 300000,
+    arrange: () => faults.setRules({ op: "CompleteMultipartUpload", fault: "hold" }),
+    reached: () => faults.waitFor("CompleteMultipartUpload"),
+  },
+  {
+    name: "committing: writing the manifest (files complete, before the commit point)",
+    sql: `COPY wide TO ${t("PREFIX")} WITH (FORMAT = 'csv', MAX FILE SIZE = '16MB')`,
+    rows: 300000,
+    arrange: () => faults.setRules({ op: "PutObject", key: /-manifest\.json$/, fault: "hold" }),
+    reached: () => faults.waitFor("PutObject", 2),
+  },
+];
+
+describe("a cancel aborts the export in every phase", () => {
+  for (const c of PHASES) {
+    test(c.name, async () => {
+      const prefix = freshPrefix();
+      const sql = c.sql.replace("PREFIX", prefix);
+      faults.resetStats();
+      await c.arrange?.();
+      let t0 = 0;
+      const q = client.query(sql);
+      const failed = failure(q, () => t0);
+      try {
+        await c.reached();
+        t0 = performance.now();
+        await sendCancel(proxy.port, keyOf(client));
+        const { err, ms } = await failed;
+        expect(err).toMatchObject({ code: "57014", message: "canceling statement due to user request" });
+        expect(ms).toBeLessThan(CANCEL_BOUND_MS);
+      } finally {
+        faults.clear();
+        await c.undo?.();
+        await failed.catch(() => {});
+      }
+      await expectNothingLeft(check, bucket, prefix, oracle, upstreamPid);
+      // The session is the client's again: nothing of the export's statements is left on it.
+      expect((await client.query("SHOW transaction_isolation")).rows[0].transaction_isolation).toBe(
+        "read committed",
+      );
+      expect((await client.query("SELECT count(*)::int AS n FROM pg_prepared_statements")).rows[0].n).toBe(0);
+      const again = await client.query(sql);
+      expect(again.rowCount).toBe(c.rows);
+      expect((await check.keys(bucket, `${prefix}/`)).some((k) => k.endsWith("-INCOMPLETE"))).toBe(false);
+      expect(await check.uploads(bucket, `${prefix}/`)).toEqual([]);
+    });
+  }
+
+  test("over TLS, while reading", async () => {
+    const c = new pg.Client({
+      connectionString: tlsProxy.url("postgres", DB),
+      ssl: { rejectUnauthorized: false },
+    });
+    c.on("notice", () => {});
+    await c.connect();
+    try {
+      const pid = (await c.query("SELECT pg_backend_pid() AS p")).rows[0].p;
+      await c.query("SET c2s.wait = '0.002'");
+      const prefix = freshPrefix();
+      let t0 = 0;
+      const failed = failure(
+        c.query(
+          `COPY (SELECT c2s_wait(g) AS g FROM generate_series(1, 5000) g) TO ${t(prefix)} WITH (FORMAT = 'csv')`,
+        ),
+        () => t0,
+      );
+      await backendIs(pid, "wait_event = 'PgSleep' AND query LIKE '%generate_series(1, 5000)%'", "reading");
+      t0 = performance.now();
+      await sendCancel(tlsProxy.port, keyOf(c), true);
+      const { err, ms } = await failed;
+      expect(err).toMatchObject({ code: "57014" });
+      expect(ms).toBeLessThan(CANCEL_BOUND_MS);
+      await expectNothingLeft(check, bucket, prefix, oracle, pid);
+      expect((await c.query("SELECT 1 AS ok")).rows[0].ok).toBe(1);
+    } finally {
+      await c.end();
+    }
+  });
+
+  test("Parquet, while reading", async () => {
+    await client.query("SET c2s.wait = '0.002'");
+    const prefix = freshPrefix();
+    let t0 = 0;
+    const failed = failure(
+      client.query(
+        `COPY (SELECT c2s_wait(g) AS g, g::numeric(10,2) AS n FROM generate_series(1, 5000) g) TO ${t(prefix)} WITH (FORMAT = 'parquet')`,
+      ),
+      () => t0,
+    );
+    try {
+      await backendIs(
+        upstreamPid,
+        "wait_event = 'PgSleep' AND query LIKE '%generate_series(1, 5000)%'",
+        "reading",
+      );
+      t0 = performance.now();
+      await sendCancel(proxy.port, keyOf(client));
+      const { err, ms } = await failed;
+      expect(err).toMatchObject({ code: "57014" });
+      expect(ms).toBeLessThan(CANCEL_BOUND_MS);
+    } finally {
+      await client.query("SET c2s.wait = '0'");
+    }
+    await expectNothingLeft(check, bucket, prefix, oracle, upstreamPid);
+  });
+});
+
+describe("cancels that must change nothing", () => {
+  test("after the commit point (manifest written, sentinel being removed): COPY n, the export stands", async () => {
+    const prefix = freshPrefix();
+    faults.resetStats();
+    faults.setRules({ op: "DeleteObjects", fault: "hold" });
+    const q = client.query(
+      `COPY (SELECT g FROM generate_series(1, 1000) g) TO ${t(prefix)} WITH (FORMAT = 'csv')`,
+    );
+    try {
+      await faults.waitFor("DeleteObjects");
+      await sendCancel(proxy.port, keyOf(client)); // acted on once the proxy closes the connection
+    } finally {
+      faults.clear();
+    }
+    expect((await q).rowCount).toBe(1000);
+    const keys = await check.keys(bucket, `${prefix}/`);
+    expect(keys.filter((k) => k.endsWith(".csv"))).toHaveLength(1);
+    expect(keys.filter((k) => k.endsWith("-manifest.json"))).toHaveLength(1);
+    expect(keys.some((k) => k.endsWith("-INCOMPLETE"))).toBe(false);
+    await expectIdleBackend(oracle, upstreamPid);
+  });
+
+  test("when no statement runs: nothing happens, and the next statements are not cancelled", async () => {
+    await sendCancel(proxy.port, keyOf(client));
+    expect((await client.query("SELECT pg_sleep(0.3), 1 AS ok")).rows[0].ok).toBe(1);
+    const prefix = freshPrefix();
+    expect((await client.query(`COPY (SELECT 1) TO ${t(prefix)} WITH (FORMAT = 'csv')`)).rowCount).toBe(1);
+  });
+
+  test("a wrong key does not cancel an export", async () => {
+    await client.query("SET c2s.wait = '0.001'");
+    try {
+      const prefix = freshPrefix();
+      const q = client.query(
+        `COPY (SELECT c2s_wait(g) AS g FROM generate_series(1, 300) g) TO ${t(prefix)} WITH (FORMAT = 'csv')`,
+      );
+      await backendIs(upstreamPid, "wait_event = 'PgSleep'", "reading");
+      const k = keyOf(client);
+      await sendCancel(proxy.port, { pid: k.pid, secret: k.secret ^ 1 });
+      expect((await q).rowCount).toBe(300);
+    } finally {
+      await client.query("SET c2s.wait = '0'");
+    }
+  });
+});
+
+describe("a cancel while waiting for an export slot", () => {
+  test("57014 at once, nothing written, the running export unharmed", async () => {
+    const limited = await startCopyProxy({
+      upstreamPort: pgPort,
+      s3,
+      args: ["--max-exports", "1"],
+      config: { exports: { queueTimeoutMs: 60_000 } },
+    });
+    const a = new pg.Client({ connectionString: limited.url("postgres", DB) });
+    const b = new pg.Client({ connectionString: limited.url("postgres", DB) });
+    a.on("notice", () => {});
+    b.on("notice", () => {});
+    await a.connect();
+    await b.connect();
+    try {
+      const aPid = (await a.query("SELECT pg_backend_pid() AS p")).rows[0].p;
+      await a.query("SET c2s.wait = '0.001'");
+      const pa = freshPrefix();
+      const pb = freshPrefix();
+      const qa = a.query(
+        `COPY (SELECT c2s_wait(g) AS g FROM generate_series(1, 1000) g) TO ${t(pa)} WITH (FORMAT = 'csv')`,
+      );
+      await backendIs(aPid, "wait_event = 'PgSleep'", "export A reading");
+      let t0 = 0;
+      const failed = failure(b.query(`COPY (SELECT 1) TO ${t(pb)} WITH (FORMAT = 'csv')`), () => t0);
+      // B waits for A's slot: both sessions have an export under way, only A's reached S3.
+      await waitUntil("B queued", () =>
+        [...limited.sessions].filter((s) => s.exporting !== null).length === 2 ? true : null,
+      );
+      t0 = performance.now();
+      await sendCancel(limited.port, keyOf(b));
+      const { err, ms } = await failed;
+      expect(err).toMatchObject({ code: "57014" });
+      expect(ms).toBeLessThan(CANCEL_BOUND_MS);
+      expect(await check.keys(bucket, `${pb}/`)).toEqual([]);
+      expect((await qa).rowCount).toBe(1000);
+      expect((await b.query(`COPY (SELECT 1) TO ${t(pb)} WITH (FORMAT = 'csv')`)).rowCount).toBe(1);
+    } finally {
+      await a.end();
+      await b.end();
+      await limited.shutdown(0);
+    }
+  });
+});

@@ -1,0 +1,407 @@
+// Faults during a COPY ... TO 's3://...' (SPEC §2.2), against real PostgreSQL and a real S3 server
+// behind a fault-injecting proxy:
+// - transient S3 errors (500, 503 SlowDown, connection resets, stalled requests) are retried by the
+//   SDK's retry strategy and the export still equals PostgreSQL's own COPY output;
+// - persistent ones end in 58030 naming the S3 operation, with nothing left behind;
+// - when S3 becomes unreachable the cleanup fails too: the sentinel stays and DETAIL lists the keys;
+// - the upstream backend killed, the client gone, the proxy told to stop (SIGTERM) mid-export:
+//   no upload and no object survive;
+// - limits: a full proxy answers 53300; uploads in flight stay within the configured bound.
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, inject, test } from "vitest";
+import { runCleanupCommand } from "../../src/copy/cleanup-command.js";
+import { loadConnections } from "../../src/copy/connections.js";
+import { type S3Access, S3Check, startCopyProxy } from "../support/copy-proxy.js";
+import { expectBackendGone, expectNothingLeft, waitUntil } from "../support/export-checks.js";
+import type { TestProxy } from "../support/proxy.js";
+import { spawnCopyProxy } from "../support/proxy-process.js";
+import { RawPg } from "../support/raw-pg.js";
+import { S3FaultProxy } from "../support/s3-fault-proxy.js";
+
+const DB = "copy_faults";
+const pgPort = inject("pgPort");
+const s3: S3Access = {
+  endpoint: inject("s3Endpoint"),
+  region: "us-east-1",
+  accessKeyId: "test",
+  secretAccessKey: "test",
+};
+const check = new S3Check(s3);
+const MiB = 1024 * 1024;
+
+let faults: S3FaultProxy;
+let proxy: TestProxy;
+let oracle: RawPg;
+let client: pg.Client;
+let bucket: string;
+
+beforeAll(async () => {
+  const admin = await RawPg.connect({ port: pgPort });
+  await admin.query(`DROP DATABASE IF EXISTS ${DB}`);
+  await admin.query(`CREATE DATABASE ${DB}`);
+  await admin.close();
+  oracle = await RawPg.connect({ port: pgPort, database: DB });
+  await oracle.query(`CREATE FUNCTION c2s_wait(v anyelement) RETURNS anyelement LANGUAGE plpgsql AS $$
+    BEGIN PERFORM pg_sleep(coalesce(nullif(current_setting('c2s.wait', true), ''), '0')::float8); RETURN v; END $$`);
+  // ~31 MB of CSV: two files at MAX FILE SIZE 16MB, each several 5 MiB parts.
+  await oracle.query(
+    "CREATE TABLE wide AS SELECT g, repeat(md5(g::text), 3) AS pad FROM generate_series(1, 300000) g",
+  );
+  faults = await S3FaultProxy.start(s3.endpoint);
+  proxy = await startCopyProxy({
+    upstreamPort: pgPort,
+    s3: { ...s3, endpoint: faults.endpoint },
+    config: {
+      exports: {
+        partSize: 5 * MiB,
+        partsInFlight: 2,
+        filesCompleting: 1,
+        s3MaxAttempts: 4,
+        // A stalled request is given up after 1.5 s of silence, then retried.
+        s3RequestTimeoutMs: 1500,
+      },
+    },
+  });
+  client = new pg.Client({ connectionString: proxy.url("postgres", DB) });
+  client.on("notice", () => {});
+  await client.connect();
+  // "wide" is big enough for synchronized sequential scans, which start where the last scan of
+  // the table was: without this, two reads of it need not return the rows in the same order.
+  await client.query("SET synchronize_seqscans = off");
+  await oracle.query("SET synchronize_seqscans = off");
+  bucket = await check.bucket("faults");
+}, 120_000);
+
+afterAll(async () => {
+  await client?.end();
+  await oracle?.close();
+  await proxy?.shutdown(0);
+  await faults?.close();
+});
+
+let n = 0;
+const freshPrefix = (): string => `f${++n}`;
+const target = (p: string): string => `'s3://${bucket}/${p}'`;
+const WIDE = (p: string) => `COPY wide TO ${target(p)} WITH (FORMAT = 'csv', MAX FILE SIZE = '16MB')`;
+
+async function concatCsv(prefix: string): Promise<Buffer> {
+  const keys = (await check.keys(bucket, `${prefix}/`)).filter((k) => k.endsWith(".csv"));
+  return Buffer.concat(await Promise.all(keys.map((k) => check.get(bucket, k))));
+}
+
+let wideOracle: Buffer | null = null;
+async function expectWideExport(prefix: string): Promise<void> {
+  wideOracle ??= (await oracle.query("COPY wide TO STDOUT (FORMAT csv)")).copyData;
+  expect((await concatCsv(prefix)).equals(wideOracle)).toBe(true);
+  const keys = await check.keys(bucket, `${prefix}/`);
+  expect(keys.some((k) => k.endsWith("-INCOMPLETE"))).toBe(false);
+  expect(keys.filter((k) => k.endsWith("-manifest.json"))).toHaveLength(1);
+  expect(await check.uploads(bucket, `${prefix}/`)).toEqual([]);
+}
+
+describe("transient S3 faults are retried; the export is still exact", () => {
+  test("one of each kind, at every step (list, sentinel, create, parts, complete, manifest, commit)", async () => {
+    const prefix = freshPrefix();
+    faults.resetStats();
+    faults.setRules(
+      { op: "ListObjectsV2", nth: 1, fault: "503" },
+      { op: "PutObject", key: /-INCOMPLETE$/, nth: 1, fault: "500" },
+      { op: "CreateMultipartUpload", nth: 1, fault: "reset" },
+      { op: "UploadPart", nth: 1, fault: "500" },
+      { op: "UploadPart", nth: 3, fault: "503" },
+      { op: "UploadPart", nth: 5, fault: "reset" },
+      { op: "UploadPart", nth: 6, fault: "stall" },
+      { op: "CompleteMultipartUpload", nth: 2, fault: "reset" },
+      { op: "PutObject", key: /-manifest\.json$/, nth: 1, fault: "503" },
+      { op: "DeleteObjects", nth: 1, fault: "500" },
+    );
+    try {
+      expect((await client.query(WIDE(prefix))).rowCount).toBe(300000);
+    } finally {
+      faults.clear();
+    }
+    expect(faults.faultCount()).toBe(10);
+    expect(faults.faultCount("stall")).toBe(1);
+    await expectWideExport(prefix);
+  });
+
+  test("random faults: 10% of all requests fail with 500, 5% are reset", async () => {
+    const prefix = freshPrefix();
+    faults.resetStats();
+    faults.setRules({ fault: "500", probability: 0.1 }, { fault: "reset", probability: 0.05 });
+    try {
+      expect((await client.query(WIDE(prefix))).rowCount).toBe(300000);
+    } finally {
+      faults.clear();
+    }
+    await expectWideExport(prefix);
+  });
+});
+
+describe("persistent S3 faults: 58030 naming the operation, nothing left behind", () => {
+  const cases: Array<{ name: string; rule: Parameters<S3FaultProxy["setRules"]>[0]; message: string }> = [
+    {
+      name: "every UploadPart answers 503 SlowDown",
+      rule: { op: "UploadPart", fault: "503" },
+      message: "SlowDown error when using UploadPart",
+    },
+    {
+      name: "every CompleteMultipartUpload has its connection reset",
+      rule: { op: "CompleteMultipartUpload", fault: "reset" },
+      message: "ECONNRESET error when using CompleteMultipartUpload",
+    },
+    {
+      name: "the sentinel cannot be written (500)",
+      rule: { op: "PutObject", key: /-INCOMPLETE$/, fault: "500" },
+      message: "InternalError error when using PutObject",
+    },
+  ];
+  for (const c of cases) {
+    test(c.name, async () => {
+      const prefix = freshPrefix();
+      faults.resetStats();
+      faults.setRules(c.rule);
+      let err: pg.DatabaseError | undefined;
+      try {
+        await client.query(WIDE(prefix));
+      } catch (e) {
+        err = e as pg.DatabaseError;
+      } finally {
+        faults.clear();
+      }
+      expect(err).toMatchObject({ code: "58030", message: c.message });
+      // Retried before giving up: 4 attempts of the first request that failed.
+      expect(faults.faultCount()).toBeGreaterThanOrEqual(4);
+      // The error names the object, never the credentials or the signature.
+      expect(err!.detail).toContain(`s3://${bucket}/${prefix}`);
+      expect(`${err!.message} ${err!.detail} ${err!.hint ?? ""}`).not.toMatch(
+        /Credential=|Signature=|AWS4-HMAC/,
+      );
+      await expectNothingLeft(check, bucket, prefix);
+      expect((await client.query("SELECT 1 AS ok")).rows[0].ok).toBe(1);
+    });
+  }
+
+  test("S3 unreachable for the cleanup too: the sentinel stays, DETAIL lists every key left; cleanup removes them", async () => {
+    const prefix = freshPrefix();
+    faults.resetStats();
+    // The second file cannot be uploaded, and from then on nothing can be aborted or deleted.
+    faults.setRules(
+      { op: "UploadPart", key: /-batch-0000-0001\.csv$/, fault: "500" },
+      { op: ["AbortMultipartUpload", "DeleteObjects", "ListMultipartUploads"], fault: "reset" },
+    );
+    let err: pg.DatabaseError | undefined;
+    try {
+      await client.query(WIDE(prefix));
+    } catch (e) {
+      err = e as pg.DatabaseError;
+    } finally {
+      faults.clear();
+    }
+    expect(err).toMatchObject({ code: "58030", message: "InternalError error when using UploadPart" });
+    const keys = await check.keys(bucket, `${prefix}/`);
+    const sentinel = keys.find((k) => k.endsWith("-INCOMPLETE"));
+    expect(sentinel).toBeDefined();
+    // Every object still there and every unfinished upload is named in the detail.
+    for (const k of keys) expect(err!.detail).toContain(`s3://${bucket}/${k}`);
+    for (const k of await check.uploads(bucket, `${prefix}/`))
+      expect(err!.detail).toContain(`s3://${bucket}/${k}`);
+    expect(err!.detail).toMatch(/cleanup failed \(.*ECONNRESET/);
+    expect(err!.hint).toBe(`Remove them with: copy-to-s3-proxy cleanup s3://${bucket}/${prefix} --yes`);
+    expect(keys.some((k) => k.endsWith("-batch-0000-0000.csv"))).toBe(true);
+
+    // What the hint says works.
+    const lines: string[] = [];
+    const code = await runCleanupCommand({
+      target: `s3://${bucket}/${prefix}`,
+      yes: true,
+      connection: undefined,
+      connections: loadConnections(
+        {
+          default: {
+            endpoint: s3.endpoint,
+            region: s3.region,
+            accessKeyId: "test",
+            secretAccessKey: { env: "C2S_TEST_S3_SECRET" },
+          },
+        },
+        { C2S_TEST_S3_SECRET: "test" },
+        { warn: () => {} },
+      ),
+      out: (l) => lines.push(l),
+    });
+    expect(code, lines.join("\n")).toBe(0);
+    await expectNothingLeft(check, bucket, prefix);
+  });
+});
+
+describe("the export's surroundings fail mid-export", () => {
+  test("the upstream backend is terminated: an error, and nothing left in S3", async () => {
+    const c = new pg.Client({ connectionString: proxy.url("postgres", DB) });
+    c.on("notice", () => {});
+    c.on("error", () => {});
+    await c.connect();
+    const pid = (await c.query("SELECT pg_backend_pid() AS p")).rows[0].p;
+    await c.query("SET c2s.wait = '0.002'");
+    const prefix = freshPrefix();
+    faults.resetStats();
+    const q = c.query(
+      `COPY (SELECT c2s_wait(g) AS g FROM generate_series(1, 5000) g) TO ${target(prefix)} WITH (FORMAT = 'csv')`,
+    );
+    const failed = q.then(
+      () => null,
+      (e: unknown) => e,
+    );
+    await faults.waitFor("PutObject"); // the sentinel is written: the export is reading
+    await oracle.query(`SELECT pg_terminate_backend(${pid})`);
+    const err = (await failed) as pg.DatabaseError | null;
+    expect(err).not.toBeNull();
+    expect(["08006", "57P01"]).toContain(err!.code);
+    await expectNothingLeft(check, bucket, prefix);
+    await c.end().catch(() => {});
+  });
+
+  test("the client disconnects: the export is aborted and cleaned up, the backend closed", async () => {
+    const c = new pg.Client({ connectionString: proxy.url("postgres", DB) });
+    c.on("notice", () => {});
+    c.on("error", () => {});
+    await c.connect();
+    const pid = (await c.query("SELECT pg_backend_pid() AS p")).rows[0].p;
+    const prefix = freshPrefix();
+    faults.resetStats();
+    // Uploads are parked, so the export is mid-file with parts in flight when the client goes.
+    faults.setRules({ op: "UploadPart", fault: "hold" });
+    const q = c.query(WIDE(prefix)).catch(() => {});
+    try {
+      await faults.waitFor("UploadPart", 2);
+      (c as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+      await q;
+      await expectBackendGone(oracle, pid);
+    } finally {
+      faults.clear();
+    }
+    await waitUntil("the export's objects removed", async () =>
+      (await check.keys(bucket, `${prefix}/`)).length === 0 ? true : null,
+    );
+    await expectNothingLeft(check, bucket, prefix);
+    // The session stayed listed until its cleanup had finished; now it is gone.
+    await waitUntil("session closed", () => (proxy.sessions.size === 1 ? true : null));
+  });
+});
+
+describe("SIGTERM during an export", () => {
+  test("within the drain timeout the export finishes (COPY n), then the proxy exits", async () => {
+    const p = await spawnCopyProxy({ upstreamPort: pgPort, s3, args: ["--drain-timeout", "20000"] });
+    const c = new pg.Client({ connectionString: p.url("postgres", DB) });
+    c.on("notice", () => {});
+    c.on("error", () => {});
+    try {
+      await c.connect();
+      const pid = (await c.query("SELECT pg_backend_pid() AS p")).rows[0].p;
+      await c.query("SET c2s.wait = '0.001'");
+      const prefix = freshPrefix();
+      const q = c.query(
+        `COPY (SELECT c2s_wait(g) AS g FROM generate_series(1, 1000) g) TO ${target(prefix)} WITH (FORMAT = 'csv')`,
+      );
+      await waitUntil("export reading", async () =>
+        (await check.keys(bucket, `${prefix}/`)).some((k) => k.endsWith("-INCOMPLETE")) ? true : null,
+      );
+      p.proc.kill("SIGTERM");
+      expect((await q).rowCount).toBe(1000);
+      expect(await p.exited).toEqual({ code: 0, signal: null });
+      const keys = await check.keys(bucket, `${prefix}/`);
+      expect(keys.some((k) => k.endsWith("-INCOMPLETE"))).toBe(false);
+      expect(keys.filter((k) => k.endsWith(".csv"))).toHaveLength(1);
+      await expectBackendGone(oracle, pid);
+    } finally {
+      await c.end().catch(() => {});
+      await p.stop();
+    }
+  });
+
+  test("past the drain timeout the export is aborted and cleaned up before the proxy exits", async () => {
+    const p = await spawnCopyProxy({ upstreamPort: pgPort, s3, args: ["--drain-timeout", "300"] });
+    const c = new pg.Client({ connectionString: p.url("postgres", DB) });
+    c.on("notice", () => {});
+    c.on("error", () => {});
+    try {
+      await c.connect();
+      const pid = (await c.query("SELECT pg_backend_pid() AS p")).rows[0].p;
+      await c.query("SET c2s.wait = '0.0005'");
+      const prefix = freshPrefix();
+      const q = c.query(
+        `COPY (SELECT c2s_wait(g) AS g, repeat('x', 4000) AS pad FROM generate_series(1, 40000) g) TO ${target(prefix)} WITH (FORMAT = 'csv')`,
+      );
+      const failed = q.then(
+        () => null,
+        (e: unknown) => e,
+      );
+      // Mid-file, with a multipart upload open.
+      await waitUntil("a multipart upload open", async () =>
+        (await check.uploads(bucket, `${prefix}/`)).length > 0 ? true : null,
+      );
+      p.proc.kill("SIGTERM");
+      const err = (await failed) as pg.DatabaseError | null;
+      expect(err).toMatchObject({ code: "57P01" });
+      expect(await p.exited).toEqual({ code: 0, signal: null });
+      // Everything was removed before the process ended: no polling needed for the objects.
+      expect(await check.keys(bucket, `${prefix}/`)).toEqual([]);
+      await expectNothingLeft(check, bucket, prefix);
+      await expectBackendGone(oracle, pid);
+    } finally {
+      await c.end().catch(() => {});
+      await p.stop();
+    }
+  });
+});
+
+describe("limits", () => {
+  test("max concurrent exports: one more is refused with 53300 and writes nothing", async () => {
+    const limited = await startCopyProxy({ upstreamPort: pgPort, s3, args: ["--max-exports", "1"] });
+    const a = new pg.Client({ connectionString: limited.url("postgres", DB) });
+    const b = new pg.Client({ connectionString: limited.url("postgres", DB) });
+    a.on("notice", () => {});
+    await a.connect();
+    await b.connect();
+    try {
+      await a.query("SET c2s.wait = '0.001'");
+      const pa = freshPrefix();
+      const pb = freshPrefix();
+      const qa = a.query(
+        `COPY (SELECT c2s_wait(g) AS g FROM generate_series(1, 500) g) TO ${target(pa)} WITH (FORMAT = 'csv')`,
+      );
+      await waitUntil("A running", () =>
+        [...limited.sessions].some((s) => s.exporting !== null) ? true : null,
+      );
+      await expect(b.query(`COPY (SELECT 1) TO ${target(pb)} WITH (FORMAT = 'csv')`)).rejects.toMatchObject({
+        code: "53300",
+        message: "too many COPY ... TO exports running (the limit is 1)",
+      });
+      expect(await check.keys(bucket, `${pb}/`)).toEqual([]);
+      expect((await b.query("SELECT 1 AS ok")).rows[0].ok).toBe(1);
+      expect((await qa).rowCount).toBe(500);
+      expect((await b.query(`COPY (SELECT 1) TO ${target(pb)} WITH (FORMAT = 'csv')`)).rowCount).toBe(1);
+    } finally {
+      await a.end();
+      await b.end();
+      await limited.shutdown(0);
+    }
+  });
+
+  test("memory: parts in flight never exceed partsInFlight × (filesCompleting + 1)", async () => {
+    // Slow part uploads make every buffer fill up to its bound.
+    const prefix = freshPrefix();
+    faults.resetStats();
+    faults.setRules({ op: "UploadPart", fault: "stall", stallMs: 150 });
+    try {
+      expect((await client.query(WIDE(prefix))).rowCount).toBe(300000);
+    } finally {
+      faults.clear();
+    }
+    expect(faults.count("UploadPart")).toBeGreaterThanOrEqual(6);
+    // partsInFlight 2 × (filesCompleting 1 + 1): the bound is reached, not exceeded.
+    expect(faults.maxPartsInFlight).toBeGreaterThanOrEqual(2);
+    expect(faults.maxPartsInFlight).toBeLessThanOrEqual(4);
+    await expectWideExport(prefix);
+  });
+});

@@ -1,0 +1,128 @@
+// The proxy as its own process (the real CLI, src/cli.ts through tsx), for what only a process can
+// show: SIGTERM handling, kill -9, and the `cleanup` subcommand.
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import type { S3Access } from "./copy-proxy.js";
+import { freePort } from "./ports.js";
+
+const execFileP = promisify(execFile);
+const ROOT = new URL("../..", import.meta.url).pathname;
+const CLI = ["--import", "tsx", join(ROOT, "src/cli.ts")];
+
+export interface ProxyProcess {
+  port: number;
+  proc: ChildProcess;
+  url(user?: string, database?: string): string;
+  /** Everything the process wrote to stdout and stderr so far (JSON log lines). */
+  output(): string;
+  /** Resolves with the exit code (null when killed by a signal) and the signal. */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  stop(): Promise<void>;
+}
+
+/** A config file with the suite's S3 server as the "default" AWS connection (secrets from env). */
+export function writeProxyConfig(
+  s3: S3Access,
+  extra: Record<string, unknown> = {},
+): { file: string; env: NodeJS.ProcessEnv } {
+  const dir = mkdtempSync(join(tmpdir(), "c2s-proc-"));
+  const file = join(dir, "config.json");
+  writeFileSync(
+    file,
+    JSON.stringify({
+      ...extra,
+      connections: {
+        default: {
+          endpoint: s3.endpoint,
+          region: s3.region,
+          accessKeyId: { env: "C2S_TEST_S3_KEY" },
+          secretAccessKey: { env: "C2S_TEST_S3_SECRET" },
+        },
+      },
+    }),
+  );
+  return {
+    file,
+    env: { ...process.env, C2S_TEST_S3_KEY: s3.accessKeyId, C2S_TEST_S3_SECRET: s3.secretAccessKey },
+  };
+}
+
+export async function spawnCopyProxy(opts: {
+  upstreamPort: number;
+  s3: S3Access;
+  args?: string[];
+  config?: Record<string, unknown>;
+}): Promise<ProxyProcess> {
+  const port = await freePort();
+  const { file, env } = writeProxyConfig(opts.s3, opts.config);
+  const proc = spawn(
+    process.execPath,
+    [
+      ...CLI,
+      "--listen",
+      `127.0.0.1:${port}`,
+      "--upstream",
+      `127.0.0.1:${opts.upstreamPort}`,
+      "--upstream-tls",
+      "disable",
+      "--log-level",
+      "info",
+      "--config",
+      file,
+      ...(opts.args ?? []),
+    ],
+    { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] },
+  );
+  let out = "";
+  proc.stdout!.on("data", (d: Buffer) => {
+    out += d.toString();
+  });
+  proc.stderr!.on("data", (d: Buffer) => {
+    out += d.toString();
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) =>
+    proc.once("exit", (code, signal) => r({ code, signal })),
+  );
+  const deadline = Date.now() + 30_000;
+  while (!out.includes('"proxy listening"')) {
+    if (proc.exitCode !== null) throw new Error(`proxy exited: ${out}`);
+    if (Date.now() > deadline) {
+      proc.kill("SIGKILL");
+      throw new Error(`proxy did not start: ${out}`);
+    }
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  return {
+    port,
+    proc,
+    url: (user = "postgres", database = "postgres") =>
+      `postgres://${encodeURIComponent(user)}@127.0.0.1:${port}/${database}`,
+    output: () => out,
+    exited,
+    stop: async () => {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL");
+      await exited;
+    },
+  };
+}
+
+/** Runs `copy-to-s3-proxy cleanup …` with the suite's S3 server as the default connection. */
+export async function runCleanupCli(
+  s3: S3Access,
+  args: string[],
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const { file, env } = writeProxyConfig(s3);
+  try {
+    const r = await execFileP(process.execPath, [...CLI, "cleanup", ...args, "--config", file], {
+      cwd: ROOT,
+      env,
+    });
+    return { code: 0, stdout: r.stdout, stderr: r.stderr };
+  } catch (e) {
+    const x = e as { code?: number; stdout?: string; stderr?: string };
+    return { code: typeof x.code === "number" ? x.code : -1, stdout: x.stdout ?? "", stderr: x.stderr ?? "" };
+  }
+}

@@ -1,0 +1,299 @@
+// A fault-injecting HTTP proxy in front of a real S3 server (moto, Ceph): every request is
+// forwarded unchanged (same method, path, headers, body, so SigV4 signatures stay valid) unless a
+// rule picks it for a fault:
+//   "500"    → 500 InternalError (an S3 XML error body)
+//   "503"    → 503 SlowDown (S3's throttling answer)
+//   "reset"  → the connection is reset (ECONNRESET / EPIPE at the client)
+//   "stall"  → no answer at all until the client gives up (or `stallMs`, then forwarded)
+//   "hold"   → parked until release() is called, then forwarded (to pin an export in a phase)
+// A rule matches by S3 operation (derived from method and query, e.g. "UploadPart") and key, and
+// fires with a probability, or on the Nth matching request, a limited number of times.
+// The proxy counts requests per operation, faults injected, and the most UploadPart requests it
+// saw in flight at once; waitFor() resolves when a request of some operation arrives.
+import {
+  createServer,
+  request as httpRequest,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from "node:http";
+import type { Socket } from "node:net";
+
+export type S3Op =
+  | "CreateMultipartUpload"
+  | "UploadPart"
+  | "CompleteMultipartUpload"
+  | "AbortMultipartUpload"
+  | "ListMultipartUploads"
+  | "ListParts"
+  | "ListObjectsV2"
+  | "ListObjects"
+  | "PutObject"
+  | "GetObject"
+  | "HeadObject"
+  | "DeleteObject"
+  | "DeleteObjects"
+  | "CreateBucket"
+  | "Other";
+
+export type Fault = "500" | "503" | "reset" | "stall" | "hold";
+
+export interface FaultRule {
+  /** Operations this rule applies to (all when absent). */
+  op?: S3Op | S3Op[];
+  /** Object keys (without the bucket) this rule applies to. */
+  key?: RegExp;
+  fault: Fault;
+  /** Chance per matching request (default 1). */
+  probability?: number;
+  /** Only the Nth matching request (1-based) — e.g. the 3rd UploadPart. */
+  nth?: number;
+  /** How many times the rule fires at most (default: once with `nth`, unlimited otherwise). */
+  times?: number;
+  /** "stall": forward after this long instead of never answering. */
+  stallMs?: number;
+}
+
+export interface SeenRequest {
+  op: S3Op;
+  method: string;
+  key: string;
+  fault: Fault | null;
+}
+
+interface LiveRule extends FaultRule {
+  matched: number;
+  fired: number;
+}
+
+export function classify(method: string, url: URL): { op: S3Op; bucket: string; key: string } {
+  const parts = url.pathname.replace(/^\//, "").split("/");
+  const bucket = decodeURIComponent(parts[0] ?? "");
+  const key = parts.slice(1).map(decodeURIComponent).join("/");
+  const q = url.searchParams;
+  let op: S3Op = "Other";
+  if (key === "") {
+    if (method === "GET" && q.has("uploads")) op = "ListMultipartUploads";
+    else if (method === "GET" && q.get("list-type") === "2") op = "ListObjectsV2";
+    else if (method === "GET") op = "ListObjects";
+    else if (method === "POST" && q.has("delete")) op = "DeleteObjects";
+    else if (method === "PUT") op = "CreateBucket";
+  } else if (method === "PUT") op = q.has("partNumber") && q.has("uploadId") ? "UploadPart" : "PutObject";
+  else if (method === "POST" && q.has("uploads")) op = "CreateMultipartUpload";
+  else if (method === "POST" && q.has("uploadId")) op = "CompleteMultipartUpload";
+  else if (method === "DELETE") op = q.has("uploadId") ? "AbortMultipartUpload" : "DeleteObject";
+  else if (method === "GET") op = q.has("uploadId") ? "ListParts" : "GetObject";
+  else if (method === "HEAD") op = "HeadObject";
+  return { op, bucket, key };
+}
+
+const S3_ERRORS: Record<"500" | "503", { status: number; code: string; message: string }> = {
+  "500": {
+    status: 500,
+    code: "InternalError",
+    message: "We encountered an internal error. Please try again.",
+  },
+  "503": { status: 503, code: "SlowDown", message: "Please reduce your request rate." },
+};
+
+export class S3FaultProxy {
+  readonly counts = new Map<S3Op, number>();
+  readonly faults = new Map<Fault, number>();
+  readonly log: SeenRequest[] = [];
+  /** Most UploadPart requests in flight at once (bodies being sent or awaiting an answer). */
+  maxPartsInFlight = 0;
+  private partsInFlight = 0;
+  private rules: LiveRule[] = [];
+  private held: Array<() => void> = [];
+  private readonly sockets = new Set<Socket>();
+  private waiters: Array<{ op: S3Op; n: number; resolve: () => void }> = [];
+
+  private constructor(
+    private readonly server: Server,
+    private readonly target: URL,
+    readonly endpoint: string,
+  ) {}
+
+  static async start(targetEndpoint: string): Promise<S3FaultProxy> {
+    const server = createServer();
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+    const addr = server.address();
+    const port = typeof addr === "object" && addr ? addr.port : 0;
+    const p = new S3FaultProxy(server, new URL(targetEndpoint), `http://127.0.0.1:${port}`);
+    server.on("connection", (s) => {
+      p.sockets.add(s);
+      s.on("close", () => p.sockets.delete(s));
+    });
+    server.on("request", (req, res) => p.handle(req, res));
+    return p;
+  }
+
+  /** Replaces the fault rules (and their counters). */
+  setRules(...rules: FaultRule[]): void {
+    this.rules = rules.map((r) => ({ ...r, matched: 0, fired: 0 }));
+  }
+
+  /** No more faults; parked requests are forwarded. */
+  clear(): void {
+    this.rules = [];
+    this.release();
+  }
+
+  /** Forwards every request parked by a "hold" rule. */
+  release(): void {
+    const h = this.held;
+    this.held = [];
+    for (const f of h) f();
+  }
+
+  count(op: S3Op): number {
+    return this.counts.get(op) ?? 0;
+  }
+
+  faultCount(f?: Fault): number {
+    if (f !== undefined) return this.faults.get(f) ?? 0;
+    let n = 0;
+    for (const v of this.faults.values()) n += v;
+    return n;
+  }
+
+  resetStats(): void {
+    this.counts.clear();
+    this.faults.clear();
+    this.log.length = 0;
+    this.maxPartsInFlight = 0;
+  }
+
+  /** Resolves once `n` requests of `op` have arrived in total (counting from the last resetStats). */
+  waitFor(op: S3Op, n = 1, timeoutMs = 30_000): Promise<void> {
+    if (this.count(op) >= n) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`timed out waiting for ${n} ${op} request(s); saw ${this.count(op)}`)),
+        timeoutMs,
+      );
+      this.waiters.push({
+        op,
+        n,
+        resolve: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+      });
+    });
+  }
+
+  async close(): Promise<void> {
+    this.clear();
+    for (const s of this.sockets) s.destroy();
+    await new Promise<void>((r) => this.server.close(() => r()));
+  }
+
+  private pick(op: S3Op, key: string): LiveRule | null {
+    for (const r of this.rules) {
+      const ops = r.op === undefined ? null : Array.isArray(r.op) ? r.op : [r.op];
+      if (ops !== null && !ops.includes(op)) continue;
+      if (r.key !== undefined && !r.key.test(key)) continue;
+      r.matched++;
+      const limit = r.times ?? (r.nth !== undefined ? 1 : Number.POSITIVE_INFINITY);
+      if (r.fired >= limit) continue;
+      if (r.nth !== undefined && r.matched !== r.nth) continue;
+      if (r.probability !== undefined && Math.random() >= r.probability) continue;
+      r.fired++;
+      return r;
+    }
+    return null;
+  }
+
+  private handle(req: IncomingMessage, res: ServerResponse): void {
+    const url = new URL(req.url ?? "/", "http://x");
+    const { op, key } = classify(req.method ?? "GET", url);
+    const rule = this.pick(op, key);
+    const fault = rule?.fault ?? null;
+    this.counts.set(op, this.count(op) + 1);
+    if (fault !== null) this.faults.set(fault, (this.faults.get(fault) ?? 0) + 1);
+    this.log.push({ op, method: req.method ?? "", key, fault });
+    let settled = false;
+    if (op === "UploadPart") {
+      this.partsInFlight++;
+      this.maxPartsInFlight = Math.max(this.maxPartsInFlight, this.partsInFlight);
+      const done = (): void => {
+        if (settled) return;
+        settled = true;
+        this.partsInFlight--;
+      };
+      res.once("close", done);
+      req.socket.once("close", done);
+    }
+    const ready = this.waiters.filter((w) => w.op === op && this.count(op) >= w.n);
+    this.waiters = this.waiters.filter((w) => !ready.includes(w));
+    for (const w of ready) w.resolve();
+
+    switch (fault) {
+      case "500":
+      case "503": {
+        const e = S3_ERRORS[fault];
+        req.resume();
+        req.once("end", () => {
+          res.writeHead(e.status, { "content-type": "application/xml" });
+          res.end(
+            `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${e.code}</Code><Message>${e.message}</Message><RequestId>fault-proxy</RequestId></Error>`,
+          );
+        });
+        return;
+      }
+      case "reset":
+        req.socket.resetAndDestroy();
+        return;
+      case "stall":
+      case "hold": {
+        // Read the body (so the client waits for an answer, not to send), then say nothing until
+        // the stall ends or the hold is released.
+        const body: Buffer[] = [];
+        let ended = false;
+        let go = false;
+        const send = (): void => {
+          if (ended && go && !req.socket.destroyed) this.forward(req, res, Buffer.concat(body));
+        };
+        req.on("data", (d: Buffer) => body.push(d));
+        req.once("end", () => {
+          ended = true;
+          send();
+        });
+        const proceed = (): void => {
+          go = true;
+          send();
+        };
+        if (fault === "hold") this.held.push(proceed);
+        else if (rule?.stallMs !== undefined) {
+          const t = setTimeout(proceed, rule.stallMs);
+          req.socket.once("close", () => clearTimeout(t));
+        }
+        return;
+      }
+      default:
+        this.forward(req, res);
+    }
+  }
+
+  /** Forwards to the real server; `body`: the request body, when it was read already. */
+  private forward(req: IncomingMessage, res: ServerResponse, body?: Buffer): void {
+    const up = httpRequest(
+      {
+        host: this.target.hostname,
+        port: this.target.port,
+        method: req.method,
+        path: req.url,
+        headers: req.headers,
+      },
+      (upRes) => {
+        res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+        upRes.pipe(res);
+      },
+    );
+    up.on("error", () => req.socket.destroy());
+    res.on("close", () => up.destroy());
+    if (body !== undefined) up.end(body);
+    else req.pipe(up);
+  }
+}
