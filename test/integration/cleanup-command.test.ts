@@ -1,0 +1,231 @@
+// `copy-to-s3-proxy cleanup s3://bucket/prefix [--yes]` (SPEC §2.2), run as the real CLI against a
+// real S3 server and checked with the AWS CLI:
+// - on a prefix laid out by hand (an unfinished export with a file, an open upload and its
+//   sentinel; one nested below; a finished export; an orphaned upload; someone else's upload; a
+//   sibling prefix): the dry run changes nothing, --yes removes exactly what unfinished exports
+//   left, a second run has nothing to do;
+// - after `kill -9` of a proxy mid-export: everything that export left is removed.
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import { CreateMultipartUploadCommand, PutObjectCommand, UploadPartCommand } from "@aws-sdk/client-s3";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, inject, test } from "vitest";
+import { type S3Access, S3Check } from "../support/copy-proxy.js";
+import { expectBackendGone, waitUntil } from "../support/export-checks.js";
+import { runCleanupCli, spawnCopyProxy } from "../support/proxy-process.js";
+import { RawPg } from "../support/raw-pg.js";
+
+const exec = promisify(execFile);
+const DB = "cleanup_command";
+const pgPort = inject("pgPort");
+const s3: S3Access = {
+  endpoint: inject("s3Endpoint"),
+  region: "us-east-1",
+  accessKeyId: "test",
+  secretAccessKey: "test",
+};
+const check = new S3Check(s3);
+let bucket: string;
+let oracle: RawPg;
+
+/** The AWS CLI, as an operator would look. */
+async function aws(...args: string[]): Promise<unknown> {
+  const { stdout } = await exec(
+    "aws",
+    ["--endpoint-url", s3.endpoint, "--region", s3.region, "--output", "json", ...args],
+    {
+      env: { ...process.env, AWS_ACCESS_KEY_ID: s3.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.secretAccessKey },
+    },
+  );
+  return stdout.trim() === "" ? {} : JSON.parse(stdout);
+}
+
+async function awsObjects(prefix: string): Promise<string[]> {
+  const r = (await aws("s3api", "list-objects-v2", "--bucket", bucket, "--prefix", prefix)) as {
+    Contents?: Array<{ Key: string }>;
+  };
+  return (r.Contents ?? []).map((o) => o.Key).sort();
+}
+
+async function awsUploads(prefix: string): Promise<string[]> {
+  const r = (await aws("s3api", "list-multipart-uploads", "--bucket", bucket, "--prefix", prefix)) as {
+    Uploads?: Array<{ Key: string }>;
+  };
+  return (r.Uploads ?? []).map((u) => u.Key).sort();
+}
+
+async function put(key: string, body = "x"): Promise<void> {
+  await check.client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body }));
+}
+
+async function openUpload(key: string): Promise<string> {
+  const { UploadId } = await check.client.send(
+    new CreateMultipartUploadCommand({ Bucket: bucket, Key: key }),
+  );
+  await check.client.send(
+    new UploadPartCommand({
+      Bucket: bucket,
+      Key: key,
+      UploadId,
+      PartNumber: 1,
+      Body: Buffer.alloc(5 * 1024 * 1024, 1),
+    }),
+  );
+  return UploadId!;
+}
+
+beforeAll(async () => {
+  const admin = await RawPg.connect({ port: pgPort });
+  await admin.query(`DROP DATABASE IF EXISTS ${DB}`);
+  await admin.query(`CREATE DATABASE ${DB}`);
+  await admin.close();
+  oracle = await RawPg.connect({ port: pgPort, database: DB });
+  await oracle.query(`CREATE FUNCTION c2s_wait(v anyelement) RETURNS anyelement LANGUAGE plpgsql AS $$
+    BEGIN PERFORM pg_sleep(coalesce(nullif(current_setting('c2s.wait', true), ''), '0')::float8); RETURN v; END $$`);
+  bucket = await check.bucket("cleanup-cmd");
+}, 60_000);
+
+afterAll(async () => {
+  await oracle?.close();
+});
+
+describe("cleanup on a prefix laid out by hand", () => {
+  const A = "11111111-1111-4111-8111-111111111111";
+  const B = "22222222-2222-4222-8222-222222222222";
+  const C = "33333333-3333-4333-8333-333333333333";
+  const D = "44444444-4444-4444-8444-444444444444";
+  const E = "55555555-5555-4555-8555-555555555555";
+
+  beforeAll(async () => {
+    // Unfinished export A: a completed file, an open upload, the sentinel.
+    await put(`p/mz-${A}-INCOMPLETE`, "");
+    await put(`p/mz-${A}-batch-0000-0000.csv`);
+    await openUpload(`p/mz-${A}-batch-0000-0001.csv`);
+    // Finished export B: no sentinel, must stay.
+    await put(`p/mz-${B}-batch-0000-0000.csv`);
+    await put(`p/mz-${B}-manifest.json`, "{}");
+    // Unfinished export C one level down, with its manifest already written.
+    await put(`p/sub/mz-${C}-INCOMPLETE`, "");
+    await put(`p/sub/mz-${C}-batch-0000-0000.parquet`);
+    await put(`p/sub/mz-${C}-manifest.json`, "{}");
+    // An upload named like an export's file whose export has no sentinel: orphaned.
+    await openUpload(`p/mz-${D}-batch-0000-0003.parquet`);
+    // Someone else's upload and object under the prefix, and another export next to the prefix.
+    await openUpload("p/other/big.bin");
+    await put("p/other/notes.txt");
+    await put(`p2/mz-${E}-INCOMPLETE`, "");
+    await put(`p2/mz-${E}-batch-0000-0000.csv`);
+  });
+
+  test("the dry run lists what it would do and changes nothing", async () => {
+    const objectsBefore = await awsObjects("p");
+    const uploadsBefore = await awsUploads("p");
+    const r = await runCleanupCli(s3, [`s3://${bucket}/p`]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain(
+      `s3://${bucket}/p: 2 unfinished export(s), 2 multipart upload(s) and 5 object(s) to remove`,
+    );
+    expect(r.stdout).toContain(`would abort multipart upload s3://${bucket}/p/mz-${A}-batch-0000-0001.csv`);
+    expect(r.stdout).toContain(
+      `would abort multipart upload s3://${bucket}/p/mz-${D}-batch-0000-0003.parquet`,
+    );
+    expect(r.stdout).toContain(`would delete s3://${bucket}/p/sub/mz-${C}-manifest.json`);
+    expect(r.stdout).toContain(
+      `left alone (not an export's): multipart upload s3://${bucket}/p/other/big.bin`,
+    );
+    expect(r.stdout).toContain("dry run: nothing was changed");
+    expect(r.stdout).not.toContain(B);
+    expect(r.stdout).not.toContain(E);
+    expect(await awsObjects("p")).toEqual(objectsBefore);
+    expect(await awsUploads("p")).toEqual(uploadsBefore);
+  });
+
+  test("--yes removes what unfinished exports left, and only that", async () => {
+    const r = await runCleanupCli(s3, [`s3://${bucket}/p`, "--yes"]);
+    expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
+    expect(r.stdout).toContain("done: 2 multipart upload(s) aborted, 5 object(s) deleted");
+    // The sentinel goes last.
+    const lines = r.stdout.split("\n");
+    const sentinelAt = lines.findIndex((l) => l.includes(`deleted s3://${bucket}/p/mz-${A}-INCOMPLETE`));
+    const fileAt = lines.findIndex((l) => l.includes(`deleted s3://${bucket}/p/mz-${A}-batch-0000-0000.csv`));
+    const uploadAt = lines.findIndex((l) =>
+      l.includes(`aborted multipart upload s3://${bucket}/p/mz-${A}-batch-0000-0001.csv`),
+    );
+    expect(uploadAt).toBeGreaterThan(-1);
+    expect(fileAt).toBeGreaterThan(uploadAt);
+    expect(sentinelAt).toBeGreaterThan(fileAt);
+    expect(await awsObjects("p")).toEqual(
+      [
+        `p/mz-${B}-batch-0000-0000.csv`,
+        `p/mz-${B}-manifest.json`,
+        "p/other/notes.txt",
+        `p2/mz-${E}-INCOMPLETE`,
+        `p2/mz-${E}-batch-0000-0000.csv`,
+      ].sort(),
+    );
+    expect(await awsUploads("p")).toEqual(["p/other/big.bin"]);
+  });
+
+  test("a second run has nothing to do", async () => {
+    const r = await runCleanupCli(s3, [`s3://${bucket}/p`, "--yes"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain("nothing to do");
+  });
+
+  test("usage errors exit 2", async () => {
+    const r = await runCleanupCli(s3, []);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("usage: cleanup s3://bucket/prefix");
+    const bad = await runCleanupCli(s3, ["gs://x/y"]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain("only 's3://...' urls are supported as COPY TO target");
+  });
+});
+
+describe("after kill -9 of a proxy mid-export", () => {
+  test("the export's sentinel, files and open uploads are left; cleanup --yes removes them all", async () => {
+    const proxy = await spawnCopyProxy({
+      upstreamPort: pgPort,
+      s3,
+      config: { exports: { partSize: 5 * 1024 * 1024, partsInFlight: 1 } },
+    });
+    const c = new pg.Client({ connectionString: proxy.url("postgres", DB) });
+    c.on("notice", () => {});
+    c.on("error", () => {});
+    const prefix = "killed";
+    try {
+      await c.connect();
+      const pid = (await c.query("SELECT pg_backend_pid() AS p")).rows[0].p;
+      await c.query("SET c2s.wait = '0.001'");
+      void c
+        .query(
+          `COPY (SELECT CASE WHEN g % 10 = 0 THEN c2s_wait(g) ELSE g END AS g, repeat(md5(g::text), 60) AS pad FROM generate_series(1, 40000) g) TO 's3://${bucket}/${prefix}' WITH (FORMAT = 'csv', MAX FILE SIZE = '16MB')`,
+        )
+        .catch(() => {});
+      // One file complete and the next one's multipart upload open.
+      await waitUntil(
+        "a completed file and an open upload",
+        async () =>
+          (await check.keys(bucket, `${prefix}/`)).some((k) => k.endsWith("-0000.csv")) &&
+          (await check.uploads(bucket, `${prefix}/`)).length > 0,
+        60_000,
+      );
+      proxy.proc.kill("SIGKILL");
+      expect((await proxy.exited).signal).toBe("SIGKILL");
+      await expectBackendGone(oracle, pid);
+    } finally {
+      await c.end().catch(() => {});
+      await proxy.stop();
+    }
+    const objects = await awsObjects(`${prefix}/`);
+    expect(objects.some((k) => k.endsWith("-INCOMPLETE"))).toBe(true);
+    expect(objects.some((k) => k.endsWith("-batch-0000-0000.csv"))).toBe(true);
+    expect((await awsUploads(`${prefix}/`)).length).toBeGreaterThan(0);
+
+    const r = await runCleanupCli(s3, [`s3://${bucket}/${prefix}`, "--yes"]);
+    expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
+    expect(r.stdout).toMatch(/done: [1-9]\d* multipart upload\(s\) aborted, [1-9]\d* object\(s\) deleted/);
+    expect(await awsObjects(`${prefix}/`)).toEqual([]);
+    expect(await awsUploads(`${prefix}/`)).toEqual([]);
+  });
+});

@@ -1,0 +1,69 @@
+// Export limits from configuration: defaults, the S3 retry settings, and the per-export memory
+// bound partSize × (partsInFlight + 1) × (filesCompleting + 1) checked at start.
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, test } from "vitest";
+import { ConfigError, loadConfig, uploadMemoryBound } from "../../src/config.js";
+
+function withFile(exports: Record<string, unknown>): string[] {
+  const p = join(mkdtempSync(join(tmpdir(), "c2s-limits-")), "c.json");
+  writeFileSync(p, JSON.stringify({ exports }));
+  return ["--config", p];
+}
+
+const MiB = 1024 * 1024;
+
+describe("export limits", () => {
+  test("defaults: 4 exports, standard retries with 5 attempts, 2 files completing, 120 MiB of upload buffers", () => {
+    const e = loadConfig([], {}).config.exports;
+    expect(e).toMatchObject({
+      maxConcurrentExports: 4,
+      s3MaxAttempts: 5,
+      s3RetryMode: "standard",
+      s3RequestTimeoutMs: 120_000,
+      filesCompleting: 2,
+      maxMemoryPerExport: undefined,
+    });
+    expect(uploadMemoryBound(e)).toBe(8 * MiB * 5 * 3);
+  });
+
+  test("the config file sets them", () => {
+    const e = loadConfig(
+      withFile({ s3MaxAttempts: 8, s3RetryMode: "adaptive", s3RequestTimeoutMs: 5000, filesCompleting: 1 }),
+      {},
+    ).config.exports;
+    expect(e).toMatchObject({
+      s3MaxAttempts: 8,
+      s3RetryMode: "adaptive",
+      s3RequestTimeoutMs: 5000,
+      filesCompleting: 1,
+    });
+  });
+
+  test("a memory bound the part settings fit in is accepted; one they exceed is refused at start", () => {
+    const ok = withFile({
+      partSize: 5 * MiB,
+      partsInFlight: 2,
+      filesCompleting: 1,
+      maxMemoryPerExport: 30 * MiB,
+    });
+    expect(loadConfig(ok, {}).config.exports.maxMemoryPerExport).toBe(30 * MiB);
+    const tooSmall = withFile({
+      partSize: 5 * MiB,
+      partsInFlight: 2,
+      filesCompleting: 1,
+      maxMemoryPerExport: 29 * MiB,
+    });
+    expect(() => loadConfig(tooSmall, {})).toThrow(ConfigError);
+    expect(() => loadConfig(tooSmall, {})).toThrow(/31457280 bytes exceeds exports.maxMemoryPerExport/);
+  });
+
+  test.each([
+    [{ s3RetryMode: "legacy" }, /exports.s3RetryMode: expected one of standard, adaptive/],
+    [{ s3MaxAttempts: 0 }, /exports.s3MaxAttempts/],
+    [{ filesCompleting: 0 }, /exports.filesCompleting/],
+  ])("rejects %j", (exports, message) => {
+    expect(() => loadConfig(withFile(exports), {})).toThrow(message);
+  });
+});
