@@ -388,16 +388,7 @@ export class Session {
       // An error earlier in this Sync segment: discard until Sync, as PostgreSQL does.
       if (type !== T.S) return;
       this.skipping = false;
-      this.segHasLocal = false;
-      this.refreshClientPolicy();
-      if (this.segForwarded > 0) {
-        this.segForwarded = 0;
-        this.pending++;
-        this.upstream.write(syncMessage());
-        return;
-      }
-      await this.idle();
-      this.localReady();
+      await this.endSegment();
       return;
     }
     const hook = this.deps.copy;
@@ -489,20 +480,27 @@ export class Session {
       }
       case T.H:
         return;
-      case T.S: {
-        this.segHasLocal = false;
-        this.refreshClientPolicy();
-        if (this.segForwarded > 0) {
-          this.segForwarded = 0;
-          this.pending++;
-          this.upstream.write(syncMessage());
-          return;
-        }
-        await this.idle();
-        this.localReady();
+      case T.S:
+        await this.endSegment();
         return;
-      }
     }
+  }
+
+  /**
+   * A Sync that ends a segment holding local messages: if forwarded messages share the segment
+   * the upstream must see the Sync (its ReadyForQuery is the reply), else it is answered here.
+   */
+  private async endSegment(): Promise<void> {
+    this.segHasLocal = false;
+    this.refreshClientPolicy();
+    if (this.segForwarded > 0) {
+      this.segForwarded = 0;
+      this.pending++;
+      this.upstream.write(syncMessage());
+      return;
+    }
+    await this.idle();
+    this.localReady();
   }
 
   /**
