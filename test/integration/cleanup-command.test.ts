@@ -10,7 +10,7 @@ import { promisify } from "node:util";
 import { CreateMultipartUploadCommand, PutObjectCommand, UploadPartCommand } from "@aws-sdk/client-s3";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, inject, test } from "vitest";
-import { type S3Access, S3Check } from "../support/copy-proxy.js";
+import { motoAccess, type S3Access, S3Check } from "../support/copy-proxy.js";
 import { expectBackendGone, waitUntil } from "../support/export-checks.js";
 import { runCleanupCli, spawnCopyProxy } from "../support/proxy-process.js";
 import { RawPg } from "../support/raw-pg.js";
@@ -18,12 +18,7 @@ import { RawPg } from "../support/raw-pg.js";
 const exec = promisify(execFile);
 const DB = "cleanup_command";
 const pgPort = inject("pgPort");
-const s3: S3Access = {
-  endpoint: inject("s3Endpoint"),
-  region: "us-east-1",
-  accessKeyId: "test",
-  secretAccessKey: "test",
-};
+const s3: S3Access = motoAccess();
 const check = new S3Check(s3);
 let bucket: string;
 let oracle: RawPg;
@@ -75,11 +70,7 @@ async function openUpload(key: string): Promise<string> {
 }
 
 beforeAll(async () => {
-  const admin = await RawPg.connect({ port: pgPort });
-  await admin.query(`DROP DATABASE IF EXISTS ${DB}`);
-  await admin.query(`CREATE DATABASE ${DB}`);
-  await admin.close();
-  oracle = await RawPg.connect({ port: pgPort, database: DB });
+  oracle = await RawPg.freshDatabase(pgPort, DB);
   await oracle.query(`CREATE FUNCTION c2s_wait(v anyelement) RETURNS anyelement LANGUAGE plpgsql AS $$
     BEGIN PERFORM pg_sleep(coalesce(nullif(current_setting('c2s.wait', true), ''), '0')::float8); RETURN v; END $$`);
   bucket = await check.bucket("cleanup-cmd");

@@ -9,7 +9,7 @@
 // the request that marks them, the paused row stream by the backend waiting in ClientWrite.
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, inject, test } from "vitest";
-import { type S3Access, S3Check, startCopyProxy } from "../support/copy-proxy.js";
+import { motoAccess, type S3Access, S3Check, startCopyProxy } from "../support/copy-proxy.js";
 import {
   expectIdleBackend,
   expectNothingLeft,
@@ -24,12 +24,7 @@ import { S3FaultProxy } from "../support/s3-fault-proxy.js";
 
 const DB = "copy_cancel";
 const pgPort = inject("pgPort");
-const s3: S3Access = {
-  endpoint: inject("s3Endpoint"),
-  region: "us-east-1",
-  accessKeyId: "test",
-  secretAccessKey: "test",
-};
+const s3: S3Access = motoAccess();
 const check = new S3Check(s3);
 /** The issue's bound for Ctrl-C → 57014; the replies seen here are a few tens of ms. */
 const CANCEL_BOUND_MS = 1000;
@@ -43,11 +38,7 @@ let upstreamPid: number;
 let bucket: string;
 
 beforeAll(async () => {
-  const admin = await RawPg.connect({ port: pgPort });
-  await admin.query(`DROP DATABASE IF EXISTS ${DB}`);
-  await admin.query(`CREATE DATABASE ${DB}`);
-  await admin.close();
-  oracle = await RawPg.connect({ port: pgPort, database: DB });
+  oracle = await RawPg.freshDatabase(pgPort, DB);
   // Sleeps c2s.wait seconds (a session setting, 0 when unset) and returns its argument, so the
   // very same COPY is slow while a test pins a phase and fast when it is run again.
   await oracle.query(`CREATE FUNCTION c2s_wait(v anyelement) RETURNS anyelement LANGUAGE plpgsql AS $$

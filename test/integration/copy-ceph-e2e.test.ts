@@ -5,7 +5,7 @@ import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, inject, test } from "vitest";
-import { S3Check, type S3Access, startCopyProxy } from "../support/copy-proxy.js";
+import { type S3Access, S3Check, startCopyProxy } from "../support/copy-proxy.js";
 import type { TestProxy } from "../support/proxy.js";
 import { RawPg } from "../support/raw-pg.js";
 

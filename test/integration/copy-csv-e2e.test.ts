@@ -6,19 +6,14 @@ import pg from "pg";
 import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, inject, test } from "vitest";
 import { AWKWARD_SETUP } from "../support/awkward-table.js";
-import { S3Check, type S3Access, startCopyProxy } from "../support/copy-proxy.js";
+import { motoAccess, type S3Access, S3Check, startCopyProxy } from "../support/copy-proxy.js";
 import type { TestProxy } from "../support/proxy.js";
 import { RawPg } from "../support/raw-pg.js";
 
 const exec = promisify(execFile);
 const DB = "copy_csv_e2e";
 const pgPort = inject("pgPort");
-const s3: S3Access = {
-  endpoint: inject("s3Endpoint"),
-  region: "us-east-1",
-  accessKeyId: "test",
-  secretAccessKey: "test",
-};
+const s3: S3Access = motoAccess();
 const check = new S3Check(s3);
 let proxy: TestProxy;
 let oracle: RawPg;
@@ -26,11 +21,7 @@ let client: pg.Client;
 let bucket: string;
 
 beforeAll(async () => {
-  const admin = await RawPg.connect({ port: pgPort });
-  await admin.query(`DROP DATABASE IF EXISTS ${DB}`);
-  await admin.query(`CREATE DATABASE ${DB}`);
-  await admin.close();
-  oracle = await RawPg.connect({ port: pgPort, database: DB });
+  oracle = await RawPg.freshDatabase(pgPort, DB);
   for (const sql of AWKWARD_SETUP) await oracle.query(sql);
   await oracle.query(`CREATE TABLE big AS
     SELECT g AS id, md5(g::text) AS h, repeat(chr(65 + g % 26), 40 + g % 50) AS pad,

@@ -11,7 +11,7 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, inject, test } from "vitest";
 import { runCleanupCommand } from "../../src/copy/cleanup-command.js";
 import { loadConnections } from "../../src/copy/connections.js";
-import { type S3Access, S3Check, startCopyProxy } from "../support/copy-proxy.js";
+import { motoAccess, type S3Access, S3Check, startCopyProxy } from "../support/copy-proxy.js";
 import { expectBackendGone, expectNothingLeft, waitUntil } from "../support/export-checks.js";
 import type { TestProxy } from "../support/proxy.js";
 import { spawnCopyProxy } from "../support/proxy-process.js";
@@ -20,12 +20,7 @@ import { S3FaultProxy } from "../support/s3-fault-proxy.js";
 
 const DB = "copy_faults";
 const pgPort = inject("pgPort");
-const s3: S3Access = {
-  endpoint: inject("s3Endpoint"),
-  region: "us-east-1",
-  accessKeyId: "test",
-  secretAccessKey: "test",
-};
+const s3: S3Access = motoAccess();
 const check = new S3Check(s3);
 const MiB = 1024 * 1024;
 
@@ -36,11 +31,7 @@ let client: pg.Client;
 let bucket: string;
 
 beforeAll(async () => {
-  const admin = await RawPg.connect({ port: pgPort });
-  await admin.query(`DROP DATABASE IF EXISTS ${DB}`);
-  await admin.query(`CREATE DATABASE ${DB}`);
-  await admin.close();
-  oracle = await RawPg.connect({ port: pgPort, database: DB });
+  oracle = await RawPg.freshDatabase(pgPort, DB);
   await oracle.query(`CREATE FUNCTION c2s_wait(v anyelement) RETURNS anyelement LANGUAGE plpgsql AS $$
     BEGIN PERFORM pg_sleep(coalesce(nullif(current_setting('c2s.wait', true), ''), '0')::float8); RETURN v; END $$`);
   // ~31 MB of CSV: two files at MAX FILE SIZE 16MB, each several 5 MiB parts.

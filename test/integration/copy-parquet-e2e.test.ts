@@ -7,18 +7,13 @@ import { join } from "node:path";
 import { type DuckDBConnection, DuckDBInstance } from "@duckdb/node-api";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, inject, test } from "vitest";
-import { S3Check, type S3Access, startCopyProxy } from "../support/copy-proxy.js";
+import { motoAccess, type S3Access, S3Check, startCopyProxy } from "../support/copy-proxy.js";
 import { COLUMNS, compareEveryValue, SETUP_SQL } from "../support/parquet-fixture.js";
 import type { TestProxy } from "../support/proxy.js";
 
 const DB = "copy_parquet_e2e";
 const pgPort = inject("pgPort");
-const s3: S3Access = {
-  endpoint: inject("s3Endpoint"),
-  region: "us-east-1",
-  accessKeyId: "test",
-  secretAccessKey: "test",
-};
+const s3: S3Access = motoAccess();
 const check = new S3Check(s3);
 let proxy: TestProxy;
 let client: pg.Client;
@@ -47,7 +42,7 @@ beforeAll(async () => {
   await client.connect();
   // The same session settings as the oracle query, so text-exported columns render alike.
   await client.query("SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'");
-  client.on("notice", (n) => notices.push(n.message));
+  client.on("notice", (n) => notices.push(n.message ?? ""));
   duck = await (await DuckDBInstance.create(":memory:")).connect();
   bucket = await check.bucket("parquet-e2e");
   tmp = mkdtempSync(join(tmpdir(), "parquet-e2e-"));

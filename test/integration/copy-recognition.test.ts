@@ -4,17 +4,12 @@
 import pg from "pg";
 import { serialize } from "pg-protocol";
 import { afterAll, beforeAll, describe, expect, inject, test } from "vitest";
-import { S3Check, type S3Access, startCopyProxy } from "../support/copy-proxy.js";
+import { motoAccess, type S3Access, S3Check, startCopyProxy } from "../support/copy-proxy.js";
 import type { TestProxy } from "../support/proxy.js";
 import { WireClient } from "../support/wire-client.js";
 
 const pgPort = inject("pgPort");
-const s3: S3Access = {
-  endpoint: inject("s3Endpoint"),
-  region: "us-east-1",
-  accessKeyId: "test",
-  secretAccessKey: "test",
-};
+const s3: S3Access = motoAccess();
 const check = new S3Check(s3);
 let proxy: TestProxy;
 let client: pg.Client;

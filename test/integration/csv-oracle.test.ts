@@ -19,11 +19,7 @@ let dir: string;
 
 beforeAll(async () => {
   const port = inject("pgPort");
-  const admin = await RawPg.connect({ port });
-  await admin.query(`DROP DATABASE IF EXISTS ${DB}`);
-  await admin.query(`CREATE DATABASE ${DB}`);
-  await admin.close();
-  db = await RawPg.connect({ port, database: DB });
+  db = await RawPg.freshDatabase(port, DB);
   for (const sql of SETUP) await db.query(sql);
   dir = mkdtempSync(join(tmpdir(), "csv-oracle-"));
 });

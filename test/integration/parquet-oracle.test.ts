@@ -7,20 +7,20 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type DuckDBConnection, DuckDBInstance } from "@duckdb/node-api";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { PgError } from "../../src/errors.js";
-import {
-  createParquetEncoder,
-  type ParquetEncoder,
-  type ParquetOptions,
-  planParquet,
-} from "../../src/encoders/parquet-encoder.js";
 import {
   oidsNeedingCatalog,
   type TypeCatalogRow,
   typeCatalogQuery,
   typeInfoFromCatalog,
 } from "../../src/encoders/parquet/catalog.js";
+import {
+  createParquetEncoder,
+  type ParquetEncoder,
+  type ParquetOptions,
+  planParquet,
+} from "../../src/encoders/parquet-encoder.js";
 import type { ColumnInfo, FileSink } from "../../src/encoders/types.js";
+import { PgError } from "../../src/errors.js";
 import { COLUMNS, compareEveryValue, SETUP_SQL } from "../support/parquet-fixture.js";
 import { RawPg } from "../support/raw-pg-binary.js";
 

@@ -1,8 +1,9 @@
 // The proxy must be indistinguishable from the database: the same message scripts sent straight
 // to PostgreSQL and through the proxy get the same reply bytes (BackendKeyData and backend pids
 // aside, which differ per connection by nature).
-import { afterAll, beforeAll, describe, expect, inject, test } from "vitest";
+
 import { serialize } from "pg-protocol";
+import { afterAll, beforeAll, describe, expect, inject, test } from "vitest";
 import { startTestProxy, type TestProxy } from "../support/proxy.js";
 import { type Message, WireClient } from "../support/wire-client.js";
 

@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, test } from "vitest";
-import { type S3Access, S3Check, startCopyProxy } from "../support/copy-proxy.js";
+import { motoAccess, type S3Access, S3Check, startCopyProxy } from "../support/copy-proxy.js";
 import { expectNothingLeft, readText, waitUntil } from "../support/export-checks.js";
 import type { TestProxy } from "../support/proxy.js";
 import { RawPg } from "../support/raw-pg.js";
@@ -16,12 +16,7 @@ import { S3FaultProxy } from "../support/s3-fault-proxy.js";
 
 const DB = "psql_cancel_export";
 const pgPort = inject("pgPort");
-const s3: S3Access = {
-  endpoint: inject("s3Endpoint"),
-  region: "us-east-1",
-  accessKeyId: "test",
-  secretAccessKey: "test",
-};
+const s3: S3Access = motoAccess();
 const check = new S3Check(s3);
 const SOCKET = `c2s-psql-cancel-${process.pid}`;
 const dir = mkdtempSync(join(tmpdir(), "c2s-tmux-cancel-"));
@@ -85,11 +80,7 @@ async function backendOf(): Promise<number> {
 
 beforeAll(async () => {
   writeFileSync(join(dir, "tmux.conf"), "set -g remain-on-exit on\nset -g history-limit 10000\n");
-  const admin = await RawPg.connect({ port: pgPort });
-  await admin.query(`DROP DATABASE IF EXISTS ${DB}`);
-  await admin.query(`CREATE DATABASE ${DB}`);
-  await admin.close();
-  oracle = await RawPg.connect({ port: pgPort, database: DB });
+  oracle = await RawPg.freshDatabase(pgPort, DB);
   await oracle.query(`CREATE FUNCTION c2s_wait(v anyelement) RETURNS anyelement LANGUAGE plpgsql AS $$
     BEGIN PERFORM pg_sleep(coalesce(nullif(current_setting('c2s.wait', true), ''), '0')::float8); RETURN v; END $$`);
   await oracle.query(

@@ -7,17 +7,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, inject, test } from "vitest";
-import { S3Check, type S3Access, startCopyProxy } from "../support/copy-proxy.js";
+import { motoAccess, type S3Access, S3Check, startCopyProxy } from "../support/copy-proxy.js";
 import { startTestProxy, type TestProxy } from "../support/proxy.js";
 
 const DB = "psql_tmux";
 const pgPort = inject("pgPort");
-const s3: S3Access = {
-  endpoint: inject("s3Endpoint"),
-  region: "us-east-1",
-  accessKeyId: "test",
-  secretAccessKey: "test",
-};
+const s3: S3Access = motoAccess();
 const SOCKET = `c2s-psql-${process.pid}`;
 const dir = mkdtempSync(join(tmpdir(), "c2s-tmux-"));
 

@@ -1,13 +1,14 @@
 // S3Store against the real moto server the suite starts; what landed is checked with the AWS CLI,
 // an independent S3 client. C2S_TEST_S3_ENDPOINT (+ _ACCESS_KEY_ID, _SECRET_ACCESS_KEY) runs the
 // same tests against another S3 server, e.g. Ceph RadosGW (TESTING.md).
-import { CreateBucketCommand, HeadObjectCommand, type S3Client } from "@aws-sdk/client-s3";
+
 import { execFile } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { inspect, promisify } from "node:util";
+import { CreateBucketCommand, HeadObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, inject, test } from "vitest";
 import { createStore, loadConnections } from "../../src/copy/connections.js";
 import type { ObjectStore, ObjectUpload, StoreOptions } from "../../src/copy/storage/object-store.js";

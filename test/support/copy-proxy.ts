@@ -1,7 +1,6 @@
 // A proxy with the COPY TO S3 feature on, in front of the suite's PostgreSQL, whose "default" AWS
 // connection points at an S3 server of the suite (moto or Ceph).
-import { writeFileSync } from "node:fs";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
@@ -11,6 +10,7 @@ import {
   ListObjectsV2Command,
   S3Client,
 } from "@aws-sdk/client-s3";
+import { inject } from "vitest";
 import { loadConfig } from "../../src/config.js";
 import { createCopyHook } from "../../src/copy/hook.js";
 import { createLogger } from "../../src/log.js";
@@ -22,6 +22,16 @@ export interface S3Access {
   region: string;
   accessKeyId: string;
   secretAccessKey: string;
+}
+
+/** The suite's moto server (any access key works there). */
+export function motoAccess(): S3Access {
+  return {
+    endpoint: inject("s3Endpoint"),
+    region: "us-east-1",
+    accessKeyId: "test",
+    secretAccessKey: "test",
+  };
 }
 
 export async function startCopyProxy(opts: {

@@ -30,7 +30,11 @@ const isRoot = process.getuid?.() === 0;
 
 function runAsPostgres(cmd: string, args: string[]): void {
   const r = isRoot
-    ? spawnSync("su", ["postgres", "-c", [cmd, ...args].map((a) => `'${a.replace(/'/g, "'\\''")}'`).join(" ")], { encoding: "utf8" })
+    ? spawnSync(
+        "su",
+        ["postgres", "-c", [cmd, ...args].map((a) => `'${a.replace(/'/g, "'\\''")}'`).join(" ")],
+        { encoding: "utf8" },
+      )
     : spawnSync(cmd, args, { encoding: "utf8" });
   if (r.status !== 0) throw new Error(`${cmd} failed: ${r.stderr || r.stdout}`);
 }
@@ -39,11 +43,27 @@ function runAsPostgres(cmd: string, args: string[]): void {
 export function selfSignedCert(dir: string): { certFile: string; keyFile: string } {
   const certFile = join(dir, "server.crt");
   const keyFile = join(dir, "server.key");
-  execFileSync("openssl", [
-    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
-    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-    "-keyout", keyFile, "-out", certFile,
-  ], { stdio: "ignore" });
+  execFileSync(
+    "openssl",
+    [
+      "req",
+      "-x509",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-days",
+      "2",
+      "-subj",
+      "/CN=localhost",
+      "-addext",
+      "subjectAltName=DNS:localhost,IP:127.0.0.1",
+      "-keyout",
+      keyFile,
+      "-out",
+      certFile,
+    ],
+    { stdio: "ignore" },
+  );
   chmodSync(keyFile, 0o600);
   return { certFile, keyFile };
 }
@@ -55,7 +75,16 @@ export async function startPostgres(opts: { settings?: Record<string, string> } 
   const data = join(dir, "data");
   const port = await freePort();
   if (isRoot) chownSync(dir, uidOf("postgres"), gidOf("postgres"));
-  runAsPostgres(join(bin, "initdb"), ["-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"]);
+  runAsPostgres(join(bin, "initdb"), [
+    "-D",
+    data,
+    "-U",
+    "postgres",
+    "--auth=trust",
+    "-E",
+    "UTF8",
+    "--locale=C.UTF-8",
+  ]);
   const { certFile, keyFile } = selfSignedCert(dir);
   if (isRoot) for (const f of [certFile, keyFile]) chownSync(f, uidOf("postgres"), gidOf("postgres"));
   // Users with passwords get the method named after them; everyone else is trusted.
@@ -87,17 +116,38 @@ export async function startPostgres(opts: { settings?: Record<string, string> } 
   };
   writeFileSync(
     join(data, "postgresql.auto.conf"),
-    Object.entries(settings).map(([k, v]) => `${k} = '${v}'`).join("\n") + "\n",
+    Object.entries(settings)
+      .map(([k, v]) => `${k} = '${v}'`)
+      .join("\n") + "\n",
   );
   if (isRoot) chownSync(join(data, "postgresql.auto.conf"), uidOf("postgres"), gidOf("postgres"));
   if (isRoot) chownSync(join(data, "pg_hba.conf"), uidOf("postgres"), gidOf("postgres"));
   runAsPostgres(join(bin, "pg_ctl"), ["-D", data, "-l", join(dir, "log"), "-w", "-t", "60", "start"]);
   // Users the auth tests log in as.
   const psql = (sql: string): void => {
-    execFileSync("psql", ["-h", dir, "-p", String(port), "-U", "postgres", "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-qc", sql], { stdio: "pipe" });
+    execFileSync(
+      "psql",
+      [
+        "-h",
+        dir,
+        "-p",
+        String(port),
+        "-U",
+        "postgres",
+        "-d",
+        "postgres",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-qc",
+        sql,
+      ],
+      { stdio: "pipe" },
+    );
   };
   psql("SET password_encryption = 'md5'; CREATE USER md5user PASSWORD 'md5pass';");
-  psql("SET password_encryption = 'scram-sha-256'; CREATE USER scramuser PASSWORD 'scrampass'; CREATE USER pwuser PASSWORD 'pwpass';");
+  psql(
+    "SET password_encryption = 'scram-sha-256'; CREATE USER scramuser PASSWORD 'scrampass'; CREATE USER pwuser PASSWORD 'pwpass';",
+  );
   psql("CREATE USER plainuser; GRANT pg_read_all_data TO scramuser, md5user;");
 
   let stopped = false;

@@ -51,6 +51,18 @@ export class RawPg {
     sock.on("close", () => this.fail(new Error("connection closed")));
   }
 
+  /** Drops and re-creates `database` (a test file's own), and connects to it. */
+  static async freshDatabase(port: number, database: string): Promise<RawPg> {
+    const admin = await RawPg.connect({ port });
+    try {
+      await admin.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
+      await admin.query(`CREATE DATABASE ${database}`);
+    } finally {
+      await admin.close();
+    }
+    return RawPg.connect({ port, database });
+  }
+
   static async connect(opts: {
     port: number;
     host?: string;

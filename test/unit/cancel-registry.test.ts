@@ -11,7 +11,7 @@ describe("CancelRegistry", () => {
     expect(new Set(keys.map((k) => k.secret.toString("hex"))).size).toBeGreaterThan(990);
     const k = keys[7]!;
     const wrong = Buffer.from(k.secret);
-    wrong[3] ^= 1;
+    wrong.writeUInt8(wrong.readUInt8(3) ^ 1, 3);
     expect(r.cancel(k.pid, wrong)).toBe(false);
     expect(r.cancel(k.pid, k.secret.subarray(0, 3))).toBe(false);
     expect(r.cancel(k.pid + 1 === keys[8]!.pid ? k.pid + 2 : k.pid + 1, k.secret)).toBe(false);

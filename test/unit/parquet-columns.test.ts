@@ -1,12 +1,12 @@
 // Binary decoders, one wire value at a time, read back through apache-arrow's own vectors.
 import * as arrow from "apache-arrow";
 import { describe, expect, it } from "vitest";
-import { PgError } from "../../src/errors.js";
+import { type TypeCatalogRow, typeInfoFromCatalog } from "../../src/encoders/parquet/catalog.js";
 import { compactJson, makeBuilder } from "../../src/encoders/parquet/columns.js";
 import { Oid, planColumns, resolveType, uniqueNames } from "../../src/encoders/parquet/types.js";
 import { planParquet } from "../../src/encoders/parquet-encoder.js";
-import { typeInfoFromCatalog, type TypeCatalogRow } from "../../src/encoders/parquet/catalog.js";
 import type { TypeInfo } from "../../src/encoders/types.js";
+import { PgError } from "../../src/errors.js";
 
 type Val = Buffer | null;
 
