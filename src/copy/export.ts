@@ -11,7 +11,7 @@ import type { ConnectionRegistry } from "./connections.js";
 import { createStore } from "./connections.js";
 import type { ExportLimiter } from "./export-limiter.js";
 import { buildManifest } from "./manifest.js";
-import { PostgresSnapshot } from "./snapshot/postgres-snapshot.js";
+import { snapshotFor } from "./snapshot/choose-snapshot.js";
 import type { OpenedSnapshot, SnapshotInfo, SnapshotSource } from "./snapshot/snapshot-source.js";
 import type { CopyToStatement } from "./statement.js";
 import { assertTargetUrl } from "./statement.js";
@@ -33,12 +33,6 @@ export async function runCopyExport(
   ctx: ExportContext,
   deps: ExportDeps,
 ): Promise<{ rows: number }> {
-  if (ctx.upstream.parameters.has("mz_version")) {
-    throw new PgError(
-      SqlState.featureNotSupported,
-      "COPY ... TO 's3://...' through this proxy does not support Materialize upstreams yet",
-    );
-  }
   const release = await deps.limiter.acquire(ctx.signal);
   try {
     return await new Export(stmt, ctx, deps).run();
@@ -69,7 +63,8 @@ class Export {
     private readonly deps: ExportDeps,
   ) {
     this.client = new UpstreamClient(ctx.upstream);
-    this.snapshot = new PostgresSnapshot(this.client, stmt.source);
+    // PostgreSQL or Materialize, by what the session learned at connect time (or the override).
+    this.snapshot = snapshotFor(this.client, stmt.source, deps.config.upstreamKind, ctx.upstream.parameters);
     // One signal for the whole pipeline: the session's (cancel, disconnect, shutdown) or our own
     // (an upload failing while rows are still being read).
     const onAbort = (): void => this.ac.abort(ctx.signal.reason);

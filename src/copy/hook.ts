@@ -6,6 +6,7 @@ import { loadConnections } from "./connections.js";
 import { runCopyExport } from "./export.js";
 import { ExportLimiter } from "./export-limiter.js";
 import { type CopyToStatement, initParser, parseCopyTo } from "./statement.js";
+import { upstreamKindOf } from "./upstream-kind.js";
 
 export async function createCopyHook(config: Config, log: Logger): Promise<CopyHook<CopyToStatement>> {
   await initParser();
@@ -16,7 +17,7 @@ export async function createCopyHook(config: Config, log: Logger): Promise<CopyH
   const deps = { config, connections, limiter };
   return {
     recognize: (sql, upstreamParameters) =>
-      parseCopyTo(sql, { dialect: upstreamParameters.has("mz_version") ? "materialize" : "postgres" }),
+      parseCopyTo(sql, { dialect: upstreamKindOf(config.upstreamKind, upstreamParameters) }),
     run: (stmt, ctx) => runCopyExport(stmt, ctx, deps),
   };
 }

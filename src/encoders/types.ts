@@ -31,6 +31,11 @@ export interface TypeInfo {
   base?: TypeInfo & { oid: number; typeMod: number };
   /** For Materialize maps: the value type (keys are text). */
   value?: TypeInfo & { oid: number; typeMod: number };
+  /**
+   * Set by the Materialize snapshot: the OID is Materialize's (uint2/4/8, mz_timestamp, list, map
+   * live at 16384+, where PostgreSQL puts user types).
+   */
+  materialize?: boolean;
 }
 
 /**

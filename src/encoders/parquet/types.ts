@@ -2,10 +2,13 @@
 //
 // One table maps a pg_type OID to a codec. A column whose type (or any type nested in it) has no
 // binary codec is read in text format and written as Utf8 text; that is decided here, at plan
-// time, from the type alone. Materialize's own types (uint2/4/8, mz_timestamp, list, map) get
-// their entries in BUILTIN when the Materialize issue lands; nothing else needs to change.
+// time, from the type alone. Materialize's own types (uint2/4/8, mz_timestamp, list, map) are in
+// MATERIALIZE, consulted only for columns the Materialize snapshot marked as its own (their OIDs
+// are in PostgreSQL's user-type range). list and map arrive in text format (Materialize has no
+// binary encoding for them) and are parsed by their builders (mz-text.ts).
 import type { ColumnInfo, TypeInfo } from "../types.js";
 import { PgError, SqlState } from "../../errors.js";
+import { TEXT_ELEMENT_CODECS } from "./mz-text.js";
 import { DECIMAL_MAX_PRECISION, numericTypmod } from "./numeric.js";
 
 export const Oid = {
@@ -50,7 +53,14 @@ export type Codec =
   | "json"
   | "jsonb"
   | "array"
-  | "record";
+  | "record"
+  // Materialize
+  | "uint2"
+  | "uint4"
+  | "uint8"
+  | "mz_timestamp" // binary format is the decimal text (mz_pgrepr); Arrow UInt64
+  | "list" // text input; Arrow List<element>
+  | "map"; // text input; Arrow Map<Utf8, element>
 
 export interface TypeNode {
   codec: Codec;
@@ -62,7 +72,7 @@ export interface TypeNode {
   scale?: number;
   /** Utf8 (32-bit offsets) instead of LargeUtf8: bounded varchar/char. */
   bounded?: boolean;
-  /** Array element. */
+  /** Array, list element; map value. */
   element?: TypeNode;
   /** Composite fields, in attribute order. */
   fields?: Array<{ name: string; node: TypeNode }>;
@@ -95,6 +105,16 @@ const BUILTIN = new Map<number, Builtin | "text" | "numeric">([
   [Oid.name, "text"],
   [Oid.numeric, "numeric"],
 ]);
+
+/** Materialize's types (materialize.com/docs/sql/types: uint, mz_timestamp, list, map OIDs). */
+const MATERIALIZE = new Map<number, Builtin>([
+  [16460, { codec: "uint2", ext: "uint2", sqlName: "uint2" }],
+  [16462, { codec: "uint4", ext: "uint4", sqlName: "uint4" }],
+  [16464, { codec: "uint8", ext: "uint8", sqlName: "uint8" }],
+  [16552, { codec: "mz_timestamp", ext: "mz_timestamp", sqlName: "mz_timestamp" }],
+]);
+const MZ_LIST_OID = 16384;
+const MZ_MAP_OID = 16385;
 
 /** Built-in array types → element OID, so the planner need not describe them. */
 const BUILTIN_ARRAYS = new Map<number, number>([
@@ -141,6 +161,10 @@ export function resolveType(
   }
   if (b === "numeric") return numericNode(typeMod, column);
   if (b !== undefined) return { codec: b.codec, ext: b.ext, sqlName: b.sqlName };
+  if (info?.materialize === true) {
+    const mz = resolveMaterialize(oid, info, column, depth);
+    if (mz !== undefined) return mz;
+  }
 
   const elemOid = BUILTIN_ARRAYS.get(oid);
   if (elemOid !== undefined) {
@@ -161,12 +185,33 @@ export function resolveType(
     const fields: Array<{ name: string; node: TypeNode }> = [];
     for (const f of info.fields) {
       const node = resolveType(f.oid, f.typeMod, f.type, column, depth + 1);
-      if (node === null) return null;
+      // A record arrives in binary, where Materialize has no encoding for list and map.
+      if (node === null || node.codec === "list" || node.codec === "map") return null;
       fields.push({ name: f.name, node });
     }
     return { codec: "record", ext: "record", sqlName: info.name, fields };
   }
   return null;
+}
+
+/** Materialize's own types; undefined when `oid` is none of them. */
+function resolveMaterialize(
+  oid: number,
+  info: TypeInfo,
+  column: string,
+  depth: number,
+): TypeNode | null | undefined {
+  const m = MATERIALIZE.get(oid);
+  if (m !== undefined) return { codec: m.codec, ext: m.ext, sqlName: m.sqlName };
+  if (oid !== MZ_LIST_OID && oid !== MZ_MAP_OID) return undefined;
+  const el = oid === MZ_LIST_OID ? info.element : info.value;
+  if (el === undefined) return null; // element type unknown: the text output
+  const element = resolveType(el.oid, el.typeMod, el, column, depth + 1);
+  // Elements come out of the container's text, so their type needs a text decoder.
+  if (element === null || !TEXT_ELEMENT_CODECS.has(element.codec)) return null;
+  return oid === MZ_LIST_OID
+    ? { codec: "list", ext: "list", sqlName: `${element.sqlName} list`, element }
+    : { codec: "map", ext: "map", sqlName: `map[text=>${element.sqlName}]`, element };
 }
 
 function arrayNode(element: TypeNode): TypeNode {
