@@ -12,7 +12,13 @@ import { afterAll, beforeAll, describe, expect, inject, test } from "vitest";
 import { runCleanupCommand } from "../../src/copy/cleanup-command.js";
 import { loadConnections } from "../../src/copy/connections.js";
 import { motoAccess, type S3Access, S3Check, startCopyProxy } from "../support/copy-proxy.js";
-import { expectBackendGone, expectNothingLeft, waitUntil } from "../support/export-checks.js";
+import {
+  expectBackendGone,
+  expectNothingLeft,
+  keyOf,
+  sendCancel,
+  waitUntil,
+} from "../support/export-checks.js";
 import type { TestProxy } from "../support/proxy.js";
 import { spawnCopyProxy } from "../support/proxy-process.js";
 import { RawPg } from "../support/raw-pg.js";
@@ -396,3 +402,111 @@ describe("limits", () => {
     await expectWideExport(prefix);
   });
 });
+
+const cephEndpoint = inject("cephEndpoint");
+describe.skipIf(cephEndpoint === undefined)(
+  `the same against Ceph RadosGW${cephEndpoint ? "" : ` (skipped: ${inject("cephSkipReason")})`}`,
+  () => {
+    const ceph: S3Access = {
+      endpoint: cephEndpoint ?? "",
+      region: inject("cephRegion") ?? "us-east-1",
+      accessKeyId: inject("cephAccessKeyId") ?? "",
+      secretAccessKey: inject("cephSecretAccessKey") ?? "",
+    };
+    const cephCheck = new S3Check(ceph);
+    let cephFaults: S3FaultProxy;
+    let cephProxy: TestProxy;
+    let c: pg.Client;
+    let cephBucket: string;
+
+    beforeAll(async () => {
+      cephFaults = await S3FaultProxy.start(ceph.endpoint);
+      cephProxy = await startCopyProxy({
+        upstreamPort: pgPort,
+        s3: { ...ceph, endpoint: cephFaults.endpoint },
+        config: {
+          exports: {
+            partSize: 5 * MiB,
+            partsInFlight: 2,
+            filesCompleting: 1,
+            s3MaxAttempts: 4,
+            s3RequestTimeoutMs: 3000,
+          },
+        },
+      });
+      c = new pg.Client({ connectionString: cephProxy.url("postgres", DB) });
+      c.on("notice", () => {});
+      await c.connect();
+      await c.query("SET synchronize_seqscans = off");
+      cephBucket = await cephCheck.bucket("ceph-faults");
+    }, 60_000);
+
+    afterAll(async () => {
+      await c?.end();
+      await cephProxy?.shutdown(0);
+      await cephFaults?.close();
+    });
+
+    test("transient faults at every step are retried; the files equal PostgreSQL's COPY output", async () => {
+      cephFaults.setRules(
+        { op: "ListObjectsV2", nth: 1, fault: "503" },
+        { op: "CreateMultipartUpload", nth: 1, fault: "reset" },
+        { op: "UploadPart", nth: 2, fault: "500" },
+        { op: "UploadPart", nth: 4, fault: "reset" },
+        { op: "CompleteMultipartUpload", nth: 1, fault: "503" },
+        { op: "DeleteObjects", nth: 1, fault: "500" },
+      );
+      try {
+        expect(
+          (
+            await c.query(
+              `COPY wide TO 's3://${cephBucket}/t1' WITH (FORMAT = 'csv', MAX FILE SIZE = '16MB')`,
+            )
+          ).rowCount,
+        ).toBe(300000);
+      } finally {
+        cephFaults.clear();
+      }
+      expect(cephFaults.faultCount()).toBe(6);
+      const keys = (await cephCheck.keys(cephBucket, "t1/")).filter((k) => k.endsWith(".csv"));
+      const got = Buffer.concat(await Promise.all(keys.map((k) => cephCheck.get(cephBucket, k))));
+      wideOracle ??= (await oracle.query("COPY wide TO STDOUT (FORMAT csv)")).copyData;
+      expect(got.equals(wideOracle)).toBe(true);
+      expect((await cephCheck.keys(cephBucket, "t1/")).some((k) => k.endsWith("-INCOMPLETE"))).toBe(false);
+      expect(await cephCheck.uploads(cephBucket, "t1/")).toEqual([]);
+    });
+
+    test("a persistent fault fails with 58030 and leaves nothing; so does a cancel with parts in flight", async () => {
+      cephFaults.setRules({ op: "CompleteMultipartUpload", fault: "500" });
+      try {
+        await expect(
+          c.query(`COPY wide TO 's3://${cephBucket}/t2' WITH (FORMAT = 'csv', MAX FILE SIZE = '16MB')`),
+        ).rejects.toMatchObject({
+          code: "58030",
+          message: "InternalError error when using CompleteMultipartUpload",
+        });
+      } finally {
+        cephFaults.clear();
+      }
+      await expectNothingLeft(cephCheck, cephBucket, "t2");
+
+      cephFaults.resetStats();
+      cephFaults.setRules({ op: "UploadPart", nth: 3, fault: "hold" });
+      const q = c.query(`COPY wide TO 's3://${cephBucket}/t3' WITH (FORMAT = 'csv', MAX FILE SIZE = '16MB')`);
+      const failed = q.then(
+        () => null,
+        (e: unknown) => e,
+      );
+      try {
+        await cephFaults.waitFor("UploadPart", 3);
+        const t0 = performance.now();
+        await sendCancel(cephProxy.port, keyOf(c));
+        expect(await failed).toMatchObject({ code: "57014" });
+        expect(performance.now() - t0).toBeLessThan(1000);
+      } finally {
+        cephFaults.clear();
+      }
+      await expectNothingLeft(cephCheck, cephBucket, "t3");
+    });
+  },
+);
