@@ -428,7 +428,7 @@ class Registry {
 
   /** What Materialize would call a column of PostgreSQL type `oid` (domains resolved). */
   type(oid: number): MzT {
-    return this.byOid.get(oid) ?? { k: "pg", oid };
+    return this.byOid.get(oid) ?? { k: "pg", oid: this.bases.get(oid)?.oid ?? oid };
   }
 
   pgName(oid: number): string {
@@ -455,10 +455,21 @@ class Registry {
     return t + suffix;
   }
 
-  static readonly QUERY =
-    `SELECT t.oid::int8, t.typname::text, t.typbasetype::int8, bt.typname::text, bt.typcategory::text,
-  bt.typelem::int8 FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
-  JOIN pg_catalog.pg_type bt ON bt.oid = t.typbasetype WHERE t.typtype = 'd' AND n.nspname = 'mz_catalog'`;
+  static readonly QUERY = `SELECT t.oid::int8, t.typname::text, t.typbasetype::int8, bt.typname::text,
+  bt.typcategory::text, bt.typelem::int8, (n.nspname = 'mz_catalog')::text, t.typtypmod
+  FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+  JOIN pg_catalog.pg_type bt ON bt.oid = t.typbasetype WHERE t.typtype = 'd'`;
+
+  private readonly bases = new Map<number, { oid: number; typmod: number }>();
+
+  /** Other domains: Materialize has none, so a column of one is its base type (with its typmod). */
+  base(oid: number): { oid: number; typmod: number } | undefined {
+    return this.bases.get(oid);
+  }
+
+  addBase(oid: number, base: number, typmod: number): void {
+    this.bases.set(oid, { oid: base, typmod });
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1437,7 +1448,8 @@ class DoubleSession {
   }
 
   private async loadRegistry(): Promise<Registry> {
-    const rows = await this.pg.must(Registry.QUERY);
+    const all = await this.pg.must(Registry.QUERY);
+    const rows = all.filter((r) => r[6] === "true");
     const domains: DomainRow[] = rows.map((r) => ({
       oid: Number(r[0]),
       name: r[1]!,
@@ -1449,12 +1461,25 @@ class DoubleSession {
     const names = await this.pg.must(
       "SELECT oid::int8, format_type(oid, NULL) FROM pg_catalog.pg_type WHERE typcategory = 'A' OR typtype = 'c'",
     );
-    this.registry = new Registry(
+    const reg = new Registry(
       domains,
       [],
       names.map((r) => [Number(r[0]), r[1]!] as [number, string]),
     );
-    return this.registry;
+    const byOid = new Map(all.map((r) => [Number(r[0]), r]));
+    for (const r of all) {
+      if (r[6] === "true") continue;
+      let base = Number(r[2]);
+      let typmod = Number(r[7]);
+      for (let hops = 0; byOid.has(base) && byOid.get(base)![6] !== "true" && hops < 16; hops++) {
+        const b = byOid.get(base)!;
+        if (typmod < 0) typmod = Number(b[7]);
+        base = Number(b[2]);
+      }
+      reg.addBase(Number(r[0]), base, typmod);
+    }
+    this.registry = reg;
+    return reg;
   }
 
   // ---- local statements ----------------------------------------------------------------------
@@ -1531,12 +1556,33 @@ class DoubleSession {
     }
     await this.pg.must("SAVEPOINT mz_double_sp");
     try {
-      await this.pg.must(`CREATE TEMPORARY VIEW ${view} AS ${spec.query}\n`);
-      const atts = await this.pg.must(
-        `SELECT attname::text, atttypid::int8, atttypmod FROM pg_catalog.pg_attribute
-         WHERE attrelid = '${view}'::regclass AND attnum > 0 ORDER BY attnum`,
-      );
-      await this.pg.must(`DROP VIEW ${view}`);
+      await this.pg.must("SAVEPOINT mz_double_sp_view");
+      let atts: Array<Array<string | null>>;
+      const created = await this.pg.simple(`CREATE TEMPORARY VIEW ${view} AS ${spec.query}\n`);
+      if (created.error === null) {
+        atts = await this.pg.must(
+          `SELECT attname::text, atttypid::int8, atttypmod FROM pg_catalog.pg_attribute
+           WHERE attrelid = '${view}'::regclass AND attnum > 0 ORDER BY attnum`,
+        );
+        await this.pg.must(`DROP VIEW ${view}`);
+      } else {
+        // A view cannot hold every query (a void column): the query's own description, which
+        // reports domains as their base types.
+        await this.pg.must("ROLLBACK TO SAVEPOINT mz_double_sp_view");
+        const d = await this.pg.exchange([
+          msg("P", cstr(""), cstr(spec.query), i16(0)),
+          msg("D", Buffer.from("S"), cstr("")),
+          msg("S"),
+        ]);
+        if (d.error) throw new DoubleError(d.error);
+        const t = d.msgs.find((m) => m.type === "T");
+        atts = (t ? parseRowDescription(t.body) : []).map((f) => [f.name, String(f.oid), String(f.typmod)]);
+      }
+      await this.pg.must("RELEASE SAVEPOINT mz_double_sp_view");
+      for (const a of atts) {
+        const b = reg.base(Number(a[1]));
+        if (b !== undefined && Number(a[2]) < 0) a[2] = String(b.typmod);
+      }
       const cols = atts.map((_, i) => `c${i + 1}`);
       const alias = cols.length > 0 ? `AS mz_double_t(${cols.join(", ")})` : "AS mz_double_t";
       const consolidated =
