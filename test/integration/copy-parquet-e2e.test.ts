@@ -1,6 +1,7 @@
 // COPY ... TO 's3://...' WITH (FORMAT = 'parquet') through the proxy, as a user runs it: the files
 // that land in S3 are read back by DuckDB (an independent reader) and every value is compared with
-// PostgreSQL's rendering of the source.
+// PostgreSQL's rendering of the source. Runs in front of PostgreSQL and in front of the Materialize wire
+// double (test/support/mz-double.ts) over the same PostgreSQL.
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -10,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, inject, test } from "vitest";
 import { motoAccess, type S3Access, S3Check, startCopyProxy } from "../support/copy-proxy.js";
 import { COLUMNS, compareEveryValue, SETUP_SQL } from "../support/parquet-fixture.js";
 import type { TestProxy } from "../support/proxy.js";
+import { UPSTREAMS } from "../support/upstreams.js";
 
 const DB = "copy_parquet_e2e";
 const pgPort = inject("pgPort");
@@ -37,21 +39,12 @@ beforeAll(async () => {
     SELECT g AS id, md5(g::text) AS h, repeat(md5((g * 3)::text), 4) AS pad, (g * 1.25)::numeric(14, 2) AS amount,
       timestamptz '2024-01-01 00:00+00' + g * interval '1 second' AS at, g % 2 = 0 AS even
     FROM generate_series(1, 600000) g`);
-  proxy = await startCopyProxy({ upstreamPort: pgPort, s3 });
-  client = new pg.Client({ connectionString: proxy.url("postgres", DB) });
-  await client.connect();
-  // The same session settings as the oracle query, so text-exported columns render alike.
-  await client.query("SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'");
-  client.on("notice", (n) => notices.push(n.message ?? ""));
   duck = await (await DuckDBInstance.create(":memory:")).connect();
-  bucket = await check.bucket("parquet-e2e");
   tmp = mkdtempSync(join(tmpdir(), "parquet-e2e-"));
 }, 180_000);
 
 afterAll(async () => {
-  await client?.end();
   await direct?.end();
-  await proxy?.shutdown(0);
   if (tmp) rmSync(tmp, { recursive: true, force: true });
 });
 
@@ -85,28 +78,51 @@ async function manifestOf(
   return JSON.parse((await check.get(bucket, key)).toString());
 }
 
-describe("Parquet export through the proxy, read back by DuckDB", () => {
-  test("every value of every type equals the source; text-exported columns are announced", async () => {
-    notices.length = 0;
-    const r = await client.query(`COPY every TO 's3://${bucket}/every' WITH (FORMAT = 'parquet')`);
-    expect(r.rowCount).toBe(9);
-    expect(notices.some((n) => /exporting columns "e", "iv", "ine", "r", "cm", "am" as text/.test(n))).toBe(
-      true,
-    );
-    const files = await download("every");
-    expect(files).toHaveLength(1);
-    const pgRows = (
-      await direct.query({
-        text: `SELECT id::text, ${COLUMNS.map((c) => c[1]).join(", ")} FROM every ORDER BY id`,
-        rowMode: "array",
-        types: RAW_TEXT,
-      })
-    ).rows as Array<Array<string | null>>;
-    const dRows = await duckRows(
-      `SELECT id, ${COLUMNS.map((c) => c[2]).join(", ")} FROM read_parquet(${list(files)}) ORDER BY id`,
-    );
-    compareEveryValue(pgRows, dRows);
+describe.each(UPSTREAMS)("Parquet export through the proxy in front of $name, read back by DuckDB", (up) => {
+  let upstream: { port: number; stop(): Promise<void> };
+  beforeAll(async () => {
+    upstream = await up.start(pgPort);
+    proxy = await startCopyProxy({ upstreamPort: upstream.port, s3 });
+    client = new pg.Client({ connectionString: proxy.url("postgres", DB) });
+    await client.connect();
+    // The same session settings as the oracle query, so text-exported columns render alike.
+    await client.query("SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'");
+    client.on("notice", (n) => notices.push(n.message ?? ""));
+    bucket = await check.bucket(up.ordered ? "parquet-e2e" : "parquet-e2e-mz");
+  }, 60_000);
+
+  afterAll(async () => {
+    await client?.end();
+    await proxy?.shutdown(0);
+    await upstream?.stop();
   });
+
+  // PostgreSQL's catalog of types (enums, domains, composites, inet, ranges): Materialize spells
+  // these differently or lacks them; its own types are checked through the double in mz-double-e2e.
+  test.skipIf(!up.ordered)(
+    "every value of every type equals the source; text-exported columns are announced",
+    async () => {
+      notices.length = 0;
+      const r = await client.query(`COPY every TO 's3://${bucket}/every' WITH (FORMAT = 'parquet')`);
+      expect(r.rowCount).toBe(9);
+      expect(notices.some((n) => /exporting columns "e", "iv", "ine", "r", "cm", "am" as text/.test(n))).toBe(
+        true,
+      );
+      const files = await download("every");
+      expect(files).toHaveLength(1);
+      const pgRows = (
+        await direct.query({
+          text: `SELECT id::text, ${COLUMNS.map((c) => c[1]).join(", ")} FROM every ORDER BY id`,
+          rowMode: "array",
+          types: RAW_TEXT,
+        })
+      ).rows as Array<Array<string | null>>;
+      const dRows = await duckRows(
+        `SELECT id, ${COLUMNS.map((c) => c[2]).join(", ")} FROM read_parquet(${list(files)}) ORDER BY id`,
+      );
+      compareEveryValue(pgRows, dRows);
+    },
+  );
 
   for (const compression of ["snappy", "zstd", "gzip", "none"] as const) {
     test(`COMPRESSION ${compression}: the codec in the file is the one asked for`, async () => {
