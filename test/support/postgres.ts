@@ -112,6 +112,9 @@ export async function startPostgres(opts: { settings?: Record<string, string> } 
     ssl_key_file: keyFile,
     max_connections: "300",
     password_encryption: "scram-sha-256",
+    // Oracle tests compare an export with a second scan of the same table: a synchronized scan
+    // could start the second one mid-table and change the row order.
+    synchronize_seqscans: "off",
     ...opts.settings,
   };
   writeFileSync(
