@@ -7,11 +7,12 @@ import { createParquetEncoder, planParquet } from "../encoders/parquet-encoder.j
 import type { ColumnInfo, RowEncoder } from "../encoders/types.js";
 import { PgError, SqlState } from "../errors.js";
 import type { ExportContext } from "../proxy/copy-hook.js";
-import type { ConnectionRegistry } from "./connections.js";
+import type { AwsConnection, ConnectionRegistry } from "./connections.js";
 import { createStore } from "./connections.js";
 import type { ExportLimiter } from "./export-limiter.js";
 import { buildManifest } from "./manifest.js";
 import { snapshotFor } from "./snapshot/choose-snapshot.js";
+import { resolveAwsConnection } from "./snapshot/materialize-connections.js";
 import type { OpenedSnapshot, SnapshotInfo, SnapshotSource } from "./snapshot/snapshot-source.js";
 import type { CopyToStatement } from "./statement.js";
 import { assertTargetUrl } from "./statement.js";
@@ -19,6 +20,7 @@ import type { ObjectStore } from "./storage/object-store.js";
 import { formatTargetUrl, parseTargetUrl, type TargetUrl } from "./storage/target-url.js";
 import { UploadSink, type WrittenFile } from "./upload-sink.js";
 import { UpstreamClient } from "./upstream-client.js";
+import { upstreamKindOf } from "./upstream-kind.js";
 
 export interface ExportDeps {
   config: Config;
@@ -82,8 +84,9 @@ class Export {
     let progress: NodeJS.Timeout | undefined;
     try {
       const target = await this.resolveTarget();
+      const conn = await this.resolveConnection(target);
       const { columns, typeNames, snapshot } = await this.plan();
-      this.store = this.openStore(target);
+      this.store = this.openStore(target, conn);
       await this.preflight();
       progress = setInterval(() => this.progressNotice(), this.deps.config.exports.progressIntervalMs);
       progress.unref();
@@ -155,9 +158,21 @@ class Export {
     return opened;
   }
 
-  private openStore(target: TargetUrl): ObjectStore {
-    const conn =
-      target.scheme === "s3" ? this.deps.connections.get(this.stmt.options.awsConnection) : undefined;
+  /**
+   * SPEC §6: a connection configured in the proxy, else (Materialize) a `CREATE CONNECTION … TO
+   * AWS` object of that name; looked up before the snapshot's transaction starts.
+   */
+  private async resolveConnection(target: TargetUrl): Promise<AwsConnection | undefined> {
+    if (target.scheme !== "s3") return undefined;
+    return resolveAwsConnection(this.deps.connections, this.stmt.options.awsConnection, {
+      materialize:
+        upstreamKindOf(this.deps.config.upstreamKind, this.ctx.upstream.parameters) === "materialize",
+      client: this.client,
+      signal: this.signal,
+    });
+  }
+
+  private openStore(target: TargetUrl, conn: AwsConnection | undefined): ObjectStore {
     const e = this.deps.config.exports;
     return createStore(conn, target, {
       partSize: e.partSize,

@@ -55,6 +55,10 @@
 //      …"); a cancelled FETCH reports 57014 "canceling statement due to user request".
 //  R12 A failed transaction answers 25P02 "current transaction is aborted, commands ignored until
 //      end of transaction block" until ROLLBACK (docs: sql/begin; PostgreSQL-compatible).
+//  R13 AWS connections live in mz_catalog.mz_connections / mz_internal.mz_aws_connections, and
+//      has_connection_privilege(oid, 'USAGE') / mz_is_superuser() answer for the current role
+//      (docs: sql/system-catalog, sql/functions); in the double these are PostgreSQL tables and
+//      SQL functions (MZ_CATALOG_SETUP), queried through the ordinary forwarding path.
 //
 // Test controls (not Materialize behaviour): `knobs` shape how the snapshot becomes ready over
 // time and can inject a retraction; `events` records the statements the double saw.
@@ -86,6 +90,58 @@ export const MZ_TYPES_SETUP = [
   "CREATE DOMAIN mz_catalog.float8_map AS jsonb",
   "CREATE DOMAIN mz_catalog.int4_list_map AS jsonb",
 ];
+
+/**
+ * The parts of Materialize's catalog the proxy reads for AWS connections, as PostgreSQL tables,
+ * views and functions (docs: sql/system-catalog/mz_catalog "mz_connections", "mz_schemas",
+ * "mz_databases"; mz_internal "mz_aws_connections"; sql/functions "has_connection_privilege",
+ * "mz_is_superuser"). Privileges are a plain list of roles with USAGE, plus the owner.
+ */
+export const MZ_CATALOG_SETUP = [
+  "CREATE SCHEMA IF NOT EXISTS mz_catalog",
+  "CREATE SCHEMA IF NOT EXISTS mz_internal",
+  "CREATE VIEW mz_catalog.mz_databases AS SELECT oid::text AS id, datname::text AS name FROM pg_catalog.pg_database",
+  `CREATE VIEW mz_catalog.mz_schemas AS SELECT n.oid::text AS id, n.nspname::text AS name,
+     (SELECT oid::text FROM pg_catalog.pg_database WHERE datname = current_database()) AS database_id
+   FROM pg_catalog.pg_namespace n`,
+  `CREATE TABLE mz_catalog.mz_connections (id text PRIMARY KEY, oid oid NOT NULL, schema_id text NOT NULL,
+     name text NOT NULL, type text NOT NULL, owner_role text NOT NULL, usage_roles text[] NOT NULL DEFAULT '{}')`,
+  `CREATE TABLE mz_internal.mz_aws_connections (id text PRIMARY KEY, endpoint text, region text,
+     access_key_id text, assume_role_arn text, assume_role_session_name text)`,
+  `CREATE FUNCTION mz_catalog.has_connection_privilege(oid, text) RETURNS boolean LANGUAGE sql STABLE AS
+     $$ SELECT upper($2) = 'USAGE' AND (current_user = c.owner_role OR current_user = ANY (c.usage_roles))
+        FROM mz_catalog.mz_connections c WHERE c.oid = $1 $$`,
+  `CREATE FUNCTION mz_catalog.mz_is_superuser() RETURNS boolean LANGUAGE sql STABLE AS
+     $$ SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user $$`,
+  "GRANT USAGE ON SCHEMA mz_catalog, mz_internal TO PUBLIC",
+  "GRANT SELECT ON ALL TABLES IN SCHEMA mz_catalog, mz_internal TO PUBLIC",
+];
+
+let connectionSeq = 0;
+
+/** What `CREATE CONNECTION <name> TO AWS (…)` would leave in the catalog (docs: sql/create-connection). */
+export function mzAwsConnectionSql(
+  name: string,
+  o: {
+    schema?: string;
+    endpoint?: string;
+    region?: string;
+    assumeRoleArn?: string;
+    owner?: string;
+    usage?: string[];
+  },
+): string[] {
+  const id = `u${9000 + ++connectionSeq}`;
+  const q = (v: string | undefined): string => (v === undefined ? "NULL" : `'${v.replace(/'/g, "''")}'`);
+  const roles = `ARRAY[${(o.usage ?? []).map(q).join(",")}]::text[]`;
+  return [
+    `INSERT INTO mz_catalog.mz_connections VALUES (${q(id)}, ${20000 + connectionSeq},
+       (SELECT id FROM mz_catalog.mz_schemas WHERE name = ${q(o.schema ?? "public")}), ${q(name)}, 'aws',
+       ${q(o.owner ?? "postgres")}, ${roles})`,
+    `INSERT INTO mz_internal.mz_aws_connections VALUES (${q(id)}, ${q(o.endpoint)}, ${q(o.region)}, NULL,
+       ${q(o.assumeRoleArn)}, NULL)`,
+  ];
+}
 
 /** Makes the stand-in types resolvable by their Materialize names in `database`. */
 export const mzSearchPath = (database: string): string =>
