@@ -225,11 +225,23 @@ function parseRowDescription(body: Buffer): Field[] {
 }
 
 function dataRow(values: Array<Buffer | null>): Buffer {
-  return msg(
-    "D",
-    i16(values.length),
-    ...values.flatMap((v) => (v === null ? [i32(-1)] : [i32(v.length), v])),
-  );
+  let len = 4 + 2;
+  for (const v of values) len += 4 + (v === null ? 0 : v.length);
+  const out = Buffer.allocUnsafe(1 + len);
+  out[0] = 0x44; // D
+  out.writeInt32BE(len, 1);
+  out.writeInt16BE(values.length, 5);
+  let p = 7;
+  for (const v of values) {
+    if (v === null) {
+      out.writeInt32BE(-1, p);
+      p += 4;
+    } else {
+      out.writeInt32BE(v.length, p);
+      p += 4 + v.copy(out, p + 4);
+    }
+  }
+  return out;
 }
 
 function splitRow(body: Buffer): Array<Buffer | null> {
@@ -1786,7 +1798,7 @@ class DoubleSession {
     // Standard columns in the client's format; stand-ins in text, converted here.
     const pgFormats = [0, ...st.types.map((t, i) => (special(t) ? 0 : pick(formats, fixed + i)))];
     const r = await this.pg.exchange([
-      msg("P", cstr(""), cstr(`FETCH FORWARD 1000 FROM ${st.pgCursor}`), i16(0)),
+      msg("P", cstr(""), cstr(`FETCH FORWARD 10000 FROM ${st.pgCursor}`), i16(0)),
       msg("B", cstr(""), cstr(""), i16(0), i16(0), i16(pgFormats.length), ...pgFormats.map(i16)),
       msg("E", cstr(""), i32(0)),
       msg("S"),
@@ -1800,7 +1812,7 @@ class DoubleSession {
       throw new DoubleError({ code, message });
     }
     const rows = r.msgs.filter((m) => m.type === "D").map((m) => splitRow(m.body));
-    if (rows.length < 1000) st.pgExhausted = true;
+    if (rows.length < 10_000) st.pgExhausted = true;
     st.buffered.push(...rows);
   }
 
@@ -1821,7 +1833,7 @@ class DoubleSession {
     try {
       for (;;) {
         const rows = await this.available(st, count - sent, formats);
-        for (const r of rows) this.toClient(r);
+        if (rows.length > 0) this.toClient(rows.length === 1 ? rows[0]! : Buffer.concat(rows));
         sent += rows.length;
         if (sent >= count || st.phase === "done") break;
         if (deadline === null && sent > 0) break; // R6: wait once
@@ -1874,7 +1886,7 @@ class DoubleSession {
       try {
         while (st.phase !== "done") {
           const rows = await this.available(st, 10_000, formats);
-          for (const r of rows) this.toClient(r);
+          if (rows.length > 0) this.toClient(rows.length === 1 ? rows[0]! : Buffer.concat(rows));
           if ((st.phase as string) === "done") break;
           if (rows.length === 0) await sleep(Math.max(1, this.nextReadyAt(st) - Date.now()), ac.signal);
         }
