@@ -8,7 +8,7 @@
 // The proxy writes to the suite's moto server unless C2S_TEST_S3_ENDPOINT (+ _REGION,
 // _ACCESS_KEY_ID, _SECRET_ACCESS_KEY) names another S3 endpoint; Materialize itself needs no S3.
 import pg from "pg";
-import { afterAll, beforeAll, describe } from "vitest";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { motoAccess, type S3Access, S3Check, startCopyProxy } from "../support/copy-proxy.js";
 import { basicSetup, type MzEnv, materializeScenarios, typesSetup } from "../support/mz-e2e.js";
 import type { TestProxy } from "../support/proxy.js";
@@ -82,4 +82,20 @@ describe.skipIf(!MZ_URL)(`COPY TO S3 through the proxy in front of a real Materi
   });
 
   materializeScenarios(env);
+
+  test("AWS CONNECTION names a CREATE CONNECTION … TO AWS object: its endpoint and region are used", async () => {
+    const s3 = s3Access();
+    process.env.AWS_ACCESS_KEY_ID ??= s3.accessKeyId;
+    process.env.AWS_SECRET_ACCESS_KEY ??= s3.secretAccessKey;
+    await direct.query(`CREATE SECRET c2s_s3_secret AS '${s3.secretAccessKey.replace(/'/g, "''")}'`);
+    await direct.query(
+      `CREATE CONNECTION c2s_s3 TO AWS (ENDPOINT = '${s3.endpoint}', REGION = '${s3.region}',
+         ACCESS KEY ID = '${s3.accessKeyId}', SECRET ACCESS KEY = SECRET c2s_s3_secret) WITH (VALIDATE = false)`,
+    );
+    const r = await client.query(
+      `COPY dup TO 's3://${bucket}/catalog-conn' WITH (FORMAT = 'csv', AWS CONNECTION = c2s_s3)`,
+    );
+    expect(r.rowCount).toBe(5);
+    expect((await check.keys(bucket, "catalog-conn/")).some((k) => k.endsWith(".csv"))).toBe(true);
+  });
 });
