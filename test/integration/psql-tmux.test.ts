@@ -25,7 +25,8 @@ const check = new S3Check(s3);
 const tmux = (...args: string[]): string =>
   execFileSync("tmux", ["-L", SOCKET, "-f", join(dir, "tmux.conf"), ...args], {
     encoding: "utf8",
-    env: { ...process.env, TERM: process.env.TERM || "xterm-256color" },
+    // The server's socket lives in our temporary directory, removed in afterAll.
+    env: { ...process.env, TERM: process.env.TERM || "xterm-256color", TMUX_TMPDIR: dir },
   });
 
 /** Opens a tmux window running interactive psql against `port`. */
