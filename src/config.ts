@@ -111,7 +111,7 @@ export const DEFAULT_EXPORT_LIMITS: ExportLimits = {
   partSize: 8 * 1024 * 1024,
   partsInFlight: 4,
   progressIntervalMs: 2_000,
-  filesCompleting: 2,
+  filesCompleting: 1,
   maxMemoryPerExport: undefined,
   s3MaxAttempts: 5,
   s3RetryMode: "standard",

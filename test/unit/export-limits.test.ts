@@ -15,17 +15,17 @@ function withFile(exports: Record<string, unknown>): string[] {
 const MiB = 1024 * 1024;
 
 describe("export limits", () => {
-  test("defaults: 4 exports, standard retries with 5 attempts, 2 files completing, 120 MiB of upload buffers", () => {
+  test("defaults: 4 exports, standard retries with 5 attempts, 1 file completing, 80 MiB of upload buffers", () => {
     const e = loadConfig([], {}).config.exports;
     expect(e).toMatchObject({
       maxConcurrentExports: 4,
       s3MaxAttempts: 5,
       s3RetryMode: "standard",
       s3RequestTimeoutMs: 120_000,
-      filesCompleting: 2,
+      filesCompleting: 1,
       maxMemoryPerExport: undefined,
     });
-    expect(uploadMemoryBound(e)).toBe(8 * MiB * 5 * 3);
+    expect(uploadMemoryBound(e)).toBe(8 * MiB * 5 * 2);
   });
 
   test("the config file sets them", () => {
