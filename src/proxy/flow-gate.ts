@@ -1,5 +1,8 @@
 // Pauses a socket's reading while any reason to hold it stands (the peer's write buffer is full,
 // an export's encoder is behind, a local statement is being handled) and resumes when none does.
+// For a socket reading through onread (fast-socket.ts) pause()/resume() stop and restart the
+// handle's reads at once (readStop/readStart); for a 'data' socket they stop the events, and the
+// reads once its readable buffer fills.
 import type { Duplex } from "node:stream";
 
 export class FlowGate {

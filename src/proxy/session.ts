@@ -24,6 +24,7 @@ import { MessageStream, Policy, type PolicyTable, policyTable } from "../wire/me
 import type { CancelRegistry } from "./cancel-registry.js";
 import type { CopyHook, ExportContext, UpstreamChannel, UpstreamMessageHandler } from "./copy-hook.js";
 import { sniffCopy } from "./copy-sniff.js";
+import { withStaticReads } from "./fast-socket.js";
 import { FlowGate } from "./flow-gate.js";
 import { sendUpstreamCancel } from "./upstream-connect.js";
 
@@ -98,6 +99,12 @@ const MAX_COPY_TEXT = 16 << 20;
 /** Largest text parsed on a weaker hint (comments first, or a URL behind other statements). */
 const MAX_HINTED_TEXT = 1 << 20;
 const PEEK = 512;
+/**
+ * onread buffers of plain-TCP sockets (allocated per session for its lifetime). The upstream's is
+ * larger: result sets and export rows come that way; clients mostly send small messages.
+ */
+const CLIENT_READ_BUFFER = 16 << 10;
+const UPSTREAM_READ_BUFFER = 64 << 10;
 
 const ADMIN_SHUTDOWN = (): Buffer =>
   errorResponse({
@@ -117,6 +124,9 @@ export class Session {
   private readonly clientGate: FlowGate;
   private readonly upstreamGate: FlowGate;
   private readonly log: Logger;
+  /** The socket reads through onread (fast-socket.ts), not 'data' events. */
+  private readonly clientOnread: boolean;
+  private readonly upstreamOnread: boolean;
 
   /** Queries/Syncs forwarded whose ReadyForQuery has not come back; the startup counts as one. */
   private pending = 1;
@@ -152,8 +162,16 @@ export class Session {
     this.id = init.id;
     this.user = init.user;
     this.database = init.database;
-    this.client = init.client;
-    this.upstream = init.upstream;
+    // Plain-TCP sockets move to onread reads now that the startup phase is over; the chunks then
+    // come from a reused buffer, which the MessageStreams below are told (`reusesInput`).
+    const fastClient = withStaticReads(init.client, CLIENT_READ_BUFFER, (c) => this.onClientData(c));
+    const fastUpstream = withStaticReads(init.upstream, UPSTREAM_READ_BUFFER, (c) =>
+      this.upstreamStream.push(c),
+    );
+    this.client = fastClient ?? init.client;
+    this.upstream = fastUpstream ?? init.upstream;
+    this.clientOnread = fastClient !== null;
+    this.upstreamOnread = fastUpstream !== null;
     this.log = deps.log.child({ session: init.id });
     this.clientGate = new FlowGate(this.client);
     this.upstreamGate = new FlowGate(this.upstream);
@@ -167,27 +185,33 @@ export class Session {
         take: (type, buf, start, end) => this.takeClient(type, Buffer.from(buf.subarray(start, end))),
         violation: (reason) => this.protocolViolation(reason),
       },
-      { peekBytes: PEEK },
+      { peekBytes: PEEK, reusesInput: this.clientOnread },
     );
-    this.upstreamStream = new MessageStream(UPSTREAM_RELAY, {
-      forward: (b) => this.toClient(b),
-      observe: (type, buf, start, end) => this.observeUpstream(type, buf, start, end),
-      take: (type, buf, start, end, whole) => this.takeUpstream(type, buf, start, end, whole),
-      violation: (reason) => {
-        this.log.error({ reason }, "upstream protocol violation");
-        this.destroy();
+    this.upstreamStream = new MessageStream(
+      UPSTREAM_RELAY,
+      {
+        forward: (b) => this.toClient(b),
+        observe: (type, buf, start, end) => this.observeUpstream(type, buf, start, end),
+        take: (type, buf, start, end, whole) => this.takeUpstream(type, buf, start, end, whole),
+        violation: (reason) => {
+          this.log.error({ reason }, "upstream protocol violation");
+          this.destroy();
+        },
       },
-    });
+      { reusesInput: this.upstreamOnread },
+    );
+  }
+
+  private onClientData(d: Buffer): void {
+    this.clientStream.push(d);
+    // A client that keeps sending while a local statement runs is held back, not buffered.
+    if (this.clientStream.queued > 1 << 20) this.clientGate.hold("backlog");
   }
 
   start(): void {
     const { client, upstream } = this;
-    client.on("data", (d: Buffer) => {
-      this.clientStream.push(d);
-      // A client that keeps sending while a local statement runs is held back, not buffered.
-      if (this.clientStream.queued > 1 << 20) this.clientGate.hold("backlog");
-    });
-    upstream.on("data", (d: Buffer) => this.upstreamStream.push(d));
+    if (!this.clientOnread) client.on("data", (d: Buffer) => this.onClientData(d));
+    if (!this.upstreamOnread) upstream.on("data", (d: Buffer) => this.upstreamStream.push(d));
     client.on("end", () => this.onClientGone("client closed the connection"));
     client.on("close", () => this.onClientGone("client connection closed"));
     client.on("error", (e) => this.onClientGone(`client socket error: ${e.message}`));

@@ -5,6 +5,13 @@
 // messages whose type the policy names are looked at. A message that lies inside one chunk is
 // handed over as a view of that chunk; only a message that spans chunks is assembled into a copy.
 // Messages of any size (up to PostgreSQL's 1 GiB limit) stream through without being buffered.
+//
+// Input from a reused read buffer (`reusesInput`, a socket read through `onread`, see
+// src/proxy/fast-socket.ts): the chunk is overwritten by the next read, so whatever outlives the
+// push() call is copied first: each forwarded run (socket.write may queue it, or libuv keep the
+// unwritten tail of a partial write) and the backlog kept while paused. Held headers/messages are
+// copies anyway. Views given to observe/take/decide are only valid during the call: handlers
+// must copy what they keep (the session does; the export's encoders copy every value).
 
 export const enum Policy {
   /** Forward untouched, never look at it. */
@@ -21,11 +28,17 @@ export const enum Policy {
 export const MAX_MESSAGE_LENGTH = 0x40000000 + 4;
 
 export interface MessageHandlers {
-  /** Bytes to pass on unchanged, in order. The buffer may be a view of an incoming chunk. */
+  /**
+   * Bytes to pass on unchanged, in order. The buffer may be a view of an incoming chunk, but never
+   * of a reused one (`reusesInput`): then it is a copy, which the handler may keep.
+   */
   forward(bytes: Buffer): void;
   /** An observed message: `buf[start..end)` is the body; the message itself is still forwarded. */
   observe?(type: number, buf: Buffer, start: number, end: number): void;
-  /** A taken message: `buf[start..end)` is the body; `whole` is the complete message incl. header. */
+  /**
+   * A taken message: `buf[start..end)` is the body; `whole` is the complete message incl. header.
+   * Valid only during the call (the buffer may be a reused read buffer).
+   */
   take?(type: number, buf: Buffer, start: number, end: number, whole: Buffer): void;
   /** For Peek messages: the first bytes of the body (fewer only if the body is shorter). */
   decide?(type: number, head: Buffer, bodyLength: number): Policy.Pass | Policy.Take;
@@ -45,6 +58,8 @@ export class MessageStream {
   policy: PolicyTable;
   peekBytes: number;
   maxTakeLength: number;
+  /** push() is given views of a buffer that is overwritten after the call returns. */
+  readonly reusesInput: boolean;
 
   // Bytes of the current message body still to pass through untouched.
   private skip = 0;
@@ -62,11 +77,12 @@ export class MessageStream {
   constructor(
     policy: PolicyTable,
     private readonly h: MessageHandlers,
-    opts: { peekBytes?: number; maxTakeLength?: number } = {},
+    opts: { peekBytes?: number; maxTakeLength?: number; reusesInput?: boolean } = {},
   ) {
     this.policy = policy;
     this.peekBytes = opts.peekBytes ?? 256;
     this.maxTakeLength = opts.maxTakeLength ?? MAX_MESSAGE_LENGTH;
+    this.reusesInput = opts.reusesInput ?? false;
   }
 
   /** True when the stream is at a message boundary (nothing partial held or being skipped). */
@@ -74,25 +90,34 @@ export class MessageStream {
     return this.skip === 0 && this.hold === null;
   }
 
+  /** The next input bytes. With `reusesInput`, `chunk` is only read during the call. */
   push(chunk: Buffer): void {
+    this.feed(chunk, this.reusesInput);
+  }
+
+  /** `reused`: `chunk` is overwritten after the call, so nothing may keep a view of it. */
+  private feed(chunk: Buffer, reused: boolean): void {
     if (this.dead) return;
     if (this.paused) {
-      this.backlog.push(chunk);
-      this.backlogLen += chunk.length;
+      const kept = reused ? copyOf(chunk, 0, chunk.length) : chunk;
+      this.backlog.push(kept);
+      this.backlogLen += kept.length;
       return;
     }
     let pos = 0;
     let runStart = 0; // start of the not-yet-forwarded pass-through run in this chunk
     const len = chunk.length;
     const flushRun = (end: number): void => {
-      if (end > runStart)
-        this.h.forward(runStart === 0 && end === len ? chunk : chunk.subarray(runStart, end));
+      if (end <= runStart) return;
+      // One copy per run (usually one per read) is still far cheaper than a 'data' event.
+      if (reused) this.h.forward(copyOf(chunk, runStart, end));
+      else this.h.forward(runStart === 0 && end === len ? chunk : chunk.subarray(runStart, end));
     };
 
     while (pos < len) {
       if (this.paused) {
         flushRun(pos);
-        const rest = chunk.subarray(pos);
+        const rest = reused ? copyOf(chunk, pos, len) : chunk.subarray(pos);
         // Front: when resume() is draining the backlog, this rest precedes what is still queued.
         this.backlog.unshift(rest);
         this.backlogLen += rest.length;
@@ -277,7 +302,7 @@ export class MessageStream {
     while (!this.paused && !this.dead && this.backlog.length > 0) {
       const c = this.backlog.shift()!;
       this.backlogLen -= c.length;
-      this.push(c);
+      this.feed(c, false); // backlog entries are never views of a reused buffer
     }
   }
 
@@ -296,4 +321,10 @@ export class MessageStream {
     this.dead = true;
     this.h.violation(reason);
   }
+}
+
+function copyOf(chunk: Buffer, from: number, to: number): Buffer {
+  const out = Buffer.allocUnsafe(to - from); // pooled for small sizes, like Buffer.from
+  chunk.copy(out, 0, from, to);
+  return out;
 }
