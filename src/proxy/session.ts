@@ -192,7 +192,7 @@ export class Session {
       {
         forward: (b) => this.toClient(b),
         observe: (type, buf, start, end) => this.observeUpstream(type, buf, start, end),
-        take: (type, buf, start, end, whole) => this.takeUpstream(type, buf, start, end, whole),
+        take: (type, buf, start, end) => this.takeUpstream(type, buf, start, end),
         violation: (reason) => {
           this.log.error({ reason }, "upstream protocol violation");
           this.destroy();
@@ -360,13 +360,15 @@ export class Session {
     }
   }
 
-  private takeUpstream(type: number, buf: Buffer, start: number, end: number, whole: Buffer): void {
+  private takeUpstream(type: number, buf: Buffer, start: number, end: number): void {
+    // The whole message (header included) is copied out only where it is forwarded: DataRows on
+    // the export path cost no allocation here.
     const handler = this.upstreamHandler;
     if (handler !== null) {
       // An export owns the upstream. Asynchronous messages still belong to the client.
       if (type === T.A || type === T.S || type === T.N) {
         if (type === T.S) this.observeUpstream(type, buf, start, end);
-        this.toClient(Buffer.from(whole));
+        this.toClient(copyMessage(buf, start, end));
         return;
       }
       handler(type, buf, start, end);
@@ -388,10 +390,10 @@ export class Session {
       this.injectBeforeZ = null;
       this.upstreamStream.policy = UPSTREAM_RELAY;
       this.observeUpstream(type, buf, start, end);
-      this.toClient(Buffer.from(whole));
+      this.toClient(copyMessage(buf, start, end));
       return;
     }
-    this.toClient(Buffer.from(whole));
+    this.toClient(copyMessage(buf, start, end));
   }
 
   // ---- local statements -------------------------------------------------------------------
@@ -761,6 +763,11 @@ export class Session {
     this.idleWaiters = [];
     this.deps.onClosed(this);
   }
+}
+
+/** A copy of the message whose body is buf[start..end), header included (the buffer is reused). */
+function copyMessage(buf: Buffer, start: number, end: number): Buffer {
+  return Buffer.from(buf.subarray(start - 5, end));
 }
 
 function cstring(buf: Buffer, from: number): string {

@@ -39,7 +39,7 @@ export interface MessageHandlers {
    * A taken message: `buf[start..end)` is the body; `whole` is the complete message incl. header.
    * Valid only during the call (the buffer may be a reused read buffer).
    */
-  take?(type: number, buf: Buffer, start: number, end: number, whole: Buffer): void;
+  take?(type: number, buf: Buffer, start: number, end: number): void;
   /** For Peek messages: the first bytes of the body (fewer only if the body is shorter). */
   decide?(type: number, head: Buffer, bodyLength: number): Policy.Pass | Policy.Take;
   /** The stream is not pgwire: the caller should close the connection. */
@@ -146,7 +146,7 @@ export class MessageStream {
           continue;
         }
         if (mode === "whole") {
-          this.h.take?.(held[0]!, held, 5, held.length, held);
+          this.h.take?.(held[0]!, held, 5, held.length);
           if (this.dead) return;
           continue;
         }
@@ -202,7 +202,7 @@ export class MessageStream {
       }
       flushRun(pos);
       if (len - pos >= total) {
-        this.h.take?.(type, chunk, pos + 5, pos + total, chunk.subarray(pos, pos + total));
+        this.h.take?.(type, chunk, pos + 5, pos + total);
         if (this.dead) return;
         pos += total;
         runStart = pos;
@@ -281,7 +281,7 @@ export class MessageStream {
       return false;
     }
     if (held.length >= total) {
-      this.h.take?.(type, held, 5, total, held.subarray(0, total));
+      this.h.take?.(type, held, 5, total);
       return !this.dead;
     }
     this.hold = Buffer.allocUnsafe(total);

@@ -48,7 +48,7 @@ function run(chunks: Buffer[]) {
     {
       forward: (b) => forwarded.push(Buffer.from(b)),
       observe: (_t, buf, start, end) => observed.push(buf.subarray(start, end).toString("hex")),
-      take: (_t, _buf, _s, _e, whole) => taken.push(whole.toString("hex")),
+      take: (_t, buf, st, en) => taken.push(buf.subarray(st - 5, en).toString("hex")),
       decide: (_t, head) =>
         head.subarray(0, 4).toString().toUpperCase() === "COPY" ? Policy.Take : Policy.Pass,
       violation: (r) => {
