@@ -20,6 +20,8 @@ import {
   readyForQuery,
   type TxStatus,
 } from "../wire/backend.js";
+import { frame } from "../wire/frame.js";
+import { frontend } from "../wire/frontend.js";
 import { MessageStream, Policy, type PolicyTable, policyTable } from "../wire/message-stream.js";
 import type { CancelRegistry } from "./cancel-registry.js";
 import type { CopyHook, ExportContext, UpstreamChannel, UpstreamMessageHandler } from "./copy-hook.js";
@@ -432,7 +434,7 @@ export class Session {
         }
         if (stmt === null) {
           this.pending++;
-          this.toUpstream(withType(T.Q, body));
+          this.toUpstream(frame(T.Q, body));
           return;
         }
         await this.idle();
@@ -453,7 +455,7 @@ export class Session {
         }
         if (stmt === null) {
           this.segForwarded++;
-          this.toUpstream(withType(T.P, body));
+          this.toUpstream(frame(T.P, body));
           return;
         }
         this.segHasLocal = true;
@@ -522,7 +524,7 @@ export class Session {
     if (this.segForwarded > 0) {
       this.segForwarded = 0;
       this.pending++;
-      this.upstream.write(syncMessage());
+      this.upstream.write(frontend.sync());
       return;
     }
     await this.idle();
@@ -775,18 +777,6 @@ function cstring(buf: Buffer, from: number): string {
   return buf.toString("utf8", from, end < 0 ? buf.length : end);
 }
 
-function withType(type: number, body: Buffer): Buffer {
-  const out = Buffer.allocUnsafe(5 + body.length);
-  out[0] = type;
-  out.writeInt32BE(4 + body.length, 1);
-  body.copy(out, 5);
-  return out;
-}
-
-function syncMessage(): Buffer {
-  return Buffer.from([T.S, 0, 0, 0, 4]);
-}
-
 /** AuthenticationSASL without SCRAM-SHA-256-PLUS: channel binding cannot cross a TLS-terminating proxy. */
 function withoutChannelBinding(buf: Buffer, start: number, end: number): Buffer {
   const mechs: string[] = [];
@@ -802,5 +792,5 @@ function withoutChannelBinding(buf: Buffer, start: number, end: number): Buffer 
     ...kept.map((m) => Buffer.from(`${m}\0`)),
     Buffer.from([0]),
   ]);
-  return withType(T.R, body);
+  return frame(T.R, body);
 }

@@ -1,19 +1,9 @@
 // Serializers for the backend (server → client) messages the proxy itself has to produce.
 // Everything else it sends is the upstream's own bytes.
 
+import { cstr, frame } from "./frame.js";
+
 export type TxStatus = "I" | "T" | "E";
-
-function frame(type: number, body: Buffer): Buffer {
-  const out = Buffer.allocUnsafe(5 + body.length);
-  out[0] = type;
-  out.writeInt32BE(4 + body.length, 1);
-  body.copy(out, 5);
-  return out;
-}
-
-function cstr(s: string): Buffer {
-  return Buffer.from(`${s}\0`, "utf8");
-}
 
 export interface ErrorFields {
   severity: "ERROR" | "FATAL" | "PANIC" | "WARNING" | "NOTICE" | "DEBUG" | "INFO" | "LOG";

@@ -1,27 +1,6 @@
 // The few frontend (client → server) messages the proxy sends on its own behalf during an export.
 // Ordinary client traffic is never re-serialized: it is forwarded as the client's bytes.
-
-function frame(type: string, ...parts: Buffer[]): Buffer {
-  const len = parts.reduce((n, p) => n + p.length, 4);
-  const out = Buffer.allocUnsafe(1 + len);
-  out[0] = type.charCodeAt(0);
-  out.writeInt32BE(len, 1);
-  let o = 5;
-  for (const p of parts) o += p.copy(out, o);
-  return out;
-}
-
-const cstr = (s: string): Buffer => Buffer.from(`${s}\0`, "utf8");
-const i16 = (n: number): Buffer => {
-  const b = Buffer.allocUnsafe(2);
-  b.writeInt16BE(n, 0);
-  return b;
-};
-const i32 = (n: number): Buffer => {
-  const b = Buffer.allocUnsafe(4);
-  b.writeInt32BE(n, 0);
-  return b;
-};
+import { cstr, frame, int16 as i16, int32 as i32 } from "./frame.js";
 
 export const frontend = {
   query: (sql: string): Buffer => frame("Q", cstr(sql)),

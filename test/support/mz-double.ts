@@ -63,6 +63,7 @@
 // Test controls (not Materialize behaviour): `knobs` shape how the snapshot becomes ready over
 // time and can inject a retraction; `events` records the statements the double saw.
 import { connect, createServer, type Server, type Socket } from "node:net";
+import { cstr, frame, int16, int32 } from "../../src/wire/frame.js";
 
 export const MZ_VERSION = "v0.0.0 (MaterializeWireDouble — a test double, not Materialize)";
 
@@ -159,26 +160,9 @@ export interface DoubleKnobs {
 // ---------------------------------------------------------------------------------------------
 // Wire helpers
 
-function msg(type: string, ...parts: Buffer[]): Buffer {
-  const len = parts.reduce((n, p) => n + p.length, 4);
-  const out = Buffer.allocUnsafe(1 + len);
-  out[0] = type.charCodeAt(0);
-  out.writeInt32BE(len, 1);
-  let o = 5;
-  for (const p of parts) o += p.copy(out, o);
-  return out;
-}
-const cstr = (s: string): Buffer => Buffer.from(`${s}\0`, "utf8");
-const i16 = (n: number): Buffer => {
-  const b = Buffer.allocUnsafe(2);
-  b.writeInt16BE(n, 0);
-  return b;
-};
-const i32 = (n: number): Buffer => {
-  const b = Buffer.allocUnsafe(4);
-  b.writeInt32BE(n, 0);
-  return b;
-};
+const msg = frame;
+const i16 = int16;
+const i32 = int32;
 
 interface Field {
   name: string;
