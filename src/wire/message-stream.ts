@@ -13,7 +13,7 @@
 // copies anyway. Views given to observe/take/decide are only valid during the call: handlers
 // must copy what they keep (the session does; the export's encoders copy every value).
 
-export const enum Policy {
+export enum Policy {
   /** Forward untouched, never look at it. */
   Pass = 0,
   /** Forward untouched, but show the whole message to `observe` (small messages only). */
