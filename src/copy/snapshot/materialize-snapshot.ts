@@ -135,8 +135,9 @@ export class MaterializeSnapshot implements SnapshotSource {
     signal: AbortSignal,
   ): Promise<Array<{ nullable?: boolean; type?: MzTypeInfo; typeName?: string }>> {
     const view = `copy_to_s3_proxy_${randomBytes(6).toString("hex")}`;
-    await this.client.query(`CREATE TEMPORARY VIEW ${view} AS ${this.sql}\n`, signal);
+    // Remembered before it exists: abandon() drops it IF EXISTS, whatever a cancel interrupted.
     this.tempView = view;
+    await this.client.query(`CREATE TEMPORARY VIEW ${view} AS ${this.sql}\n`, signal);
     const shown = await this.client.query(`SHOW COLUMNS FROM ${view}`, signal);
     const col = (name: string): number => shown.fields.findIndex((f) => f.name === name);
     const iNullable = col("nullable");
