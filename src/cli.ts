@@ -28,7 +28,7 @@ async function main(): Promise<number> {
   if (cli.command === "cleanup") {
     if (cli.positionals.length !== 1) {
       process.stderr.write(
-        "copy-to-s3-proxy: usage: cleanup s3://bucket/prefix [--yes] [--connection NAME]\n",
+        "copy-to-s3-proxy: usage: cleanup s3://bucket/prefix [--yes] [--connection NAME] [--older-than 15m]\n",
       );
       return 2;
     }
@@ -37,6 +37,8 @@ async function main(): Promise<number> {
       return await runCleanupCommand({
         target: cli.positionals[0]!,
         yes: cli.flags.yes,
+        olderThan: cli.flags.olderThan,
+        sentinelRefreshMs: e.sentinelRefreshMs,
         connection: cli.flags.connection,
         connections: loadConnections(cli.config.connections, process.env, {
           warn: (message) => process.stderr.write(`copy-to-s3-proxy: warning: ${message}\n`),

@@ -23,6 +23,8 @@ export interface ExportLimits {
   partsInFlight: number;
   /** Interval between progress notices. */
   progressIntervalMs: number;
+  /** How often a running export re-writes its sentinel (cleanup's default --older-than is 3×). */
+  sentinelRefreshMs: number;
   /** Finished files whose last parts and CompleteMultipartUpload run while the next file fills. */
   filesCompleting: number;
   /**
@@ -72,7 +74,7 @@ export const HELP = `copy-to-s3-proxy — a pgwire proxy that runs COPY ... TO '
 
 Usage:
   copy-to-s3-proxy [options]                      start the proxy
-  copy-to-s3-proxy cleanup s3://bucket/prefix [--yes] [--connection NAME]
+  copy-to-s3-proxy cleanup s3://bucket/prefix [--yes] [--connection NAME] [--older-than 15m]
                                                   abort orphaned uploads of crashed exports
 
 Options (flag / environment variable / config file key):
@@ -111,6 +113,7 @@ export const DEFAULT_EXPORT_LIMITS: ExportLimits = {
   partSize: 8 * 1024 * 1024,
   partsInFlight: 4,
   progressIntervalMs: 2_000,
+  sentinelRefreshMs: 5 * 60_000,
   filesCompleting: 1,
   maxMemoryPerExport: undefined,
   s3MaxAttempts: 5,
@@ -141,7 +144,7 @@ export interface ParsedCli {
   config: Config;
   command: "serve" | "help" | "cleanup";
   positionals: string[];
-  flags: { yes: boolean; connection: string | undefined };
+  flags: { yes: boolean; connection: string | undefined; olderThan: string | undefined };
 }
 
 export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): ParsedCli {
@@ -196,6 +199,11 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Par
       fileExports.progressIntervalMs ?? DEFAULT_EXPORT_LIMITS.progressIntervalMs,
       "exports.progressIntervalMs",
       100,
+    ),
+    sentinelRefreshMs: positiveInt(
+      fileExports.sentinelRefreshMs ?? DEFAULT_EXPORT_LIMITS.sentinelRefreshMs,
+      "exports.sentinelRefreshMs",
+      1000,
     ),
     filesCompleting: positiveInt(
       fileExports.filesCompleting ?? DEFAULT_EXPORT_LIMITS.filesCompleting,
@@ -284,7 +292,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Par
     positionals: positionals.slice(
       command === "serve" && first === "serve" ? 1 : command === "cleanup" ? 1 : 0,
     ),
-    flags: { yes: v.yes ?? false, connection: v.connection },
+    flags: { yes: v.yes ?? false, connection: v.connection, olderThan: v["older-than"] },
   };
 }
 
@@ -312,6 +320,7 @@ function parseCliArgs(argv: readonly string[]) {
       config: { type: "string" },
       yes: { type: "boolean" },
       connection: { type: "string" },
+      "older-than": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });

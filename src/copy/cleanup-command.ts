@@ -10,12 +10,33 @@
 // else under the prefix is listed as left alone and never touched.
 //
 // Without --yes nothing is changed: the command prints what it would do.
+//
+// A running export also has a sentinel, but it re-writes it every few minutes
+// (exports.sentinelRefreshMs). Exports whose sentinel is younger than --older-than (default three
+// refresh intervals) are reported as possibly running and left alone, uploads and files included.
 
-import { PgError } from "../errors.js";
+import { PgError, SqlState } from "../errors.js";
 import type { ConnectionRegistry } from "./connections.js";
 import { createStore } from "./connections.js";
 import type { ObjectStore, PendingUpload, StoreOptions } from "./storage/object-store.js";
+import { DEFAULT_EXPORT_LIMITS } from "../config.js";
 import { parseTargetUrl } from "./storage/target-url.js";
+
+/** Default --older-than: three missed sentinel refreshes. */
+export const olderThanDefault = (sentinelRefreshMs = DEFAULT_EXPORT_LIMITS.sentinelRefreshMs): number =>
+  3 * sentinelRefreshMs;
+
+/** "0", "90s", "15m", "2h", "1d" (a bare number is seconds) → milliseconds. */
+export function parseDuration(s: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*(s|m|h|d)?$/.exec(s.trim());
+  if (!m) {
+    throw new PgError(SqlState.invalidParameterValue, `invalid --older-than value "${s}"`, {
+      hint: "Use a number with s, m, h or d, e.g. 15m; 0 means every unfinished export.",
+    });
+  }
+  const unit = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }[(m[2] ?? "s") as "s" | "m" | "h" | "d"];
+  return Number(m[1]) * unit;
+}
 
 /** `mz-<id>-INCOMPLETE`; the id is ours (a UUID) or Materialize's, never containing "/". */
 const SENTINEL = /^mz-([^/]+)-INCOMPLETE$/;
@@ -35,6 +56,8 @@ export interface UnfinishedExport {
 export interface CleanupPlan {
   location: string;
   exports: UnfinishedExport[];
+  /** Exports whose sentinel is younger than --older-than: possibly still running, left alone. */
+  recent: Array<UnfinishedExport & { age: number }>;
   /** Uploads named like an export's data files whose export has no sentinel. */
   orphanUploads: PendingUpload[];
   /** Uploads that no export made: reported, left alone. */
@@ -47,7 +70,12 @@ const split = (key: string): { dir: string; name: string } => {
 };
 const join = (dir: string, name: string): string => (dir === "" ? name : `${dir}/${name}`);
 
-export async function planCleanup(store: ObjectStore, signal: AbortSignal): Promise<CleanupPlan> {
+export async function planCleanup(
+  store: ObjectStore,
+  signal: AbortSignal,
+  olderThanMs = 0,
+  now = Date.now(),
+): Promise<CleanupPlan> {
   const { keys } = await store.list("", signal, Number.POSITIVE_INFINITY);
   const uploads = await store.listUploads("", signal);
   const byExport = new Map<string, UnfinishedExport>();
@@ -72,7 +100,15 @@ export async function planCleanup(store: ObjectStore, signal: AbortSignal): Prom
     else if (DATA_FILE.test(name)) orphanUploads.push(u);
     else foreignUploads.push(u);
   }
-  return { location: store.location, exports: [...byExport.values()], orphanUploads, foreignUploads };
+  const exports: UnfinishedExport[] = [];
+  const recent: CleanupPlan["recent"] = [];
+  for (const e of byExport.values()) {
+    const modified = olderThanMs > 0 ? await store.modified(e.sentinel, signal) : undefined;
+    const age = modified === undefined ? Number.POSITIVE_INFINITY : now - modified.getTime();
+    if (age < olderThanMs) recent.push({ ...e, age });
+    else exports.push(e);
+  }
+  return { location: store.location, exports, recent, orphanUploads, foreignUploads };
 }
 
 export interface CleanupResult {
@@ -147,6 +183,9 @@ export function describePlan(store: ObjectStore, plan: CleanupPlan, print: (line
 export interface CleanupCommandOptions {
   target: string;
   yes: boolean;
+  /** --older-than as given; default three times `sentinelRefreshMs`. */
+  olderThan?: string | undefined;
+  sentinelRefreshMs?: number;
   connection: string | undefined;
   connections: ConnectionRegistry;
   storeOptions?: StoreOptions;
@@ -159,7 +198,14 @@ export async function runCleanupCommand(o: CleanupCommandOptions): Promise<numbe
   const conn = target.scheme === "s3" ? o.connections.get(o.connection) : undefined;
   const store = createStore(conn, target, o.storeOptions);
   const signal = new AbortController().signal;
-  const plan = await planCleanup(store, signal);
+  const olderThanMs =
+    o.olderThan === undefined ? olderThanDefault(o.sentinelRefreshMs) : parseDuration(o.olderThan);
+  const plan = await planCleanup(store, signal, olderThanMs);
+  for (const e of plan.recent) {
+    o.out(
+      `left alone (sentinel written ${Math.round(e.age / 1000)} s ago, under --older-than: may still be running): export ${e.id} in ${store.url(e.dir)}`,
+    );
+  }
   const nUploads = plan.exports.reduce((n, e) => n + e.uploads.length, 0) + plan.orphanUploads.length;
   const nObjects = plan.exports.reduce((n, e) => n + e.objects.length + 1, 0);
   o.out(

@@ -57,6 +57,8 @@ class Export {
   private committed = false;
   private manifestWritten = false;
   private rows = 0;
+  private heartbeat: NodeJS.Timeout | undefined;
+  private touching: Promise<void> | null = null;
   private readonly started = Date.now();
 
   constructor(
@@ -88,6 +90,7 @@ class Export {
       const { columns, typeNames, snapshot } = await this.plan();
       this.store = this.openStore(target, conn);
       await this.preflight();
+      this.startHeartbeat();
       progress = setInterval(() => this.progressNotice(), this.deps.config.exports.progressIntervalMs);
       progress.unref();
       await this.read(columns);
@@ -107,6 +110,7 @@ class Export {
       throw err;
     } finally {
       clearInterval(progress);
+      clearInterval(this.heartbeat);
       this.encoder?.dispose();
     }
   }
@@ -317,8 +321,39 @@ class Export {
     // The commit point: with every file and the manifest in place the export is done, and a
     // cancel from now on changes nothing (removing the sentinel is the "finished" event).
     this.committed = true;
+    await this.stopHeartbeat();
     await store.delete([this.sentinel]);
     this.sentinelWritten = false;
+  }
+
+  /**
+   * Re-writes the sentinel now and then, so its age tells a running export from one whose proxy
+   * died: `cleanup` leaves sentinels younger than --older-than alone.
+   */
+  private startHeartbeat(): void {
+    this.heartbeat = setInterval(() => {
+      if (this.touching !== null || !this.sentinelWritten || this.committed || this.signal.aborted) return;
+      const store = this.store!;
+      this.touching = store
+        .put(this.sentinel, "", this.signal)
+        .catch((e: unknown) => {
+          this.ctx.log.warn(
+            { exportId: this.id, err: (e as Error).message },
+            "could not refresh the sentinel",
+          );
+        })
+        .finally(() => {
+          this.touching = null;
+        });
+    }, this.deps.config.exports.sentinelRefreshMs);
+    this.heartbeat.unref();
+  }
+
+  /** No refresh may land after the sentinel is deleted. */
+  private async stopHeartbeat(): Promise<void> {
+    clearInterval(this.heartbeat);
+    this.heartbeat = undefined;
+    await this.touching;
   }
 
   private progressNotice(): void {
@@ -331,6 +366,7 @@ class Export {
 
   /** SPEC §2.2: leave the prefix as it was found; if that fails, keep the sentinel and say what is left. */
   private async cleanup(err: PgError): Promise<void> {
+    await this.stopHeartbeat();
     // The upstream session first: the client gets it back as it was.
     await this.snapshot.abandon();
     const store = this.store;
@@ -373,7 +409,7 @@ class Export {
       Object.defineProperty(err, "detail", { value: err.detail ? `${err.detail}\n${detail}` : detail });
       if (err.hint === undefined) {
         Object.defineProperty(err, "hint", {
-          value: `Remove them with: copy-to-s3-proxy cleanup ${store.location} --yes`,
+          value: `Remove them with: copy-to-s3-proxy cleanup ${store.location} --yes --older-than 0`,
         });
       }
     }

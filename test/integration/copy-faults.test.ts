@@ -204,7 +204,9 @@ describe("persistent S3 faults: 58030 naming the operation, nothing left behind"
     for (const k of await check.uploads(bucket, `${prefix}/`))
       expect(err!.detail).toContain(`s3://${bucket}/${k}`);
     expect(err!.detail).toMatch(/cleanup failed \(.*ECONNRESET/);
-    expect(err!.hint).toBe(`Remove them with: copy-to-s3-proxy cleanup s3://${bucket}/${prefix} --yes`);
+    expect(err!.hint).toBe(
+      `Remove them with: copy-to-s3-proxy cleanup s3://${bucket}/${prefix} --yes --older-than 0`,
+    );
     expect(keys.some((k) => k.endsWith("-batch-0000-0000.csv"))).toBe(true);
 
     // What the hint says works.
@@ -212,6 +214,7 @@ describe("persistent S3 faults: 58030 naming the operation, nothing left behind"
     const code = await runCleanupCommand({
       target: `s3://${bucket}/${prefix}`,
       yes: true,
+      olderThan: "0",
       connection: undefined,
       connections: loadConnections(
         {

@@ -203,6 +203,17 @@ export class FileStore implements ObjectStore {
     }
   }
 
+  async modified(key: string, signal: AbortSignal): Promise<Date | undefined> {
+    try {
+      const full = await this.keyPath(key, false);
+      if (signal.aborted) throw abortError(signal);
+      return full === undefined ? undefined : (await lstat(full)).mtime;
+    } catch (err) {
+      if (code(err) === "ENOENT") return undefined;
+      throw this.fail("HeadObject", err, key, signal);
+    }
+  }
+
   async delete(keys: readonly string[], signal?: AbortSignal): Promise<void> {
     for (const key of keys) {
       try {

@@ -29,6 +29,8 @@ export interface ObjectStore {
   /** SPEC §2 delete-permission probe on a key that does not exist. */
   probeDelete(key: string, signal: AbortSignal): Promise<void>;
   put(key: string, body: Uint8Array | string, signal: AbortSignal): Promise<void>;
+  /** When the object was last written; undefined if it does not exist. */
+  modified(key: string, signal: AbortSignal): Promise<Date | undefined>;
   /** Deletes, tolerating keys that are already gone. Cleanup passes no signal: it must outlive a cancel. */
   delete(keys: readonly string[], signal?: AbortSignal): Promise<void>;
   /** A streaming upload of one object; `signal` aborting it is the same as calling abort(). */

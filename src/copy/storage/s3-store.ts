@@ -23,6 +23,7 @@ import {
   CreateMultipartUploadCommand,
   DeleteObjectCommand,
   DeleteObjectsCommand,
+  HeadObjectCommand,
   ListMultipartUploadsCommand,
   ListObjectsV2Command,
   PutObjectCommand,
@@ -284,6 +285,22 @@ export class S3Store implements ObjectStore {
         },
       ),
     );
+  }
+
+  async modified(key: string, signal: AbortSignal): Promise<Date | undefined> {
+    try {
+      const out = await this.client.send(
+        new HeadObjectCommand({ Bucket: this.bucket, Key: this.fullKey(key) }),
+        {
+          abortSignal: signal,
+        },
+      );
+      return out.LastModified;
+    } catch (err) {
+      if (signal.aborted) throw abortError(signal);
+      if (httpStatus(err) === 404) return undefined;
+      throw s3Error("HeadObject", err, this.url(key), signal);
+    }
   }
 
   async delete(keys: readonly string[], signal?: AbortSignal): Promise<void> {
