@@ -127,6 +127,33 @@ abstract class BaseBuilder implements ColumnBuilder {
   }
 }
 
+/** A builder whose rows are ranges of a child's entries (arrays, lists, maps): Arrow offsets. */
+abstract class OffsetsBuilder extends BaseBuilder {
+  private offsets = new Int32Array(1025);
+  /** Entries in the child so far: where the current row ends. */
+  protected abstract get childLength(): number;
+
+  /** Ends the current row (valid or null) at the child's current length. */
+  protected endRow(): void {
+    const i = ++this.length;
+    if (i >= this.offsets.length) this.offsets = grow(this.offsets, i + 1);
+    this.offsets[i] = this.childLength;
+  }
+
+  protected appendEmpty(): void {
+    this.endRow();
+  }
+
+  protected get valueOffsets(): Int32Array {
+    return this.offsets.subarray(0, this.length + 1);
+  }
+
+  override reset(): void {
+    super.reset();
+    this.offsets[0] = 0;
+  }
+}
+
 /** Fixed-width values copied byte-reversed (big-endian wire → little-endian Arrow). */
 class ReversedBytesBuilder extends BaseBuilder {
   private bytes: Uint8Array;
@@ -542,10 +569,9 @@ export function compactJson(src: Uint8Array, pos: number, len: number, dst: Uint
 }
 
 /** PostgreSQL arrays: Struct{ items: List<T>, dimensions: UInt8 } with elements row-major. */
-class ArrayBuilder extends BaseBuilder {
+class ArrayBuilder extends OffsetsBuilder {
   readonly type: arrow.Struct;
   private readonly listType: arrow.List;
-  private offsets = new Int32Array(1025);
   private dims = new Uint8Array(1024);
   private readonly child: ColumnBuilder;
 
@@ -587,22 +613,18 @@ class ArrayBuilder extends BaseBuilder {
     if (i >= this.dims.length) this.dims = grow(this.dims, i + 1);
     this.dims[i] = ndim;
     this.validity.setValid(i);
-    this.length++;
-    this.setOffset();
+    this.endRow();
   }
 
-  private setOffset(): void {
-    const i = this.length;
-    if (i >= this.offsets.length) this.offsets = grow(this.offsets, i + 1);
-    this.offsets[i] = this.child.length;
+  protected get childLength(): number {
+    return this.child.length;
   }
 
-  protected appendEmpty(): void {
+  protected override appendEmpty(): void {
     const i = this.length;
     if (i >= this.dims.length) this.dims = grow(this.dims, i + 1);
     this.dims[i] = 0;
-    this.length++;
-    this.setOffset();
+    this.endRow();
   }
 
   finish(): arrow.Data {
@@ -611,7 +633,7 @@ class ArrayBuilder extends BaseBuilder {
       type: this.listType,
       length: n,
       nullCount: 0,
-      valueOffsets: this.offsets.subarray(0, n + 1),
+      valueOffsets: this.valueOffsets,
       child: this.child.finish(),
     });
     const dims = arrow.makeData({
@@ -626,7 +648,6 @@ class ArrayBuilder extends BaseBuilder {
   override reset(): void {
     super.reset();
     this.child.reset();
-    this.offsets[0] = 0;
   }
 }
 
@@ -815,9 +836,8 @@ class MzTimestampBuilder extends BaseBuilder {
 }
 
 /** Materialize `list` (text input): Arrow List<item>, nested lists included. */
-class MzListBuilder extends BaseBuilder {
+class MzListBuilder extends OffsetsBuilder {
   readonly type: arrow.List;
-  private offsets = new Int32Array(1025);
   private readonly child: ColumnBuilder;
 
   constructor(
@@ -846,19 +866,11 @@ class MzListBuilder extends BaseBuilder {
       }
     }
     this.validity.setValid(this.length);
-    this.length++;
-    this.setOffset();
+    this.endRow();
   }
 
-  private setOffset(): void {
-    const i = this.length;
-    if (i >= this.offsets.length) this.offsets = grow(this.offsets, i + 1);
-    this.offsets[i] = this.child.length;
-  }
-
-  protected appendEmpty(): void {
-    this.length++;
-    this.setOffset();
+  protected get childLength(): number {
+    return this.child.length;
   }
 
   finish(): arrow.Data {
@@ -867,7 +879,7 @@ class MzListBuilder extends BaseBuilder {
       type: this.type,
       length: n,
       ...this.nullBitmap(),
-      valueOffsets: this.offsets.subarray(0, n + 1),
+      valueOffsets: this.valueOffsets,
       child: this.child.finish(),
     });
   }
@@ -875,15 +887,13 @@ class MzListBuilder extends BaseBuilder {
   override reset(): void {
     super.reset();
     this.child.reset();
-    this.offsets[0] = 0;
   }
 }
 
 /** Materialize `map[text=>T]` (text input): Arrow Map<entries: Struct<keys: Utf8, values: T>>. */
-class MzMapBuilder extends BaseBuilder {
+class MzMapBuilder extends OffsetsBuilder {
   readonly type: arrow.Map_;
   private readonly entries: arrow.Struct;
-  private offsets = new Int32Array(1025);
   private readonly keys: ColumnBuilder;
   private readonly values: ColumnBuilder;
 
@@ -921,19 +931,11 @@ class MzMapBuilder extends BaseBuilder {
       }
     }
     this.validity.setValid(this.length);
-    this.length++;
-    this.setOffset();
+    this.endRow();
   }
 
-  private setOffset(): void {
-    const i = this.length;
-    if (i >= this.offsets.length) this.offsets = grow(this.offsets, i + 1);
-    this.offsets[i] = this.keys.length;
-  }
-
-  protected appendEmpty(): void {
-    this.length++;
-    this.setOffset();
+  protected get childLength(): number {
+    return this.keys.length;
   }
 
   finish(): arrow.Data {
@@ -948,7 +950,7 @@ class MzMapBuilder extends BaseBuilder {
       type: this.type,
       length: n,
       ...this.nullBitmap(),
-      valueOffsets: this.offsets.subarray(0, n + 1),
+      valueOffsets: this.valueOffsets,
       child,
     } as never);
   }
@@ -957,6 +959,5 @@ class MzMapBuilder extends BaseBuilder {
     super.reset();
     this.keys.reset();
     this.values.reset();
-    this.offsets[0] = 0;
   }
 }
