@@ -1,21 +1,11 @@
-// `copy-to-s3-proxy cleanup s3://bucket/prefix [--yes]` (SPEC §2.2), run as the real CLI against a
-// real S3 server and checked with the AWS CLI:
-// - on a prefix laid out by hand (an unfinished export with a file, an open upload and its
-//   sentinel; one nested below; a finished export; an orphaned upload; someone else's upload; a
-//   sibling prefix): the dry run changes nothing, --yes removes exactly what unfinished exports
-//   left, a second run has nothing to do;
-// - after `kill -9` of a proxy mid-export: everything that export left is removed.
-import { execFile } from "node:child_process";
-import { promisify } from "node:util";
 import { CreateMultipartUploadCommand, PutObjectCommand, UploadPartCommand } from "@aws-sdk/client-s3";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, inject, test } from "vitest";
-import { motoAccess, type S3Access, S3Check } from "../support/copy-proxy.js";
+import { awsCli, motoAccess, type S3Access, S3Check } from "../support/copy-proxy.js";
 import { expectBackendGone, waitUntil } from "../support/export-checks.js";
 import { runCleanupCli, spawnCopyProxy } from "../support/proxy-process.js";
 import { RawPg } from "../support/raw-pg.js";
 
-const exec = promisify(execFile);
 const DB = "cleanup_command";
 const pgPort = inject("pgPort");
 const s3: S3Access = motoAccess();
@@ -23,17 +13,7 @@ const check = new S3Check(s3);
 let bucket: string;
 let oracle: RawPg;
 
-/** The AWS CLI, as an operator would look. */
-async function aws(...args: string[]): Promise<unknown> {
-  const { stdout } = await exec(
-    "aws",
-    ["--endpoint-url", s3.endpoint, "--region", s3.region, "--output", "json", ...args],
-    {
-      env: { ...process.env, AWS_ACCESS_KEY_ID: s3.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.secretAccessKey },
-    },
-  );
-  return stdout.trim() === "" ? {} : JSON.parse(stdout);
-}
+const aws = (...args: string[]): Promise<unknown> => awsCli(s3, ...args);
 
 async function awsObjects(prefix: string): Promise<string[]> {
   const r = (await aws("s3api", "list-objects-v2", "--bucket", bucket, "--prefix", prefix)) as {

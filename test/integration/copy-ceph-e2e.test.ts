@@ -1,15 +1,9 @@
-// The end-to-end export against Ceph RadosGW, a production S3 server (moto covers the bulk of the
-// suite): multipart uploads of real size, directory semantics, the manifest, a failing export
-// leaving nothing behind, and an independent client (the AWS CLI) reading what landed.
-import { execFile } from "node:child_process";
-import { promisify } from "node:util";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, inject, test } from "vitest";
-import { type S3Access, S3Check, startCopyProxy } from "../support/copy-proxy.js";
+import { awsCliKeys, type S3Access, S3Check, startCopyProxy } from "../support/copy-proxy.js";
 import type { TestProxy } from "../support/proxy.js";
 import { RawPg } from "../support/raw-pg.js";
 
-const exec = promisify(execFile);
 const cephEndpoint = inject("cephEndpoint");
 const DB = "copy_ceph_e2e";
 
@@ -70,31 +64,7 @@ describe.skipIf(cephEndpoint === undefined)(
       const all = await check.keys(bucket, "csv/");
       expect(all.filter((k) => k.endsWith("-INCOMPLETE"))).toEqual([]);
       expect(all.filter((k) => k.endsWith("-manifest.json"))).toHaveLength(1);
-      const { stdout } = await exec(
-        "aws",
-        [
-          "--endpoint-url",
-          s3.endpoint,
-          "--region",
-          s3.region,
-          "s3",
-          "ls",
-          "--recursive",
-          `s3://${bucket}/csv/`,
-        ],
-        {
-          env: {
-            ...process.env,
-            AWS_ACCESS_KEY_ID: s3.accessKeyId,
-            AWS_SECRET_ACCESS_KEY: s3.secretAccessKey,
-          },
-        },
-      );
-      const cli = stdout
-        .trim()
-        .split("\n")
-        .map((l) => l.trim().split(/\s+/).at(-1)!)
-        .sort();
+      const cli = await awsCliKeys(s3, bucket, `csv/`);
       expect(cli).toEqual(all);
       expect(await check.uploads(bucket)).toEqual([]);
     });

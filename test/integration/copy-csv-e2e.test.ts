@@ -2,18 +2,15 @@
 // upstream, a real S3 server. What lands must equal PostgreSQL's own COPY ... (FORMAT csv) output.
 // Every test runs twice: straight in front of PostgreSQL, and in front of the Materialize wire double
 // (test/support/mz-double.ts) over the same PostgreSQL, where the export reads a SUBSCRIBE.
-import { execFile } from "node:child_process";
-import { promisify } from "node:util";
 import pg from "pg";
 import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, inject, test } from "vitest";
 import { AWKWARD_SETUP } from "../support/awkward-table.js";
-import { motoAccess, type S3Access, S3Check, startCopyProxy } from "../support/copy-proxy.js";
+import { awsCliKeys, motoAccess, type S3Access, S3Check, startCopyProxy } from "../support/copy-proxy.js";
 import type { TestProxy } from "../support/proxy.js";
 import { RawPg } from "../support/raw-pg.js";
 import { expectSameCsv, UPSTREAMS } from "../support/upstreams.js";
 
-const exec = promisify(execFile);
 const DB = "copy_csv_e2e";
 const pgPort = inject("pgPort");
 const s3: S3Access = motoAccess();
@@ -188,31 +185,7 @@ describe.each(UPSTREAMS)("through $name", (up) => {
       expect(keys.filter((k) => k.endsWith("-manifest.json"))).toHaveLength(1);
       const id = /mz-([0-9a-f-]+)-batch-0000-0000\.csv$/.exec(keys.find((k) => k.endsWith(".csv"))!)![1];
       expect(keys).toContain(`${prefix}/mz-${id}-manifest.json`);
-      const { stdout } = await exec(
-        "aws",
-        [
-          "--endpoint-url",
-          s3.endpoint,
-          "--region",
-          s3.region,
-          "s3",
-          "ls",
-          "--recursive",
-          `s3://${bucket}/${prefix}/`,
-        ],
-        {
-          env: {
-            ...process.env,
-            AWS_ACCESS_KEY_ID: s3.accessKeyId,
-            AWS_SECRET_ACCESS_KEY: s3.secretAccessKey,
-          },
-        },
-      );
-      const cliKeys = stdout
-        .trim()
-        .split("\n")
-        .map((l) => l.trim().split(/\s+/).at(-1)!)
-        .sort();
+      const cliKeys = await awsCliKeys(s3, bucket, `${prefix}/`);
       expect(cliKeys).toEqual(keys);
     });
 

@@ -1,8 +1,11 @@
 // A proxy with the COPY TO S3 feature on, in front of the suite's PostgreSQL, whose "default" AWS
 // connection points at an S3 server of the suite (moto or Ceph).
+
+import { execFile } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import {
   CreateBucketCommand,
   GetObjectCommand,
@@ -16,6 +19,8 @@ import { createCopyHook } from "../../src/copy/hook.js";
 import { createLogger } from "../../src/log.js";
 import { startProxy } from "../../src/proxy/server.js";
 import type { TestProxy } from "./proxy.js";
+
+const execFileP = promisify(execFile);
 
 export interface S3Access {
   endpoint: string;
@@ -84,6 +89,24 @@ export async function startCopyProxy(opts: {
     url: (user = "postgres", database = "postgres", password?: string) =>
       `postgres://${encodeURIComponent(user)}${password ? `:${encodeURIComponent(password)}` : ""}@127.0.0.1:${port}/${database}`,
   });
+}
+
+/** The AWS CLI (an independent S3 client), as an operator would run it; its JSON output parsed. */
+export async function awsCli(s3: S3Access, ...args: string[]): Promise<unknown> {
+  const { stdout } = await execFileP(
+    "aws",
+    ["--endpoint-url", s3.endpoint, "--region", s3.region, "--output", "json", ...args],
+    { env: { ...process.env, AWS_ACCESS_KEY_ID: s3.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.secretAccessKey } },
+  );
+  return stdout.trim() === "" ? {} : JSON.parse(stdout);
+}
+
+/** Object keys under `prefix` as the AWS CLI lists them, sorted. */
+export async function awsCliKeys(s3: S3Access, bucket: string, prefix: string): Promise<string[]> {
+  const r = (await awsCli(s3, "s3api", "list-objects-v2", "--bucket", bucket, "--prefix", prefix)) as {
+    Contents?: Array<{ Key: string }>;
+  };
+  return (r.Contents ?? []).map((o) => o.Key).sort();
 }
 
 /** An independent S3 client (the SDK, not the project's store) to check what landed. */
