@@ -2,7 +2,7 @@ import { CreateMultipartUploadCommand, PutObjectCommand, UploadPartCommand } fro
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, inject, test } from "vitest";
 import { awsCli, motoAccess, type S3Access, S3Check } from "../support/copy-proxy.js";
-import { expectBackendGone, waitUntil } from "../support/export-checks.js";
+import { C2S_WAIT_FUNCTION, expectBackendGone, waitUntil } from "../support/export-checks.js";
 import { runCleanupCli, spawnCopyProxy } from "../support/proxy-process.js";
 import { RawPg } from "../support/raw-pg.js";
 
@@ -51,8 +51,7 @@ async function openUpload(key: string): Promise<string> {
 
 beforeAll(async () => {
   oracle = await RawPg.freshDatabase(pgPort, DB);
-  await oracle.query(`CREATE FUNCTION c2s_wait(v anyelement) RETURNS anyelement LANGUAGE plpgsql AS $$
-    BEGIN PERFORM pg_sleep(coalesce(nullif(current_setting('c2s.wait', true), ''), '0')::float8); RETURN v; END $$`);
+  await oracle.query(C2S_WAIT_FUNCTION);
   bucket = await check.bucket("cleanup-cmd");
 }, 60_000);
 

@@ -11,6 +11,7 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, inject, test } from "vitest";
 import { motoAccess, type S3Access, S3Check, startCopyProxy } from "../support/copy-proxy.js";
 import {
+  C2S_WAIT_FUNCTION,
   expectIdleBackend,
   expectNothingLeft,
   failure,
@@ -39,10 +40,7 @@ let bucket: string;
 
 beforeAll(async () => {
   oracle = await RawPg.freshDatabase(pgPort, DB);
-  // Sleeps c2s.wait seconds (a session setting, 0 when unset) and returns its argument, so the
-  // very same COPY is slow while a test pins a phase and fast when it is run again.
-  await oracle.query(`CREATE FUNCTION c2s_wait(v anyelement) RETURNS anyelement LANGUAGE plpgsql AS $$
-    BEGIN PERFORM pg_sleep(coalesce(nullif(current_setting('c2s.wait', true), ''), '0')::float8); RETURN v; END $$`);
+  await oracle.query(C2S_WAIT_FUNCTION);
   // ~30 MB of CSV: several 5 MiB parts, two files at MAX FILE SIZE 16MB.
   await oracle.query(
     "CREATE TABLE wide AS SELECT g, repeat(md5(g::text), 3) AS pad FROM generate_series(1, 300000) g",

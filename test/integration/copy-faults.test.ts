@@ -13,6 +13,7 @@ import { runCleanupCommand } from "../../src/copy/cleanup-command.js";
 import { loadConnections } from "../../src/copy/connections.js";
 import { motoAccess, type S3Access, S3Check, startCopyProxy } from "../support/copy-proxy.js";
 import {
+  C2S_WAIT_FUNCTION,
   expectBackendGone,
   expectNothingLeft,
   keyOf,
@@ -38,8 +39,7 @@ let bucket: string;
 
 beforeAll(async () => {
   oracle = await RawPg.freshDatabase(pgPort, DB);
-  await oracle.query(`CREATE FUNCTION c2s_wait(v anyelement) RETURNS anyelement LANGUAGE plpgsql AS $$
-    BEGIN PERFORM pg_sleep(coalesce(nullif(current_setting('c2s.wait', true), ''), '0')::float8); RETURN v; END $$`);
+  await oracle.query(C2S_WAIT_FUNCTION);
   // ~31 MB of CSV: two files at MAX FILE SIZE 16MB, each several 5 MiB parts.
   await oracle.query(
     "CREATE TABLE wide AS SELECT g, repeat(md5(g::text), 3) AS pad FROM generate_series(1, 300000) g",

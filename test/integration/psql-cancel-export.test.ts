@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, test } from "vitest";
 import { motoAccess, type S3Access, S3Check, startCopyProxy } from "../support/copy-proxy.js";
-import { expectNothingLeft, readText, waitUntil } from "../support/export-checks.js";
+import { C2S_WAIT_FUNCTION, expectNothingLeft, readText, waitUntil } from "../support/export-checks.js";
 import type { TestProxy } from "../support/proxy.js";
 import { RawPg } from "../support/raw-pg.js";
 import { S3FaultProxy } from "../support/s3-fault-proxy.js";
@@ -81,8 +81,7 @@ async function backendOf(): Promise<number> {
 beforeAll(async () => {
   writeFileSync(join(dir, "tmux.conf"), "set -g remain-on-exit on\nset -g history-limit 10000\n");
   oracle = await RawPg.freshDatabase(pgPort, DB);
-  await oracle.query(`CREATE FUNCTION c2s_wait(v anyelement) RETURNS anyelement LANGUAGE plpgsql AS $$
-    BEGIN PERFORM pg_sleep(coalesce(nullif(current_setting('c2s.wait', true), ''), '0')::float8); RETURN v; END $$`);
+  await oracle.query(C2S_WAIT_FUNCTION);
   await oracle.query(
     "CREATE TABLE wide AS SELECT g, repeat(md5(g::text), 3) AS pad FROM generate_series(1, 300000) g",
   );

@@ -133,3 +133,10 @@ export function readText(row: Buffer, col = 0): string {
   const len = row.readInt32BE(p);
   return len < 0 ? "" : row.toString("utf8", p + 4, p + 4 + len);
 }
+
+/**
+ * `c2s_wait(v)` sleeps `c2s.wait` seconds (a session setting, 0 when unset) and returns v, so the
+ * very same COPY is slow while a test pins a phase and fast when it is run again.
+ */
+export const C2S_WAIT_FUNCTION = `CREATE FUNCTION c2s_wait(v anyelement) RETURNS anyelement LANGUAGE plpgsql AS $$
+    BEGIN PERFORM pg_sleep(coalesce(nullif(current_setting('c2s.wait', true), ''), '0')::float8); RETURN v; END $$`;
