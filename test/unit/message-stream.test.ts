@@ -1,14 +1,9 @@
 import { describe, expect, test } from "vitest";
+import { frame } from "../../src/wire/frame.js";
 import { MessageStream, Policy, policyTable } from "../../src/wire/message-stream.js";
 
-function msg(type: string, body: Buffer | string): Buffer {
-  const b = typeof body === "string" ? Buffer.from(body) : body;
-  const out = Buffer.alloc(5 + b.length);
-  out[0] = type.charCodeAt(0);
-  out.writeInt32BE(4 + b.length, 1);
-  b.copy(out, 5);
-  return out;
-}
+const msg = (type: string, body: Buffer | string): Buffer =>
+  frame(type, typeof body === "string" ? Buffer.from(body) : body);
 
 const messages = [
   msg("Q", "select 1\0"),
