@@ -2,12 +2,12 @@
 // Entry point: `copy-to-s3-proxy [options]` runs the proxy; `copy-to-s3-proxy cleanup ...` cleans
 // up after crashed exports.
 import { ConfigError, HELP, loadConfig } from "./config.js";
-import { createLogger } from "./log.js";
-import { startProxy } from "./proxy/server.js";
 import { runCleanupCommand } from "./copy/cleanup-command.js";
 import { loadConnections } from "./copy/connections.js";
 import { createCopyHook } from "./copy/hook.js";
 import { PgError } from "./errors.js";
+import { createLogger } from "./log.js";
+import { startProxy } from "./proxy/server.js";
 
 async function main(): Promise<number> {
   let cli: ReturnType<typeof loadConfig>;

@@ -1,6 +1,6 @@
 // The one error type that crosses into the wire layer: it carries a SQLSTATE and knows how to
 // become an ErrorResponse.
-import { errorResponse, type ErrorFields } from "./wire/backend.js";
+import { type ErrorFields, errorResponse } from "./wire/backend.js";
 
 export const SqlState = {
   syntaxError: "42601",

@@ -1,6 +1,6 @@
 // Structured JSON logs. Nothing secret is ever passed in: callers log ids, users and counts,
 // never passwords, keys or (at info level) query text.
-import { type DestinationStream, pino, type Logger } from "pino";
+import { type DestinationStream, type Logger, pino } from "pino";
 import type { LogLevel } from "./config.js";
 
 export type { Logger };

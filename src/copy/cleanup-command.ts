@@ -15,11 +15,11 @@
 // (exports.sentinelRefreshMs). Exports whose sentinel is younger than --older-than (default three
 // refresh intervals) are reported as possibly running and left alone, uploads and files included.
 
+import { DEFAULT_EXPORT_LIMITS } from "../config.js";
 import { PgError, SqlState } from "../errors.js";
 import type { ConnectionRegistry } from "./connections.js";
 import { createStore } from "./connections.js";
 import type { ObjectStore, PendingUpload, StoreOptions } from "./storage/object-store.js";
-import { DEFAULT_EXPORT_LIMITS } from "../config.js";
 import { parseTargetUrl } from "./storage/target-url.js";
 
 /** Default --older-than: three missed sentinel refreshes. */

@@ -1,7 +1,7 @@
 // The cheap byte test that keeps SQL parsing off the hot path: does this statement text start
 // with the keyword COPY (after whitespace and comments)? Only then is the real parser consulted.
 
-const enum C {
+enum C {
   Space = 0x20,
   Tab = 0x09,
   Lf = 0x0a,

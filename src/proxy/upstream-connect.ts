@@ -1,7 +1,7 @@
 // Opens the upstream leg: TCP, then TLS per the configured mode (SSLRequest first, as libpq does).
 import { readFileSync } from "node:fs";
 import { connect as netConnect, type Socket } from "node:net";
-import { connect as tlsConnect, type TLSSocket, checkServerIdentity } from "node:tls";
+import { checkServerIdentity, type TLSSocket, connect as tlsConnect } from "node:tls";
 import type { Config } from "../config.js";
 import { PgError, SqlState } from "../errors.js";
 import { PacketReader } from "./packet-reader.js";

@@ -7,8 +7,8 @@
 // buffer, timestamps are shifted with 32-bit halves, numerics go through numericToDecimal128.
 import * as arrow from "apache-arrow";
 import { PgError, SqlState } from "../../errors.js";
-import { numericToDecimal128, NumericStatus, numericToText, DECIMAL_MAX_PRECISION } from "./numeric.js";
 import { elementBinary, MzTextError, parseMzList, parseMzMap } from "./mz-text.js";
+import { DECIMAL_MAX_PRECISION, NumericStatus, numericToDecimal128, numericToText } from "./numeric.js";
 import type { TypeNode } from "./types.js";
 
 export interface ColumnBuilder {

@@ -6,8 +6,9 @@
 // MATERIALIZE, consulted only for columns the Materialize snapshot marked as its own (their OIDs
 // are in PostgreSQL's user-type range). list and map arrive in text format (Materialize has no
 // binary encoding for them) and are parsed by their builders (mz-text.ts).
-import type { ColumnInfo, TypeInfo } from "../types.js";
+
 import { PgError, SqlState } from "../../errors.js";
+import type { ColumnInfo, TypeInfo } from "../types.js";
 import { TEXT_ELEMENT_CODECS } from "./mz-text.js";
 import { DECIMAL_MAX_PRECISION, numericTypmod } from "./numeric.js";
 
