@@ -27,8 +27,13 @@
 //                checkout's node_modules) instead of the working tree, which others may be editing.
 // --cpu-prof     runs the proxy with `node --cpu-prof` and prints where its time went per variant
 //                (bench/cpuprofile-summary.ts; timings under the profiler are a little slower).
+// --node-args="…" extra node/V8 flags for the proxy process, e.g. --node-args=--trace-gc.
+// --proxy-log F  appends the proxy processes' stdout and stderr to file F, at log level info
+//                (each export's phase timings).
+// --exports JSON the proxy's "exports" settings, e.g. '{"partSize":5242880,"partsInFlight":2}'.
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import {
+  appendFileSync,
   closeSync,
   existsSync,
   mkdirSync,
@@ -63,6 +68,9 @@ const { values: argv } = parseArgs({
     "no-build": { type: "boolean", default: false },
     "no-duckdb": { type: "boolean", default: false },
     ref: { type: "string" },
+    "node-args": { type: "string", default: "" },
+    "proxy-log": { type: "string" },
+    exports: { type: "string" },
     help: { type: "boolean", short: "h", default: false },
   },
 });
@@ -130,15 +138,17 @@ interface RunResult {
  * with its exited children (psql, or DuckDB's threads in-process) — "client". */
 interface CpuSnap {
   proxy: number;
+  /** The proxy's main (event loop) thread alone: the rest is its workers, GC and libuv threads. */
+  proxyMain: number;
   pg: number;
   moto: number;
   client: number;
 }
 const TICK = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
 
-function cpuSeconds(pid: number, withChildren: boolean): number {
+function cpuSeconds(pid: number, withChildren: boolean, thread = false): number {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const stat = readFileSync(thread ? `/proc/${pid}/task/${pid}/stat` : `/proc/${pid}/stat`, "utf8");
     // Fields after "(comm) ": state is field 3; utime 14, stime 15, cutime 16, cstime 17.
     const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
     let ticks = Number(f[11]) + Number(f[12]);
@@ -163,6 +173,7 @@ function findPid(match: (cmdline: string) => boolean): number {
 
 const cpuDelta = (a: CpuSnap, b: CpuSnap): CpuSnap => ({
   proxy: b.proxy - a.proxy,
+  proxyMain: b.proxyMain - a.proxyMain,
   pg: b.pg - a.pg,
   moto: b.moto - a.moto,
   client: b.client - a.client,
@@ -246,9 +257,13 @@ async function startProxyProcess(
           secretAccessKey: { env: "S" },
         },
       },
+      ...(argv.exports === undefined ? {} : { exports: JSON.parse(argv.exports) as unknown }),
     }),
   );
-  const nodeArgs = profDir ? ["--cpu-prof", `--cpu-prof-dir=${profDir}`] : [];
+  const nodeArgs = [
+    ...(profDir ? ["--cpu-prof", `--cpu-prof-dir=${profDir}`] : []),
+    ...argv["node-args"].split(" ").filter((a) => a !== ""),
+  ];
   const proc = spawn(
     process.execPath,
     [
@@ -261,7 +276,7 @@ async function startProxyProcess(
       "--upstream-tls",
       "disable",
       "--log-level",
-      "warn",
+      argv["proxy-log"] === undefined ? "warn" : "info",
       "--file-root",
       join(WORK, "files"),
       "--config",
@@ -270,8 +285,10 @@ async function startProxyProcess(
     { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, K: "test", S: "test" } },
   );
   let err = "";
+  const log = argv["proxy-log"];
   const keep = (d: Buffer): void => {
     err = (err + d.toString()).slice(-8000);
+    if (log !== undefined) appendFileSync(log, d);
   };
   proc.stdout!.on("data", keep);
   proc.stderr!.on("data", keep);
@@ -351,6 +368,7 @@ async function main(): Promise<void> {
   let proxyPid = -1;
   const cpuNow = (): CpuSnap => ({
     proxy: proxyPid > 0 ? cpuSeconds(proxyPid, false) : 0,
+    proxyMain: proxyPid > 0 ? cpuSeconds(proxyPid, false, true) : 0,
     pg: cpuSeconds(postmasterPid, true),
     moto: cpuSeconds(motoPid, true),
     client: cpuSeconds(process.pid, true),
@@ -577,10 +595,10 @@ function ratio(g: GroupResult, baseline: string): number {
   return median(ex.map((e, i) => b[i]!.ms / e.ms));
 }
 
-/** Median CPU seconds per party: proxy/pg/moto/client. */
+/** Median CPU seconds per party: proxy (main thread)/pg/moto/client. */
 function cpuText(rs: RunResult[]): string {
   const m = (k: keyof CpuSnap): string => median(rs.map((r) => r.cpu?.[k] ?? Number.NaN)).toFixed(1);
-  return `${m("proxy")}/${m("pg")}/${m("moto")}/${m("client")}`;
+  return `${m("proxy")} (${m("proxyMain")})/${m("pg")}/${m("moto")}/${m("client")}`;
 }
 
 function printGroup(g: GroupResult): void {
@@ -610,7 +628,7 @@ function printSummary(
     `${cpus().length} cores, load average ${meta.load0.map((l) => l.toFixed(1)).join("/")} at start, ${meta.load1.map((l) => l.toFixed(1)).join("/")} at end (1/5/15 min)\n`,
   );
   out.push(
-    "| rows | format | run | median s | rows/s | MB/s | export/baseline | proxy peak RSS | CPU s proxy/pg/moto/client |",
+    "| rows | format | run | median s | rows/s | MB/s | export/baseline | proxy peak RSS | CPU s proxy (main thread)/pg/moto/client |",
   );
   out.push("|---:|---|---|---:|---:|---:|---:|---:|---|");
   for (const g of results) {
