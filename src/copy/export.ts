@@ -89,15 +89,33 @@ class Export {
       const conn = await this.resolveConnection(target);
       const { columns, typeNames, snapshot } = await this.plan();
       this.store = this.openStore(target, conn);
+      const planned = Date.now();
       await this.preflight();
       this.startHeartbeat();
       progress = setInterval(() => this.progressNotice(), this.deps.config.exports.progressIntervalMs);
       progress.unref();
+      const ready = Date.now();
       await this.read(columns);
+      const read = Date.now();
       const files = await this.sink!.finish();
+      const uploaded = Date.now();
       await this.commit(target, files, columns, typeNames, snapshot);
+      const end = Date.now();
+      // Where an export's time went, phase by phase: what a slow export is asked about first.
       this.ctx.log.info(
-        { exportId: this.id, rows: this.rows, files: files.length, ms: Date.now() - this.started },
+        {
+          exportId: this.id,
+          rows: this.rows,
+          files: files.length,
+          ms: end - this.started,
+          phaseMs: {
+            plan: planned - this.started,
+            preflight: ready - planned,
+            read: read - ready,
+            upload: uploaded - read,
+            commit: end - uploaded,
+          },
+        },
         "export complete",
       );
       return { rows: this.rows };
@@ -276,15 +294,28 @@ class Export {
       );
     };
     try {
+      const signal = this.signal;
+      const relieveIfDue = (): void => {
+        if (flushing === null && (encoder.wantsFlush || sink.needsDrain)) relieve();
+      };
       await this.snapshot.read(
         encoder.resultFormats,
-        (buf, pos, n) => {
-          if (this.signal.aborted) return; // the statement is being cancelled upstream
-          encoder.writeRow(buf, pos, n);
-          this.rows++;
-          if (flushing === null && (encoder.wantsFlush || sink.needsDrain)) relieve();
+        {
+          // A read's worth of rows at a time: a batch may overshoot the encoder's cut by one read.
+          rows: (buf, start, end, count) => {
+            if (signal.aborted) return; // the statement is being cancelled upstream
+            encoder.writeRows(buf, start, end);
+            this.rows += count;
+            relieveIfDue();
+          },
+          row: (buf, pos, n) => {
+            if (signal.aborted) return;
+            encoder.writeRow(buf, pos, n);
+            this.rows++;
+            relieveIfDue();
+          },
         },
-        this.signal,
+        signal,
       );
     } finally {
       this.signal.removeEventListener("abort", unpause);

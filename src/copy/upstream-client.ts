@@ -21,10 +21,26 @@ export interface TextResult {
   tag: string;
 }
 
-/** Called for every DataRow: `buf[pos..]` holds `nFields` values (int32 length + bytes each). */
+/** One row: `buf[pos..]` holds `nFields` values (int32 length + bytes each). */
 export type RowCallback = (buf: Buffer, pos: number, nFields: number) => void;
 
+/**
+ * `count` whole DataRow messages (type byte, int32 length, int16 field count, fields) in
+ * `buf[start..end)`: as many as arrived in one read. Valid only during the call.
+ */
+export type RowsCallback = (buf: Buffer, start: number, end: number, count: number) => void;
+
+/** Calls `onRow` for each DataRow message in `buf[start..end)`. */
+export function forEachRow(buf: Buffer, start: number, end: number, onRow: RowCallback): void {
+  for (let p = start; p < end; ) {
+    const next = p + 1 + buf.readInt32BE(p + 1);
+    onRow(buf, p + 7, buf.readInt16BE(p + 5));
+    p = next;
+  }
+}
+
 type Handler = (type: number, buf: Buffer, start: number, end: number) => void;
+type RunHandler = (type: number, buf: Buffer, start: number, end: number, count: number) => void;
 
 const M = {
   ParseComplete: 0x31,
@@ -76,10 +92,14 @@ export function parseRowDescription(buf: Buffer, start: number): FieldDesc[] {
 
 export class UpstreamClient {
   private handler: Handler | null = null;
+  private runHandler: RunHandler | null = null;
   private busy = false;
 
   constructor(private readonly ch: UpstreamChannel) {
-    ch.setHandler((type, buf, start, end) => this.handler?.(type, buf, start, end));
+    ch.setHandler(
+      (type, buf, start, end) => this.handler?.(type, buf, start, end),
+      (type, buf, start, end, count) => this.runHandler?.(type, buf, start, end, count),
+    );
   }
 
   get channel(): UpstreamChannel {
@@ -89,9 +109,15 @@ export class UpstreamClient {
   /**
    * Sends `msgs` and feeds replies to `onMessage` until ReadyForQuery. Rejects with the first
    * server error (after ReadyForQuery, so the session is in a known state), or at once if the
-   * upstream is lost. `signal` cancels the running statement upstream.
+   * upstream is lost. `signal` cancels the running statement upstream. Runs of DataRows go to
+   * `onRun` when given, else one by one to `onMessage`.
    */
-  private exchange(msgs: Buffer[], onMessage: Handler, signal?: AbortSignal): Promise<void> {
+  private exchange(
+    msgs: Buffer[],
+    onMessage: Handler,
+    signal?: AbortSignal,
+    onRun?: RunHandler,
+  ): Promise<void> {
     if (this.busy) return Promise.reject(new PgError(SqlState.internalError, "upstream client is busy"));
     if (this.ch.lost.aborted) return Promise.reject(lostError());
     this.busy = true;
@@ -107,6 +133,7 @@ export class UpstreamClient {
         if (finished) return;
         finished = true;
         this.handler = null;
+        this.runHandler = null;
         signal?.removeEventListener("abort", onAbort);
         this.ch.lost.removeEventListener("abort", onLost);
         const settle = (): void => {
@@ -120,7 +147,12 @@ export class UpstreamClient {
         if (cancelling !== null && !this.ch.lost.aborted) void cancelling.then(settle);
         else settle();
       };
-      this.handler = (type, buf, start, end) => {
+      // An encoder error: stop the statement, report it once the session is ready again.
+      const failed = (e: unknown): void => {
+        error = PgError.from(e);
+        onAbort();
+      };
+      const handler: Handler = (type, buf, start, end) => {
         if (type === M.Error) {
           error ??= serverError(buf, start, end);
           return;
@@ -133,10 +165,25 @@ export class UpstreamClient {
           try {
             onMessage(type, buf, start, end);
           } catch (e) {
-            // An encoder error: stop the statement, report it once the session is ready again.
-            error = PgError.from(e);
-            onAbort();
+            failed(e);
           }
+        }
+      };
+      this.handler = handler;
+      this.runHandler = (type, buf, start, end, count) => {
+        if (error !== null) return;
+        if (onRun === undefined) {
+          for (let p = start; p < end; ) {
+            const next = p + 1 + buf.readInt32BE(p + 1);
+            handler(type, buf, p + 5, next);
+            p = next;
+          }
+          return;
+        }
+        try {
+          onRun(type, buf, start, end, count);
+        } catch (e) {
+          failed(e);
         }
       };
       signal?.addEventListener("abort", onAbort, { once: true });
@@ -178,13 +225,13 @@ export class UpstreamClient {
   }
 
   /**
-   * Runs prepared statement `name` into portal `name`, streaming rows to `onRow` in the given
-   * result formats. Resolves with the command tag.
+   * Runs prepared statement `name` into portal `name`, streaming the DataRows to `onRows` in the
+   * given result formats, a read's worth at a time. Resolves with the command tag.
    */
   async execute(
     name: string,
     resultFormats: readonly number[],
-    onRow: RowCallback,
+    onRows: RowsCallback,
     signal?: AbortSignal,
   ): Promise<string> {
     let tag = "";
@@ -196,10 +243,14 @@ export class UpstreamClient {
         frontend.sync(),
       ],
       (type, buf, start, end) => {
-        if (type === M.DataRow) onRow(buf, start + 2, buf.readInt16BE(start));
+        // The message header is in front of the body, also for a message assembled from chunks.
+        if (type === M.DataRow) onRows(buf, start - 5, end, 1);
         else if (type === M.CommandComplete) tag = buf.toString("utf8", start, end - 1);
       },
       signal,
+      (type, buf, start, end, count) => {
+        if (type === M.DataRow) onRows(buf, start, end, count);
+      },
     );
     return tag;
   }

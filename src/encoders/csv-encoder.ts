@@ -19,7 +19,7 @@
 // against the real size. Near the limit blocks get geometrically smaller, so a file ends within
 // about one row of the limit and never above it. Node's sync zlib calls are documented API (unlike
 // driving a Gzip stream synchronously), and zlib.crc32 gives the trailer's checksum.
-import { constants as zc, crc32, deflateRawSync, type ZlibOptions } from "node:zlib";
+import { crc32, deflateRawSync, type ZlibOptions, constants as zc } from "node:zlib";
 import type { FileSink, RowEncoder } from "./types.js";
 
 export interface CsvOptions {
@@ -155,6 +155,14 @@ class CsvEncoder implements RowEncoder {
       if (!this.gzipFits(rowLen) && this.rowsInFile > 0) this.nextFileWithRow(0);
     }
     this.rowsInFile++;
+  }
+
+  writeRows(buf: Buffer, start: number, end: number): void {
+    for (let p = start; p < end; ) {
+      const next = p + 1 + buf.readInt32BE(p + 1);
+      this.writeRow(buf, p + 7, buf.readInt16BE(p + 5));
+      p = next;
+    }
   }
 
   flush(): Promise<void> {

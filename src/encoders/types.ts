@@ -61,6 +61,11 @@ export interface RowEncoder {
    * (-1 = NULL) followed by that many bytes. The encoder must not keep a reference to `buf`.
    */
   writeRow(buf: Buffer, pos: number, nFields: number): void;
+  /**
+   * Whole DataRow messages (type byte, int32 length, int16 field count, fields) lying back to back
+   * in `buf[start..end)`: the export's hot path, one call per socket read.
+   */
+  writeRows(buf: Buffer, start: number, end: number): void;
   /** True when the encoder holds enough rows that the driver should await flush() now. */
   readonly wantsFlush: boolean;
   /** Encodes what is buffered (e.g. a Parquet row group) and hands it to the sink. */

@@ -3,12 +3,26 @@
 import type { Logger } from "../log.js";
 
 export type UpstreamMessageHandler = (type: number, buf: Buffer, start: number, end: number) => void;
+/**
+ * `count` consecutive whole messages of type `type` (DataRows), headers included, in
+ * `buf[start..end)`; valid only during the call.
+ */
+export type UpstreamRunHandler = (
+  type: number,
+  buf: Buffer,
+  start: number,
+  end: number,
+  count: number,
+) => void;
 
 export interface UpstreamChannel {
   /** Writes a frontend message to the upstream. Returns false when the socket buffer is full. */
   send(msg: Buffer): boolean;
-  /** Receives every upstream message while the export runs (the client sees none of them). */
-  setHandler(h: UpstreamMessageHandler): void;
+  /**
+   * Receives every upstream message while the export runs (the client sees none of them); with
+   * `run`, DataRows arrive there in runs (one call per read), else one by one at `h`.
+   */
+  setHandler(h: UpstreamMessageHandler, run?: UpstreamRunHandler): void;
   /** Backpressure on the upstream reader, for when the encoder or the uploads fall behind. */
   pause(): void;
   resume(): void;

@@ -24,7 +24,13 @@ import { frame } from "../wire/frame.js";
 import { frontend } from "../wire/frontend.js";
 import { MessageStream, Policy, type PolicyTable, policyTable } from "../wire/message-stream.js";
 import type { CancelRegistry } from "./cancel-registry.js";
-import type { CopyHook, ExportContext, UpstreamChannel, UpstreamMessageHandler } from "./copy-hook.js";
+import type {
+  CopyHook,
+  ExportContext,
+  UpstreamChannel,
+  UpstreamMessageHandler,
+  UpstreamRunHandler,
+} from "./copy-hook.js";
 import { sniffCopy } from "./copy-sniff.js";
 import { withStaticReads } from "./fast-socket.js";
 import { FlowGate } from "./flow-gate.js";
@@ -92,6 +98,9 @@ const CLIENT_LOCAL = policyTable({
   H: Policy.Peek,
 });
 const TAKE_ALL: PolicyTable = new Uint8Array(256).fill(Policy.Take);
+/** While an export owns the upstream: everything is ours, DataRows in runs. */
+const UPSTREAM_EXPORT: PolicyTable = TAKE_ALL.slice();
+UPSTREAM_EXPORT["D".charCodeAt(0)] = Policy.TakeRun;
 // Upstream → client.
 const UPSTREAM_RELAY = policyTable({ R: Policy.Take, K: Policy.Take, Z: Policy.Observe, S: Policy.Observe });
 
@@ -155,6 +164,7 @@ export class Session {
   private exportAbort: AbortController | null = null;
   private exportRunning: Promise<unknown> | null = null;
   private upstreamHandler: UpstreamMessageHandler | null = null;
+  private upstreamRunHandler: UpstreamRunHandler | null = null;
   private readonly upstreamLost = new AbortController();
 
   constructor(
@@ -195,6 +205,7 @@ export class Session {
         forward: (b) => this.toClient(b),
         observe: (type, buf, start, end) => this.observeUpstream(type, buf, start, end),
         take: (type, buf, start, end) => this.takeUpstream(type, buf, start, end),
+        takeRun: (type, buf, start, end, count) => this.takeUpstreamRun(type, buf, start, end, count),
         violation: (reason) => {
           this.log.error({ reason }, "upstream protocol violation");
           this.destroy();
@@ -359,6 +370,19 @@ export class Session {
           buf.toString("utf8", nameEnd + 1, valueEnd < 0 ? end : valueEnd),
         );
       }
+    }
+  }
+
+  private takeUpstreamRun(type: number, buf: Buffer, start: number, end: number, count: number): void {
+    const run = this.upstreamRunHandler;
+    if (run !== null && this.upstreamHandler !== null) {
+      run(type, buf, start, end, count);
+      return;
+    }
+    for (let p = start; p < end; ) {
+      const next = p + 1 + buf.readInt32BE(p + 1);
+      this.takeUpstream(type, buf, p + 5, next);
+      p = next;
     }
   }
 
@@ -596,7 +620,7 @@ export class Session {
       user: this.user,
       database: this.database,
     };
-    this.upstreamStream.policy = TAKE_ALL;
+    this.upstreamStream.policy = UPSTREAM_EXPORT;
     const run = this.deps.copy!.run(stmt, ctx);
     this.exportRunning = run;
     try {
@@ -613,6 +637,7 @@ export class Session {
       this.exportAbort = null;
       this.exportRunning = null;
       this.upstreamHandler = null;
+      this.upstreamRunHandler = null;
       this.upstreamStream.policy = UPSTREAM_RELAY;
       this.upstreamGate.release("export");
       this.upstreamStream.resume();
@@ -623,8 +648,9 @@ export class Session {
   private channel(): UpstreamChannel {
     return {
       send: (msg) => this.upstream.write(msg),
-      setHandler: (h) => {
+      setHandler: (h, run) => {
         this.upstreamHandler = h;
+        this.upstreamRunHandler = run ?? null;
       },
       // The stream stops at the current message, so no row reaches the export while it catches up.
       pause: () => {

@@ -89,3 +89,101 @@ describe("MessageStream", () => {
     }
   });
 });
+
+describe("MessageStream TakeRun (an export's DataRows)", () => {
+  const row = (i: number): Buffer => msg("D", Buffer.alloc(3 + (i % 5) * 7, 0x30 + (i % 10)));
+  const rows = Array.from({ length: 12 }, (_, i) => row(i));
+  // Rows, then what ends a result, then more rows: runs never cross other messages.
+  const parts = [...rows.slice(0, 7), msg("C", "SELECT 7\0"), ...rows.slice(7), msg("Z", "I")];
+  const all = Buffer.concat(parts);
+  const table = policyTable({ D: Policy.TakeRun, C: Policy.Take, Z: Policy.Take });
+
+  /** Every taken message, in order, however it arrived, plus how many calls delivered them. */
+  function runRuns(chunks: Buffer[], pauseAfterRun = false) {
+    const seen: string[] = [];
+    let calls = 0;
+    let maxRun = 0;
+    const s: MessageStream = new MessageStream(
+      table,
+      {
+        forward: () => {
+          throw new Error("nothing is forwarded");
+        },
+        take: (t, buf, st, en) => {
+          calls++;
+          expect(String.fromCharCode(t)).toBe(String.fromCharCode(buf[st - 5]!));
+          seen.push(buf.subarray(st - 5, en).toString("hex"));
+        },
+        takeRun: (t, buf, st, en, count) => {
+          calls++;
+          maxRun = Math.max(maxRun, count);
+          let n = 0;
+          for (let p = st; p < en; n++) {
+            expect(buf[p]).toBe(t);
+            const next = p + 1 + buf.readInt32BE(p + 1);
+            seen.push(buf.subarray(p, next).toString("hex"));
+            p = next;
+          }
+          expect(n).toBe(count);
+          if (pauseAfterRun) {
+            s.pause();
+            queueMicrotask(() => s.resume());
+          }
+        },
+        violation: (r) => {
+          throw new Error(r);
+        },
+      },
+      { reusesInput: true },
+    );
+    for (const c of chunks) {
+      // A reused read buffer: scribbled over as soon as push() returns.
+      const b = Buffer.from(c);
+      s.push(b);
+      b.fill(0xee);
+    }
+    return { seen, calls, maxRun, s };
+  }
+  const want = parts.map((p) => p.toString("hex"));
+
+  test("one chunk: each run of rows comes in one call", () => {
+    const r = runRuns([all]);
+    expect(r.seen).toEqual(want);
+    expect(r.calls).toBe(4); // 7 rows, C, 5 rows, Z
+    expect(r.maxRun).toBe(7);
+  });
+  test("split at every byte offset and pair of offsets gives the same messages", () => {
+    for (let i = 1; i < all.length; i++) {
+      expect(runRuns([all.subarray(0, i), all.subarray(i)]).seen).toEqual(want);
+      for (let j = i + 1; j < all.length; j += 5) {
+        expect(runRuns([all.subarray(0, i), all.subarray(i, j), all.subarray(j)]).seen).toEqual(want);
+      }
+    }
+  });
+  test("one byte at a time: every row assembled and taken alone, none lost", () => {
+    const r = runRuns([...all].map((b) => Buffer.from([b])));
+    expect(r.seen).toEqual(want);
+    expect(r.maxRun).toBe(0);
+    expect(r.calls).toBe(parts.length);
+  });
+  test("a pause from inside a run stops after it, and the rest follows on resume", async () => {
+    for (let i = 1; i < all.length; i += 3) {
+      const r = runRuns([all.subarray(0, i), all.subarray(i)], true);
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      expect(r.seen).toEqual(want);
+    }
+  });
+  test("a bad length behind a run is still a violation", () => {
+    const reasons: string[] = [];
+    const got: number[] = [];
+    const s = new MessageStream(table, {
+      forward: () => {},
+      takeRun: (_t, _b, _s, _e, count) => got.push(count),
+      violation: (r) => reasons.push(r),
+    });
+    s.push(Buffer.concat([rows[0]!, rows[1]!, Buffer.from([0x44, 0, 0, 0, 2, 0, 0])]));
+    expect(got).toEqual([2]);
+    expect(reasons).toHaveLength(1);
+    expect(reasons[0]).toMatch(/invalid message length 2/);
+  });
+});

@@ -175,6 +175,48 @@ describe("failures", () => {
     await expect(enc.finish()).resolves.toBeUndefined(); // a disposed encoder does nothing more
   });
 
+  it("writeRows (whole DataRow messages, as the export reads them) writes what writeRow does", async () => {
+    const bodies = Array.from({ length: 3000 }, (_, i) => row(i, randomBytes(i % 40)));
+    const message = (body: Buffer, n = 2): Buffer => {
+      const m = Buffer.alloc(7 + body.length);
+      m[0] = 0x44;
+      m.writeInt32BE(6 + body.length, 1);
+      m.writeInt16BE(n, 5);
+      body.copy(m, 7);
+      return m;
+    };
+    const one = new MemorySink();
+    const a = await createParquetEncoder(
+      { compression: "snappy", maxFileSize: 16 << 20, columns: COLUMNS },
+      one,
+    );
+    await feed(a, bodies);
+    a.dispose();
+    const runs = new MemorySink();
+    const b = await createParquetEncoder(
+      { compression: "snappy", maxFileSize: 16 << 20, columns: COLUMNS },
+      runs,
+    );
+    // Runs of 1, 2, 3 … messages, each at an offset inside a bigger buffer.
+    for (let i = 0, k = 1; i < bodies.length; i += k, k++) {
+      const buf = Buffer.concat([Buffer.alloc(5, 0xee), ...bodies.slice(i, i + k).map((x) => message(x))]);
+      b.writeRows(buf, 5, buf.length);
+      if (b.wantsFlush) await b.flush();
+    }
+    await b.finish();
+    try {
+      expect(runs.files.map((f) => f.rows)).toEqual(one.files.map((f) => f.rows));
+      expect(Buffer.concat(runs.files[0]!.chunks).equals(Buffer.concat(one.files[0]!.chunks))).toBe(true);
+      const bad = Buffer.concat([message(bodies[0]!), message(bodies[1]!, 3)]);
+      expect(() => b.writeRows(bad, 0, bad.length)).toThrow(/DataRow has 3 fields, expected 2/);
+      // A length word that disagrees with the fields it frames.
+      const long = message(Buffer.concat([bodies[2]!, Buffer.alloc(2)]));
+      expect(() => b.writeRows(long, 0, long.length)).toThrow(/DataRow length does not match its fields/);
+    } finally {
+      b.dispose();
+    }
+  });
+
   it("a DataRow with the wrong field count is a protocol violation", async () => {
     const enc = await createParquetEncoder(
       { compression: "snappy", maxFileSize: 16 << 20, columns: COLUMNS },

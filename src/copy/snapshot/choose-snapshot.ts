@@ -3,11 +3,11 @@
 // `--upstream-kind` override, or (when those leave it open) one `SELECT mz_version()`.
 import type { UpstreamKind } from "../../config.js";
 import type { CopySource } from "../statement.js";
-import type { RowCallback, UpstreamClient } from "../upstream-client.js";
+import type { UpstreamClient } from "../upstream-client.js";
 import { resolveUpstreamKind } from "../upstream-kind.js";
 import { MaterializeSnapshot, type MaterializeSnapshotOptions } from "./materialize-snapshot.js";
 import { PostgresSnapshot } from "./postgres-snapshot.js";
-import type { OpenedSnapshot, SnapshotSource } from "./snapshot-source.js";
+import type { OpenedSnapshot, RowSink, SnapshotSource } from "./snapshot-source.js";
 
 export function snapshotFor(
   client: UpstreamClient,
@@ -42,9 +42,9 @@ class KindSnapshot implements SnapshotSource {
     return this.inner.open(opts, signal);
   }
 
-  read(resultFormats: readonly number[], onRow: RowCallback, signal: AbortSignal): Promise<void> {
+  read(resultFormats: readonly number[], sink: RowSink, signal: AbortSignal): Promise<void> {
     if (this.inner === null) throw new Error("snapshot read before open");
-    return this.inner.read(resultFormats, onRow, signal);
+    return this.inner.read(resultFormats, sink, signal);
   }
 
   async abandon(): Promise<void> {

@@ -19,7 +19,7 @@ import { randomBytes } from "node:crypto";
 import type { ColumnInfo } from "../../encoders/types.js";
 import { PgError, SqlState } from "../../errors.js";
 import type { CopySource } from "../statement.js";
-import type { FieldDesc, RowCallback, UpstreamClient } from "../upstream-client.js";
+import { type FieldDesc, forEachRow, type RowCallback, type UpstreamClient } from "../upstream-client.js";
 import {
   binaryAllowed,
   type MzTypeInfo,
@@ -27,7 +27,7 @@ import {
   mzTypeName,
   parseMzTypeName,
 } from "./materialize-types.js";
-import type { OpenedSnapshot, SnapshotSource } from "./snapshot-source.js";
+import type { OpenedSnapshot, RowSink, SnapshotSource } from "./snapshot-source.js";
 
 const CURSOR = "copy_to_s3_proxy_subscribe";
 /** Statements the export prepares are unnamed: nothing of theirs outlives the export. */
@@ -182,7 +182,8 @@ export class MaterializeSnapshot implements SnapshotSource {
     });
   }
 
-  async read(resultFormats: readonly number[], onRow: RowCallback, signal: AbortSignal): Promise<void> {
+  async read(resultFormats: readonly number[], sink: RowSink, signal: AbortSignal): Promise<void> {
+    const onRow = sink.row;
     const cols = this.columns;
     // The three SUBSCRIBE columns in text; list and map only ever in text (Materialize has no
     // binary encoding for them and refuses the Bind: "binary encoding of list types is not
@@ -240,7 +241,12 @@ export class MaterializeSnapshot implements SnapshotSource {
     while (!done) {
       if (signal.aborted) throw PgError.from(signal.reason);
       await this.client.prepare(UNNAMED, fetchSql, signal);
-      await this.client.execute(UNNAMED, formats, handle, signal);
+      await this.client.execute(
+        UNNAMED,
+        formats,
+        (buf, start, end) => forEachRow(buf, start, end, handle),
+        signal,
+      );
     }
     if (failure !== null) throw failure;
     // Every row is read: end the transaction, so the SUBSCRIBE does not hold back compaction

@@ -8,8 +8,8 @@ import {
 } from "../../encoders/parquet/catalog.js";
 import type { ColumnInfo } from "../../encoders/types.js";
 import type { CopySource } from "../statement.js";
-import type { FieldDesc, RowCallback, UpstreamClient } from "../upstream-client.js";
-import type { OpenedSnapshot, SnapshotSource } from "./snapshot-source.js";
+import type { FieldDesc, UpstreamClient } from "../upstream-client.js";
+import type { OpenedSnapshot, RowSink, SnapshotSource } from "./snapshot-source.js";
 
 /** Name of the prepared statement (and portal) the export uses on the client's session. */
 const STMT = "copy_to_s3_proxy_export";
@@ -72,8 +72,8 @@ export class PostgresSnapshot implements SnapshotSource {
     return r.rows.map((row) => row[0] ?? "unknown");
   }
 
-  async read(resultFormats: readonly number[], onRow: RowCallback, signal: AbortSignal): Promise<void> {
-    await this.client.execute(STMT, resultFormats, onRow, signal);
+  async read(resultFormats: readonly number[], sink: RowSink, signal: AbortSignal): Promise<void> {
+    await this.client.execute(STMT, resultFormats, sink.rows, signal);
     this.prepared = false; // a successful execute closed the statement
     // Every row is read: end the transaction now, so the snapshot is not held during the uploads.
     this.inTransaction = false;

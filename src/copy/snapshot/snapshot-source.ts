@@ -1,7 +1,7 @@
 // One interface, one implementation per kind of upstream (SPEC §5). Both run on the client's own
 // upstream session, so the database checks the client's privileges and its settings apply.
 import type { ColumnInfo } from "../../encoders/types.js";
-import type { RowCallback } from "../upstream-client.js";
+import type { RowCallback, RowsCallback } from "../upstream-client.js";
 
 export interface SnapshotInfo {
   upstream: "postgres" | "materialize";
@@ -18,6 +18,13 @@ export interface OpenedSnapshot {
   snapshot: SnapshotInfo;
 }
 
+/** Where a snapshot's rows go: whole DataRow messages as they arrive, or rows one by one. */
+export interface RowSink {
+  rows: RowsCallback;
+  /** A row whose fields the source had to pick out itself (Materialize's SUBSCRIBE columns). */
+  row: RowCallback;
+}
+
 export interface SnapshotSource {
   /**
    * Starts the snapshot and describes the result. With `typeInfo`, fills ColumnInfo.type for the
@@ -25,10 +32,10 @@ export interface SnapshotSource {
    */
   open(opts: { typeInfo: boolean }, signal: AbortSignal): Promise<OpenedSnapshot>;
   /**
-   * Streams every row of the snapshot to `onRow`, in the given result formats (one per column),
+   * Streams every row of the snapshot to `sink`, in the given result formats (one per column),
    * and ends the snapshot's hold on the upstream (transaction, cursor) once the last row is read.
    */
-  read(resultFormats: readonly number[], onRow: RowCallback, signal: AbortSignal): Promise<void>;
+  read(resultFormats: readonly number[], sink: RowSink, signal: AbortSignal): Promise<void>;
   /** Leaves the session as it was found, after a failure or cancel. Never throws. */
   abandon(): Promise<void>;
 }

@@ -160,6 +160,37 @@ export class ParquetEncoder implements RowEncoder {
     this.rawBytes += p - pos;
   }
 
+  writeRows(buf: Buffer, start: number, end: number): void {
+    const b = this.builders;
+    const nCols = b.length;
+    let rows = 0;
+    let p = start;
+    while (p < end) {
+      // Message header: 'D', int32 length (from here), int16 field count.
+      const next = p + 1 + ((buf[p + 1]! << 24) | (buf[p + 2]! << 16) | (buf[p + 3]! << 8) | buf[p + 4]!);
+      const nFields = (buf[p + 5]! << 8) | buf[p + 6]!;
+      if (nFields !== nCols) {
+        throw new PgError(SqlState.protocolViolation, `DataRow has ${nFields} fields, expected ${nCols}`);
+      }
+      p += 7;
+      for (let i = 0; i < nCols; i++) {
+        const len = (buf[p]! << 24) | (buf[p + 1]! << 16) | (buf[p + 2]! << 8) | buf[p + 3]!;
+        p += 4;
+        if (len < 0) b[i]!.appendNull();
+        else {
+          b[i]!.append(buf, p, len);
+          p += len;
+        }
+      }
+      if (p !== next)
+        throw new PgError(SqlState.protocolViolation, "DataRow length does not match its fields");
+      rows++;
+    }
+    this.rows += rows;
+    // Raw bytes as writeRow counts them (fields only): 7 header bytes a row less.
+    this.rawBytes += end - start - 7 * rows;
+  }
+
   /**
    * Cuts a row group from the rows written so far (synchronously, so rows written while it is
    * being encoded go into the next one) and queues it for the Parquet writer. Calls may overlap:
