@@ -23,6 +23,9 @@
 //
 // --target file  exports into file:///tmp/… through `--file-root` instead of moto: separates the
 //                proxy's own cost from moto's (a Python server sharing the two cores).
+// --target ceph  exports into a throwaway Ceph RadosGW (test/support/ceph.ts; Debian's radosgw,
+//                ceph-mon, ceph-osd): a production S3 server instead of moto. Its CPU is reported
+//                in the moto column (mon + osd + radosgw).
 // --ref COMMIT   builds and runs the proxy of that commit (git archive into a temp dir, this
 //                checkout's node_modules) instead of the working tree, which others may be editing.
 // --cpu-prof     runs the proxy with `node --cpu-prof` and prints where its time went per variant
@@ -52,6 +55,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { CreateBucketCommand, ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
 import { type DuckDBConnection, DuckDBInstance } from "@duckdb/node-api";
+import { type CephServer, startCeph } from "../test/support/ceph.js";
 import { startMoto } from "../test/support/moto.js";
 import { freePort } from "../test/support/ports.js";
 import { startPostgres } from "../test/support/postgres.js";
@@ -90,7 +94,7 @@ const ROUNDS = Number(argv.rounds);
 const TARGET = argv.target;
 if (SIZES.some((n) => !Number.isInteger(n) || n <= 0)) throw new Error(`bad --rows ${argv.rows}`);
 if (FORMATS.some((f) => f !== "csv" && f !== "parquet")) throw new Error(`bad --format ${argv.format}`);
-if (TARGET !== "s3" && TARGET !== "file") throw new Error(`bad --target ${TARGET}`);
+if (TARGET !== "s3" && TARGET !== "file" && TARGET !== "ceph") throw new Error(`bad --target ${TARGET}`);
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const WORK = mkdtempSync("/tmp/c2s-bench-export-");
@@ -157,6 +161,19 @@ function cpuSeconds(pid: number, withChildren: boolean, thread = false): number 
   } catch {
     return Number.NaN;
   }
+}
+
+function findPids(match: (cmdline: string) => boolean): number[] {
+  const out: number[] = [];
+  for (const d of readdirSync("/proc")) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      if (match(readFileSync(`/proc/${d}/cmdline`, "utf8").replace(/\0/g, " "))) out.push(Number(d));
+    } catch {
+      // gone
+    }
+  }
+  return out;
 }
 
 function findPid(match: (cmdline: string) => boolean): number {
@@ -241,9 +258,10 @@ async function waitPort(port: number, proc: ChildProcess, stderr: () => string):
 
 async function startProxyProcess(
   pgPort: number,
-  s3Endpoint: string,
+  s3: { endpoint: string; accessKeyId: string; secretAccessKey: string },
   profDir: string | null,
 ): Promise<ProxyProc> {
+  const s3Endpoint = s3.endpoint;
   const port = await freePort();
   const configFile = join(WORK, "proxy-config.json");
   writeFileSync(
@@ -282,7 +300,7 @@ async function startProxyProcess(
       "--config",
       configFile,
     ],
-    { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, K: "test", S: "test" } },
+    { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, K: s3.accessKeyId, S: s3.secretAccessKey } },
   );
   let err = "";
   const log = argv["proxy-log"];
@@ -360,17 +378,21 @@ async function main(): Promise<void> {
   }
   if (!existsSync(join(PROXY_DIR, "dist/cli.js"))) throw new Error("dist/cli.js missing: npm run build");
 
-  log("starting PostgreSQL and moto");
-  const [pg, moto] = await Promise.all([startPostgres(), startMoto()]);
+  log(`starting PostgreSQL and ${TARGET === "ceph" ? "Ceph RadosGW" : "moto"}`);
+  const [pg, moto] = await Promise.all([startPostgres(), TARGET === "ceph" ? startCeph() : startMoto()]);
   const postmasterPid = Number(readFileSync(join(pg.dir, "data", "postmaster.pid"), "utf8").split("\n")[0]);
   const motoPort = new URL(moto.endpoint).port;
-  const motoPid = findPid((c) => c.includes("moto.server") && c.includes(` ${motoPort}`));
+  // The S3 server's processes: moto, or Ceph's mon, osd and radosgw (all started in its dir).
+  const motoPids =
+    TARGET === "ceph"
+      ? findPids((c) => c.includes((moto as CephServer).dir))
+      : [findPid((c) => c.includes("moto.server") && c.includes(` ${motoPort}`))];
   let proxyPid = -1;
   const cpuNow = (): CpuSnap => ({
     proxy: proxyPid > 0 ? cpuSeconds(proxyPid, false) : 0,
     proxyMain: proxyPid > 0 ? cpuSeconds(proxyPid, false, true) : 0,
     pg: cpuSeconds(postmasterPid, true),
-    moto: cpuSeconds(motoPid, true),
+    moto: motoPids.reduce((a, pid) => a + cpuSeconds(pid, true), 0),
     client: cpuSeconds(process.pid, true),
   });
   const cleanups: Array<() => Promise<void> | void> = [
@@ -382,7 +404,7 @@ async function main(): Promise<void> {
     endpoint: moto.endpoint,
     region: "us-east-1",
     forcePathStyle: true,
-    credentials: { accessKeyId: "test", secretAccessKey: "test" },
+    credentials: { accessKeyId: moto.accessKeyId, secretAccessKey: moto.secretAccessKey },
   });
   const resetS3 = async (): Promise<void> => {
     await moto.reset();
@@ -461,7 +483,7 @@ async function main(): Promise<void> {
           duckLoaded = true;
         }
         const profDir = argv["cpu-prof"] ? join(WORK, `prof-${n}-${v.label.replace(/ /g, "-")}`) : null;
-        const proxy = await startProxyProcess(pg.port, moto.endpoint, profDir);
+        const proxy = await startProxyProcess(pg.port, moto, profDir);
         proxyPid = proxy.pid;
         const rssIdleKb = procStatusKb(proxy.pid, "VmRSS");
         const opts =
