@@ -1,0 +1,66 @@
+// What the S3 client signs: the part body's SHA-256, or UNSIGNED-PAYLOAD where the AWS CLI sends it
+// (TLS plus a CRC32 checksum). The request is caught at the transport, before any network: the
+// question is what createS3Client puts into the signature, not how a server answers.
+import { createHash } from "node:crypto";
+import { PutObjectCommand, type S3Client, UploadPartCommand } from "@aws-sdk/client-s3";
+import { describe, expect, test } from "vitest";
+import { createS3Client } from "../../src/copy/storage/s3-store.js";
+
+interface Sent {
+  protocol: string;
+  headers: Record<string, string>;
+}
+
+async function sent(client: S3Client, command: UploadPartCommand | PutObjectCommand): Promise<Sent> {
+  let caught: Sent | null = null;
+  const handler = client.config.requestHandler as { handle(req: Sent): Promise<unknown> };
+  handler.handle = async (req) => {
+    caught = { protocol: req.protocol, headers: { ...req.headers } };
+    throw new Error("caught before the network");
+  };
+  await expect(client.send(command as UploadPartCommand)).rejects.toThrow(/caught before the network/);
+  return caught!;
+}
+
+const credentials = { accessKeyId: "AKIDEXAMPLE", secretAccessKey: "secret" };
+const body = Buffer.alloc(64 * 1024, 7);
+const sha256 = createHash("sha256").update(body).digest("hex");
+// As the multipart driver sends a part: with ChecksumAlgorithm only where checksums are on (AWS).
+const part = (checksum: boolean): UploadPartCommand =>
+  new UploadPartCommand({
+    Bucket: "b",
+    Key: "p/x.parquet",
+    UploadId: "u",
+    PartNumber: 1,
+    Body: body,
+    ...(checksum ? { ChecksumAlgorithm: "CRC32" as const } : {}),
+  });
+const base = { maxAttempts: 1, requestTimeoutMs: 5000, credentials };
+
+describe("payload signing", () => {
+  test("AWS over https with a CRC32 checksum: UNSIGNED-PAYLOAD, still a signed request", async () => {
+    const client = createS3Client({ ...base, region: "us-east-1" });
+    for (const command of [part(true), new PutObjectCommand({ Bucket: "b", Key: "p/m.json", Body: body })]) {
+      const s = await sent(client, command);
+      expect(s.protocol).toBe("https:");
+      expect(Object.keys(s.headers).some((h) => h.startsWith("x-amz-checksum-"))).toBe(true);
+      expect(s.headers["x-amz-content-sha256"]).toBe("UNSIGNED-PAYLOAD");
+      expect(s.headers.authorization).toMatch(/^AWS4-HMAC-SHA256 .*SignedHeaders=[^,]*x-amz-content-sha256/);
+    }
+  });
+
+  test("an http:// endpoint keeps the body's SHA-256 in the signature", async () => {
+    const client = createS3Client({ ...base, endpoint: "http://127.0.0.1:9" });
+    const s = await sent(client, part(true));
+    expect(s.protocol).toBe("http:");
+    expect(s.headers["x-amz-content-sha256"]).toBe(sha256);
+  });
+
+  test("an https:// S3-compatible endpoint (no checksums sent) keeps the SHA-256 too", async () => {
+    const client = createS3Client({ ...base, endpoint: "https://127.0.0.1:9" });
+    const s = await sent(client, part(false));
+    expect(s.protocol).toBe("https:");
+    expect(Object.keys(s.headers).some((h) => h.startsWith("x-amz-checksum-"))).toBe(false);
+    expect(s.headers["x-amz-content-sha256"]).toBe(sha256);
+  });
+});
