@@ -493,12 +493,14 @@ class VarBuilder extends BaseBuilder {
     }
     let d = this.dataLen;
     if (d + len > this.data.length) this.data = grow(this.data, d + len);
+    const data = this.data;
     if (this.kind === VarKind.Bytes) {
-      if (len > 64) this.data.set(buf.subarray(pos, pos + len), d);
-      else for (let k = 0; k < len; k++) this.data[d + k] = buf[pos + k]!;
+      // Short values byte by byte: a native copy would first allocate a view of the source.
+      if (len > 64) data.set(buf.subarray(pos, pos + len), d);
+      else for (let k = 0; k < len; k++) data[d + k] = buf[pos + k]!;
       d += len;
     } else {
-      d = compactJson(buf, pos, len, this.data, d);
+      d = compactJson(buf, pos, len, data, d);
     }
     if (d >= 0x7fffffff) {
       throw new PgError(SqlState.internalError, `column "${this.ctx.column}": more than 2 GiB in one batch`);
