@@ -1,7 +1,8 @@
 // One client connection and its upstream connection, relayed as the original bytes in both
 // directions. Only BackendKeyData (replaced), ReadyForQuery (tracked), authentication requests
 // (SCRAM-PLUS removed) and statements that start with COPY are looked at; a COPY TO S3 is run
-// here, on this same upstream session, and answered as PostgreSQL would answer it.
+// here, on this same upstream session, and answered as PostgreSQL would answer it. Which messages
+// are such statements, and the replies to them, are local-statements.ts's job; this file relays.
 import type { Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
 import type { Config } from "../config.js";
@@ -9,19 +10,13 @@ import { canceled, PgError, SqlState } from "../errors.js";
 import type { Logger } from "../log.js";
 import {
   backendKeyData,
-  bindComplete,
-  closeComplete,
   commandComplete,
   errorResponse,
-  noData,
   noticeResponse,
-  parameterDescription,
-  parseComplete,
   readyForQuery,
   type TxStatus,
 } from "../wire/backend.js";
 import { frame } from "../wire/frame.js";
-import { frontend } from "../wire/frontend.js";
 import { MessageStream, Policy, type PolicyTable, policyTable } from "../wire/message-stream.js";
 import type { CancelRegistry } from "./cancel-registry.js";
 import type {
@@ -31,9 +26,9 @@ import type {
   UpstreamMessageHandler,
   UpstreamRunHandler,
 } from "./copy-hook.js";
-import { sniffCopy } from "./copy-sniff.js";
 import { withStaticReads } from "./fast-socket.js";
 import { FlowGate } from "./flow-gate.js";
+import { CLIENT_RELAY, LocalStatements } from "./local-statements.js";
 import { sendUpstreamCancel } from "./upstream-connect.js";
 
 type Duplex = Socket | TLSSocket;
@@ -59,14 +54,7 @@ export interface SessionInit {
 }
 
 const T = {
-  Q: 0x51,
-  P: 0x50,
-  B: 0x42,
-  E: 0x45,
-  D: 0x44,
-  C: 0x43,
   S: 0x53,
-  H: 0x48,
   X: 0x58,
   F: 0x46,
   R: 0x52,
@@ -76,39 +64,15 @@ const T = {
   N: 0x4e,
 } as const;
 
-// Client → upstream. Bind/Execute/Describe/Close/Flush are only looked at while the session has
-// statements of its own (see refreshClientPolicy).
-const CLIENT_RELAY = policyTable({
-  Q: Policy.Peek,
-  P: Policy.Peek,
-  S: Policy.Peek,
-  F: Policy.Observe,
-  X: Policy.Observe,
-});
-const CLIENT_LOCAL = policyTable({
-  Q: Policy.Peek,
-  P: Policy.Peek,
-  S: Policy.Peek,
-  F: Policy.Observe,
-  X: Policy.Observe,
-  B: Policy.Peek,
-  E: Policy.Peek,
-  D: Policy.Peek,
-  C: Policy.Peek,
-  H: Policy.Peek,
-});
-const TAKE_ALL: PolicyTable = new Uint8Array(256).fill(Policy.Take);
 /** While an export owns the upstream: everything is ours, DataRows in runs. */
-const UPSTREAM_EXPORT: PolicyTable = TAKE_ALL.slice();
+const UPSTREAM_EXPORT: PolicyTable = new Uint8Array(256).fill(Policy.Take);
 UPSTREAM_EXPORT["D".charCodeAt(0)] = Policy.TakeRun;
 // Upstream → client.
 const UPSTREAM_RELAY = policyTable({ R: Policy.Take, K: Policy.Take, Z: Policy.Observe, S: Policy.Observe });
+/** Until the next ReadyForQuery, which has a message to put in front of it. */
+const UPSTREAM_INJECT = policyTable({ R: Policy.Take, K: Policy.Take, Z: Policy.Take, S: Policy.Observe });
 
 const SASL = 10;
-/** Largest statement text starting with COPY that is parsed here; longer ones go upstream. */
-const MAX_COPY_TEXT = 16 << 20;
-/** Largest text parsed on a weaker hint (comments first, or a URL behind other statements). */
-const MAX_HINTED_TEXT = 1 << 20;
 const PEEK = 512;
 /**
  * onread buffers of plain-TCP sockets (allocated per session for its lifetime). The upstream's is
@@ -151,16 +115,9 @@ export class Session {
   private draining = false;
   private terminating = false;
 
-  // Extended-protocol state for statements this proxy runs itself.
-  private readonly localStatements = new Map<string, unknown>();
-  private readonly localPortals = new Map<string, unknown>();
-  private segHasLocal = false;
-  private segForwarded = 0;
-  private skipping = false;
+  private readonly local: LocalStatements;
   private injectBeforeZ: Buffer | null = null;
 
-  // Local work happens one message at a time, in order, while the client stream is paused.
-  private work: Promise<void> = Promise.resolve();
   private exportAbort: AbortController | null = null;
   private exportRunning: Promise<unknown> | null = null;
   private upstreamHandler: UpstreamMessageHandler | null = null;
@@ -187,14 +144,45 @@ export class Session {
     this.log = deps.log.child({ session: init.id });
     this.clientGate = new FlowGate(this.client);
     this.upstreamGate = new FlowGate(this.upstream);
+    this.local = new LocalStatements({
+      copy: deps.copy,
+      params: this.params,
+      txStatus: () => this.txStatus,
+      toClient: (b) => this.toClient(b),
+      toUpstream: (b) => this.toUpstream(b),
+      writeUpstream: (b) => this.upstream.write(b),
+      expectReady: () => {
+        this.pending++;
+      },
+      idle: () => this.idle(),
+      ready: () => this.localReady(),
+      runExport: (stmt) => this.runExport(stmt),
+      beforeNextReady: (msg) => {
+        this.injectBeforeZ = msg;
+        this.upstreamStream.policy = UPSTREAM_INJECT;
+      },
+      setClientPolicy: (p) => {
+        this.clientStream.policy = p;
+      },
+      pauseClient: () => this.clientStream.pause(),
+      resumeClient: () => {
+        if (this.closed) return;
+        this.clientStream.resume();
+        if (this.clientStream.queued <= 1 << 20) this.clientGate.release("backlog");
+      },
+      internalError: (e) => {
+        this.log.error({ err: e }, "internal error handling a local message");
+        this.destroy();
+      },
+    });
 
     this.clientStream = new MessageStream(
       CLIENT_RELAY,
       {
         forward: (b) => this.toUpstream(b),
         observe: (type) => this.observeClient(type),
-        decide: (type, head, bodyLength) => this.decideClient(type, head, bodyLength),
-        take: (type, buf, start, end) => this.takeClient(type, Buffer.from(buf.subarray(start, end))),
+        decide: (type, head, bodyLength) => this.local.decide(type, head, bodyLength),
+        take: (type, buf, start, end) => this.local.take(type, Buffer.from(buf.subarray(start, end))),
         violation: (reason) => this.protocolViolation(reason),
       },
       { peekBytes: PEEK, reusesInput: this.clientOnread },
@@ -251,103 +239,6 @@ export class Session {
   private observeClient(type: number): void {
     if (type === T.F) this.pending++;
     // Terminate: the upstream will close; nothing else to do.
-  }
-
-  private decideClient(type: number, head: Buffer, bodyLength: number): Policy.Pass | Policy.Take {
-    const whole = head.length >= bodyLength;
-    switch (type) {
-      case T.Q: {
-        const s = sniffCopy(head, 0, head.length);
-        // A COPY TO S3 behind other statements must be refused, not forwarded: a URL in the text
-        // is the cheap hint that one might be there.
-        // Size caps keep a huge statement (a 500 MB INSERT that happens to hold a URL) streaming
-        // through instead of being assembled and parsed; a real COPY TO S3 is a few KB.
-        if (
-          this.deps.copy !== null &&
-          (s === "yes"
-            ? bodyLength <= MAX_COPY_TEXT
-            : bodyLength <= MAX_HINTED_TEXT && ((s === "unknown" && !whole) || head.includes("://")))
-        ) {
-          return Policy.Take;
-        }
-        this.pending++;
-        return Policy.Pass;
-      }
-      case T.P: {
-        const nameEnd = head.indexOf(0);
-        if (nameEnd >= 0 && this.deps.copy !== null) {
-          const s = sniffCopy(head, nameEnd + 1, head.length);
-          if (
-            (s === "yes" && bodyLength <= MAX_COPY_TEXT) ||
-            (s === "unknown" && !whole && bodyLength <= MAX_HINTED_TEXT)
-          ) {
-            return Policy.Take;
-          }
-        }
-        if (nameEnd >= 0 && this.localStatements.delete(head.toString("utf8", 0, nameEnd)))
-          this.refreshClientPolicy();
-        this.segForwarded++;
-        return Policy.Pass;
-      }
-      case T.S:
-        if (this.segHasLocal) return Policy.Take;
-        this.pending++;
-        this.segForwarded = 0;
-        return Policy.Pass;
-      case T.B: {
-        const portalEnd = head.indexOf(0);
-        const stmtEnd = portalEnd < 0 ? -1 : head.indexOf(0, portalEnd + 1);
-        if (stmtEnd >= 0 && this.localStatements.has(head.toString("utf8", portalEnd + 1, stmtEnd)))
-          return Policy.Take;
-        if (portalEnd >= 0 && this.localPortals.delete(head.toString("utf8", 0, portalEnd)))
-          this.refreshClientPolicy();
-        this.segForwarded++;
-        return Policy.Pass;
-      }
-      case T.E: {
-        const end = head.indexOf(0);
-        if (end >= 0 && this.localPortals.has(head.toString("utf8", 0, end))) return Policy.Take;
-        this.segForwarded++;
-        return Policy.Pass;
-      }
-      case T.D:
-      case T.C: {
-        const end = head.indexOf(0, 1);
-        if (end >= 0) {
-          const name = head.toString("utf8", 1, end);
-          const local =
-            head[0] === 0x53 /* S */ ? this.localStatements.has(name) : this.localPortals.has(name);
-          if (local) return Policy.Take;
-        }
-        this.segForwarded++;
-        return Policy.Pass;
-      }
-      case T.H:
-        return this.segHasLocal ? Policy.Take : Policy.Pass;
-      default:
-        return Policy.Pass;
-    }
-  }
-
-  private refreshClientPolicy(): void {
-    if (this.skipping) return;
-    const local = this.localStatements.size > 0 || this.localPortals.size > 0 || this.segHasLocal;
-    this.clientStream.policy = local ? CLIENT_LOCAL : CLIENT_RELAY;
-  }
-
-  private takeClient(type: number, body: Buffer): void {
-    this.clientStream.pause();
-    this.work = this.work
-      .then(() => this.handleLocal(type, body))
-      .catch((e: unknown) => {
-        this.log.error({ err: e }, "internal error handling a local message");
-        this.destroy();
-      })
-      .finally(() => {
-        if (this.closed) return;
-        this.clientStream.resume();
-        if (this.clientStream.queued <= 1 << 20) this.clientGate.release("backlog");
-      });
   }
 
   private observeUpstream(type: number, buf: Buffer, start: number, end: number): void {
@@ -422,7 +313,7 @@ export class Session {
     this.toClient(copyMessage(buf, start, end));
   }
 
-  // ---- local statements -------------------------------------------------------------------
+  // ---- for local statements: idle, ReadyForQuery, exports ---------------------------------
 
   private idle(): Promise<void> {
     if (this.pending === 0) return Promise.resolve();
@@ -435,177 +326,8 @@ export class Session {
     if (this.draining) queueMicrotask(() => this.closeIfIdle());
   }
 
-  private async handleLocal(type: number, body: Buffer): Promise<void> {
-    if (this.skipping) {
-      // An error earlier in this Sync segment: discard until Sync, as PostgreSQL does.
-      if (type !== T.S) return;
-      this.skipping = false;
-      await this.endSegment();
-      return;
-    }
-    const hook = this.deps.copy;
-    switch (type) {
-      case T.Q: {
-        const sql = cstring(body, 0);
-        let stmt: unknown;
-        try {
-          stmt = hook!.recognize(sql, this.params);
-        } catch (e) {
-          await this.idle();
-          this.toClient(PgError.from(e, SqlState.syntaxError).toWire());
-          this.localReady();
-          return;
-        }
-        if (stmt === null) {
-          this.pending++;
-          this.toUpstream(frame(T.Q, body));
-          return;
-        }
-        await this.idle();
-        await this.runExport(stmt);
-        this.localReady();
-        return;
-      }
-      case T.P: {
-        const nameEnd = body.indexOf(0);
-        const name = body.toString("utf8", 0, nameEnd);
-        const sql = cstring(body, nameEnd + 1);
-        let stmt: unknown;
-        try {
-          stmt = hook!.recognize(sql, this.params);
-        } catch (e) {
-          this.localError(PgError.from(e, SqlState.syntaxError));
-          return;
-        }
-        if (stmt === null) {
-          this.segForwarded++;
-          this.toUpstream(frame(T.P, body));
-          return;
-        }
-        this.segHasLocal = true;
-        // A refused statement must not stay defined.
-        if (await this.mixedSegment()) return;
-        this.localStatements.set(name, stmt);
-        this.refreshClientPolicy();
-        this.toClient(parseComplete());
-        return;
-      }
-      case T.B: {
-        const portalEnd = body.indexOf(0);
-        const portal = body.toString("utf8", 0, portalEnd);
-        const stmtName = cstring(body, portalEnd + 1);
-        this.segHasLocal = true;
-        if (await this.mixedSegment()) return;
-        this.localPortals.set(portal, this.localStatements.get(stmtName));
-        this.refreshClientPolicy();
-        this.toClient(bindComplete());
-        return;
-      }
-      case T.D: {
-        this.segHasLocal = true;
-        this.refreshClientPolicy();
-        if (await this.mixedSegment()) return;
-        if (body[0] === 0x53 /* S */) this.toClient(parameterDescription([]));
-        this.toClient(noData());
-        return;
-      }
-      case T.C: {
-        const name = cstring(body, 1);
-        if (body[0] === 0x53) this.localStatements.delete(name);
-        else this.localPortals.delete(name);
-        this.segHasLocal = true;
-        this.refreshClientPolicy();
-        if (await this.mixedSegment()) return;
-        this.toClient(closeComplete());
-        return;
-      }
-      case T.E: {
-        const portal = cstring(body, 0);
-        const stmt = this.localPortals.get(portal);
-        this.segHasLocal = true;
-        this.refreshClientPolicy();
-        if (await this.mixedSegment()) return;
-        if (!(await this.runExport(stmt))) this.skipping = true;
-        if (portal === "") this.localPortals.delete(portal);
-        this.refreshClientPolicy();
-        return;
-      }
-      case T.H:
-        return;
-      case T.S:
-        await this.endSegment();
-        return;
-    }
-  }
-
-  /**
-   * A Sync that ends a segment holding local messages: if forwarded messages share the segment
-   * the upstream must see the Sync (its ReadyForQuery is the reply), else it is answered here.
-   */
-  private async endSegment(): Promise<void> {
-    this.segHasLocal = false;
-    this.refreshClientPolicy();
-    if (this.segForwarded > 0) {
-      this.segForwarded = 0;
-      this.pending++;
-      this.upstream.write(frontend.sync());
-      return;
-    }
-    await this.idle();
-    this.localReady();
-  }
-
-  /**
-   * A local message in a Sync segment that also holds forwarded messages: their replies only come
-   * at Sync, so the local one cannot be answered in order. Refuse it after the upstream's replies.
-   */
-  private async mixedSegment(): Promise<boolean> {
-    if (this.segForwarded === 0) {
-      await this.idle();
-      return false;
-    }
-    this.injectBeforeZ = new PgError(
-      SqlState.featureNotSupported,
-      "COPY ... TO 's3://...' cannot be combined with other statements in one extended-protocol Sync segment",
-      { hint: "Send a Sync before the COPY." },
-    ).toWire();
-    this.upstreamStream.policy = policyTable({
-      R: Policy.Take,
-      K: Policy.Take,
-      Z: Policy.Take,
-      S: Policy.Observe,
-    });
-    this.skipping = true;
-    this.clientStream.policy = TAKE_ALL;
-    return true;
-  }
-
-  private localError(err: PgError): void {
-    this.toClient(err.toWire());
-    this.skipping = true;
-    this.clientStream.policy = TAKE_ALL;
-  }
-
   /** Runs one export and writes its CommandComplete or ErrorResponse. Returns false on error. */
   private async runExport(stmt: unknown): Promise<boolean> {
-    if (this.txStatus === "E") {
-      this.toClient(
-        new PgError(
-          SqlState.inFailedSqlTransaction,
-          "current transaction is aborted, commands ignored until end of transaction block",
-        ).toWire(),
-      );
-      return false;
-    }
-    if (this.txStatus === "T") {
-      this.toClient(
-        new PgError(
-          SqlState.activeSqlTransaction,
-          "COPY ... TO 's3://...' cannot run inside a transaction block",
-        ).toWire(),
-      );
-      return false;
-    }
     const abort = new AbortController();
     this.exportAbort = abort;
     const lostListener = (): void =>
@@ -796,11 +518,6 @@ export class Session {
 /** A copy of the message whose body is buf[start..end), header included (the buffer is reused). */
 function copyMessage(buf: Buffer, start: number, end: number): Buffer {
   return Buffer.from(buf.subarray(start - 5, end));
-}
-
-function cstring(buf: Buffer, from: number): string {
-  const end = buf.indexOf(0, from);
-  return buf.toString("utf8", from, end < 0 ? buf.length : end);
 }
 
 /** AuthenticationSASL without SCRAM-SHA-256-PLUS: channel binding cannot cross a TLS-terminating proxy. */
