@@ -3,7 +3,13 @@
 import { randomUUID } from "node:crypto";
 import type { Config } from "../config.js";
 import { createCsvEncoder } from "../encoders/csv-encoder.js";
-import { createParquetEncoder, planParquet } from "../encoders/parquet-encoder.js";
+import {
+  createParquetEncoder,
+  discardParquetWriter,
+  type ParquetWriterThread,
+  planParquet,
+  startParquetWriter,
+} from "../encoders/parquet-encoder.js";
 import type { ColumnInfo, RowEncoder } from "../encoders/types.js";
 import { PgError, SqlState } from "../errors.js";
 import type { ExportContext } from "../proxy/copy-hook.js";
@@ -51,6 +57,8 @@ class Export {
   private store: ObjectStore | null = null;
   private sink: UploadSink | null = null;
   private encoder: RowEncoder | null = null;
+  /** The Parquet writer thread, started during the preflight; the encoder takes it over. */
+  private writer: Promise<ParquetWriterThread> | null = null;
   private readonly snapshot: SnapshotSource;
   private sentinel: string;
   private sentinelWritten = false;
@@ -89,6 +97,8 @@ class Export {
       const conn = await this.resolveConnection(target);
       const { columns, typeNames, snapshot } = await this.plan();
       this.store = this.openStore(target, conn);
+      // Its start-up overlaps the preflight's round trips instead of following them.
+      if (this.stmt.options.format === "parquet") this.writer = startParquetWriter();
       const planned = Date.now();
       await this.preflight();
       this.startHeartbeat();
@@ -130,6 +140,7 @@ class Export {
       clearInterval(progress);
       clearInterval(this.heartbeat);
       this.encoder?.dispose();
+      if (this.writer !== null) discardParquetWriter(this.writer);
     }
   }
 
@@ -205,6 +216,12 @@ class Export {
     });
   }
 
+  private takeWriter(): Promise<ParquetWriterThread> | undefined {
+    const w = this.writer ?? undefined;
+    this.writer = null;
+    return w;
+  }
+
   private async preflight(): Promise<void> {
     const store = this.store!;
     const listed = await store.list("", this.signal, 1);
@@ -260,6 +277,7 @@ class Export {
               columns,
             },
             sink,
+            this.takeWriter(),
           );
     this.encoder = encoder;
     const channel = this.ctx.upstream;

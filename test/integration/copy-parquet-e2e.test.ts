@@ -2,13 +2,14 @@
 // that land in S3 are read back by DuckDB (an independent reader) and every value is compared with
 // PostgreSQL's rendering of the source. Runs in front of PostgreSQL and in front of the Materialize wire
 // double (test/support/mz-double.ts) over the same PostgreSQL.
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type DuckDBConnection, DuckDBInstance } from "@duckdb/node-api";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, inject, test } from "vitest";
 import { motoAccess, type S3Access, S3Check, startCopyProxy } from "../support/copy-proxy.js";
+import { waitUntil } from "../support/export-checks.js";
 import { COLUMNS, compareEveryValue, SETUP_SQL } from "../support/parquet-fixture.js";
 import type { TestProxy } from "../support/proxy.js";
 import { UPSTREAMS } from "../support/upstreams.js";
@@ -177,6 +178,22 @@ describe.each(UPSTREAMS)("Parquet export through the proxy in front of $name, re
     expect(await check.keys(bucket, "nan/")).toEqual([]);
     expect(await check.uploads(bucket, "nan/")).toEqual([]);
     expect((await client.query("SELECT 1 AS ok")).rows[0].ok).toBe(1);
+  });
+
+  test("an export refused by its preflight ends the writer thread it started meanwhile", async () => {
+    // The proxy runs in this process: its writer threads are this process's threads.
+    const threads = (): number =>
+      Number(/^Threads:\s+(\d+)/m.exec(readFileSync("/proc/self/status", "utf8"))![1]);
+    const copy = `COPY (SELECT 1 AS a) TO 's3://${bucket}/taken' WITH (FORMAT = 'parquet')`;
+    await client.query(copy);
+    const before = threads();
+    for (let i = 0; i < 3; i++) {
+      await expect(client.query(copy)).rejects.toMatchObject({
+        code: "58000",
+        message: expect.stringMatching(/^S3 bucket path is not empty/),
+      });
+    }
+    await waitUntil("the refused exports' writer threads to end", () => threads() <= before, 10_000);
   });
 
   test("a numeric scale Parquet cannot hold is refused before anything is written", async () => {

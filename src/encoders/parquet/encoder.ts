@@ -64,10 +64,39 @@ export function planParquet(columns: readonly ColumnInfo[]): {
   };
 }
 
-/** Starts the export's writer thread (~25 ms); `dispose()` ends it. */
-export async function createParquetEncoder(opts: ParquetOptions, sink: FileSink): Promise<ParquetEncoder> {
-  const encoder = new ParquetEncoder(opts, sink); // plan errors before a thread is started
-  encoder.attach(await ParquetWorker.start());
+/**
+ * Starts a writer thread (~25–40 ms), so that an export can have it start while its preflight
+ * requests are on their way. Whoever starts one ends it: through the encoder it is given to, or
+ * with `discardParquetWriter`.
+ */
+export function startParquetWriter(): Promise<ParquetWorker> {
+  const w = ParquetWorker.start();
+  w.catch(() => {}); // its failure surfaces where it is awaited
+  return w;
+}
+
+/** Ends a writer thread that no encoder took. */
+export function discardParquetWriter(writer: Promise<ParquetWorker>): void {
+  writer.then(
+    (w) => w.terminate(),
+    () => {},
+  );
+}
+
+/** An encoder on `writer` (a thread of its own by default); `dispose()` ends the thread. */
+export async function createParquetEncoder(
+  opts: ParquetOptions,
+  sink: FileSink,
+  writer?: Promise<ParquetWorker>,
+): Promise<ParquetEncoder> {
+  let encoder: ParquetEncoder;
+  try {
+    encoder = new ParquetEncoder(opts, sink); // plan errors before a thread is started
+  } catch (e) {
+    if (writer !== undefined) discardParquetWriter(writer);
+    throw e;
+  }
+  encoder.attach(await (writer ?? ParquetWorker.start()));
   return encoder;
 }
 
