@@ -4,6 +4,7 @@ import { PgError, SqlState } from "../errors.js";
 import type { UpstreamChannel } from "../proxy/copy-hook.js";
 import { parseErrorFields } from "../wire/backend.js";
 import { frontend } from "../wire/frontend.js";
+import { forEachMessage } from "../wire/message-stream.js";
 
 export interface FieldDesc {
   name: string;
@@ -29,15 +30,6 @@ export type RowCallback = (buf: Buffer, pos: number, nFields: number) => void;
  * `buf[start..end)`: as many as arrived in one read. Valid only during the call.
  */
 export type RowsCallback = (buf: Buffer, start: number, end: number, count: number) => void;
-
-/** Calls `onRow` for each DataRow message in `buf[start..end)`. */
-export function forEachRow(buf: Buffer, start: number, end: number, onRow: RowCallback): void {
-  for (let p = start; p < end; ) {
-    const next = p + 1 + buf.readInt32BE(p + 1);
-    onRow(buf, p + 7, buf.readInt16BE(p + 5));
-    p = next;
-  }
-}
 
 type Handler = (type: number, buf: Buffer, start: number, end: number) => void;
 type RunHandler = (type: number, buf: Buffer, start: number, end: number, count: number) => void;
@@ -173,11 +165,7 @@ export class UpstreamClient {
       this.runHandler = (type, buf, start, end, count) => {
         if (error !== null) return;
         if (onRun === undefined) {
-          for (let p = start; p < end; ) {
-            const next = p + 1 + buf.readInt32BE(p + 1);
-            handler(type, buf, p + 5, next);
-            p = next;
-          }
+          forEachMessage(buf, start, end, (s, e) => handler(type, buf, s, e));
           return;
         }
         try {

@@ -20,6 +20,7 @@
 // about one row of the limit and never above it. Node's sync zlib calls are documented API (unlike
 // driving a Gzip stream synchronously), and zlib.crc32 gives the trailer's checksum.
 import { crc32, deflateRawSync, type ZlibOptions, constants as zc } from "node:zlib";
+import { forEachDataRow } from "../wire/backend.js";
 import type { FileSink, RowEncoder } from "./types.js";
 
 export interface CsvOptions {
@@ -158,11 +159,7 @@ class CsvEncoder implements RowEncoder {
   }
 
   writeRows(buf: Buffer, start: number, end: number): void {
-    for (let p = start; p < end; ) {
-      const next = p + 1 + buf.readInt32BE(p + 1);
-      this.writeRow(buf, p + 7, buf.readInt16BE(p + 5));
-      p = next;
-    }
+    forEachDataRow(buf, start, end, (b, pos, n) => this.writeRow(b, pos, n));
   }
 
   flush(): Promise<void> {

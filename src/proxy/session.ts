@@ -17,7 +17,13 @@ import {
   type TxStatus,
 } from "../wire/backend.js";
 import { frame } from "../wire/frame.js";
-import { MessageStream, Policy, type PolicyTable, policyTable } from "../wire/message-stream.js";
+import {
+  forEachMessage,
+  MessageStream,
+  Policy,
+  type PolicyTable,
+  policyTable,
+} from "../wire/message-stream.js";
 import type { CancelRegistry } from "./cancel-registry.js";
 import type {
   CopyHook,
@@ -270,11 +276,7 @@ export class Session {
       run(type, buf, start, end, count);
       return;
     }
-    for (let p = start; p < end; ) {
-      const next = p + 1 + buf.readInt32BE(p + 1);
-      this.takeUpstream(type, buf, p + 5, next);
-      p = next;
-    }
+    forEachMessage(buf, start, end, (s, e) => this.takeUpstream(type, buf, s, e));
   }
 
   private takeUpstream(type: number, buf: Buffer, start: number, end: number): void {

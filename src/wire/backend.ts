@@ -2,6 +2,7 @@
 // Everything else it sends is the upstream's own bytes.
 
 import { cstr, frame } from "./frame.js";
+import { forEachMessage } from "./message-stream.js";
 
 export type TxStatus = "I" | "T" | "E";
 
@@ -70,4 +71,17 @@ export function parseErrorFields(payload: Buffer): Record<string, string> {
     i = end + 1;
   }
   return out;
+}
+
+/**
+ * Calls `onRow(buf, fieldsStart, nFields)` for each DataRow of a run of whole DataRow messages in
+ * `buf[start..end)` (as MessageStream's `takeRun` hands them over).
+ */
+export function forEachDataRow(
+  buf: Buffer,
+  start: number,
+  end: number,
+  onRow: (buf: Buffer, pos: number, nFields: number) => void,
+): void {
+  forEachMessage(buf, start, end, (body) => onRow(buf, body + 2, buf.readInt16BE(body)));
 }

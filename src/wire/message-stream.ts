@@ -348,6 +348,23 @@ export class MessageStream {
   }
 }
 
+/**
+ * Calls `each(bodyStart, bodyEnd)` for every message of a run (whole messages, headers included,
+ * back to back in `buf[start..end)`, as `takeRun` hands them over).
+ */
+export function forEachMessage(
+  buf: Buffer,
+  start: number,
+  end: number,
+  each: (bodyStart: number, bodyEnd: number) => void,
+): void {
+  for (let p = start; p < end; ) {
+    const next = p + 1 + buf.readInt32BE(p + 1);
+    each(p + 5, next);
+    p = next;
+  }
+}
+
 function copyOf(chunk: Buffer, from: number, to: number): Buffer {
   const out = Buffer.allocUnsafe(to - from); // pooled for small sizes, like Buffer.from
   chunk.copy(out, 0, from, to);

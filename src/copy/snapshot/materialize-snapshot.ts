@@ -18,8 +18,9 @@
 import { randomBytes } from "node:crypto";
 import type { ColumnInfo } from "../../encoders/types.js";
 import { PgError, SqlState } from "../../errors.js";
+import { forEachDataRow } from "../../wire/backend.js";
 import type { CopySource } from "../statement.js";
-import { type FieldDesc, forEachRow, type RowCallback, type UpstreamClient } from "../upstream-client.js";
+import type { FieldDesc, RowCallback, UpstreamClient } from "../upstream-client.js";
 import {
   binaryAllowed,
   type MzTypeInfo,
@@ -244,7 +245,7 @@ export class MaterializeSnapshot implements SnapshotSource {
       await this.client.execute(
         UNNAMED,
         formats,
-        (buf, start, end) => forEachRow(buf, start, end, handle),
+        (buf, start, end) => forEachDataRow(buf, start, end, handle),
         signal,
       );
     }
