@@ -779,13 +779,19 @@ function textError(ctx: ColumnContext, e: unknown): never {
 }
 
 /** The bytes an element's builder takes, from the element's text. */
-function elementBytes(ctx: ColumnContext, codec: string, text: string): Buffer {
+/** Appends one list/map element given as its text output (null: a NULL element) to `target`. */
+function appendElement(target: ColumnBuilder, ctx: ColumnContext, codec: string, text: string | null): void {
+  if (text === null) {
+    target.appendNull();
+    return;
+  }
+  let b: Uint8Array;
   try {
-    const b = elementBinary(codec, text);
-    return Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+    b = elementBinary(codec, text);
   } catch (e) {
     textError(ctx, e);
   }
+  target.append(Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength), 0, b.byteLength);
 }
 
 /** mz_timestamp: Materialize sends it as decimal digits in both formats; Arrow UInt64. */
@@ -860,13 +866,7 @@ class MzListBuilder extends OffsetsBuilder {
       textError(this.ctx, e);
     }
     const codec = this.element.codec;
-    for (const e of elems) {
-      if (e === null) this.child.appendNull();
-      else {
-        const b = elementBytes(this.ctx, codec, e);
-        this.child.append(b, 0, b.length);
-      }
-    }
+    for (const e of elems) appendElement(this.child, this.ctx, codec, e);
     this.validity.setValid(this.length);
     this.endRow();
   }
@@ -926,11 +926,7 @@ class MzMapBuilder extends OffsetsBuilder {
     for (const [k, v] of pairs) {
       const kb = Buffer.from(k, "utf8");
       this.keys.append(kb, 0, kb.length);
-      if (v === null) this.values.appendNull();
-      else {
-        const b = elementBytes(this.ctx, codec, v);
-        this.values.append(b, 0, b.length);
-      }
+      appendElement(this.values, this.ctx, codec, v);
     }
     this.validity.setValid(this.length);
     this.endRow();
