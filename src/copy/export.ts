@@ -16,6 +16,7 @@ import type { ExportContext } from "../proxy/copy-hook.js";
 import type { AwsConnection, ConnectionRegistry } from "./connections.js";
 import { createStore } from "./connections.js";
 import type { ExportLimiter } from "./export-limiter.js";
+import { ExportLog } from "./export-log.js";
 import { buildManifest } from "./manifest.js";
 import { snapshotFor } from "./snapshot/choose-snapshot.js";
 import { resolveAwsConnection } from "./snapshot/materialize-connections.js";
@@ -67,7 +68,7 @@ class Export {
   private rows = 0;
   private heartbeat: NodeJS.Timeout | undefined;
   private touching: Promise<void> | null = null;
-  private readonly started = Date.now();
+  private readonly report: ExportLog;
 
   constructor(
     private readonly stmt: CopyToStatement,
@@ -84,6 +85,14 @@ class Export {
     else ctx.signal.addEventListener("abort", onAbort, { once: true });
     this.signal = this.ac.signal;
     this.sentinel = `mz-${this.id}-INCOMPLETE`;
+    const { format, compression } = stmt.options;
+    this.report = new ExportLog(ctx.log, {
+      exportId: this.id,
+      user: ctx.user,
+      database: ctx.database,
+      format,
+      compression,
+    });
   }
 
   private checkAborted(): void {
@@ -92,42 +101,27 @@ class Export {
 
   async run(): Promise<{ rows: number }> {
     let progress: NodeJS.Timeout | undefined;
+    this.report.start();
     try {
       const target = await this.resolveTarget();
+      this.report.setTarget(formatTargetUrl(target));
       const conn = await this.resolveConnection(target);
       const { columns, typeNames, snapshot } = await this.plan();
       this.store = this.openStore(target, conn);
       // Its start-up overlaps the preflight's round trips instead of following them.
       if (this.stmt.options.format === "parquet") this.writer = startParquetWriter();
-      const planned = Date.now();
+      this.report.phase("preflight");
       await this.preflight();
       this.startHeartbeat();
       progress = setInterval(() => this.progressNotice(), this.deps.config.exports.progressIntervalMs);
       progress.unref();
-      const ready = Date.now();
+      this.report.phase("read");
       await this.read(columns);
-      const read = Date.now();
+      this.report.phase("upload");
       const files = await this.sink!.finish();
-      const uploaded = Date.now();
+      this.report.phase("commit");
       await this.commit(target, files, columns, typeNames, snapshot);
-      const end = Date.now();
-      // Where an export's time went, phase by phase: what a slow export is asked about first.
-      this.ctx.log.info(
-        {
-          exportId: this.id,
-          rows: this.rows,
-          files: files.length,
-          ms: end - this.started,
-          phaseMs: {
-            plan: planned - this.started,
-            preflight: ready - planned,
-            read: read - ready,
-            upload: uploaded - read,
-            commit: end - uploaded,
-          },
-        },
-        "export complete",
-      );
+      this.report.complete(this.totals());
       return { rows: this.rows };
     } catch (e) {
       // The reason the export stopped wins over whatever that stop caused upstream (57014 etc.),
@@ -135,6 +129,7 @@ class Export {
       const err = this.signal.aborted && !this.committed ? PgError.from(this.signal.reason) : PgError.from(e);
       this.ac.abort(err);
       await this.cleanup(err);
+      this.report.failed(err, this.totals());
       throw err;
     } finally {
       clearInterval(progress);
@@ -142,6 +137,10 @@ class Export {
       this.encoder?.dispose();
       if (this.writer !== null) discardParquetWriter(this.writer);
     }
+  }
+
+  private totals(): { rows: number; bytes: number; files: number } {
+    return { rows: this.rows, bytes: this.sink?.bytes ?? 0, files: this.sink?.filesDone ?? 0 };
   }
 
   private async resolveTarget(): Promise<TargetUrl> {
@@ -406,7 +405,7 @@ class Export {
   }
 
   private progressNotice(): void {
-    const secs = (Date.now() - this.started) / 1000;
+    const secs = this.report.elapsedMs / 1000;
     const mb = (this.sink?.bytes ?? 0) / (1024 * 1024);
     this.ctx.notice(
       `COPY TO progress: ${this.rows} rows, ${this.sink?.filesDone ?? 0} files complete, ${mb.toFixed(1)} MB written, ${Math.round(this.rows / Math.max(secs, 0.001))} rows/s`,

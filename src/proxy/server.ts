@@ -164,7 +164,10 @@ export async function startProxy(config: Config, log: Logger, copy: CopyHook | n
         },
       );
       sessions.add(session);
-      log.info({ session: id, user, database, clientTls: tls, upstreamTls: upstream.tls }, "session started");
+      log.debug(
+        { session: id, user, database, clientTls: tls, upstreamTls: upstream.tls },
+        "connecting upstream",
+      );
       session.start();
       return;
     }

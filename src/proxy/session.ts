@@ -120,6 +120,7 @@ export class Session {
   private closed = false;
   private draining = false;
   private terminating = false;
+  private authenticated = false;
 
   private readonly local: LocalStatements;
   private injectBeforeZ: Buffer | null = null;
@@ -299,6 +300,13 @@ export class Session {
       this.key ??= this.deps.registry.register({ cancel: () => this.cancel() });
       this.toClient(backendKeyData(this.key.pid, this.key.secret.readInt32BE(0)));
       return;
+    }
+    if (type === T.R && buf.readInt32BE(start) === 0 && !this.authenticated) {
+      // AuthenticationOk: only now is this a session (a refused login is not one).
+      this.authenticated = true;
+      const { user, database, upstreamTls } = this.init;
+      const clientTls = (this.init.client as TLSSocket).encrypted === true;
+      this.log.info({ user, database, clientTls, upstreamTls }, "session started");
     }
     if (type === T.R && buf.readInt32BE(start) === SASL) {
       this.toClient(withoutChannelBinding(buf, start, end));
@@ -510,6 +518,9 @@ export class Session {
   private finish(): void {
     if (this.finished) return;
     this.finished = true;
+    if (!this.authenticated) {
+      this.log.info({ user: this.user, database: this.database }, "connection closed before authentication");
+    }
     if (this.key) this.deps.registry.unregister(this.key.pid);
     for (const w of this.idleWaiters) w();
     this.idleWaiters = [];

@@ -1,0 +1,82 @@
+// What an operator reads about each export: one line when it starts and one when it ends, however
+// it ends (complete at info; cancelled by its client at info; anything else at warn). Only ids,
+// the target's canonical spelling (credentials never fit in it, see target-url.ts), counts and
+// SQLSTATEs are logged: no query text, no connection secrets.
+import { type PgError, SqlState } from "../errors.js";
+import type { Logger } from "../log.js";
+
+/** The steps of an export (SPEC §2), in order; the end line names the last one reached. */
+export type ExportPhase = "plan" | "preflight" | "read" | "upload" | "commit";
+
+export interface ExportIdentity {
+  exportId: string;
+  user: string;
+  database: string;
+  format: string;
+  compression: string;
+}
+
+export interface ExportTotals {
+  rows: number;
+  bytes: number;
+  files: number;
+}
+
+export class ExportLog {
+  private readonly started = Date.now();
+  private phaseStarted = this.started;
+  private current: ExportPhase = "plan";
+  private readonly phaseMs: Partial<Record<ExportPhase, number>> = {};
+  private target: string | undefined;
+
+  constructor(
+    private readonly log: Logger,
+    private readonly who: ExportIdentity,
+  ) {}
+
+  get elapsedMs(): number {
+    return Date.now() - this.started;
+  }
+
+  start(): void {
+    this.log.info({ ...this.who }, "export started");
+  }
+
+  /** The target once it is known (it may be computed by a query). */
+  setTarget(target: string): void {
+    this.target = target;
+  }
+
+  phase(next: ExportPhase): void {
+    const now = Date.now();
+    this.phaseMs[this.current] = now - this.phaseStarted;
+    this.phaseStarted = now;
+    this.current = next;
+  }
+
+  complete(totals: ExportTotals): void {
+    this.phase(this.current);
+    this.log.info(
+      { ...this.who, target: this.target, ...totals, ms: Date.now() - this.started, phaseMs: this.phaseMs },
+      "export complete",
+    );
+  }
+
+  /** After the cleanup: `err` carries what it left behind, if anything. */
+  failed(err: PgError, totals: ExportTotals): void {
+    const cancelled = err.code === SqlState.queryCanceled;
+    const fields = {
+      ...this.who,
+      target: this.target,
+      ...totals,
+      phase: this.current,
+      sqlstate: err.code,
+      err: err.message,
+      // Only set when the cleanup could not take everything back (it lists what is left).
+      cleanup: err.detail?.includes("left behind:") ? err.detail : undefined,
+      ms: Date.now() - this.started,
+    };
+    if (cancelled) this.log.info(fields, "export cancelled");
+    else this.log.warn(fields, "export failed");
+  }
+}
