@@ -7,22 +7,36 @@ export const MAX_STARTUP_PACKET = 10_000;
 
 export class ProtocolViolation extends Error {
   override name = "ProtocolViolation";
+  /**
+   * Logged but not answered: PostgreSQL only logs an invalid startup packet length
+   * (ProcessStartupPacket, `ereport(COMMERROR, …)`, in src/backend/tcop/backend_startup.c,
+   * src/backend/postmaster/postmaster.c before 17) and closes the connection without a reply.
+   */
+  constructor(
+    message: string,
+    readonly silent = false,
+  ) {
+    super(message);
+  }
 }
 
 export class PacketReader {
   private buf: Buffer = Buffer.alloc(0);
   private waiter: (() => void) | null = null;
   private ended: Error | null = null;
+  private readonly goneController = new AbortController();
   private readonly onData = (d: Buffer): void => {
     this.buf = this.buf.length === 0 ? d : Buffer.concat([this.buf, d]);
     this.wake();
   };
   private readonly onEnd = (): void => {
     this.ended ??= new Error("connection closed during startup");
+    this.goneController.abort(this.ended);
     this.wake();
   };
   private readonly onError = (e: Error): void => {
     this.ended ??= e;
+    this.goneController.abort(e);
     this.wake();
   };
 
@@ -31,6 +45,14 @@ export class PacketReader {
     sock.on("end", this.onEnd);
     sock.on("close", this.onEnd);
     sock.on("error", this.onError);
+  }
+
+  /**
+   * Aborted once the peer ends or closes the connection while this reader listens: work started
+   * on the peer's behalf (the upstream connect) is abandoned on it.
+   */
+  get gone(): AbortSignal {
+    return this.goneController.signal;
   }
 
   private wake(): void {
@@ -58,7 +80,8 @@ export class PacketReader {
   async packet(): Promise<Buffer> {
     await this.need(4);
     const len = this.buf.readInt32BE(0);
-    if (len < 8 || len > MAX_STARTUP_PACKET) throw new ProtocolViolation(`invalid length of startup packet`);
+    if (len < 8 || len > MAX_STARTUP_PACKET)
+      throw new ProtocolViolation("invalid length of startup packet", true);
     await this.need(len);
     const p = this.buf.subarray(0, len);
     this.buf = this.buf.subarray(len);

@@ -22,6 +22,8 @@ const TLS_HANDSHAKE = 0x16;
 export interface ProxyServer {
   readonly address: { host: string; port: number };
   readonly sessions: ReadonlySet<Session>;
+  /** Client connections accepted so far, and those still in their startup phase (no session yet). */
+  readonly clients: { readonly accepted: number; readonly starting: number };
   /** Stop accepting; close idle sessions now and busy ones when they finish or the drain timeout passes. */
   shutdown(drainTimeoutMs?: number): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
@@ -32,6 +34,7 @@ export async function startProxy(config: Config, log: Logger, copy: CopyHook | n
   const sessions = new Set<Session>();
   const handshakes = new Set<Socket>();
   let nextId = 1;
+  let accepted = 0;
   let stopping = false;
   let tlsContext: SecureContext | undefined;
   if (config.tlsCertFile && config.tlsKeyFile) {
@@ -140,12 +143,25 @@ export async function startProxy(config: Config, log: Logger, copy: CopyHook | n
       const user = params.get("user") ?? "";
       const database = params.get("database") ?? user;
       let upstream: Awaited<ReturnType<typeof connectUpstream>>;
+      // A client that leaves while its upstream leg opens takes that leg with it (no session
+      // would ever see its close: the listeners below come after it).
+      const gone = reader.gone;
       try {
-        upstream = await connectUpstream(config);
+        upstream = await connectUpstream(config, gone);
       } catch (e) {
+        if (gone.aborted) {
+          log.debug({ session: id }, "client left during the upstream connect");
+          sock.destroy();
+          return;
+        }
         const err = PgError.from(e, SqlState.connectionFailure);
         log.warn({ session: id, err: err.message }, "upstream connection failed");
         fatal(sock, err.code, err.message);
+        return;
+      }
+      if (gone.aborted) {
+        upstream.socket.destroy();
+        sock.destroy();
         return;
       }
       const leftover = reader.detach();
@@ -175,13 +191,15 @@ export async function startProxy(config: Config, log: Logger, copy: CopyHook | n
 
   const server: Server = createServer({ noDelay: true, pauseOnConnect: false }, (raw) => {
     raw.setNoDelay(true);
+    accepted++;
     handshakes.add(raw);
     raw.on("error", () => {});
     handshake(raw)
       .catch((e: unknown) => {
         if (e instanceof ProtocolViolation) {
           log.warn({ err: e.message }, "startup protocol violation");
-          if (!raw.destroyed)
+          if (e.silent) raw.destroy();
+          else if (!raw.destroyed)
             raw.end(
               errorResponse({ severity: "FATAL", code: SqlState.protocolViolation, message: e.message }),
             );
@@ -229,6 +247,14 @@ export async function startProxy(config: Config, log: Logger, copy: CopyHook | n
   return {
     address,
     sessions,
+    clients: {
+      get accepted() {
+        return accepted;
+      },
+      get starting() {
+        return handshakes.size;
+      },
+    },
     shutdown,
     [Symbol.asyncDispose]: () => shutdown(0),
   };

@@ -230,6 +230,8 @@ export class Session {
     if (this.init.clientLeftover.length > 0) this.clientStream.push(this.init.clientLeftover);
     client.resume();
     upstream.resume();
+    // Closed before these listeners were attached: no event will come for it.
+    if (client.destroyed) this.onClientGone("client connection closed");
   }
 
   // ---- relay ------------------------------------------------------------------------------

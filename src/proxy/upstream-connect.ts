@@ -1,10 +1,11 @@
 // Opens the upstream leg: TCP, then TLS per the configured mode (SSLRequest first, as libpq does).
 import { readFileSync } from "node:fs";
-import { connect as netConnect, type Socket } from "node:net";
-import { checkServerIdentity, type TLSSocket, connect as tlsConnect } from "node:tls";
+import { isIP, connect as netConnect, type Socket } from "node:net";
+import { type TLSSocket, connect as tlsConnect } from "node:tls";
 import type { Config } from "../config.js";
 import { PgError, SqlState } from "../errors.js";
 import { PacketReader } from "./packet-reader.js";
+import { checkHostLikeLibpq } from "./tls-host-check.js";
 
 const SSL_REQUEST = Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
 
@@ -52,8 +53,42 @@ function caFor(config: Config): Buffer | undefined {
   return caCache.ca;
 }
 
+const abandoned = (): PgError =>
+  new PgError(SqlState.connectionFailure, "connection to the upstream database abandoned");
+
+/**
+ * `signal` abandons the connection at any step (TCP, SSLRequest, TLS handshake): a client that
+ * leaves while its upstream leg is being opened must not leave that leg open.
+ */
 export async function connectUpstream(config: Config, signal?: AbortSignal): Promise<UpstreamSocket> {
   const sock = await tcp(config, signal);
+  let current: Socket | TLSSocket = sock;
+  const onAbort = (): void => {
+    current.destroy();
+  };
+  signal?.addEventListener("abort", onAbort, { once: true });
+  try {
+    const up = await negotiate(config, sock, (t) => {
+      current = t;
+    });
+    if (signal?.aborted) {
+      up.socket.destroy();
+      throw abandoned();
+    }
+    return up;
+  } catch (e) {
+    current.destroy();
+    throw signal?.aborted ? abandoned() : e;
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
+  }
+}
+
+async function negotiate(
+  config: Config,
+  sock: Socket,
+  tlsStarted: (t: TLSSocket) => void,
+): Promise<UpstreamSocket> {
   const mode = config.upstreamTls;
   if (mode === "disable") return { socket: sock, tls: false };
   sock.write(SSL_REQUEST);
@@ -88,17 +123,21 @@ export async function connectUpstream(config: Config, signal?: AbortSignal): Pro
   }
   const verify = mode === "verify-ca" || mode === "verify-full";
   const ca = caFor(config);
+  const host = config.upstream.host;
   const tls = await new Promise<TLSSocket>((resolve, reject) => {
     const t = tlsConnect({
       socket: sock,
-      servername: /^[\d.]+$|:/.test(config.upstream.host) ? undefined : config.upstream.host,
+      servername: isIP(host) === 0 ? host : undefined,
       rejectUnauthorized: verify,
       ...(ca ? { ca } : {}),
-      // verify-ca checks the chain but not the host name, as libpq does.
-      checkServerIdentity: mode === "verify-full" ? checkServerIdentity : () => undefined,
+      // verify-ca checks the chain but not the host name, as libpq does; verify-full checks the
+      // configured host (Node would check "localhost" when given a socket and no servername).
+      checkServerIdentity:
+        mode === "verify-full" ? (_n, cert) => checkHostLikeLibpq(host, cert) : () => undefined,
     });
-    t.once("secureConnect", () => resolve(t));
-    t.once("error", (e) => {
+    tlsStarted(t);
+    const fail = (e: Error): void => {
+      t.off("close", closed);
       t.destroy();
       reject(
         new PgError(
@@ -106,7 +145,15 @@ export async function connectUpstream(config: Config, signal?: AbortSignal): Pro
           `TLS handshake with the upstream database failed: ${e.message}`,
         ),
       );
+    };
+    const closed = (): void => fail(new Error("connection closed"));
+    t.once("secureConnect", () => {
+      // The error listener stays: an error before the session listens must not be unhandled.
+      t.off("close", closed);
+      resolve(t);
     });
+    t.once("error", fail);
+    t.once("close", closed);
   });
   tls.setNoDelay(true);
   return { socket: tls, tls: true };
