@@ -16,6 +16,7 @@ import {
   type RawCopyOption,
   type RawOptionValue,
 } from "./options.js";
+import { UNSUPPORTED_TARGET } from "./storage/target-url.js";
 
 export type CopySource =
   /** `name` is as written (quoted identifiers stay quoted), so it can be spliced into SQL. */
@@ -734,15 +735,15 @@ function parseOptionValue(sql: string, t: Token[]): { value: RawOptionValue; use
 
 /**
  * Checks an evaluated (or literal) target the way Materialize does after evaluating it: NULL and
- * anything but `s3://` (and our `file://`) are refused. Returns the URL.
+ * anything but `s3://`, `gs://` (and our `file://`) are refused. Returns the URL.
  */
 export function assertTargetUrl(value: string | null, position?: number): string {
   if (value === null) {
     throw new PgError(SqlState.nullValueNotAllowed, "COPY TO target value can not be null", { position });
   }
   const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//.exec(value)?.[1]?.toLowerCase();
-  if (scheme !== "s3" && scheme !== "file") {
-    throw new PgError(SqlState.featureNotSupported, "only 's3://...' urls are supported as COPY TO target", {
+  if (scheme !== "s3" && scheme !== "gs" && scheme !== "file") {
+    throw new PgError(SqlState.featureNotSupported, UNSUPPORTED_TARGET, {
       position,
       hint: scheme === undefined ? undefined : "file:///absolute/dir is also accepted, for local exports.",
     });

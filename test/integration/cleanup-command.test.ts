@@ -161,9 +161,9 @@ describe("cleanup on a prefix laid out by hand", () => {
     const r = await runCleanupCli(s3, []);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain("usage: cleanup s3://bucket/prefix");
-    const bad = await runCleanupCli(s3, ["gs://x/y"]);
+    const bad = await runCleanupCli(s3, ["https://x/y"]);
     expect(bad.code).toBe(1);
-    expect(bad.stderr).toContain("only 's3://...' urls are supported as COPY TO target");
+    expect(bad.stderr).toContain("only 's3://...' and 'gs://...' urls are supported as COPY TO target");
   });
 });
 

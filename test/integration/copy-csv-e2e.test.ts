@@ -267,9 +267,9 @@ describe.each(UPSTREAMS)("through $name", (up) => {
         "specifying columns for COPY <table_name> TO commands not yet supported; use COPY (SELECT...) TO ... instead",
       ],
       [
-        "COPY (SELECT 1) TO 'gs://B/p' WITH (FORMAT = 'csv')",
+        "COPY (SELECT 1) TO 'az://B/p' WITH (FORMAT = 'csv')",
         "0A000",
-        "only 's3://...' urls are supported as COPY TO target",
+        "only 's3://...' and 'gs://...' urls are supported as COPY TO target",
       ],
       [
         "COPY (SELECT 1) TO NULL::text WITH (FORMAT = 'csv')",

@@ -7,7 +7,11 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { ConnectionConfigError, createStore, loadConnections } from "../../src/copy/connections.js";
 import { FileStore } from "../../src/copy/storage/file-store.js";
 import { S3Store } from "../../src/copy/storage/s3-store.js";
-import { formatTargetUrl, parseTargetUrl } from "../../src/copy/storage/target-url.js";
+import {
+  formatTargetUrl,
+  parseTargetUrl,
+  UNSUPPORTED_TARGET as UNSUPPORTED,
+} from "../../src/copy/storage/target-url.js";
 import { PgError } from "../../src/errors.js";
 
 const SECRET = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY";
@@ -240,9 +244,12 @@ describe("targets", () => {
     ["s3://bucket/", { scheme: "s3", bucket: "bucket", prefix: "" }],
     ["s3://bucket/a/b/", { scheme: "s3", bucket: "bucket", prefix: "a/b" }],
     [
-      "S3://my.bucket-1//exports//2024 01/",
-      { scheme: "s3", bucket: "my.bucket-1", prefix: "exports//2024 01" },
+      "S3://my.bucket-1//exports/2024 01//",
+      { scheme: "s3", bucket: "my.bucket-1", prefix: "exports/2024 01" },
     ],
+    // Materialize accepts gs:// (GCS through its S3 API): same addressing, its own name kept.
+    ["gs://bucket/x/", { scheme: "s3", bucket: "bucket", prefix: "x", alias: "gs" }],
+    ["s3://b/a%3Fb", { scheme: "s3", bucket: "b", prefix: "a%3Fb" }],
     ["s3://b/x2", { scheme: "s3", bucket: "b", prefix: "x2" }],
     ["file:///tmp/exports/", { scheme: "file", dir: "/tmp/exports", prefix: "" }],
     ["file://localhost/tmp/a%20b", { scheme: "file", dir: "/tmp/a b", prefix: "" }],
@@ -252,10 +259,21 @@ describe("targets", () => {
   });
 
   test.each([
-    ["gs://bucket/x", "0A000", "only 's3://...' urls are supported as COPY TO target"],
-    ["https://bucket.s3.amazonaws.com/x", "0A000", "only 's3://...' urls are supported as COPY TO target"],
-    ["/tmp/file.csv", "0A000", "only 's3://...' urls are supported as COPY TO target"],
-    ["", "0A000", "only 's3://...' urls are supported as COPY TO target"],
+    ["https://bucket.s3.amazonaws.com/x", "0A000", UNSUPPORTED],
+    ["/tmp/file.csv", "0A000", UNSUPPORTED],
+    ["", "0A000", UNSUPPORTED],
+    ["gs:///x", "22023", "missing bucket name from 's3://...' url"],
+    // Issue 12 item 8: a pasted presigned URL is refused, and its signature is never echoed.
+    [
+      `s3://b/p?X-Amz-Credential=AKIAEXAMPLE%2F20260101&X-Amz-Signature=${SECRET}`,
+      "22023",
+      "COPY TO target url must not have a query string or fragment",
+    ],
+    [`s3://b?X-Amz-Signature=${SECRET}`, "22023", "invalid bucket name in 's3://...' url"],
+    [`gs://b/p#${SECRET}`, "22023", "COPY TO target url must not have a query string or fragment"],
+    // Empty segments: AWS keeps `a//b`, path-normalising stores write `a/b`.
+    ["s3://b/a//b", "22023", "COPY TO target path must not contain empty segments"],
+    ["file:///tmp/a%00b", "22023", "could not parse COPY TO target url"],
     ["s3://", "22023", "missing bucket name from 's3://...' url"],
     ["s3:///prefix", "22023", "missing bucket name from 's3://...' url"],
     ["s3:bucket/prefix", "22023", "missing bucket name from 's3://...' url"],
@@ -279,6 +297,7 @@ describe("targets", () => {
   test("formatTargetUrl", () => {
     expect(formatTargetUrl({ scheme: "s3", bucket: "b", prefix: "" })).toBe("s3://b");
     expect(formatTargetUrl({ scheme: "s3", bucket: "b", prefix: "a/b" })).toBe("s3://b/a/b");
+    expect(formatTargetUrl(parseTargetUrl("gs://b/a/"))).toBe("gs://b/a");
     expect(formatTargetUrl({ scheme: "file", dir: "/tmp/a b", prefix: "" })).toBe("file:///tmp/a%20b");
   });
 

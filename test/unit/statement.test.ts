@@ -259,15 +259,15 @@ describe("ours but invalid", () => {
   const cases: [sql: string, code: string, message: string, position?: number][] = [
     // Other schemes are ours so that the user hears why.
     [
-      "COPY t TO 'gs://b/p' (FORMAT csv)",
+      "COPY t TO 'az://b/p' (FORMAT csv)",
       "0A000",
-      "only 's3://...' urls are supported as COPY TO target",
+      "only 's3://...' and 'gs://...' urls are supported as COPY TO target",
       11,
     ],
     [
       "COPY t TO 'https://x/y' (FORMAT csv)",
       "0A000",
-      "only 's3://...' urls are supported as COPY TO target",
+      "only 's3://...' and 'gs://...' urls are supported as COPY TO target",
       11,
     ],
     [
@@ -428,14 +428,14 @@ describe("splitStatements / countStatements", () => {
 });
 
 describe("assertTargetUrl (for evaluated expression targets)", () => {
-  test.each(["s3://b/p", "S3://b", "file:///tmp/x"])("accepts %j", (url) => {
+  test.each(["s3://b/p", "S3://b", "file:///tmp/x", "gs://b/p"])("accepts %j", (url) => {
     expect(assertTargetUrl(url)).toBe(url);
   });
-  test.each(["/tmp/x", "gs://b/p", "s3:/b", "", "http://x"])("refuses %j", (url) => {
+  test.each(["/tmp/x", "gcs://b/p", "s3:/b", "", "http://x"])("refuses %j", (url) => {
     const err = thrown(() => assertTargetUrl(url));
     expect([err.code, err.message]).toEqual([
       "0A000",
-      "only 's3://...' urls are supported as COPY TO target",
+      "only 's3://...' and 'gs://...' urls are supported as COPY TO target",
     ]);
   });
   test("refuses NULL", () => {

@@ -6,10 +6,16 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import { PgError, SqlState } from "../../errors.js";
 
 export type TargetUrl =
-  | { scheme: "s3"; bucket: string; prefix: string }
+  /**
+   * `alias: "gs"`: written `gs://`, Google Cloud Storage's name for the same bucket/prefix, reached
+   * through GCS's S3-compatible API at the connection's endpoint, as Materialize does (Materialize
+   * `test/aws-localstack/copy-to-s3/copy-to-s3.td`, doc/user/content/serve-results/sink/s3_compatible.md).
+   */
+  | { scheme: "s3"; bucket: string; prefix: string; alias?: "gs" }
   | { scheme: "file"; dir: string; prefix: string };
 
-const UNSUPPORTED = "only 's3://...' urls are supported as COPY TO target";
+/** Materialize's text since it accepts gs:// (Materialize `test/aws-localstack/copy-to-s3/copy-to-s3.td`). */
+export const UNSUPPORTED_TARGET = "only 's3://...' and 'gs://...' urls are supported as COPY TO target";
 // Virtual-host and path-style compatible bucket names, plus the legacy upper case and '_' that
 // S3-compatible servers (Ceph, MinIO) still accept. Anything else (':' '@' '?' …) is a typo or a
 // credential in the wrong place.
@@ -18,13 +24,14 @@ const BUCKET = /^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$/;
 export function parseTargetUrl(target: string): TargetUrl {
   const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):/.exec(target)?.[1]?.toLowerCase();
   if (scheme === "s3") return parseS3(target.slice(3));
+  if (scheme === "gs") return { ...parseS3(target.slice(3)), alias: "gs" };
   if (scheme === "file") return parseFile(target);
-  throw new PgError(SqlState.featureNotSupported, UNSUPPORTED, {
+  throw new PgError(SqlState.featureNotSupported, UNSUPPORTED_TARGET, {
     hint: "Use 's3://bucket/prefix', or 'file:///absolute/directory' for a local directory.",
   });
 }
 
-function parseS3(rest: string): TargetUrl {
+function parseS3(rest: string): Extract<TargetUrl, { scheme: "s3" }> {
   if (!rest.startsWith("//")) {
     throw new PgError(SqlState.invalidParameterValue, "missing bucket name from 's3://...' url");
   }
@@ -32,6 +39,16 @@ function parseS3(rest: string): TargetUrl {
   const slash = body.indexOf("/");
   const bucket = slash < 0 ? body : body.slice(0, slash);
   const path = slash < 0 ? "" : body.slice(slash);
+  // A pasted presigned URL (`?X-Amz-Credential=…&X-Amz-Signature=…`) or a fragment: S3 would take
+  // them as part of the key and every message would show them. Materialize drops them (it keeps
+  // only the URL's path); refusing tells the user their signature went nowhere useful.
+  if (path.includes("?") || path.includes("#")) {
+    throw new PgError(
+      SqlState.invalidParameterValue,
+      "COPY TO target url must not have a query string or fragment",
+      { hint: "Credentials belong in an AWS CONNECTION; percent-encode '?' and '#' meant as part of a key." },
+    );
+  }
   if (bucket === "") {
     throw new PgError(SqlState.invalidParameterValue, "missing bucket name from 's3://...' url");
   }
@@ -49,6 +66,8 @@ function parseFile(target: string): TargetUrl {
     const url = new URL(target);
     if (url.search !== "" || url.hash !== "") throw new Error("'?' and '#' must be percent-encoded");
     dir = fileURLToPath(url);
+    // A NUL (`%00`) ends a path at the system call; Node refuses it only when the file is opened.
+    if (dir.includes("\0")) throw new Error("the path must not contain a NUL character");
   } catch (err) {
     throw new PgError(SqlState.invalidParameterValue, "could not parse COPY TO target url", {
       detail: err instanceof Error ? err.message : undefined,
@@ -70,18 +89,27 @@ function parseFile(target: string): TargetUrl {
 
 function trimPrefix(path: string): string {
   const prefix = path.replace(/^\/+|\/+$/g, "");
+  const segments = prefix.split("/");
   // Literal on AWS, but S3-compatible servers normalise them: the export would land elsewhere.
-  if (prefix.split("/").some((seg) => seg === "." || seg === "..")) {
+  if (segments.some((seg) => seg === "." || seg === "..")) {
     throw new PgError(
       SqlState.invalidParameterValue,
       "COPY TO target path must not contain '.' or '..' segments",
     );
+  }
+  // Refused rather than collapsed: AWS keeps `a//b` as written while stores that normalise paths
+  // write to `a/b`, so the empty-prefix check and the files could name different places; and
+  // collapsing would put the files somewhere other than the key the user typed on AWS.
+  if (prefix !== "" && segments.includes("")) {
+    throw new PgError(SqlState.invalidParameterValue, "COPY TO target path must not contain empty segments", {
+      hint: "Write each '/' once: 's3://bucket/a/b', not 's3://bucket/a//b'.",
+    });
   }
   return prefix;
 }
 
 /** The canonical spelling of a target, for messages and the manifest. */
 export function formatTargetUrl(t: TargetUrl): string {
-  if (t.scheme === "s3") return `s3://${t.bucket}${t.prefix === "" ? "" : `/${t.prefix}`}`;
+  if (t.scheme === "s3") return `${t.alias ?? "s3"}://${t.bucket}${t.prefix === "" ? "" : `/${t.prefix}`}`;
   return pathToFileURL(join(t.dir, t.prefix)).href;
 }
