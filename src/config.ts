@@ -64,6 +64,8 @@ export interface Config {
   exports: ExportLimits;
   /** The raw `connections` section of the config file (validated by src/copy/connections.ts). */
   connections: unknown;
+  /** How Materialize catalog connections map to the proxy's identity (src/copy/connections.ts). */
+  catalogConnections: { identity: string | undefined; externalIdPrefix: string | undefined };
 }
 
 export class ConfigError extends Error {
@@ -94,6 +96,11 @@ Options (flag / environment variable / config file key):
 
 AWS connections (for COPY ... WITH (AWS CONNECTION = name)) come from the config file's
 "connections" object or from C2S_CONNECTION_<NAME>_<SETTING> variables; see README.md.
+Connections from Materialize's catalog (CREATE CONNECTION ... TO AWS (ASSUME ROLE ARN ...)):
+                            C2S_CATALOG_IDENTITY  catalogIdentity  configured connection that assumes
+                                                  their roles (default: the SDK's default chain at AWS STS)
+                            C2S_CATALOG_EXTERNAL_ID_PREFIX  catalogExternalIdPrefix  ExternalId is
+                                                  mz_<prefix>_<connection id> (default: the catalog's external_id)
 `;
 
 const DEFAULTS = {
@@ -273,6 +280,10 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Par
     connectTimeoutMs: positiveInt(file.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs, "connectTimeoutMs", 1),
     exports: exportsCfg,
     connections: file.connections,
+    catalogConnections: {
+      identity: pick(undefined, "C2S_CATALOG_IDENTITY", "catalogIdentity"),
+      externalIdPrefix: pick(undefined, "C2S_CATALOG_EXTERNAL_ID_PREFIX", "catalogExternalIdPrefix"),
+    },
   };
   if (
     (config.upstreamTls === "verify-ca" || config.upstreamTls === "verify-full") &&

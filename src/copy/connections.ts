@@ -34,12 +34,14 @@ export interface AwsConnectionSettings {
   sessionToken?: SecretSource;
   assumeRoleArn?: string;
   assumeRoleSessionName?: string;
+  /** Not a Materialize option (Materialize derives it): the ExternalId the role's trust policy asks for. */
+  externalId?: string;
 }
 
 type Setting = keyof AwsConnectionSettings;
 const SECRET_SETTINGS = ["accessKeyId", "secretAccessKey", "sessionToken"] as const;
 type SecretSetting = (typeof SECRET_SETTINGS)[number];
-const TEXT_SETTINGS = ["endpoint", "region", "assumeRoleArn", "assumeRoleSessionName"] as const;
+const TEXT_SETTINGS = ["endpoint", "region", "assumeRoleArn", "assumeRoleSessionName", "externalId"] as const;
 const ALL_SETTINGS: readonly Setting[] = [...TEXT_SETTINGS, ...SECRET_SETTINGS];
 /** "ACCESS KEY ID", "access_key_id", "accessKeyId" → "accesskeyid". */
 const normal = (s: string) => s.toLowerCase().replace(/[^a-z0-9]/g, "");
@@ -102,6 +104,13 @@ export class AwsConnection {
   readonly region: string | undefined;
   readonly assumeRoleArn: string | undefined;
   readonly assumeRoleSessionName: string | undefined;
+  /** Sent with AssumeRole (not a secret: it tells the role's trust policy which connection asks). */
+  readonly externalId: string | undefined;
+  /**
+   * Who asks STS for the role, and where: a connection of the proxy's own configuration (its
+   * credentials, its endpoint and region). Unset: this connection's own keys at its own endpoint.
+   */
+  readonly #via: AwsConnection | undefined;
   readonly #secrets: Partial<Record<SecretSetting, Secret>>;
   readonly #clients = new Map<string, S3Client>();
 
@@ -112,6 +121,8 @@ export class AwsConnection {
       region?: string | undefined;
       assumeRoleArn?: string | undefined;
       assumeRoleSessionName?: string | undefined;
+      externalId?: string | undefined;
+      via?: AwsConnection | undefined;
       secrets?: Partial<Record<SecretSetting, Secret>>;
     },
   ) {
@@ -120,6 +131,8 @@ export class AwsConnection {
     this.region = s.region;
     this.assumeRoleArn = s.assumeRoleArn;
     this.assumeRoleSessionName = s.assumeRoleSessionName;
+    this.externalId = s.externalId;
+    this.#via = s.via;
     this.#secrets = { ...s.secrets };
   }
 
@@ -140,6 +153,8 @@ export class AwsConnection {
       sessionToken: describeSecret(this.#secrets.sessionToken),
       assumeRoleArn: this.assumeRoleArn,
       assumeRoleSessionName: this.assumeRoleSessionName,
+      externalId: this.externalId,
+      assumeRoleVia: this.#via?.name,
       authentication: this.authentication,
     };
   }
@@ -164,20 +179,25 @@ export class AwsConnection {
     });
   }
 
-  #credentials(maxAttempts: number): S3ClientSettings["credentials"] {
-    const base = this.#staticCredentials();
+  /** What signs this connection's requests; undefined = the SDK's default chain. */
+  credentials(maxAttempts: number): S3ClientSettings["credentials"] {
+    const via = this.#via;
+    const base = via === undefined ? this.#staticCredentials() : via.credentials(maxAttempts);
     if (this.assumeRoleArn === undefined) return base;
+    // S3-compatible servers with STS (MinIO, Ceph RGW, moto) serve it at the S3 endpoint; with
+    // `via`, STS is reached where the proxy's own connection points, never where this one does.
+    const sts = via ?? this;
     return fromTemporaryCredentials({
       params: {
         RoleArn: this.assumeRoleArn,
         RoleSessionName: this.assumeRoleSessionName ?? "copy-to-s3-proxy",
+        ...(this.externalId === undefined ? {} : { ExternalId: this.externalId }),
       },
       ...(base === undefined ? {} : { masterCredentials: base }),
-      // S3-compatible servers with STS (MinIO, Ceph RGW, moto) serve it at the S3 endpoint.
       clientConfig: {
-        region: this.region ?? "us-east-1",
+        region: sts.region ?? "us-east-1",
         maxAttempts,
-        ...(this.endpoint === undefined ? {} : { endpoint: this.endpoint }),
+        ...(sts.endpoint === undefined ? {} : { endpoint: sts.endpoint }),
       },
     });
   }
@@ -190,7 +210,7 @@ export class AwsConnection {
       c = createS3Client({
         endpoint: this.endpoint,
         region: this.region,
-        credentials: this.#credentials(o.maxAttempts),
+        credentials: this.credentials(o.maxAttempts),
         maxAttempts: o.maxAttempts,
         retryMode: o.retryMode,
         requestTimeoutMs: o.requestTimeoutMs,
@@ -206,6 +226,29 @@ export class AwsConnection {
   }
 }
 
+/**
+ * How connections from Materialize's catalog (`CREATE CONNECTION … TO AWS`, which the proxy finds
+ * but cannot read the secrets of) map to an identity the proxy holds. See docs/materialize.md.
+ */
+export interface CatalogConnectionSettings {
+  /**
+   * A configured connection whose credentials ask STS for a catalog connection's role, at that
+   * connection's endpoint and region; its own ASSUME ROLE ARN, if any, is the jump role hopped
+   * through first (Materialize's `aws_connection_role_arn`). Unset: the SDK's default chain at
+   * AWS's STS, as Materialize's own environment does.
+   */
+  identity?: string | undefined;
+  /** ExternalId = `mz_<prefix>_<connection id>`; unset: the catalog's own `external_id`. */
+  externalIdPrefix?: string | undefined;
+}
+
+export interface CatalogPolicy {
+  identity: AwsConnection;
+  externalIdPrefix: string | undefined;
+  /** True when the proxy's own configuration names this S3 endpoint (a configured connection's). */
+  allowsEndpoint(endpoint: string): boolean;
+}
+
 export interface ConnectionRegistry {
   /**
    * The connection named by `AWS CONNECTION`; without one, the connection named "default" if
@@ -214,6 +257,8 @@ export interface ConnectionRegistry {
    */
   get(name?: string): AwsConnection;
   names(): string[];
+  /** What catalog connections may use; see CatalogConnectionSettings. */
+  readonly catalog: CatalogPolicy;
   /** Closes the cached clients' sockets (shutdown). */
   close(): void;
 }
@@ -221,6 +266,7 @@ export interface ConnectionRegistry {
 export interface LoadOptions {
   /** Called for settings that work but should not be used in production (inline secrets). */
   warn?: (message: string) => void;
+  catalog?: CatalogConnectionSettings;
 }
 
 interface Draft {
@@ -304,18 +350,22 @@ export function loadConnections(
   const connections = new Map<string, AwsConnection>();
   for (const [name, d] of drafts) connections.set(name, build(name, d));
 
+  const ambientEndpoint = checkEndpoint(
+    env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL || undefined,
+    "AWS_ENDPOINT_URL",
+  );
+  const ambientRegion = env.AWS_REGION || env.AWS_DEFAULT_REGION || undefined;
   let ambient: AwsConnection | undefined;
+  const catalog = catalogPolicy(opts.catalog ?? {}, connections, ambientEndpoint, ambientRegion);
   return {
+    catalog,
     get(name?: string): AwsConnection {
       if (name === undefined) {
         const def = connections.get("default");
         if (def !== undefined) return def;
         ambient ??= new AwsConnection("(default credentials)", {
-          endpoint: checkEndpoint(
-            env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL || undefined,
-            "AWS_ENDPOINT_URL",
-          ),
-          region: env.AWS_REGION || env.AWS_DEFAULT_REGION || undefined,
+          endpoint: ambientEndpoint,
+          region: ambientRegion,
         });
         return ambient;
       }
@@ -334,8 +384,64 @@ export function loadConnections(
     close() {
       for (const c of connections.values()) c.close();
       ambient?.close();
+      catalog.identity.close();
     },
   };
+}
+
+/** STS's ExternalId characters and length (AWS STS API Reference, AssumeRole: ExternalId). */
+const EXTERNAL_ID = /^[\w+=,.@:/-]{2,1224}$/;
+
+function catalogPolicy(
+  s: CatalogConnectionSettings,
+  connections: ReadonlyMap<string, AwsConnection>,
+  ambientEndpoint: string | undefined,
+  ambientRegion: string | undefined,
+): CatalogPolicy {
+  let identity: AwsConnection;
+  if (s.identity === undefined) {
+    // Materialize assumes roles with its environment's ambient credentials at the default STS
+    // endpoint (Materialize `src/storage-types/src/connections/aws.rs`, `mz_aws_util::defaults()`).
+    identity = new AwsConnection("(default credentials)", { region: ambientRegion });
+  } else {
+    const named = connections.get(s.identity);
+    if (named === undefined) {
+      throw new ConnectionConfigError(
+        `catalogIdentity: no configured connection is named '${s.identity}' (configured: ${[...connections.keys()].sort().join(", ") || "none"})`,
+      );
+    }
+    identity = named;
+  }
+  if (s.externalIdPrefix !== undefined && !EXTERNAL_ID.test(`mz_${s.externalIdPrefix}_u1`)) {
+    throw new ConnectionConfigError(
+      "catalogExternalIdPrefix: only letters, digits and _+=,.@:/- may appear in an ExternalId",
+    );
+  }
+  const allowed = new Set<string>();
+  for (const c of connections.values()) if (c.endpoint !== undefined) allowed.add(endpointKey(c.endpoint)!);
+  if (ambientEndpoint !== undefined) allowed.add(endpointKey(ambientEndpoint)!);
+  return {
+    identity,
+    externalIdPrefix: s.externalIdPrefix,
+    allowsEndpoint: (endpoint) => {
+      const k = endpointKey(endpoint);
+      return k !== undefined && allowed.has(k);
+    },
+  };
+}
+
+/** scheme://host:port/path with the default port spelled out and no trailing '/'; undefined if unusable. */
+function endpointKey(endpoint: string): string | undefined {
+  let u: URL;
+  try {
+    u = new URL(endpoint);
+  } catch {
+    return undefined;
+  }
+  if (u.protocol !== "http:" && u.protocol !== "https:") return undefined;
+  if (u.username !== "" || u.password !== "" || u.search !== "" || u.hash !== "") return undefined;
+  const port = u.port || (u.protocol === "https:" ? "443" : "80");
+  return `${u.protocol}//${u.hostname}:${port}${u.pathname.replace(/\/+$/, "")}`;
 }
 
 function isSecretSetting(s: Setting): s is SecretSetting {
@@ -397,9 +503,15 @@ function build(name: string, d: Draft): AwsConnection {
   if (sessionToken !== undefined && accessKeyId === undefined) {
     throw new ConnectionConfigError(`${where}: sessionToken needs accessKeyId and secretAccessKey`);
   }
-  const { endpoint, region, assumeRoleArn, assumeRoleSessionName } = d.text;
+  const { endpoint, region, assumeRoleArn, assumeRoleSessionName, externalId } = d.text;
   if (assumeRoleSessionName !== undefined && assumeRoleArn === undefined) {
     throw new ConnectionConfigError(`${where}: assumeRoleSessionName needs assumeRoleArn`);
+  }
+  if (externalId !== undefined && assumeRoleArn === undefined) {
+    throw new ConnectionConfigError(`${where}: externalId needs assumeRoleArn`);
+  }
+  if (externalId !== undefined && !EXTERNAL_ID.test(externalId)) {
+    throw new ConnectionConfigError(`${where}: externalId must be 2–1224 of letters, digits and _+=,.@:/-`);
   }
   if (assumeRoleArn !== undefined && !assumeRoleArn.startsWith("arn:")) {
     throw new ConnectionConfigError(`${where}: assumeRoleArn must be an ARN (arn:…)`);
@@ -409,6 +521,7 @@ function build(name: string, d: Draft): AwsConnection {
     region,
     assumeRoleArn,
     assumeRoleSessionName,
+    externalId,
     secrets: d.secrets,
   });
 }

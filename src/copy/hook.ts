@@ -12,6 +12,7 @@ export async function createCopyHook(config: Config, log: Logger): Promise<CopyH
   await initParser();
   const connections = loadConnections(config.connections, process.env, {
     warn: (message) => log.warn(message),
+    catalog: config.catalogConnections,
   });
   const limiter = new ExportLimiter(config.exports.maxConcurrentExports, config.exports.queueTimeoutMs);
   const deps = { config, connections, limiter };

@@ -6,13 +6,7 @@ import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, test } from "vitest";
 import { motoAccess, S3Check, startCopyProxy } from "../support/copy-proxy.js";
 import { expectNothingLeft, failure, keyOf, sendCancel, waitUntil } from "../support/export-checks.js";
-import {
-  MaterializeWireDouble,
-  MZ_CATALOG_SETUP,
-  MZ_TYPES_SETUP,
-  mzAwsConnectionSql,
-  mzSearchPath,
-} from "../support/mz-double.js";
+import { MaterializeWireDouble, MZ_TYPES_SETUP, mzSearchPath } from "../support/mz-double.js";
 import {
   basicSetup,
   freshPrefix,
@@ -48,19 +42,7 @@ beforeAll(async () => {
   await direct.query(
     "CREATE TABLE trickle AS SELECT g AS id, 'row ' || g AS t FROM generate_series(1, 12) g",
   );
-  for (const sql of MZ_CATALOG_SETUP) await direct.query(sql);
-  await direct.query("DROP ROLE IF EXISTS mz_nousage; CREATE ROLE mz_nousage LOGIN");
-  await direct.query("DROP ROLE IF EXISTS mz_usage; CREATE ROLE mz_usage LOGIN");
-  await direct.query("GRANT SELECT ON dup TO mz_nousage, mz_usage");
-  for (const sql of [
-    ...mzAwsConnectionSql("mz_s3", { endpoint: s3.endpoint, region: "us-east-1", usage: ["mz_usage"] }),
-    ...mzAwsConnectionSql("mz_nowhere", { endpoint: "http://127.0.0.1:9", region: "us-east-1" }),
-  ]) {
-    await direct.query(sql);
-  }
-  // The proxy's own credentials for catalog connections: the SDK's default chain (moto takes any).
-  process.env.AWS_ACCESS_KEY_ID = "test";
-  process.env.AWS_SECRET_ACCESS_KEY = "test";
+  // AWS connections from the catalog: test/integration/mz-catalog-connections.test.ts.
   dbl = await MaterializeWireDouble.start({ pgPort });
   proxy = await startCopyProxy({ upstreamPort: dbl.port, s3 });
   client = new pg.Client({ connectionString: proxy.url("postgres", DB) });
@@ -186,59 +168,5 @@ describe("what only the double can stage", () => {
       await c2.end();
       await p2.shutdown(0);
     }
-  });
-});
-
-describe("AWS CONNECTION from Materialize's catalog (CREATE CONNECTION … TO AWS)", () => {
-  const as = async <T>(user: string, f: (c: pg.Client) => Promise<T>): Promise<T> => {
-    const c = new pg.Client({ connectionString: proxy.url(user, DB) });
-    await c.connect();
-    try {
-      return await f(c);
-    } finally {
-      await c.end();
-    }
-  };
-
-  test("a name the proxy does not know but Materialize does: its endpoint and region are used", async () => {
-    const prefix = freshPrefix();
-    const r = await client.query(
-      `COPY dup TO 's3://${bucket}/${prefix}' WITH (FORMAT = 'csv', AWS CONNECTION = mz_s3)`,
-    );
-    expect(r.rowCount).toBe(5);
-    expect((await check.keys(bucket, `${prefix}/`)).filter((k) => k.endsWith(".csv"))).toHaveLength(1);
-    // Its settings, not the proxy's default connection, decide where the files go.
-    await expect(
-      client.query(
-        `COPY dup TO 's3://${bucket}/${freshPrefix()}' WITH (FORMAT = 'csv', AWS CONNECTION = mz_nowhere)`,
-      ),
-    ).rejects.toMatchObject({ code: expect.stringMatching(/^58/) });
-  });
-
-  test("USAGE on the connection is required, as Materialize requires it; with it the export runs", async () => {
-    const prefix = freshPrefix();
-    await as("mz_nousage", async (c) => {
-      await expect(
-        c.query(`COPY dup TO 's3://${bucket}/${prefix}' WITH (FORMAT = 'csv', AWS CONNECTION = mz_s3)`),
-      ).rejects.toMatchObject({
-        code: "42501",
-        message: `permission denied for CONNECTION "${DB}.public.mz_s3"`,
-      });
-    });
-    expect(await check.keys(bucket, `${prefix}/`)).toEqual([]);
-    await as("mz_usage", async (c) => {
-      const r = await c.query(
-        `COPY dup TO 's3://${bucket}/${prefix}' WITH (FORMAT = 'csv', AWS CONNECTION = mz_s3)`,
-      );
-      expect(r.rowCount).toBe(5);
-    });
-  });
-
-  test("a name neither knows is still 42704", async () => {
-    await expect(
-      client.query(
-        `COPY dup TO 's3://${bucket}/${freshPrefix()}' WITH (FORMAT = 'csv', AWS CONNECTION = nope)`,
-      ),
-    ).rejects.toMatchObject({ code: "42704", message: "unknown catalog item 'nope'" });
   });
 });

@@ -53,6 +53,7 @@ export async function startCopyProxy(opts: {
     JSON.stringify({
       ...opts.config,
       connections: {
+        ...(opts.config?.connections as Record<string, unknown> | undefined),
         default: {
           endpoint: opts.s3.endpoint,
           region: opts.s3.region,

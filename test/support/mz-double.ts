@@ -58,7 +58,12 @@
 //  R13 AWS connections live in mz_catalog.mz_connections / mz_internal.mz_aws_connections, and
 //      has_connection_privilege(oid, 'USAGE') / mz_is_superuser() answer for the current role
 //      (docs: sql/system-catalog, sql/functions); in the double these are PostgreSQL tables and
-//      SQL functions (MZ_CATALOG_SETUP), queried through the ordinary forwarding path.
+//      SQL functions (MZ_CATALOG_SETUP), queried through the ordinary forwarding path. A connection
+//      has either ACCESS KEY ID (+ secret) or ASSUME ROLE ARN (src: test/aws-localstack/aws-connection/
+//      aws-connection.td "must specify either …"); `external_id` is `mz_<prefix>_<id>` for
+//      assume-role connections, NULL otherwise (src/storage-types/src/connections/aws.rs
+//      AwsAssumeRole::external_id; aws-connection.td's mz_aws_connections rows), with the double's
+//      prefix MZ_EXTERNAL_ID_PREFIX.
 //
 // Test controls (not Materialize behaviour): `knobs` shape how the snapshot becomes ready over
 // time and can inject a retraction; `events` records the statements the double saw.
@@ -108,7 +113,7 @@ export const MZ_CATALOG_SETUP = [
   `CREATE TABLE mz_catalog.mz_connections (id text PRIMARY KEY, oid oid NOT NULL, schema_id text NOT NULL,
      name text NOT NULL, type text NOT NULL, owner_role text NOT NULL, usage_roles text[] NOT NULL DEFAULT '{}')`,
   `CREATE TABLE mz_internal.mz_aws_connections (id text PRIMARY KEY, endpoint text, region text,
-     access_key_id text, assume_role_arn text, assume_role_session_name text)`,
+     access_key_id text, assume_role_arn text, assume_role_session_name text, external_id text)`,
   `CREATE FUNCTION mz_catalog.has_connection_privilege(oid, text) RETURNS boolean LANGUAGE sql STABLE AS
      $$ SELECT upper($2) = 'USAGE' AND (current_user = c.owner_role OR current_user = ANY (c.usage_roles))
         FROM mz_catalog.mz_connections c WHERE c.oid = $1 $$`,
@@ -120,6 +125,9 @@ export const MZ_CATALOG_SETUP = [
 
 let connectionSeq = 0;
 
+/** The double's environment prefix of external IDs (a real one is the environment's UUID). */
+export const MZ_EXTERNAL_ID_PREFIX = "00000000-0000-0000-0000-00000000d0b1";
+
 /** What `CREATE CONNECTION <name> TO AWS (…)` would leave in the catalog (docs: sql/create-connection). */
 export function mzAwsConnectionSql(
   name: string,
@@ -127,21 +135,25 @@ export function mzAwsConnectionSql(
     schema?: string;
     endpoint?: string;
     region?: string;
-    assumeRoleArn?: string;
     owner?: string;
     usage?: string[];
-  },
-): string[] {
+  } & ({ assumeRoleArn: string; assumeRoleSessionName?: string } | { accessKeyId: string }),
+): { id: string; sql: string[] } {
   const id = `u${9000 + ++connectionSeq}`;
+  const role = "assumeRoleArn" in o ? o : undefined;
   const q = (v: string | undefined): string => (v === undefined ? "NULL" : `'${v.replace(/'/g, "''")}'`);
   const roles = `ARRAY[${(o.usage ?? []).map(q).join(",")}]::text[]`;
-  return [
-    `INSERT INTO mz_catalog.mz_connections VALUES (${q(id)}, ${20000 + connectionSeq},
+  return {
+    id,
+    sql: [
+      `INSERT INTO mz_catalog.mz_connections VALUES (${q(id)}, ${20000 + connectionSeq},
        (SELECT id FROM mz_catalog.mz_schemas WHERE name = ${q(o.schema ?? "public")}), ${q(name)}, 'aws',
        ${q(o.owner ?? "postgres")}, ${roles})`,
-    `INSERT INTO mz_internal.mz_aws_connections VALUES (${q(id)}, ${q(o.endpoint)}, ${q(o.region)}, NULL,
-       ${q(o.assumeRoleArn)}, NULL)`,
-  ];
+      `INSERT INTO mz_internal.mz_aws_connections VALUES (${q(id)}, ${q(o.endpoint)}, ${q(o.region)},
+       ${q("accessKeyId" in o ? o.accessKeyId : undefined)}, ${q(role?.assumeRoleArn)},
+       ${q(role?.assumeRoleSessionName)}, ${role === undefined ? "NULL" : q(`mz_${MZ_EXTERNAL_ID_PREFIX}_${id}`)})`,
+    ],
+  };
 }
 
 /** Makes the stand-in types resolvable by their Materialize names in `database`. */

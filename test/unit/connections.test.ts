@@ -177,6 +177,8 @@ describe("loading", () => {
     [{ c: { endpoint: "not a url" } }, {}, /not a URL/],
     [{ c: { assumeRoleArn: "role/x" } }, {}, /must be an ARN/],
     [{ c: { assumeRoleSessionName: "s" } }, {}, /needs assumeRoleArn/],
+    [{ c: { externalId: "e1" } }, {}, /externalId needs assumeRoleArn/],
+    [{ c: { assumeRoleArn: "arn:aws:iam::1:role/r", externalId: "a b" } }, {}, /externalId must be/],
     [{ c: { region: 5 } }, {}, /non-empty string/],
     [{}, { C2S_CONNECTION_X_SECRET: "s" }, /C2S_CONNECTION_X_SECRET: expected/],
     [{}, { C2S_CONNECTION__REGION: "r" }, /expected/],
@@ -184,6 +186,42 @@ describe("loading", () => {
   ])("config error %#", (section, env, message) => {
     expect(() => loadConnections(section, env, { warn: () => {} })).toThrow(ConnectionConfigError);
     expect(() => loadConnections(section, env, { warn: () => {} })).toThrow(message);
+  });
+
+  test("catalog connections: the identity must be configured; only configured endpoints are allowed", () => {
+    const section = {
+      minio: { endpoint: "http://127.0.0.1:9000/", accessKeyId: "A", secretAccessKey: { env: "S" } },
+      role: { assumeRoleArn: "arn:aws:iam::1:role/r", externalId: "ext-1" },
+    };
+    expect(() => loadConnections(section, { S: "s" }, { catalog: { identity: "nope" } })).toThrow(
+      /catalogIdentity: no configured connection is named 'nope'/,
+    );
+    expect(() =>
+      loadConnections(section, { S: "s" }, { catalog: { externalIdPrefix: "has space" } }),
+    ).toThrow(/catalogExternalIdPrefix/);
+    const reg = loadConnections(
+      section,
+      { S: "s", AWS_ENDPOINT_URL: "https://s3.internal:8443" },
+      { catalog: { identity: "minio", externalIdPrefix: "env-1" } },
+    );
+    expect(reg.catalog.identity).toBe(reg.get("minio"));
+    expect(reg.catalog.externalIdPrefix).toBe("env-1");
+    expect(reg.get("role").toJSON()).toMatchObject({ externalId: "ext-1" });
+    const allows = reg.catalog.allowsEndpoint;
+    expect(allows("http://127.0.0.1:9000")).toBe(true);
+    expect(allows("HTTP://127.0.0.1:9000/")).toBe(true);
+    expect(allows("http://127.0.0.1:80")).toBe(false);
+    expect(allows("http://127.0.0.1:9001")).toBe(false);
+    expect(allows("https://127.0.0.1:9000")).toBe(false);
+    expect(allows("http://127.0.0.1:9000/other")).toBe(false);
+    expect(allows("http://x:y@127.0.0.1:9000")).toBe(false);
+    expect(allows("http://127.0.0.1:9000?a=b")).toBe(false);
+    expect(allows("https://s3.internal:8443/")).toBe(true);
+    expect(allows("not a url")).toBe(false);
+    // Without an identity: the SDK's default chain, no endpoint of a catalog's choosing.
+    const plain = loadConnections({}, {});
+    expect(plain.catalog.identity.endpoint).toBeUndefined();
+    expect(plain.catalog.identity.authentication).toBe("default-chain");
   });
 
   test("an endpoint with a password is refused without echoing it", () => {
