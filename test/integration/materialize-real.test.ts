@@ -53,6 +53,9 @@ describe.skipIf(!MZ_URL)(`COPY TO S3 through the proxy in front of a real Materi
       upstreamPort: Number(url.port || 6875),
       s3,
       args: ["--upstream", `${url.hostname}:${url.port || 6875}`],
+      // Catalog connections' roles are assumed by the "default" connection at its own endpoint;
+      // the prefix covers an emulator without an external-ID prefix of its own.
+      config: { catalogIdentity: "default", catalogExternalIdPrefix: "c2s-real" },
     });
     const db = url.pathname.slice(1) || "materialize";
     const user = decodeURIComponent(url.username || "materialize");
@@ -83,19 +86,31 @@ describe.skipIf(!MZ_URL)(`COPY TO S3 through the proxy in front of a real Materi
 
   materializeScenarios(env);
 
-  test("AWS CONNECTION names a CREATE CONNECTION … TO AWS object: its endpoint and region are used", async () => {
+  // After Materialize test/copy/s3-auth-checks.td; decisions in docs/materialize.md.
+  test("AWS CONNECTION names a catalog connection with keys: refused, its secret cannot be read", async () => {
     const s3 = s3Access();
-    process.env.AWS_ACCESS_KEY_ID ??= s3.accessKeyId;
-    process.env.AWS_SECRET_ACCESS_KEY ??= s3.secretAccessKey;
     await direct.query(`CREATE SECRET c2s_s3_secret AS '${s3.secretAccessKey.replace(/'/g, "''")}'`);
     await direct.query(
       `CREATE CONNECTION c2s_s3 TO AWS (ENDPOINT = '${s3.endpoint}', REGION = '${s3.region}',
          ACCESS KEY ID = '${s3.accessKeyId}', SECRET ACCESS KEY = SECRET c2s_s3_secret) WITH (VALIDATE = false)`,
     );
+    await expect(
+      client.query(
+        `COPY dup TO 's3://${bucket}/catalog-keys' WITH (FORMAT = 'csv', AWS CONNECTION = c2s_s3)`,
+      ),
+    ).rejects.toMatchObject({ code: "0A000" });
+  });
+
+  test("AWS CONNECTION names a catalog ASSUME ROLE connection: the proxy's identity assumes it", async () => {
+    const s3 = s3Access();
+    await direct.query(
+      `CREATE CONNECTION c2s_role TO AWS (ENDPOINT = '${s3.endpoint}', REGION = '${s3.region}',
+         ASSUME ROLE ARN = 'arn:aws:iam::123456789012:role/c2s-real') WITH (VALIDATE = false)`,
+    );
     const r = await client.query(
-      `COPY dup TO 's3://${bucket}/catalog-conn' WITH (FORMAT = 'csv', AWS CONNECTION = c2s_s3)`,
+      `COPY dup TO 's3://${bucket}/catalog-role' WITH (FORMAT = 'csv', AWS CONNECTION = c2s_role)`,
     );
     expect(r.rowCount).toBe(5);
-    expect((await check.keys(bucket, "catalog-conn/")).some((k) => k.endsWith(".csv"))).toBe(true);
+    expect((await check.keys(bucket, "catalog-role/")).some((k) => k.endsWith(".csv"))).toBe(true);
   });
 });
