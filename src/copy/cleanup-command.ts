@@ -4,7 +4,7 @@
 //
 // An unfinished export is recognised by its sentinel `<dir>/mz-<id>-INCOMPLETE` (the sentinel goes
 // last on success and stays on any failure of the cleanup). For each one: its multipart uploads
-// are aborted, then its objects (`<dir>/mz-<id>-…`: data files, manifest) are deleted, and the
+// are aborted, then its objects (`<dir>/mz-<id>-…` data files, `<dir>/_meta/mz-<id>-…` manifests) are deleted, and the
 // sentinel last, so an interrupted cleanup can simply be run again. Multipart uploads named like
 // an export's data files whose export has no sentinel are orphans too and are aborted. Anything
 // else under the prefix is listed as left alone and never touched.
@@ -19,6 +19,7 @@ import { DEFAULT_EXPORT_LIMITS } from "../config.js";
 import { PgError, SqlState } from "../errors.js";
 import type { ConnectionRegistry } from "./connections.js";
 import { createStore } from "./connections.js";
+import { META_DIR } from "./manifest.js";
 import type { ObjectStore, PendingUpload, StoreOptions } from "./storage/object-store.js";
 import { parseTargetUrl } from "./storage/target-url.js";
 
@@ -86,9 +87,11 @@ export async function planCleanup(
   }
   for (const e of byExport.values()) {
     const own = `mz-${e.id}-`;
+    // Its data files lie beside the sentinel, its manifests in the _meta directory there.
+    const meta = join(e.dir, META_DIR);
     e.objects = keys.filter((k) => {
       const { dir, name } = split(k);
-      return dir === e.dir && name.startsWith(own) && k !== e.sentinel;
+      return (dir === e.dir || dir === meta) && name.startsWith(own) && k !== e.sentinel;
     });
   }
   const orphanUploads: PendingUpload[] = [];

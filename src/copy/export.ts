@@ -17,7 +17,7 @@ import type { AwsConnection, ConnectionRegistry } from "./connections.js";
 import { createStore } from "./connections.js";
 import type { ExportLimiter } from "./export-limiter.js";
 import { ExportLog } from "./export-log.js";
-import { buildManifest } from "./manifest.js";
+import { buildManifest, buildRedshiftManifest, metadataKeys } from "./manifest.js";
 import { snapshotFor } from "./snapshot/choose-snapshot.js";
 import { resolveAwsConnection } from "./snapshot/materialize-connections.js";
 import type { OpenedSnapshot, SnapshotInfo, SnapshotSource } from "./snapshot/snapshot-source.js";
@@ -353,19 +353,26 @@ class Export {
   ): Promise<void> {
     const store = this.store!;
     const opts = this.stmt.options;
+    const urls = files.map((f) => ({ ...f, url: store.url(f.key) }));
+    const meta = metadataKeys(this.id);
     const manifest = buildManifest({
       exportId: this.id,
       target: formatTargetUrl(target),
       format: opts.format,
       compression: opts.compression,
+      csv:
+        opts.format === "csv"
+          ? { ...opts, encoding: this.ctx.upstream.parameters.get("client_encoding") }
+          : undefined,
       snapshot,
       columns: columns.map((c, i) => ({ name: c.name, type: typeNames[i] ?? "unknown" })),
-      files: files.map((f) => ({ ...f, url: store.url(f.key) })),
+      files: urls,
       rows: this.rows,
     });
     this.checkAborted();
     this.manifestWritten = true; // may exist from here on, even if the PutObject fails
-    await store.put(`mz-${this.id}-manifest.json`, manifest, this.signal);
+    await store.put(meta.redshift, buildRedshiftManifest(urls), this.signal);
+    await store.put(meta.manifest, manifest, this.signal);
     // The commit point: with every file and the manifest in place the export is done, and a
     // cancel from now on changes nothing (removing the sentinel is the "finished" event).
     this.committed = true;
@@ -432,7 +439,7 @@ class Export {
     }
     // Completed files (and the manifest, if it was written) go before the sentinel.
     const toDelete = keys.filter((k) => !left.includes(store.url(k)));
-    if (this.manifestWritten) toDelete.push(`mz-${this.id}-manifest.json`);
+    if (this.manifestWritten) toDelete.push(...Object.values(metadataKeys(this.id)));
     try {
       await store.delete(toDelete);
     } catch (e) {

@@ -73,11 +73,12 @@ describe("cleanup on a prefix laid out by hand", () => {
     await openUpload(`p/mz-${A}-batch-0000-0001.csv`);
     // Finished export B: no sentinel, must stay.
     await put(`p/mz-${B}-batch-0000-0000.csv`);
-    await put(`p/mz-${B}-manifest.json`, "{}");
-    // Unfinished export C one level down, with its manifest already written.
+    await put(`p/_meta/mz-${B}-manifest.json`, "{}");
+    // Unfinished export C one level down, with its manifest already written (in _meta/, beside
+    // its data files).
     await put(`p/sub/mz-${C}-INCOMPLETE`, "");
     await put(`p/sub/mz-${C}-batch-0000-0000.parquet`);
-    await put(`p/sub/mz-${C}-manifest.json`, "{}");
+    await put(`p/sub/_meta/mz-${C}-manifest.json`, "{}");
     // An upload named like an export's file whose export has no sentinel: orphaned.
     await openUpload(`p/mz-${D}-batch-0000-0003.parquet`);
     // Someone else's upload and object under the prefix, and another export next to the prefix.
@@ -114,7 +115,7 @@ describe("cleanup on a prefix laid out by hand", () => {
     expect(r.stdout).toContain(
       `would abort multipart upload s3://${bucket}/p/mz-${D}-batch-0000-0003.parquet`,
     );
-    expect(r.stdout).toContain(`would delete s3://${bucket}/p/sub/mz-${C}-manifest.json`);
+    expect(r.stdout).toContain(`would delete s3://${bucket}/p/sub/_meta/mz-${C}-manifest.json`);
     expect(r.stdout).toContain(
       `left alone (not an export's): multipart upload s3://${bucket}/p/other/big.bin`,
     );
@@ -142,7 +143,7 @@ describe("cleanup on a prefix laid out by hand", () => {
     expect(await awsObjects("p")).toEqual(
       [
         `p/mz-${B}-batch-0000-0000.csv`,
-        `p/mz-${B}-manifest.json`,
+        `p/_meta/mz-${B}-manifest.json`,
         "p/other/notes.txt",
         `p2/mz-${E}-INCOMPLETE`,
         `p2/mz-${E}-batch-0000-0000.csv`,

@@ -107,7 +107,7 @@ describe.skipIf(cephEndpoint === undefined)(
         client.query(`COPY (SELECT 1) TO 's3://${bucket}/dir' WITH (FORMAT = 'csv')`),
       ).rejects.toMatchObject({
         code: "58000",
-        message: "S3 bucket path is not empty, contains 2 objects",
+        message: "S3 bucket path is not empty, contains 3 objects",
       });
     });
   },

@@ -184,7 +184,7 @@ describe.each(UPSTREAMS)("through $name", (up) => {
       expect(keys.some((k) => k.endsWith("-INCOMPLETE"))).toBe(false);
       expect(keys.filter((k) => k.endsWith("-manifest.json"))).toHaveLength(1);
       const id = /mz-([0-9a-f-]+)-batch-0000-0000\.csv$/.exec(keys.find((k) => k.endsWith(".csv"))!)![1];
-      expect(keys).toContain(`${prefix}/mz-${id}-manifest.json`);
+      expect(keys).toContain(`${prefix}/_meta/mz-${id}-manifest.json`);
       const cliKeys = await awsCliKeys(s3, bucket, `${prefix}/`);
       expect(cliKeys).toEqual(keys);
     });
@@ -197,7 +197,7 @@ describe.each(UPSTREAMS)("through $name", (up) => {
         client.query(`COPY (SELECT 1) TO 's3://${bucket}/${prefix}' WITH (FORMAT = 'csv')`),
       ).rejects.toMatchObject({
         code: "58000",
-        message: "S3 bucket path is not empty, contains 2 objects",
+        message: "S3 bucket path is not empty, contains 3 objects",
       });
       expect(await check.keys(bucket, `${prefix}/`)).toEqual(before);
     });

@@ -33,6 +33,7 @@ import {
   UploadPartCommand,
 } from "@aws-sdk/client-s3";
 import { PgError, SqlState } from "../../errors.js";
+import { contentTypeOf } from "./content-type.js";
 import {
   abortError,
   checkKey,
@@ -299,7 +300,13 @@ export class S3Store implements ObjectStore {
     const buf = toBuffer(body);
     await this.call("PutObject", key, signal, () =>
       this.client.send(
-        new PutObjectCommand({ Bucket: this.bucket, Key, Body: buf, ContentLength: buf.length }),
+        new PutObjectCommand({
+          Bucket: this.bucket,
+          Key,
+          Body: buf,
+          ContentLength: buf.length,
+          ContentType: contentTypeOf(key),
+        }),
         {
           abortSignal: signal,
         },
@@ -550,6 +557,7 @@ class S3Upload implements ObjectUpload {
               Key: this.#fullKey,
               Body: body,
               ContentLength: body.length,
+              ContentType: contentTypeOf(this.#key),
             }),
             { abortSignal: this.#opSignal },
           ),
@@ -647,6 +655,7 @@ class S3Upload implements ObjectUpload {
           new CreateMultipartUploadCommand({
             Bucket: this.#store.bucket,
             Key: this.#fullKey,
+            ContentType: contentTypeOf(this.#key),
             ...(algo ? { ChecksumAlgorithm: "CRC32" as const } : {}),
           }),
         ),
