@@ -26,7 +26,7 @@ export interface TypeInfo {
   /** For arrays (and Materialize lists): the element type. */
   element?: TypeInfo & { oid: number; typeMod: number };
   /** For composite types: the fields in order. */
-  fields?: Array<{ name: string; oid: number; typeMod: number; type: TypeInfo }>;
+  fields?: Array<{ name: string; oid: number; typeMod: number; type: TypeInfo; nullable?: boolean }>;
   /** For domains: the base type. */
   base?: TypeInfo & { oid: number; typeMod: number };
   /** For Materialize maps: the value type (keys are text). */

@@ -24,6 +24,7 @@ import type { FieldDesc, RowCallback, UpstreamClient } from "../upstream-client.
 import {
   binaryAllowed,
   type MzTypeInfo,
+  mzColumnTypmod,
   mzScalarInfo,
   mzTypeName,
   parseMzTypeName,
@@ -79,7 +80,7 @@ export class MaterializeSnapshot implements SnapshotSource {
     await this.client.query(`DECLARE ${CURSOR} CURSOR FOR SUBSCRIBE (${this.sql}\n) WITH (PROGRESS)`, signal);
     const fields = await this.dataFields(signal);
     this.columns = fields.map((f, i) => {
-      const c: ColumnInfo = { name: f.name, typeOid: f.typeOid, typeMod: f.typeMod };
+      const c: ColumnInfo = { name: f.name, typeOid: f.typeOid, typeMod: mzColumnTypmod(f.typeOid, f.typeMod) };
       const scalar = mzScalarInfo(f.typeOid);
       if (scalar !== undefined) c.type = scalar;
       const cat = catalog?.[i];
@@ -297,6 +298,7 @@ const SIMPLE = new Set([
   "text",
   "time",
   "timestamp",
+  "timestamp without time zone",
   "timestamp with time zone",
   "uuid",
   "mz_timestamp",

@@ -7,18 +7,44 @@
 // `humanize_scalar_type`), and nullability from `SHOW COLUMNS` (mz_catalog.mz_columns).
 import type { TypeInfo } from "../../encoders/types.js";
 
-/** Materialize's type OIDs (materialize.com/docs/sql/types/*: "OID"; mz_pgrepr::oid). */
+/** Materialize's type OIDs (Materialize `src/pgrepr-consts/src/oid.rs`: TYPE_LIST_OID … TYPE_MZ_TIMESTAMP_ARRAY_OID). */
 export const MzOid = {
   list: 16384,
   map: 16385,
   uint2: 16460,
+  uint2Array: 16461,
   uint4: 16462,
+  uint4Array: 16463,
   uint8: 16464,
+  uint8Array: 16465,
   mzTimestamp: 16552,
+  mzTimestampArray: 16553,
   record: 2249,
 } as const;
 
-/** Names Materialize's `pg_typeof`/`SHOW COLUMNS` print (mz_pgrepr::Type::name), and aliases. */
+/**
+ * Materialize sends every numeric column as numeric(39, s) and an unconstrained one as
+ * numeric(39,39): its wire type always carries NUMERIC_DATUM_MAX_PRECISION = 39 and, without a max
+ * scale, 39 as the scale too (Materialize `src/pgrepr/src/types.rs`, `impl From<&SqlScalarType> for
+ * Type`, `SqlScalarType::Numeric { max_scale }` arm; typmod packing in `NumericConstraints::into_typmod`).
+ */
+export const MZ_NUMERIC_MAX_PRECISION = 39;
+export const MZ_UNCONSTRAINED_NUMERIC_TYPMOD = ((MZ_NUMERIC_MAX_PRECISION << 16) | MZ_NUMERIC_MAX_PRECISION) + 4;
+
+/**
+ * The typmod a Materialize result column means: numeric(39,39) is Materialize's unconstrained
+ * numeric (no max scale), so -1, which the encoders read as "no typmod" (Parquet: Decimal128(38,10),
+ * as Materialize's own COPY TO writes it, `src/arrow-util/src/builder.rs`). A numeric column
+ * declared numeric(39,39) looks the same on the wire and in the catalog (mz_columns.type_mod).
+ */
+export function mzColumnTypmod(oid: number, typeMod: number): number {
+  return oid === 1700 && typeMod === MZ_UNCONSTRAINED_NUMERIC_TYPMOD ? -1 : typeMod;
+}
+
+/**
+ * Names Materialize's `pg_typeof`/`SHOW COLUMNS` print (Materialize `src/pgrepr/src/types.rs`
+ * `Type::name`: `timestamp without time zone`, `character varying`, …), and aliases.
+ */
 const SCALARS = new Map<string, number>([
   ["boolean", 16],
   ["bool", 16],
@@ -53,6 +79,12 @@ const SCALARS = new Map<string, number>([
   ["numeric", 1700],
   ["uuid", 2950],
   ["jsonb", 3802],
+  ["int4range", 3904],
+  ["int8range", 3926],
+  ["numrange", 3906],
+  ["tsrange", 3908],
+  ["tstzrange", 3910],
+  ["daterange", 3912],
   ["uint2", MzOid.uint2],
   ["uint4", MzOid.uint4],
   ["uint8", MzOid.uint8],
@@ -71,6 +103,8 @@ const ARRAY_OF = new Map<number, number>([
   [20, 1016],
   [700, 1021],
   [701, 1022],
+  [26, 1028],
+  [1186, 1187],
   [1082, 1182],
   [1083, 1183],
   [1114, 1115],
@@ -79,6 +113,10 @@ const ARRAY_OF = new Map<number, number>([
   [2950, 2951],
   [114, 199],
   [3802, 3807],
+  [MzOid.uint2, MzOid.uint2Array],
+  [MzOid.uint4, MzOid.uint4Array],
+  [MzOid.uint8, MzOid.uint8Array],
+  [MzOid.mzTimestamp, MzOid.mzTimestampArray],
 ]);
 
 export type MzTypeInfo = TypeInfo & { oid: number; typeMod: number };
@@ -91,8 +129,14 @@ export function parseMzTypeName(name: string): MzTypeInfo | undefined {
   return parse(name.trim(), 0);
 }
 
-/** TypeInfo for a column of one of Materialize's own scalar types (uint*, mz_timestamp). */
+/** TypeInfo for a column of one of Materialize's own scalar types (uint*, mz_timestamp) or an array of one. */
 export function mzScalarInfo(oid: number): MzTypeInfo | undefined {
+  for (const [el, arr] of ARRAY_OF) {
+    if (arr === oid && el >= MzOid.uint2) {
+      const element = mzScalarInfo(el)!;
+      return { name: `${element.name}[]`, kind: "b", oid, typeMod: -1, element, materialize: true };
+    }
+  }
   const name = NAMES.get(oid);
   if (oid !== MzOid.uint2 && oid !== MzOid.uint4 && oid !== MzOid.uint8 && oid !== MzOid.mzTimestamp)
     return undefined;
@@ -126,11 +170,13 @@ function parse(s: string, depth: number): MzTypeInfo | undefined {
     for (const part of splitTopLevel(inner, ",")) {
       const colon = part.indexOf(": ");
       if (colon < 0) return undefined;
+      // humanize_column_type: `name: type?` for a nullable field, `name: type` for NOT NULL.
       let t = part.slice(colon + 2).trim();
-      if (t.endsWith("?")) t = t.slice(0, -1);
+      const nullable = t.endsWith("?");
+      if (nullable) t = t.slice(0, -1);
       const ft = parse(t, depth + 1);
       if (ft === undefined) return undefined;
-      fields.push({ name: part.slice(0, colon), oid: ft.oid, typeMod: -1, type: ft });
+      fields.push({ name: part.slice(0, colon), oid: ft.oid, typeMod: -1, type: ft, nullable });
     }
     if (fields.length === 0) return undefined;
     return { name: s, kind: "c", oid: MzOid.record, typeMod: -1, fields, materialize: true };
@@ -197,11 +243,17 @@ const NAMES = new Map<number, string>([
   [701, "double precision"],
   [1082, "date"],
   [1083, "time"],
-  [1114, "timestamp"],
+  [1114, "timestamp without time zone"],
   [1184, "timestamp with time zone"],
   [1186, "interval"],
   [2950, "uuid"],
   [3802, "jsonb"],
+  [3904, "int4range"],
+  [3926, "int8range"],
+  [3906, "numrange"],
+  [3908, "tsrange"],
+  [3910, "tstzrange"],
+  [3912, "daterange"],
   [MzOid.uint2, "uint2"],
   [MzOid.uint4, "uint4"],
   [MzOid.uint8, "uint8"],
@@ -213,12 +265,17 @@ const NAMES = new Map<number, string>([
 
 /**
  * A type name for the manifest: Materialize's own name when known (from `pg_typeof`), else one
- * from the OID, with the typmod PostgreSQL-style (`numeric(14,2)`, `character varying(20)`).
+ * from the OID, with the typmod PostgreSQL-style (`character varying(20)`). Numeric: Materialize's
+ * wire forgets the declared precision (always 39, see MZ_NUMERIC_MAX_PRECISION), so a scale-bound
+ * numeric is named numeric(38,s) — what the Parquet file holds (Decimal128(38,s)) and what
+ * warehouses accept — and an unconstrained one `numeric`, as Materialize's catalog names it.
  */
 export function mzTypeName(oid: number, typeMod: number, humanized?: string): string {
-  if (oid === 1700 && typeMod >= 4) {
-    const t = typeMod - 4;
-    return `numeric(${(t >> 16) & 0xffff},${t & 0xffff})`;
+  const tm = mzColumnTypmod(oid, typeMod);
+  if (oid === 1700 && tm >= 4) {
+    const t = tm - 4;
+    const precision = (t >> 16) & 0xffff;
+    return `numeric(${Math.min(precision, 38)},${t & 0xffff})`;
   }
   if ((oid === 1043 || oid === 1042) && typeMod >= 4) {
     return `${oid === 1043 ? "character varying" : "character"}(${typeMod - 4})`;

@@ -657,12 +657,19 @@ class ArrayBuilder extends OffsetsBuilder {
 class RecordBuilder extends BaseBuilder {
   readonly type: arrow.Struct;
   private readonly children: ColumnBuilder[];
+  /** Fields the upstream declares NOT NULL (Materialize's record types know; PostgreSQL's never). */
+  private readonly required: boolean[];
 
-  constructor(ctx: ColumnContext, nullable: boolean, fields: Array<{ name: string; node: TypeNode }>) {
+  constructor(ctx: ColumnContext, nullable: boolean, fields: NonNullable<TypeNode["fields"]>) {
     super(ctx, nullable);
+    // Children take nulls even for NOT NULL fields: under a NULL record every field is a (masked)
+    // null, as in Materialize's StructBuilder::append_null (`src/arrow-util/src/builder.rs`).
     this.children = fields.map((f) => makeBuilder(f.node, ctx, true));
+    this.required = fields.map((f) => f.nullable === false);
     this.type = new arrow.Struct(
-      fields.map((f, i) => new arrow.Field(f.name, this.children[i]!.type, true, extMeta(f.node.ext))),
+      fields.map(
+        (f, i) => new arrow.Field(f.name, this.children[i]!.type, f.nullable !== false, extMeta(f.node.ext)),
+      ),
     );
   }
 
@@ -677,8 +684,15 @@ class RecordBuilder extends BaseBuilder {
       if (p + 8 > end) this.invalid("record value truncated");
       const l = buf.readInt32BE(p + 4);
       p += 8;
-      if (l < 0) children[k]!.appendNull();
-      else {
+      if (l < 0) {
+        if (this.required[k]) {
+          throw new PgError(
+            SqlState.nullValueNotAllowed,
+            `null value in field ${k + 1} of column "${this.ctx.column}", which its record type declares NOT NULL`,
+          );
+        }
+        children[k]!.appendNull();
+      } else {
         if (p + l > end) this.invalid("record value truncated");
         children[k]!.append(buf, p, l);
         p += l;
@@ -705,6 +719,95 @@ class RecordBuilder extends BaseBuilder {
   override reset(): void {
     super.reset();
     for (const c of this.children) c.reset();
+  }
+}
+
+// Range flag bits (PostgreSQL rangetypes.h RANGE_EMPTY … RANGE_UB_INF; Materialize's
+// `Range::pg_flag_bits` sends the same, `src/pgrepr/src/value.rs` encode_binary).
+const RANGE_EMPTY = 0x01;
+const RANGE_LB_INC = 0x02;
+const RANGE_UB_INC = 0x04;
+const RANGE_LB_INF = 0x08;
+const RANGE_UB_INF = 0x10;
+const FALSE_BYTE = Buffer.from([0]);
+const TRUE_BYTE = Buffer.from([1]);
+
+/**
+ * Ranges: Struct{ lower, upper (nullable, the bound's type; null = infinite), lower_inclusive,
+ * upper_inclusive, empty (Boolean, NOT NULL) }, an empty range as null bounds, false, false, true
+ * — Materialize `src/arrow-util/src/builder.rs` (SqlScalarType::Range, Datum::Range). Binary: one
+ * flag byte, then each finite bound as int32 length + the element's binary.
+ */
+class RangeBuilder extends BaseBuilder {
+  readonly type: arrow.Struct;
+  private readonly lower: ColumnBuilder;
+  private readonly upper: ColumnBuilder;
+  private readonly flags: ColumnBuilder[];
+
+  constructor(ctx: ColumnContext, nullable: boolean, element: TypeNode) {
+    super(ctx, nullable);
+    this.lower = makeBuilder(element, ctx, true);
+    this.upper = makeBuilder(element, ctx, true);
+    this.flags = [0, 1, 2].map(() => new BoolBuilder(ctx, false));
+    const bool = (name: string): arrow.Field => new arrow.Field(name, new arrow.Bool(), false, extMeta("boolean"));
+    this.type = new arrow.Struct([
+      new arrow.Field("lower", this.lower.type, true, extMeta(element.ext)),
+      new arrow.Field("upper", this.upper.type, true, extMeta(element.ext)),
+      bool("lower_inclusive"),
+      bool("upper_inclusive"),
+      bool("empty"),
+    ]);
+  }
+
+  append(buf: Buffer, pos: number, len: number): void {
+    if (len < 1) this.invalid("range value too short");
+    const f = buf[pos]!;
+    const end = pos + len;
+    let p = pos + 1;
+    const bound = (b: ColumnBuilder, infinite: boolean): void => {
+      if ((f & RANGE_EMPTY) !== 0 || infinite) {
+        b.appendNull();
+        return;
+      }
+      if (p + 4 > end) this.invalid("range value truncated");
+      const l = buf.readInt32BE(p);
+      p += 4;
+      if (l < 0 || p + l > end) this.invalid("range value truncated");
+      b.append(buf, p, l);
+      p += l;
+    };
+    bound(this.lower, (f & RANGE_LB_INF) !== 0);
+    bound(this.upper, (f & RANGE_UB_INF) !== 0);
+    const empty = (f & RANGE_EMPTY) !== 0;
+    this.flags[0]!.append(!empty && (f & RANGE_LB_INC) !== 0 ? TRUE_BYTE : FALSE_BYTE, 0, 1);
+    this.flags[1]!.append(!empty && (f & RANGE_UB_INC) !== 0 ? TRUE_BYTE : FALSE_BYTE, 0, 1);
+    this.flags[2]!.append(empty ? TRUE_BYTE : FALSE_BYTE, 0, 1);
+    this.validity.setValid(this.length);
+    this.length++;
+  }
+
+  protected appendEmpty(): void {
+    this.lower.appendNull();
+    this.upper.appendNull();
+    // Under a NULL range the NOT NULL flags hold a placeholder `false` that no reader sees.
+    for (const b of this.flags) b.append(FALSE_BYTE, 0, 1);
+    this.length++;
+  }
+
+  finish(): arrow.Data {
+    return arrow.makeData({
+      type: this.type,
+      length: this.length,
+      ...this.nullBitmap(),
+      children: [this.lower.finish(), this.upper.finish(), ...this.flags.map((b) => b.finish())],
+    });
+  }
+
+  override reset(): void {
+    super.reset();
+    this.lower.reset();
+    this.upper.reset();
+    for (const b of this.flags) b.reset();
   }
 }
 
@@ -754,6 +857,8 @@ export function makeBuilder(node: TypeNode | null, ctx: ColumnContext, nullable:
       return new ArrayBuilder(ctx, nullable, node.element!);
     case "record":
       return new RecordBuilder(ctx, nullable, node.fields!);
+    case "range":
+      return new RangeBuilder(ctx, nullable, node.element!);
     case "uint2":
       return new ReversedBytesBuilder(ctx, nullable, new arrow.Uint16(), 2);
     case "uint4":

@@ -33,7 +33,18 @@ export const Oid = {
   uuid: 2950,
   jsonb: 3802,
   record: 2249,
+  oid: 26,
 } as const;
+
+/** Range types → element type (PostgreSQL's OIDs, which Materialize uses: `src/pgrepr-consts/src/oid.rs`). */
+const RANGES = new Map<number, number>([
+  [3904, Oid.int4],
+  [3926, Oid.int8],
+  [3906, Oid.numeric],
+  [3908, Oid.timestamp],
+  [3910, Oid.timestamptz],
+  [3912, Oid.date],
+]);
 
 /** How a value is decoded and which Arrow type it becomes. */
 export type Codec =
@@ -55,6 +66,7 @@ export type Codec =
   | "jsonb"
   | "array"
   | "record"
+  | "range" // Struct{ lower, upper, lower_inclusive, upper_inclusive, empty }
   // Materialize
   | "uint2"
   | "uint4"
@@ -73,14 +85,14 @@ export interface TypeNode {
   scale?: number;
   /** Utf8 (32-bit offsets) instead of LargeUtf8: bounded varchar/char. */
   bounded?: boolean;
-  /** Array, list element; map value. */
+  /** Array, list element; map value; range bound. */
   element?: TypeNode;
-  /** Composite fields, in attribute order. */
-  fields?: Array<{ name: string; node: TypeNode }>;
+  /** Composite fields, in attribute order; `nullable: false` only where the upstream says NOT NULL. */
+  fields?: Array<{ name: string; node: TypeNode; nullable?: boolean }>;
 }
 
 interface Builtin {
-  codec: Exclude<Codec, "array" | "record" | "numeric" | "text">;
+  codec: Exclude<Codec, "array" | "record" | "range" | "numeric" | "text">;
   ext: string;
   sqlName: string;
 }
@@ -100,6 +112,8 @@ const BUILTIN = new Map<number, Builtin | "text" | "numeric">([
   [Oid.uuid, { codec: "uuid", ext: "uuid", sqlName: "uuid" }],
   [Oid.json, { codec: "json", ext: "json", sqlName: "json" }],
   [Oid.jsonb, { codec: "jsonb", ext: "jsonb", sqlName: "jsonb" }],
+  // oid → UInt32 "oid" (Materialize `src/arrow-util/src/builder.rs`: SqlScalarType::Oid).
+  [Oid.oid, { codec: "uint4", ext: "oid", sqlName: "oid" }],
   [Oid.text, "text"],
   [Oid.varchar, "text"],
   [Oid.bpchar, "text"],
@@ -138,6 +152,7 @@ const BUILTIN_ARRAYS = new Map<number, number>([
   [2951, Oid.uuid],
   [199, Oid.json],
   [3807, Oid.jsonb],
+  [1028, Oid.oid],
 ]);
 
 /** Nested composite/array/domain chains deeper than this are exported as text. */
@@ -167,6 +182,12 @@ export function resolveType(
     if (mz !== undefined) return mz;
   }
 
+  const rangeOf = RANGES.get(oid);
+  if (rangeOf !== undefined) {
+    // A range's bounds are its element type without a typmod: numrange bounds are unconstrained numeric.
+    const element = resolveType(rangeOf, -1, undefined, column, depth + 1);
+    return element && { codec: "range", ext: "range", sqlName: sqlRangeName(oid), element };
+  }
   const elemOid = BUILTIN_ARRAYS.get(oid);
   if (elemOid !== undefined) {
     // An array column's typmod is its elements' typmod (numeric(10,2)[] carries (10,2)).
@@ -183,12 +204,12 @@ export function resolveType(
     return element && arrayNode(element);
   }
   if (info.kind === "c" && info.fields && info.fields.length > 0) {
-    const fields: Array<{ name: string; node: TypeNode }> = [];
+    const fields: NonNullable<TypeNode["fields"]> = [];
     for (const f of info.fields) {
       const node = resolveType(f.oid, f.typeMod, f.type, column, depth + 1);
       // A record arrives in binary, where Materialize has no encoding for list and map.
       if (node === null || node.codec === "list" || node.codec === "map") return null;
-      fields.push({ name: f.name, node });
+      fields.push(f.nullable === false ? { name: f.name, node, nullable: false } : { name: f.name, node });
     }
     return { codec: "record", ext: "record", sqlName: info.name, fields };
   }
@@ -217,6 +238,18 @@ function resolveMaterialize(
 
 function arrayNode(element: TypeNode): TypeNode {
   return { codec: "array", ext: "array", sqlName: `${element.sqlName}[]`, element };
+}
+
+function sqlRangeName(oid: number): string {
+  const names: Record<number, string> = {
+    3904: "int4range",
+    3926: "int8range",
+    3906: "numrange",
+    3908: "tsrange",
+    3910: "tstzrange",
+    3912: "daterange",
+  };
+  return names[oid] ?? "range";
 }
 
 function sqlTextName(oid: number): string {
