@@ -11,6 +11,7 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { motoAccess, type S3Access, S3Check, startCopyProxy } from "../support/copy-proxy.js";
 import { basicSetup, type MzEnv, materializeScenarios, typesSetup } from "../support/mz-e2e.js";
+import { materializeTypeScenarios } from "../support/mz-types-e2e.js";
 import type { TestProxy } from "../support/proxy.js";
 
 const MZ_URL = process.env.MZ_URL;
@@ -85,6 +86,7 @@ describe.skipIf(!MZ_URL)(`COPY TO S3 through the proxy in front of a real Materi
   });
 
   materializeScenarios(env);
+  materializeTypeScenarios(env);
 
   // After Materialize test/copy/s3-auth-checks.td; decisions in docs/materialize.md.
   test("AWS CONNECTION names a catalog connection with keys: refused, its secret cannot be read", async () => {

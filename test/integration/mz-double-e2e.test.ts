@@ -15,6 +15,7 @@ import {
   parseCsv,
   typesSetup,
 } from "../support/mz-e2e.js";
+import { materializeTypeScenarios } from "../support/mz-types-e2e.js";
 import type { TestProxy } from "../support/proxy.js";
 
 const DB = "mz_double_e2e";
@@ -82,6 +83,7 @@ describe("through the Materialize wire double", () => {
   });
 
   materializeScenarios(env);
+  materializeTypeScenarios(env);
 });
 
 describe("what only the double can stage", () => {

@@ -189,7 +189,41 @@ describe("R8–R10 types, catalog and pg_typeof", () => {
       rowMode: "array",
     });
     expect(ty.fields.map((f) => f.dataTypeID)).toEqual([25, 25, 25, 25]);
-    expect(ty.rows[0]).toEqual(["integer list", "map[text=>integer]", "uint4", "timestamp"]);
+    // src/pgrepr/src/types.rs Type::name: TIMESTAMP is `timestamp without time zone`.
+    expect(ty.rows[0]).toEqual([
+      "integer list",
+      "map[text=>integer]",
+      "uint4",
+      "timestamp without time zone",
+    ]);
+  });
+
+  test("R8a typmods: numeric is numeric(39,s), unconstrained numeric(39,39), arrays -1, mz_timestamp numeric(39,0)", async () => {
+    const tm = (p: number, s: number) => ((p << 16) | s) + 4;
+    const r = await c.query({
+      text: "SELECT 1.5::numeric AS n, 1.5::numeric(10,2) AS n2, ARRAY[1.5::numeric(10,2)] AS na, 'x'::varchar(5) AS v",
+      rowMode: "array",
+    });
+    expect(r.fields.map((f) => [f.name, f.dataTypeID, f.dataTypeModifier])).toEqual([
+      ["n", 1700, tm(39, 39)],
+      ["n2", 1700, tm(39, 2)],
+      ["na", 1231, -1],
+      ["v", 1043, 9],
+    ]);
+    await c.query("BEGIN");
+    try {
+      await c.query("DECLARE c CURSOR FOR SUBSCRIBE (SELECT a, a::numeric AS n FROM t) WITH (PROGRESS)");
+      const f = await fetchRows("FETCH 1 c WITH (timeout = '0.3s')");
+      expect(f.fields.map((x) => [x.name, x.dataTypeModifier])).toEqual([
+        ["mz_timestamp", tm(39, 0)],
+        ["mz_progressed", -1],
+        ["mz_diff", -1],
+        ["a", -1],
+        ["n", tm(39, 39)],
+      ]);
+    } finally {
+      await c.query("ROLLBACK");
+    }
   });
 
   test("binary results: uint4 as 4 big-endian bytes; a binary list is refused at Bind (08P01)", async () => {

@@ -44,12 +44,23 @@
 //      (src/pgwire/src/protocol.rs). Text: list `{a,"b c",NULL}`, map `{k=>v}` with Materialize's
 //      quoting (docs: sql/types/list "Output format", sql/types/map; src/repr/src/strconv.rs).
 //      In PostgreSQL these types are domains in schema mz_catalog (see MZ_TYPES_SETUP).
+//      DOUBLE LIMIT: arrays of uint2/4/8 and mz_timestamp keep PostgreSQL's array OIDs; Materialize
+//      has its own, 16461/16463/16465/16553 (src/pgrepr-consts/src/oid.rs TYPE_UINT2_ARRAY_OID …).
+//  R8a Typmods (src/pgrepr/src/types.rs `impl From<&SqlScalarType> for Type` and `Type::typmod`):
+//      every numeric column goes out as numeric(39, s) — NUMERIC_DATUM_MAX_PRECISION 39, the declared
+//      precision is not kept — and an unconstrained numeric as numeric(39,39), typmod
+//      ((39 << 16) | 39) + 4 = 2555947; an array's typmod is -1 (`Type::constraint` has none for
+//      Array). SUBSCRIBE's mz_timestamp column is numeric(39,0) (src/sql/src/plan/statement/dml.rs:
+//      `SqlScalarType::Numeric { max_scale: Some(NumericMaxScale::ZERO) }`). The double rewrites
+//      every RowDescription it sends accordingly.
 //  R9  `SHOW COLUMNS FROM x` → name, nullable, type (docs: sql/show-columns; mz_columns.type is the
 //      type's own name, `list`/`map` for those; docs: sql/system-catalog/mz_catalog "mz_columns").
 //      DOUBLE LIMIT: nullability is PostgreSQL's attnotnull (views: always nullable).
 //  R10 `pg_typeof` returns text with Materialize's type names — `integer list`,
-//      `map[text=>integer]`, `timestamp` (src/sql/src/func.rs pg_typeof → humanize_scalar_type).
-//      The double rewrites PostgreSQL's regtype results accordingly.
+//      `map[text=>integer]` (src/sql/src/func.rs pg_typeof → humanize_scalar_type in
+//      src/adapter/src/catalog.rs: lists/maps spelled out, other types by mz_pgrepr `Type::name`,
+//      src/pgrepr/src/types.rs: `timestamp without time zone`, `time`, `character varying`, and
+//      `numeric` without its typmod). The double rewrites PostgreSQL's regtype results accordingly.
 //  R11 Errors raised while a SUBSCRIBE runs arrive on the FETCH as XX000 (src/pgwire/src/protocol.rs
 //      send_rows, FetchResult::Error → INTERNAL_ERROR; evaluation errors read "Evaluation error:
 //      …"); a cancelled FETCH reports 57014 "canceling statement due to user request".
@@ -340,7 +351,7 @@ const STD_NAMES = new Map<number, string>([
   [1043, "character varying"],
   [1082, "date"],
   [1083, "time"],
-  [1114, "timestamp"],
+  [1114, "timestamp without time zone"],
   [1184, "timestamp with time zone"],
   [1186, "interval"],
   [1700, "numeric"],
@@ -514,7 +525,7 @@ class Registry {
     const bare = t.replace(/^mz_catalog\./, "").replace(/^"(.*)"$/, "$1");
     const mz = this.byName.get(bare);
     if (mz) return humanize(mz, this) + suffix;
-    if (t === "timestamp without time zone") return `timestamp${suffix}`;
+    // postgres_types' TIME is named `time`; TIMESTAMP keeps `timestamp without time zone` (R10).
     if (t === "time without time zone") return `time${suffix}`;
     return t + suffix;
   }
@@ -534,6 +545,22 @@ class Registry {
   addBase(oid: number, base: number, typmod: number): void {
     this.bases.set(oid, { oid: base, typmod });
   }
+}
+
+/** The typmod Materialize sends for a column PostgreSQL describes with (oid, typmod) (R8a). */
+function mzTypmod(oid: number, typmod: number): number {
+  if (oid === 1700) {
+    const scale = typmod >= 4 ? (((typmod - 4) & 0x7ff) ^ 1024) - 1024 : 39;
+    return ((39 << 16) | (scale & 0x7ff)) + 4;
+  }
+  return ARRAY_OIDS.has(oid) ? -1 : typmod;
+}
+/** PostgreSQL's built-in array types that carry their element's typmod (R8a: Materialize's do not). */
+const ARRAY_OIDS = new Set([1231, 1014, 1015, 1115, 1183, 1185, 1187]);
+
+/** A RowDescription with Materialize's typmods (R8a). */
+function withMzTypmods(fields: Field[]): Field[] {
+  return fields.map((f) => ({ ...f, typmod: mzTypmod(f.oid, f.typmod) }));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1181,14 +1208,20 @@ class DoubleSession {
     }
     if (t === "T") {
       const fields = parseRowDescription(m.body);
-      // R10: pg_typeof's regtype becomes text.
+      // R10: pg_typeof's regtype becomes text. R8a: Materialize's typmods.
       if (fields.some((f) => f.oid === 2206)) {
-        this.toClient(rowDescription(fields.map((f) => (f.oid === 2206 ? { ...f, oid: 25, size: -1 } : f))));
+        this.toClient(
+          rowDescription(
+            withMzTypmods(fields.map((f) => (f.oid === 2206 ? { ...f, oid: 25, size: -1 } : f))),
+          ),
+        );
         this.regtypeColumns = fields.map((f) => f.oid === 2206);
         this.regtypeFormats = fields.map((f) => f.format);
       } else {
         this.regtypeColumns = null;
-        this.toClient(msg("T", m.body));
+        const mz = withMzTypmods(fields);
+        const same = mz.every((f, i) => f.typmod === fields[i]!.typmod);
+        this.toClient(same ? msg("T", m.body) : rowDescription(mz));
       }
     } else if (t === "D") {
       if (this.regtypeColumns !== null && this.registry !== null) {
@@ -1667,13 +1700,13 @@ class DoubleSession {
       await this.pg.must("RELEASE SAVEPOINT mz_double_sp");
       const types = atts.map((a) => reg.type(Number(a[1])));
       const fields: Field[] = [
-        { name: "mz_timestamp", oid: 1700, typmod: -1, size: -1, format: 0 },
+        { name: "mz_timestamp", oid: 1700, typmod: (39 << 16) + 4, size: -1, format: 0 }, // R8a
         ...(spec.progress ? [{ name: "mz_progressed", oid: 16, typmod: -1, size: 1, format: 0 }] : []),
         { name: "mz_diff", oid: 20, typmod: -1, size: 8, format: 0 },
         ...atts.map((a, i) => ({
           name: a[0]!,
           oid: mzOid(types[i]!),
-          typmod: special(types[i]!) ? -1 : Number(a[2]),
+          typmod: special(types[i]!) ? -1 : mzTypmod(mzOid(types[i]!), Number(a[2])), // R8a
           size: mzSize(types[i]!),
           format: 0,
         })),

@@ -113,7 +113,13 @@ export const COLUMNS: Array<[string, string, string, Cmp]> = [
   ["e", "e", "e", "text"],
   ["iv", "iv", "iv", "text"],
   ["ine", "ine", "ine", "text"],
-  ["r", "r", "r", "text"],
+  // Ranges: Materialize's five-field struct (src/arrow-util/src/builder.rs, SqlScalarType::Range).
+  [
+    "r",
+    "CASE WHEN r IS NULL THEN NULL ELSE concat_ws('|', coalesce(lower(r)::text, 'N'), coalesce(upper(r)::text, 'N'), lower_inc(r)::text, upper_inc(r)::text, isempty(r)::text) END",
+    "CASE WHEN r IS NULL THEN NULL ELSE concat_ws('|', coalesce(r.lower::varchar, 'N'), coalesce(r.upper::varchar, 'N'), r.lower_inclusive::varchar, r.upper_inclusive::varchar, r.empty::varchar) END",
+    "text",
+  ],
   ["cm", "cm", "cm", "text"],
   ["am", "am", "am", "text"],
 ];

@@ -1,8 +1,15 @@
 // Materialize's type names (pg_typeof / SHOW COLUMNS), its list/map text formats, element text →
 // binary, and the upstream-kind decision — the pure parts of the Materialize path.
 import { describe, expect, test } from "vitest";
-import { mzTypeName, parseMzTypeName } from "../../src/copy/snapshot/materialize-types.js";
+import {
+  MZ_UNCONSTRAINED_NUMERIC_TYPMOD,
+  mzColumnTypmod,
+  mzScalarInfo,
+  mzTypeName,
+  parseMzTypeName,
+} from "../../src/copy/snapshot/materialize-types.js";
 import { kindIsAmbiguous, resolveUpstreamKind, upstreamKindOf } from "../../src/copy/upstream-kind.js";
+import { makeBuilder } from "../../src/encoders/parquet/columns.js";
 import {
   dateDays,
   elementBinary,
@@ -47,6 +54,57 @@ describe("Materialize type names (src/sql humanize_scalar_type)", () => {
     expect(mzTypeName(1700, ((14 << 16) | 2) + 4)).toBe("numeric(14,2)");
     expect(mzTypeName(16384, -1, "integer list")).toBe("integer list");
     expect(mzTypeName(16462, -1)).toBe("uint4");
+  });
+
+  test("numeric(39,39) on Materialize's wire is its unconstrained numeric (src/pgrepr/src/types.rs)", () => {
+    expect(MZ_UNCONSTRAINED_NUMERIC_TYPMOD).toBe(((39 << 16) | 39) + 4);
+    expect(mzColumnTypmod(1700, MZ_UNCONSTRAINED_NUMERIC_TYPMOD)).toBe(-1);
+    const s2 = ((39 << 16) | 2) + 4;
+    expect(mzColumnTypmod(1700, s2)).toBe(s2);
+    expect(mzColumnTypmod(23, -1)).toBe(-1);
+    // Parquet: Decimal128(38,10) for the unconstrained one, the declared scale otherwise.
+    expect(
+      resolveType(1700, mzColumnTypmod(1700, MZ_UNCONSTRAINED_NUMERIC_TYPMOD), undefined, "c")?.scale,
+    ).toBe(10);
+    expect(resolveType(1700, s2, undefined, "c")?.scale).toBe(2);
+    // A PostgreSQL numeric(39,39) is still refused: only Materialize's wire means "no typmod" by it.
+    expect(() => resolveType(1700, MZ_UNCONSTRAINED_NUMERIC_TYPMOD, undefined, "c")).toThrow(/scale/);
+  });
+
+  test("manifest names never say numeric(39,s)", () => {
+    expect(mzTypeName(1700, MZ_UNCONSTRAINED_NUMERIC_TYPMOD)).toBe("numeric");
+    expect(mzTypeName(1700, ((39 << 16) | 2) + 4)).toBe("numeric(38,2)");
+    expect(mzTypeName(1114, -1)).toBe("timestamp without time zone");
+  });
+
+  test("record fields keep their nullability (humanize_column_type: `?` marks nullable)", () => {
+    const r = parseMzTypeName("record(a: integer,b: text?)")!;
+    expect(r.fields?.map((f) => [f.name, f.nullable])).toEqual([
+      ["a", false],
+      ["b", true],
+    ]);
+    const node = resolveType(2249, -1, r, "c")!;
+    const b = makeBuilder(node, { column: "c" }, true);
+    const struct = b.type as import("apache-arrow").Struct;
+    expect(struct.children.map((f) => [f.name, f.nullable])).toEqual([
+      ["a", false],
+      ["b", true],
+    ]);
+  });
+
+  test("arrays of uint and mz_timestamp by Materialize's OIDs (src/pgrepr-consts/src/oid.rs)", () => {
+    expect(parseMzTypeName("uint4[]")?.oid).toBe(16463);
+    const info = mzScalarInfo(16465)!;
+    expect([info.oid, info.element?.oid]).toEqual([16465, 16464]);
+    const node = resolveType(16465, -1, info, "c")!;
+    expect([node.codec, node.element?.codec]).toEqual(["array", "uint8"]);
+  });
+
+  test("oid is UInt32 (ext oid); ranges resolve to their bound type", () => {
+    expect(resolveType(26, -1, undefined, "c")).toMatchObject({ codec: "uint4", ext: "oid" });
+    const r = resolveType(3906, -1, undefined, "c")!;
+    expect([r.codec, r.ext, r.element?.codec, r.element?.scale]).toEqual(["range", "range", "numeric", 10]);
+    expect(parseMzTypeName("int4range")?.oid).toBe(3904);
   });
 
   test("Parquet resolution uses Materialize's OIDs only for columns marked as Materialize's", () => {
