@@ -80,7 +80,11 @@ export class MaterializeSnapshot implements SnapshotSource {
     await this.client.query(`DECLARE ${CURSOR} CURSOR FOR SUBSCRIBE (${this.sql}\n) WITH (PROGRESS)`, signal);
     const fields = await this.dataFields(signal);
     this.columns = fields.map((f, i) => {
-      const c: ColumnInfo = { name: f.name, typeOid: f.typeOid, typeMod: mzColumnTypmod(f.typeOid, f.typeMod) };
+      const c: ColumnInfo = {
+        name: f.name,
+        typeOid: f.typeOid,
+        typeMod: mzColumnTypmod(f.typeOid, f.typeMod),
+      };
       const scalar = mzScalarInfo(f.typeOid);
       if (scalar !== undefined) c.type = scalar;
       const cat = catalog?.[i];

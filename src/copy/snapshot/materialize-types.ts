@@ -29,7 +29,8 @@ export const MzOid = {
  * Type`, `SqlScalarType::Numeric { max_scale }` arm; typmod packing in `NumericConstraints::into_typmod`).
  */
 export const MZ_NUMERIC_MAX_PRECISION = 39;
-export const MZ_UNCONSTRAINED_NUMERIC_TYPMOD = ((MZ_NUMERIC_MAX_PRECISION << 16) | MZ_NUMERIC_MAX_PRECISION) + 4;
+export const MZ_UNCONSTRAINED_NUMERIC_TYPMOD =
+  ((MZ_NUMERIC_MAX_PRECISION << 16) | MZ_NUMERIC_MAX_PRECISION) + 4;
 
 /**
  * The typmod a Materialize result column means: numeric(39,39) is Materialize's unconstrained

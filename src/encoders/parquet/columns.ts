@@ -749,7 +749,8 @@ class RangeBuilder extends BaseBuilder {
     this.lower = makeBuilder(element, ctx, true);
     this.upper = makeBuilder(element, ctx, true);
     this.flags = [0, 1, 2].map(() => new BoolBuilder(ctx, false));
-    const bool = (name: string): arrow.Field => new arrow.Field(name, new arrow.Bool(), false, extMeta("boolean"));
+    const bool = (name: string): arrow.Field =>
+      new arrow.Field(name, new arrow.Bool(), false, extMeta("boolean"));
     this.type = new arrow.Struct([
       new arrow.Field("lower", this.lower.type, true, extMeta(element.ext)),
       new arrow.Field("upper", this.upper.type, true, extMeta(element.ext)),
