@@ -177,6 +177,12 @@ class Export {
 
   private async plan(): Promise<OpenedSnapshot> {
     const opts = this.stmt.options;
+    if (opts.ignored !== undefined) {
+      this.ctx.notice(
+        `ignoring COPY option${opts.ignored.length === 1 ? "" : "s"} ${opts.ignored.join(", ")}`,
+        "As Materialize's COPY TO does: CSV options apply only to FORMAT csv, FILES and PATTERN only to COPY FROM.",
+      );
+    }
     const opened = await this.snapshot.open({ typeInfo: opts.format === "parquet" }, this.signal);
     if (opts.format === "parquet") {
       const { textColumns } = planParquet(opened.columns);

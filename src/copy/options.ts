@@ -22,6 +22,8 @@ export interface CopyOptions {
   compression: CopyCompression;
   /** Parquet only; undefined lets the encoder derive it. */
   rowGroupSize?: number;
+  /** Options accepted and ignored as Materialize ignores them (told to the user in a NOTICE). */
+  ignored?: CopyOptionName[];
 }
 
 /** Canonical spelling of every option we accept: upper case, words separated by one space. */
@@ -36,6 +38,9 @@ export const COPY_OPTION_NAMES = [
   "NULL",
   "COMPRESSION",
   "ROW GROUP SIZE",
+  // Materialize's COPY FROM filters; its COPY TO accepts and ignores them.
+  "FILES",
+  "PATTERN",
 ] as const;
 export type CopyOptionName = (typeof COPY_OPTION_NAMES)[number];
 
@@ -45,7 +50,8 @@ export type CopyOptionName = (typeof COPY_OPTION_NAMES)[number];
  * strings, and so do we.
  */
 export interface RawOptionValue {
-  kind: "string" | "word" | "number";
+  /** `list`: a bracketed sequence, `('a', 'b')` or `['a', 'b']` (Materialize's FILES); text is its source. */
+  kind: "string" | "word" | "number" | "list";
   text: string;
 }
 
@@ -62,6 +68,8 @@ export const MAX_MAX_FILE_SIZE = 4 * 1024 * 1024 * 1024;
 export const DEFAULT_MAX_FILE_SIZE = 256 * 1024 * 1024;
 
 const CSV_ONLY: readonly CopyOptionName[] = ["HEADER", "DELIMITER", "QUOTE", "ESCAPE", "NULL"];
+/** Known to Materialize's option list but never read by its COPY TO (Materialize `src/sql/src/plan/statement/dml.rs`). */
+const COPY_FROM_ONLY: readonly CopyOptionName[] = ["FILES", "PATTERN"];
 const PARQUET_ONLY: readonly CopyOptionName[] = ["ROW GROUP SIZE"];
 const COMPRESSIONS: Record<CopyFormat, readonly CopyCompression[]> = {
   csv: ["none", "gzip"],
@@ -86,25 +94,32 @@ export function normalizeCopyOptions(raw: readonly RawCopyOption[]): CopyOptions
   }
 
   const format = parseFormat(given.get("FORMAT"));
+  const csv = format === "csv";
 
-  const wrongMode = format === "csv" ? PARQUET_ONLY : CSV_ONLY;
-  for (const name of wrongMode) {
-    const opt = given.get(name);
-    if (opt) {
-      throw new PgError(
-        SqlState.featureNotSupported,
-        `COPY ${name} requires ${format === "csv" ? "PARQUET" : "CSV"} mode`,
-        { position: opt.position },
-      );
+  // ROW GROUP SIZE is ours: with CSV it is a mistake worth an error. CSV options with Parquet
+  // are ignored, as Materialize's plan_copy_to_expr ignores them (it reads DELIMITER, QUOTE,
+  // ESCAPE, HEADER and NULL only in its CSV branch), so a script written for it runs here too.
+  if (csv) {
+    for (const name of PARQUET_ONLY) {
+      const opt = given.get(name);
+      if (opt) {
+        throw new PgError(SqlState.featureNotSupported, `COPY ${name} requires PARQUET mode`, {
+          position: opt.position,
+        });
+      }
     }
   }
+  const ignored = [...(csv ? [] : CSV_ONLY), ...COPY_FROM_ONLY].filter((n) => given.has(n));
+  const pick = (name: CopyOptionName) => (csv ? given.get(name) : undefined);
 
-  const header = parseHeader(given.get("HEADER"));
-  const delimiter = parseSingleByte(given.get("DELIMITER"), "delimiter") ?? ",";
-  const quote = parseSingleByte(given.get("QUOTE"), "quote") ?? '"';
+  // Materialize types HEADER as a boolean while extracting the options, so even an ignored
+  // HEADER must be one.
+  const header = parseHeader(given.get("HEADER")) && csv;
+  const delimiter = parseSingleByte(pick("DELIMITER"), "delimiter") ?? ",";
+  const quote = parseSingleByte(pick("QUOTE"), "quote") ?? '"';
   // PostgreSQL and Materialize both default ESCAPE to the (possibly user-chosen) QUOTE.
-  const escapeChar = parseSingleByte(given.get("ESCAPE"), "escape") ?? quote;
-  const nullOpt = given.get("NULL");
+  const escapeChar = parseSingleByte(pick("ESCAPE"), "escape") ?? quote;
+  const nullOpt = pick("NULL");
   const nullString = nullOpt ? requireText(nullOpt) : "";
 
   if (format === "csv") {
@@ -147,6 +162,7 @@ export function normalizeCopyOptions(raw: readonly RawCopyOption[]): CopyOptions
   };
   if (awsConnection !== undefined) out.awsConnection = awsConnection;
   if (rowGroupSize !== undefined) out.rowGroupSize = rowGroupSize;
+  if (ignored.length > 0) out.ignored = ignored;
   return out;
 }
 

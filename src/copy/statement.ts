@@ -686,6 +686,14 @@ function parseOptionItem(sql: string, item: Token[], closeParen: Token): RawCopy
     if (rest.length === 0) throw syntaxErrorAt(sql, closeParen);
   }
   if (rest.length === 0) return { name, position };
+  // A sequence value (Materialize's `FILES = ('a', 'b')`): kept whole, it is only ever ignored.
+  if (name === "FILES" && (isPunct(rest[0], "(") || isPunct(rest[0], "["))) {
+    const close = matchingClose(rest, 0);
+    if (close < 0) throw syntaxErrorAt(sql, closeParen);
+    if (close + 1 < rest.length) throw syntaxErrorAt(sql, rest[close + 1]);
+    const text = sql.slice(rest[0]!.start, rest[close]!.end);
+    return { name, value: { kind: "list", text }, position };
+  }
   const { value, used } = parseOptionValue(sql, rest);
   if (used < rest.length) throw syntaxErrorAt(sql, rest[used]);
   return { name, value, position };

@@ -95,6 +95,22 @@ describe("ours", () => {
         },
       },
     ],
+    // Materialize's COPY TO ignores CSV options with Parquet, and FILES / PATTERN (dml.rs).
+    [
+      "COPY t TO 's3://b/p' WITH (FORMAT = 'parquet', HEADER = true, DELIMITER = ';', FILES = ['a.csv', 'b.csv'], PATTERN = '*.csv')",
+      {
+        options: {
+          ...CSV_DEFAULTS,
+          format: "parquet",
+          compression: "snappy",
+          ignored: ["HEADER", "DELIMITER", "FILES", "PATTERN"],
+        },
+      },
+    ],
+    [
+      "COPY t TO 's3://b/p' (FORMAT csv, FILES ('a.csv'))",
+      { options: { ...CSV_DEFAULTS, ignored: ["FILES"] } },
+    ],
     // PostgreSQL's own spelling, with HEADER given no value.
     [
       "COPY t TO 's3://b/p' (FORMAT csv, HEADER, DELIMITER ';')",
@@ -336,7 +352,14 @@ describe("ours but invalid", () => {
     [`COPY t TO '${S}' (FORMAT csv, force_quote *)`, "42601", 'option "force_quote" not recognized', 35],
     [`COPY t TO '${S}' (FORMAT csv, Max Size = 1)`, "42601", 'option "max size" not recognized', 35],
     [`COPY t TO '${S}'`, "42601", "COPY TO <expr> requires a FORMAT option"],
-    [`COPY t TO '${S}' (FORMAT parquet, HEADER)`, "0A000", "COPY HEADER requires CSV mode", 39],
+    [
+      `COPY t TO '${S}' (FORMAT csv, ROW GROUP SIZE 5)`,
+      "0A000",
+      "COPY ROW GROUP SIZE requires PARQUET mode",
+      35,
+    ],
+    [`COPY t TO '${S}' (FORMAT csv, FILES ('a'), PATTERN 'x' x)`, "42601", 'syntax error at or near "x"', 60],
+    [`COPY t TO '${S}' (FORMAT csv, FORMAT ('csv'))`, "42601", 'syntax error at or near "("', 42],
     [`COPY t TO '${S}' (FORMAT 'json')`, "22023", "unknown FORMAT: json", 23],
     [
       `COPY t TO '${S}' (FORMAT csv, MAX FILE SIZE = '1kB')`,
