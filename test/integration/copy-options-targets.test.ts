@@ -12,7 +12,7 @@ const check = new S3Check(s3);
 let proxy: TestProxy;
 let client: pg.Client;
 let bucket: string;
-const notices: pg.NoticeMessage[] = [];
+const notices: { message?: string }[] = [];
 
 beforeAll(async () => {
   proxy = await startCopyProxy({ upstreamPort: pgPort, s3 });
