@@ -6,7 +6,8 @@ import { runCleanupCommand } from "./copy/cleanup-command.js";
 import { loadConnections } from "./copy/connections.js";
 import { createCopyHook } from "./copy/hook.js";
 import { PgError } from "./errors.js";
-import { createLogger } from "./log.js";
+import { controlProcess, type ProcessControl } from "./lifecycle.js";
+import { createLogger, logOutput } from "./log.js";
 import { startProxy } from "./proxy/server.js";
 
 async function main(): Promise<number> {
@@ -24,7 +25,6 @@ async function main(): Promise<number> {
     process.stdout.write(HELP);
     return 0;
   }
-  const log = createLogger(cli.config.logLevel);
   if (cli.command === "cleanup") {
     if (cli.positionals.length !== 1) {
       process.stderr.write(
@@ -58,20 +58,23 @@ async function main(): Promise<number> {
       return 1;
     }
   }
-  const copy = await createCopyHook(cli.config, log);
-  const proxy = await startProxy(cli.config, log, copy);
-  let signals = 0;
-  const stop = (sig: string): void => {
-    signals++;
-    if (signals > 1) {
-      log.warn({ signal: sig }, "second signal: exiting now");
-      process.exit(1);
-    }
-    log.info({ signal: sig, drainTimeoutMs: cli.config.drainTimeoutMs }, "shutting down");
-    void proxy.shutdown().then(() => process.exit(0));
-  };
-  process.on("SIGTERM", () => stop("SIGTERM"));
-  process.on("SIGINT", () => stop("SIGINT"));
+  // The serving process logs through an output that never blocks and reports a lost reader.
+  let control: ProcessControl | null = null;
+  const early: Error[] = [];
+  const output = logOutput(1, (err) => (control === null ? early.push(err) : control.logBroken(err)));
+  const serveLog = createLogger(cli.config.logLevel, output);
+  const copy = await createCopyHook(cli.config, serveLog);
+  const proxy = await startProxy(cli.config, serveLog, copy);
+  control = controlProcess({
+    argv: process.argv.slice(2),
+    env: process.env,
+    config: cli.config,
+    log: serveLog,
+    output,
+    proxy,
+    copy,
+  });
+  for (const err of early) control.logBroken(err);
   return -1;
 }
 

@@ -8,17 +8,33 @@ import { ExportLimiter } from "./export-limiter.js";
 import { type CopyToStatement, initParser, parseCopyTo } from "./statement.js";
 import { upstreamKindOf } from "./upstream-kind.js";
 
-export async function createCopyHook(config: Config, log: Logger): Promise<CopyHook<CopyToStatement>> {
+export interface CopyToHook extends CopyHook<CopyToStatement> {
+  /**
+   * SIGHUP: exports started from now on use `next`'s AWS connections and export settings, except
+   * the concurrency limit and queue timeout (a restart changes those). Throws, changing nothing,
+   * if a connection is invalid.
+   */
+  reload(next: Config): void;
+}
+
+export async function createCopyHook(config: Config, log: Logger): Promise<CopyToHook> {
   await initParser();
-  const connections = loadConnections(config.connections, process.env, {
-    warn: (message) => log.warn(message),
-    catalog: config.catalogConnections,
-  });
+  const load = (c: Config) =>
+    loadConnections(c.connections, process.env, {
+      warn: (message) => log.warn(message),
+      catalog: c.catalogConnections,
+    });
   const limiter = new ExportLimiter(config.exports.maxConcurrentExports, config.exports.queueTimeoutMs);
-  const deps = { config, connections, limiter };
+  const deps = { config, connections: load(config), limiter };
   return {
     recognize: (sql, upstreamParameters) =>
       parseCopyTo(sql, { dialect: upstreamKindOf(config.upstreamKind, upstreamParameters) }),
     run: (stmt, ctx) => runCopyExport(stmt, ctx, deps),
+    reload: (next) => {
+      const connections = load(next);
+      const { maxConcurrentExports, queueTimeoutMs } = config.exports;
+      deps.config = { ...config, exports: { ...next.exports, maxConcurrentExports, queueTimeoutMs } };
+      deps.connections = connections;
+    },
   };
 }

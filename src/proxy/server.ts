@@ -24,8 +24,14 @@ export interface ProxyServer {
   readonly sessions: ReadonlySet<Session>;
   /** Client connections accepted so far, and those still in their startup phase (no session yet). */
   readonly clients: { readonly accepted: number; readonly starting: number };
-  /** Stop accepting; close idle sessions now and busy ones when they finish or the drain timeout passes. */
+  /**
+   * Stop accepting; close idle sessions now and busy ones when they finish or the drain timeout
+   * passes (then running exports are aborted and cleaned up). A later call with a shorter timeout
+   * brings the deadline forward (a second Ctrl-C: abort now, still cleaning up).
+   */
   shutdown(drainTimeoutMs?: number): Promise<void>;
+  /** New TLS certificate and key for connections from now on (SIGHUP); throws if unreadable. */
+  reloadTls(certFile: string | undefined, keyFile: string | undefined): void;
   [Symbol.asyncDispose](): Promise<void>;
 }
 
@@ -36,13 +42,7 @@ export async function startProxy(config: Config, log: Logger, copy: CopyHook | n
   let nextId = 1;
   let accepted = 0;
   let stopping = false;
-  let tlsContext: SecureContext | undefined;
-  if (config.tlsCertFile && config.tlsKeyFile) {
-    tlsContext = createSecureContext({
-      cert: readFileSync(config.tlsCertFile),
-      key: readFileSync(config.tlsKeyFile),
-    });
-  }
+  let tlsContext = tlsContextOf(config.tlsCertFile, config.tlsKeyFile);
 
   const fatal = (sock: Socket | TLSSocket, code: string, message: string): void => {
     sock.end(errorResponse({ severity: "FATAL", code, message }));
@@ -223,13 +223,14 @@ export async function startProxy(config: Config, log: Logger, copy: CopyHook | n
   log.info({ listen: address, upstream: config.upstream }, "proxy listening");
 
   let shutdownPromise: Promise<void> | null = null;
+  let deadline = Number.POSITIVE_INFINITY;
   const shutdown = (drainTimeoutMs = config.drainTimeoutMs): Promise<void> => {
+    deadline = Math.min(deadline, Date.now() + drainTimeoutMs);
     shutdownPromise ??= (async () => {
       stopping = true;
       const closed = new Promise<void>((r) => server.close(() => r()));
       for (const h of handshakes) h.destroy();
       for (const s of sessions) s.requestShutdown();
-      const deadline = Date.now() + drainTimeoutMs;
       while (sessions.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
       for (const s of sessions) s.terminate();
       // Exports being aborted get their cleanup done before the process may exit.
@@ -256,8 +257,16 @@ export async function startProxy(config: Config, log: Logger, copy: CopyHook | n
       },
     },
     shutdown,
+    reloadTls: (certFile, keyFile) => {
+      tlsContext = tlsContextOf(certFile, keyFile);
+    },
     [Symbol.asyncDispose]: () => shutdown(0),
   };
+}
+
+function tlsContextOf(certFile: string | undefined, keyFile: string | undefined): SecureContext | undefined {
+  if (!certFile || !keyFile) return undefined;
+  return createSecureContext({ cert: readFileSync(certFile), key: readFileSync(keyFile) });
 }
 
 function replaying(raw: Socket, head: Buffer): Duplex {

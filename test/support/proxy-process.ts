@@ -10,12 +10,15 @@ import { freePort } from "./ports.js";
 
 const execFileP = promisify(execFile);
 const ROOT = new URL("../..", import.meta.url).pathname;
-const CLI = ["--import", "tsx", join(ROOT, "src/cli.ts")];
+const TSX = ["--import", "tsx"];
+const CLI = [...TSX, join(ROOT, "src/cli.ts")];
 
 export interface ProxyProcess {
   port: number;
   proc: ChildProcess;
   url(user?: string, database?: string): string;
+  /** The config file it was started with (rewrite it, then SIGHUP, to test a reload). */
+  configFile: string;
   /** Everything the process wrote to stdout and stderr so far (JSON log lines). */
   output(): string;
   /** Resolves with the exit code (null when killed by a signal) and the signal. */
@@ -55,13 +58,18 @@ export async function spawnCopyProxy(opts: {
   s3: S3Access;
   args?: string[];
   config?: Record<string, unknown>;
+  /** Modules loaded into the process before the CLI (`node --import`), e.g. a test's fault hook. */
+  imports?: string[];
+  env?: Record<string, string>;
 }): Promise<ProxyProcess> {
   const port = await freePort();
   const { file, env } = writeProxyConfig(opts.s3, opts.config);
   const proc = spawn(
     process.execPath,
     [
-      ...CLI,
+      ...TSX,
+      ...(opts.imports ?? []).flatMap((m) => ["--import", m]),
+      join(ROOT, "src/cli.ts"),
       "--listen",
       `127.0.0.1:${port}`,
       "--upstream",
@@ -74,7 +82,7 @@ export async function spawnCopyProxy(opts: {
       file,
       ...(opts.args ?? []),
     ],
-    { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] },
+    { cwd: ROOT, env: { ...env, ...opts.env }, stdio: ["ignore", "pipe", "pipe"] },
   );
   let out = "";
   proc.stdout!.on("data", (d: Buffer) => {
@@ -98,6 +106,7 @@ export async function spawnCopyProxy(opts: {
   return {
     port,
     proc,
+    configFile: file,
     url: (user = "postgres", database = "postgres") =>
       `postgres://${encodeURIComponent(user)}@127.0.0.1:${port}/${database}`,
     output: () => out,

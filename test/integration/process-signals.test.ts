@@ -1,0 +1,199 @@
+// Every way the proxy process can end — SIGINT, SIGTERM, a second signal, SIGQUIT, its log reader
+// going away, an uncaught exception, an unhandled rejection — ends with the running export cleaned
+// up (SPEC §2.2: no object, no multipart upload left, checked with an independent S3 client) and a
+// process exit with a sensible code; SIGHUP reloads the configuration and ends nothing.
+// The real CLI in its own process (test/support/proxy-process.ts), real PostgreSQL, moto.
+import { readFileSync, writeFileSync } from "node:fs";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, inject, test } from "vitest";
+import { motoAccess, type S3Access, S3Check } from "../support/copy-proxy.js";
+import { C2S_WAIT_FUNCTION, expectNothingLeft, waitUntil } from "../support/export-checks.js";
+import { type ProxyProcess, spawnCopyProxy } from "../support/proxy-process.js";
+import { RawPg } from "../support/raw-pg.js";
+
+const DB = "process_signals";
+const pgPort = inject("pgPort");
+const s3: S3Access = motoAccess();
+const check = new S3Check(s3);
+const CRASH = new URL("../support/crash-on-usr2.ts", import.meta.url).pathname;
+let oracle: RawPg;
+let bucket: string;
+let n = 0;
+
+beforeAll(async () => {
+  oracle = await RawPg.freshDatabase(pgPort, DB);
+  await oracle.query(C2S_WAIT_FUNCTION);
+  bucket = await check.bucket("signals");
+}, 60_000);
+afterAll(async () => {
+  await oracle?.close();
+});
+
+const start = (args: string[], more: { imports?: string[]; env?: Record<string, string> } = {}) =>
+  spawnCopyProxy({
+    upstreamPort: pgPort,
+    s3,
+    args,
+    config: { exports: { partSize: 5 * 1024 * 1024 } },
+    ...more,
+  });
+
+async function client(p: ProxyProcess): Promise<pg.Client> {
+  const c = new pg.Client({ connectionString: p.url("postgres", DB) });
+  c.on("notice", () => {});
+  c.on("error", () => {});
+  await c.connect();
+  return c;
+}
+
+/** A slow export (~20 s of rows), resolved once it has a multipart upload open in S3. */
+async function exportMidFlight(
+  c: pg.Client,
+): Promise<{ prefix: string; outcome: Promise<{ rows?: number; code?: string }> }> {
+  const prefix = `s${++n}`;
+  await c.query("SET c2s.wait = '0.0005'");
+  const outcome = c
+    .query(
+      `COPY (SELECT c2s_wait(g) AS g, repeat('x', 4000) AS pad FROM generate_series(1, 40000) g) TO 's3://${bucket}/${prefix}' WITH (FORMAT = 'csv')`,
+    )
+    .then(
+      (r) => ({ rows: r.rowCount ?? -1 }),
+      (e: { code?: string }) => ({ code: e.code }),
+    );
+  await waitUntil("a multipart upload open", async () =>
+    (await check.uploads(bucket, `${prefix}/`)).length > 0 ? true : null,
+  );
+  return { prefix, outcome };
+}
+
+/** Bounded: a process that does not exit fails the test instead of hanging it. */
+async function exitOf(p: ProxyProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  return Promise.race([
+    p.exited,
+    new Promise<never>((_, reject) =>
+      setTimeout(() => reject(new Error(`the proxy did not exit:\n${p.output()}`)), 30_000).unref(),
+    ),
+  ]);
+}
+
+type Ending = {
+  name: string;
+  args?: string[];
+  imports?: string[];
+  env?: Record<string, string>;
+  end(p: ProxyProcess): Promise<void> | void;
+  code: number;
+};
+
+const endings: Ending[] = [
+  {
+    name: "SIGINT (Ctrl-C) past the drain timeout",
+    args: ["--drain-timeout", "300"],
+    end: (p) => void p.proc.kill("SIGINT"),
+    code: 0,
+  },
+  {
+    name: "SIGTERM past the drain timeout",
+    args: ["--drain-timeout", "300"],
+    end: (p) => void p.proc.kill("SIGTERM"),
+    code: 0,
+  },
+  {
+    name: "a second SIGTERM while draining",
+    args: ["--drain-timeout", "600000"],
+    end: async (p) => {
+      p.proc.kill("SIGTERM");
+      await waitUntil("the drain to begin", () => p.output().includes('"shutting down"'));
+      p.proc.kill("SIGTERM");
+    },
+    code: 0,
+  },
+  { name: "SIGQUIT", args: ["--drain-timeout", "600000"], end: (p) => void p.proc.kill("SIGQUIT"), code: 0 },
+  {
+    name: "its log reader going away (| head, a closed terminal)",
+    args: ["--drain-timeout", "300"],
+    end: async (p) => {
+      p.proc.stdout!.destroy();
+      // The next log line meets the closed pipe: a new session logs one.
+      const other = new pg.Client({ connectionString: p.url("postgres", DB) });
+      other.on("error", () => {});
+      await other.connect().catch(() => {});
+      await other.end().catch(() => {});
+    },
+    code: 1,
+  },
+  {
+    name: "an uncaught exception",
+    imports: [CRASH],
+    env: { C2S_TEST_CRASH: "exception" },
+    end: (p) => void p.proc.kill("SIGUSR2"),
+    code: 1,
+  },
+  {
+    name: "an unhandled promise rejection",
+    imports: [CRASH],
+    env: { C2S_TEST_CRASH: "rejection" },
+    end: (p) => void p.proc.kill("SIGUSR2"),
+    code: 1,
+  },
+];
+
+describe("an export in flight when the process ends is cleaned up first", () => {
+  test.each(endings)("$name", async (e) => {
+    const p = await start(e.args ?? [], { imports: e.imports, env: e.env });
+    const c = await client(p);
+    try {
+      const { prefix, outcome } = await exportMidFlight(c);
+      await e.end(p);
+      expect(await outcome).toEqual({ code: "57P01" });
+      expect(await exitOf(p)).toEqual({ code: e.code, signal: null });
+      // Done before the process exited: nothing to wait for.
+      expect(await check.keys(bucket, `${prefix}/`)).toEqual([]);
+      await expectNothingLeft(check, bucket, prefix);
+    } finally {
+      await c.end().catch(() => {});
+      await p.stop();
+    }
+  });
+});
+
+test("SIGHUP reloads the config file (a new AWS connection) and the export in flight completes", async () => {
+  const p = await start(["--drain-timeout", "300"]);
+  const c = await client(p);
+  try {
+    const other = `s${++n}`;
+    const viaOther = `COPY (SELECT 1 AS x) TO 's3://${bucket}/${other}' WITH (FORMAT = 'csv', AWS CONNECTION = other)`;
+    await expect(c.query(viaOther)).rejects.toMatchObject({ code: "42704" });
+
+    const prefix = `s${++n}`;
+    await c.query("SET c2s.wait = '0.0002'");
+    const running = c.query(
+      `COPY (SELECT c2s_wait(g) AS g, repeat('x', 4000) AS pad FROM generate_series(1, 5000) g) TO 's3://${bucket}/${prefix}' WITH (FORMAT = 'csv')`,
+    );
+    await waitUntil("the export to write its sentinel", async () =>
+      (await check.keys(bucket, `${prefix}/`)).length > 0 ? true : null,
+    );
+    const cfg = JSON.parse(readFileSync(p.configFile, "utf8")) as { connections: Record<string, unknown> };
+    cfg.connections.other = cfg.connections.default;
+    writeFileSync(p.configFile, JSON.stringify(cfg));
+    p.proc.kill("SIGHUP");
+    await waitUntil("the reload", () => p.output().includes('"configuration reloaded"'));
+
+    expect((await running).rowCount).toBe(5000);
+    expect((await c.query(viaOther)).rowCount).toBe(1);
+    expect(p.proc.exitCode).toBeNull();
+    const keys = await check.keys(bucket, `${prefix}/`);
+    expect(keys.filter((k) => k.endsWith(".csv"))).toHaveLength(1);
+    expect(keys.some((k) => k.endsWith("-INCOMPLETE"))).toBe(false);
+
+    // A broken config file is refused and the running one kept.
+    writeFileSync(p.configFile, "{ not json");
+    p.proc.kill("SIGHUP");
+    await waitUntil("the refused reload", () => p.output().includes("reload failed"));
+    expect((await c.query("SELECT 1 AS one")).rows).toEqual([{ one: 1 }]);
+  } finally {
+    await c.end().catch(() => {});
+    p.proc.kill("SIGTERM");
+    expect(await exitOf(p)).toEqual({ code: 0, signal: null });
+  }
+});
