@@ -38,6 +38,11 @@ export interface ExportLimits {
   s3RetryMode: "standard" | "adaptive";
   /** Socket idle timeout of one S3 request; a stalled request fails and is retried. */
   s3RequestTimeoutMs: number;
+  /**
+   * While the snapshot is read: how long neither a row may arrive nor the paused row stream be
+   * let go again before the export is cancelled (57014); 0 = never.
+   */
+  stallTimeoutMs: number;
 }
 
 /** Bytes one export may hold in upload buffers at most with these settings (encoder batches aside). */
@@ -91,6 +96,7 @@ Options (flag / environment variable / config file key):
   --log-level LEVEL         C2S_LOG_LEVEL       logLevel   fatal|error|warn|info|debug|trace|silent (default info)
   --drain-timeout MS        C2S_DRAIN_TIMEOUT   drainTimeoutMs  on SIGTERM/SIGINT, time sessions get to finish (default 30000)
   --max-exports N           C2S_MAX_EXPORTS     exports.maxConcurrentExports (default 4)
+  --stall-timeout MS        C2S_STALL_TIMEOUT   exports.stallTimeoutMs  cancel an export whose read makes no progress this long (default 600000; 0 = never)
   --config FILE             C2S_CONFIG          a JSON file with any of the keys above, plus "connections"
   --help                                        this text
 
@@ -126,6 +132,7 @@ export const DEFAULT_EXPORT_LIMITS: ExportLimits = {
   s3MaxAttempts: 5,
   s3RetryMode: "standard",
   s3RequestTimeoutMs: 120_000,
+  stallTimeoutMs: 600_000,
 };
 
 export function parseHostPort(s: string, what: string): HostPort {
@@ -236,6 +243,12 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Par
       "exports.s3RequestTimeoutMs",
       1,
     ),
+    stallTimeoutMs: positiveInt(
+      pick(v["stall-timeout"], "C2S_STALL_TIMEOUT", "stallTimeoutMs") ??
+        fileExports.stallTimeoutMs ??
+        DEFAULT_EXPORT_LIMITS.stallTimeoutMs,
+      "stall-timeout",
+    ),
   };
   if (
     exportsCfg.maxMemoryPerExport !== undefined &&
@@ -328,6 +341,7 @@ function parseCliArgs(argv: readonly string[]) {
       "file-root": { type: "string" },
       "drain-timeout": { type: "string" },
       "max-exports": { type: "string" },
+      "stall-timeout": { type: "string" },
       config: { type: "string" },
       yes: { type: "boolean" },
       connection: { type: "string" },

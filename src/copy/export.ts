@@ -21,6 +21,7 @@ import { buildManifest, buildRedshiftManifest, metadataKeys } from "./manifest.j
 import { snapshotFor } from "./snapshot/choose-snapshot.js";
 import { resolveAwsConnection } from "./snapshot/materialize-connections.js";
 import type { OpenedSnapshot, SnapshotInfo, SnapshotSource } from "./snapshot/snapshot-source.js";
+import { watchForStall } from "./stall-watchdog.js";
 import type { CopyToStatement } from "./statement.js";
 import { assertTargetUrl } from "./statement.js";
 import type { ObjectStore } from "./storage/object-store.js";
@@ -288,11 +289,18 @@ class Export {
     const channel = this.ctx.upstream;
     let flushing: Promise<void> | null = null;
     let paused = false;
+    let resumes = 0;
     const unpause = (): void => {
       if (!paused) return;
       paused = false;
+      resumes++;
       channel.resume();
     };
+    const stopWatching = watchForStall(
+      this.deps.config.exports.stallTimeoutMs,
+      { progress: () => this.rows + resumes, waitingForUploads: () => paused },
+      (err) => this.ac.abort(err),
+    );
     // A cancel must not wait for the flush that paused the row stream: the upstream has to be
     // read for its cancel to land (a backend blocked writing to us does not notice one), and the
     // rows still arriving are dropped below.
@@ -341,6 +349,7 @@ class Export {
         signal,
       );
     } finally {
+      stopWatching();
       this.signal.removeEventListener("abort", unpause);
       // The encoder is disposed only once no flush of it runs any more.
       while (flushing !== null) await flushing;

@@ -17,6 +17,7 @@ import {
 } from "../support/mz-e2e.js";
 import { materializeTypeScenarios } from "../support/mz-types-e2e.js";
 import type { TestProxy } from "../support/proxy.js";
+import { S3FaultProxy } from "../support/s3-fault-proxy.js";
 
 const DB = "mz_double_e2e";
 const pgPort = inject("pgPort");
@@ -77,8 +78,10 @@ describe("through the Materialize wire double", () => {
     await client.query(`COPY dup TO 's3://${bucket}/${freshPrefix()}' WITH (FORMAT = 'csv')`);
     const seen = dbl.events.slice(from);
     expect(seen[0]).toBe("BEGIN");
-    expect(seen[1]).toBe("DECLARE SUBSCRIBE PROGRESS");
-    expect(seen.some((e) => /^parse FETCH 10000 timeout=100$/.test(e))).toBe(true);
+    expect(seen[1]).toBe("SET LOCAL idle_in_transaction_session_timeout 0");
+    expect(seen[2]).toBe("DECLARE SUBSCRIBE PROGRESS");
+    // FETCH without a timeout: it waits for rows, and 0 rows means the SUBSCRIBE has ended.
+    expect(seen.some((e) => /^parse FETCH 10000 timeout=none$/.test(e))).toBe(true);
     expect(seen.slice(-2)).toEqual(["CLOSE", "ROLLBACK"]);
   });
 
@@ -87,7 +90,7 @@ describe("through the Materialize wire double", () => {
 });
 
 describe("what only the double can stage", () => {
-  test("a snapshot that arrives over many FETCHes, with empty timeouts in between, is exported whole", async () => {
+  test("a snapshot that arrives over many FETCHes, each waiting for its chunk, is exported whole", async () => {
     dbl.knobs.snapshotChunkRows = 4;
     dbl.knobs.snapshotChunkIntervalMs = 350;
     const from = dbl.events.length;
@@ -95,8 +98,8 @@ describe("what only the double can stage", () => {
     const r = await client.query(`COPY trickle TO 's3://${bucket}/${prefix}' WITH (FORMAT = 'csv')`);
     expect(r.rowCount).toBe(12);
     const fetches = dbl.events.slice(from).filter((e) => e.startsWith("parse FETCH 10000"));
-    // Three chunks, 350 ms apart, FETCH timeout 100 ms: at least two empty FETCHes between chunks.
-    expect(fetches.length).toBeGreaterThanOrEqual(6);
+    // Three chunks, 350 ms apart: a FETCH for each.
+    expect(fetches.length).toBeGreaterThanOrEqual(3);
     const keys = (await check.keys(bucket, `${prefix}/`)).filter((k) => k.endsWith(".csv"));
     const rows = parseCsv((await check.get(bucket, keys[0]!)).toString());
     expect(rows.map((x) => Number(x[0])).sort((a, b) => a - b)).toEqual(
@@ -142,6 +145,43 @@ describe("what only the double can stage", () => {
     expect((await client.query("SELECT 2 AS ok")).rows[0].ok).toBe(2);
   });
 
+  test("inputs whose frontier has closed: AS OF u64::MAX, the SUBSCRIBE ends after its data, so does the export", async () => {
+    // Materialize src/adapter/src/coord/timestamp_selection.rs (a complete trace is read at
+    // Timestamp::MAX) and active_compute_sink.rs (an empty upper sends no progress row).
+    dbl.knobs.closedInputs = true;
+    const prefix = freshPrefix();
+    const r = await client.query(`COPY dup TO 's3://${bucket}/${prefix}' WITH (FORMAT = 'csv')`);
+    expect(r.rowCount).toBe(5);
+    const key = (await check.keys(bucket, `${prefix}/`)).find((k) => k.endsWith("-manifest.json"))!;
+    expect(JSON.parse((await check.get(bucket, key)).toString()).snapshot.timestamp).toBe(
+      "18446744073709551615",
+    );
+  });
+
+  test("a read that makes no progress ends after exports.stallTimeoutMs with 57014; nothing is left", async () => {
+    // The second chunk of the snapshot would come only after a minute: the FETCH waits for it.
+    dbl.knobs.snapshotChunkRows = 2;
+    dbl.knobs.snapshotChunkIntervalMs = 60_000;
+    const p2 = await startCopyProxy({ upstreamPort: dbl.port, s3, args: ["--stall-timeout", "400"] });
+    const c2 = new pg.Client({ connectionString: p2.url("postgres", DB) });
+    await c2.connect();
+    try {
+      const prefix = freshPrefix();
+      await expect(
+        c2.query(`COPY trickle TO 's3://${bucket}/${prefix}' WITH (FORMAT = 'csv')`),
+      ).rejects.toMatchObject({
+        code: "57014",
+        message: expect.stringMatching(/^canceling COPY TO: no rows came from the upstream for \d+ s$/),
+      });
+      await expectNothingLeft(check, bucket, prefix);
+      expect(dbl.events.at(-1)).toBe("ROLLBACK");
+      expect((await c2.query("SELECT 3 AS ok")).rows[0].ok).toBe(3);
+    } finally {
+      await c2.end();
+      await p2.shutdown(0);
+    }
+  });
+
   test("an error raised while the SUBSCRIBE runs arrives as XX000 and cleans up", async () => {
     const prefix = freshPrefix();
     await expect(
@@ -171,4 +211,64 @@ describe("what only the double can stage", () => {
       await p2.shutdown(0);
     }
   });
+});
+
+// Materialize terminates a session that sits idle in a transaction longer than
+// idle_in_transaction_session_timeout (2 min by default; src/sql/src/session/vars/definitions.rs,
+// src/pgwire/src/protocol.rs): rule R16 of the double, here with 300 ms. While the uploads are
+// slow the proxy stops reading between FETCHes, and Materialize sees the session idle in the
+// SUBSCRIBE's transaction.
+describe("idle in transaction while the uploads are slow", () => {
+  const TIMEOUT = 300;
+  let slowDbl: MaterializeWireDouble;
+  let faults: S3FaultProxy;
+  let p: TestProxy;
+  let c: pg.Client;
+
+  beforeAll(async () => {
+    await direct.query(
+      "CREATE TABLE wide AS SELECT g, repeat(md5(g::text), 3) AS pad FROM generate_series(1, 120000) g",
+    );
+    slowDbl = await MaterializeWireDouble.start({ pgPort, idleInTransactionTimeoutMs: TIMEOUT });
+    faults = await S3FaultProxy.start(s3.endpoint);
+    p = await startCopyProxy({
+      upstreamPort: slowDbl.port,
+      s3: { ...s3, endpoint: faults.endpoint },
+      config: { exports: { partSize: 5 * 1024 * 1024, partsInFlight: 1, filesCompleting: 1 } },
+    });
+    c = new pg.Client({ connectionString: p.url("postgres", DB) });
+    c.on("notice", () => {});
+    await c.connect();
+  }, 60_000);
+
+  afterAll(async () => {
+    await c?.end().catch(() => {});
+    await p?.shutdown(0);
+    await faults?.close();
+    await slowDbl?.stop();
+  });
+
+  test("uploads held far longer than the session's timeout: the export completes, the session lives on", async () => {
+    const prefix = freshPrefix();
+    faults.setRules({ op: "UploadPart", fault: "hold" });
+    const q = c.query(`COPY wide TO 's3://${bucket}/${prefix}' WITH (FORMAT = 'csv')`);
+    q.catch(() => {});
+    try {
+      await faults.waitFor("UploadPart", 1);
+      // The proxy has stopped reading; the double's session sits idle in the SUBSCRIBE's
+      // transaction well past its idle_in_transaction_session_timeout.
+      await waitUntil("idle in transaction three times the timeout", () =>
+        slowDbl.longestIdleInTransactionMs() > 3 * TIMEOUT ? true : null,
+      );
+    } finally {
+      faults.clear();
+    }
+    expect((await q).rowCount).toBe(120_000);
+    expect(slowDbl.events).not.toContain("idle-in-transaction timeout");
+    // The client's own setting is as it was: the export's SET LOCAL ended with its transaction.
+    expect((await c.query("SHOW idle_in_transaction_session_timeout")).rows[0]).toEqual({
+      idle_in_transaction_session_timeout: "300 ms",
+    });
+    expect((await c.query("SELECT 4 AS ok")).rows[0].ok).toBe(4);
+  }, 60_000);
 });

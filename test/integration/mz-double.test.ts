@@ -5,6 +5,7 @@ import pg from "pg";
 import { serialize } from "pg-protocol";
 import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, inject, test } from "vitest";
+import { waitUntil } from "../support/export-checks.js";
 import { MaterializeWireDouble, MZ_TYPES_SETUP, MZ_VERSION, mzSearchPath } from "../support/mz-double.js";
 import { WireClient } from "../support/wire-client.js";
 
@@ -303,5 +304,165 @@ describe("R11, R12 errors and cancel", () => {
       await c.query("ROLLBACK");
     }
     expect((await c.query("SELECT 1 AS ok")).rows[0].ok).toBe(1);
+  });
+});
+
+describe("R4a no timestamp dependency, or closed inputs: AS OF 18446744073709551615, then the end", () => {
+  test("a view over a constant: progress row, data, then FETCH returns 0 rows at once (fetch-tail-timestamp-zero.td)", async () => {
+    await c.query("CREATE OR REPLACE VIEW v1 AS SELECT 123");
+    await c.query("BEGIN");
+    try {
+      await c.query("DECLARE c1 CURSOR FOR SUBSCRIBE v1 WITH (PROGRESS = TRUE)");
+      expect((await fetchRows("FETCH 1 FROM c1 WITH (timeout = '60s')")).rows).toEqual([
+        ["18446744073709551615", "t", null, null],
+      ]);
+      expect((await fetchRows("FETCH 1 FROM c1 WITH (timeout = '60s')")).rows).toEqual([
+        ["18446744073709551615", "f", "1", "123"],
+      ]);
+      // The SUBSCRIBE has ended: no progress row ever follows; FETCH returns nothing, at once,
+      // whether it waits for rows (no timeout) or has a long timeout.
+      expect((await fetchRows("FETCH ALL c1")).rows).toEqual([]);
+      expect((await fetchRows("FETCH ALL c1 WITH (timeout = '60s')")).rows).toEqual([]);
+    } finally {
+      await c.query("ROLLBACK");
+    }
+  });
+
+  test("SUBSCRIBE of a view over VALUES returns its rows at 18446744073709551615 and ends (cursor.slt)", async () => {
+    await c.query("CREATE OR REPLACE VIEW v2 AS VALUES ('a', 'b'), ('c', 'd')");
+    const r = await fetchRows("SUBSCRIBE v2");
+    expect((r.rows as string[][]).sort()).toEqual([
+      ["18446744073709551615", "1", "a", "b"],
+      ["18446744073709551615", "1", "c", "d"],
+    ]);
+  });
+
+  test("a query over a table keeps a real timestamp", async () => {
+    await c.query("BEGIN");
+    try {
+      await c.query("DECLARE c CURSOR FOR SUBSCRIBE (SELECT a FROM t) WITH (PROGRESS)");
+      const first = (await fetchRows("FETCH 1 c")).rows[0] as string[];
+      expect(first[0]).not.toBe("18446744073709551615");
+      expect(BigInt(first[0]!)).toBeLessThanOrEqual(BigInt(Date.now()));
+    } finally {
+      await c.query("ROLLBACK");
+    }
+  });
+});
+
+describe("R14 what a maintained SUBSCRIBE cannot evaluate", () => {
+  test("now() and current_user: DECLARE succeeds, the first FETCH fails with 0A000, the transaction is failed", async () => {
+    for (const [expr, name] of [
+      ["now() > '2000-01-01'::timestamptz", "current_timestamp"],
+      ["current_user <> ''", "current_user"],
+    ]) {
+      await c.query("BEGIN");
+      try {
+        await c.query(`DECLARE c CURSOR FOR SUBSCRIBE (SELECT a FROM t WHERE ${expr}) WITH (PROGRESS)`);
+        await expect(c.query("FETCH 1 c")).rejects.toMatchObject({
+          code: "0A000",
+          message: `cannot materialize call to ${name}`,
+        });
+        await expect(c.query("SELECT 1")).rejects.toMatchObject({ code: "25P02" });
+      } finally {
+        await c.query("ROLLBACK");
+      }
+    }
+  });
+
+  test("the same query through a plain cursor (a one-shot read) is evaluated", async () => {
+    await c.query("BEGIN");
+    try {
+      await c.query("DECLARE p CURSOR FOR SELECT a FROM t WHERE now() > '2000-01-01'::timestamptz");
+      expect((await fetchRows("FETCH ALL p")).rows).toHaveLength(3);
+    } finally {
+      await c.query("ROLLBACK");
+    }
+  });
+});
+
+describe("R15 a SUBSCRIBE is its transaction's only read", () => {
+  test("after its first FETCH another read fails with 25000; SET is still allowed", async () => {
+    await c.query("BEGIN");
+    try {
+      await c.query("DECLARE c CURSOR FOR SUBSCRIBE t WITH (PROGRESS)");
+      await fetchRows("FETCH 1 c");
+      await c.query("SET LOCAL idle_in_transaction_session_timeout = 0");
+      await expect(c.query("SELECT 1")).rejects.toMatchObject({
+        code: "25000",
+        message: "SUBSCRIBE in transactions must be the only read statement",
+      });
+    } finally {
+      await c.query("ROLLBACK");
+    }
+  });
+
+  test("a SUBSCRIBE after a SELECT: 25006 at its first FETCH", async () => {
+    await c.query("BEGIN");
+    try {
+      await c.query("SELECT 1");
+      await c.query("DECLARE c CURSOR FOR SUBSCRIBE t");
+      await expect(c.query("FETCH 1 c")).rejects.toMatchObject({
+        code: "25006",
+        message: "transaction in read-only mode",
+      });
+    } finally {
+      await c.query("ROLLBACK");
+    }
+  });
+});
+
+describe("R16 idle_in_transaction_session_timeout", () => {
+  const session = async (): Promise<pg.Client> => {
+    const k = new pg.Client({ connectionString: dbl.url("postgres", DB) });
+    k.on("error", () => {});
+    await k.connect();
+    return k;
+  };
+
+  test("default 2 min; a session idle in a transaction past it gets FATAL 25P03 on its next message", async () => {
+    const k = await session();
+    try {
+      expect((await k.query("SHOW idle_in_transaction_session_timeout")).rows[0]).toEqual({
+        idle_in_transaction_session_timeout: "2 min",
+      });
+      await k.query("SET idle_in_transaction_session_timeout = '200ms'");
+      const from = dbl.events.length;
+      await k.query("BEGIN");
+      await k.query("SELECT 1");
+      await waitUntil("the timeout", () =>
+        dbl.events.slice(from).includes("idle-in-transaction timeout") ? true : null,
+      );
+      await expect(k.query("SELECT 2")).rejects.toMatchObject({
+        code: "25P03",
+        message: "terminating connection due to idle-in-transaction timeout",
+        severity: "FATAL",
+      });
+    } finally {
+      await k.end().catch(() => {});
+    }
+  });
+
+  test("SET LOCAL … = 0 turns it off for that transaction only", async () => {
+    const k = await session();
+    try {
+      await k.query("SET idle_in_transaction_session_timeout = 100");
+      await k.query("BEGIN");
+      await k.query("SET LOCAL idle_in_transaction_session_timeout = 0");
+      expect((await k.query("SHOW idle_in_transaction_session_timeout")).rows[0]).toEqual({
+        idle_in_transaction_session_timeout: "0 s",
+      });
+      await k.query("SELECT 1");
+      await waitUntil("idle in the transaction well past 100 ms", () =>
+        dbl.longestIdleInTransactionMs() > 500 ? true : null,
+      );
+      expect((await k.query("SELECT 2 AS ok")).rows[0].ok).toBe(2);
+      await k.query("COMMIT");
+      expect((await k.query("SHOW idle_in_transaction_session_timeout")).rows[0]).toEqual({
+        idle_in_transaction_session_timeout: "100 ms",
+      });
+    } finally {
+      await k.end().catch(() => {});
+    }
   });
 });

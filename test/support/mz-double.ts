@@ -18,9 +18,19 @@
 //      mz_diff bigint, then the query's columns (docs: sql/subscribe "Output").
 //  R4  WITH (PROGRESS): the first update is a progress row at the AS OF time; progress rows carry
 //      mz_progressed = true and NULL in every other column; snapshot updates carry the AS OF time
-//      (docs: sql/subscribe "PROGRESS", "SNAPSHOT"). After the snapshot the frontier advances: one
-//      progress row at a later time at once, then one per second (Materialize's default 1 s
-//      timestamp interval; docs: sql/subscribe example "Not all timestamps … progress").
+//      (docs: sql/subscribe "PROGRESS", "SNAPSHOT"; src/adapter/src/active_compute_sink.rs:126-128
+//      `initialize`). After the snapshot the frontier advances: one progress row at a later time at
+//      once, then one per second (Materialize's default 1 s timestamp interval; docs: sql/subscribe
+//      example "Not all timestamps … progress").
+//  R4a A query without a timestamp dependency (no table, source or materialized view below it:
+//      constants, VALUES, generate_series over literals, views over those) gets AS OF
+//      18446744073709551615 (src/adapter/src/coord/timestamp_selection.rs:111-119 "Anything without
+//      a timestamp is given the maximum possible timestamp"), and so does a query whose inputs'
+//      frontiers have all closed (timestamp_selection.rs:672-680 "A complete trace can be read in
+//      its final form with this time"; knob `closedInputs`). Such a SUBSCRIBE sends its progress
+//      row, its data, and then ends: its upper is empty, an empty upper sends no progress row, and
+//      the finished subscribe closes its channel (active_compute_sink.rs:131-135, 369-377;
+//      test/testdrive/fetch-tail-timestamp-zero.td, test/sqllogictest/cursor.slt).
 //  R5  Snapshot rows are consolidated: one row per distinct value with mz_diff = its multiplicity
 //      (docs: sql/subscribe "mz_diff: … mz_diff copies of the row were inserted"). Consolidation is
 //      done by PostgreSQL's GROUP BY; for types without equality (json, void) rows are sent one by
@@ -29,8 +39,10 @@
 //  R6  FETCH n c [WITH (timeout = '…')] (docs: sql/fetch, sql/subscribe "Subscribing with FETCH";
 //      src/pgwire/src/protocol.rs send_rows): count defaults to 1, ALL = no limit; with a timeout
 //      FETCH collects rows until it has `count` or the timeout passes, then returns what it has
-//      (possibly none); without one it waits for the first rows and returns what is ready then. A
-//      finished SUBSCRIBE (UP TO reached) returns no more rows at once. Tag `FETCH <n>`.
+//      (possibly none); without one it waits for the first rows and returns what is ready then
+//      (src/sql/src/plan/statement/scl.rs:254-255 "FETCH defaults to WaitOnce"). A finished
+//      SUBSCRIBE (R4a, or UP TO reached) returns 0 rows at once, with or without a timeout: its
+//      channel is closed (protocol.rs:2427, 2442). Tag `FETCH <n>`.
 //  R7  AS OF [AT LEAST] t / UP TO u (docs: sql/subscribe "AS OF", "UP TO", "Interaction"): AS OF
 //      inclusive, UP TO exclusive, AS OF = UP TO gives zero rows, UP TO < AS OF is an error; an AS
 //      OF before the retained history fails with "Timestamp (t) is not valid for all inputs: …"
@@ -66,6 +78,34 @@
 //      …"); a cancelled FETCH reports 57014 "canceling statement due to user request".
 //  R12 A failed transaction answers 25P02 "current transaction is aborted, commands ignored until
 //      end of transaction block" until ROLLBACK (docs: sql/begin; PostgreSQL-compatible).
+//  R14 SUBSCRIBE refuses what a maintained dataflow cannot evaluate: now()/current_timestamp,
+//      current_user, session_user, current_database() → 0A000 "cannot materialize call to
+//      current_timestamp" (…current_user, …), with the detail "See:
+//      https://materialize.com/docs/sql/functions/now_and_mz_now/" for current_timestamp
+//      (src/adapter/src/optimize/subscribe.rs:259 ExprPrepMaintained; text and detail:
+//      src/adapter/src/optimize/mod.rs OptimizerError::UnmaterializableFunction; code:
+//      src/adapter/src/error.rs FEATURE_NOT_SUPPORTED). Materialize plans the SUBSCRIBE when the
+//      cursor is first FETCHed, so DECLARE succeeds and the first FETCH fails
+//      (test/testdrive/fetch-tail-as-of.td shows the same for a bad AS OF). DOUBLE LIMIT: found by
+//      name in the query text (string literals aside), not inside views it reads.
+//  R15 A SUBSCRIBE must be the only read of its transaction. Its first FETCH adds
+//      TransactionOps::Subscribe (src/adapter/src/coord/sequencer/inner/subscribe.rs:190-195); after
+//      that any read (SELECT, VALUES, SHOW, FETCH of a plain cursor, another SUBSCRIBE) fails with
+//      25000 "SUBSCRIBE in transactions must be the only read statement", and a SUBSCRIBE after a
+//      read fails with 25006 "transaction in read-only mode" (src/adapter/src/session.rs
+//      add_transaction_ops; texts and codes: src/adapter/src/error.rs SubscribeOnlyTransaction,
+//      ReadOnlyTransaction). SET is no transaction op and stays allowed.
+//  R16 idle_in_transaction_session_timeout: default 2 min (src/sql/src/session/vars/definitions.rs
+//      IDLE_IN_TRANSACTION_SESSION_TIMEOUT; the double's `idleInTransactionTimeoutMs` option, short
+//      in tests), `0` turns it off; SET [SESSION|LOCAL] / RESET / SHOW, values `<n>[us|ms|s|min|h|d]`
+//      with ms as the default unit and SHOW's format `2 min` (src/sql/src/session/vars/value.rs
+//      `impl Value for Duration`); SET LOCAL lasts until the transaction ends (docs: sql/set). After
+//      each message the server has processed, a session in a transaction arms the timer; the next
+//      message disarms it (src/pgwire/src/protocol.rs:866, 918, 1039). When it fires, the session is
+//      terminated at once (its transaction and SUBSCRIBE are gone), and the client's next message
+//      is answered with FATAL 25P03 "terminating connection due to idle-in-transaction timeout",
+//      then the connection closes (protocol.rs:878-899; text: src/adapter/src/error.rs). The
+//      double does not forward this setting to PostgreSQL, so only this rule enforces it.
 //  R13 AWS connections live in mz_catalog.mz_connections / mz_internal.mz_aws_connections, and
 //      has_connection_privilege(oid, 'USAGE') / mz_is_superuser() answer for the current role
 //      (docs: sql/system-catalog, sql/functions); in the double these are PostgreSQL tables and
@@ -178,7 +218,12 @@ export interface DoubleKnobs {
   snapshotChunkIntervalMs?: number;
   /** Emits the snapshot row with this index (0-based) with a negative mz_diff. */
   retractRow?: number;
+  /** Every input's frontier has closed (R4a): AS OF u64::MAX and the SUBSCRIBE ends after its data. */
+  closedInputs?: boolean;
 }
+
+/** R4a: the AS OF of a SUBSCRIBE without a timestamp dependency. */
+export const U64_MAX = 18446744073709551615n;
 
 // ---------------------------------------------------------------------------------------------
 // Wire helpers
@@ -791,7 +836,10 @@ type Local =
   | { kind: "subscribe"; spec: SubscribeSpec }
   | { kind: "fetch"; cursor: string; count: number; timeoutMs: number | null }
   | { kind: "close"; cursor: string }
-  | { kind: "show_columns"; relation: string };
+  | { kind: "show_columns"; relation: string }
+  | { kind: "refused"; code: string; message: string; detail?: string }
+  | { kind: "set_idle"; local: boolean; ms: number | null }
+  | { kind: "show_idle" };
 
 // ---------------------------------------------------------------------------------------------
 // The backing PostgreSQL connection
@@ -912,12 +960,15 @@ export class MaterializeWireDouble {
     readonly pgPort: number,
     readonly pgHost: string,
     readonly historyMs: number,
+    /** R16: the default idle_in_transaction_session_timeout of new sessions. */
+    readonly idleInTransactionTimeoutMs: number,
   ) {}
 
   static async start(opts: {
     pgPort: number;
     pgHost?: string;
     historyMs?: number;
+    idleInTransactionTimeoutMs?: number;
   }): Promise<MaterializeWireDouble> {
     const server = createServer({ noDelay: true });
     const d = new MaterializeWireDouble(
@@ -925,6 +976,7 @@ export class MaterializeWireDouble {
       opts.pgPort,
       opts.pgHost ?? "127.0.0.1",
       opts.historyMs ?? 60_000,
+      opts.idleInTransactionTimeoutMs ?? 120_000,
     );
     server.on("connection", (sock) => d.accept(sock));
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
@@ -991,6 +1043,13 @@ export class MaterializeWireDouble {
     sock.on("error", () => {});
   }
 
+  /** The longest any session has now sat idle in a transaction (test control, R16). */
+  longestIdleInTransactionMs(): number {
+    let most = 0;
+    for (const s of this.sessions.values()) most = Math.max(most, s.idleInTransactionMs());
+    return most;
+  }
+
   /** @internal */
   log(e: string): void {
     this.events.push(e);
@@ -1001,6 +1060,12 @@ export class MaterializeWireDouble {
 interface SubscribeState {
   spec: SubscribeSpec;
   asOf: bigint;
+  /** R4a: the SUBSCRIBE ends after its snapshot (no timestamp dependency, or closed inputs). */
+  closed: boolean;
+  /** Planned by its first FETCH (R14, R15). */
+  planned: boolean;
+  /** R14: what its first FETCH fails with. */
+  refusal: ErrFields | null;
   pgCursor: string | null;
   pgExhausted: boolean;
   fields: Field[]; // output description (text formats)
@@ -1045,6 +1110,14 @@ class DoubleSession {
   private wake: (() => void) | null = null;
   private closed = false;
   private seq = 0;
+  /** R15: what the current transaction has read. */
+  private txnOps: "none" | "peeks" | "subscribe" = "none";
+  /** R16: the session's idle_in_transaction_session_timeout, and a SET LOCAL value over it. */
+  private idleSessionMs: number;
+  private idleLocalMs: number | null = null;
+  private idleTimer: NodeJS.Timeout | null = null;
+  private idleSince: number | null = null;
+  private timedOut = false;
 
   constructor(
     private readonly double: MaterializeWireDouble,
@@ -1054,6 +1127,7 @@ class DoubleSession {
     leftover: Buffer,
   ) {
     this.clientBuf = leftover;
+    this.idleSessionMs = double.idleInTransactionTimeoutMs;
     this.pg = new PgLink(connect({ host: double.pgHost, port: double.pgPort, noDelay: true }));
     client.on("close", () => this.destroy());
     this.pg.sock.on("close", () => this.destroy());
@@ -1062,6 +1136,7 @@ class DoubleSession {
   destroy(): void {
     if (this.closed) return;
     this.closed = true;
+    this.disarmIdle();
     this.abort?.abort();
     this.client.destroy();
     this.pg.sock.destroy();
@@ -1154,6 +1229,7 @@ class DoubleSession {
         continue;
       }
       this.inbox.push({ type, body });
+      this.disarmIdle(); // R16: a message arrived
     }
     this.clientBuf = this.clientBuf.subarray(p);
     this.wake?.();
@@ -1169,13 +1245,61 @@ class DoubleSession {
         this.wake = null;
         continue;
       }
+      if (this.timedOut) {
+        // R16: the answer to the first message after the timeout, then the connection closes.
+        this.toClient(
+          errorMsg({
+            severity: "FATAL",
+            code: "25P03",
+            message: "terminating connection due to idle-in-transaction timeout",
+          }),
+        );
+        this.destroy();
+        return;
+      }
       try {
         await this.handle(m.type, m.body);
       } catch (e) {
         if (this.closed) return;
         throw e;
       }
+      this.maybeArmIdle();
     }
+  }
+
+  // ---- R16 idle in transaction ---------------------------------------------------------------
+
+  private get idleTimeoutMs(): number {
+    return this.idleLocalMs ?? this.idleSessionMs;
+  }
+
+  /** Armed once the session has nothing left to do while a transaction is open. */
+  private maybeArmIdle(): void {
+    if (this.closed || this.inbox.length > 0 || this.exps.length > 0 || this.txStatus === "I") return;
+    this.idleSince ??= Date.now();
+    if (this.timedOut || this.idleTimer !== null) return;
+    const ms = this.idleTimeoutMs;
+    if (ms <= 0) return;
+    this.idleTimer = setTimeout(() => {
+      this.idleTimer = null;
+      this.timedOut = true;
+      this.double.log("idle-in-transaction timeout");
+      // The session is terminated now: its transaction (and any SUBSCRIBE) is rolled back.
+      this.subscribes.clear();
+      void this.pg.simple("ROLLBACK").catch(() => {});
+    }, ms);
+  }
+
+  private disarmIdle(): void {
+    this.idleSince = null;
+    if (this.idleTimer === null) return;
+    clearTimeout(this.idleTimer);
+    this.idleTimer = null;
+  }
+
+  /** How long this session has sat idle in a transaction (test control; 0 when it is not). */
+  idleInTransactionMs(): number {
+    return this.idleSince === null ? 0 : Date.now() - this.idleSince;
   }
 
   // ---- relay -------------------------------------------------------------------------------
@@ -1249,6 +1373,8 @@ class DoubleSession {
       if (this.txStatus === "I") {
         this.localFailed = false;
         this.subscribes.clear();
+        this.txnOps = "none"; // R15
+        this.idleLocalMs = null; // R16: SET LOCAL ends with the transaction
       }
       this.regtypeColumns = null;
     }
@@ -1266,6 +1392,7 @@ class DoubleSession {
     const d = this.drained;
     this.drained = [];
     for (const f of d) f();
+    this.maybeArmIdle();
   }
 
   // ---- client messages ---------------------------------------------------------------------
@@ -1464,11 +1591,14 @@ class DoubleSession {
         await this.pg.must("ROLLBACK");
         this.localFailed = false;
         this.txStatus = "I";
+        this.txnOps = "none";
+        this.idleLocalMs = null;
         this.toClient(complete("ROLLBACK"));
         this.toClient(ready("I"));
         return;
       }
       if (/^(commit|end|rollback|abort)\b/i.test(stmt)) this.subscribes.clear();
+      if (this.txStatus === "T" && this.txnOps === "none" && isRead(stmt)) this.txnOps = "peeks"; // R15
       this.double.log(stmt.split(/\s+/)[0]!.toUpperCase());
       this.forward("Q", Buffer.from(`${sql}\0`), { k: "query" });
       return;
@@ -1485,6 +1615,16 @@ class DoubleSession {
 
   private recognize(sql: string): Local | null {
     const s = stripStatement(sql);
+    const idle = recognizeIdleSetting(s);
+    if (idle !== null) return idle;
+    // R15: nothing else may read in a SUBSCRIBE's transaction.
+    if (this.txnOps === "subscribe" && isRead(s) && !this.isSubscribeCursorStatement(s)) {
+      return {
+        kind: "refused",
+        code: "25000",
+        message: "SUBSCRIBE in transactions must be the only read statement",
+      };
+    }
     if (/^select\s+mz_version\s*\(\s*\)$/i.test(s)) return { kind: "mz_version" };
     let m = new RegExp(
       `^declare\\s+(${IDENT})\\s+cursor\\s+(?:without\\s+hold\\s+)?for\\s+subscribe\\s+([\\s\\S]+)$`,
@@ -1533,6 +1673,8 @@ class DoubleSession {
         return [{ name: "mz_version", oid: 25, typmod: -1, size: -1, format: 0 }];
       case "fetch":
         return this.subscribes.get(local.cursor)?.fields ?? null;
+      case "show_idle":
+        return [{ name: "idle_in_transaction_session_timeout", oid: 25, typmod: -1, size: -1, format: 0 }];
       case "show_columns":
         return [
           { name: "name", oid: 25, typmod: -1, size: -1, format: 0 },
@@ -1600,7 +1742,31 @@ class DoubleSession {
         return this.closeCursor(local.cursor);
       case "subscribe":
         return this.subscribeDirect(local.spec, simple, formats);
+      case "refused":
+        throw new DoubleError({ code: local.code, message: local.message });
+      case "set_idle": {
+        // R16. SET LOCAL outside a transaction block changes nothing (PostgreSQL warns).
+        if (local.local) {
+          if (this.txStatus !== "I") this.idleLocalMs = local.ms ?? this.double.idleInTransactionTimeoutMs;
+        } else {
+          this.idleSessionMs = local.ms ?? this.double.idleInTransactionTimeoutMs;
+          this.idleLocalMs = null;
+        }
+        this.toClient(complete(local.ms === null && !local.local ? "RESET" : "SET"));
+        return;
+      }
+      case "show_idle": {
+        if (simple) this.toClient(rowDescription(this.describeLocal(local)!));
+        this.toClient(dataRow([Buffer.from(formatDuration(this.idleTimeoutMs))]));
+        this.toClient(complete("SHOW"));
+        return;
+      }
     }
+  }
+
+  private isSubscribeCursorStatement(s: string): boolean {
+    const m = new RegExp(`^(?:fetch|close)\\b[\\s\\S]*?(${IDENT})\\s*(?:with\\s*\\(.*\\))?$`, "i").exec(s);
+    return m !== null && this.subscribes.has(unquote(m[1]!));
   }
 
   private async showColumns(relation: string, simple: boolean): Promise<void> {
@@ -1639,7 +1805,7 @@ class DoubleSession {
     let asOf = now;
     if (spec.asOf !== undefined) {
       asOf = spec.asOf.value;
-      if (asOf < since) {
+      if (asOf < since && asOf !== U64_MAX) {
         if (spec.asOf.atLeast) asOf = since;
         else
           fail(
@@ -1655,12 +1821,26 @@ class DoubleSession {
     try {
       await this.pg.must("SAVEPOINT mz_double_sp_view");
       let atts: Array<Array<string | null>>;
+      let timeless = false;
       const created = await this.pg.simple(`CREATE TEMPORARY VIEW ${view} AS ${spec.query}\n`);
       if (created.error === null) {
         atts = await this.pg.must(
           `SELECT attname::text, atttypid::int8, atttypmod FROM pg_catalog.pg_attribute
            WHERE attrelid = '${view}'::regclass AND attnum > 0 ORDER BY attnum`,
         );
+        // R4a: does anything with a frontier (a table, a materialized view) lie below the query?
+        const inputs = await this.pg.must(
+          `WITH RECURSIVE below(oid) AS (
+             SELECT '${view}'::regclass::oid
+             UNION
+             SELECT d.refobjid FROM below
+               JOIN pg_catalog.pg_rewrite r ON r.ev_class = below.oid
+               JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.objid = r.oid
+                 AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid <> below.oid)
+           SELECT count(*) FROM below JOIN pg_catalog.pg_class c ON c.oid = below.oid
+           WHERE c.relkind IN ('r', 'p', 'm', 'f')`,
+        );
+        timeless = inputs[0]?.[0] === "0";
         await this.pg.must(`DROP VIEW ${view}`);
       } else {
         // A view cannot hold every query (a void column): the query's own description, which
@@ -1711,10 +1891,15 @@ class DoubleSession {
           format: 0,
         })),
       ];
+      const closed = timeless || this.double.knobs.closedInputs === true;
+      if (closed && spec.asOf === undefined) asOf = U64_MAX;
       this.double.lastAsOf = String(asOf);
       return {
         spec,
         asOf,
+        closed,
+        planned: false,
+        refusal: unmaterializableIn(spec.query),
         pgCursor: cursor,
         pgExhausted: !spec.snapshot,
         fields,
@@ -1764,7 +1949,7 @@ class DoubleSession {
     while (out.length < max) {
       if (st.phase === "initial") {
         if (st.spec.progress) out.push(progressRow(st.asOf));
-        st.phase = st.spec.snapshot ? "snapshot" : "live";
+        st.phase = st.spec.snapshot ? "snapshot" : st.closed ? "done" : "live";
         continue;
       }
       if (st.phase === "snapshot") {
@@ -1777,7 +1962,7 @@ class DoubleSession {
         if (st.emittedSnapshotRows >= ready) break;
         if (st.buffered.length === 0 && !st.pgExhausted) await this.readPg(st, formats, fixed);
         if (st.buffered.length === 0) {
-          st.phase = "live";
+          st.phase = st.closed ? "done" : "live"; // R4a: no upper after the data
           continue;
         }
         const row = st.buffered.shift()!;
@@ -1854,6 +2039,7 @@ class DoubleSession {
   ): Promise<void> {
     const st = this.subscribes.get(cursor);
     if (!st) return fail("34000", `cursor "${cursor}" does not exist`);
+    this.plan(st);
     if (simple) this.toClient(rowDescription(st.fields));
     const ac = new AbortController();
     this.abort = ac;
@@ -1881,6 +2067,25 @@ class DoubleSession {
     this.toClient(complete(`FETCH ${sent}`));
   }
 
+  /** The SUBSCRIBE's planning, at its first FETCH (R14, R15). */
+  private plan(st: SubscribeState): void {
+    if (st.planned) return;
+    st.planned = true;
+    if (st.refusal !== null) throw new DoubleError(st.refusal);
+    if (this.txStatus === "T") {
+      if (this.txnOps === "subscribe")
+        fail("25000", "SUBSCRIBE in transactions must be the only read statement");
+      if (this.txnOps === "peeks") {
+        throw new DoubleError({
+          code: "25006",
+          message: "transaction in read-only mode",
+          detail: "SELECT queries cannot be combined with other query types, including SUBSCRIBE.",
+        });
+      }
+      this.txnOps = "subscribe";
+    }
+  }
+
   /** When the next row may become ready (wall-clock ms). */
   private nextReadyAt(st: SubscribeState): number {
     const k = this.double.knobs;
@@ -1899,6 +2104,7 @@ class DoubleSession {
     if (implicit) await this.pg.must("BEGIN");
     try {
       const st = await this.openSubscribe(spec);
+      this.plan(st);
       // src/pgwire/src/protocol.rs: a SUBSCRIBE outside FETCH warns first.
       this.toClient(
         errorMsg(
@@ -1948,6 +2154,8 @@ function describeLocal(l: Local): string {
       return `DECLARE SUBSCRIBE${l.spec.progress ? " PROGRESS" : ""}`;
     case "fetch":
       return `FETCH ${l.count} timeout=${l.timeoutMs ?? "none"}`;
+    case "set_idle":
+      return `SET${l.local ? " LOCAL" : ""} idle_in_transaction_session_timeout ${l.ms ?? "DEFAULT"}`;
     default:
       return l.kind.toUpperCase();
   }
@@ -1966,4 +2174,62 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
     };
     signal.addEventListener("abort", onAbort, { once: true });
   });
+}
+
+/** R15: statements that read (a peek in Materialize's terms). */
+function isRead(s: string): boolean {
+  return (
+    /^(select|with|values|table|show|fetch|subscribe)\b/i.test(s) && !/^show\s+idle_in_transaction/i.test(s)
+  );
+}
+
+/** R14: the first function a maintained dataflow cannot evaluate, as Materialize names it. */
+function unmaterializableIn(query: string): ErrFields | null {
+  const code = query.replace(/'(?:[^']|'')*'/g, "''");
+  const found: Array<[RegExp, string]> = [
+    [/\bnow\s*\(\s*\)/i, "current_timestamp"],
+    [/\bcurrent_timestamp\b/i, "current_timestamp"],
+    [/\bcurrent_user\b/i, "current_user"],
+    [/\bsession_user\b/i, "session_user"],
+    [/\bcurrent_database\s*\(/i, "current_database"],
+  ];
+  for (const [re, name] of found) {
+    if (!re.test(code)) continue;
+    const e: ErrFields = { code: "0A000", message: `cannot materialize call to ${name}` };
+    if (name === "current_timestamp")
+      e.detail = "See: https://materialize.com/docs/sql/functions/now_and_mz_now/";
+    return e;
+  }
+  return null;
+}
+
+/** R16: SET / RESET / SHOW idle_in_transaction_session_timeout. */
+function recognizeIdleSetting(s: string): Local | null {
+  if (/^show\s+idle_in_transaction_session_timeout$/i.test(s)) return { kind: "show_idle" };
+  if (/^reset\s+idle_in_transaction_session_timeout$/i.test(s))
+    return { kind: "set_idle", local: false, ms: null };
+  const m = /^set\s+(?:(session|local)\s+)?idle_in_transaction_session_timeout\s*(?:=|\bto\b)\s*(.+)$/i.exec(
+    s,
+  );
+  if (!m) return null;
+  const local = m[1]?.toLowerCase() === "local";
+  const raw = m[2]!.trim();
+  if (/^default$/i.test(raw)) return { kind: "set_idle", local, ms: null };
+  const v = /^'(.*)'$/s.exec(raw)?.[1] ?? raw;
+  const d = /^\s*(\d+)\s*(us|ms|s|min|h|d)?\s*$/.exec(v);
+  if (!d) {
+    return fail("22023", 'parameter "idle_in_transaction_session_timeout" requires a "duration" value');
+  }
+  const unit = { us: 0.001, ms: 1, s: 1000, min: 60_000, h: 3_600_000, d: 86_400_000 }[d[2] ?? "ms"]!;
+  return { kind: "set_idle", local, ms: Number(d[1]) * unit };
+}
+
+/** R16: Materialize's SHOW format for a duration (src/sql/src/session/vars/value.rs). */
+function formatDuration(ms: number): string {
+  if (ms % 1000 !== 0) return `${ms} ms`;
+  const s = ms / 1000;
+  if (s !== 0 && s % 86_400 === 0) return `${s / 86_400} d`;
+  if (s !== 0 && s % 3600 === 0) return `${s / 3600} h`;
+  if (s !== 0 && s % 60 === 0) return `${s / 60} min`;
+  return `${s} s`;
 }

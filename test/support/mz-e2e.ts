@@ -57,6 +57,10 @@ export function basicSetup(): string[] {
     "CREATE VIEW empty_v AS SELECT a, b FROM dup WHERE false",
     "CREATE TABLE nums (n int)",
     "INSERT INTO nums SELECT generate_series(1, 2000)",
+    "CREATE TABLE ev (ts timestamptz, v int)",
+    "INSERT INTO ev VALUES ('2000-01-01 00:00:00+00', 1), ('2999-01-01 00:00:00+00', 2)",
+    // A view without a timestamp dependency, as in Materialize's test/testdrive/fetch-tail-timestamp-zero.td.
+    "CREATE VIEW const_v AS VALUES (123, 'x')",
   ];
 }
 
@@ -246,6 +250,111 @@ export function materializeScenarios(env: () => MzEnv): void {
           : "SELECT count(*)::int AS n FROM mz_catalog.mz_views WHERE name LIKE 'copy_to_s3_proxy_%'",
       );
       expect(Number(leftover.rows[0].n)).toBe(0);
+    });
+  });
+
+  // Materialize's own COPY TO tests export constant queries: test/aws-localstack/copy-to-s3/copy-to-s3.td
+  // (`COPY (SELECT 1000)`, `COPY (SELECT generate_series(1, 1000000))`) and
+  // test/testdrive/copy-to-s3-minio.td (`COPY (SELECT * FROM generate_series(1, 1000000))`,
+  // `COPY (SELECT 1 WHERE FALSE)` in CSV and Parquet). A SUBSCRIBE of such a query has AS OF
+  // u64::MAX and ends after its data (test/testdrive/fetch-tail-timestamp-zero.td): the export
+  // must end with it.
+  describe("constant queries end (AS OF 18446744073709551615)", () => {
+    test("COPY (SELECT 1000): one row; the manifest carries Materialize's AS OF (after copy-to-s3.td)", async () => {
+      const e = env();
+      const prefix = freshPrefix();
+      const r = await e.client.query(
+        `COPY (SELECT 1000) TO 's3://${e.bucket}/${prefix}' WITH (FORMAT = 'csv')`,
+      );
+      expect(r.rowCount).toBe(1);
+      expect(parseCsv(await csvOf(e, prefix))).toEqual([["1000"]]);
+      const m = await manifestOf(e, prefix);
+      expect(m.snapshot.timestamp).toBe("18446744073709551615");
+      expect(Number.isNaN(Date.parse(m.snapshot.at ?? ""))).toBe(false);
+    });
+
+    test("COPY (SELECT generate_series(1, 1000000)): every number once (after copy-to-s3.td)", async () => {
+      const e = env();
+      const prefix = freshPrefix();
+      const r = await e.client.query(
+        `COPY (SELECT generate_series(1, 1000000)) TO 's3://${e.bucket}/${prefix}' WITH (FORMAT = 'csv')`,
+      );
+      expect(r.rowCount).toBe(1_000_000);
+      const nums = (await csvOf(e, prefix))
+        .split("\n")
+        .filter((l) => l !== "")
+        .map(Number)
+        .sort((a, b) => a - b);
+      expect(nums).toHaveLength(1_000_000);
+      expect(nums.every((n, i) => n === i + 1)).toBe(true);
+    }, 120_000);
+
+    test("COPY (SELECT 1 WHERE FALSE): CSV and Parquet, 0 rows (after copy-to-s3-minio.td)", async () => {
+      const e = env();
+      const p1 = freshPrefix();
+      const csv = await e.client.query(
+        `COPY (SELECT 1 AS one WHERE FALSE) TO 's3://${e.bucket}/${p1}' WITH (FORMAT = 'csv', HEADER)`,
+      );
+      expect(csv.rowCount).toBe(0);
+      expect(await csvOf(e, p1)).toBe("one\n");
+      const p2 = freshPrefix();
+      const pq = await e.client.query(
+        `COPY (SELECT 1::int AS one WHERE FALSE) TO 's3://${e.bucket}/${p2}' WITH (FORMAT = 'parquet')`,
+      );
+      expect(pq.rowCount).toBe(0);
+      expect(await duckRows(`SELECT count(*) FROM ${await parquetFiles(p2)}`)).toEqual([["0"]]);
+    });
+
+    test("VALUES and a view over VALUES (after fetch-tail-timestamp-zero.td)", async () => {
+      const e = env();
+      const p1 = freshPrefix();
+      const r1 = await e.client.query(
+        `COPY (VALUES (1, 'a'), (2, 'b')) TO 's3://${e.bucket}/${p1}' WITH (FORMAT = 'csv')`,
+      );
+      expect(r1.rowCount).toBe(2);
+      expect(sortRows(parseCsv(await csvOf(e, p1)))).toEqual(
+        sortRows([
+          ["1", "a"],
+          ["2", "b"],
+        ]),
+      );
+      const p2 = freshPrefix();
+      expect(
+        (await e.client.query(`COPY const_v TO 's3://${e.bucket}/${p2}' WITH (FORMAT = 'csv')`)).rowCount,
+      ).toBe(1);
+      expect(parseCsv(await csvOf(e, p2))).toEqual([["123", "x"]]);
+    });
+  });
+
+  // What SUBSCRIBE refuses (0A000 "cannot materialize call to current_timestamp",
+  // src/adapter/src/optimize/subscribe.rs) Materialize's COPY TO evaluates once, at its snapshot
+  // time (src/adapter/src/optimize/copy_to.rs); copy-to-s3.td uses now() in the target the same way.
+  describe("now(), current_user … in the query, as Materialize's COPY TO allows", () => {
+    test("WHERE ts > now() - INTERVAL '1 day'", async () => {
+      const e = env();
+      const prefix = freshPrefix();
+      const r = await e.client.query(
+        `COPY (SELECT v FROM ev WHERE ts > now() - INTERVAL '1 day') TO 's3://${e.bucket}/${prefix}' WITH (FORMAT = 'csv')`,
+      );
+      expect(r.rowCount).toBe(1);
+      expect(parseCsv(await csvOf(e, prefix))).toEqual([["2"]]);
+      const m = await manifestOf(e, prefix);
+      expect(m.snapshot.upstream).toBe("materialize");
+      expect(Number.isNaN(Date.parse(m.snapshot.at ?? ""))).toBe(false);
+    });
+
+    test("current_user and now() in the select list, Parquet", async () => {
+      const e = env();
+      const prefix = freshPrefix();
+      const me = (await e.client.query("SELECT current_user AS u")).rows[0].u as string;
+      const r = await e.client.query(
+        `COPY (SELECT current_user::text AS u, now() > '2000-01-01'::timestamptz AS later, a FROM dup WHERE a = 2)
+           TO 's3://${e.bucket}/${prefix}' WITH (FORMAT = 'parquet')`,
+      );
+      expect(r.rowCount).toBe(1);
+      expect(await duckRows(`SELECT u, later::VARCHAR, a FROM ${await parquetFiles(prefix)}`)).toEqual([
+        [me, "true", "2"],
+      ]);
     });
   });
 

@@ -28,6 +28,19 @@ describe("export limits", () => {
     expect(uploadMemoryBound(e)).toBe(8 * MiB * 5 * 2);
   });
 
+  test("exports.stallTimeoutMs: 10 minutes by default; --stall-timeout > C2S_STALL_TIMEOUT > config file; 0 = off", () => {
+    expect(loadConfig([], {}).config.exports.stallTimeoutMs).toBe(600_000);
+    expect(loadConfig(withFile({ stallTimeoutMs: 0 }), {}).config.exports.stallTimeoutMs).toBe(0);
+    expect(
+      loadConfig(withFile({ stallTimeoutMs: 5000 }), { C2S_STALL_TIMEOUT: "7000" }).config.exports
+        .stallTimeoutMs,
+    ).toBe(7000);
+    expect(
+      loadConfig(["--stall-timeout", "9000"], { C2S_STALL_TIMEOUT: "7000" }).config.exports.stallTimeoutMs,
+    ).toBe(9000);
+    expect(() => loadConfig(["--stall-timeout", "-1"], {})).toThrow(ConfigError);
+  });
+
   test("the config file sets them", () => {
     const e = loadConfig(
       withFile({ s3MaxAttempts: 8, s3RetryMode: "adaptive", s3RequestTimeoutMs: 5000, filesCompleting: 1 }),

@@ -2,15 +2,36 @@
 // the client's own session:
 //
 //   BEGIN;
+//   SET LOCAL idle_in_transaction_session_timeout = 0;
 //   DECLARE c CURSOR FOR SUBSCRIBE (<q>) WITH (PROGRESS);
-//   FETCH <n> c WITH (timeout = '…');   -- repeated
+//   FETCH <n> c;   -- repeated
 //   CLOSE c; ROLLBACK;
 //
 // Output columns are mz_timestamp (numeric), mz_progressed (bool), mz_diff (bigint), then the
 // query's columns (docs: "SUBSCRIBE › Output", "PROGRESS"). The first row is a progress row whose
-// mz_timestamp is the snapshot time T (the AS OF); snapshot rows all carry T; the snapshot is
-// complete at the first row of any kind with a later timestamp. A row with mz_diff = k > 1 is k
-// copies of the row; a negative diff in a snapshot means corrupt input and ends the export.
+// mz_timestamp is the snapshot time T (the AS OF; Materialize `src/adapter/src/active_compute_sink.rs`
+// `initialize`); snapshot rows all carry T. The snapshot is complete at the first row of any kind
+// with a later timestamp, or when the SUBSCRIBE itself ends: a query without a timestamp
+// dependency, or over inputs whose frontier has closed, gets T = u64::MAX
+// (`src/adapter/src/coord/timestamp_selection.rs`), its data follows the first progress row and
+// then its upper is empty, so no later row ever comes (`active_compute_sink.rs` `process_response`,
+// `test/testdrive/fetch-tail-timestamp-zero.td`). FETCH without a timeout waits for the first rows
+// and returns 0 rows only once the SUBSCRIBE has ended (`src/sql/src/plan/statement/scl.rs`
+// "FETCH defaults to WaitOnce"; `src/pgwire/src/protocol.rs` `send_rows`: a closed channel ends
+// the FETCH at once), so a FETCH of 0 rows is the end of the snapshot. A row with mz_diff = k > 1
+// is k copies of the row; a negative diff in a snapshot means corrupt input and ends the export.
+//
+// A query SUBSCRIBE refuses because it calls now(), current_user, … (0A000 "cannot materialize
+// call to …": `src/adapter/src/optimize/subscribe.rs` prepares it as a maintained dataflow) is what
+// Materialize's own COPY TO resolves at its snapshot time (`src/adapter/src/optimize/copy_to.rs`).
+// Such a query is read as a one-shot peek instead: `DECLARE c CURSOR FOR <q>` and FETCH until a
+// short batch (docs/materialize.md says what that costs).
+//
+// The transaction turns idle_in_transaction_session_timeout off for itself (SET LOCAL; Materialize's
+// default is 2 minutes, `src/sql/src/session/vars/definitions.rs`): while uploads are slow the
+// proxy stops reading between FETCHes, and the timeout would terminate the client's own session
+// (`src/pgwire/src/protocol.rs` `advance_ready`). The export bounds such waits itself
+// (exports.stallTimeoutMs).
 //
 // For Parquet, nullability and the element types of list/map/record columns (which the wire
 // describes with generic OIDs) come from the catalog, through a temporary view created and
@@ -38,11 +59,11 @@ const UNNAMED = "";
 export interface MaterializeSnapshotOptions {
   /** Rows per FETCH. */
   fetchRows?: number;
-  /** `FETCH … WITH (timeout = …)`: how long one FETCH waits for rows before returning what it has. */
-  fetchTimeout?: string;
 }
 
 const FIXED = 3; // mz_timestamp, mz_progressed, mz_diff
+/** The AS OF of a SUBSCRIBE without a timestamp dependency (timestamp_selection.rs). */
+const U64_MAX = "18446744073709551615";
 
 export class MaterializeSnapshot implements SnapshotSource {
   private inTransaction = false;
@@ -50,8 +71,9 @@ export class MaterializeSnapshot implements SnapshotSource {
   private columns: ColumnInfo[] = [];
   /** T, as the text Materialize sends for the numeric mz_timestamp (digits only). */
   private asOf: Buffer = Buffer.alloc(0);
+  /** How the rows are read: the SUBSCRIBE, or a one-shot peek for what SUBSCRIBE refuses. */
+  private mode: "subscribe" | "peek" = "subscribe";
   private readonly fetchRows: number;
-  private readonly fetchTimeout: string;
 
   constructor(
     private readonly client: UpstreamClient,
@@ -59,26 +81,51 @@ export class MaterializeSnapshot implements SnapshotSource {
     opts: MaterializeSnapshotOptions = {},
   ) {
     this.fetchRows = Math.max(1, Math.floor(opts.fetchRows ?? 10_000));
-    // Short: a FETCH with a timeout waits for the whole timeout unless it fills its count, so
-    // the last, partial batch of a snapshot costs one timeout (docs: FETCH; protocol.rs send_rows).
-    this.fetchTimeout = opts.fetchTimeout ?? "0.1s";
-    if (!/^[0-9a-z. ]+$/i.test(this.fetchTimeout)) {
-      throw new PgError(SqlState.invalidParameterValue, `invalid FETCH timeout: ${this.fetchTimeout}`);
-    }
   }
 
   private get sql(): string {
     return this.source.kind === "query" ? this.source.sql : `SELECT * FROM ${this.source.name}`;
   }
 
+  /** BEGIN, and no idle-in-transaction timeout for this transaction only (see the top). */
+  private async begin(signal: AbortSignal): Promise<void> {
+    await this.client.query("BEGIN", signal);
+    this.inTransaction = true;
+    await this.client.query("SET LOCAL idle_in_transaction_session_timeout = 0", signal);
+  }
+
   async open(opts: { typeInfo: boolean }, signal: AbortSignal): Promise<OpenedSnapshot> {
     // Catalog work first: DDL (the temporary view) cannot run inside the SUBSCRIBE's transaction.
     const catalog = opts.typeInfo ? await this.describeFromCatalog(signal) : null;
 
-    await this.client.query("BEGIN", signal);
-    this.inTransaction = true;
-    await this.client.query(`DECLARE ${CURSOR} CURSOR FOR SUBSCRIBE (${this.sql}\n) WITH (PROGRESS)`, signal);
-    const fields = await this.dataFields(signal);
+    await this.begin(signal);
+    let fields: FieldDesc[];
+    let first: string | null = null;
+    try {
+      await this.client.query(
+        `DECLARE ${CURSOR} CURSOR FOR SUBSCRIBE (${this.sql}\n) WITH (PROGRESS)`,
+        signal,
+      );
+      fields = await this.dataFields(signal);
+      // T: the first update is a progress message at the AS OF time (docs: SUBSCRIBE › PROGRESS).
+      // FETCH 1, so that no snapshot row is read before the encoder says which formats it wants.
+      // Materialize plans the SUBSCRIBE here, at its first FETCH (test/testdrive/fetch-tail-as-of.td).
+      const r = await this.client.query(`FETCH 1 ${CURSOR}`, signal);
+      const row = r.rows[0];
+      if (row === undefined) {
+        throw new PgError(SqlState.protocolViolation, "SUBSCRIBE ended before its first progress row");
+      }
+      first = row[0] ?? null;
+    } catch (e) {
+      if (!refusedBySubscribe(e)) throw e;
+      // now(), current_user, …: what COPY TO evaluates once, at its snapshot time.
+      this.inTransaction = false;
+      await this.client.query("ROLLBACK", signal);
+      await this.begin(signal);
+      await this.client.query(`DECLARE ${CURSOR} CURSOR FOR ${this.sql}\n`, signal);
+      this.mode = "peek";
+      fields = await this.client.prepare(UNNAMED, this.sql, signal);
+    }
     this.columns = fields.map((f, i) => {
       const c: ColumnInfo = {
         name: f.name,
@@ -94,18 +141,14 @@ export class MaterializeSnapshot implements SnapshotSource {
       }
       return c;
     });
-
-    // T: the first update is a progress message at the AS OF time (docs: SUBSCRIBE › PROGRESS).
-    // FETCH 1, so that no snapshot row is read before the encoder says which formats it wants.
-    let first: string | null = null;
-    while (first === null) {
-      const r = await this.client.query(`FETCH 1 ${CURSOR} WITH (timeout = '${this.fetchTimeout}')`, signal);
-      const row = r.rows[0];
-      if (row !== undefined) first = row[0] ?? null;
-      if (row !== undefined && first === null) {
-        throw new PgError(SqlState.protocolViolation, "SUBSCRIBE sent a row without mz_timestamp");
-      }
-      if (signal.aborted) throw PgError.from(signal.reason);
+    const typeNames = this.columns.map((c, i) => mzTypeName(c.typeOid, c.typeMod, catalog?.[i]?.typeName));
+    const readAt = new Date().toISOString();
+    if (this.mode === "peek") {
+      // The peek's timestamp is not on the wire; when the read began is what we know.
+      return { columns: this.columns, typeNames, snapshot: { upstream: "materialize", at: readAt } };
+    }
+    if (first === null) {
+      throw new PgError(SqlState.protocolViolation, "SUBSCRIBE sent a row without mz_timestamp");
     }
     if (!/^\d+$/.test(first)) {
       throw new PgError(SqlState.protocolViolation, `unexpected mz_timestamp from SUBSCRIBE: ${first}`);
@@ -114,11 +157,12 @@ export class MaterializeSnapshot implements SnapshotSource {
     const ms = Number(first);
     return {
       columns: this.columns,
-      typeNames: this.columns.map((c, i) => mzTypeName(c.typeOid, c.typeMod, catalog?.[i]?.typeName)),
+      typeNames,
       snapshot: {
         upstream: "materialize",
-        // Materialize's timestamps are milliseconds since the Unix epoch (EpochMilliseconds timeline).
-        at: Number.isSafeInteger(ms) ? new Date(ms).toISOString() : first,
+        // Materialize's timestamps are milliseconds since the Unix epoch (EpochMilliseconds
+        // timeline); u64::MAX means "valid at any time", so the wall clock says when it was read.
+        at: first !== U64_MAX && Number.isSafeInteger(ms) ? new Date(ms).toISOString() : readAt,
         timestamp: first,
       },
     };
@@ -189,21 +233,60 @@ export class MaterializeSnapshot implements SnapshotSource {
   }
 
   async read(resultFormats: readonly number[], sink: RowSink, signal: AbortSignal): Promise<void> {
+    if (this.mode === "peek") await this.readPeek(resultFormats, sink, signal);
+    else await this.readSubscribe(resultFormats, sink, signal);
+    // Every row is read: end the transaction, so the read does not hold back compaction while
+    // the uploads finish.
+    await this.client.query(`CLOSE ${CURSOR}`, signal);
+    this.inTransaction = false;
+    await this.client.query("ROLLBACK");
+  }
+
+  /** The list and map columns only ever in text: Materialize has no binary encoding for them. */
+  private dataFormats(resultFormats: readonly number[]): number[] {
+    return this.columns.map((c, i) => (binaryAllowed(c.typeOid) ? (resultFormats[i] ?? 0) : 0));
+  }
+
+  /** A plain cursor: FETCH until a batch comes back short. */
+  private async readPeek(
+    resultFormats: readonly number[],
+    sink: RowSink,
+    signal: AbortSignal,
+  ): Promise<void> {
+    const formats = this.dataFormats(resultFormats);
+    const fetchSql = `FETCH ${this.fetchRows} ${CURSOR}`;
+    for (;;) {
+      if (signal.aborted) throw PgError.from(signal.reason);
+      let got = 0;
+      await this.client.prepare(UNNAMED, fetchSql, signal);
+      await this.client.execute(
+        UNNAMED,
+        formats,
+        (buf, start, end, count) => {
+          got += count;
+          sink.rows(buf, start, end, count);
+        },
+        signal,
+      );
+      if (got < this.fetchRows) return;
+    }
+  }
+
+  private async readSubscribe(
+    resultFormats: readonly number[],
+    sink: RowSink,
+    signal: AbortSignal,
+  ): Promise<void> {
     const onRow = sink.row;
-    const cols = this.columns;
-    // The three SUBSCRIBE columns in text; list and map only ever in text (Materialize has no
-    // binary encoding for them and refuses the Bind: "binary encoding of list types is not
-    // implemented").
-    const formats = [
-      0,
-      0,
-      0,
-      ...cols.map((c, i) => (binaryAllowed(c.typeOid) ? (resultFormats[i] ?? 0) : 0)),
-    ];
+    // The three SUBSCRIBE columns in text; list and map only ever in text (Materialize refuses
+    // the Bind: "binary encoding of list types is not implemented").
+    const formats = [0, 0, 0, ...this.dataFormats(resultFormats)];
     const asOf = this.asOf;
     let done = false;
+    let fetched = 0;
     let failure: PgError | null = null;
     const handle: RowCallback = (buf, pos, n) => {
+      fetched++;
       if (done) return;
       if (n < FIXED) {
         failure = new PgError(SqlState.protocolViolation, `SUBSCRIBE row with ${n} columns`);
@@ -243,9 +326,11 @@ export class MaterializeSnapshot implements SnapshotSource {
       }
       for (let k = 0; k < diff; k++) onRow(buf, p, n - FIXED);
     };
-    const fetchSql = `FETCH ${this.fetchRows} ${CURSOR} WITH (timeout = '${this.fetchTimeout}')`;
+    // No timeout: FETCH waits for rows, and returns none only when the SUBSCRIBE has ended.
+    const fetchSql = `FETCH ${this.fetchRows} ${CURSOR}`;
     while (!done) {
       if (signal.aborted) throw PgError.from(signal.reason);
+      fetched = 0;
       await this.client.prepare(UNNAMED, fetchSql, signal);
       await this.client.execute(
         UNNAMED,
@@ -253,13 +338,9 @@ export class MaterializeSnapshot implements SnapshotSource {
         (buf, start, end) => forEachDataRow(buf, start, end, handle),
         signal,
       );
+      if (fetched === 0) done = true; // the SUBSCRIBE is complete: its data is all in
     }
     if (failure !== null) throw failure;
-    // Every row is read: end the transaction, so the SUBSCRIBE does not hold back compaction
-    // while the uploads finish.
-    await this.client.query(`CLOSE ${CURSOR}`, signal);
-    this.inTransaction = false;
-    await this.client.query("ROLLBACK");
   }
 
   async abandon(): Promise<void> {
@@ -277,6 +358,19 @@ export class MaterializeSnapshot implements SnapshotSource {
       // The upstream is gone, and the session with it.
     }
   }
+}
+
+/**
+ * SUBSCRIBE's refusal of a function that only a one-shot read can evaluate: 0A000 "cannot
+ * materialize call to current_timestamp" (`src/adapter/src/optimize/subscribe.rs` prepares the
+ * query with ExprPrepMaintained; the text and code are OptimizerError::UnmaterializableFunction's).
+ */
+function refusedBySubscribe(e: unknown): boolean {
+  return (
+    e instanceof PgError &&
+    e.code === SqlState.featureNotSupported &&
+    e.message.startsWith("cannot materialize call to ")
+  );
 }
 
 /** SHOW COLUMNS type names that need no further description. */
