@@ -153,9 +153,7 @@ describe("what only the double can stage", () => {
     const r = await client.query(`COPY dup TO 's3://${bucket}/${prefix}' WITH (FORMAT = 'csv')`);
     expect(r.rowCount).toBe(5);
     const key = (await check.keys(bucket, `${prefix}/`)).find((k) => k.endsWith("-manifest.json"))!;
-    expect(JSON.parse((await check.get(bucket, key)).toString()).snapshot.timestamp).toBe(
-      "18446744073709551615",
-    );
+    expect((await check.get(bucket, key)).toString()).toMatch(/"mzTimestamp": 18446744073709551615\b/);
   });
 
   test("a read that makes no progress ends after exports.stallTimeoutMs with 57014; nothing is left", async () => {
