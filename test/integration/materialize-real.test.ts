@@ -86,7 +86,7 @@ describe.skipIf(!MZ_URL)(`COPY TO S3 through the proxy in front of a real Materi
   });
 
   materializeScenarios(env);
-  materializeTypeScenarios(env);
+  materializeTypeScenarios(env, "real");
 
   // After Materialize test/copy/s3-auth-checks.td; decisions in docs/materialize.md.
   test("AWS CONNECTION names a catalog connection with keys: refused, its secret cannot be read", async () => {

@@ -86,7 +86,7 @@ describe("through the Materialize wire double", () => {
   });
 
   materializeScenarios(env);
-  materializeTypeScenarios(env);
+  materializeTypeScenarios(env, "double");
 });
 
 describe("what only the double can stage", () => {

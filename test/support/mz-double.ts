@@ -73,6 +73,8 @@
 //      src/adapter/src/catalog.rs: lists/maps spelled out, other types by mz_pgrepr `Type::name`,
 //      src/pgrepr/src/types.rs: `timestamp without time zone`, `time`, `character varying`, and
 //      `numeric` without its typmod). The double rewrites PostgreSQL's regtype results accordingly.
+//      DOUBLE LIMIT: no records and no named (CREATE TYPE) lists/maps: PostgreSQL describes a
+//      domain column by its base type, so a stand-in cannot be told from its base on the wire.
 //  R11 Errors raised while a SUBSCRIBE runs arrive on the FETCH as XX000 (src/pgwire/src/protocol.rs
 //      send_rows, FetchResult::Error → INTERNAL_ERROR; evaluation errors read "Evaluation error:
 //      …"); a cancelled FETCH reports 57014 "canceling statement due to user request".

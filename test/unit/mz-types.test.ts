@@ -1,6 +1,7 @@
 // Materialize's type names (pg_typeof / SHOW COLUMNS), its list/map text formats, element text →
 // binary, and the upstream-kind decision — the pure parts of the Materialize path.
 import { describe, expect, test } from "vitest";
+import { probeTypes } from "../../src/copy/snapshot/materialize-type-probe.js";
 import {
   MZ_UNCONSTRAINED_NUMERIC_TYPMOD,
   mzColumnTypmod,
@@ -188,5 +189,71 @@ describe("upstream kind", () => {
     expect(await resolveUpstreamKind("auto", params, probe)).toBe("materialize");
     expect(await resolveUpstreamKind("auto", params, probe)).toBe("materialize");
     expect(asked).toBe(1);
+  });
+});
+
+describe("sub-value probes (materialize-type-probe.ts)", () => {
+  const tm = (s: number) => ((39 << 16) | s) + 4;
+  /** A fake Materialize: each expression's description and pg_typeof, as its wire would say. */
+  function io(types: Record<string, { oid: number; typeMod: number; name: string }>) {
+    const asked: string[][] = [];
+    return {
+      asked,
+      describe: async (exprs: readonly string[]) => {
+        asked.push([...exprs]);
+        return exprs.map((e) => types[e] ?? { oid: 25, typeMod: -1 });
+      },
+      typeOf: async (exprs: readonly string[]) => exprs.map((e) => types[e]?.name ?? null),
+    };
+  }
+
+  test("numeric scales inside lists, arrays and records come from the elements' typmods", async () => {
+    const fake = io({
+      '(t."c1")[1]': { oid: 1700, typeMod: tm(2), name: "numeric" },
+      '(t."c2")[1]': { oid: 1700, typeMod: tm(39), name: "numeric" },
+      '(t."c3")."p"': { oid: 1700, typeMod: tm(4), name: "numeric" },
+    });
+    const [l, a, r] = await probeTypes(
+      [
+        { expr: 't."c1"', oid: 16384, typeMod: -1, parsed: parseMzTypeName("numeric list") },
+        { expr: 't."c2"', oid: 1231, typeMod: -1, parsed: parseMzTypeName("numeric[]") },
+        { expr: 't."c3"', oid: 2249, typeMod: -1, parsed: parseMzTypeName("record(p: numeric,q: integer?)") },
+      ],
+      fake,
+    );
+    expect(resolveType(16384, -1, l, "c1")?.element?.scale).toBe(2);
+    expect(resolveType(1231, -1, a, "c2")?.element?.scale).toBe(10);
+    const rec = resolveType(2249, -1, r, "c3")!;
+    expect(rec.fields?.map((f) => [f.name, f.node.scale, f.nullable])).toEqual([
+      ["p", 4, false],
+      ["q", undefined, undefined],
+    ]);
+    expect(fake.asked).toHaveLength(1); // one round trip for every leaf
+  });
+
+  test("a named list or map (CREATE TYPE … AS LIST/MAP) is rebuilt from its element's description", async () => {
+    const fake = io({
+      '(t."c1")[1]': { oid: 23, typeMod: -1, name: "integer" },
+      "(t.\"c2\") -> ''": { oid: 16384, typeMod: -1, name: "int4_list_c" },
+      "((t.\"c2\") -> '')[1]": { oid: 1700, typeMod: tm(3), name: "numeric" },
+    });
+    const [l, m] = await probeTypes(
+      [
+        { expr: 't."c1"', oid: 16384, typeMod: -1 },
+        { expr: 't."c2"', oid: 16385, typeMod: -1 },
+      ],
+      fake,
+    );
+    expect(resolveType(16384, -1, l, "c1")).toMatchObject({ codec: "list", element: { codec: "int4" } });
+    expect(resolveType(16385, -1, m, "c2")).toMatchObject({
+      codec: "map",
+      element: { codec: "list", element: { codec: "numeric", scale: 3 } },
+    });
+  });
+
+  test("a named record stays text: its field names are nowhere on the wire", async () => {
+    const fake = io({ '(t."c1")[1]': { oid: 2249, typeMod: -1, name: "my_rec" } });
+    const [l] = await probeTypes([{ expr: 't."c1"', oid: 16384, typeMod: -1 }], fake);
+    expect(resolveType(16384, -1, l, "c1")).toBeNull();
   });
 });

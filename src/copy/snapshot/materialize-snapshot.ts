@@ -42,8 +42,10 @@ import { PgError, SqlState } from "../../errors.js";
 import { forEachDataRow } from "../../wire/backend.js";
 import type { CopySource } from "../statement.js";
 import type { FieldDesc, RowCallback, UpstreamClient } from "../upstream-client.js";
+import { probeTypes } from "./materialize-type-probe.js";
 import {
   binaryAllowed,
+  MzOid,
   type MzTypeInfo,
   mzColumnTypmod,
   mzScalarInfo,
@@ -221,6 +223,7 @@ export class MaterializeSnapshot implements SnapshotSource {
         if (t !== undefined) e.type = t;
       });
     }
+    await this.refineTypes(view, out, signal);
     await this.client.query(`DROP VIEW ${view}`, signal);
     this.tempView = null;
     return out.map(({ nullable, type, typeName }) => {
@@ -230,6 +233,53 @@ export class MaterializeSnapshot implements SnapshotSource {
       if (typeName !== undefined) o.typeName = typeName;
       return o;
     });
+  }
+
+  /**
+   * Numeric scales inside lists, maps, records and arrays, and named list/map types, from the
+   * descriptions of the columns' sub-values (materialize-type-probe.ts). Only when some column
+   * is a container; a probe Materialize refuses leaves the names' reading as it was.
+   */
+  private async refineTypes(
+    view: string,
+    out: Array<{ type?: MzTypeInfo }>,
+    signal: AbortSignal,
+  ): Promise<void> {
+    const from = `FROM ${view} AS t(${out.map((_, i) => `"c${i + 1}"`).join(", ")})`;
+    const fields = await this.client.prepare(UNNAMED, `SELECT * ${from}`, signal);
+    const columns = fields.map((f, i) => ({
+      expr: `t."c${i + 1}"`,
+      oid: f.typeOid,
+      typeMod: f.typeMod,
+      parsed: out[i]?.type,
+    }));
+    if (
+      !columns.some((c) => isContainer(c.oid) || c.parsed?.element || c.parsed?.value || c.parsed?.fields)
+    ) {
+      return;
+    }
+    try {
+      const refined = await probeTypes(columns, {
+        describe: async (exprs) =>
+          (await this.client.prepare(UNNAMED, `SELECT ${exprs.join(", ")} ${from}`, signal)).map((f) => ({
+            oid: f.typeOid,
+            typeMod: f.typeMod,
+          })),
+        typeOf: async (exprs) =>
+          (
+            await this.client.query(
+              `SELECT ${exprs.map((e) => `pg_typeof((SELECT ${e} ${from} LIMIT 1))`).join(", ")}`,
+              signal,
+            )
+          ).rows[0] ?? [],
+      });
+      refined.forEach((t, i) => {
+        if (t !== undefined && out[i] !== undefined) out[i]!.type = t;
+      });
+    } catch (e) {
+      if (signal.aborted) throw e;
+      // A probe Materialize cannot plan: the types as their names say.
+    }
   }
 
   async read(resultFormats: readonly number[], sink: RowSink, signal: AbortSignal): Promise<void> {
@@ -372,6 +422,36 @@ function refusedBySubscribe(e: unknown): boolean {
     e.message.startsWith("cannot materialize call to ")
   );
 }
+
+/** Lists, maps, records and arrays (Materialize's and PostgreSQL's built-in array OIDs). */
+function isContainer(oid: number): boolean {
+  return oid === MzOid.list || oid === MzOid.map || oid === MzOid.record || ARRAY_OIDS.has(oid);
+}
+const ARRAY_OIDS = new Set([
+  1000,
+  1001,
+  1005,
+  1007,
+  1009,
+  1014,
+  1015,
+  1016,
+  1021,
+  1022,
+  1028,
+  1115,
+  1182,
+  1183,
+  1185,
+  1187,
+  1231,
+  2951,
+  3807,
+  MzOid.uint2Array,
+  MzOid.uint4Array,
+  MzOid.uint8Array,
+  MzOid.mzTimestampArray,
+]);
 
 /** SHOW COLUMNS type names that need no further description. */
 const SIMPLE = new Set([

@@ -190,8 +190,11 @@ export function resolveType(
   }
   const elemOid = BUILTIN_ARRAYS.get(oid);
   if (elemOid !== undefined) {
-    // An array column's typmod is its elements' typmod (numeric(10,2)[] carries (10,2)).
-    const element = resolveType(elemOid, typeMod, info?.element, column, depth + 1);
+    // An array column's typmod is its elements' typmod (numeric(10,2)[] carries (10,2)) in
+    // PostgreSQL; Materialize sends -1 for arrays, and the element's own typmod comes from a probe.
+    const elTypeMod =
+      info?.element !== undefined && info.element.typeMod >= 0 ? info.element.typeMod : typeMod;
+    const element = resolveType(elemOid, elTypeMod, info?.element, column, depth + 1);
     return element && arrayNode(element);
   }
   if (info === undefined) return null;
