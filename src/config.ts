@@ -5,6 +5,7 @@ import { resolve as resolvePath } from "node:path";
 import { parseArgs } from "node:util";
 
 export type UpstreamTlsMode = "disable" | "prefer" | "require" | "verify-ca" | "verify-full";
+export type ClientTlsMode = "allow" | "require";
 export type UpstreamKind = "auto" | "postgres" | "materialize";
 export type LogLevel = "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
 
@@ -16,6 +17,8 @@ export interface HostPort {
 export interface ExportLimits {
   /** Exports running at once in this proxy; more wait up to `queueTimeoutMs`, then get 53300. */
   maxConcurrentExports: number;
+  /** Exports one user may run (or wait for) at once; more get 53300 at once. */
+  maxExportsPerUser: number;
   queueTimeoutMs: number;
   /** Multipart part size in bytes (S3 minimum 5 MiB). */
   partSize: number;
@@ -60,6 +63,12 @@ export interface Config {
   upstreamKind: UpstreamKind;
   tlsCertFile: string | undefined;
   tlsKeyFile: string | undefined;
+  /** "require": a client must use TLS (PgBouncer's client_tls_sslmode = require). */
+  clientTls: ClientTlsMode;
+  /** A client that has not logged in after this long is disconnected (0 = never). */
+  loginTimeoutMs: number;
+  /** Client connections logging in or logged in at once; more are refused (PgBouncer's max_client_conn). */
+  maxClientConnections: number;
   /** file:// COPY targets are allowed only below this directory; undefined = not at all. */
   fileRoot: string | undefined;
   logLevel: LogLevel;
@@ -92,11 +101,15 @@ Options (flag / environment variable / config file key):
   --upstream-kind KIND      C2S_UPSTREAM_KIND   upstreamKind  auto | postgres | materialize (default auto: detected per session)
   --tls-cert FILE           C2S_TLS_CERT        tlsCertFile  certificate for the client leg; with --tls-key,
   --tls-key FILE            C2S_TLS_KEY         tlsKeyFile   SSLRequest is answered 'S' (else 'N')
+  --client-tls MODE         C2S_CLIENT_TLS      clientTls  allow | require (require: refuse clients without TLS; default allow)
+  --login-timeout MS        C2S_LOGIN_TIMEOUT   loginTimeoutMs  disconnect clients not logged in after MS (default 60000, 0 = never)
+  --max-client-conn N       C2S_MAX_CLIENT_CONN maxClientConnections  clients logging in or logged in at once (default 100)
   --file-root DIR           C2S_FILE_ROOT       fileRoot   allow file:///... COPY targets below DIR (default: none allowed)
   --log-level LEVEL         C2S_LOG_LEVEL       logLevel   fatal|error|warn|info|debug|trace|silent (default info)
   --drain-timeout MS        C2S_DRAIN_TIMEOUT   drainTimeoutMs  on SIGTERM/SIGINT, time sessions get to finish (default 30000)
   --max-exports N           C2S_MAX_EXPORTS     exports.maxConcurrentExports (default 4)
   --stall-timeout MS        C2S_STALL_TIMEOUT   exports.stallTimeoutMs  cancel an export whose read makes no progress this long (default 600000; 0 = never)
+  --max-exports-per-user N  C2S_MAX_EXPORTS_PER_USER  exports.maxExportsPerUser (default: half of --max-exports, rounded up)
   --config FILE             C2S_CONFIG          a JSON file with any of the keys above, plus "connections"
   --help                                        this text
 
@@ -118,10 +131,16 @@ const DEFAULTS = {
   drainTimeoutMs: 30_000,
   cancelTimeoutMs: 5_000,
   connectTimeoutMs: 10_000,
+  clientTls: "allow",
+  // PostgreSQL's authentication_timeout and PgBouncer's client_login_timeout are both 60 s.
+  loginTimeoutMs: 60_000,
+  // PgBouncer's max_client_conn default, and PostgreSQL's max_connections default.
+  maxClientConnections: 100,
 } as const;
 
 export const DEFAULT_EXPORT_LIMITS: ExportLimits = {
   maxConcurrentExports: 4,
+  maxExportsPerUser: 2,
   queueTimeoutMs: 0,
   partSize: 8 * 1024 * 1024,
   partsInFlight: 4,
@@ -195,6 +214,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Par
       "max-exports",
       1,
     ),
+    maxExportsPerUser: 0, // set below, from maxConcurrentExports when not given
     queueTimeoutMs: positiveInt(
       fileExports.queueTimeoutMs ?? DEFAULT_EXPORT_LIMITS.queueTimeoutMs,
       "exports.queueTimeoutMs",
@@ -250,6 +270,13 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Par
       "stall-timeout",
     ),
   };
+  exportsCfg.maxExportsPerUser = positiveInt(
+    pick(v["max-exports-per-user"], "C2S_MAX_EXPORTS_PER_USER", "maxExportsPerUser") ??
+      fileExports.maxExportsPerUser ??
+      Math.ceil(exportsCfg.maxConcurrentExports / 2),
+    "max-exports-per-user",
+    1,
+  );
   if (
     exportsCfg.maxMemoryPerExport !== undefined &&
     uploadMemoryBound(exportsCfg) > exportsCfg.maxMemoryPerExport
@@ -262,6 +289,14 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Par
   const tlsKeyFile = pick(v["tls-key"], "C2S_TLS_KEY", "tlsKeyFile");
   if ((tlsCertFile === undefined) !== (tlsKeyFile === undefined)) {
     throw new ConfigError("tls-cert and tls-key must be given together");
+  }
+  const clientTls = oneOf(
+    pick(v["client-tls"], "C2S_CLIENT_TLS", "clientTls") ?? DEFAULTS.clientTls,
+    ["allow", "require"],
+    "client-tls",
+  );
+  if (clientTls === "require" && tlsCertFile === undefined) {
+    throw new ConfigError("client-tls require needs tls-cert and tls-key");
   }
   const config: Config = {
     listen: parseHostPort(pick(v.listen, "C2S_LISTEN", "listen") ?? DEFAULTS.listen, "listen"),
@@ -279,6 +314,17 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Par
     ),
     tlsCertFile,
     tlsKeyFile,
+    clientTls,
+    loginTimeoutMs: positiveInt(
+      pick(v["login-timeout"], "C2S_LOGIN_TIMEOUT", "loginTimeoutMs") ?? DEFAULTS.loginTimeoutMs,
+      "login-timeout",
+    ),
+    maxClientConnections: positiveInt(
+      pick(v["max-client-conn"], "C2S_MAX_CLIENT_CONN", "maxClientConnections") ??
+        DEFAULTS.maxClientConnections,
+      "max-client-conn",
+      1,
+    ),
     fileRoot: absolute(pick(v["file-root"], "C2S_FILE_ROOT", "fileRoot")),
     logLevel: oneOf(
       pick(v["log-level"], "C2S_LOG_LEVEL", "logLevel") ?? DEFAULTS.logLevel,
@@ -342,6 +388,10 @@ function parseCliArgs(argv: readonly string[]) {
       "drain-timeout": { type: "string" },
       "max-exports": { type: "string" },
       "stall-timeout": { type: "string" },
+      "max-exports-per-user": { type: "string" },
+      "client-tls": { type: "string" },
+      "login-timeout": { type: "string" },
+      "max-client-conn": { type: "string" },
       config: { type: "string" },
       yes: { type: "boolean" },
       connection: { type: "string" },

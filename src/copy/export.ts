@@ -43,7 +43,7 @@ export async function runCopyExport(
   ctx: ExportContext,
   deps: ExportDeps,
 ): Promise<{ rows: number }> {
-  const release = await deps.limiter.acquire(ctx.signal);
+  const release = await deps.limiter.acquire(ctx.signal, ctx.user);
   try {
     return await new Export(stmt, ctx, deps).run();
   } finally {

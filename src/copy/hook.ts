@@ -24,7 +24,11 @@ export async function createCopyHook(config: Config, log: Logger): Promise<CopyT
       warn: (message) => log.warn(message),
       catalog: c.catalogConnections,
     });
-  const limiter = new ExportLimiter(config.exports.maxConcurrentExports, config.exports.queueTimeoutMs);
+  const limiter = new ExportLimiter(
+    config.exports.maxConcurrentExports,
+    config.exports.queueTimeoutMs,
+    config.exports.maxExportsPerUser,
+  );
   const deps = { config, connections: load(config), limiter };
   return {
     recognize: (sql, upstreamParameters) =>

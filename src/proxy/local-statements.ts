@@ -78,11 +78,15 @@ const CLIENT_LOCAL = policyTable({
   C: Policy.Peek,
   H: Policy.Peek,
 });
-/** Discarding until Sync after an error: every message comes here. */
-const CLIENT_SKIP: PolicyTable = new Uint8Array(256).fill(Policy.Take);
+/**
+ * Discarding until Sync after an error: every message is dropped unseen (never assembled: it may
+ * be up to 1 GiB), but the Sync, which ends the skipping.
+ */
+const CLIENT_SKIP: PolicyTable = new Uint8Array(256).fill(Policy.Drop);
+CLIENT_SKIP["S".charCodeAt(0)] = Policy.Take;
 
 /** Largest statement text starting with COPY that is parsed here; longer ones go upstream. */
-const MAX_COPY_TEXT = 16 << 20;
+export const MAX_COPY_TEXT = 16 << 20;
 /** Largest text parsed on a weaker hint (comments first, or a URL behind other statements). */
 const MAX_HINTED_TEXT = 1 << 20;
 

@@ -41,6 +41,8 @@ export async function startProxy(config: Config, log: Logger, copy: CopyHook | n
   const handshakes = new Set<Socket>();
   let nextId = 1;
   let accepted = 0;
+  /** Past their StartupMessage, upstream leg being opened (no session yet). */
+  let loggingIn = 0;
   let stopping = false;
   let tlsContext = tlsContextOf(config.tlsCertFile, config.tlsKeyFile);
 
@@ -48,7 +50,7 @@ export async function startProxy(config: Config, log: Logger, copy: CopyHook | n
     sock.end(errorResponse({ severity: "FATAL", code, message }));
   };
 
-  async function handshake(raw: Socket): Promise<void> {
+  async function handshake(raw: Socket, conn: Connection): Promise<void> {
     const id = nextId++;
     let sock: Socket | TLSSocket = raw;
     let reader = new PacketReader(sock);
@@ -135,10 +137,45 @@ export async function startProxy(config: Config, log: Logger, copy: CopyHook | n
         );
         return;
       }
+      if (config.clientTls === "require" && !tls) {
+        // PgBouncer's answer with client_tls_sslmode = require (src/client.c, handle_client_startup).
+        fatal(sock, SqlState.protocolViolation, "SSL required");
+        return;
+      }
       if (stopping) {
         fatal(sock, SqlState.cannotConnectNow, "the database system is shutting down");
         return;
       }
+      if (sessions.size + loggingIn >= config.maxClientConnections) {
+        // PgBouncer's words and SQLSTATE for max_client_conn (src/client.c, decide_startup_pool).
+        log.warn(
+          { limit: config.maxClientConnections },
+          "client connection refused: max-client-conn reached",
+        );
+        fatal(sock, SqlState.protocolViolation, "no more connections allowed (max_client_conn)");
+        return;
+      }
+      loggingIn++;
+      try {
+        await login(pkt, id, sock, reader, raw, conn, tls);
+      } finally {
+        loggingIn--;
+      }
+      return;
+    }
+  }
+
+  /** The StartupMessage was accepted: open the upstream leg and hand both to a new session. */
+  async function login(
+    pkt: Buffer,
+    id: number,
+    sock: Socket | TLSSocket,
+    reader: PacketReader,
+    raw: Socket,
+    conn: Connection,
+    tls: boolean,
+  ): Promise<void> {
+    {
       const params = startupParams(pkt);
       const user = params.get("user") ?? "";
       const database = params.get("database") ?? user;
@@ -167,7 +204,17 @@ export async function startProxy(config: Config, log: Logger, copy: CopyHook | n
       const leftover = reader.detach();
       handshakes.delete(raw);
       const session = new Session(
-        { config, log, registry, copy, onClosed: (s) => sessions.delete(s) },
+        {
+          config,
+          log,
+          registry,
+          copy,
+          onClosed: (s) => {
+            clearTimeout(conn.loginTimer);
+            sessions.delete(s);
+          },
+          onAuthenticated: () => clearTimeout(conn.loginTimer),
+        },
         {
           id,
           client: sock,
@@ -180,21 +227,45 @@ export async function startProxy(config: Config, log: Logger, copy: CopyHook | n
         },
       );
       sessions.add(session);
+      conn.session = session;
       log.debug(
         { session: id, user, database, clientTls: tls, upstreamTls: upstream.tls },
         "connecting upstream",
       );
       session.start();
-      return;
     }
   }
 
   const server: Server = createServer({ noDelay: true, pauseOnConnect: false }, (raw) => {
     raw.setNoDelay(true);
     accepted++;
-    handshakes.add(raw);
     raw.on("error", () => {});
-    handshake(raw)
+    if (handshakes.size >= config.maxClientConnections) {
+      // Connections that have not logged in count apart, against the same limit: a flood of them
+      // runs out of slots here, not of file descriptors. PostgreSQL's words when out of backends.
+      raw.end(
+        errorResponse({
+          severity: "FATAL",
+          code: SqlState.tooManyConnections,
+          message: "sorry, too many clients already",
+        }),
+      );
+      setTimeout(() => raw.destroy(), 1000).unref();
+      return;
+    }
+    handshakes.add(raw);
+    const conn: Connection = { session: null, loginTimer: undefined };
+    if (config.loginTimeoutMs > 0) {
+      // PostgreSQL's authentication_timeout: the connection is closed without a reply (a client
+      // stuck enough to miss the deadline may not read one either).
+      conn.loginTimer = setTimeout(() => {
+        log.info({ timeoutMs: config.loginTimeoutMs }, "client did not log in in time; closing it");
+        if (conn.session !== null) conn.session.destroy();
+        else raw.destroy();
+      }, config.loginTimeoutMs);
+      conn.loginTimer.unref();
+    }
+    handshake(raw, conn)
       .catch((e: unknown) => {
         if (e instanceof ProtocolViolation) {
           log.warn({ err: e.message }, "startup protocol violation");
@@ -208,7 +279,10 @@ export async function startProxy(config: Config, log: Logger, copy: CopyHook | n
         }
         setTimeout(() => raw.destroy(), 1000).unref();
       })
-      .finally(() => handshakes.delete(raw));
+      .finally(() => {
+        handshakes.delete(raw);
+        if (conn.session === null) clearTimeout(conn.loginTimer);
+      });
   });
 
   await new Promise<void>((resolve, reject) => {
@@ -267,6 +341,12 @@ export async function startProxy(config: Config, log: Logger, copy: CopyHook | n
 function tlsContextOf(certFile: string | undefined, keyFile: string | undefined): SecureContext | undefined {
   if (!certFile || !keyFile) return undefined;
   return createSecureContext({ cert: readFileSync(certFile), key: readFileSync(keyFile) });
+}
+
+/** One accepted client connection, from accept to the end of its login. */
+interface Connection {
+  session: Session | null;
+  loginTimer: NodeJS.Timeout | undefined;
 }
 
 function replaying(raw: Socket, head: Buffer): Duplex {

@@ -34,7 +34,7 @@ import type {
 } from "./copy-hook.js";
 import { withStaticReads } from "./fast-socket.js";
 import { FlowGate } from "./flow-gate.js";
-import { CLIENT_RELAY, LocalStatements } from "./local-statements.js";
+import { CLIENT_RELAY, LocalStatements, MAX_COPY_TEXT } from "./local-statements.js";
 import { sendUpstreamCancel } from "./upstream-connect.js";
 
 type Duplex = Socket | TLSSocket;
@@ -45,6 +45,8 @@ export interface SessionDeps {
   registry: CancelRegistry;
   copy: CopyHook | null;
   onClosed(s: Session): void;
+  /** The upstream accepted the login (AuthenticationOk). */
+  onAuthenticated?(s: Session): void;
 }
 
 export interface SessionInit {
@@ -68,6 +70,7 @@ const T = {
   Z: 0x5a,
   A: 0x41,
   N: 0x4e,
+  p: 0x70,
 } as const;
 
 /** While an export owns the upstream: everything is ours, DataRows in runs. */
@@ -77,6 +80,17 @@ UPSTREAM_EXPORT["D".charCodeAt(0)] = Policy.TakeRun;
 const UPSTREAM_RELAY = policyTable({ R: Policy.Take, K: Policy.Take, Z: Policy.Observe, S: Policy.Observe });
 /** Until the next ReadyForQuery, which has a message to put in front of it. */
 const UPSTREAM_INJECT = policyTable({ R: Policy.Take, K: Policy.Take, Z: Policy.Take, S: Policy.Observe });
+
+/** Before the login: authentication responses are peeked (their length checked), Terminate passes. */
+const CLIENT_BEFORE_LOGIN: PolicyTable = new Uint8Array(256).fill(Policy.Peek);
+CLIENT_BEFORE_LOGIN["X".charCodeAt(0)] = Policy.Pass;
+/** PostgreSQL's PG_MAX_AUTH_TOKEN_LENGTH (src/include/libpq/auth.h). */
+const MAX_AUTH_TOKEN_LENGTH = 65535;
+/**
+ * Largest client message assembled after the login: the longest statement parsed here
+ * (local-statements.ts) and its header; messages that size or smaller are all that is ever taken.
+ */
+const CLIENT_MAX_TAKE = MAX_COPY_TEXT + 5;
 
 const SASL = 10;
 const PEEK = 512;
@@ -118,6 +132,7 @@ export class Session {
   private realSecret: Buffer = Buffer.alloc(0);
   private key: { pid: number; secret: Buffer } | null = null;
   private closed = false;
+  private refusedBeforeLogin: string | null = null;
   private draining = false;
   private terminating = false;
   private authenticated = false;
@@ -183,16 +198,22 @@ export class Session {
       },
     });
 
+    // Until the login succeeded, nothing the client sends is interpreted or assembled here.
     this.clientStream = new MessageStream(
-      CLIENT_RELAY,
+      CLIENT_BEFORE_LOGIN,
       {
         forward: (b) => this.toUpstream(b),
         observe: (type) => this.observeClient(type),
-        decide: (type, head, bodyLength) => this.local.decide(type, head, bodyLength),
+        decide: (type, head, bodyLength) =>
+          this.authenticated
+            ? this.local.decide(type, head, bodyLength)
+            : this.decideBeforeLogin(type, bodyLength),
         take: (type, buf, start, end) => this.local.take(type, Buffer.from(buf.subarray(start, end))),
-        violation: (reason) => this.protocolViolation(reason),
+        violation: (reason) =>
+          this.protocolViolation(this.refusedBeforeLogin ?? `invalid frontend message: ${reason}`),
       },
-      { peekBytes: PEEK, reusesInput: this.clientOnread },
+      // Decided on the header alone (peekBytes 0), as PostgreSQL checks a length before reading on.
+      { peekBytes: 0, reusesInput: this.clientOnread, maxTakeLength: 0 },
     );
     this.upstreamStream = new MessageStream(
       UPSTREAM_RELAY,
@@ -208,6 +229,22 @@ export class Session {
       },
       { reusesInput: this.upstreamOnread },
     );
+  }
+
+  /**
+   * Before AuthenticationOk a client may only answer the upstream's authentication requests:
+   * PasswordMessage/SASL/GSS responses ('p') of at most PG_MAX_AUTH_TOKEN_LENGTH bytes, as
+   * PostgreSQL reads them (src/backend/libpq/auth.c, recv_password_packet), or Terminate. They
+   * stream through; anything else closes the connection, as PgBouncer does in its login phase.
+   * Refusing makes the stream fail: `maxTakeLength` is 0 until the login.
+   */
+  private decideBeforeLogin(type: number, bodyLength: number): Policy.Pass | Policy.Take {
+    if (type === T.p && bodyLength + 4 <= MAX_AUTH_TOKEN_LENGTH) return Policy.Pass;
+    this.refusedBeforeLogin =
+      type === T.p
+        ? `authentication message of ${bodyLength + 4} bytes exceeds the limit of ${MAX_AUTH_TOKEN_LENGTH}`
+        : `expected password response, got message type ${type}`;
+    return Policy.Take;
   }
 
   private onClientData(d: Buffer): void {
@@ -306,6 +343,10 @@ export class Session {
     if (type === T.R && buf.readInt32BE(start) === 0 && !this.authenticated) {
       // AuthenticationOk: only now is this a session (a refused login is not one).
       this.authenticated = true;
+      this.clientStream.policy = CLIENT_RELAY;
+      this.clientStream.maxTakeLength = CLIENT_MAX_TAKE;
+      this.clientStream.peekBytes = PEEK;
+      this.deps.onAuthenticated?.(this);
       const { user, database, upstreamTls } = this.init;
       const clientTls = (this.init.client as TLSSocket).encrypted === true;
       this.log.info({ user, database, clientTls, upstreamTls }, "session started");
@@ -460,7 +501,7 @@ export class Session {
         errorResponse({
           severity: "FATAL",
           code: SqlState.protocolViolation,
-          message: `invalid frontend message: ${reason}`,
+          message: reason,
         }),
       );
     }

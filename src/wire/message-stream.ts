@@ -27,6 +27,8 @@ export enum Policy {
    * together (an export's DataRows: one call per read instead of one per row).
    */
   TakeRun = 4,
+  /** Remove from the stream unseen, without assembling it (messages discarded until Sync). */
+  Drop = 5,
 }
 
 /** Largest message PostgreSQL accepts (PQ_LARGE_MESSAGE_LIMIT is 1 GiB - 1) plus the length word. */
@@ -71,8 +73,9 @@ export class MessageStream {
   /** push() is given views of a buffer that is overwritten after the call returns. */
   readonly reusesInput: boolean;
 
-  // Bytes of the current message body still to pass through untouched.
+  // Bytes of the current message body still to pass through untouched (or to drop).
   private skip = 0;
+  private dropping = false;
   // A header (or a held message) that spans chunks is assembled here.
   private hold: Buffer | null = null;
   private holdLen = 0;
@@ -137,6 +140,10 @@ export class MessageStream {
         const n = Math.min(this.skip, len - pos);
         this.skip -= n;
         pos += n;
+        if (this.dropping) {
+          runStart = pos;
+          if (this.skip === 0) this.dropping = false;
+        }
         continue;
       }
       if (this.hold !== null) {
@@ -191,6 +198,15 @@ export class MessageStream {
         const n = Math.min(total, len - pos);
         this.skip = total - n;
         pos += n;
+        continue;
+      }
+      if (p === Policy.Drop) {
+        flushRun(pos);
+        const n = Math.min(total, len - pos);
+        this.skip = total - n;
+        this.dropping = this.skip > 0;
+        pos += n;
+        runStart = pos;
         continue;
       }
       if (p === Policy.Observe) {
@@ -284,6 +300,12 @@ export class MessageStream {
         return true;
       }
       p = this.h.decide!(type, held.subarray(5, 5 + want), mlen - 4);
+    }
+    if (p === Policy.Drop) {
+      // The held header (and peeked bytes) were never forwarded; the rest is skipped unseen.
+      this.skip = total - held.length;
+      this.dropping = this.skip > 0;
+      return true;
     }
     if (p === Policy.Pass || p === Policy.Observe) {
       if (p === Policy.Observe && held.length < total) {

@@ -6,23 +6,26 @@ import { connect, type Socket } from "node:net";
 import pg from "pg";
 import { serialize } from "pg-protocol";
 import { afterAll, beforeAll, describe, expect, inject, test } from "vitest";
+import { motoAccess, startCopyProxy } from "../support/copy-proxy.js";
 import { waitUntil } from "../support/export-checks.js";
 import { startTestProxy, type TestProxy } from "../support/proxy.js";
 
 const pgPort = inject("pgPort");
 let plain: TestProxy; // upstream TLS off
+let withCopy: TestProxy; // upstream TLS off, COPY TO S3 on: statements are looked at
 let prefer: TestProxy; // upstream TLS on (the default `prefer`; the suite's PostgreSQL has ssl on)
 let direct: pg.Client;
 
 beforeAll(async () => {
   plain = await startTestProxy({ upstreamPort: pgPort, args: ["--upstream-tls", "disable"] });
   prefer = await startTestProxy({ upstreamPort: pgPort, args: ["--upstream-tls", "prefer"] });
+  withCopy = await startCopyProxy({ upstreamPort: pgPort, s3: motoAccess() });
   direct = new pg.Client({ host: "127.0.0.1", port: pgPort, user: "postgres", database: "postgres" });
   await direct.connect();
 });
 afterAll(async () => {
   await direct?.end();
-  await Promise.all([plain?.shutdown(0), prefer?.shutdown(0)]);
+  await Promise.all([plain?.shutdown(0), prefer?.shutdown(0), withCopy?.shutdown(0)]);
 });
 
 async function upstreamSessions(app: string): Promise<number> {
@@ -128,6 +131,86 @@ describe("an invalid startup packet length is answered with silence, as PostgreS
         );
       });
       expect({ url, ...out }).toEqual({ url, code: 0, stdout: "ended\n" });
+    }
+  });
+});
+
+describe("before the login a client can only answer the authentication", () => {
+  /** Sends `first`, waits for the upstream's authentication request, then sends `then`. */
+  async function afterAuthRequest(
+    port: number,
+    user: string,
+    then: Buffer,
+  ): Promise<{ data: Buffer; closed: boolean }> {
+    const s = await open(port);
+    const chunks: Buffer[] = [];
+    s.on("data", (d: Buffer) => chunks.push(d));
+    s.write(serialize.startup({ user, database: "postgres" }));
+    await waitUntil("an authentication request", () => Buffer.concat(chunks).includes(0x52));
+    const rest = received(s);
+    s.write(then);
+    const r = await rest;
+    return { data: Buffer.concat([...chunks, r.data]), closed: r.closed };
+  }
+
+  const fields = (data: Buffer): Record<string, string> => {
+    const i = data.indexOf(0x45, 9);
+    const out: Record<string, string> = {};
+    for (let p = i + 5; i >= 0 && p < data.length && data[p] !== 0; ) {
+      const z = data.indexOf(0, p + 1);
+      out[String.fromCharCode(data[p]!)] = data.toString("utf8", p + 1, z);
+      p = z + 1;
+    }
+    return { code: out.C ?? "", message: out.M ?? "" };
+  };
+
+  test("a Parse instead of the password: closed with PostgreSQL's 08P01, as PostgreSQL does", async () => {
+    const parse = serialize.parse({
+      text: "COPY (SELECT 1) TO 's3://b/p' WITH (FORMAT bogus)",
+      name: "",
+      types: [],
+    });
+    const viaPg = await afterAuthRequest(pgPort, "pwuser", parse);
+    const viaProxy = await afterAuthRequest(withCopy.port, "pwuser", parse);
+    expect(viaPg.closed && viaProxy.closed).toBe(true);
+    expect(fields(viaProxy.data)).toEqual(fields(viaPg.data));
+    expect(fields(viaProxy.data)).toEqual({
+      code: "08P01",
+      message: "expected password response, got message type 80",
+    });
+  });
+
+  test("a password message over PG_MAX_AUTH_TOKEN_LENGTH is refused before it is read", async () => {
+    const head = Buffer.from([0x70, 0, 1, 0, 0]); // 'p', 65536 bytes
+    const r = await afterAuthRequest(withCopy.port, "pwuser", head);
+    expect(r.closed).toBe(true);
+    expect(fields(r.data).code).toBe("08P01");
+  });
+});
+
+describe("no message is assembled beyond what its handling needs", () => {
+  test("after a refused local Parse, a 1 GiB message is skipped, not assembled", async () => {
+    const s = await open(withCopy.port);
+    try {
+      const chunks: Buffer[] = [];
+      s.on("data", (d: Buffer) => chunks.push(d));
+      s.write(serialize.startup({ user: "postgres", database: "postgres" }));
+      await waitUntil("logged in", () => Buffer.concat(chunks).includes(Buffer.from([0x5a, 0, 0, 0, 5])));
+      // Refused here (unknown format): the rest of the Sync segment is discarded.
+      s.write(
+        serialize.parse({ text: "COPY (SELECT 1) TO 's3://b/p' WITH (FORMAT bogus)", name: "", types: [] }),
+      );
+      await waitUntil("the Parse refused", () => Buffer.concat(chunks).indexOf(0x45, 20) >= 0);
+      const before = process.memoryUsage().arrayBuffers;
+      s.write(Buffer.from([0x51, 0x40, 0, 0, 0])); // a Query claiming 1 GiB
+      const piece = Buffer.alloc(1 << 20, 0x20);
+      for (let i = 0; i < 32; i++) {
+        if (!s.write(piece)) await new Promise((r) => s.once("drain", r));
+      }
+      const grew = process.memoryUsage().arrayBuffers - before;
+      expect(grew).toBeLessThan(128 << 20);
+    } finally {
+      s.destroy();
     }
   });
 });

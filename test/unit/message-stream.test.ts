@@ -187,3 +187,26 @@ describe("MessageStream TakeRun (an export's DataRows)", () => {
     expect(reasons[0]).toMatch(/invalid message length 2/);
   });
 });
+
+describe("Policy.Drop", () => {
+  test("dropped messages are neither forwarded nor assembled, at every split of the input", () => {
+    const big = msg("D", Buffer.alloc(5000, 0x62));
+    const input = Buffer.concat([msg("Q", "a\0"), big, msg("S", ""), big, msg("Q", "b\0")]);
+    const want = Buffer.concat([msg("Q", "a\0"), msg("S", ""), msg("Q", "b\0")]).toString("hex");
+    for (const size of [1, 2, 3, 5, 7, 64, 4999, input.length]) {
+      const out: Buffer[] = [];
+      const s = new MessageStream(policyTable({ D: Policy.Drop }), {
+        forward: (b) => out.push(Buffer.from(b)),
+        take: () => {
+          throw new Error("nothing is taken");
+        },
+        violation: (r) => {
+          throw new Error(r);
+        },
+      });
+      for (let i = 0; i < input.length; i += size) s.push(input.subarray(i, i + size));
+      expect(Buffer.concat(out).toString("hex")).toBe(want);
+      expect(s.atBoundary).toBe(true);
+    }
+  });
+});
