@@ -9,6 +9,7 @@ import { PgError } from "./errors.js";
 import { controlProcess, type ProcessControl } from "./lifecycle.js";
 import { createLogger, logOutput } from "./log.js";
 import { startProxy } from "./proxy/server.js";
+import { createSchedules } from "./schedule/start.js";
 
 async function main(): Promise<number> {
   let cli: ReturnType<typeof loadConfig>;
@@ -64,7 +65,10 @@ async function main(): Promise<number> {
   const output = logOutput(1, (err) => (control === null ? early.push(err) : control.logBroken(err)));
   const serveLog = createLogger(cli.config.logLevel, output);
   const copy = await createCopyHook(cli.config, serveLog);
-  const proxy = await startProxy(cli.config, serveLog, copy);
+  // Scheduled runs are sessions of this proxy: its shutdown drains and cleans them up like any.
+  const schedules = await createSchedules(cli.config, serveLog, copy);
+  const proxy = await startProxy(cli.config, serveLog, schedules.hook);
+  schedules.start(() => proxy.address);
   control = controlProcess({
     argv: process.argv.slice(2),
     env: process.env,

@@ -78,6 +78,8 @@ export interface Config {
   exports: ExportLimits;
   /** The raw `connections` section of the config file (validated by src/copy/connections.ts). */
   connections: unknown;
+  /** The raw `jobs` section: scheduled snapshots (validated by src/schedule/jobs.ts). */
+  jobs: unknown;
   /** How Materialize catalog connections map to the proxy's identity (src/copy/connections.ts). */
   catalogConnections: { identity: string | undefined; externalIdPrefix: string | undefined };
 }
@@ -339,6 +341,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Par
     connectTimeoutMs: positiveInt(file.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs, "connectTimeoutMs", 1),
     exports: exportsCfg,
     connections: file.connections,
+    jobs: file.jobs,
     catalogConnections: {
       identity: pick(undefined, "C2S_CATALOG_IDENTITY", "catalogIdentity"),
       externalIdPrefix: pick(undefined, "C2S_CATALOG_EXTERNAL_ID_PREFIX", "catalogExternalIdPrefix"),

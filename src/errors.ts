@@ -24,6 +24,7 @@ export const SqlState = {
   nullValueNotAllowed: "22004",
   invalidTextRepresentation: "22P02",
   datetimeFieldOverflow: "22008",
+  objectInUse: "55006",
 } as const;
 export type SqlStateCode = (typeof SqlState)[keyof typeof SqlState];
 

@@ -52,6 +52,21 @@ export interface CopyHook<S = any> {
    * to forward untouched; throws a PgError for ours-but-invalid.
    */
   recognize(sql: string, upstreamParameters: ReadonlyMap<string, string>): S | null;
-  /** Runs the export; resolves with the row count for CommandComplete. Throws PgError. */
-  run(stmt: S, ctx: ExportContext): Promise<{ rows: number }>;
+  /**
+   * Runs the export; resolves with the row count for CommandComplete, or with a result set for a
+   * statement the proxy answers itself (SHOW COPY_TO_S3 JOBS). Throws PgError.
+   */
+  run(stmt: S, ctx: ExportContext): Promise<{ rows: number; result?: LocalResult }>;
+  /**
+   * Whether a simple Query that does not start with COPY is still one of ours (the scheduler's
+   * console statements); looks at the first bytes only. Absent: none are.
+   */
+  claims?(head: Buffer): boolean;
+}
+
+/** Rows the proxy answers a statement with itself (text columns), and the command tag. */
+export interface LocalResult {
+  columns: string[];
+  rows: Array<Array<string | null>>;
+  tag: string;
 }

@@ -117,7 +117,8 @@ export class LocalStatements {
           this.host.copy !== null &&
           (s === "yes"
             ? bodyLength <= MAX_COPY_TEXT
-            : bodyLength <= MAX_HINTED_TEXT && ((s === "unknown" && !whole) || head.includes("://")))
+            : bodyLength <= MAX_HINTED_TEXT &&
+              ((s === "unknown" && !whole) || head.includes("://") || this.host.copy.claims?.(head) === true))
         ) {
           return Policy.Take;
         }

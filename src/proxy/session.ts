@@ -11,9 +11,11 @@ import type { Logger } from "../log.js";
 import {
   backendKeyData,
   commandComplete,
+  dataRow,
   errorResponse,
   noticeResponse,
   readyForQuery,
+  rowDescription,
   type TxStatus,
 } from "../wire/backend.js";
 import { frame } from "../wire/frame.js";
@@ -399,8 +401,12 @@ export class Session {
     const run = this.deps.copy!.run(stmt, ctx);
     this.exportRunning = run;
     try {
-      const { rows } = await run;
-      this.toClient(commandComplete(`COPY ${rows}`));
+      const { rows, result } = await run;
+      if (result !== undefined) {
+        if (result.columns.length > 0) this.toClient(rowDescription(result.columns));
+        for (const r of result.rows) this.toClient(dataRow(r));
+        this.toClient(commandComplete(result.tag));
+      } else this.toClient(commandComplete(`COPY ${rows}`));
       return true;
     } catch (e) {
       const err = PgError.from(e);

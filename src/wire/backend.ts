@@ -1,7 +1,7 @@
 // Serializers for the backend (server → client) messages the proxy itself has to produce.
 // Everything else it sends is the upstream's own bytes.
 
-import { cstr, frame } from "./frame.js";
+import { cstr, frame, int16, int32 } from "./frame.js";
 import { forEachMessage } from "./message-stream.js";
 
 export type TxStatus = "I" | "T" | "E";
@@ -39,6 +39,26 @@ export const parseComplete = (): Buffer => frame(0x31, Buffer.alloc(0));
 export const bindComplete = (): Buffer => frame(0x32, Buffer.alloc(0));
 export const closeComplete = (): Buffer => frame(0x33, Buffer.alloc(0));
 export const noData = (): Buffer => frame(0x6e, Buffer.alloc(0));
+
+/** A RowDescription of text columns (type text, OID 25), for result sets the proxy answers itself. */
+export function rowDescription(names: readonly string[]): Buffer {
+  const parts: Buffer[] = [int16(names.length)];
+  for (const n of names) parts.push(cstr(n), int32(0), int16(0), int32(25), int16(-1), int32(-1), int16(0));
+  return frame(0x54 /* T */, ...parts);
+}
+
+/** A DataRow of text values (null = SQL NULL). */
+export function dataRow(values: ReadonlyArray<string | null>): Buffer {
+  const parts: Buffer[] = [int16(values.length)];
+  for (const v of values) {
+    if (v === null) parts.push(int32(-1));
+    else {
+      const b = Buffer.from(v, "utf8");
+      parts.push(int32(b.length), b);
+    }
+  }
+  return frame(0x44 /* D */, ...parts);
+}
 export const emptyQueryResponse = (): Buffer => frame(0x49, Buffer.alloc(0));
 
 export function parameterDescription(oids: readonly number[]): Buffer {

@@ -1,0 +1,365 @@
+// Runs each job's snapshots on its schedule (docs/schedules.md): one timer for the earliest due
+// job, no overlapping runs of one job, retries with exponential backoff, suspension after N failed
+// runs in a row, a run history, and "run now". Every run is an ordinary export into its own prefix
+// `<target>/snapshot=<ISO time>/`; after it completes, latest.json is moved to it and old snapshots
+// are pruned. With several proxies, a per-occurrence lease makes one of them run it.
+import { PgError, SqlState } from "../errors.js";
+import type { Logger } from "../log.js";
+import type { Clock } from "./clock.js";
+import type { JobSpec } from "./jobs.js";
+import { nextOccurrence, snapshotName } from "./next-run.js";
+
+export type RunState = "running" | "retrying" | "succeeded" | "failed" | "skipped";
+
+export interface RunRecord {
+  job: string;
+  /** `snapshot=<ISO time>`: the run's prefix under the job's target. */
+  snapshot: string;
+  trigger: "schedule" | "manual";
+  state: RunState;
+  attempts: number;
+  /** ms since the epoch. */
+  scheduledAt: number;
+  startedAt: number;
+  endedAt: number | undefined;
+  rows: number | undefined;
+  error: string | undefined;
+}
+
+/** One export of a job into `prefixUrl` (an ordinary COPY TO). */
+export interface SnapshotRunner {
+  run(job: JobSpec, prefixUrl: string, signal: AbortSignal): Promise<{ rows: number }>;
+}
+
+/** The latest pointer and retention of a job's target. */
+export interface SnapshotPublisher {
+  /** Points `<target>/latest.json` at the completed snapshot (unless a newer one is there). */
+  publish(job: JobSpec, snapshot: string, signal: AbortSignal): Promise<void>;
+  /** Deletes snapshots retention no longer keeps; never `keep`'s, latest's or unfinished ones. */
+  prune(job: JobSpec, keep: readonly string[], now: number, signal: AbortSignal): Promise<string[]>;
+}
+
+/** Exactly one proxy runs an occurrence: the one that gets its lease. */
+export interface OccurrenceLeases {
+  /** null: another proxy holds (or finished) this occurrence. */
+  acquire(job: JobSpec, snapshot: string, signal: AbortSignal): Promise<HeldLease | null>;
+}
+export interface HeldLease {
+  /** Marks the occurrence done (no other proxy takes it over) and stops renewing. */
+  finish(outcome: "succeeded" | "failed"): Promise<void>;
+  /** Aborted when the lease was lost (another proxy took it over): stop the run. */
+  readonly lost: AbortSignal;
+}
+
+export interface JobStatus {
+  name: string;
+  schedule: string;
+  target: string;
+  nextRun: number | undefined;
+  running: boolean;
+  suspended: boolean;
+  consecutiveFailures: number;
+  lastRun: RunRecord | undefined;
+  lastError: string | undefined;
+  lastSuccess: number | undefined;
+}
+
+export interface SchedulerDeps {
+  clock: Clock;
+  runner: SnapshotRunner;
+  publisher: SnapshotPublisher;
+  leases?: OccurrenceLeases | undefined;
+  log: Logger;
+  /** Run records kept per job. */
+  historySize?: number;
+}
+
+interface JobState {
+  spec: JobSpec;
+  next: number | undefined;
+  running: Promise<void> | null;
+  abort: AbortController | null;
+  suspended: boolean;
+  failures: number;
+  history: RunRecord[];
+  lastError: string | undefined;
+  lastSuccess: number | undefined;
+}
+
+export class Scheduler {
+  private readonly jobs = new Map<string, JobState>();
+  private timer: unknown;
+  private stopped = false;
+
+  constructor(
+    specs: readonly JobSpec[],
+    private readonly deps: SchedulerDeps,
+  ) {
+    for (const spec of specs) {
+      this.jobs.set(spec.name, {
+        spec,
+        next: undefined,
+        running: null,
+        abort: null,
+        suspended: false,
+        failures: 0,
+        history: [],
+        lastError: undefined,
+        lastSuccess: undefined,
+      });
+    }
+  }
+
+  start(): void {
+    const now = this.deps.clock.now();
+    for (const j of this.jobs.values()) j.next = nextOccurrence(j.spec.schedule, now);
+    this.arm();
+  }
+
+  /** Stops the timer and cancels running exports (their cleanup leaves the prefix as found). */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.deps.clock.clearTimer(this.timer);
+    const running = [...this.jobs.values()].filter((j) => j.running !== null);
+    for (const j of running)
+      j.abort?.abort(
+        new PgError(SqlState.adminShutdown, "terminating scheduled snapshot due to administrator command"),
+      );
+    await Promise.allSettled(running.map((j) => j.running));
+  }
+
+  status(): JobStatus[] {
+    return [...this.jobs.values()].map((j) => ({
+      name: j.spec.name,
+      schedule:
+        j.spec.schedule.kind === "cron"
+          ? `cron ${j.spec.schedule.pattern} ${j.spec.schedule.timezone}`
+          : `every ${j.spec.schedule.ms / 1000}s`,
+      target: j.spec.target,
+      nextRun: j.suspended ? undefined : j.next,
+      running: j.running !== null,
+      suspended: j.suspended,
+      consecutiveFailures: j.failures,
+      lastRun: j.history.at(-1),
+      lastError: j.lastError,
+      lastSuccess: j.lastSuccess,
+    }));
+  }
+
+  /** Newest first; one job's or every job's. */
+  history(name?: string): RunRecord[] {
+    const states = name === undefined ? [...this.jobs.values()] : [this.job(name)];
+    return states.flatMap((j) => j.history).sort((a, b) => b.startedAt - a.startedAt);
+  }
+
+  /** Starts a run now (outside the schedule); refused while one runs. */
+  runNow(name: string): RunRecord {
+    const j = this.job(name);
+    if (j.running !== null) {
+      throw new PgError(SqlState.objectInUse, `scheduled snapshot job "${name}" is already running`);
+    }
+    const at = Math.floor(this.deps.clock.now() / 1000) * 1000;
+    return this.launch(j, at, "manual");
+  }
+
+  /** Lifts a suspension: the failure count starts again at 0 and the schedule resumes from now. */
+  resume(name: string): void {
+    const j = this.job(name);
+    j.suspended = false;
+    j.failures = 0;
+    j.next = nextOccurrence(j.spec.schedule, this.deps.clock.now());
+    this.arm();
+  }
+
+  suspend(name: string): void {
+    this.job(name).suspended = true;
+    this.arm();
+  }
+
+  /** Resolves once no run is in progress (tests, shutdown). */
+  async idle(): Promise<void> {
+    for (;;) {
+      const running = [...this.jobs.values()].map((j) => j.running).filter((p) => p !== null);
+      if (running.length === 0) return;
+      await Promise.allSettled(running);
+    }
+  }
+
+  private job(name: string): JobState {
+    const j = this.jobs.get(name);
+    if (j === undefined)
+      throw new PgError(SqlState.undefinedObject, `scheduled snapshot job "${name}" does not exist`);
+    return j;
+  }
+
+  /** One timer, for the earliest due job; an idle scheduler costs nothing else. */
+  private arm(): void {
+    this.deps.clock.clearTimer(this.timer);
+    this.timer = undefined;
+    if (this.stopped) return;
+    let earliest: number | undefined;
+    for (const j of this.jobs.values()) {
+      if (j.suspended || j.next === undefined) continue;
+      if (earliest === undefined || j.next < earliest) earliest = j.next;
+    }
+    if (earliest === undefined) return;
+    this.timer = this.deps.clock.setTimer(() => this.fire(), earliest - this.deps.clock.now());
+  }
+
+  private fire(): void {
+    const now = this.deps.clock.now();
+    for (const j of this.jobs.values()) {
+      if (j.suspended || j.next === undefined || j.next > now) continue;
+      const at = j.next;
+      // Missed occurrences (a long run, a paused process) are not caught up one by one: the next
+      // one is the first after now.
+      j.next = nextOccurrence(j.spec.schedule, now);
+      if (j.running !== null) {
+        this.record(j, {
+          ...this.newRecord(j, at, "schedule", now),
+          state: "skipped",
+          endedAt: now,
+          error: "the previous run of this job is still running",
+        });
+        continue;
+      }
+      this.launch(j, at, "schedule");
+    }
+    this.arm();
+  }
+
+  private newRecord(j: JobState, at: number, trigger: RunRecord["trigger"], now: number): RunRecord {
+    return {
+      job: j.spec.name,
+      snapshot: snapshotName(at),
+      trigger,
+      state: "running",
+      attempts: 0,
+      scheduledAt: at,
+      startedAt: now,
+      endedAt: undefined,
+      rows: undefined,
+      error: undefined,
+    };
+  }
+
+  private record(j: JobState, r: RunRecord): void {
+    j.history.push(r);
+    const max = this.deps.historySize ?? 50;
+    if (j.history.length > max) j.history.splice(0, j.history.length - max);
+  }
+
+  private launch(j: JobState, at: number, trigger: RunRecord["trigger"]): RunRecord {
+    const rec = this.newRecord(j, at, trigger, this.deps.clock.now());
+    this.record(j, rec);
+    const ac = new AbortController();
+    j.abort = ac;
+    j.running = this.execute(j, rec, ac.signal).finally(() => {
+      j.running = null;
+      j.abort = null;
+    });
+    return rec;
+  }
+
+  private async execute(j: JobState, rec: RunRecord, signal: AbortSignal): Promise<void> {
+    const { spec } = j;
+    const log = this.deps.log;
+    let lease: HeldLease | null = null;
+    try {
+      if (this.deps.leases !== undefined) {
+        lease = await this.deps.leases.acquire(spec, rec.snapshot, signal);
+        if (lease === null) {
+          rec.state = "skipped";
+          rec.error = "another proxy runs this occurrence";
+          rec.endedAt = this.deps.clock.now();
+          return;
+        }
+      }
+      const runSignal = lease === null ? signal : AbortSignal.any([signal, lease.lost]);
+      const prefixUrl = `${spec.target}/${rec.snapshot}`;
+      for (;;) {
+        rec.attempts++;
+        rec.state = "running";
+        log.info(
+          { job: spec.name, snapshot: rec.snapshot, attempt: rec.attempts, trigger: rec.trigger },
+          "scheduled snapshot starting",
+        );
+        try {
+          const { rows } = await this.deps.runner.run(spec, prefixUrl, runSignal);
+          rec.rows = rows;
+          break;
+        } catch (e) {
+          const err = PgError.from(e);
+          rec.error = err.message;
+          if (runSignal.aborted || rec.attempts > spec.retries) throw err;
+          rec.state = "retrying";
+          const wait = spec.backoffMs * 2 ** (rec.attempts - 1);
+          log.warn(
+            {
+              job: spec.name,
+              snapshot: rec.snapshot,
+              attempt: rec.attempts,
+              retryInMs: wait,
+              err: err.message,
+            },
+            "scheduled snapshot failed; retrying",
+          );
+          await this.sleep(wait, runSignal);
+        }
+      }
+      // The snapshot is complete (its sentinel is gone): only now may latest.json name it.
+      await this.deps.publisher.publish(spec, rec.snapshot, runSignal);
+      rec.state = "succeeded";
+      rec.error = undefined;
+      rec.endedAt = this.deps.clock.now();
+      j.failures = 0;
+      j.lastError = undefined;
+      j.lastSuccess = rec.endedAt;
+      await lease?.finish("succeeded");
+      lease = null;
+      log.info(
+        { job: spec.name, snapshot: rec.snapshot, rows: rec.rows, attempts: rec.attempts },
+        "scheduled snapshot complete",
+      );
+      try {
+        const deleted = await this.deps.publisher.prune(spec, [rec.snapshot], this.deps.clock.now(), signal);
+        if (deleted.length > 0) log.info({ job: spec.name, deleted }, "old snapshots removed");
+      } catch (e) {
+        log.warn({ job: spec.name, err: PgError.from(e).message }, "could not remove old snapshots");
+      }
+    } catch (e) {
+      const err = PgError.from(e);
+      rec.state = "failed";
+      rec.error = err.message;
+      rec.endedAt = this.deps.clock.now();
+      j.lastError = err.message;
+      j.failures++;
+      await lease?.finish("failed").catch(() => {});
+      if (j.failures >= spec.suspendAfter && !this.stopped) {
+        j.suspended = true;
+        this.arm();
+        log.error(
+          { job: spec.name, failures: j.failures, err: err.message },
+          `scheduled snapshot job suspended after ${j.failures} failed runs; RESUME COPY_TO_S3 JOB ${spec.name} to restart it`,
+        );
+      } else {
+        log.error({ job: spec.name, snapshot: rec.snapshot, err: err.message }, "scheduled snapshot failed");
+      }
+    }
+  }
+
+  private sleep(ms: number, signal: AbortSignal): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (signal.aborted) return reject(PgError.from(signal.reason));
+      const onAbort = (): void => {
+        this.deps.clock.clearTimer(t);
+        reject(PgError.from(signal.reason));
+      };
+      const t = this.deps.clock.setTimer(() => {
+        signal.removeEventListener("abort", onAbort);
+        resolve();
+      }, ms);
+      signal.addEventListener("abort", onAbort, { once: true });
+    });
+  }
+}
