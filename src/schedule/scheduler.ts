@@ -309,12 +309,9 @@ export class Scheduler {
       }
       // The snapshot is complete (its sentinel is gone): only now may latest.json name it.
       await this.deps.publisher.publish(spec, rec.snapshot, runSignal);
-      rec.state = "succeeded";
-      rec.error = undefined;
-      rec.endedAt = this.deps.clock.now();
       j.failures = 0;
       j.lastError = undefined;
-      j.lastSuccess = rec.endedAt;
+      rec.error = undefined;
       await lease?.finish("succeeded");
       lease = null;
       log.info(
@@ -325,8 +322,13 @@ export class Scheduler {
         const deleted = await this.deps.publisher.prune(spec, [rec.snapshot], this.deps.clock.now(), signal);
         if (deleted.length > 0) log.info({ job: spec.name, deleted }, "old snapshots removed");
       } catch (e) {
+        // The snapshot stands; pruning is tried again after the next run.
+        rec.error = `retention: ${PgError.from(e).message}`;
         log.warn({ job: spec.name, err: PgError.from(e).message }, "could not remove old snapshots");
       }
+      rec.state = "succeeded";
+      rec.endedAt = this.deps.clock.now();
+      j.lastSuccess = rec.endedAt;
     } catch (e) {
       const err = PgError.from(e);
       rec.state = "failed";
