@@ -599,6 +599,23 @@ function checkQuery(
       const opensQuery =
         ["SELECT", "WITH", "VALUES", "TABLE"].includes(first.keyword ?? "") || isPunct(first, "(");
       if (!opensQuery) throw notSelect();
+      // `SELECT … AS OF t` is Materialize's (its SelectStatement carries as_of; dml.rs), but the
+      // export reads through `SUBSCRIBE (<query>)`, where AS OF inside the parentheses is a syntax
+      // error at a position the user never wrote. (PostgreSQL's grammar reads `AS of` only as an
+      // alias, so a query that reaches here with a top-level AS OF means Materialize's.)
+      const asOf = topLevel(toks, open + 1, close).find(
+        (i) => isKeyword(toks[i], "AS") && toks[i + 1]?.text.toUpperCase() === "OF",
+      );
+      if (asOf !== undefined) {
+        throw new PgError(
+          SqlState.featureNotSupported,
+          "AS OF is not supported in the query of COPY ... TO 's3://...'",
+          {
+            position: positionOf(sql, toks[asOf]!.start),
+            hint: "Remove AS OF: the export reads the current snapshot.",
+          },
+        );
+      }
       return query;
     }
     throw parseError(sql, err, start, end, 0, toks[close]);
@@ -618,6 +635,19 @@ function checkQuery(
     });
   }
   return query;
+}
+
+/** Indexes of the tokens in [from, to) outside any bracket. */
+function topLevel(toks: readonly Token[], from: number, to: number): number[] {
+  const out: number[] = [];
+  let depth = 0;
+  for (let i = from; i < to; i++) {
+    const t = toks[i]!;
+    if (isPunct(t, "(") || isPunct(t, "[")) depth++;
+    else if (isPunct(t, ")") || isPunct(t, "]")) depth--;
+    else if (depth === 0) out.push(i);
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------

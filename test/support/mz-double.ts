@@ -108,6 +108,9 @@
 //      is answered with FATAL 25P03 "terminating connection due to idle-in-transaction timeout",
 //      then the connection closes (protocol.rs:878-899; text: src/adapter/src/error.rs). The
 //      double does not forward this setting to PostgreSQL, so only this rule enforces it.
+//  R17 Materialize-only SQL (LIST[…], MAP[…], map[text=>T], mz_now()) is rewritten before it is
+//      forwarded or subscribed to: rules S1–S4 in test/support/mz-double-sql.ts, each citing the
+//      Materialize test or source it follows; the functions behind them are MZ_SQL_SETUP.
 //  R13 AWS connections live in mz_catalog.mz_connections / mz_internal.mz_aws_connections, and
 //      has_connection_privilege(oid, 'USAGE') / mz_is_superuser() answer for the current role
 //      (docs: sql/system-catalog, sql/functions); in the double these are PostgreSQL tables and
@@ -122,6 +125,7 @@
 // time and can inject a retraction; `events` records the statements the double saw.
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { cstr, frame, int16, int32 } from "../../src/wire/frame.js";
+import { loadTranslator, translateMzSql } from "./mz-double-sql.js";
 
 export const MZ_VERSION = "v0.0.0 (MaterializeWireDouble — a test double, not Materialize)";
 
@@ -972,6 +976,7 @@ export class MaterializeWireDouble {
     historyMs?: number;
     idleInTransactionTimeoutMs?: number;
   }): Promise<MaterializeWireDouble> {
+    await loadTranslator();
     const server = createServer({ noDelay: true });
     const d = new MaterializeWireDouble(
       server,
@@ -1402,12 +1407,14 @@ class DoubleSession {
   private async handle(type: string, body: Buffer): Promise<void> {
     switch (type) {
       case "Q":
-        return this.onQuery(body.toString("utf8", 0, body.length - 1));
+        return this.onQuery(translateMzSql(body.toString("utf8", 0, body.length - 1)));
       case "P": {
         const z = body.indexOf(0);
         const name = body.toString("utf8", 0, z);
         const z2 = body.indexOf(0, z + 1);
-        const sql = body.toString("utf8", z + 1, z2);
+        const raw = body.toString("utf8", z + 1, z2);
+        const sql = translateMzSql(raw);
+        if (sql !== raw) body = Buffer.concat([body.subarray(0, z + 1), Buffer.from(sql), body.subarray(z2)]);
         this.localStatements.delete(name);
         let local: Local | null;
         try {

@@ -268,6 +268,25 @@ describe("ours", () => {
     });
     expect(thrown(() => parseCopyTo(sql)).code).toBe("42601");
   });
+
+  test("Materialize's SELECT … AS OF cannot ride inside SUBSCRIBE (…): refused where it was written", () => {
+    const sql = "COPY (SELECT * FROM t AS OF AT LEAST 5) TO 's3://b/p' (FORMAT csv)";
+    const err = thrown(() => parseCopyTo(sql, { dialect: "materialize" }));
+    expect([err.code, err.message, err.position]).toEqual([
+      "0A000",
+      "AS OF is not supported in the query of COPY ... TO 's3://...'",
+      23,
+    ]);
+    // An alias named "of" is PostgreSQL's (and Materialize's) ordinary syntax.
+    expect(
+      parseCopyTo("COPY (SELECT 1 AS of) TO 's3://b/p' (FORMAT csv)", { dialect: "materialize" })?.source,
+    ).toEqual({ kind: "query", sql: "SELECT 1 AS of" });
+    // SUBSCRIBE is not a query (Materialize dml.rs: CopyRelation::Subscribe → "COPY TO … not supported").
+    expect(
+      thrown(() => parseCopyTo("COPY (SUBSCRIBE t) TO 's3://b/p' (FORMAT csv)", { dialect: "materialize" }))
+        .code,
+    ).toBe("0A000");
+  });
 });
 
 describe("ours but invalid", () => {
