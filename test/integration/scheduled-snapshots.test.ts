@@ -136,6 +136,9 @@ describe.each(UPSTREAMS)("scheduled snapshots through the proxy in front of $nam
         "disable",
         "--file-root",
         root,
+        // The three jobs run as one user at the same instant (the default cap is 2 per user).
+        "--max-exports-per-user",
+        "3",
         "--config",
         configFile,
       ],
