@@ -10,9 +10,11 @@
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { motoAccess, type S3Access, S3Check, startCopyProxy } from "../support/copy-proxy.js";
+import { waitUntil } from "../support/export-checks.js";
 import { basicSetup, type MzEnv, materializeScenarios, typesSetup } from "../support/mz-e2e.js";
 import { materializeTypeScenarios } from "../support/mz-types-e2e.js";
 import type { TestProxy } from "../support/proxy.js";
+import { S3FaultProxy } from "../support/s3-fault-proxy.js";
 
 const MZ_URL = process.env.MZ_URL;
 const SCHEMA = "c2s_test";
@@ -87,6 +89,54 @@ describe.skipIf(!MZ_URL)(`COPY TO S3 through the proxy in front of a real Materi
 
   materializeScenarios(env);
   materializeTypeScenarios(env, "real");
+
+  // Materialize ends a session idle in a transaction past idle_in_transaction_session_timeout
+  // (src/sql/src/session/vars/definitions.rs, src/pgwire/src/protocol.rs); while uploads are held
+  // the proxy stops reading inside the SUBSCRIBE's transaction. docs/materialize.md "Idle in transaction".
+  test("uploads held past the client's idle_in_transaction_session_timeout: the export completes, the session lives on", async () => {
+    const url = new URL(MZ_URL!);
+    const s3 = s3Access();
+    const faults = await S3FaultProxy.start(s3.endpoint);
+    const p2 = await startCopyProxy({
+      upstreamPort: Number(url.port || 6875),
+      s3: { ...s3, endpoint: faults.endpoint },
+      args: ["--upstream", `${url.hostname}:${url.port || 6875}`],
+      config: { exports: { partSize: 5 * 1024 * 1024, partsInFlight: 1, filesCompleting: 1 } },
+    });
+    const user = decodeURIComponent(url.username || "materialize");
+    const password = url.password ? decodeURIComponent(url.password) : undefined;
+    const c2 = new pg.Client({
+      connectionString: p2.url(user, url.pathname.slice(1) || "materialize", password),
+    });
+    c2.on("notice", () => {});
+    c2.on("error", () => {});
+    await c2.connect();
+    try {
+      await c2.query("SET idle_in_transaction_session_timeout = '1s'");
+      faults.setRules({ op: "UploadPart", fault: "hold" });
+      const q = c2.query(
+        `COPY (SELECT g, repeat('x', 100) AS pad FROM generate_series(1, 120000) g) TO 's3://${bucket}/idle-held' WITH (FORMAT = 'csv')`,
+      );
+      q.catch(() => {});
+      try {
+        await faults.waitFor("UploadPart", 1);
+        const held = Date.now();
+        await waitUntil("uploads held three times the session's timeout", () =>
+          Date.now() - held > 3000 ? true : null,
+        );
+      } finally {
+        faults.clear();
+      }
+      expect((await q).rowCount).toBe(120_000);
+      expect((await c2.query("SHOW idle_in_transaction_session_timeout")).rows[0]).toEqual({
+        idle_in_transaction_session_timeout: "1 s",
+      });
+    } finally {
+      await c2.end().catch(() => {});
+      await p2.shutdown(0);
+      await faults.close();
+    }
+  }, 60_000);
 
   // After Materialize test/copy/s3-auth-checks.td; decisions in docs/materialize.md.
   test("AWS CONNECTION names a catalog connection with keys: refused, its secret cannot be read", async () => {
