@@ -5,11 +5,15 @@ import { ConfigError, HELP, loadConfig } from "./config.js";
 import { runCleanupCommand } from "./copy/cleanup-command.js";
 import { loadConnections } from "./copy/connections.js";
 import { createCopyHook } from "./copy/hook.js";
+import { startDemo } from "./demo/demo-mode.js";
 import { PgError } from "./errors.js";
 import { controlProcess, type ProcessControl } from "./lifecycle.js";
 import { createLogger, logOutput } from "./log.js";
+import { quietAwsNodeWarning } from "./node-support.js";
 import { startProxy } from "./proxy/server.js";
+import { warnIfUpstreamUnreachable } from "./proxy/upstream-probe.js";
 import { createSchedules } from "./schedule/start.js";
+import { packageVersion } from "./version.js";
 
 async function main(): Promise<number> {
   let cli: ReturnType<typeof loadConfig>;
@@ -26,6 +30,12 @@ async function main(): Promise<number> {
     process.stdout.write(HELP);
     return 0;
   }
+  if (cli.command === "version") {
+    process.stdout.write(`copy-to-s3-proxy ${packageVersion()}\n`);
+    return 0;
+  }
+  // Before any S3 client exists (the SDK reads the switch when the first one is built).
+  const nodeNotice = quietAwsNodeWarning();
   if (cli.command === "cleanup") {
     if (cli.positionals.length !== 1) {
       process.stderr.write(
@@ -64,21 +74,28 @@ async function main(): Promise<number> {
   const early: Error[] = [];
   const output = logOutput(1, (err) => (control === null ? early.push(err) : control.logBroken(err)));
   const serveLog = createLogger(cli.config.logLevel, output);
-  const copy = await createCopyHook(cli.config, serveLog);
+  if (nodeNotice) serveLog.warn(nodeNotice);
+  // No upstream configured: an embedded demo database takes its place (src/demo/).
+  const say = (text: string): void => void process.stderr.write(`${text}\n`);
+  const demo = cli.demo ? await startDemo(cli.config, serveLog, say) : undefined;
+  const config = demo?.config ?? cli.config;
+  const copy = await createCopyHook(config, serveLog);
   // Scheduled runs are sessions of this proxy: its shutdown drains and cleans them up like any.
-  const schedules = await createSchedules(cli.config, serveLog, copy);
-  const proxy = await startProxy(cli.config, serveLog, schedules.hook);
+  const schedules = await createSchedules(config, serveLog, copy);
+  const proxy = await startProxy(config, serveLog, schedules.hook);
   schedules.start(() => proxy.address);
   control = controlProcess({
     argv: process.argv.slice(2),
     env: process.env,
-    config: cli.config,
+    config,
     log: serveLog,
     output,
     proxy,
     copy,
   });
   for (const err of early) control.logBroken(err);
+  if (demo) await demo.showAround(proxy.address);
+  else void warnIfUpstreamUnreachable(config, serveLog);
   return -1;
 }
 

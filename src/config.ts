@@ -3,6 +3,8 @@
 import { readFileSync } from "node:fs";
 import { resolve as resolvePath } from "node:path";
 import { parseArgs } from "node:util";
+import { firstUnknownKey, trackReads } from "./config-keys.js";
+import { parseUpstreamAddress, type UpstreamAddress } from "./config-upstream.js";
 
 export type UpstreamTlsMode = "disable" | "prefer" | "require" | "verify-ca" | "verify-full";
 export type ClientTlsMode = "allow" | "require";
@@ -88,41 +90,282 @@ export class ConfigError extends Error {
   override name = "ConfigError";
 }
 
-export const HELP = `copy-to-s3-proxy — a pgwire proxy that runs COPY ... TO 's3://...' itself
+/**
+ * Every setting, as `--help` prints it: flag (if any), environment variable (if any), config file
+ * key, default and an example. A test checks that every flag, variable and key loadConfig reads
+ * is listed here.
+ */
+export interface SettingHelp {
+  flag?: string;
+  env?: string;
+  key: string;
+  default: string;
+  example: string;
+  meaning: string;
+}
 
-Usage:
-  copy-to-s3-proxy [options]                      start the proxy
-  copy-to-s3-proxy cleanup s3://bucket/prefix [--yes] [--connection NAME] [--older-than 15m]
-                                                  abort orphaned uploads of crashed exports
+export const SETTINGS: readonly SettingHelp[] = [
+  {
+    flag: "--listen HOST:PORT",
+    env: "C2S_LISTEN",
+    key: "listen",
+    default: "127.0.0.1:6877",
+    example: "--listen 0.0.0.0:6877",
+    meaning: "address to accept clients on",
+  },
+  {
+    flag: "--upstream URL|HOST[:PORT]",
+    env: "C2S_UPSTREAM",
+    key: "upstream",
+    default: "none: an embedded demo database",
+    example: "--upstream 'postgres://mz.internal:6875?sslmode=require'",
+    meaning:
+      "Materialize or PostgreSQL to forward to (no port: 5432; sslmode and sslrootcert are read from a URL, users, passwords and databases come from each client)",
+  },
+  {
+    flag: "--upstream-tls MODE",
+    env: "C2S_UPSTREAM_TLS",
+    key: "upstreamTls",
+    default: "prefer",
+    example: "--upstream-tls verify-full",
+    meaning: "disable | prefer | require | verify-ca | verify-full (libpq's meanings)",
+  },
+  {
+    flag: "--upstream-ca FILE",
+    env: "C2S_UPSTREAM_CA",
+    key: "upstreamCaFile",
+    default: "the system's roots",
+    example: "--upstream-ca /etc/ssl/mz-ca.pem",
+    meaning: "CA bundle to verify the upstream's certificate",
+  },
+  {
+    flag: "--upstream-kind KIND",
+    env: "C2S_UPSTREAM_KIND",
+    key: "upstreamKind",
+    default: "auto (detected per session)",
+    example: "--upstream-kind materialize",
+    meaning: "auto | postgres | materialize",
+  },
+  {
+    flag: "--tls-cert FILE",
+    env: "C2S_TLS_CERT",
+    key: "tlsCertFile",
+    default: "none",
+    example: "--tls-cert server.crt --tls-key server.key",
+    meaning: "certificate for the client leg; with --tls-key, SSLRequest is answered 'S' (else 'N')",
+  },
+  {
+    flag: "--tls-key FILE",
+    env: "C2S_TLS_KEY",
+    key: "tlsKeyFile",
+    default: "none",
+    example: "--tls-key server.key",
+    meaning: "private key for --tls-cert",
+  },
+  {
+    flag: "--client-tls MODE",
+    env: "C2S_CLIENT_TLS",
+    key: "clientTls",
+    default: "allow",
+    example: "--client-tls require",
+    meaning: "allow | require (require: refuse clients without TLS; needs --tls-cert and --tls-key)",
+  },
+  {
+    flag: "--login-timeout MS",
+    env: "C2S_LOGIN_TIMEOUT",
+    key: "loginTimeoutMs",
+    default: "60000 (0 = never)",
+    example: "--login-timeout 30000",
+    meaning: "disconnect clients not logged in after MS",
+  },
+  {
+    flag: "--max-client-conn N",
+    env: "C2S_MAX_CLIENT_CONN",
+    key: "maxClientConnections",
+    default: "100",
+    example: "--max-client-conn 500",
+    meaning: "clients logging in or logged in at once; more are refused",
+  },
+  {
+    flag: "--file-root DIR",
+    env: "C2S_FILE_ROOT",
+    key: "fileRoot",
+    default: "none: file:// refused (the demo: ./exports)",
+    example: "--file-root /srv/exports",
+    meaning: "allow file:///... COPY targets below DIR",
+  },
+  {
+    flag: "--max-exports N",
+    env: "C2S_MAX_EXPORTS",
+    key: "exports.maxConcurrentExports",
+    default: "4",
+    example: "--max-exports 8",
+    meaning: "exports at once; more get 53300 (the top-level key maxConcurrentExports works too)",
+  },
+  {
+    flag: "--max-exports-per-user N",
+    env: "C2S_MAX_EXPORTS_PER_USER",
+    key: "exports.maxExportsPerUser",
+    default: "half of --max-exports, rounded up",
+    example: "--max-exports-per-user 1",
+    meaning:
+      "exports one user may run or wait for at once; more get 53300 (the top-level key maxExportsPerUser works too)",
+  },
+  {
+    flag: "--stall-timeout MS",
+    env: "C2S_STALL_TIMEOUT",
+    key: "exports.stallTimeoutMs",
+    default: "600000 (0 = never)",
+    example: "--stall-timeout 120000",
+    meaning:
+      "cancel an export whose snapshot read makes no progress this long (the top-level key stallTimeoutMs works too)",
+  },
+  {
+    flag: "--drain-timeout MS",
+    env: "C2S_DRAIN_TIMEOUT",
+    key: "drainTimeoutMs",
+    default: "30000",
+    example: "--drain-timeout 60000",
+    meaning: "on SIGTERM/SIGINT, how long sessions and exports get to finish",
+  },
+  {
+    flag: "--log-level LEVEL",
+    env: "C2S_LOG_LEVEL",
+    key: "logLevel",
+    default: "info",
+    example: "--log-level debug",
+    meaning: "fatal | error | warn | info | debug | trace | silent (JSON lines on stdout)",
+  },
+  {
+    flag: "--config FILE",
+    env: "C2S_CONFIG",
+    key: "(none)",
+    default: "none",
+    example: "--config proxy.json",
+    meaning: "a JSON file with any key of this list; unknown keys are refused",
+  },
+  {
+    key: "cancelTimeoutMs",
+    default: "5000",
+    example: '"cancelTimeoutMs": 2000',
+    meaning: "how long a cancel request to the upstream may take",
+  },
+  {
+    key: "connectTimeoutMs",
+    default: "10000",
+    example: '"connectTimeoutMs": 3000',
+    meaning: "how long connecting to the upstream may take",
+  },
+  {
+    key: "exports.queueTimeoutMs",
+    default: "0 (refused at once)",
+    example: '"exports": { "queueTimeoutMs": 30000 }',
+    meaning: "how long an export waits for a free slot before 53300",
+  },
+  {
+    key: "exports.partSize",
+    default: "8388608 (8 MiB)",
+    example: '"exports": { "partSize": 16777216 }',
+    meaning: "multipart part size in bytes (at least 5 MiB)",
+  },
+  {
+    key: "exports.partsInFlight",
+    default: "4",
+    example: '"exports": { "partsInFlight": 8 }',
+    meaning: "parts uploading at once per file",
+  },
+  {
+    key: "exports.progressIntervalMs",
+    default: "2000",
+    example: '"exports": { "progressIntervalMs": 5000 }',
+    meaning: "interval of the progress NOTICEs",
+  },
+  {
+    key: "exports.sentinelRefreshMs",
+    default: "300000",
+    example: '"exports": { "sentinelRefreshMs": 60000 }',
+    meaning: "how often a running export re-writes its sentinel (cleanup --older-than relies on it)",
+  },
+  {
+    key: "exports.filesCompleting",
+    default: "1",
+    example: '"exports": { "filesCompleting": 2 }',
+    meaning: "finished files whose last parts and completion run while the next file fills",
+  },
+  {
+    key: "exports.maxMemoryPerExport",
+    default: "none",
+    example: '"exports": { "maxMemoryPerExport": 134217728 }',
+    meaning: "refuse to start when partSize x (partsInFlight + 1) x (filesCompleting + 1) exceeds it",
+  },
+  {
+    key: "exports.s3MaxAttempts",
+    default: "5",
+    example: '"exports": { "s3MaxAttempts": 8 }',
+    meaning: "attempts per S3 request (exponential backoff with jitter)",
+  },
+  {
+    key: "exports.s3RetryMode",
+    default: "standard",
+    example: '"exports": { "s3RetryMode": "adaptive" }',
+    meaning: "standard | adaptive (also slows down when S3 throttles)",
+  },
+  {
+    key: "exports.s3RequestTimeoutMs",
+    default: "120000",
+    example: '"exports": { "s3RequestTimeoutMs": 30000 }',
+    meaning: "an S3 request without an answer this long fails and is retried",
+  },
+  {
+    env: "C2S_CATALOG_IDENTITY",
+    key: "catalogIdentity",
+    default: "the SDK's default chain at AWS STS",
+    example: '"catalogIdentity": "prod"',
+    meaning:
+      "the configured connection that assumes the roles of Materialize catalog connections (CREATE CONNECTION ... TO AWS (ASSUME ROLE ARN ...))",
+  },
+  {
+    env: "C2S_CATALOG_EXTERNAL_ID_PREFIX",
+    key: "catalogExternalIdPrefix",
+    default: "the catalog's external_id",
+    example: '"catalogExternalIdPrefix": "abc123"',
+    meaning: "for catalog connections the ExternalId is mz_<prefix>_<connection id>",
+  },
+  {
+    env: "C2S_CONNECTION_<NAME>_<SETTING>",
+    key: "connections",
+    default: "the AWS SDK's default chain",
+    example: '"connections": { "prod": { "region": "eu-west-1" } }',
+    meaning: "AWS connections for COPY ... WITH (AWS CONNECTION = name); see the README",
+  },
+];
 
-Options (flag / environment variable / config file key):
-  --listen HOST:PORT        C2S_LISTEN          listen     address to accept clients on (default 127.0.0.1:6877)
-  --upstream HOST:PORT      C2S_UPSTREAM        upstream   Materialize or PostgreSQL (default 127.0.0.1:6875)
-  --upstream-tls MODE       C2S_UPSTREAM_TLS    upstreamTls  disable | prefer | require | verify-ca | verify-full (default prefer)
-  --upstream-ca FILE        C2S_UPSTREAM_CA     upstreamCaFile  CA bundle to verify the upstream's certificate
-  --upstream-kind KIND      C2S_UPSTREAM_KIND   upstreamKind  auto | postgres | materialize (default auto: detected per session)
-  --tls-cert FILE           C2S_TLS_CERT        tlsCertFile  certificate for the client leg; with --tls-key,
-  --tls-key FILE            C2S_TLS_KEY         tlsKeyFile   SSLRequest is answered 'S' (else 'N')
-  --client-tls MODE         C2S_CLIENT_TLS      clientTls  allow | require (require: refuse clients without TLS; default allow)
-  --login-timeout MS        C2S_LOGIN_TIMEOUT   loginTimeoutMs  disconnect clients not logged in after MS (default 60000, 0 = never)
-  --max-client-conn N       C2S_MAX_CLIENT_CONN maxClientConnections  clients logging in or logged in at once (default 100)
-  --file-root DIR           C2S_FILE_ROOT       fileRoot   allow file:///... COPY targets below DIR (default: none allowed)
-  --log-level LEVEL         C2S_LOG_LEVEL       logLevel   fatal|error|warn|info|debug|trace|silent (default info)
-  --drain-timeout MS        C2S_DRAIN_TIMEOUT   drainTimeoutMs  on SIGTERM/SIGINT, time sessions get to finish (default 30000)
-  --max-exports N           C2S_MAX_EXPORTS     exports.maxConcurrentExports (default 4)
-  --stall-timeout MS        C2S_STALL_TIMEOUT   exports.stallTimeoutMs  cancel an export whose read makes no progress this long (default 600000; 0 = never)
-  --max-exports-per-user N  C2S_MAX_EXPORTS_PER_USER  exports.maxExportsPerUser (default: half of --max-exports, rounded up)
-  --config FILE             C2S_CONFIG          a JSON file with any of the keys above, plus "connections"
-  --help                                        this text
+function helpText(): string {
+  const lines = [
+    "copy-to-s3-proxy — a pgwire proxy that runs COPY ... TO 's3://...' itself",
+    "",
+    "Usage:",
+    "  copy-to-s3-proxy [options]                  start the proxy (without --upstream: an embedded demo)",
+    "  copy-to-s3-proxy cleanup s3://bucket/prefix [--yes] [--connection NAME] [--older-than 15m]",
+    "                                              abort orphaned uploads of crashed exports",
+    "  copy-to-s3-proxy --version | --help",
+    "",
+    "Settings (flags win over environment variables, which win over the --config file):",
+  ];
+  for (const s of SETTINGS) {
+    const where = [s.flag, s.env && `env ${s.env}`, s.key !== "(none)" && `key ${s.key}`].filter(Boolean);
+    lines.push(
+      "",
+      `  ${where.join("   ")}`,
+      `      ${s.meaning}`,
+      `      default: ${s.default}   example: ${s.example}`,
+    );
+  }
+  lines.push("");
+  return lines.join("\n");
+}
 
-AWS connections (for COPY ... WITH (AWS CONNECTION = name)) come from the config file's
-"connections" object or from C2S_CONNECTION_<NAME>_<SETTING> variables; see README.md.
-Connections from Materialize's catalog (CREATE CONNECTION ... TO AWS (ASSUME ROLE ARN ...)):
-                            C2S_CATALOG_IDENTITY  catalogIdentity  configured connection that assumes
-                                                  their roles (default: the SDK's default chain at AWS STS)
-                            C2S_CATALOG_EXTERNAL_ID_PREFIX  catalogExternalIdPrefix  ExternalId is
-                                                  mz_<prefix>_<connection id> (default: the catalog's external_id)
-`;
+export const HELP = helpText();
 
 const DEFAULTS = {
   listen: "127.0.0.1:6877",
@@ -177,10 +420,14 @@ function positiveInt(v: unknown, what: string, min = 0): number {
 
 export interface ParsedCli {
   config: Config;
-  command: "serve" | "help" | "cleanup";
+  command: "serve" | "help" | "version" | "cleanup";
+  /** No upstream was configured anywhere: `serve` starts the embedded demo database. */
+  demo: boolean;
   positionals: string[];
   flags: { yes: boolean; connection: string | undefined; olderThan: string | undefined };
 }
+
+type CliValues = ReturnType<typeof parseCliArgs>["values"];
 
 export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): ParsedCli {
   let parsed: ReturnType<typeof parseCliArgs>;
@@ -200,14 +447,59 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Par
     } catch (e) {
       throw new ConfigError(`config file ${configPath}: ${(e as Error).message}`);
     }
+    refuseUnknownKeys(file, configPath);
   }
+  return resolveSettings(v, positionals, env, file).cli;
+}
+
+/** Which flags, variables and keys loadConfig reads (so --help and the key check can't drift). */
+export interface SettingsRead {
+  top: Set<string>;
+  exports: Set<string>;
+  env: Set<string>;
+}
+
+let knownKeys: SettingsRead | undefined;
+/** What is read when neither flags nor the environment set anything: every key a file may have. */
+export function settingsRead(): SettingsRead {
+  knownKeys ??= resolveSettings({}, [], {}, {}).seen;
+  return knownKeys;
+}
+
+function refuseUnknownKeys(file: Record<string, unknown>, configPath: string): void {
+  const known = settingsRead();
+  const top = firstUnknownKey(file, known.top);
+  const exp =
+    file.exports !== null && typeof file.exports === "object" && !Array.isArray(file.exports)
+      ? firstUnknownKey(file.exports as Record<string, unknown>, known.exports)
+      : undefined;
+  const bad =
+    top ?? (exp && { key: `exports.${exp.key}`, suggestion: exp.suggestion && `exports.${exp.suggestion}` });
+  if (!bad) return;
+  throw new ConfigError(
+    `config file ${configPath}: unknown key "${bad.key}"${bad.suggestion ? ` (did you mean "${bad.suggestion}"?)` : ""}; copy-to-s3-proxy --help lists every key`,
+  );
+}
+
+function resolveSettings(
+  v: CliValues,
+  positionals: readonly string[],
+  env: NodeJS.ProcessEnv,
+  rawFile: Record<string, unknown>,
+): { cli: ParsedCli; seen: SettingsRead } {
+  const seen: SettingsRead = { top: new Set(), exports: new Set(), env: new Set() };
+  const file = trackReads(rawFile, seen.top);
   const pick = (flag: string | undefined, envName: string, key: string): string | undefined => {
+    seen.env.add(envName);
+    const f = file[key];
     if (flag !== undefined) return flag;
     if (env[envName] !== undefined && env[envName] !== "") return env[envName];
-    const f = file[key];
     return f === undefined || f === null ? undefined : String(f);
   };
-  const fileExports = (file.exports ?? {}) as Record<string, unknown>;
+  const rawExports = file.exports ?? {};
+  if (typeof rawExports !== "object" || rawExports === null || Array.isArray(rawExports))
+    throw new ConfigError('config key "exports": expected an object');
+  const fileExports = trackReads(rawExports as Record<string, unknown>, seen.exports);
   const exportsCfg: ExportLimits = {
     maxConcurrentExports: positiveInt(
       pick(v["max-exports"], "C2S_MAX_EXPORTS", "maxConcurrentExports") ??
@@ -300,15 +592,22 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Par
   if (clientTls === "require" && tlsCertFile === undefined) {
     throw new ConfigError("client-tls require needs tls-cert and tls-key");
   }
+  const upstreamText = pick(v.upstream, "C2S_UPSTREAM", "upstream");
+  const upstream = upstreamAddress(upstreamText ?? DEFAULTS.upstream);
+  const tlsText = pick(v["upstream-tls"], "C2S_UPSTREAM_TLS", "upstreamTls");
+  if (tlsText !== undefined && upstream.tls !== undefined && tlsText !== upstream.tls)
+    throw new ConfigError(
+      `upstream-tls is "${tlsText}" but the upstream URL says sslmode=${upstream.tls}: give one of them`,
+    );
   const config: Config = {
     listen: parseHostPort(pick(v.listen, "C2S_LISTEN", "listen") ?? DEFAULTS.listen, "listen"),
-    upstream: parseHostPort(pick(v.upstream, "C2S_UPSTREAM", "upstream") ?? DEFAULTS.upstream, "upstream"),
+    upstream: { host: upstream.host, port: upstream.port },
     upstreamTls: oneOf(
-      pick(v["upstream-tls"], "C2S_UPSTREAM_TLS", "upstreamTls") ?? DEFAULTS.upstreamTls,
+      tlsText ?? upstream.tls ?? DEFAULTS.upstreamTls,
       ["disable", "prefer", "require", "verify-ca", "verify-full"],
       "upstream-tls",
     ),
-    upstreamCaFile: pick(v["upstream-ca"], "C2S_UPSTREAM_CA", "upstreamCaFile"),
+    upstreamCaFile: pick(v["upstream-ca"], "C2S_UPSTREAM_CA", "upstreamCaFile") ?? upstream.caFile,
     upstreamKind: oneOf(
       pick(v["upstream-kind"], "C2S_UPSTREAM_KIND", "upstreamKind") ?? DEFAULTS.upstreamKind,
       ["auto", "postgres", "materialize"],
@@ -355,51 +654,60 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Par
     // managed Materialize expect; nothing to reject here.
   }
   const first = positionals[0];
-  const command = v.help ? "help" : first === "cleanup" ? "cleanup" : "serve";
+  const command = v.help ? "help" : v.version ? "version" : first === "cleanup" ? "cleanup" : "serve";
   if (command === "serve" && first !== undefined && first !== "serve") {
     throw new ConfigError(`unknown command "${first}" (see --help)`);
   }
-  return {
+  const cli: ParsedCli = {
     config,
     command,
+    demo: command === "serve" && upstreamText === undefined,
     positionals: positionals.slice(
       command === "serve" && first === "serve" ? 1 : command === "cleanup" ? 1 : 0,
     ),
     flags: { yes: v.yes ?? false, connection: v.connection, olderThan: v["older-than"] },
   };
+  return { cli, seen };
+}
+
+function upstreamAddress(text: string): UpstreamAddress {
+  try {
+    return parseUpstreamAddress(text);
+  } catch (e) {
+    throw new ConfigError(`upstream: ${(e as Error).message}`);
+  }
 }
 
 function absolute(p: string | undefined): string | undefined {
   return p === undefined ? undefined : resolvePath(p);
 }
 
+/** Every flag (the ones with a setting are in SETTINGS; the rest belong to cleanup, --help and --version). */
+export const CLI_OPTIONS = {
+  listen: { type: "string" },
+  upstream: { type: "string" },
+  "upstream-tls": { type: "string" },
+  "upstream-ca": { type: "string" },
+  "upstream-kind": { type: "string" },
+  "tls-cert": { type: "string" },
+  "tls-key": { type: "string" },
+  "log-level": { type: "string" },
+  "file-root": { type: "string" },
+  "drain-timeout": { type: "string" },
+  "max-exports": { type: "string" },
+  "stall-timeout": { type: "string" },
+  "max-exports-per-user": { type: "string" },
+  "client-tls": { type: "string" },
+  "login-timeout": { type: "string" },
+  "max-client-conn": { type: "string" },
+  config: { type: "string" },
+  yes: { type: "boolean" },
+  connection: { type: "string" },
+  "older-than": { type: "string" },
+  help: { type: "boolean", short: "h" },
+  version: { type: "boolean", short: "V" },
+} as const;
+
 function parseCliArgs(argv: readonly string[]) {
-  return parseArgs({
-    args: [...argv],
-    allowPositionals: true,
-    strict: true,
-    options: {
-      listen: { type: "string" },
-      upstream: { type: "string" },
-      "upstream-tls": { type: "string" },
-      "upstream-ca": { type: "string" },
-      "upstream-kind": { type: "string" },
-      "tls-cert": { type: "string" },
-      "tls-key": { type: "string" },
-      "log-level": { type: "string" },
-      "file-root": { type: "string" },
-      "drain-timeout": { type: "string" },
-      "max-exports": { type: "string" },
-      "stall-timeout": { type: "string" },
-      "max-exports-per-user": { type: "string" },
-      "client-tls": { type: "string" },
-      "login-timeout": { type: "string" },
-      "max-client-conn": { type: "string" },
-      config: { type: "string" },
-      yes: { type: "boolean" },
-      connection: { type: "string" },
-      "older-than": { type: "string" },
-      help: { type: "boolean", short: "h" },
-    },
-  });
+  return parseArgs({ args: [...argv], allowPositionals: true, strict: true, options: CLI_OPTIONS });
 }

@@ -14,12 +14,19 @@ export interface UpstreamSocket {
   tls: boolean;
 }
 
+/** host:port as a user writes it ([v6]:port), for errors that name the address. */
+export function upstreamAddressText(config: Pick<Config, "upstream">): string {
+  const { host, port } = config.upstream;
+  return `${host.includes(":") ? `[${host}]` : host}:${port}`;
+}
+
 function tcp(config: Config, signal?: AbortSignal): Promise<Socket> {
+  const at = upstreamAddressText(config);
   return new Promise((resolve, reject) => {
     const s = netConnect({ host: config.upstream.host, port: config.upstream.port, noDelay: true });
     const timer = setTimeout(() => {
       s.destroy();
-      reject(new PgError(SqlState.connectionFailure, "timeout connecting to the upstream database"));
+      reject(new PgError(SqlState.connectionFailure, `timeout connecting to the upstream database at ${at}`));
     }, config.connectTimeoutMs);
     const onAbort = (): void => {
       s.destroy();
@@ -38,7 +45,7 @@ function tcp(config: Config, signal?: AbortSignal): Promise<Socket> {
       reject(
         new PgError(
           SqlState.connectionFailure,
-          `could not connect to the upstream database: ${(e as NodeJS.ErrnoException).code ?? e.message}`,
+          `could not connect to the upstream database at ${at}: ${(e as NodeJS.ErrnoException).code ?? e.message}`,
         ),
       );
     });

@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, test } from "vitest";
-import { ConfigError, HELP, loadConfig } from "../../src/config.js";
+import { CLI_OPTIONS, ConfigError, HELP, loadConfig, SETTINGS, settingsRead } from "../../src/config.js";
 
 function file(obj: unknown): string {
   const p = join(mkdtempSync(join(tmpdir(), "c2s-cfg-")), "c.json");
@@ -46,7 +46,7 @@ describe("configuration", () => {
 
   test.each([
     [["--listen", "nope"], /listen: expected HOST:PORT/],
-    [["--upstream", "h:70000"], /upstream: expected HOST:PORT/],
+    [["--upstream", "h:70000"], /upstream: port out of range in "h:70000"/],
     [
       ["--upstream-tls", "maybe"],
       /upstream-tls: expected one of disable, prefer, require, verify-ca, verify-full/,
@@ -66,23 +66,90 @@ describe("configuration", () => {
     expect(() => loadConfig(["--config", p], {})).toThrow(new RegExp(`config file ${p}`));
   });
 
-  test("--help lists every flag", () => {
+  test("--help lists every flag, environment variable and config key, each with an example", () => {
     expect(loadConfig(["--help"], {}).command).toBe("help");
-    for (const flag of [
-      "--listen",
-      "--upstream",
-      "--upstream-tls",
-      "--upstream-ca",
-      "--tls-cert",
-      "--tls-key",
-      "--log-level",
-      "--file-root",
-      "--drain-timeout",
-      "--max-exports",
-      "--config",
-    ]) {
-      expect(HELP).toContain(flag);
+    for (const flag of Object.keys(CLI_OPTIONS)) expect(HELP).toContain(`--${flag}`);
+    const read = settingsRead();
+    for (const env of read.env) expect(HELP).toContain(env);
+    for (const key of read.top)
+      if (key !== "exports") expect(HELP).toMatch(new RegExp(`key (exports\\.)?${key}\\b`));
+    for (const key of read.exports) expect(HELP).toContain(`key exports.${key}`);
+    for (const s of SETTINGS) expect(s.example).not.toBe("");
+  });
+
+  test("--version and -V", () => {
+    expect(loadConfig(["--version"], {}).command).toBe("version");
+    expect(loadConfig(["-V"], {}).command).toBe("version");
+  });
+
+  test.each([
+    [{ upstreem: "db:5432" }, /unknown key "upstreem" \(did you mean "upstream"\?\)/],
+    [
+      { exports: { partsize: 6291456 } },
+      /unknown key "exports.partsize" \(did you mean "exports.partSize"\?\)/,
+    ],
+    [{ listen: "127.0.0.1:1", frobnicate: 1 }, /unknown key "frobnicate"; copy-to-s3-proxy --help/],
+  ])("config file %j is refused with a suggestion", (obj, msg) => {
+    expect(() => loadConfig(["--config", file(obj)], {})).toThrow(msg);
+  });
+
+  test("a key set by a flag as well is still known in the file (no false unknown)", () => {
+    const p = file({ upstream: "db:1", maxConcurrentExports: 2, exports: { maxConcurrentExports: 3 } });
+    expect(
+      loadConfig(["--config", p, "--upstream", "x:2", "--max-exports", "5"], {}).config.upstream.port,
+    ).toBe(2);
+  });
+
+  test.each([
+    ["db.internal", { host: "db.internal", port: 5432 }, "prefer"],
+    ["[::1]", { host: "::1", port: 5432 }, "prefer"],
+    ["postgres://mz.internal:6875", { host: "mz.internal", port: 6875 }, "prefer"],
+    ["postgresql://mz.internal?sslmode=verify-full", { host: "mz.internal", port: 5432 }, "verify-full"],
+    ["postgres://[::1]:6875/?sslmode=disable", { host: "::1", port: 6875 }, "disable"],
+  ])("--upstream %s", (arg, upstream, tls) => {
+    const { config, demo } = loadConfig(["--upstream", arg], {});
+    expect(config.upstream).toEqual(upstream);
+    expect(config.upstreamTls).toBe(tls);
+    expect(demo).toBe(false);
+  });
+
+  test("--upstream URL's sslrootcert becomes the CA file", () => {
+    expect(
+      loadConfig(["--upstream", "postgres://h:1?sslmode=verify-ca&sslrootcert=/ca.pem"], {}).config
+        .upstreamCaFile,
+    ).toBe("/ca.pem");
+  });
+
+  test.each([
+    [
+      "postgres://alice:s3cret@db:5432",
+      /names a user and password; the proxy connects as each client's own user/,
+    ],
+    ["postgres://alice@db:5432", /names a user;/],
+    ["postgres://db:5432/app", /names the database "app"; each client chooses its own database/],
+    ["postgres://db?sslmode=allow", /sslmode=allow is not supported/],
+    ["postgres://db?application_name=x", /URL parameter "application_name" is not used/],
+    ["mysql://db", /expected postgres:\/\/HOST\[:PORT\], HOST:PORT or HOST/],
+  ])("--upstream %s is refused with words that say what to do", (arg, msg) => {
+    expect(() => loadConfig(["--upstream", arg], {})).toThrow(msg);
+    try {
+      loadConfig(["--upstream", arg], {});
+    } catch (e) {
+      expect((e as Error).message).not.toContain("s3cret");
     }
+  });
+
+  test("upstream-tls that contradicts the URL's sslmode is refused", () => {
+    expect(() =>
+      loadConfig(["--upstream", "postgres://db?sslmode=require", "--upstream-tls", "disable"], {}),
+    ).toThrow(/upstream-tls is "disable" but the upstream URL says sslmode=require/);
+  });
+
+  test("no upstream anywhere means the embedded demo; one in the environment or the file does not", () => {
+    expect(loadConfig([], {}).demo).toBe(true);
+    expect(loadConfig([], { C2S_UPSTREAM: "db:1" }).demo).toBe(false);
+    expect(loadConfig(["--config", file({ upstream: "db:1" })], {}).demo).toBe(false);
+    expect(loadConfig(["cleanup", "s3://b/p"], {}).demo).toBe(false);
   });
 
   test("cleanup subcommand takes its positionals and flags", () => {
