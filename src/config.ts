@@ -332,6 +332,13 @@ export const SETTINGS: readonly SettingHelp[] = [
     meaning: "for catalog connections the ExternalId is mz_<prefix>_<connection id>",
   },
   {
+    key: "jobs",
+    default: "none",
+    example:
+      '"jobs": [{ "name": "orders", "source": "orders", "target": "s3://b/snap/orders", "options": "FORMAT parquet", "user": "exporter", "cron": "0 * * * *" }]',
+    meaning: "scheduled snapshots of a view or query (docs/schedules.md)",
+  },
+  {
     env: "C2S_CONNECTION_<NAME>_<SETTING>",
     key: "connections",
     default: "the AWS SDK's default chain",
