@@ -37,6 +37,11 @@ export interface ExportLimits {
    * partSize × (partsInFlight + 1) × (filesCompleting + 1); undefined = not checked.
    */
   maxMemoryPerExport: number | undefined;
+  /**
+   * Largest row (DataRow message) an export accepts: a row is held whole while it is encoded, so
+   * this bounds an export's memory for one huge value; larger rows fail the export with 54000.
+   */
+  maxRowBytes: number;
   /** Attempts per S3 request (the SDK retry strategy, with exponential backoff and jitter). */
   s3MaxAttempts: number;
   /** The SDK retry strategy: "standard", or "adaptive" (also rate-limits when throttled). */
@@ -400,6 +405,7 @@ export const DEFAULT_EXPORT_LIMITS: ExportLimits = {
   sentinelRefreshMs: 5 * 60_000,
   filesCompleting: 1,
   maxMemoryPerExport: undefined,
+  maxRowBytes: 64 * 1024 * 1024,
   s3MaxAttempts: 5,
   s3RetryMode: "standard",
   s3RequestTimeoutMs: 120_000,
@@ -549,6 +555,11 @@ function resolveSettings(
       fileExports.maxMemoryPerExport === undefined
         ? undefined
         : positiveInt(fileExports.maxMemoryPerExport, "exports.maxMemoryPerExport", 1),
+    maxRowBytes: positiveInt(
+      fileExports.maxRowBytes ?? DEFAULT_EXPORT_LIMITS.maxRowBytes,
+      "exports.maxRowBytes",
+      1024,
+    ),
     s3MaxAttempts: positiveInt(
       fileExports.s3MaxAttempts ?? DEFAULT_EXPORT_LIMITS.s3MaxAttempts,
       "exports.s3MaxAttempts",

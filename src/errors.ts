@@ -17,6 +17,7 @@ export const SqlState = {
   connectionFailure: "08006",
   cannotConnectNow: "57P03",
   tooManyConnections: "53300",
+  programLimitExceeded: "54000",
   insufficientPrivilege: "42501",
   internalError: "XX000",
   dataException: "22000",

@@ -103,6 +103,8 @@ class Export {
   async run(): Promise<{ rows: number }> {
     let progress: NodeJS.Timeout | undefined;
     this.report.start();
+    const maxRow = this.deps.config.exports.maxRowBytes;
+    this.ctx.upstream.refuseLarger(maxRow, (_type, bytes) => this.ac.abort(rowTooBig(bytes, maxRow)));
     try {
       const target = await this.resolveTarget();
       this.report.setTarget(formatTargetUrl(target));
@@ -484,6 +486,14 @@ class Export {
       }
     }
   }
+}
+
+/** PostgreSQL's words for its own row size limit (heapam.c: "row is too big: size %zu, maximum size %zu"). */
+function rowTooBig(bytes: number, max: number): PgError {
+  return new PgError(SqlState.programLimitExceeded, `row is too big: size ${bytes}, maximum size ${max}`, {
+    detail: "The proxy holds a whole row in memory while it encodes it; exports.maxRowBytes bounds that.",
+    hint: "Raise exports.maxRowBytes in the proxy's config file (each export may then use a few times that much memory), or export the large column separately.",
+  });
 }
 
 function describe(e: unknown): string {

@@ -32,6 +32,11 @@ export interface UpstreamChannel {
   readonly parameters: ReadonlyMap<string, string>;
   /** Aborted when the upstream connection is lost. */
   readonly lost: AbortSignal;
+  /**
+   * Messages longer than `maxBytes` (header included) are dropped as they arrive, never assembled,
+   * and reported to `onRefused` instead of `setHandler`'s handlers. Until the export ends.
+   */
+  refuseLarger(maxBytes: number, onRefused: (type: number, bytes: number) => void): void;
 }
 
 export interface ExportContext {

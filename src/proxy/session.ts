@@ -21,6 +21,7 @@ import {
 import { frame } from "../wire/frame.js";
 import {
   forEachMessage,
+  MAX_MESSAGE_LENGTH,
   MessageStream,
   Policy,
   type PolicyTable,
@@ -146,6 +147,7 @@ export class Session {
   private exportRunning: Promise<unknown> | null = null;
   private upstreamHandler: UpstreamMessageHandler | null = null;
   private upstreamRunHandler: UpstreamRunHandler | null = null;
+  private upstreamRefused: ((type: number, bytes: number) => void) | null = null;
   private readonly upstreamLost = new AbortController();
 
   constructor(
@@ -224,6 +226,11 @@ export class Session {
         observe: (type, buf, start, end) => this.observeUpstream(type, buf, start, end),
         take: (type, buf, start, end) => this.takeUpstream(type, buf, start, end),
         takeRun: (type, buf, start, end, count) => this.takeUpstreamRun(type, buf, start, end, count),
+        oversize: (type, bytes) => {
+          if (this.upstreamRefused !== null) return this.upstreamRefused(type, bytes);
+          this.log.error({ reason: `message of ${bytes} bytes` }, "upstream protocol violation");
+          this.destroy();
+        },
         violation: (reason) => {
           this.log.error({ reason }, "upstream protocol violation");
           this.destroy();
@@ -419,6 +426,8 @@ export class Session {
       this.exportRunning = null;
       this.upstreamHandler = null;
       this.upstreamRunHandler = null;
+      this.upstreamRefused = null;
+      this.upstreamStream.maxTakeLength = MAX_MESSAGE_LENGTH;
       this.upstreamStream.policy = UPSTREAM_RELAY;
       this.upstreamGate.release("export");
       this.upstreamStream.resume();
@@ -445,6 +454,10 @@ export class Session {
       cancel: () => this.cancelUpstream(),
       parameters: this.params,
       lost: this.upstreamLost.signal,
+      refuseLarger: (maxBytes, onRefused) => {
+        this.upstreamStream.maxTakeLength = maxBytes;
+        this.upstreamRefused = onRefused;
+      },
     };
   }
 

@@ -56,6 +56,12 @@ export interface MessageHandlers {
   decide?(type: number, head: Buffer, bodyLength: number): Policy.Pass | Policy.Take;
   /** The stream is not pgwire: the caller should close the connection. */
   violation(reason: string): void;
+  /**
+   * A Take/TakeRun message longer than `maxTakeLength` (`total` bytes, header included): with
+   * this handler it is dropped as it streams in, never assembled (memory stays bounded by the
+   * setting); without it, the stream fails with a violation.
+   */
+  oversize?(type: number, total: number): void;
 }
 
 export type PolicyTable = Uint8Array; // indexed by type byte
@@ -223,8 +229,19 @@ export class MessageStream {
       // Take
       if (total > this.maxTakeLength) {
         flushRun(pos);
-        this.fail(`message of ${total} bytes is larger than this proxy accepts here`);
-        return;
+        if (this.h.oversize === undefined) {
+          this.fail(`message of ${total} bytes is larger than this proxy accepts here`);
+          return;
+        }
+        this.h.oversize(type, total);
+        if (this.dead) return;
+        // Dropped like Policy.Drop: skipped unseen, never forwarded.
+        const n = Math.min(total, len - pos);
+        this.skip = total - n;
+        this.dropping = this.skip > 0;
+        pos += n;
+        runStart = pos;
+        continue;
       }
       flushRun(pos);
       if (len - pos >= total) {
@@ -324,8 +341,15 @@ export class MessageStream {
       return true;
     }
     if (total > this.maxTakeLength) {
-      this.fail(`message of ${total} bytes is larger than this proxy accepts here`);
-      return false;
+      if (this.h.oversize === undefined) {
+        this.fail(`message of ${total} bytes is larger than this proxy accepts here`);
+        return false;
+      }
+      this.h.oversize(type, total);
+      // The held header (and peeked bytes) were never forwarded; the rest is skipped unseen.
+      this.skip = total - held.length;
+      this.dropping = this.skip > 0;
+      return !this.dead;
     }
     if (held.length >= total) {
       this.h.take?.(type, held, 5, total);

@@ -210,3 +210,37 @@ describe("Policy.Drop", () => {
     }
   });
 });
+
+describe("MessageStream: a message over maxTakeLength with an oversize handler", () => {
+  // A Take message of 1000 bytes, with a limit of 100, between two small ones: reported once and
+  // dropped as it streams in (never forwarded, never assembled), whatever the chunking.
+  const big = msg("D", Buffer.alloc(995, 0x62));
+  const before = msg("Z", "I");
+  const after = msg("D", Buffer.from([0, 1, 0, 0, 0, 1, 0x63]));
+  const all = Buffer.concat([before, big, after]);
+  for (const size of [1, 3, 7, 64, 512, all.length]) {
+    test(`chunks of ${size} bytes`, () => {
+      const forwarded: Buffer[] = [];
+      const taken: string[] = [];
+      const oversize: Array<[number, number]> = [];
+      const s = new MessageStream(
+        policyTable({ D: Policy.TakeRun }),
+        {
+          forward: (b) => forwarded.push(Buffer.from(b)),
+          take: (_t, buf, st, en) => taken.push(buf.subarray(st - 5, en).toString("hex")),
+          takeRun: (_t, buf, st, en) => taken.push(buf.subarray(st, en).toString("hex")),
+          oversize: (t, total) => oversize.push([t, total]),
+          violation: (r) => {
+            throw new Error(r);
+          },
+        },
+        { maxTakeLength: 100 },
+      );
+      for (let i = 0; i < all.length; i += size) s.push(all.subarray(i, i + size));
+      expect(oversize).toEqual([["D".charCodeAt(0), big.length]]);
+      expect(Buffer.concat(forwarded).toString("hex")).toBe(before.toString("hex"));
+      expect(taken).toEqual([after.toString("hex")]);
+      expect(s.atBoundary).toBe(true);
+    });
+  }
+});
