@@ -534,10 +534,12 @@ export function createStore(
   conn: AwsConnection | undefined,
   target: TargetUrl,
   options?: StoreOptions,
+  /** file:// only: every path must resolve below this directory (--file-root). */
+  fileRoot?: string,
 ): ObjectStore {
   const o = resolveStoreOptions(options);
   if (target.scheme === "file") {
-    return new FileStore({ dir: join(target.dir, target.prefix), bufferBytes: o.partSize });
+    return new FileStore({ dir: join(target.dir, target.prefix), bufferBytes: o.partSize, root: fileRoot });
   }
   if (conn === undefined)
     throw new PgError(SqlState.internalError, "an s3:// target needs an AWS connection");

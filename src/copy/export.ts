@@ -24,6 +24,7 @@ import type { OpenedSnapshot, SnapshotInfo, SnapshotSource } from "./snapshot/sn
 import { watchForStall } from "./stall-watchdog.js";
 import type { CopyToStatement } from "./statement.js";
 import { assertTargetUrl } from "./statement.js";
+import { checkFileTarget } from "./storage/file-root.js";
 import type { ObjectStore } from "./storage/object-store.js";
 import { formatTargetUrl, parseTargetUrl, type TargetUrl } from "./storage/target-url.js";
 import { UploadSink, type WrittenFile } from "./upload-sink.js";
@@ -156,25 +157,7 @@ class Export {
       text = assertTargetUrl(r.rows[0]?.[0] ?? null);
     }
     const target = parseTargetUrl(text);
-    if (target.scheme === "file") {
-      const root = this.deps.config.fileRoot;
-      if (root === undefined) {
-        throw new PgError(
-          SqlState.featureNotSupported,
-          "file:// COPY TO targets are disabled on this proxy",
-          {
-            hint: "Start the proxy with --file-root DIR to allow exports into directories below DIR.",
-          },
-        );
-      }
-      const dir = target.dir.endsWith("/") ? target.dir : `${target.dir}/`;
-      if (!dir.startsWith(root.endsWith("/") ? root : `${root}/`)) {
-        throw new PgError(
-          SqlState.insufficientPrivilege,
-          "file:// COPY TO target is outside the directory this proxy may write to",
-        );
-      }
-    }
+    checkFileTarget(target, this.deps.config.fileRoot);
     return target;
   }
 
@@ -215,13 +198,18 @@ class Export {
 
   private openStore(target: TargetUrl, conn: AwsConnection | undefined): ObjectStore {
     const e = this.deps.config.exports;
-    return createStore(conn, target, {
-      partSize: e.partSize,
-      partsInFlight: e.partsInFlight,
-      maxAttempts: e.s3MaxAttempts,
-      retryMode: e.s3RetryMode,
-      requestTimeoutMs: e.s3RequestTimeoutMs,
-    });
+    return createStore(
+      conn,
+      target,
+      {
+        partSize: e.partSize,
+        partsInFlight: e.partsInFlight,
+        maxAttempts: e.s3MaxAttempts,
+        retryMode: e.s3RetryMode,
+        requestTimeoutMs: e.s3RequestTimeoutMs,
+      },
+      this.deps.config.fileRoot,
+    );
   }
 
   private takeWriter(): Promise<ParquetWriterThread> | undefined {

@@ -3,8 +3,11 @@
 // upload, so listUploads/abortUpload and the cleanup command work here too.
 //
 // Containment: keys are checked syntactically (no "..", no absolute keys) and every path is
-// resolved through realpath before use, so a symlink inside the directory cannot lead a write,
-// delete or listing outside it. Listing never follows symlinks.
+// resolved through realpath before use, against the root (--file-root; else the directory itself),
+// so a symlink at any level — the target directory, a directory above or below it, one swapped in
+// while an export runs — cannot lead a write, delete or listing outside it: parents are checked
+// before mkdir walks them, and every file created is checked again once it exists (and removed if
+// it landed outside). Listing never follows symlinks.
 import { randomBytes } from "node:crypto";
 import { constants, type Dirent } from "node:fs";
 import {
@@ -21,6 +24,7 @@ import {
 import { basename, dirname, join, sep } from "node:path";
 import { pathToFileURL } from "node:url";
 import { PgError, SqlState } from "../../errors.js";
+import { outsideRoot } from "./file-root.js";
 import {
   abortError,
   checkKey,
@@ -46,15 +50,19 @@ export interface FileStoreConfig {
   dir: string;
   /** Bytes queued before write() asks the caller to wait. */
   bufferBytes: number;
+  /** Every path must resolve (realpath) inside this directory; default: `dir` itself. */
+  root?: string | undefined;
 }
 
 export class FileStore implements ObjectStore {
   readonly location: string;
   readonly dir: string;
   readonly bufferBytes: number;
+  readonly root: string | undefined;
 
   constructor(c: FileStoreConfig) {
     this.dir = c.dir.replace(/\/+$/, "") || "/";
+    this.root = c.root === undefined ? undefined : c.root.replace(/\/+$/, "") || "/";
     this.bufferBytes = c.bufferBytes;
     this.location = pathToFileURL(this.dir).href;
   }
@@ -86,13 +94,25 @@ export class FileStore implements ObjectStore {
   async #path(rel: string, create: boolean): Promise<string | undefined> {
     const full = rel === "" ? this.dir : join(this.dir, rel);
     const parent = rel === "" ? full : dirname(full);
-    if (create) await mkdir(this.dir, { recursive: true });
     let root: string;
-    try {
-      root = await realpath(this.dir);
-    } catch (err) {
-      if (code(err) === "ENOENT") return undefined;
-      throw err;
+    if (this.root !== undefined) {
+      root = await realpath(this.root);
+      // Checked before mkdir, which would itself walk through a link above the directory.
+      await this.#checkInside(this.dir, root, rel);
+      if (create) {
+        await mkdir(this.dir, { recursive: true });
+        await this.#checkInside(this.dir, root, rel);
+      } else if ((await lstat(this.dir).catch(() => undefined)) === undefined) {
+        return undefined;
+      }
+    } else {
+      if (create) await mkdir(this.dir, { recursive: true });
+      try {
+        root = await realpath(this.dir);
+      } catch (err) {
+        if (code(err) === "ENOENT") return undefined;
+        throw err;
+      }
     }
     await this.#checkInside(parent, root, rel);
     if (create && parent !== this.dir) {
@@ -104,15 +124,28 @@ export class FileStore implements ObjectStore {
 
   /** The nearest existing ancestor of `abs` (itself included) must resolve inside `root`. */
   async #checkInside(abs: string, root: string, rel: string): Promise<void> {
+    const stop = this.root ?? this.dir;
     for (let probe = abs; ; probe = dirname(probe)) {
       try {
         const real = await realpath(probe);
         if (real !== root && !real.startsWith(root + sep)) throw this.#escape(rel);
         return;
       } catch (err) {
-        if (code(err) !== "ENOENT" || probe === this.dir) throw err;
+        if (code(err) !== "ENOENT" || probe === stop || probe === dirname(probe)) throw err;
       }
     }
+  }
+
+  /**
+   * A file this store just created (exclusively) must lie inside: a directory swapped for a link
+   * between the check and the creation would have put it elsewhere. If so it is removed.
+   */
+  async assertCreatedInside(path: string, rel: string): Promise<void> {
+    const root = await realpath(this.root ?? this.dir);
+    const real = await realpath(path);
+    if (real === root || real.startsWith(root + sep)) return;
+    await unlink(real).catch(() => {});
+    throw this.#escape(rel);
   }
 
   async keyPath(key: string, create: boolean): Promise<string | undefined> {
@@ -121,6 +154,7 @@ export class FileStore implements ObjectStore {
   }
 
   #escape(rel: string): PgError {
+    if (this.root !== undefined) return outsideRoot();
     return new PgError(
       SqlState.insufficientPrivilege,
       `object key ${JSON.stringify(rel)} resolves outside ${this.location}`,
@@ -307,6 +341,12 @@ class FileUpload implements ObjectUpload {
       const temp = join(dirname(final), tempName(basename(final), this.#id));
       // "wx": O_CREAT|O_EXCL, so a planted file or symlink at the temp name is never written through.
       const fh = await open(temp, "wx", 0o644);
+      try {
+        await this.#store.assertCreatedInside(temp, this.#key);
+      } catch (err) {
+        await fh.close().catch(() => {});
+        throw err;
+      }
       return { fh, temp, final };
     })();
     return this.#fh;
@@ -361,6 +401,7 @@ class FileUpload implements ObjectUpload {
       await this.#store.keyPath(this.#key, false);
       await rename(temp, final);
       this.#renamed = true;
+      await this.#store.assertCreatedInside(final, this.#key);
     });
     await this.#chain;
     if (this.#error) {
