@@ -304,6 +304,12 @@ export const SETTINGS: readonly SettingHelp[] = [
     meaning: "refuse to start when partSize x (partsInFlight + 1) x (filesCompleting + 1) exceeds it",
   },
   {
+    key: "exports.maxRowBytes",
+    default: "67108864 (64 MiB)",
+    example: '"exports": { "maxRowBytes": 268435456 }',
+    meaning: "largest row an export accepts (held whole while encoded); larger rows fail with 54000",
+  },
+  {
     key: "exports.s3MaxAttempts",
     default: "5",
     example: '"exports": { "s3MaxAttempts": 8 }',
