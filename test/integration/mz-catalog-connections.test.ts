@@ -221,6 +221,32 @@ describe("the proxy's identity for catalog connections", () => {
     }
   });
 
+  test("without catalogIdentity: the SDK's default chain at the default STS endpoint (Materialize's arrangement)", async () => {
+    // An operator aims the SDK's own STS endpoint with AWS_ENDPOINT_URL_STS (here at moto); the
+    // default chain reads AWS_ACCESS_KEY_ID. Neither comes from the catalog.
+    const saved = { ...process.env };
+    Object.assign(process.env, {
+      AWS_ENDPOINT_URL_STS: s3.endpoint,
+      AWS_ACCESS_KEY_ID: s3.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: s3.secretAccessKey,
+    });
+    const p = await startCopyProxy({ upstreamPort: dbl.port, s3 });
+    try {
+      const before = (await assumed(roleArn("exporter"))).length;
+      const r = await as(p, "postgres", (c) => c.query(copy("role_conn")));
+      expect(r.rowCount).toBe(100);
+      const calls = await assumed(roleArn("exporter"));
+      expect(calls.length).toBeGreaterThan(before);
+      expect(calls.at(-1)!.external_id).toBe(`mz_${MZ_EXTERNAL_ID_PREFIX}_${ids.role_conn}`);
+    } finally {
+      await p.shutdown(0);
+      for (const k of ["AWS_ENDPOINT_URL_STS", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]) {
+        if (saved[k] === undefined) delete process.env[k];
+        else process.env[k] = saved[k];
+      }
+    }
+  });
+
   test("an identity with its own ASSUME ROLE ARN is the jump role, hopped through first (Materialize's aws_connection_role_arn)", async () => {
     const p = await startCopyProxy({
       upstreamPort: dbl.port,
