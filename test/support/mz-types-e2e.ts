@@ -64,6 +64,8 @@ export function materializeTypeScenarios(env: () => MzEnv, kind: MzEnv["kind"]):
             "CREATE TYPE c2s_int_list AS LIST (ELEMENT TYPE = int4)",
             "CREATE TYPE c2s_int_map AS MAP (KEY TYPE = text, VALUE TYPE = int4)",
             "CREATE TABLE mzt_named (id int, l c2s_int_list, m c2s_int_map)",
+            "CREATE TABLE mzt_rec (id int NOT NULL, t text, n numeric(10,2))",
+            "INSERT INTO mzt_rec VALUES (1, 'a', 1.5), (2, NULL, NULL)",
             `INSERT INTO mzt_named VALUES (1, '{1,NULL,3}'::c2s_int_list, '{a=>1,b=>NULL}'::c2s_int_map),
               (2, NULL, NULL)`,
           ]),
@@ -293,6 +295,40 @@ export function materializeTypeScenarios(env: () => MzEnv, kind: MzEnv["kind"]):
         src.map((r) => [r[0], elems(r[1]!), elems(r[2]!)]),
       );
     });
+
+    test.skipIf(kind === "double")(
+      "a record keeps each field's own nullability and a numeric field its scale (builder.rs SqlScalarType::Record)",
+      async () => {
+        const e = env();
+        const prefix = freshPrefix();
+        await e.client.query(
+          `COPY (SELECT id, ROW(id, t, n) AS r FROM mzt_rec) TO 's3://${e.bucket}/${prefix}' WITH (FORMAT = 'parquet')`,
+        );
+        const [file] = await files(prefix);
+        const r = (await arrowSchema(file!)).fields.find((f) => f.name === "r")!;
+        expect(r.metadata.get(EXT)).toBe("materialize.v1.record");
+        expect(
+          (r.type.children as arrow.Field[]).map((f) => [
+            f.name,
+            typeName(f.type),
+            f.nullable,
+            f.metadata.get(EXT),
+          ]),
+        ).toEqual([
+          ["f1", "Int32", false, "materialize.v1.integer"],
+          ["f2", "LargeUtf8", true, "materialize.v1.text"],
+          ["f3", "Decimal128(38,2)", true, "materialize.v1.numeric"],
+        ]);
+        expect(
+          await duckRows(
+            `SELECT id, r.f1::VARCHAR, r.f2, r.f3::VARCHAR FROM read_parquet('${file}') ORDER BY id`,
+          ),
+        ).toEqual([
+          ["1", "1", "a", "1.50"],
+          ["2", "2", null, null],
+        ]);
+      },
+    );
 
     test.skipIf(kind === "double")(
       "named list and map types (CREATE TYPE … AS LIST/MAP) are List and Map, not text",
