@@ -245,20 +245,21 @@ export class MaterializeSnapshot implements SnapshotSource {
     out: Array<{ type?: MzTypeInfo }>,
     signal: AbortSignal,
   ): Promise<void> {
+    if (out.length === 0) return;
     const from = `FROM ${view} AS t(${out.map((_, i) => `"c${i + 1}"`).join(", ")})`;
-    const fields = await this.client.prepare(UNNAMED, `SELECT * ${from}`, signal);
-    const columns = fields.map((f, i) => ({
-      expr: `t."c${i + 1}"`,
-      oid: f.typeOid,
-      typeMod: f.typeMod,
-      parsed: out[i]?.type,
-    }));
-    if (
-      !columns.some((c) => isContainer(c.oid) || c.parsed?.element || c.parsed?.value || c.parsed?.fields)
-    ) {
-      return;
-    }
     try {
+      const fields = await this.client.prepare(UNNAMED, `SELECT * ${from}`, signal);
+      const columns = fields.map((f, i) => ({
+        expr: `t."c${i + 1}"`,
+        oid: f.typeOid,
+        typeMod: f.typeMod,
+        parsed: out[i]?.type,
+      }));
+      if (
+        !columns.some((c) => isContainer(c.oid) || c.parsed?.element || c.parsed?.value || c.parsed?.fields)
+      ) {
+        return;
+      }
       const refined = await probeTypes(columns, {
         describe: async (exprs) =>
           (await this.client.prepare(UNNAMED, `SELECT ${exprs.join(", ")} ${from}`, signal)).map((f) => ({
