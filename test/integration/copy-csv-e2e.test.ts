@@ -143,7 +143,9 @@ describe.each(UPSTREAMS)("through $name", (up) => {
         "id:integer",
         "h:text",
         "pad:text",
-        "amount:numeric(14,2)",
+        // Materialize sends numeric(14,2) as numeric(39,2): the declared precision never reaches
+        // the proxy (src/pgrepr/src/types.rs), and the manifest says what the value fits in.
+        up.name === "PostgreSQL" ? "amount:numeric(14,2)" : "amount:numeric(38,2)",
         "at:timestamp with time zone",
       ]);
     });
