@@ -169,7 +169,18 @@ class Export {
         "As Materialize's COPY TO does: CSV options apply only to FORMAT csv, FILES and PATTERN only to COPY FROM.",
       );
     }
-    const opened = await this.snapshot.open({ typeInfo: opts.format === "parquet" }, this.signal);
+    // Opening waits on the upstream too (Materialize: the SUBSCRIBE's first progress row).
+    const stopWatching = watchForStall(
+      this.deps.config.exports.stallTimeoutMs,
+      { progress: () => 0, waitingForUploads: () => false },
+      (err) => this.ac.abort(err),
+    );
+    let opened: OpenedSnapshot;
+    try {
+      opened = await this.snapshot.open({ typeInfo: opts.format === "parquet" }, this.signal);
+    } finally {
+      stopWatching();
+    }
     if (opts.format === "parquet") {
       const { textColumns } = planParquet(opened.columns);
       if (textColumns.length > 0) {

@@ -180,6 +180,27 @@ describe("what only the double can stage", () => {
     }
   });
 
+  test("a SUBSCRIBE whose first progress row never comes: the same 57014 while the export opens", async () => {
+    dbl.knobs.firstRowDelayMs = 60_000;
+    const p2 = await startCopyProxy({ upstreamPort: dbl.port, s3, args: ["--stall-timeout", "400"] });
+    const c2 = new pg.Client({ connectionString: p2.url("postgres", DB) });
+    await c2.connect();
+    try {
+      const prefix = freshPrefix();
+      await expect(
+        c2.query(`COPY dup TO 's3://${bucket}/${prefix}' WITH (FORMAT = 'csv')`),
+      ).rejects.toMatchObject({
+        code: "57014",
+        message: expect.stringMatching(/^canceling COPY TO: no rows came from the upstream for \d+ s$/),
+      });
+      await expectNothingLeft(check, bucket, prefix);
+      expect((await c2.query("SELECT 5 AS ok")).rows[0].ok).toBe(5);
+    } finally {
+      await c2.end();
+      await p2.shutdown(0);
+    }
+  });
+
   test("an error raised while the SUBSCRIBE runs arrives as XX000 and cleans up", async () => {
     const prefix = freshPrefix();
     await expect(

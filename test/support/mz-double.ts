@@ -226,6 +226,8 @@ export interface DoubleKnobs {
   retractRow?: number;
   /** Every input's frontier has closed (R4a): AS OF u64::MAX and the SUBSCRIBE ends after its data. */
   closedInputs?: boolean;
+  /** Nothing, not even the first progress row, is ready before this many ms after DECLARE. */
+  firstRowDelayMs?: number;
 }
 
 /** R4a: the AS OF of a SUBSCRIBE without a timestamp dependency. */
@@ -1957,6 +1959,7 @@ class DoubleSession {
     };
     while (out.length < max) {
       if (st.phase === "initial") {
+        if (Date.now() - st.declaredAt < (this.double.knobs.firstRowDelayMs ?? 0)) break;
         if (st.spec.progress) out.push(progressRow(st.asOf));
         st.phase = st.spec.snapshot ? "snapshot" : st.closed ? "done" : "live";
         continue;
@@ -2098,6 +2101,7 @@ class DoubleSession {
   /** When the next row may become ready (wall-clock ms). */
   private nextReadyAt(st: SubscribeState): number {
     const k = this.double.knobs;
+    if (st.phase === "initial") return st.declaredAt + (k.firstRowDelayMs ?? 0);
     if (st.phase === "snapshot" && k.snapshotChunkRows !== undefined) {
       const iv = k.snapshotChunkIntervalMs ?? 500;
       const chunks = Math.floor((Date.now() - st.declaredAt) / iv) + 1;
