@@ -13,9 +13,10 @@
 //      "mz_version"; sql/show "server_version"); `SELECT mz_version()` answers the same string.
 //  R2  `DECLARE c CURSOR FOR SUBSCRIBE …` only inside a transaction block, else 25P01 "DECLARE CURSOR
 //      can only be used in transaction blocks" (docs: sql/subscribe "Subscribing with FETCH": "These
-//      must be used within a transaction"; sql/declare).
+//      must be used within a transaction"; sql/declare; test/pgtest/cursors.pt:543-568).
 //  R3  SUBSCRIBE output columns: mz_timestamp numeric, mz_progressed boolean (only WITH (PROGRESS)),
-//      mz_diff bigint, then the query's columns (docs: sql/subscribe "Output").
+//      mz_diff bigint, then the query's columns (docs: sql/subscribe "Output";
+//      src/adapter/src/active_compute_sink.rs:131-150 progress rows, 192-214 `push_row`).
 //  R4  WITH (PROGRESS): the first update is a progress row at the AS OF time; progress rows carry
 //      mz_progressed = true and NULL in every other column; snapshot updates carry the AS OF time
 //      (docs: sql/subscribe "PROGRESS", "SNAPSHOT"; src/adapter/src/active_compute_sink.rs:126-128
@@ -32,7 +33,8 @@
 //      the finished subscribe closes its channel (active_compute_sink.rs:131-135, 369-377;
 //      test/testdrive/fetch-tail-timestamp-zero.td, test/sqllogictest/cursor.slt).
 //  R5  Snapshot rows are consolidated: one row per distinct value with mz_diff = its multiplicity
-//      (docs: sql/subscribe "mz_diff: … mz_diff copies of the row were inserted"). Consolidation is
+//      (docs: sql/subscribe "mz_diff: … mz_diff copies of the row were inserted";
+//      active_compute_sink.rs:176 consolidate_update_iter). Consolidation is
 //      done by PostgreSQL's GROUP BY; for types without equality (json, void) rows are sent one by
 //      one with mz_diff 1 — still a valid update stream. Row order is whatever GROUP BY gives (i.e.
 //      arbitrary, as in Materialize).
@@ -75,9 +77,10 @@
 //      `numeric` without its typmod). The double rewrites PostgreSQL's regtype results accordingly.
 //      DOUBLE LIMIT: no records and no named (CREATE TYPE) lists/maps: PostgreSQL describes a
 //      domain column by its base type, so a stand-in cannot be told from its base on the wire.
-//  R11 Errors raised while a SUBSCRIBE runs arrive on the FETCH as XX000 (src/pgwire/src/protocol.rs
+//  R11 Errors raised while a SUBSCRIBE runs arrive on the FETCH as XX000 (src/pgwire/src/protocol.rs:2500-2508
 //      send_rows, FetchResult::Error → INTERNAL_ERROR; evaluation errors read "Evaluation error:
-//      …"); a cancelled FETCH reports 57014 "canceling statement due to user request".
+//      …", test/sqllogictest/subscribe_error.slt); a cancelled FETCH reports 57014 "canceling
+//      statement due to user request" (protocol.rs:2509-2514; test/testdrive/cancel-subscribe.td).
 //  R12 A failed transaction answers 25P02 "current transaction is aborted, commands ignored until
 //      end of transaction block" until ROLLBACK (docs: sql/begin; PostgreSQL-compatible).
 //  R14 SUBSCRIBE refuses what a maintained dataflow cannot evaluate: now()/current_timestamp,
