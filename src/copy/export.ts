@@ -15,9 +15,11 @@ import { PgError, SqlState } from "../errors.js";
 import type { ExportContext } from "../proxy/copy-hook.js";
 import type { AwsConnection, ConnectionRegistry } from "./connections.js";
 import { createStore } from "./connections.js";
+import { takeBackExport } from "./export-cleanup.js";
 import type { ExportLimiter } from "./export-limiter.js";
 import { ExportLog } from "./export-log.js";
 import { buildManifest, buildRedshiftManifest, metadataKeys } from "./manifest.js";
+import { Sentinel } from "./sentinel.js";
 import { snapshotFor } from "./snapshot/choose-snapshot.js";
 import { resolveAwsConnection } from "./snapshot/materialize-connections.js";
 import type { OpenedSnapshot, SnapshotInfo, SnapshotSource } from "./snapshot/snapshot-source.js";
@@ -25,7 +27,7 @@ import { watchForStall } from "./stall-watchdog.js";
 import type { CopyToStatement } from "./statement.js";
 import { assertTargetUrl } from "./statement.js";
 import { checkFileTarget } from "./storage/file-root.js";
-import type { ObjectStore } from "./storage/object-store.js";
+import { abortUploadsOf, type ObjectStore } from "./storage/object-store.js";
 import { formatTargetUrl, parseTargetUrl, type TargetUrl } from "./storage/target-url.js";
 import { UploadSink, type WrittenFile } from "./upload-sink.js";
 import { UpstreamClient } from "./upstream-client.js";
@@ -63,13 +65,10 @@ class Export {
   /** The Parquet writer thread, started during the preflight; the encoder takes it over. */
   private writer: Promise<ParquetWriterThread> | null = null;
   private readonly snapshot: SnapshotSource;
-  private sentinel: string;
-  private sentinelWritten = false;
+  private sentinel: Sentinel | null = null;
   private committed = false;
   private manifestWritten = false;
   private rows = 0;
-  private heartbeat: NodeJS.Timeout | undefined;
-  private touching: Promise<void> | null = null;
   private readonly report: ExportLog;
 
   constructor(
@@ -86,7 +85,6 @@ class Export {
     if (ctx.signal.aborted) onAbort();
     else ctx.signal.addEventListener("abort", onAbort, { once: true });
     this.signal = this.ac.signal;
-    this.sentinel = `mz-${this.id}-INCOMPLETE`;
     const { format, compression } = stmt.options;
     this.report = new ExportLog(ctx.log, {
       exportId: this.id,
@@ -116,7 +114,7 @@ class Export {
       if (this.stmt.options.format === "parquet") this.writer = startParquetWriter();
       this.report.phase("preflight");
       await this.preflight();
-      this.startHeartbeat();
+      this.sentinel!.startHeartbeat(this.deps.config.exports.sentinelRefreshMs, this.signal, this.id);
       progress = setInterval(() => this.progressNotice(), this.deps.config.exports.progressIntervalMs);
       progress.unref();
       this.report.phase("read");
@@ -132,12 +130,12 @@ class Export {
       // unless it came after the commit point.
       const err = this.signal.aborted && !this.committed ? PgError.from(this.signal.reason) : PgError.from(e);
       this.ac.abort(err);
-      await this.cleanup(err);
-      this.report.failed(err, this.totals());
-      throw err;
+      const final = await this.cleanup(err);
+      this.report.failed(final, this.totals());
+      throw final;
     } finally {
       clearInterval(progress);
-      clearInterval(this.heartbeat);
+      void this.sentinel?.stopHeartbeat();
       this.encoder?.dispose();
       if (this.writer !== null) discardParquetWriter(this.writer);
     }
@@ -243,9 +241,8 @@ class Export {
       );
     }
     await store.probeDelete(`mz-${this.id}-delete-probe`, this.signal);
-    // Set first: a PutObject cut short by a cancel may still have landed.
-    this.sentinelWritten = true;
-    await store.put(this.sentinel, "", this.signal);
+    this.sentinel = new Sentinel(store, this.id, this.ctx.log);
+    await this.sentinel.write(this.signal);
   }
 
   private async read(columns: ColumnInfo[]): Promise<void> {
@@ -387,44 +384,21 @@ class Export {
     });
     this.checkAborted();
     this.manifestWritten = true; // may exist from here on, even if the PutObject fails
-    await store.put(meta.redshift, buildRedshiftManifest(urls), this.signal);
-    await store.put(meta.manifest, manifest, this.signal);
+    // A successful export leaves no upload behind either: one whose CreateMultipartUpload the
+    // server executed while its answer was lost is found only by listing.
+    const steps = await Promise.allSettled([
+      store.put(meta.redshift, buildRedshiftManifest(urls), this.signal),
+      store.put(meta.manifest, manifest, this.signal),
+      abortUploadsOf(store, `mz-${this.id}-`),
+    ]);
+    for (const r of steps) if (r.status === "rejected") throw r.reason;
+    // The PutObjects ran their attempts out (an aborted request is not one that did not happen): a
+    // cancel that came meanwhile still wins, before the commit point.
+    this.checkAborted();
     // The commit point: with every file and the manifest in place the export is done, and a
     // cancel from now on changes nothing (removing the sentinel is the "finished" event).
     this.committed = true;
-    await this.stopHeartbeat();
-    await store.delete([this.sentinel]);
-    this.sentinelWritten = false;
-  }
-
-  /**
-   * Re-writes the sentinel now and then, so its age tells a running export from one whose proxy
-   * died: `cleanup` leaves sentinels younger than --older-than alone.
-   */
-  private startHeartbeat(): void {
-    this.heartbeat = setInterval(() => {
-      if (this.touching !== null || !this.sentinelWritten || this.committed || this.signal.aborted) return;
-      const store = this.store!;
-      this.touching = store
-        .put(this.sentinel, "", this.signal)
-        .catch((e: unknown) => {
-          this.ctx.log.warn(
-            { exportId: this.id, err: (e as Error).message },
-            "could not refresh the sentinel",
-          );
-        })
-        .finally(() => {
-          this.touching = null;
-        });
-    }, this.deps.config.exports.sentinelRefreshMs);
-    this.heartbeat.unref();
-  }
-
-  /** No refresh may land after the sentinel is deleted. */
-  private async stopHeartbeat(): Promise<void> {
-    clearInterval(this.heartbeat);
-    this.heartbeat = undefined;
-    await this.touching;
+    await this.sentinel!.remove();
   }
 
   private progressNotice(): void {
@@ -436,54 +410,23 @@ class Export {
   }
 
   /** SPEC §2.2: leave the prefix as it was found; if that fails, keep the sentinel and say what is left. */
-  private async cleanup(err: PgError): Promise<void> {
-    await this.stopHeartbeat();
+  private async cleanup(err: PgError): Promise<PgError> {
+    await this.sentinel?.stopHeartbeat();
     // The upstream session first: the client gets it back as it was.
     await this.snapshot.abandon();
-    const store = this.store;
-    if (store === null) return;
-    const left: string[] = [];
-    const reasons: string[] = [];
-    let keys: string[] = [];
-    if (this.sink !== null) {
-      const r = await this.sink.abortAll();
-      keys = r.keys;
-      for (const f of r.failures) {
-        left.push(store.url(f.key));
-        reasons.push(f.message);
-      }
-    }
-    // Completed files (and the manifest, if it was written) go before the sentinel.
-    const toDelete = keys.filter((k) => !left.includes(store.url(k)));
-    if (this.manifestWritten) toDelete.push(...Object.values(metadataKeys(this.id)));
-    try {
-      await store.delete(toDelete);
-    } catch (e) {
-      left.push(...toDelete.map((k) => store.url(k)));
-      reasons.push(describe(e));
-      this.ctx.log.error({ exportId: this.id, err: describe(e) }, "cleanup could not delete files");
-    }
-    if (left.length === 0 && this.sentinelWritten) {
-      try {
-        await store.delete([this.sentinel]);
-        this.sentinelWritten = false;
-      } catch (e) {
-        reasons.push(describe(e));
-        this.ctx.log.error({ exportId: this.id, err: describe(e) }, "cleanup could not delete the sentinel");
-      }
-    }
-    // The sentinel stays whenever anything else does, so nobody mistakes the rest for complete.
-    if (this.sentinelWritten) left.push(store.url(this.sentinel));
-    if (left.length > 0) {
-      const shown = left.length > 50 ? [...left.slice(0, 50), `… and ${left.length - 50} more`] : left;
-      const detail = `cleanup failed (${reasons.join("; ") || "unknown error"}); left behind: ${shown.join(", ")}`;
-      Object.defineProperty(err, "detail", { value: err.detail ? `${err.detail}\n${detail}` : detail });
-      if (err.hint === undefined) {
-        Object.defineProperty(err, "hint", {
-          value: `Remove them with: copy-to-s3-proxy cleanup ${store.location} --yes --older-than 0`,
-        });
-      }
-    }
+    if (this.store === null || this.sentinel === null) return err;
+    return takeBackExport(
+      {
+        store: this.store,
+        sink: this.sink,
+        sentinel: this.sentinel,
+        extra: this.manifestWritten ? Object.values(metadataKeys(this.id)) : [],
+        keyPrefix: `mz-${this.id}-`,
+        log: this.ctx.log,
+        exportId: this.id,
+      },
+      err,
+    );
   }
 }
 
@@ -493,9 +436,4 @@ function rowTooBig(bytes: number, max: number): PgError {
     detail: "The proxy holds a whole row in memory while it encodes it; exports.maxRowBytes bounds that.",
     hint: "Raise exports.maxRowBytes in the proxy's config file (each export may then use a few times that much memory), or export the large column separately.",
   });
-}
-
-function describe(e: unknown): string {
-  const err = PgError.from(e);
-  return err.detail ? `${err.message}: ${err.detail}` : err.message;
 }

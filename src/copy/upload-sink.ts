@@ -21,12 +21,10 @@ export interface CleanupFailure {
 
 export class UploadSink implements FileSink {
   private current: { index: number; key: string; upload: ObjectUpload } | null = null;
-  /** Uploads not known to be finished or cleaned up, by key (a failed end() stays until abortAll). */
+  /** Uploads not known to be finished or cleaned up, by key (a failed end() stays until takeBack). */
   private readonly open = new Map<ObjectUpload, string>();
   private readonly completing = new Set<Promise<void>>();
   private readonly done: WrittenFile[] = [];
-  /** Keys that may exist in the store: completed, or completing right now. */
-  private readonly touched = new Set<string>();
   private failure: PgError | null = null;
   private bytesQueued = 0;
   private mustDrain = false;
@@ -55,14 +53,13 @@ export class UploadSink implements FileSink {
   closeFile(rows: number): void {
     const { key, upload, index } = this.current!;
     this.current = null;
-    this.touched.add(key);
     const p = upload.end().then(
       ({ bytes }) => {
         this.open.delete(upload);
         this.done[index] = { key, rows, bytes };
       },
       (e: unknown) => {
-        // Stays in `open`: abortAll() asks it again and learns whether anything of it is left.
+        // Stays in `open`: takeBack() asks it again and learns whether anything of it is left.
         this.failure ??= PgError.from(e);
       },
     );
@@ -100,24 +97,36 @@ export class UploadSink implements FileSink {
   }
 
   /**
-   * Aborts every unfinished upload and returns the keys of objects that may exist (completed
-   * files and ones whose completion raced the abort), for the caller to delete.
+   * Takes back everything this sink put in the store, all at once: one DeleteObjects for the
+   * completed files (and `extra` keys, e.g. the manifest) while every unfinished upload is aborted
+   * (an upload whose Complete is in flight waits for it and deletes its object). Resolves with what
+   * could not be removed.
    */
-  async abortAll(): Promise<{ keys: string[]; failures: CleanupFailure[] }> {
+  async takeBack(extra: readonly string[] = []): Promise<CleanupFailure[]> {
     const failures: CleanupFailure[] = [];
-    await Promise.all(
-      [...this.open].map(([u, key]) =>
+    const fail = (keys: readonly string[], e: unknown): void => {
+      const err = PgError.from(e);
+      for (const key of keys)
+        failures.push({ key, message: err.detail ? `${err.message}: ${err.detail}` : err.message });
+    };
+    const deleted = new Set<string>();
+    const remove = async (keys: string[]): Promise<void> => {
+      for (const k of keys) deleted.add(k);
+      if (keys.length > 0) await this.store.delete(keys).catch((e: unknown) => fail(keys, e));
+    };
+    await Promise.all([
+      remove([...this.done.filter((f) => f !== undefined).map((f) => f.key), ...extra]),
+      ...[...this.open].map(([u, key]) =>
         u.abort().then(
           () => this.open.delete(u),
-          (e: unknown) => {
-            const err = PgError.from(e);
-            failures.push({ key, message: err.detail ? `${err.message}: ${err.detail}` : err.message });
-          },
+          (e: unknown) => fail([key], e),
         ),
       ),
-    );
+    ]);
     await Promise.allSettled([...this.completing]);
-    return { keys: [...this.touched], failures };
+    // A file whose end() resolved just before its abort(): abort() left its object to us.
+    await remove(this.done.filter((f) => f !== undefined && !deleted.has(f.key)).map((f) => f.key));
+    return failures;
   }
 
   private throwIfFailed(): void {

@@ -7,6 +7,9 @@
 // Each phase is pinned without timing guesses: target evaluation and reading by a server-side
 // sleep (seen in pg_stat_activity), describe by a lock, the S3 phases by the fault proxy parking
 // the request that marks them, the paused row stream by the backend waiting in ClientWrite.
+// A parked PutObject or CompleteMultipartUpload is released once the cancel was acted on: the
+// export waits for such a request's outcome (an aborted request is not one that did not happen),
+// so the time to 57014 is measured from the release.
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, inject, test } from "vitest";
 import { motoAccess, type S3Access, S3Check, startCopyProxy } from "../support/copy-proxy.js";
@@ -98,6 +101,8 @@ interface PhaseCase {
   arrange?: () => Promise<void> | void;
   /** Resolves once the export is in the phase. */
   reached: () => Promise<void>;
+  /** The parked request is one the export waits for: release it after the cancel. */
+  releaseAfterCancel?: boolean;
   undo?: () => Promise<void> | void;
 }
 
@@ -142,6 +147,7 @@ const PHASES: PhaseCase[] = [
     rows: 10,
     arrange: () => faults.setRules({ op: "PutObject", key: /-INCOMPLETE$/, fault: "hold" }),
     reached: () => faults.waitFor("PutObject"),
+    releaseAfterCancel: true,
   },
   {
     name: "reading rows (the upstream query runs)",
@@ -174,6 +180,7 @@ const PHASES: PhaseCase[] = [
     rows: 300000,
     arrange: () => faults.setRules({ op: "CompleteMultipartUpload", fault: "hold" }),
     reached: () => faults.waitFor("CompleteMultipartUpload"),
+    releaseAfterCancel: true,
   },
   {
     name: "committing: writing the manifest (files complete, before the commit point)",
@@ -181,6 +188,7 @@ const PHASES: PhaseCase[] = [
     rows: 300000,
     arrange: () => faults.setRules({ op: "PutObject", key: /-manifest\.json$/, fault: "hold" }),
     reached: () => faults.waitFor("PutObject", 2),
+    releaseAfterCancel: true,
   },
 ];
 
@@ -198,6 +206,10 @@ describe("a cancel aborts the export in every phase", () => {
         await c.reached();
         t0 = performance.now();
         await sendCancel(proxy.port, keyOf(client));
+        if (c.releaseAfterCancel) {
+          t0 = performance.now();
+          faults.release();
+        }
         const { err, ms } = await failed;
         expect(err).toMatchObject({ code: "57014", message: "canceling statement due to user request" });
         expect(ms).toBeLessThan(CANCEL_BOUND_MS);

@@ -1,5 +1,7 @@
-// Starts a real moto S3 server (python3 -m moto.server) on a free loopback port.
+// Starts a real moto S3 server (python3 -m moto.server) on a free loopback port; optionally one
+// whose CompleteMultipartUpload is slow (moto-slow-complete.py, a launcher that wraps moto's backend).
 import { spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import { freePort } from "./ports.js";
 
 export interface S3Server {
@@ -13,11 +15,25 @@ export interface S3Server {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
-export async function startMoto(): Promise<S3Server> {
+export interface MotoOptions {
+  /** Seconds a CompleteMultipartUpload spends between consuming the upload and storing the object. */
+  completeDelayS?: number;
+}
+
+export async function startMoto(o: MotoOptions = {}): Promise<S3Server> {
   const port = await freePort();
-  const proc = spawn("python3", ["-m", "moto.server", "-H", "127.0.0.1", "-p", String(port)], {
+  const launcher =
+    o.completeDelayS === undefined
+      ? ["-m", "moto.server"]
+      : [fileURLToPath(new URL("./moto-slow-complete.py", import.meta.url))];
+  const proc = spawn("python3", [...launcher, "-H", "127.0.0.1", "-p", String(port)], {
     stdio: ["ignore", "ignore", "pipe"],
-    env: { ...process.env, AWS_ACCESS_KEY_ID: "test", AWS_SECRET_ACCESS_KEY: "test" },
+    env: {
+      ...process.env,
+      AWS_ACCESS_KEY_ID: "test",
+      AWS_SECRET_ACCESS_KEY: "test",
+      C2S_MOTO_COMPLETE_DELAY_S: String(o.completeDelayS ?? 0),
+    },
   });
   let stderr = "";
   proc.stderr.on("data", (d: Buffer) => {

@@ -1,15 +1,38 @@
 // A fault-injecting HTTP proxy in front of a real S3 server (moto, Ceph): every request is
 // forwarded unchanged (same method, path, headers, body, so SigV4 signatures stay valid) unless a
-// rule picks it for a fault:
-//   "500"    → 500 InternalError (an S3 XML error body)
-//   "503"    → 503 SlowDown (S3's throttling answer)
-//   "reset"  → the connection is reset (ECONNRESET / EPIPE at the client)
-//   "stall"  → no answer at all until the client gives up (or `stallMs`, then forwarded)
-//   "hold"   → parked until release() is called, then forwarded (to pin an export in a phase)
+// rule picks it for a fault. Each fault is something real S3 does (AWS S3 API Reference, "Error
+// responses" and the operations' pages; "Best practices design patterns: optimizing Amazon S3
+// performance"):
+//   "500"       → 500 InternalError (an S3 XML error body): "We encountered an internal error.
+//                 Please try again." — the request did not take effect.
+//   "503"       → 503 SlowDown: "Please reduce your request rate." S3 sends it in bursts while a
+//                 prefix scales; a burst is a rule with `from` and `times` (consecutive matches).
+//   "reset"     → the connection is reset before the server sees the request (ECONNRESET).
+//   "lost"      → forwarded; the server executes it, then the client's connection is reset instead
+//                 of answering: "executed, answer lost". A CreateMultipartUpload so treated leaves an
+//                 upload whose id the client never learns; a CompleteMultipartUpload so treated
+//                 meets NoSuchUpload when retried ("The specified multipart upload does not exist.
+//                 The upload ID might be invalid, or the multipart upload might have been aborted
+//                 or completed." — CompleteMultipartUpload, Special errors).
+//   "no-such-upload" → 404 NoSuchUpload, not forwarded: what a server that forgets a completed
+//                 upload answers a Complete retried after it succeeded (AWS's text above allows it;
+//                 moto and AWS itself answer such a retry 200, moto/s3/responses.py "Operation is
+//                 idempotent"). Put it behind a "lost" Complete.
+//   "error-200" → 200 OK whose body is an S3 error, after the XML declaration and whitespace:
+//                 "A request could fail after the initial 200 OK response has been sent. This means
+//                 that a 200 OK response can contain either a success or an error." (Complete-
+//                 MultipartUpload; CopyObject says the same). Not forwarded: the request failed.
+//   "stall"     → no answer at all until the client gives up (or `stallMs`, then forwarded)
+//   "hold"      → parked until release() is called, then forwarded (to pin an export in a phase)
+//   "hold-after"→ forwarded at once; the server's answer is parked until release(): a Complete
+//                 that "could take several minutes to finalize", here with the server done first.
+//   "delay-after" → forwarded at once; the answer goes out `stallMs` after the server's.
 // A rule matches by S3 operation (derived from method and query, e.g. "UploadPart") and key, and
-// fires with a probability, or on the Nth matching request, a limited number of times.
-// The proxy counts requests per operation, faults injected, and the most UploadPart requests it
-// saw in flight at once; waitFor() resolves when a request of some operation arrives.
+// fires with a probability, or on the Nth matching request (or from the Nth on), a limited number
+// of times. The proxy counts requests per operation, faults injected, and the most UploadPart
+// requests it saw in flight at once; waitFor() resolves when a request of some operation arrives;
+// it keeps, per forwarded request, when it went to the server and when the server's answer was
+// complete (serverBusyMs: the S3 server's own share of a stretch of time).
 import {
   createServer,
   request as httpRequest,
@@ -36,7 +59,17 @@ export type S3Op =
   | "CreateBucket"
   | "Other";
 
-export type Fault = "500" | "503" | "reset" | "stall" | "hold";
+export type Fault =
+  | "500"
+  | "503"
+  | "reset"
+  | "lost"
+  | "error-200"
+  | "no-such-upload"
+  | "stall"
+  | "hold"
+  | "hold-after"
+  | "delay-after";
 
 export interface FaultRule {
   /** Operations this rule applies to (all when absent). */
@@ -48,9 +81,11 @@ export interface FaultRule {
   probability?: number;
   /** Only the Nth matching request (1-based) — e.g. the 3rd UploadPart. */
   nth?: number;
+  /** From the Nth matching request on (with `times`: a burst of consecutive faults). */
+  from?: number;
   /** How many times the rule fires at most (default: once with `nth`, unlimited otherwise). */
   times?: number;
-  /** "stall": forward after this long instead of never answering. */
+  /** "stall": forward after this long instead of never answering; "delay-after": answer this late. */
   stallMs?: number;
 }
 
@@ -59,6 +94,11 @@ export interface SeenRequest {
   method: string;
   key: string;
   fault: Fault | null;
+  /** performance.now() when it arrived. */
+  at: number;
+  /** Forwarded: when it went to the server, and when the server's answer had fully arrived. */
+  sent?: number;
+  answered?: number;
 }
 
 interface LiveRule extends FaultRule {
@@ -87,14 +127,21 @@ export function classify(method: string, url: URL): { op: S3Op; bucket: string; 
   return { op, bucket, key };
 }
 
-const S3_ERRORS: Record<"500" | "503", { status: number; code: string; message: string }> = {
-  "500": {
-    status: 500,
-    code: "InternalError",
-    message: "We encountered an internal error. Please try again.",
-  },
-  "503": { status: 503, code: "SlowDown", message: "Please reduce your request rate." },
-};
+const S3_ERRORS: Record<"500" | "503" | "no-such-upload", { status: number; code: string; message: string }> =
+  {
+    "no-such-upload": {
+      status: 404,
+      code: "NoSuchUpload",
+      message:
+        "The specified multipart upload does not exist. The upload ID might be invalid, or the multipart upload might have been aborted or completed.",
+    },
+    "500": {
+      status: 500,
+      code: "InternalError",
+      message: "We encountered an internal error. Please try again.",
+    },
+    "503": { status: 503, code: "SlowDown", message: "Please reduce your request rate." },
+  };
 
 export class S3FaultProxy {
   readonly counts = new Map<S3Op, number>();
@@ -106,7 +153,7 @@ export class S3FaultProxy {
   private rules: LiveRule[] = [];
   private held: Array<() => void> = [];
   private readonly sockets = new Set<Socket>();
-  private waiters: Array<{ op: S3Op; n: number; resolve: () => void }> = [];
+  private waiters: Array<{ op: S3Op | "*"; n: number; resolve: () => void }> = [];
 
   private constructor(
     private readonly server: Server,
@@ -146,7 +193,9 @@ export class S3FaultProxy {
     for (const f of h) f();
   }
 
-  count(op: S3Op): number {
+  /** Requests of `op` seen ("*": of any operation). */
+  count(op: S3Op | "*"): number {
+    if (op === "*") return this.log.length;
     return this.counts.get(op) ?? 0;
   }
 
@@ -165,7 +214,7 @@ export class S3FaultProxy {
   }
 
   /** Resolves once `n` requests of `op` have arrived in total (counting from the last resetStats). */
-  waitFor(op: S3Op, n = 1, timeoutMs = 30_000): Promise<void> {
+  waitFor(op: S3Op | "*", n = 1, timeoutMs = 30_000): Promise<void> {
     if (this.count(op) >= n) return Promise.resolve();
     return new Promise((resolve, reject) => {
       const timer = setTimeout(
@@ -198,6 +247,7 @@ export class S3FaultProxy {
       const limit = r.times ?? (r.nth !== undefined ? 1 : Number.POSITIVE_INFINITY);
       if (r.fired >= limit) continue;
       if (r.nth !== undefined && r.matched !== r.nth) continue;
+      if (r.from !== undefined && r.matched < r.from) continue;
       if (r.probability !== undefined && Math.random() >= r.probability) continue;
       r.fired++;
       return r;
@@ -212,7 +262,8 @@ export class S3FaultProxy {
     const fault = rule?.fault ?? null;
     this.counts.set(op, this.count(op) + 1);
     if (fault !== null) this.faults.set(fault, (this.faults.get(fault) ?? 0) + 1);
-    this.log.push({ op, method: req.method ?? "", key, fault });
+    const seen: SeenRequest = { op, method: req.method ?? "", key, fault, at: performance.now() };
+    this.log.push(seen);
     let settled = false;
     if (op === "UploadPart") {
       this.partsInFlight++;
@@ -225,13 +276,14 @@ export class S3FaultProxy {
       res.once("close", done);
       req.socket.once("close", done);
     }
-    const ready = this.waiters.filter((w) => w.op === op && this.count(op) >= w.n);
+    const ready = this.waiters.filter((w) => (w.op === op || w.op === "*") && this.count(w.op) >= w.n);
     this.waiters = this.waiters.filter((w) => !ready.includes(w));
     for (const w of ready) w.resolve();
 
     switch (fault) {
       case "500":
-      case "503": {
+      case "503":
+      case "no-such-upload": {
         const e = S3_ERRORS[fault];
         req.resume();
         req.once("end", () => {
@@ -245,6 +297,26 @@ export class S3FaultProxy {
       case "reset":
         req.socket.resetAndDestroy();
         return;
+      case "error-200":
+        req.resume();
+        req.once("end", () => {
+          res.writeHead(200, { "content-type": "application/xml" });
+          // S3 sends the declaration and keep-alive whitespace first, the outcome at the end.
+          res.write(`<?xml version="1.0" encoding="UTF-8"?>\n${" ".repeat(64)}\n`);
+          res.end(
+            "<Error><Code>InternalError</Code><Message>We encountered an internal error. Please try again.</Message><RequestId>fault-proxy</RequestId></Error>",
+          );
+        });
+        return;
+      case "lost":
+      case "hold-after":
+      case "delay-after":
+        this.forward(req, res, undefined, seen, (answer) => {
+          if (fault === "lost") req.socket.resetAndDestroy();
+          else if (fault === "hold-after") this.held.push(answer);
+          else setTimeout(answer, rule?.stallMs ?? 1000);
+        });
+        return;
       case "stall":
       case "hold": {
         // Read the body (so the client waits for an answer, not to send), then say nothing until
@@ -253,7 +325,7 @@ export class S3FaultProxy {
         let ended = false;
         let go = false;
         const send = (): void => {
-          if (ended && go && !req.socket.destroyed) this.forward(req, res, Buffer.concat(body));
+          if (ended && go && !req.socket.destroyed) this.forward(req, res, Buffer.concat(body), seen);
         };
         req.on("data", (d: Buffer) => body.push(d));
         req.once("end", () => {
@@ -272,12 +344,22 @@ export class S3FaultProxy {
         return;
       }
       default:
-        this.forward(req, res);
+        this.forward(req, res, undefined, seen);
     }
   }
 
-  /** Forwards to the real server; `body`: the request body, when it was read already. */
-  private forward(req: IncomingMessage, res: ServerResponse, body?: Buffer): void {
+  /**
+   * Forwards to the real server; `body`: the request body, when it was read already. `then`: the
+   * server's whole answer has arrived — call `answer` to send it on (or do something else).
+   */
+  private forward(
+    req: IncomingMessage,
+    res: ServerResponse,
+    body: Buffer | undefined,
+    seen: SeenRequest,
+    then?: (answer: () => void) => void,
+  ): void {
+    seen.sent = performance.now();
     const up = httpRequest(
       {
         host: this.target.hostname,
@@ -287,13 +369,46 @@ export class S3FaultProxy {
         headers: req.headers,
       },
       (upRes) => {
-        res.writeHead(upRes.statusCode ?? 502, upRes.headers);
-        upRes.pipe(res);
+        const chunks: Buffer[] = [];
+        upRes.on("data", (d: Buffer) => chunks.push(d));
+        upRes.once("end", () => {
+          seen.answered = performance.now();
+          const answer = (): void => {
+            if (res.destroyed) return;
+            res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+            res.end(Buffer.concat(chunks));
+          };
+          if (then !== undefined) then(answer);
+          else answer();
+        });
       },
     );
     up.on("error", () => req.socket.destroy());
-    res.on("close", () => up.destroy());
+    res.on("close", () => {
+      // The server's work goes on when the client gives up: only a request still being sent is cut.
+      if (!req.complete) up.destroy();
+    });
     if (body !== undefined) up.end(body);
     else req.pipe(up);
+  }
+
+  /**
+   * Milliseconds of [from, to] during which the S3 server behind the proxy had at least one request
+   * to answer (the union of the forwarded requests' intervals): the server's own share of a wait.
+   */
+  serverBusyMs(from: number, to: number): number {
+    const spans = this.log
+      .filter((r) => r.sent !== undefined)
+      .map((r) => [Math.max(from, r.sent!), Math.min(to, r.answered ?? to)] as const)
+      .filter(([a, b]) => b > a)
+      .sort((x, y) => x[0] - y[0]);
+    let busy = 0;
+    let end = from;
+    for (const [a, b] of spans) {
+      if (b <= end) continue;
+      busy += b - Math.max(a, end);
+      end = b;
+    }
+    return busy;
   }
 }

@@ -288,15 +288,22 @@ export class FileStore implements ObjectStore {
     return found.sort((a, b) => compareKeys(a.key, b.key));
   }
 
-  async abortUpload(key: string, uploadId: string, signal?: AbortSignal): Promise<void> {
+  async uploadsOf(keyPrefix: string, signal?: AbortSignal): Promise<PendingUpload[]> {
+    const dir = keyPrefix.includes("/") ? keyPrefix.slice(0, keyPrefix.lastIndexOf("/")) : "";
+    return (await this.listUploads(dir, signal)).filter((u) => u.key.startsWith(keyPrefix));
+  }
+
+  async abortUpload(key: string, uploadId: string, signal?: AbortSignal): Promise<boolean> {
     if (!/^[0-9a-f]{16}$/.test(uploadId)) {
       throw new PgError(SqlState.invalidParameterValue, `invalid upload id ${JSON.stringify(uploadId)}`);
     }
     try {
       const full = await this.keyPath(key, false);
-      if (full !== undefined) await unlink(join(dirname(full), tempName(basename(full), uploadId)));
+      if (full === undefined) return false;
+      await unlink(join(dirname(full), tempName(basename(full), uploadId)));
+      return true;
     } catch (err) {
-      if (code(err) === "ENOENT") return;
+      if (code(err) === "ENOENT") return false;
       throw this.fail("AbortMultipartUpload", err, key, signal);
     }
   }

@@ -37,7 +37,10 @@ export interface ObjectStore {
   upload(key: string, signal: AbortSignal): ObjectUpload;
   /** Unfinished uploads under `prefix/` (for the cleanup command and tests). */
   listUploads(prefix: string, signal?: AbortSignal): Promise<PendingUpload[]>;
-  abortUpload(key: string, uploadId: string, signal?: AbortSignal): Promise<void>;
+  /** Unfinished uploads of the keys (in the store's directory) that start with `keyPrefix`. */
+  uploadsOf(keyPrefix: string, signal?: AbortSignal): Promise<PendingUpload[]>;
+  /** True if this aborted the upload, false if it was gone already. */
+  abortUpload(key: string, uploadId: string, signal?: AbortSignal): Promise<boolean>;
 }
 
 export interface ObjectUpload {
@@ -159,6 +162,34 @@ export function withCleanupFailure(err: PgError, cleanup: unknown): PgError {
     detail: err.detail ? `${err.detail}; ${also}` : also,
     hint: err.hint,
     cause: err,
+  });
+}
+
+/**
+ * Aborts every unfinished upload of the keys starting with `keyPrefix` (an export's own keys), and
+ * resolves once a listing shows none. This is what finds an upload made by a CreateMultipartUpload
+ * that the server executed but whose answer was lost: the SDK's retry created another, and only
+ * that one's id reached us. Rejects naming the uploads it could not remove.
+ */
+export async function abortUploadsOf(store: ObjectStore, keyPrefix: string): Promise<void> {
+  let pending: PendingUpload[] = [];
+  try {
+    for (let round = 0; round < 4; round++) {
+      pending = await store.uploadsOf(keyPrefix);
+      if (pending.length === 0) return;
+      // Some servers list an upload for a moment after its abort.
+      if (round > 0) await new Promise((r) => setTimeout(r, 100 * round));
+      await Promise.all(pending.map((u) => store.abortUpload(u.key, u.uploadId)));
+    }
+  } catch (err) {
+    const e = PgError.from(err, SqlState.ioError);
+    throw new PgError(e.code, e.message, {
+      detail: `${e.detail ?? ""}${e.detail ? "; " : ""}unverified: multipart uploads of ${store.url(keyPrefix)}*`,
+      cause: err,
+    });
+  }
+  throw new PgError(SqlState.ioError, "could not abort multipart uploads", {
+    detail: pending.map((u) => `multipart upload ${u.uploadId} of ${store.url(u.key)}`).join(", "),
   });
 }
 

@@ -5,10 +5,12 @@
 // Upload does not give:
 // - abort() that is *finished* when it resolves. Upload fires AbortMultipartUpload after done()
 //   has already rejected (unawaited, ~200 ms later) and lets in-flight UploadParts run on; here
-//   abort cancels every in-flight request, waits for all of them to settle, aborts the upload,
-//   and checks with ListMultipartUploads that nothing is left for the key.
-// - a CreateMultipartUpload is never cancelled midway (the server may already have created an
-//   upload whose id we would never learn); it is awaited and then aborted.
+//   abort cancels the parts in flight, waits for every request to settle, and aborts the upload.
+// - a request whose effect outlives it (CreateMultipartUpload, CompleteMultipartUpload, PutObject)
+//   is never cut short by a cancel: an HTTP request we abort is not one the server did not
+//   execute. A cancel only stops the SDK from starting another attempt (sendWhole). When the
+//   outcome of a Complete is still unknown, the cleanup establishes it (AbortMultipartUpload,
+//   then HeadObject) before it deletes anything.
 // - backpressure as a plain boolean from write() with memory accounted in bytes, not a stream
 //   whose internal buffers add up to more than partSize × (partsInFlight + 1).
 // - every part body is a Buffer, so the SDK's retry strategy can resend it (a streamed body
@@ -172,15 +174,57 @@ function isNoSuchBucket(err: unknown): boolean {
   return (e as { name?: string } | null)?.name === "NoSuchBucket";
 }
 
-/** The server answered with a client error: the request did nothing (no upload was created). */
-function definitelyRejected(err: unknown): boolean {
-  const status = httpStatus(err instanceof PgError ? err.cause : err);
-  return status !== undefined && status >= 400 && status < 500;
-}
-
 function httpStatus(err: unknown): number | undefined {
   const e = err as { $metadata?: { httpStatusCode?: number }; httpStatusCode?: number } | null | undefined;
   return e?.$metadata?.httpStatusCode ?? e?.httpStatusCode;
+}
+
+function isNoSuchUpload(err: unknown): boolean {
+  const e = err instanceof PgError ? err.cause : err;
+  return (e as { name?: string } | null)?.name === "NoSuchUpload" || httpStatus(e) === 404;
+}
+
+/**
+ * Sends a command whose effect outlives its HTTP request. `signal` aborting never cuts an attempt
+ * short — the server may already be executing it, and would then finish after our cleanup — it
+ * only keeps the SDK's retry strategy from starting another attempt (smithy's retry middleware
+ * checks the signal after a failed attempt and races it against the backoff). An attempt that gets
+ * no answer is still bounded by the request timeout.
+ */
+export async function sendWhole<T>(
+  client: S3Client,
+  // biome-ignore lint/suspicious/noExplicitAny: any SDK command; its output type is T
+  command: { middlewareStack: { add: (...a: any[]) => void } },
+  signal: AbortSignal | undefined,
+): Promise<T> {
+  const gate = new AbortController();
+  let inFlight = false;
+  const onAbort = (): void => {
+    if (!inFlight) gate.abort(signal?.reason);
+  };
+  command.middlewareStack.add(
+    (next: (args: unknown) => Promise<unknown>) => async (args: unknown) => {
+      // Checked here rather than left to the handler: nothing is sent once the cancel has come.
+      if (signal?.aborted) gate.abort(signal.reason);
+      inFlight = true;
+      try {
+        return await next(args);
+      } finally {
+        inFlight = false;
+        if (signal?.aborted) gate.abort(signal.reason);
+      }
+    },
+    // The deserialize step runs once per attempt, below the retry middleware (finalizeRequest).
+    { step: "deserialize", priority: "high", name: "c2sWholeAttempts" },
+  );
+  if (signal?.aborted) gate.abort(signal.reason);
+  else signal?.addEventListener("abort", onAbort, { once: true });
+  try {
+    // biome-ignore lint/suspicious/noExplicitAny: see the parameter
+    return (await client.send(command as any, { abortSignal: gate.signal })) as T;
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
+  }
 }
 
 export interface S3StoreConfig {
@@ -190,6 +234,11 @@ export interface S3StoreConfig {
   prefix: string;
   partSize: number;
   partsInFlight: number;
+  /**
+   * How long the cleanup waits for the object of a CompleteMultipartUpload whose answer was lost
+   * to appear (the upload is gone, so the server completed it or is completing it).
+   */
+  settleMs?: number;
 }
 
 export class S3Store implements ObjectStore {
@@ -199,9 +248,11 @@ export class S3Store implements ObjectStore {
   readonly prefix: string;
   readonly partSize: number;
   readonly partsInFlight: number;
+  readonly settleMs: number;
 
   constructor(c: S3StoreConfig) {
     this.client = c.client;
+    this.settleMs = c.settleMs ?? 120_000;
     this.bucket = c.bucket;
     this.prefix = c.prefix.replace(/^\/+|\/+$/g, "");
     this.partSize = c.partSize;
@@ -299,7 +350,8 @@ export class S3Store implements ObjectStore {
     const Key = this.fullKey(key);
     const buf = toBuffer(body);
     await this.call("PutObject", key, signal, () =>
-      this.client.send(
+      sendWhole(
+        this.client,
         new PutObjectCommand({
           Bucket: this.bucket,
           Key,
@@ -307,11 +359,35 @@ export class S3Store implements ObjectStore {
           ContentLength: buf.length,
           ContentType: contentTypeOf(key),
         }),
-        {
-          abortSignal: signal,
-        },
+        signal,
       ),
     );
+  }
+
+  /** The object's size, or undefined when it does not exist. No signal: the cleanup uses it. */
+  async size(key: string): Promise<number | undefined> {
+    try {
+      const out = await this.client.send(
+        new HeadObjectCommand({ Bucket: this.bucket, Key: this.fullKey(key) }),
+      );
+      return out.ContentLength ?? 0;
+    } catch (err) {
+      if (httpStatus(err) === 404) return undefined;
+      throw s3Error("HeadObject", err, this.url(key));
+    }
+  }
+
+  /**
+   * Waits until `key` exists (polling HeadObject, up to settleMs): for an upload whose Complete
+   * took effect without our learning it. Resolves with its size, or undefined when it never came.
+   */
+  async appeared(key: string): Promise<number | undefined> {
+    const deadline = Date.now() + this.settleMs;
+    for (let wait = 50; ; wait = Math.min(wait * 2, 1000)) {
+      const size = await this.size(key);
+      if (size !== undefined || Date.now() >= deadline) return size;
+      await new Promise((r) => setTimeout(r, Math.min(wait, Math.max(0, deadline - Date.now()))));
+    }
   }
 
   async modified(key: string, signal: AbortSignal): Promise<Date | undefined> {
@@ -394,11 +470,14 @@ export class S3Store implements ObjectStore {
     }));
   }
 
-  /** Unfinished uploads of exactly this key (full bucket key). */
-  async uploadsOfKey(key: string, signal?: AbortSignal): Promise<PendingUpload[]> {
-    const full = this.fullKey(key);
+  async uploadsOf(keyPrefix: string, signal?: AbortSignal): Promise<PendingUpload[]> {
+    if (keyPrefix.includes("/")) checkKey(keyPrefix);
+    const full = this.prefix === "" ? keyPrefix : `${this.prefix}/${keyPrefix}`;
     try {
-      return (await this.#listUploadsRaw(full, key, signal)).filter((u) => u.key === full);
+      return (await this.#listUploadsRaw(full, keyPrefix, signal)).map((u) => ({
+        ...u,
+        key: this.#relative(u.key),
+      }));
     } catch (err) {
       if (isNoSuchBucket(err)) return [];
       throw err;
@@ -433,7 +512,8 @@ export class S3Store implements ObjectStore {
     return found.sort((a, b) => compareKeys(a.key, b.key));
   }
 
-  async abortUpload(key: string, uploadId: string, signal?: AbortSignal): Promise<void> {
+  /** True if this aborted the upload, false if it was gone already (NoSuchUpload). */
+  async abortUpload(key: string, uploadId: string, signal?: AbortSignal): Promise<boolean> {
     const Key = this.fullKey(key);
     try {
       await this.client.send(
@@ -442,8 +522,9 @@ export class S3Store implements ObjectStore {
           abortSignal: signal,
         },
       );
+      return true;
     } catch (err) {
-      if (httpStatus(err) === 404) return; // NoSuchUpload: already gone
+      if (httpStatus(err) === 404) return false; // NoSuchUpload: completed or aborted already
       throw s3Error("AbortMultipartUpload", err, this.url(key), signal);
     }
   }
@@ -481,8 +562,8 @@ class S3Upload implements ObjectUpload {
   #nextPart = 1;
   #created: Promise<string> | undefined;
   #objectOp: Promise<unknown> | undefined;
-  /** A PutObject or CompleteMultipartUpload was sent: the object may exist. */
-  #objectAttempted = false;
+  /** The request that makes the object, once sent: from then on the object may exist. */
+  #object: "put" | "complete" | undefined;
   #state: "open" | "ending" | "done" = "open";
   #error: PgError | undefined;
   #cleanup: Promise<void> | undefined;
@@ -549,9 +630,10 @@ class S3Upload implements ObjectUpload {
       if (this.#created === undefined && this.#full.length === 0) {
         // Smaller than one part (or empty): one PutObject, no multipart upload to leak.
         const body = this.#cur === undefined ? Buffer.alloc(0) : this.#cur.subarray(0, this.#curLen);
-        this.#objectAttempted = true;
-        this.#objectOp = this.#store.call("PutObject", this.#key, this.#opSignal, () =>
-          this.#store.client.send(
+        this.#object = "put";
+        this.#objectOp = this.#store.call("PutObject", this.#key, undefined, () =>
+          sendWhole(
+            this.#store.client,
             new PutObjectCommand({
               Bucket: this.#store.bucket,
               Key: this.#fullKey,
@@ -559,7 +641,7 @@ class S3Upload implements ObjectUpload {
               ContentLength: body.length,
               ContentType: contentTypeOf(this.#key),
             }),
-            { abortSignal: this.#opSignal },
+            this.#opSignal,
           ),
         );
         await this.#objectOp;
@@ -578,22 +660,13 @@ class S3Upload implements ObjectUpload {
         await Promise.all(this.#inflight);
         if (this.#error) throw this.#error;
         const uploadId = await this.#created;
+        if (this.#error) throw this.#error;
         const parts = [...this.#parts].sort((a, b) => a.PartNumber! - b.PartNumber!);
-        this.#objectAttempted = true;
-        this.#objectOp = this.#store.call("CompleteMultipartUpload", this.#key, this.#opSignal, () =>
-          this.#store.client.send(
-            new CompleteMultipartUploadCommand({
-              Bucket: this.#store.bucket,
-              Key: this.#fullKey,
-              UploadId: uploadId,
-              MultipartUpload: { Parts: parts },
-            }),
-            { abortSignal: this.#opSignal },
-          ),
-        );
+        this.#object = "complete";
+        this.#objectOp = this.#complete(uploadId!, parts);
         await this.#objectOp;
       }
-      // abort() may have run while the last response was on its way: then the object goes too.
+      // A cancel that came while the last request ran: its object exists, and goes again (cleanup).
       if (this.#error) throw this.#error;
       this.#state = "done";
       this.#signal.removeEventListener("abort", this.#onAbort);
@@ -608,6 +681,37 @@ class S3Upload implements ObjectUpload {
         throw withCleanupFailure(this.#error!, cleanupErr);
       }
       throw this.#error;
+    }
+  }
+
+  /**
+   * CompleteMultipartUpload, sent whole (sendWhole). S3 may answer 200 with an error in the body
+   * (the SDK's throw200Exceptions middleware turns it into a retried 5xx). A NoSuchUpload answer
+   * after the first attempt means an earlier attempt completed the upload and its answer was lost
+   * (AWS: the upload "might have been aborted or completed"; only our cleanup aborts, and it runs
+   * after this settles): the object, once HeadObject shows it with our size, is the result.
+   */
+  async #complete(uploadId: string, parts: CompletedPart[]): Promise<void> {
+    try {
+      await this.#store.call("CompleteMultipartUpload", this.#key, undefined, () =>
+        sendWhole(
+          this.#store.client,
+          new CompleteMultipartUploadCommand({
+            Bucket: this.#store.bucket,
+            Key: this.#fullKey,
+            UploadId: uploadId,
+            MultipartUpload: { Parts: parts },
+          }),
+          this.#opSignal,
+        ),
+      );
+    } catch (err) {
+      if (!isNoSuchUpload(err)) throw err;
+      if (this.#error === undefined) {
+        const size = await this.#store.appeared(this.#key);
+        if (size === this.#bytes) return;
+      }
+      throw err;
     }
   }
 
@@ -649,15 +753,18 @@ class S3Upload implements ObjectUpload {
     this.#created = (async () => {
       // Checksums negotiated at creation must be repeated per part in Complete (as lib-storage does).
       const algo = (await this.#store.client.config.requestChecksumCalculation()) === "WHEN_SUPPORTED";
-      // No abort signal: see the file comment. The SDK's request timeout bounds it instead.
+      // Sent whole: an upload created by an attempt we cut short would be one whose id we never
+      // learn. One whose answer is lost anyway is found by the export's sweep (abortUploadsOf).
       const out = await this.#store.call("CreateMultipartUpload", this.#key, undefined, () =>
-        this.#store.client.send(
+        sendWhole<{ UploadId?: string }>(
+          this.#store.client,
           new CreateMultipartUploadCommand({
             Bucket: this.#store.bucket,
             Key: this.#fullKey,
             ContentType: contentTypeOf(this.#key),
             ...(algo ? { ChecksumAlgorithm: "CRC32" as const } : {}),
           }),
+          this.#opSignal,
         ),
       );
       if (!out.UploadId) {
@@ -732,54 +839,47 @@ class S3Upload implements ObjectUpload {
   }
 
   async #runCleanup(): Promise<void> {
-    // Nothing may be sent before every request of this upload has settled: a part that lands after
-    // AbortMultipartUpload can resurrect storage on some servers.
+    // Nothing may be sent before every request of this upload has settled. Parts in flight were
+    // cut short (a part landing after the abort is invisible: AWS documents that aborting again
+    // frees its storage); CreateMultipartUpload and the object's request run their attempt out.
     await Promise.allSettled([...this.#inflight, this.#created, this.#objectOp]);
+    const url = this.#store.url(this.#key);
     const left: string[] = [];
     let cause: unknown;
-    let createError: unknown;
-    const uploadId = await this.#created?.catch((err: unknown) => {
-      createError = err;
-      return undefined;
-    });
-    if (uploadId !== undefined) {
+    const uploadId = await this.#created?.catch(() => undefined);
+    const written = await this.#objectOp?.then(
+      () => true,
+      () => false,
+    );
+    /** The object may exist, or may still appear. */
+    let mayExist = written === true || this.#object === "put";
+    if (uploadId !== undefined && written !== true) {
       try {
-        await this.#store.abortUpload(this.#key, uploadId);
-      } catch (err) {
-        left.push(`multipart upload ${uploadId}`);
-        cause ??= err;
-      }
-    }
-    if (this.#created !== undefined && !(uploadId === undefined && definitelyRejected(createError))) {
-      // Verify, and catch an upload created by a retried CreateMultipartUpload whose first
-      // response was lost: the key is this export's own, so every upload of it is ours.
-      try {
-        for (let round = 0; ; round++) {
-          const pending = await this.#store.uploadsOfKey(this.#key);
-          if (pending.length === 0) break;
-          if (round === 3) {
-            for (const u of pending)
-              if (!left.includes(`multipart upload ${u.uploadId}`))
-                left.push(`multipart upload ${u.uploadId}`);
-            break;
+        const aborted = await this.#store.abortUpload(this.#key, uploadId);
+        if (!aborted && this.#object === "complete") {
+          // Gone without our abort: a Complete of ours took effect. Its object may be on its way.
+          mayExist = (await this.#store.appeared(this.#key)) !== undefined;
+          if (!mayExist) {
+            left.push(`${url} (its CompleteMultipartUpload may still finish)`);
+            cause ??= new Error("the upload is gone but its object did not appear");
           }
-          for (const u of pending) await this.#store.abortUpload(this.#key, u.uploadId);
         }
       } catch (err) {
-        left.push("unverified multipart uploads");
+        left.push(`multipart upload ${uploadId} of ${url}`);
+        if (this.#object === "complete") left.push(url);
         cause ??= err;
       }
     }
-    if (this.#objectAttempted) {
+    if (mayExist) {
       try {
         await this.#store.delete([this.#key]);
       } catch (err) {
-        left.push("object");
+        left.push(url);
         cause ??= err;
       }
     }
     if (left.length > 0) {
-      throw new PgError(SqlState.ioError, `could not clean up the upload of ${this.#store.url(this.#key)}`, {
+      throw new PgError(SqlState.ioError, `could not clean up the upload of ${url}`, {
         detail: `left behind: ${left.join(", ")}`,
         cause,
       });

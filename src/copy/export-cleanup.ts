@@ -1,0 +1,76 @@
+// SPEC §2.2: a failed or cancelled export leaves the prefix as it found it; if that fails, the
+// sentinel stays and the error names every key left. Everything that can go at once goes at once
+// (the client waits for this before it gets its answer): completed files and the manifest are
+// deleted while unfinished uploads are aborted, then one listing sweeps uploads nobody knew of,
+// and the sentinel goes last.
+
+import { PgError } from "../errors.js";
+import type { Logger } from "../log.js";
+import type { Sentinel } from "./sentinel.js";
+import { abortUploadsOf, type ObjectStore } from "./storage/object-store.js";
+import type { UploadSink } from "./upload-sink.js";
+
+export interface TakeBack {
+  store: ObjectStore;
+  sink: UploadSink | null;
+  sentinel: Sentinel;
+  /** Keys written outside the sink that may exist (the manifest). */
+  extra: string[];
+  /** Every key of this export starts with it (`mz-<id>-`). */
+  keyPrefix: string;
+  log: Logger;
+  exportId: string;
+}
+
+/** Undoes the export; on failure, adds what is left (and how to remove it) to `err`. */
+export async function takeBackExport(t: TakeBack, err: PgError): Promise<PgError> {
+  const { store, log, exportId } = t;
+  const left: string[] = [];
+  const reasons: string[] = [];
+  const note = (what: string, e: unknown): void => {
+    reasons.push(describe(e));
+    log.error({ exportId, err: describe(e) }, `cleanup could not ${what}`);
+  };
+  await t.sentinel.stopHeartbeat();
+  if (t.sink !== null) {
+    for (const f of await t.sink.takeBack(t.extra)) {
+      left.push(store.url(f.key));
+      reasons.push(f.message);
+    }
+  } else if (t.extra.length > 0) {
+    try {
+      await store.delete(t.extra);
+    } catch (e) {
+      left.push(...t.extra.map((k) => store.url(k)));
+      note("delete files", e);
+    }
+  }
+  try {
+    await abortUploadsOf(store, t.keyPrefix);
+  } catch (e) {
+    left.push(PgError.from(e).detail ?? `multipart uploads of ${store.url(t.keyPrefix)}*`);
+    note("abort multipart uploads", e);
+  }
+  if (left.length === 0) {
+    try {
+      await t.sentinel.remove();
+    } catch (e) {
+      note("delete the sentinel", e);
+    }
+  }
+  // The sentinel stays whenever anything else does, so nobody mistakes the rest for complete.
+  if (t.sentinel.mayExist) left.push(store.url(t.sentinel.key));
+  if (left.length === 0) return err;
+  const shown = left.length > 50 ? [...left.slice(0, 50), `… and ${left.length - 50} more`] : left;
+  const detail = `cleanup failed (${[...new Set(reasons)].join("; ") || "unknown error"}); left behind: ${shown.join(", ")}`;
+  return new PgError(err.code, err.message, {
+    detail: err.detail ? `${err.detail}\n${detail}` : detail,
+    hint: err.hint ?? `Remove them with: copy-to-s3-proxy cleanup ${store.location} --yes --older-than 0`,
+    cause: err,
+  });
+}
+
+function describe(e: unknown): string {
+  const err = PgError.from(e);
+  return err.detail ? `${err.message}: ${err.detail}` : err.message;
+}
