@@ -61,15 +61,18 @@ export async function spawnCopyProxy(opts: {
   /** Modules loaded into the process before the CLI (`node --import`), e.g. a test's fault hook. */
   imports?: string[];
   env?: Record<string, string>;
+  /** Another checkout to run the proxy from (a bench's baseline build); default this one. */
+  root?: string;
 }): Promise<ProxyProcess> {
   const port = await freePort();
   const { file, env } = writeProxyConfig(opts.s3, opts.config);
+  const root = opts.root ?? ROOT;
   const proc = spawn(
     process.execPath,
     [
       ...TSX,
       ...(opts.imports ?? []).flatMap((m) => ["--import", m]),
-      join(ROOT, "src/cli.ts"),
+      join(root, "src/cli.ts"),
       "--listen",
       `127.0.0.1:${port}`,
       "--upstream",
@@ -82,7 +85,7 @@ export async function spawnCopyProxy(opts: {
       file,
       ...(opts.args ?? []),
     ],
-    { cwd: ROOT, env: { ...env, ...opts.env }, stdio: ["ignore", "pipe", "pipe"] },
+    { cwd: root, env: { ...env, ...opts.env }, stdio: ["ignore", "pipe", "pipe"] },
   );
   let out = "";
   proc.stdout!.on("data", (d: Buffer) => {
