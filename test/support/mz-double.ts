@@ -429,8 +429,11 @@ const PG_TYPE_BY_NAME = new Map<string, number>([
   ["jsonb", 3802],
   ["uuid", 2950],
 ]);
+/** RowDescription's type size (src/pgrepr/src/types.rs `Type::typlen`; -1 for the rest). */
 const STD_SIZE = new Map<number, number>([
   [16, 1],
+  [26, 4],
+  [1186, 16],
   [20, 8],
   [21, 2],
   [23, 4],
