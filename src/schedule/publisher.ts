@@ -106,6 +106,8 @@ export class TargetPublisher implements SnapshotPublisher {
       // complete and is pruned again next time, never one that looks unfinished forever.
       await store.delete(d.dataKeys, signal);
       await store.delete(d.metaKeys, signal);
+      // Its lease (lease.ts), done long ago.
+      await store.delete([`_leases/${d.name}.json`], signal);
     }
     return gone.map((d) => d.name);
   }

@@ -9,7 +9,7 @@ import type { Clock } from "./clock.js";
 import type { JobSpec } from "./jobs.js";
 import { nextOccurrence, snapshotName } from "./next-run.js";
 
-export type RunState = "running" | "retrying" | "succeeded" | "failed" | "skipped";
+export type RunState = "waiting" | "running" | "retrying" | "succeeded" | "failed" | "skipped";
 
 export interface RunRecord {
   job: string;
@@ -41,8 +41,15 @@ export interface SnapshotPublisher {
 
 /** Exactly one proxy runs an occurrence: the one that gets its lease. */
 export interface OccurrenceLeases {
-  /** null: another proxy holds (or finished) this occurrence. */
-  acquire(job: JobSpec, snapshot: string, signal: AbortSignal): Promise<HeldLease | null>;
+  /**
+   * The lease, or null when the occurrence is done (another proxy ran it), or when another proxy
+   * is running it: the time its lease expires unless renewed (ask again then).
+   */
+  acquire(
+    job: JobSpec,
+    snapshot: string,
+    signal: AbortSignal,
+  ): Promise<HeldLease | { busyUntil: number } | null>;
 }
 export interface HeldLease {
   /** Marks the occurrence done (no other proxy takes it over) and stops renewing. */
@@ -266,14 +273,23 @@ export class Scheduler {
     const log = this.deps.log;
     let lease: HeldLease | null = null;
     try {
-      if (this.deps.leases !== undefined) {
-        lease = await this.deps.leases.acquire(spec, rec.snapshot, signal);
-        if (lease === null) {
+      // Another proxy running this occurrence keeps it "waiting" here: if that proxy dies, its
+      // lease expires and this one takes the occurrence over.
+      while (this.deps.leases !== undefined && lease === null) {
+        const got = await this.deps.leases.acquire(spec, rec.snapshot, signal);
+        if (got === null) {
           rec.state = "skipped";
-          rec.error = "another proxy runs this occurrence";
+          rec.error = "another proxy ran this occurrence";
           rec.endedAt = this.deps.clock.now();
           return;
         }
+        if ("busyUntil" in got) {
+          rec.state = "waiting";
+          rec.error = "another proxy runs this occurrence";
+          await this.sleep(Math.max(1, got.busyUntil - this.deps.clock.now() + 1), signal);
+          continue;
+        }
+        lease = got;
       }
       const runSignal = lease === null ? signal : AbortSignal.any([signal, lease.lost]);
       const prefixUrl = `${spec.target}/${rec.snapshot}`;

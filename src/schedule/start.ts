@@ -10,6 +10,7 @@ import type { CopyHook } from "../proxy/copy-hook.js";
 import { type Clock, systemClock } from "./clock.js";
 import { withScheduleConsole } from "./console.js";
 import { type JobSpec, parseJobs } from "./jobs.js";
+import { StoreLeases } from "./lease.js";
 import { TargetPublisher } from "./publisher.js";
 import { LoopbackRunner } from "./runner.js";
 import { type OccurrenceLeases, Scheduler, type SnapshotRunner } from "./scheduler.js";
@@ -73,11 +74,15 @@ export async function createSchedules(
     return s;
   };
   let address: (() => HostPort) | undefined;
+  const clock = opts.clock ?? systemClock;
   const scheduler = new Scheduler(jobs, {
-    clock: opts.clock ?? systemClock,
+    clock,
     runner: opts.runner ?? new LoopbackRunner(() => address!(), env),
     publisher: new TargetPublisher(storeFor),
-    leases: typeof opts.leases === "function" ? opts.leases(storeFor) : opts.leases,
+    leases:
+      typeof opts.leases === "function"
+        ? opts.leases(storeFor)
+        : (opts.leases ?? new StoreLeases(storeFor, clock, log.child({ component: "scheduler" }))),
     log: log.child({ component: "scheduler" }),
   });
   return {
