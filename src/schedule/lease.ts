@@ -1,13 +1,16 @@
-// Many proxies, one run: each occurrence of a job has a lease object
-// `<target>/_leases/<snapshot>.json`, and only the proxy whose conditional PutObject created it
-// runs the occurrence. S3 guarantees the rest (conditional writes, AWS since 2024): a create with
-// `If-None-Match: *` succeeds for exactly one writer (412 for the others), and `If-Match: <ETag>`
-// replaces the object only if nobody else wrote it since. No consensus of our own.
+// Many proxies, one run: only the proxy that holds an occurrence's lease runs it. The lease rests
+// on one guarantee S3 gives (and Ceph RadosGW 16.2 and moto honour, checked in
+// test/integration/schedule-lease.test.ts): a PutObject with `If-None-Match: *` creates the object
+// for exactly one writer, everyone else gets 412. No consensus of our own, and no `If-Match`
+// (RadosGW 16.2 answers every If-Match PutObject with 412, even with the current ETag).
 //
-// The holder renews its lease (If-Match) every ttl/3 while the run goes on. If it dies mid-run the
-// lease expires; the next proxy to ask takes it over with If-Match on the ETag it read, removes
-// what the dead run left under the snapshot prefix (as the cleanup command would), and runs the
-// occurrence. A finished lease is marked done, so nobody runs that occurrence again.
+// The lease of occurrence S is a sequence of terms, `<target>/_leases/S/term-000000.json`,
+// `term-000001.json`, …, each created with If-None-Match: whoever creates term n holds the lease
+// until that term's `expires`. The holder renews by creating term n+1 every ttl/3; a proxy that
+// finds the newest term expired (its holder died mid-run) takes over by creating the next term,
+// removes what the dead run left under the snapshot prefix (as the cleanup command would) and runs
+// the occurrence. A holder whose renewal gets 412 has been taken over and stops. `done.json` marks
+// the occurrence finished, so nobody runs it again. Retention removes a snapshot's lease with it.
 import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
 import { GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
@@ -22,63 +25,65 @@ import type { HeldLease, OccurrenceLeases } from "./scheduler.js";
 
 interface LeaseBody {
   owner: string;
-  state: "running" | "done";
-  /** ms since the epoch; a running lease not renewed by then is free to take over. */
+  /** ms since the epoch; a term not followed by the next one by then is free to take over. */
   expires: number;
   outcome?: "succeeded" | "failed";
 }
 
 export const LEASE_DIR = "_leases";
+const termKey = (n: number): string => `term-${String(n).padStart(6, "0")}.json`;
+const TERM = /term-(\d{6})\.json$/;
 
-/** Conditional PutObject/GetObject on an S3 store; other stores (file://) have no lease. */
-class LeaseObject {
+/** One occurrence's lease objects on an S3 store. */
+class LeaseTerms {
   constructor(
     private readonly store: S3Store,
-    readonly key: string,
+    readonly dir: string,
   ) {}
 
-  /** The new ETag, or null on 412 (the condition failed: someone else wrote it). */
-  async put(
-    body: LeaseBody,
-    cond: { ifNoneMatch: true } | { ifMatch: string },
-    signal?: AbortSignal,
-  ): Promise<string | null> {
+  /** True if this call created the object; false if it existed (412). */
+  async create(name: string, body: LeaseBody, signal?: AbortSignal): Promise<boolean> {
+    const key = `${this.dir}/${name}`;
     try {
-      const out = await this.store.client.send(
+      await this.store.client.send(
         new PutObjectCommand({
           Bucket: this.store.bucket,
-          Key: this.store.fullKey(this.key),
+          Key: this.store.fullKey(key),
           Body: JSON.stringify(body),
           ContentType: "application/json",
-          ...("ifNoneMatch" in cond ? { IfNoneMatch: "*" } : { IfMatch: cond.ifMatch }),
+          IfNoneMatch: "*",
         }),
         { abortSignal: signal },
       );
-      return out.ETag ?? null;
+      return true;
     } catch (e) {
       const status = (e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
-      // 412 PreconditionFailed; 409 ConditionalRequestConflict (a concurrent conditional write).
-      if (status === 412 || status === 409) return null;
-      throw new PgError(SqlState.ioError, `could not write the lease ${this.store.url(this.key)}`, {
+      // 412 PreconditionFailed; 409 ConditionalRequestConflict (a concurrent create, AWS).
+      if (status === 412 || status === 409) return false;
+      throw new PgError(SqlState.ioError, `could not write the lease ${this.store.url(key)}`, {
         detail: (e as Error).message,
       });
     }
   }
 
-  async get(signal?: AbortSignal): Promise<{ body: LeaseBody; etag: string } | null> {
-    try {
-      const out = await this.store.client.send(
-        new GetObjectCommand({ Bucket: this.store.bucket, Key: this.store.fullKey(this.key) }),
-        { abortSignal: signal },
-      );
-      const body = JSON.parse(await out.Body!.transformToString()) as LeaseBody;
-      return { body, etag: out.ETag ?? "" };
-    } catch (e) {
-      if ((e as { name?: string }).name === "NoSuchKey") return null;
-      throw new PgError(SqlState.ioError, `could not read the lease ${this.store.url(this.key)}`, {
-        detail: (e as Error).message,
-      });
+  /** The newest term and its body, and whether the occurrence is done. */
+  async state(signal: AbortSignal): Promise<{ done: boolean; term: number; body: LeaseBody | undefined }> {
+    const { keys } = await this.store.list(this.dir, signal, Number.POSITIVE_INFINITY);
+    if (keys.some((k) => k.endsWith("/done.json"))) return { done: true, term: -1, body: undefined };
+    let term = -1;
+    for (const k of keys) {
+      const m = TERM.exec(k);
+      if (m !== null) term = Math.max(term, Number(m[1]));
     }
+    if (term < 0) return { done: false, term, body: undefined };
+    const out = await this.store.client.send(
+      new GetObjectCommand({
+        Bucket: this.store.bucket,
+        Key: this.store.fullKey(`${this.dir}/${termKey(term)}`),
+      }),
+      { abortSignal: signal },
+    );
+    return { done: false, term, body: JSON.parse(await out.Body!.transformToString()) as LeaseBody };
   }
 }
 
@@ -99,77 +104,75 @@ export class StoreLeases implements OccurrenceLeases {
   ): Promise<HeldLease | { busyUntil: number } | null> {
     const store = this.storeFor(job);
     if (!(store instanceof S3Store)) return unleased();
-    const lease = new LeaseObject(store, `${LEASE_DIR}/${snapshot}.json`);
-    const mine = (): LeaseBody => ({
-      owner: this.owner,
-      state: "running",
-      expires: this.clock.now() + this.ttlMs,
-    });
-    let etag = await lease.put(mine(), { ifNoneMatch: true }, signal);
-    if (etag === null) {
-      const cur = await lease.get(signal);
-      if (cur === null || cur.body.state === "done") return null;
-      if (cur.body.expires > this.clock.now()) return { busyUntil: cur.body.expires };
-      // Its holder stopped renewing: it died mid-run. Take over, then clear what it left.
-      etag = await lease.put(mine(), { ifMatch: cur.etag }, signal);
-      if (etag === null) return { busyUntil: this.clock.now() + this.ttlMs };
-      this.log.warn(
-        { job: job.name, snapshot, previousOwner: cur.body.owner },
-        "taking over an occurrence whose proxy stopped renewing its lease",
-      );
-      const plan = await planCleanup(store, signal, 0);
-      const leftovers = {
-        ...plan,
-        exports: plan.exports.filter((e) => e.dir === snapshot || e.dir.startsWith(`${snapshot}/`)),
-      };
-      const r = await executeCleanup(
-        store,
-        {
-          ...leftovers,
-          orphanUploads: leftovers.orphanUploads.filter((u) => u.key.startsWith(`${snapshot}/`)),
-          foreignUploads: [],
-        },
-        () => {},
-      );
-      if (r.failures.length > 0)
-        throw new PgError(SqlState.ioError, `could not clear the unfinished run in ${store.url(snapshot)}`, {
-          detail: r.failures.join("; "),
-        });
+    const lease = new LeaseTerms(store, `${LEASE_DIR}/${snapshot}`);
+    const mine = (): LeaseBody => ({ owner: this.owner, expires: this.clock.now() + this.ttlMs });
+    if (await lease.create(termKey(0), mine(), signal)) return this.hold(lease, 0, mine, job);
+    const cur = await lease.state(signal);
+    if (cur.done) return null;
+    if (cur.body === undefined || cur.body.expires > this.clock.now()) {
+      return { busyUntil: cur.body?.expires ?? this.clock.now() + this.ttlMs };
     }
-    return this.hold(lease, etag, mine, job);
+    // Its holder stopped renewing: it died mid-run. Take over, then clear what it left.
+    if (!(await lease.create(termKey(cur.term + 1), mine(), signal)))
+      return { busyUntil: this.clock.now() + this.ttlMs };
+    this.log.warn(
+      { job: job.name, snapshot, previousOwner: cur.body.owner },
+      "taking over an occurrence whose proxy stopped renewing its lease",
+    );
+    const plan = await planCleanup(store, signal, 0);
+    const inSnapshot = (key: string): boolean => key.startsWith(`${snapshot}/`);
+    const r = await executeCleanup(
+      store,
+      {
+        ...plan,
+        exports: plan.exports.filter((e) => e.dir === snapshot || inSnapshot(e.dir)),
+        recent: [],
+        orphanUploads: plan.orphanUploads.filter((u) => inSnapshot(u.key)),
+        foreignUploads: [],
+      },
+      () => {},
+    );
+    if (r.failures.length > 0) {
+      throw new PgError(SqlState.ioError, `could not clear the unfinished run in ${store.url(snapshot)}`, {
+        detail: r.failures.join("; "),
+      });
+    }
+    return this.hold(lease, cur.term + 1, mine, job);
   }
 
-  private hold(lease: LeaseObject, first: string, mine: () => LeaseBody, job: JobSpec): HeldLease {
+  private hold(lease: LeaseTerms, first: number, mine: () => LeaseBody, job: JobSpec): HeldLease {
     const lost = new AbortController();
-    let etag = first;
+    let term = first;
     let renewing: Promise<void> = Promise.resolve();
     let timer: unknown;
+    let finished = false;
     const renew = (): void => {
       renewing = (async () => {
-        const next = await lease.put(mine(), { ifMatch: etag }).catch((e: unknown) => {
+        const created = await lease.create(termKey(term + 1), mine()).catch((e: unknown) => {
           this.log.warn(
             { job: job.name, err: PgError.from(e).message },
             "could not renew the occurrence's lease",
           );
-          return etag; // a transient failure: try again at the next renewal, before it expires
+          return undefined; // transient: try again at the next renewal, before the term expires
         });
-        if (next === null) {
+        if (created === false) {
           lost.abort(new PgError(SqlState.queryCanceled, "another proxy took over this scheduled snapshot"));
           return;
         }
-        etag = next;
-        timer = this.clock.setTimer(renew, this.ttlMs / 3);
+        if (created === true) term++;
+        if (!finished) timer = this.clock.setTimer(renew, this.ttlMs / 3);
       })();
     };
     timer = this.clock.setTimer(renew, this.ttlMs / 3);
     return {
       lost: lost.signal,
       finish: async (outcome) => {
+        finished = true;
         this.clock.clearTimer(timer);
         await renewing;
         this.clock.clearTimer(timer);
         if (lost.signal.aborted) return;
-        await lease.put({ owner: this.owner, state: "done", expires: 0, outcome }, { ifMatch: etag });
+        await lease.create("done.json", { owner: this.owner, expires: 0, outcome });
       },
     };
   }

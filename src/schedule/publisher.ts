@@ -107,7 +107,10 @@ export class TargetPublisher implements SnapshotPublisher {
       await store.delete(d.dataKeys, signal);
       await store.delete(d.metaKeys, signal);
       // Its lease (lease.ts), done long ago.
-      await store.delete([`_leases/${d.name}.json`], signal);
+      await store.delete(
+        (await store.list(`_leases/${d.name}`, signal, Number.POSITIVE_INFINITY)).keys,
+        signal,
+      );
     }
     return gone.map((d) => d.name);
   }

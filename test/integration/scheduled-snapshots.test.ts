@@ -300,7 +300,15 @@ describe.each(UPSTREAMS)("scheduled snapshots through the proxy in front of $nam
     expect(r.rows).toEqual([{ job: "orders_csv", snapshot: "snapshot=2026-12-02T11:00:05Z" }]);
     await finished("orders_csv", 3);
     const dirs = [...new Set((await check.keys(bucket, "orders/")).map((k) => k.split("/")[1]))];
-    expect(dirs).toEqual(["latest.json", "snapshot=2026-12-02T11:00:00Z", "snapshot=2026-12-02T11:00:05Z"]);
+    expect(dirs).toEqual([
+      "_leases",
+      "latest.json",
+      "snapshot=2026-12-02T11:00:00Z",
+      "snapshot=2026-12-02T11:00:05Z",
+    ]);
+    // The pruned snapshot's lease went with it.
+    const leased = new Set((await check.keys(bucket, "orders/_leases/")).map((k) => k.split("/")[2]));
+    expect([...leased].sort()).toEqual(["snapshot=2026-12-02T11:00:00Z", "snapshot=2026-12-02T11:00:05Z"]);
     expect((await latestOf()).snapshot).toBe("snapshot=2026-12-02T11:00:05Z");
     const history = await console<{ job: string; trigger: string; state: string }>(
       "SHOW COPY_TO_S3 RUNS orders_csv",
