@@ -36,12 +36,24 @@ export interface AwsConnectionSettings {
   assumeRoleSessionName?: string;
   /** Not a Materialize option (Materialize derives it): the ExternalId the role's trust policy asks for. */
   externalId?: string;
+  /**
+   * Not an AWS setting: an upstream role a user must be a member of to export with this
+   * connection, checked in the user's own session (connection-authorization.ts).
+   */
+  requireRole?: string;
 }
 
 type Setting = keyof AwsConnectionSettings;
 const SECRET_SETTINGS = ["accessKeyId", "secretAccessKey", "sessionToken"] as const;
 type SecretSetting = (typeof SECRET_SETTINGS)[number];
-const TEXT_SETTINGS = ["endpoint", "region", "assumeRoleArn", "assumeRoleSessionName", "externalId"] as const;
+const TEXT_SETTINGS = [
+  "endpoint",
+  "region",
+  "assumeRoleArn",
+  "assumeRoleSessionName",
+  "externalId",
+  "requireRole",
+] as const;
 const ALL_SETTINGS: readonly Setting[] = [...TEXT_SETTINGS, ...SECRET_SETTINGS];
 /** "ACCESS KEY ID", "access_key_id", "accessKeyId" → "accesskeyid". */
 const normal = (s: string) => s.toLowerCase().replace(/[^a-z0-9]/g, "");
@@ -106,6 +118,8 @@ export class AwsConnection {
   readonly assumeRoleSessionName: string | undefined;
   /** Sent with AssumeRole (not a secret: it tells the role's trust policy which connection asks). */
   readonly externalId: string | undefined;
+  /** An upstream role its users must be members of; undefined: every user may export with it. */
+  readonly requireRole: string | undefined;
   /**
    * Who asks STS for the role, and where: a connection of the proxy's own configuration (its
    * credentials, its endpoint and region). Unset: this connection's own keys at its own endpoint.
@@ -122,6 +136,7 @@ export class AwsConnection {
       assumeRoleArn?: string | undefined;
       assumeRoleSessionName?: string | undefined;
       externalId?: string | undefined;
+      requireRole?: string | undefined;
       via?: AwsConnection | undefined;
       secrets?: Partial<Record<SecretSetting, Secret>>;
     },
@@ -132,6 +147,7 @@ export class AwsConnection {
     this.assumeRoleArn = s.assumeRoleArn;
     this.assumeRoleSessionName = s.assumeRoleSessionName;
     this.externalId = s.externalId;
+    this.requireRole = s.requireRole;
     this.#via = s.via;
     this.#secrets = { ...s.secrets };
   }
@@ -377,7 +393,8 @@ export function loadConnections(
         hint:
           connections.size === 0
             ? 'No AWS connections are configured; see the "connections" config section or C2S_CONNECTION_<NAME>_* variables.'
-            : `Configured AWS connections: ${[...connections.keys()].sort().join(", ")}.`,
+            : // Never the names: a user must not learn of connections meant for others.
+              "Ask the operator of this proxy which AWS connections you may use.",
       });
     },
     names: () => [...connections.keys()].sort(),
@@ -503,7 +520,7 @@ function build(name: string, d: Draft): AwsConnection {
   if (sessionToken !== undefined && accessKeyId === undefined) {
     throw new ConnectionConfigError(`${where}: sessionToken needs accessKeyId and secretAccessKey`);
   }
-  const { endpoint, region, assumeRoleArn, assumeRoleSessionName, externalId } = d.text;
+  const { endpoint, region, assumeRoleArn, assumeRoleSessionName, externalId, requireRole } = d.text;
   if (assumeRoleSessionName !== undefined && assumeRoleArn === undefined) {
     throw new ConnectionConfigError(`${where}: assumeRoleSessionName needs assumeRoleArn`);
   }
@@ -522,6 +539,7 @@ function build(name: string, d: Draft): AwsConnection {
     assumeRoleArn,
     assumeRoleSessionName,
     externalId,
+    requireRole,
     secrets: d.secrets,
   });
 }

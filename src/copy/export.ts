@@ -13,6 +13,7 @@ import {
 import type { ColumnInfo, RowEncoder } from "../encoders/types.js";
 import { PgError, SqlState } from "../errors.js";
 import type { ExportContext } from "../proxy/copy-hook.js";
+import { authorizeConnection } from "./connection-authorization.js";
 import type { AwsConnection, ConnectionRegistry } from "./connections.js";
 import { createStore } from "./connections.js";
 import { takeBackExport } from "./export-cleanup.js";
@@ -197,12 +198,14 @@ class Export {
    */
   private async resolveConnection(target: TargetUrl): Promise<AwsConnection | undefined> {
     if (target.scheme !== "s3") return undefined;
-    return resolveAwsConnection(this.deps.connections, this.stmt.options.awsConnection, {
+    const conn = await resolveAwsConnection(this.deps.connections, this.stmt.options.awsConnection, {
       materialize:
         upstreamKindOf(this.deps.config.upstreamKind, this.ctx.upstream.parameters) === "materialize",
       client: this.client,
       signal: this.signal,
     });
+    await authorizeConnection(conn, this.client, this.signal);
+    return conn;
   }
 
   private openStore(target: TargetUrl, conn: AwsConnection | undefined): ObjectStore {

@@ -156,7 +156,8 @@ describe("loading", () => {
     })();
     expect(err).toBeInstanceOf(PgError);
     expect(err).toMatchObject({ code: "42704", message: "unknown catalog item 'nope'" });
-    expect((err as PgError).hint).toContain("Prod");
+    // The HINT never lists the configured connections (issue 12: they may be meant for others).
+    expect((err as PgError).hint).not.toContain("Prod");
     expect(() => load({}).reg.get("default")).toThrow("unknown catalog item 'default'");
   });
 
