@@ -142,7 +142,10 @@ export class FileStore implements ObjectStore {
    */
   async assertCreatedInside(path: string, rel: string): Promise<void> {
     const root = await realpath(this.root ?? this.dir);
-    const real = await realpath(path);
+    // Gone from its path: a directory on the way was swapped since it was created.
+    const real = await realpath(path).catch((err) =>
+      code(err) === "ENOENT" ? Promise.reject(this.#escape(rel)) : Promise.reject(err),
+    );
     if (real === root || real.startsWith(root + sep)) return;
     await unlink(real).catch(() => {});
     throw this.#escape(rel);
