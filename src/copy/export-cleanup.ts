@@ -1,8 +1,8 @@
 // SPEC §2.2: a failed or cancelled export leaves the prefix as it found it; if that fails, the
 // sentinel stays and the error names every key left. Everything that can go at once goes at once
 // (the client waits for this before it gets its answer): completed files and the manifest are
-// deleted while unfinished uploads are aborted, then one listing sweeps uploads nobody knew of,
-// and the sentinel goes last.
+// deleted while unfinished uploads are aborted, then one listing sweeps uploads whose ids never
+// reached us (if there can be any), and the sentinel goes last.
 
 import { PgError } from "../errors.js";
 import type { Logger } from "../log.js";
@@ -45,8 +45,9 @@ export async function takeBackExport(t: TakeBack, err: PgError): Promise<PgError
       note("delete files", e);
     }
   }
+  // Each upload aborted its own; a listing is needed only for one whose id never reached us.
   try {
-    await abortUploadsOf(store, t.keyPrefix);
+    if (store.unknownUploadsPossible) await abortUploadsOf(store, t.keyPrefix);
   } catch (e) {
     left.push(PgError.from(e).detail ?? `multipart uploads of ${store.url(t.keyPrefix)}*`);
     note("abort multipart uploads", e);

@@ -415,10 +415,14 @@ class Export {
   /** SPEC §2.2: leave the prefix as it was found; if that fails, keep the sentinel and say what is left. */
   private async cleanup(err: PgError): Promise<PgError> {
     await this.sentinel?.stopHeartbeat();
-    // The upstream session first: the client gets it back as it was.
-    await this.snapshot.abandon();
-    if (this.store === null || this.sentinel === null) return err;
-    return takeBackExport(
+    // The upstream session and the prefix are put back at the same time: the client's answer
+    // waits for both, and neither needs the other.
+    const abandoned = this.snapshot.abandon();
+    if (this.store === null || this.sentinel === null) {
+      await abandoned;
+      return err;
+    }
+    const taken = takeBackExport(
       {
         store: this.store,
         sink: this.sink,
@@ -430,6 +434,8 @@ class Export {
       },
       err,
     );
+    const [, result] = await Promise.all([abandoned, taken]);
+    return result;
   }
 }
 

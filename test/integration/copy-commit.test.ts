@@ -127,6 +127,18 @@ describe("what real S3 does: the export still answers truly", () => {
     await expectTrueAnswer(a, prefix);
   });
 
+  test("CreateMultipartUpload's answer lost, then the export fails: the upload nobody knew of goes too", async () => {
+    const { a, prefix } = await exportWith(
+      { op: "CreateMultipartUpload", nth: 1, fault: "lost" },
+      { op: "CompleteMultipartUpload", fault: "500" },
+    );
+    expect(faults.count("CreateMultipartUpload")).toBe(2);
+    expect(a).toMatchObject({
+      err: { code: "58030", message: "InternalError error when using CompleteMultipartUpload" },
+    });
+    await expectTrueAnswer(a, prefix);
+  });
+
   test("CompleteMultipartUpload executed, its answer lost; the retry answered 200 (AWS, moto): COPY n", async () => {
     const { a, prefix } = await exportWith({ op: "CompleteMultipartUpload", nth: 1, fault: "lost" });
     expect(faults.count("CompleteMultipartUpload")).toBe(2); // one multipart file, and the retry

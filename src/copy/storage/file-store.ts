@@ -59,6 +59,8 @@ export class FileStore implements ObjectStore {
   readonly dir: string;
   readonly bufferBytes: number;
   readonly root: string | undefined;
+  /** A temp file is named by us before it is created: its id is always known. */
+  readonly unknownUploadsPossible = false;
 
   constructor(c: FileStoreConfig) {
     this.dir = c.dir.replace(/\/+$/, "") || "/";

@@ -41,6 +41,11 @@ export interface ObjectStore {
   uploadsOf(keyPrefix: string, signal?: AbortSignal): Promise<PendingUpload[]>;
   /** True if this aborted the upload, false if it was gone already. */
   abortUpload(key: string, uploadId: string, signal?: AbortSignal): Promise<boolean>;
+  /**
+   * An upload this store made may be one we never learned the id of: a CreateMultipartUpload was
+   * retried, or failed without a definite answer. False means every upload's id is known.
+   */
+  readonly unknownUploadsPossible: boolean;
 }
 
 export interface ObjectUpload {

@@ -249,6 +249,7 @@ export class S3Store implements ObjectStore {
   readonly partSize: number;
   readonly partsInFlight: number;
   readonly settleMs: number;
+  unknownUploadsPossible = false;
 
   constructor(c: S3StoreConfig) {
     this.client = c.client;
@@ -767,6 +768,9 @@ class S3Upload implements ObjectUpload {
           this.#opSignal,
         ),
       );
+      // The SDK counts the attempts: more than one, and an earlier one may have created an upload.
+      if (((out as { $metadata?: { attempts?: number } }).$metadata?.attempts ?? 1) > 1)
+        this.#store.unknownUploadsPossible = true;
       if (!out.UploadId) {
         throw new PgError(SqlState.ioError, "CreateMultipartUpload returned no upload id", {
           detail: this.#store.url(this.#key),
@@ -774,7 +778,12 @@ class S3Upload implements ObjectUpload {
       }
       return out.UploadId;
     })();
-    this.#created.catch(() => {}); // observed through the parts that await it and by the cleanup
+    this.#created.catch((err: unknown) => {
+      // Observed through the parts that await it and by the cleanup. Only a 4xx says for sure that
+      // no attempt created anything.
+      const status = httpStatus(err instanceof PgError ? err.cause : err);
+      if (status === undefined || status >= 500) this.#store.unknownUploadsPossible = true;
+    });
     return this.#created;
   }
 
