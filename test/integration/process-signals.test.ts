@@ -4,6 +4,7 @@
 // process exit with a sensible code; SIGHUP reloads the configuration and ends nothing.
 // The real CLI in its own process (test/support/proxy-process.ts), real PostgreSQL, moto.
 import { readFileSync, writeFileSync } from "node:fs";
+import { connect } from "node:net";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, inject, test } from "vitest";
 import { motoAccess, type S3Access, S3Check } from "../support/copy-proxy.js";
@@ -195,5 +196,28 @@ test("SIGHUP reloads the config file (a new AWS connection) and the export in fl
     await c.end().catch(() => {});
     p.proc.kill("SIGTERM");
     expect(await exitOf(p)).toEqual({ code: 0, signal: null });
+  }
+});
+
+test("a log reader that stops reading costs dropped lines, never a blocked proxy: SIGTERM still ends it", async () => {
+  const p = await start(["--log-level", "debug", "--drain-timeout", "300"]);
+  try {
+    // Nobody reads the proxy's stdout any more: the pipe (64 KiB) fills with the lines below, one
+    // warning per startup packet with an invalid length (no upstream connection needed).
+    p.proc.stdout!.pause();
+    for (let i = 0; i < 1500; i++) {
+      const sock = connect({ host: "127.0.0.1", port: p.port });
+      sock.on("error", () => {});
+      sock.end(Buffer.from([0, 0, 0, 2]));
+      await new Promise((r) => sock.once("close", r));
+    }
+    // Still serving while its log output is stuck.
+    const c = await client(p);
+    expect((await c.query("SELECT 2 AS two")).rows).toEqual([{ two: 2 }]);
+    await c.end();
+    p.proc.kill("SIGTERM");
+    expect(await exitOf(p)).toEqual({ code: 0, signal: null });
+  } finally {
+    await p.stop();
   }
 });
