@@ -28,7 +28,7 @@ import { watchForStall } from "./stall-watchdog.js";
 import type { CopyToStatement } from "./statement.js";
 import { assertTargetUrl } from "./statement.js";
 import { checkFileTarget } from "./storage/file-root.js";
-import { abortUploadsOf, type ObjectStore } from "./storage/object-store.js";
+import { abortUploadsOf, type ListResult, type ObjectStore } from "./storage/object-store.js";
 import { formatTargetUrl, parseTargetUrl, type TargetUrl } from "./storage/target-url.js";
 import { UploadSink, type WrittenFile } from "./upload-sink.js";
 import { UpstreamClient } from "./upstream-client.js";
@@ -232,17 +232,9 @@ class Export {
 
   private async preflight(): Promise<void> {
     const store = this.store!;
-    const listed = await store.list("", this.signal, 1);
-    if (listed.count > 0) {
-      throw new PgError(
-        SqlState.systemError,
-        `S3 bucket path is not empty, contains ${listed.count} objects`,
-        {
-          detail: `${store.location} already holds ${listed.count} object${listed.count === 1 ? "" : "s"}, e.g. ${listed.keys[0] ?? ""}.`,
-          hint: "Export into an empty prefix, or remove the existing objects first.",
-        },
-      );
-    }
+    // The whole prefix is listed anyway (for the count): look at a page of keys for a sentinel.
+    const listed = await store.list("", this.signal, 1000);
+    if (listed.count > 0) throw notEmpty(store, listed, this.stmt.options.awsConnection);
     await store.probeDelete(`mz-${this.id}-delete-probe`, this.signal);
     this.sentinel = new Sentinel(store, this.id, this.ctx.log);
     await this.sentinel.write(this.signal);
@@ -445,4 +437,25 @@ function rowTooBig(bytes: number, max: number): PgError {
     detail: "The proxy holds a whole row in memory while it encodes it; exports.maxRowBytes bounds that.",
     hint: "Raise exports.maxRowBytes in the proxy's config file (each export may then use a few times that much memory), or export the large column separately.",
   });
+}
+
+/**
+ * Materialize's words (src/storage-types/src/sinks/s3_oneshot_sink.rs, "contains {} objects"),
+ * with the plural right; when a crashed export's sentinel is there, the HINT says how to clear it.
+ */
+function notEmpty(store: ObjectStore, listed: ListResult, connection: string | undefined): PgError {
+  const n = listed.count;
+  const sentinel = listed.keys.find((k) => /(^|\/)mz-[^/]+-INCOMPLETE$/.test(k));
+  const cleanup = `copy-to-s3-proxy cleanup ${store.location}${connection === undefined ? "" : ` --connection ${connection}`}`;
+  return new PgError(
+    SqlState.systemError,
+    `S3 bucket path is not empty, contains ${n} object${n === 1 ? "" : "s"}`,
+    {
+      detail: `${store.location} already holds ${n} object${n === 1 ? "" : "s"}, e.g. ${sentinel ?? listed.keys[0] ?? ""}.`,
+      hint:
+        sentinel === undefined
+          ? "Export into an empty prefix, or remove the existing objects first."
+          : `${store.url(sentinel)} is the sentinel of an export that did not finish. If its proxy is gone, "${cleanup}" shows what it left and "${cleanup} --yes" removes it; then export again.`,
+    },
+  );
 }

@@ -2,6 +2,7 @@
 // upstream, a real S3 server. What lands must equal PostgreSQL's own COPY ... (FORMAT csv) output.
 // Every test runs twice: straight in front of PostgreSQL, and in front of the Materialize wire double
 // (test/support/mz-double.ts) over the same PostgreSQL, where the export reads a SUBSCRIBE.
+import { PutObjectCommand } from "@aws-sdk/client-s3";
 import pg from "pg";
 import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, inject, test } from "vitest";
@@ -202,6 +203,33 @@ describe.each(UPSTREAMS)("through $name", (up) => {
         message: "S3 bucket path is not empty, contains 3 objects",
       });
       expect(await check.keys(bucket, `${prefix}/`)).toEqual(before);
+    });
+
+    test("one object: 'contains 1 object'; a crashed export's sentinel: the HINT names cleanup", async () => {
+      const one = freshPrefix();
+      await check.client.send(new PutObjectCommand({ Bucket: bucket, Key: `${one}/notes.txt`, Body: "x" }));
+      await expect(
+        client.query(`COPY (SELECT 1) TO 's3://${bucket}/${one}' WITH (FORMAT = 'csv')`),
+      ).rejects.toMatchObject({
+        code: "58000",
+        message: "S3 bucket path is not empty, contains 1 object",
+        hint: "Export into an empty prefix, or remove the existing objects first.",
+      });
+      const crashed = freshPrefix();
+      const sentinel = `${crashed}/mz-0b5e7c1a-INCOMPLETE`;
+      for (const key of [`${crashed}/mz-0b5e7c1a-batch-0000-0000.csv`, sentinel]) {
+        await check.client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: "" }));
+      }
+      await expect(
+        client.query(
+          `COPY (SELECT 1) TO 's3://${bucket}/${crashed}' WITH (FORMAT = 'csv', AWS CONNECTION = 'default')`,
+        ),
+      ).rejects.toMatchObject({
+        code: "58000",
+        message: "S3 bucket path is not empty, contains 2 objects",
+        detail: expect.stringContaining(`e.g. mz-0b5e7c1a-INCOMPLETE`),
+        hint: `s3://${bucket}/${sentinel} is the sentinel of an export that did not finish. If its proxy is gone, "copy-to-s3-proxy cleanup s3://${bucket}/${crashed} --connection default" shows what it left and "copy-to-s3-proxy cleanup s3://${bucket}/${crashed} --connection default --yes" removes it; then export again.`,
+      });
     });
 
     test("prefix 'x' is a directory: 'x2/...' does not make it non-empty", async () => {
