@@ -28,6 +28,7 @@ import { watchForStall } from "./stall-watchdog.js";
 import type { CopyToStatement } from "./statement.js";
 import { assertTargetUrl } from "./statement.js";
 import { checkFileTarget } from "./storage/file-root.js";
+import { checkKeyLengths } from "./storage/key-length.js";
 import { abortUploadsOf, type ListResult, type ObjectStore } from "./storage/object-store.js";
 import { formatTargetUrl, parseTargetUrl, type TargetUrl } from "./storage/target-url.js";
 import { UploadSink, type WrittenFile } from "./upload-sink.js";
@@ -157,6 +158,11 @@ class Export {
     }
     const target = parseTargetUrl(text);
     checkFileTarget(target, this.deps.config.fileRoot);
+    // The longest names this export can write: its manifests, and a data file past file 9999.
+    checkKeyLengths(target, [
+      ...Object.values(metadataKeys(this.id)),
+      `mz-${this.id}-batch-0000-99999.csv.gz`,
+    ]);
     return target;
   }
 

@@ -232,6 +232,23 @@ describe.each(UPSTREAMS)("through $name", (up) => {
       });
     });
 
+    test("a prefix too long for S3's 1024-byte keys is refused in the plan; the longest that fits exports", async () => {
+      const tooLong = `${freshPrefix()}-${"k".repeat(1000)}`;
+      await expect(
+        client.query(`COPY (SELECT 1) TO 's3://${bucket}/${tooLong}' WITH (FORMAT = 'csv')`),
+      ).rejects.toMatchObject({
+        code: "22023",
+        message: expect.stringMatching(/^COPY TO target prefix is too long: .* S3 allows 1024$/),
+        hint: "Use a prefix of at most 960 bytes.",
+      });
+      expect(await check.keys(bucket, tooLong.slice(0, 20))).toEqual([]);
+      expect(await check.uploads(bucket, tooLong.slice(0, 20))).toEqual([]);
+      const fits = `${freshPrefix()}-`.padEnd(960, "f");
+      const r = await client.query(`COPY (SELECT 1) TO 's3://${bucket}/${fits}' WITH (FORMAT = 'csv')`);
+      expect(r.rowCount).toBe(1);
+      expect(Math.max(...(await check.keys(bucket, `${fits}/`)).map((k) => Buffer.byteLength(k)))).toBe(1024);
+    });
+
     test("prefix 'x' is a directory: 'x2/...' does not make it non-empty", async () => {
       await client.query(`COPY (SELECT 1) TO 's3://${bucket}/dirtest2/sub' WITH (FORMAT = 'csv')`);
       const r = await client.query(`COPY (SELECT 2) TO 's3://${bucket}/dirtest' WITH (FORMAT = 'csv')`);
