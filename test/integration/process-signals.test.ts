@@ -147,7 +147,7 @@ describe("an export in flight when the process ends is cleaned up first", () => 
       const { prefix, outcome } = await exportMidFlight(c);
       await e.end(p);
       expect(await outcome).toEqual({ code: "57P01" });
-      expect(await exitOf(p)).toEqual({ code: e.code, signal: null });
+      expect(await exitOf(p), p.output()).toEqual({ code: e.code, signal: null });
       // Done before the process exited: nothing to wait for.
       expect(await check.keys(bucket, `${prefix}/`)).toEqual([]);
       await expectNothingLeft(check, bucket, prefix);
