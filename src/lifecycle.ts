@@ -58,6 +58,8 @@ export function controlProcess(l: Lifecycle): ProcessControl {
 
   const stop = (reason: string, drainTimeoutMs: number, code: number): void => {
     exitCode = Math.max(exitCode, code);
+    // Also if the event loop empties before the exit below is reached.
+    process.exitCode = exitCode;
     if (stopping) {
       const running = [...proxy.sessions].filter((s) => s.exporting !== null).length;
       log.warn(
