@@ -6,6 +6,7 @@ export const SqlState = {
   syntaxError: "42601",
   invalidParameterValue: "22023",
   undefinedObject: "42704",
+  invalidAuthorizationSpecification: "28000",
   featureNotSupported: "0A000",
   activeSqlTransaction: "25001",
   inFailedSqlTransaction: "25P02",

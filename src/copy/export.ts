@@ -13,6 +13,7 @@ import {
 import type { ColumnInfo, RowEncoder } from "../encoders/types.js";
 import { PgError, SqlState } from "../errors.js";
 import type { ExportContext } from "../proxy/copy-hook.js";
+import { explainAwsSetup } from "./aws-setup-errors.js";
 import { authorizeConnection } from "./connection-authorization.js";
 import type { AwsConnection, ConnectionRegistry } from "./connections.js";
 import { createStore } from "./connections.js";
@@ -115,7 +116,9 @@ class Export {
       // Its start-up overlaps the preflight's round trips instead of following them.
       if (this.stmt.options.format === "parquet") this.writer = startParquetWriter();
       this.report.phase("preflight");
-      await this.preflight();
+      await this.preflight().catch((e: unknown) => {
+        throw explainAwsSetup(e, conn);
+      });
       this.sentinel!.startHeartbeat(this.deps.config.exports.sentinelRefreshMs, this.signal, this.id);
       progress = setInterval(() => this.progressNotice(), this.deps.config.exports.progressIntervalMs);
       progress.unref();
