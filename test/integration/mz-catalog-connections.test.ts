@@ -9,7 +9,8 @@
 import { createServer, type Server } from "node:net";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, inject, test } from "vitest";
-import { motoAccess, S3Check, startCopyProxy } from "../support/copy-proxy.js";
+import { S3Check, startCopyProxy } from "../support/copy-proxy.js";
+import { type S3Server, startMoto } from "../support/moto.js";
 import {
   MaterializeWireDouble,
   MZ_CATALOG_SETUP,
@@ -22,8 +23,10 @@ import type { TestProxy } from "../support/proxy.js";
 
 const DB = "mz_catalog_conn";
 const pgPort = inject("pgPort");
-const s3 = motoAccess();
-const check = new S3Check(s3);
+// A moto of its own: moto's /moto-api/data.json (where AssumeRole calls are read back) answers 500
+// once the shared server holds other files' state, so this file's STS record must not share it.
+let s3: S3Server;
+let check: S3Check;
 const run = Date.now().toString(36);
 const roleArn = (name: string) => `arn:aws:iam::123456789012:role/${name}-${run}`;
 let dbl: MaterializeWireDouble;
@@ -67,6 +70,8 @@ const copy = (conn: string, prefix = freshPrefix()) =>
   `COPY (SELECT generate_series(1, 100)) TO 's3://${bucket}/${prefix}' WITH (AWS CONNECTION = ${conn}, FORMAT = 'csv')`;
 
 beforeAll(async () => {
+  s3 = await startMoto();
+  check = new S3Check(s3);
   const admin = new pg.Client({ port: pgPort, host: "127.0.0.1", user: "postgres" });
   await admin.connect();
   await admin.query(`DROP DATABASE IF EXISTS ${DB} WITH (FORCE)`);
@@ -124,6 +129,7 @@ afterAll(async () => {
   await proxy?.shutdown(0);
   await dbl?.stop();
   await new Promise((ok) => trap?.close(ok));
+  await s3?.stop();
 });
 
 describe("AWS CONNECTION from Materialize's catalog (after Materialize test/copy/s3-auth-checks.td)", () => {
