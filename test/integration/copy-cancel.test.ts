@@ -344,7 +344,8 @@ describe("a cancel while waiting for an export slot", () => {
     const limited = await startCopyProxy({
       upstreamPort: pgPort,
       s3,
-      args: ["--max-exports", "1"],
+      // Both sessions are one user: the per-user cap (default half the slots) must let B queue.
+      args: ["--max-exports", "1", "--max-exports-per-user", "2"],
       config: { exports: { queueTimeoutMs: 60_000 } },
     });
     const a = new pg.Client({ connectionString: limited.url("postgres", DB) });
