@@ -1,14 +1,21 @@
-// At most N exports run at once in this proxy; the rest wait their turn up to a timeout, then get
-// 53300, the way PostgreSQL refuses work it has no room for. One user may hold (run or wait for)
-// at most M of them, so that one user cannot take every slot from the others; the next is refused
-// at once, as PostgreSQL refuses a role over its CONNECTION LIMIT ("too many connections for role").
+// At most N exports run at once in this proxy, and at most M of them for one user, so that one
+// user cannot take every slot from the others. An export with no room waits its turn up to a
+// timeout (0: none), then gets 53300, the way PostgreSQL refuses work it has no room for; over the
+// per-user cap the words are modelled on PostgreSQL's per-role limit ("too many connections for
+// role").
 import { PgError, SqlState } from "../errors.js";
+
+interface Waiter {
+  user: string;
+  /** Its slot, already counted. */
+  turn(release: () => void): void;
+}
 
 export class ExportLimiter {
   private running = 0;
-  private readonly waiting: Array<() => void> = [];
-  /** Exports running or waiting, per user. */
+  /** Running exports per user. */
   private readonly perUser = new Map<string, number>();
+  private readonly waiting: Waiter[] = [];
 
   constructor(
     private readonly max: number,
@@ -20,66 +27,68 @@ export class ExportLimiter {
     return this.running;
   }
 
-  /** Resolves with a release function once a slot is free. */
+  private fits(user: string): boolean {
+    return this.running < this.max && (this.perUser.get(user) ?? 0) < this.maxPerUser;
+  }
+
+  /** Why `user` cannot start now (a full proxy says so first, whoever asks). */
+  private refusal(user: string): PgError {
+    return this.running >= this.max ? tooMany(this.max) : tooManyForUser(user, this.maxPerUser);
+  }
+
+  /** Resolves with a release function once a slot is free for `user`. */
   async acquire(signal: AbortSignal, user = ""): Promise<() => void> {
-    // A full proxy says so, whoever asks; the per-user cap is about sharing the slots.
-    if (this.running >= this.max && this.queueTimeoutMs <= 0) throw tooMany(this.max);
-    const mine = this.perUser.get(user) ?? 0;
-    if (mine >= this.maxPerUser) throw tooManyForUser(user, this.maxPerUser);
-    this.perUser.set(user, mine + 1);
-    try {
-      return await this.acquireSlot(signal, () => this.leaveUser(user));
-    } catch (e) {
-      this.leaveUser(user);
-      throw e;
-    }
-  }
-
-  private leaveUser(user: string): void {
-    const n = (this.perUser.get(user) ?? 1) - 1;
-    if (n <= 0) this.perUser.delete(user);
-    else this.perUser.set(user, n);
-  }
-
-  private async acquireSlot(signal: AbortSignal, onRelease: () => void): Promise<() => void> {
-    if (this.running < this.max) {
-      this.running++;
-      return this.releaser(onRelease);
-    }
-    if (this.queueTimeoutMs <= 0) throw tooMany(this.max);
-    await new Promise<void>((resolve, reject) => {
-      const onTurn = (): void => {
-        clearTimeout(timer);
-        signal.removeEventListener("abort", onAbort);
-        resolve();
+    if (this.fits(user) && this.waiting.length === 0) return this.take(user);
+    if (this.queueTimeoutMs <= 0) throw this.refusal(user);
+    return new Promise<() => void>((resolve, reject) => {
+      const waiter: Waiter = {
+        user,
+        turn: (release) => {
+          clearTimeout(timer);
+          signal.removeEventListener("abort", onAbort);
+          resolve(release);
+        },
       };
       const leave = (err: unknown): void => {
-        const i = this.waiting.indexOf(onTurn);
+        const i = this.waiting.indexOf(waiter);
         if (i >= 0) this.waiting.splice(i, 1);
         signal.removeEventListener("abort", onAbort);
         reject(err);
+        this.wake();
       };
       const onAbort = (): void => {
         clearTimeout(timer);
         leave(signal.reason);
       };
-      const timer = setTimeout(() => leave(tooMany(this.max)), this.queueTimeoutMs);
+      const timer = setTimeout(() => leave(this.refusal(user)), this.queueTimeoutMs);
       signal.addEventListener("abort", onAbort, { once: true });
-      this.waiting.push(onTurn);
+      this.waiting.push(waiter);
+      this.wake();
     });
-    this.running++;
-    return this.releaser(onRelease);
   }
 
-  private releaser(onRelease: () => void): () => void {
+  private take(user: string): () => void {
+    this.running++;
+    this.perUser.set(user, (this.perUser.get(user) ?? 0) + 1);
     let done = false;
     return () => {
       if (done) return;
       done = true;
-      onRelease();
       this.running--;
-      this.waiting.shift()?.();
+      const n = (this.perUser.get(user) ?? 1) - 1;
+      if (n <= 0) this.perUser.delete(user);
+      else this.perUser.set(user, n);
+      this.wake();
     };
+  }
+
+  /** Gives the first waiter that fits its turn (in arrival order; a user at its cap is skipped). */
+  private wake(): void {
+    const i = this.waiting.findIndex((w) => this.fits(w.user));
+    if (i < 0) return;
+    const [w] = this.waiting.splice(i, 1);
+    // Counted now, so that a second wake before the waiter runs cannot hand out the same slot.
+    w!.turn(this.take(w!.user));
   }
 }
 

@@ -1,0 +1,47 @@
+// ExportLimiter: the proxy-wide cap and the per-user cap, with and without a queue.
+import { describe, expect, test } from "vitest";
+import { ExportLimiter } from "../../src/copy/export-limiter.js";
+
+const signal = () => new AbortController().signal;
+const code = (p: Promise<unknown>) =>
+  p.then(
+    () => "ok",
+    (e: { code?: string; message?: string }) => `${e.code} ${e.message}`,
+  );
+
+describe("ExportLimiter", () => {
+  test("without a queue: a full proxy says so first; a user at its cap is refused while others go on", async () => {
+    const l = new ExportLimiter(3, 0, 2);
+    const a1 = await l.acquire(signal(), "a");
+    await l.acquire(signal(), "a");
+    expect(await code(l.acquire(signal(), "a"))).toBe(
+      '53300 too many COPY ... TO exports running for role "a" (the limit is 2)',
+    );
+    await l.acquire(signal(), "b");
+    expect(await code(l.acquire(signal(), "b"))).toBe(
+      "53300 too many COPY ... TO exports running (the limit is 3)",
+    );
+    a1();
+    expect(await code(l.acquire(signal(), "b"))).toBe("ok");
+  });
+
+  test("with a queue: a user at its cap waits for its own export, not ahead of others who fit", async () => {
+    const l = new ExportLimiter(4, 60_000, 1);
+    const a1 = await l.acquire(signal(), "a");
+    const order: string[] = [];
+    const a2 = l.acquire(signal(), "a").then((r) => {
+      order.push("a2");
+      return r;
+    });
+    const b1 = l.acquire(signal(), "b").then((r) => {
+      order.push("b1");
+      return r;
+    });
+    await b1;
+    expect(order).toEqual(["b1"]);
+    a1();
+    (await a2)();
+    expect(order).toEqual(["b1", "a2"]);
+    expect(l.active).toBe(1);
+  });
+});
