@@ -209,8 +209,7 @@ export class MessageStream {
       if (p === Policy.Drop) {
         flushRun(pos);
         const n = Math.min(total, len - pos);
-        this.skip = total - n;
-        this.dropping = this.skip > 0;
+        this.dropRest(total - n);
         pos += n;
         runStart = pos;
         continue;
@@ -237,8 +236,7 @@ export class MessageStream {
         if (this.dead) return;
         // Dropped like Policy.Drop: skipped unseen, never forwarded.
         const n = Math.min(total, len - pos);
-        this.skip = total - n;
-        this.dropping = this.skip > 0;
+        this.dropRest(total - n);
         pos += n;
         runStart = pos;
         continue;
@@ -320,8 +318,7 @@ export class MessageStream {
     }
     if (p === Policy.Drop) {
       // The held header (and peeked bytes) were never forwarded; the rest is skipped unseen.
-      this.skip = total - held.length;
-      this.dropping = this.skip > 0;
+      this.dropRest(total - held.length);
       return true;
     }
     if (p === Policy.Pass || p === Policy.Observe) {
@@ -347,8 +344,7 @@ export class MessageStream {
       }
       this.h.oversize(type, total);
       // The held header (and peeked bytes) were never forwarded; the rest is skipped unseen.
-      this.skip = total - held.length;
-      this.dropping = this.skip > 0;
+      this.dropRest(total - held.length);
       return !this.dead;
     }
     if (held.length >= total) {
@@ -386,6 +382,12 @@ export class MessageStream {
   kill(): void {
     this.dead = true;
     this.hold = null;
+  }
+
+  /** The current message's remaining `n` bytes are skipped unseen (Drop, or an oversize Take). */
+  private dropRest(n: number): void {
+    this.skip = n;
+    this.dropping = n > 0;
   }
 
   private fail(reason: string): void {
