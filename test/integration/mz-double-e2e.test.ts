@@ -156,17 +156,15 @@ describe("what only the double can stage", () => {
     expect((await check.get(bucket, key)).toString()).toMatch(/"mzTimestamp": 18446744073709551615\b/);
   });
 
-  test("a read that makes no progress ends after exports.stallTimeoutMs with 57014; nothing is left", async () => {
-    // The second chunk of the snapshot would come only after a minute: the FETCH waits for it.
-    dbl.knobs.snapshotChunkRows = 2;
-    dbl.knobs.snapshotChunkIntervalMs = 60_000;
+  /** A proxy with a 400 ms stall limit exports `table`: 57014, nothing left, the session usable. */
+  async function expectStallEnds(table: string): Promise<void> {
     const p2 = await startCopyProxy({ upstreamPort: dbl.port, s3, args: ["--stall-timeout", "400"] });
     const c2 = new pg.Client({ connectionString: p2.url("postgres", DB) });
     await c2.connect();
     try {
       const prefix = freshPrefix();
       await expect(
-        c2.query(`COPY trickle TO 's3://${bucket}/${prefix}' WITH (FORMAT = 'csv')`),
+        c2.query(`COPY ${table} TO 's3://${bucket}/${prefix}' WITH (FORMAT = 'csv')`),
       ).rejects.toMatchObject({
         code: "57014",
         message: expect.stringMatching(/^canceling COPY TO: no rows came from the upstream for \d+ s$/),
@@ -178,27 +176,18 @@ describe("what only the double can stage", () => {
       await c2.end();
       await p2.shutdown(0);
     }
+  }
+
+  test("a read that makes no progress ends after exports.stallTimeoutMs with 57014; nothing is left", async () => {
+    // The second chunk of the snapshot would come only after a minute: the FETCH waits for it.
+    dbl.knobs.snapshotChunkRows = 2;
+    dbl.knobs.snapshotChunkIntervalMs = 60_000;
+    await expectStallEnds("trickle");
   });
 
   test("a SUBSCRIBE whose first progress row never comes: the same 57014 while the export opens", async () => {
     dbl.knobs.firstRowDelayMs = 60_000;
-    const p2 = await startCopyProxy({ upstreamPort: dbl.port, s3, args: ["--stall-timeout", "400"] });
-    const c2 = new pg.Client({ connectionString: p2.url("postgres", DB) });
-    await c2.connect();
-    try {
-      const prefix = freshPrefix();
-      await expect(
-        c2.query(`COPY dup TO 's3://${bucket}/${prefix}' WITH (FORMAT = 'csv')`),
-      ).rejects.toMatchObject({
-        code: "57014",
-        message: expect.stringMatching(/^canceling COPY TO: no rows came from the upstream for \d+ s$/),
-      });
-      await expectNothingLeft(check, bucket, prefix);
-      expect((await c2.query("SELECT 5 AS ok")).rows[0].ok).toBe(5);
-    } finally {
-      await c2.end();
-      await p2.shutdown(0);
-    }
+    await expectStallEnds("dup");
   });
 
   test("an error raised while the SUBSCRIBE runs arrives as XX000 and cleans up", async () => {
