@@ -92,6 +92,7 @@ async function main(): Promise<number> {
     output,
     proxy,
     copy,
+    schedules,
   });
   for (const err of early) control.logBroken(err);
   if (demo) await demo.showAround(proxy.address);

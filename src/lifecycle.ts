@@ -3,7 +3,7 @@
 // exports are cleaned up (uploads aborted, objects deleted, sentinel dropped) before the process
 // exits; only SIGKILL skips that. The choices are PgBouncer's where they fit (docs/decisions.md,
 // "Signals"):
-//   SIGHUP           reload the config file's reloadable settings; never stops the proxy
+//   SIGHUP           reload the config file's reloadable settings (jobs too); never stops the proxy
 //   SIGINT, SIGTERM  drain: running statements and exports get --drain-timeout, then are aborted
 //   again, SIGQUIT   abort every running export now (still cleaning up), then exit
 //   log output lost  (EPIPE, EIO) the same drain as SIGTERM, exit code 1
@@ -12,6 +12,7 @@ import { type Config, ConfigError, loadConfig } from "./config.js";
 import type { CopyToHook } from "./copy/hook.js";
 import type { Logger, LogOutput } from "./log.js";
 import type { ProxyServer } from "./proxy/server.js";
+import type { Schedules } from "./schedule/start.js";
 
 export interface Lifecycle {
   argv: readonly string[];
@@ -21,6 +22,8 @@ export interface Lifecycle {
   output: LogOutput;
   proxy: ProxyServer;
   copy: CopyToHook;
+  /** Scheduled snapshots: their `jobs` are reloaded too. */
+  schedules?: Pick<Schedules, "reload">;
 }
 
 /** Settings a reload cannot change: they are bound to the listener, sessions or the limiter. */
@@ -111,6 +114,16 @@ export function controlProcess(l: Lifecycle): ProcessControl {
       reloaded.push("connections", "exports");
     } catch (e) {
       failed.connections = (e as Error).message;
+    }
+    if (l.schedules !== undefined) {
+      try {
+        const jobs = l.schedules.reload(next);
+        reloaded.push("jobs");
+        log.info(jobs, "scheduled snapshot jobs reloaded");
+      } catch (e) {
+        failed.jobs = (e as Error).message;
+        log.error({ err: failed.jobs }, "reload: the new jobs are invalid; the running jobs are kept");
+      }
     }
     log.level = next.logLevel;
     drainTimeoutMs = next.drainTimeoutMs;

@@ -37,6 +37,11 @@ export interface JobSpec {
   keep: number | undefined;
   /** …and/or those younger than this. */
   maxAgeMs: number | undefined;
+  /**
+   * How long an occurrence's lease lasts unless renewed (every third of it): how soon another
+   * proxy takes over the run of one that died. Default 60 s.
+   */
+  leaseTermMs?: number | undefined;
 }
 
 const NAME = /^[a-z_][a-z0-9_]*$/;
@@ -154,7 +159,10 @@ export function parseJobs(raw: unknown): JobSpec[] {
       suspendAfter: int("suspendAfter", 5, 1)!,
       keep: int("keep", undefined, 1),
       maxAgeMs: o.maxAge === undefined ? undefined : parseInterval(o.maxAge, `${at}: maxAge`),
+      leaseTermMs: o.leaseTerm === undefined ? undefined : parseInterval(o.leaseTerm, `${at}: leaseTerm`),
     };
+    if (job.leaseTermMs !== undefined && job.leaseTermMs < 3_000)
+      throw new ConfigError(`${at}: leaseTerm must be at least 3s (it is renewed every third of it)`);
     // The statement must be one the proxy accepts; its errors are a client's COPY errors.
     try {
       if (parseCopyTo(copyStatement(job, `${target}/snapshot=x`)) === null)

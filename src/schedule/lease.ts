@@ -105,16 +105,17 @@ export class StoreLeases implements OccurrenceLeases {
     const store = this.storeFor(job);
     if (!(store instanceof S3Store)) return unleased();
     const lease = new LeaseTerms(store, `${LEASE_DIR}/${snapshot}`);
-    const mine = (): LeaseBody => ({ owner: this.owner, expires: this.clock.now() + this.ttlMs });
-    if (await lease.create(termKey(0), mine(), signal)) return this.hold(lease, 0, mine, job);
+    const ttl = job.leaseTermMs ?? this.ttlMs;
+    const mine = (): LeaseBody => ({ owner: this.owner, expires: this.clock.now() + ttl });
+    if (await lease.create(termKey(0), mine(), signal)) return this.hold(lease, 0, mine, job, ttl);
     const cur = await lease.state(signal);
     if (cur.done) return null;
     if (cur.body === undefined || cur.body.expires > this.clock.now()) {
-      return { busyUntil: cur.body?.expires ?? this.clock.now() + this.ttlMs };
+      return { busyUntil: cur.body?.expires ?? this.clock.now() + ttl };
     }
     // Its holder stopped renewing: it died mid-run. Take over, then clear what it left.
     if (!(await lease.create(termKey(cur.term + 1), mine(), signal)))
-      return { busyUntil: this.clock.now() + this.ttlMs };
+      return { busyUntil: this.clock.now() + ttl };
     this.log.warn(
       { job: job.name, snapshot, previousOwner: cur.body.owner },
       "taking over an occurrence whose proxy stopped renewing its lease",
@@ -137,10 +138,16 @@ export class StoreLeases implements OccurrenceLeases {
         detail: r.failures.join("; "),
       });
     }
-    return this.hold(lease, cur.term + 1, mine, job);
+    return this.hold(lease, cur.term + 1, mine, job, ttl);
   }
 
-  private hold(lease: LeaseTerms, first: number, mine: () => LeaseBody, job: JobSpec): HeldLease {
+  private hold(
+    lease: LeaseTerms,
+    first: number,
+    mine: () => LeaseBody,
+    job: JobSpec,
+    ttl: number,
+  ): HeldLease {
     const lost = new AbortController();
     let term = first;
     let renewing: Promise<void> = Promise.resolve();
@@ -160,10 +167,10 @@ export class StoreLeases implements OccurrenceLeases {
           return;
         }
         if (created === true) term++;
-        if (!finished) timer = this.clock.setTimer(renew, this.ttlMs / 3);
+        if (!finished) timer = this.clock.setTimer(renew, ttl / 3);
       })();
     };
-    timer = this.clock.setTimer(renew, this.ttlMs / 3);
+    timer = this.clock.setTimer(renew, ttl / 3);
     return {
       lost: lost.signal,
       finish: async (outcome) => {

@@ -91,36 +91,104 @@ interface JobState {
   history: RunRecord[];
   lastError: string | undefined;
   lastSuccess: number | undefined;
+  /** Gone from the config while a run was going: that run finishes, nothing else starts. */
+  removed: boolean;
+}
+
+/** What a reload changed, by job name. */
+export interface JobChanges {
+  added: string[];
+  changed: string[];
+  removed: string[];
 }
 
 export class Scheduler {
   private readonly jobs = new Map<string, JobState>();
   private timer: unknown;
+  private started = false;
   private stopped = false;
 
   constructor(
     specs: readonly JobSpec[],
     private readonly deps: SchedulerDeps,
   ) {
-    for (const spec of specs) {
-      this.jobs.set(spec.name, {
-        spec,
-        next: undefined,
-        running: null,
-        abort: null,
-        suspended: false,
-        failures: 0,
-        history: [],
-        lastError: undefined,
-        lastSuccess: undefined,
-      });
-    }
+    for (const spec of specs) this.jobs.set(spec.name, this.newState(spec));
   }
 
   start(): void {
+    this.started = true;
     const now = this.deps.clock.now();
     for (const j of this.jobs.values()) j.next = nextOccurrence(j.spec.schedule, now);
     this.arm();
+  }
+
+  /**
+   * Replaces the jobs (a config reload): a new job is scheduled from now; a changed one takes its
+   * new definition from its next occurrence on, with its suspension and failure count cleared (a
+   * changed job is a new attempt; its history stays); an unchanged one keeps everything, its
+   * suspension too. A removed job's running run finishes (its snapshot, latest.json and
+   * retention, as any run), then the job is gone; nothing new starts for it.
+   */
+  reconfigure(specs: readonly JobSpec[]): JobChanges {
+    const now = this.deps.clock.now();
+    const out: JobChanges = { added: [], changed: [], removed: [] };
+    const incoming = new Set(specs.map((s) => s.name));
+    for (const [name, j] of this.jobs) {
+      if (incoming.has(name) || j.removed) continue;
+      out.removed.push(name);
+      if (j.running === null) this.jobs.delete(name);
+      else j.removed = true;
+    }
+    for (const spec of specs) {
+      const j = this.jobs.get(spec.name);
+      if (j === undefined) {
+        const fresh = this.newState(spec);
+        if (this.started) fresh.next = nextOccurrence(spec.schedule, now);
+        this.jobs.set(spec.name, fresh);
+        out.added.push(spec.name);
+        continue;
+      }
+      if (j.removed) {
+        j.removed = false;
+        out.added.push(spec.name);
+      }
+      if (JSON.stringify(j.spec) === JSON.stringify(spec)) continue;
+      // A run going on keeps the definition it started with (execute() holds its own spec).
+      j.spec = spec;
+      j.suspended = false;
+      j.failures = 0;
+      if (this.started) j.next = nextOccurrence(spec.schedule, now);
+      if (!out.added.includes(spec.name)) out.changed.push(spec.name);
+    }
+    this.arm();
+    return out;
+  }
+
+  /** Whether `name` is a configured job (a removed one still finishing its run is not). */
+  has(name: string): boolean {
+    const j = this.jobs.get(name);
+    return j !== undefined && !j.removed;
+  }
+
+  /** The job's definition (steering permissions read its user and operators). */
+  spec(name: string): JobSpec | undefined {
+    const j = this.jobs.get(name);
+    return j === undefined || j.removed ? undefined : j.spec;
+  }
+
+  private newState(spec: JobSpec): JobState {
+    return {
+      spec,
+      next: undefined,
+      running: null,
+      abort: null,
+      suspended: false,
+      failures: 0,
+      history: [],
+      lastError: undefined,
+      lastSuccess: undefined,
+      removed: false,
+    };
   }
 
   /** Stops the timer and cancels running exports (their cleanup leaves the prefix as found). */
@@ -136,7 +204,7 @@ export class Scheduler {
   }
 
   status(): JobStatus[] {
-    return [...this.jobs.values()].map((j) => ({
+    return this.live().map((j) => ({
       name: j.spec.name,
       schedule:
         j.spec.schedule.kind === "cron"
@@ -155,7 +223,7 @@ export class Scheduler {
 
   /** Newest first; one job's or every job's. */
   history(name?: string): RunRecord[] {
-    const states = name === undefined ? [...this.jobs.values()] : [this.job(name)];
+    const states = name === undefined ? this.live() : [this.job(name)];
     return states.flatMap((j) => j.history).sort((a, b) => b.startedAt - a.startedAt);
   }
 
@@ -192,9 +260,13 @@ export class Scheduler {
     }
   }
 
+  private live(): JobState[] {
+    return [...this.jobs.values()].filter((j) => !j.removed);
+  }
+
   private job(name: string): JobState {
     const j = this.jobs.get(name);
-    if (j === undefined)
+    if (j === undefined || j.removed)
       throw new PgError(SqlState.undefinedObject, `scheduled snapshot job "${name}" does not exist`);
     return j;
   }
@@ -206,7 +278,7 @@ export class Scheduler {
     if (this.stopped) return;
     let earliest: number | undefined;
     for (const j of this.jobs.values()) {
-      if (j.suspended || j.next === undefined) continue;
+      if (j.suspended || j.removed || j.next === undefined) continue;
       if (earliest === undefined || j.next < earliest) earliest = j.next;
     }
     if (earliest === undefined) return;
@@ -216,7 +288,7 @@ export class Scheduler {
   private fire(): void {
     const now = this.deps.clock.now();
     for (const j of this.jobs.values()) {
-      if (j.suspended || j.next === undefined || j.next > now) continue;
+      if (j.suspended || j.removed || j.next === undefined || j.next > now) continue;
       const at = j.next;
       // Missed occurrences (a long run, a paused process) are not caught up one by one: the next
       // one is the first after now.
@@ -264,6 +336,7 @@ export class Scheduler {
     j.running = this.execute(j, rec, ac.signal).finally(() => {
       j.running = null;
       j.abort = null;
+      if (j.removed && this.jobs.get(j.spec.name) === j) this.jobs.delete(j.spec.name);
     });
     return rec;
   }

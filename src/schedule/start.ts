@@ -13,15 +13,17 @@ import { type JobSpec, parseJobs } from "./jobs.js";
 import { StoreLeases } from "./lease.js";
 import { TargetPublisher } from "./publisher.js";
 import { LoopbackRunner } from "./runner.js";
-import { type OccurrenceLeases, Scheduler, type SnapshotRunner } from "./scheduler.js";
+import { type JobChanges, type OccurrenceLeases, Scheduler, type SnapshotRunner } from "./scheduler.js";
 
 export interface Schedules {
   /** The COPY hook with the console statements added. */
   hook: CopyHook;
-  /** null when no jobs are configured. */
+  /** Never null since jobs became reloadable (a proxy started without jobs may get some). */
   scheduler: Scheduler | null;
   /** Starts the timers; `address` is where the proxy listens. */
   start(address: () => HostPort): void;
+  /** Applies the `jobs` of a reloaded config (SIGHUP); throws ConfigError and changes nothing if they are invalid. */
+  reload(next: Config): JobChanges;
   stop(): Promise<void>;
 }
 
@@ -41,26 +43,16 @@ export async function createSchedules(
 ): Promise<Schedules> {
   await initParser();
   const jobs = parseJobs(config.jobs);
-  const byName = new Map(jobs.map((j) => [j.name, j]));
-  const operatorsOf = (name: string): string[] => {
-    const j = byName.get(name);
-    return j === undefined ? [] : [j.user, ...j.operators];
-  };
-  if (jobs.length === 0) {
-    return {
-      hook: withScheduleConsole(copy, null, operatorsOf),
-      scheduler: null,
-      start: () => {},
-      stop: async () => {},
-    };
-  }
   const env = opts.env ?? process.env;
   // The copy hook keeps its own registry; its warnings were logged there already.
-  const connections = loadConnections(config.connections, env, { warn: () => {} });
-  const e = config.exports;
+  const loadJobConnections = (c: Config) => loadConnections(c.connections, env, { warn: () => {} });
+  let connections = loadJobConnections(config);
+  let e = config.exports;
+  // By target and connection, not by job: a reload may point a job elsewhere while its run goes on.
   const stores = new Map<string, ObjectStore>();
   const storeFor = (job: JobSpec): ObjectStore => {
-    let s = stores.get(job.name);
+    const key = `${job.awsConnection ?? ""}\n${job.target}`;
+    let s = stores.get(key);
     if (s === undefined) {
       const target = parseTargetUrl(job.target);
       s = createStore(target.scheme === "file" ? undefined : connections.get(job.awsConnection), target, {
@@ -69,12 +61,14 @@ export async function createSchedules(
         retryMode: e.s3RetryMode,
         requestTimeoutMs: e.s3RequestTimeoutMs,
       });
-      stores.set(job.name, s);
+      stores.set(key, s);
     }
     return s;
   };
   let address: (() => HostPort) | undefined;
   const clock = opts.clock ?? systemClock;
+  const schedLog = log.child({ component: "scheduler" });
+  // Also without jobs: a reload may add some.
   const scheduler = new Scheduler(jobs, {
     clock,
     runner: opts.runner ?? new LoopbackRunner(() => address!(), env),
@@ -82,16 +76,29 @@ export async function createSchedules(
     leases:
       typeof opts.leases === "function"
         ? opts.leases(storeFor)
-        : (opts.leases ?? new StoreLeases(storeFor, clock, log.child({ component: "scheduler" }))),
-    log: log.child({ component: "scheduler" }),
+        : (opts.leases ?? new StoreLeases(storeFor, clock, schedLog)),
+    log: schedLog,
   });
+  const operatorsOf = (name: string): string[] => {
+    const j = scheduler.spec(name);
+    return j === undefined ? [] : [j.user, ...j.operators];
+  };
   return {
     hook: withScheduleConsole(copy, scheduler, operatorsOf),
     scheduler,
     start: (addr) => {
       address = addr;
       scheduler.start();
-      log.info({ jobs: jobs.map((j) => j.name) }, "scheduled snapshots started");
+      if (jobs.length > 0) log.info({ jobs: jobs.map((j) => j.name) }, "scheduled snapshots started");
+    },
+    reload: (next) => {
+      // Throws (ConfigError) before anything changed: the running jobs stay as they were.
+      const specs = parseJobs(next.jobs);
+      const nextConnections = loadJobConnections(next);
+      connections = nextConnections;
+      e = next.exports;
+      stores.clear();
+      return scheduler.reconfigure(specs);
     },
     stop: () => scheduler.stop(),
   };

@@ -195,6 +195,62 @@ describe("scheduler", () => {
     expect(s.history()[0]).toMatchObject({ state: "failed" });
     expect(clock.pending).toBe(0);
   });
+
+  test("a reload: added jobs are scheduled from now, a removed job's running run finishes and nothing new starts, a changed schedule applies next, an unchanged job keeps its suspension", async () => {
+    const clock = new ManualClock(T0);
+    const runner = new FakeRunner(clock);
+    const pub = publisher();
+    const kept = job({ name: "kept", target: "s3://b/exports/kept" });
+    const s = new Scheduler([job(), kept], { clock, runner, publisher: pub, log });
+    s.start();
+    s.suspend("kept");
+    clock.advance(30_000); // 10:00:00: "orders" runs
+    expect(runner.calls.map((c) => c.prefix)).toEqual([
+      "s3://b/exports/orders/snapshot=2026-12-02T10:00:00Z",
+    ]);
+
+    const added = job({
+      name: "hourly",
+      target: "s3://b/exports/hourly",
+      schedule: { kind: "every", ms: 3_600_000 },
+    });
+    expect(s.reconfigure([kept, added])).toEqual({ added: ["hourly"], changed: [], removed: ["orders"] });
+    expect(s.status().map((j) => [j.name, j.suspended, j.nextRun])).toEqual([
+      ["kept", true, undefined],
+      ["hourly", false, Date.parse("2026-12-02T11:00:00Z")],
+    ]);
+    expect(() => s.runNow("orders")).toThrow(expect.objectContaining({ code: "42704" }));
+    // The removed job's run completes (latest.json moves), and it never runs again.
+    runner.succeed();
+    await settle();
+    expect(pub.published).toEqual(["snapshot=2026-12-02T10:00:00Z"]);
+    clock.advance(60 * 60_000);
+    expect(runner.calls.map((c) => c.prefix.split("/")[4])).toEqual(["orders", "hourly"]);
+    runner.succeed();
+    await settle();
+
+    // A changed schedule applies from the next occurrence; a changed job's suspension is lifted.
+    const changes = s.reconfigure([
+      { ...kept, schedule: { kind: "every", ms: 600_000 } },
+      { ...added, schedule: { kind: "every", ms: 86_400_000 } },
+    ]);
+    expect(changes).toEqual({ added: [], changed: ["kept", "hourly"], removed: [] });
+    expect(s.status().map((j) => [j.name, j.suspended, new Date(j.nextRun!).toISOString()])).toEqual([
+      ["kept", false, "2026-12-02T11:10:00.000Z"],
+      ["hourly", false, "2026-12-03T00:00:00.000Z"],
+    ]);
+    // The same jobs again: nothing changes, history stays.
+    s.suspend("kept");
+    expect(
+      s.reconfigure([
+        { ...kept, schedule: { kind: "every", ms: 600_000 } },
+        { ...added, schedule: { kind: "every", ms: 86_400_000 } },
+      ]),
+    ).toEqual({ added: [], changed: [], removed: [] });
+    expect(s.status()[0]).toMatchObject({ name: "kept", suspended: true });
+    expect(s.history("hourly")).toHaveLength(1);
+    await s.stop();
+  });
 });
 
 describe("occurrences", () => {
