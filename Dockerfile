@@ -6,7 +6,9 @@
 # compiler, and no install script runs: the build is the explicit step below (package.json's
 # `prepare` would run it before src/ is copied).
 # Node 24 is the current Active LTS (Node 20's life ended in April 2026; the AWS SDK drops it in
-# January 2027). No HEALTHCHECK yet: the proxy has no health endpoint to ask.
+# January 2027). The admin listener (docs/metrics.md) serves /metrics, /healthz and /readyz on
+# 6879; the HEALTHCHECK asks /healthz with Node's own fetch (the slim image has no curl).
+#   docker run -p 6877:6877 -p 127.0.0.1:6879:6879 copy-to-s3-proxy --upstream ...
 
 FROM node:24-slim AS build
 WORKDIR /app
@@ -19,12 +21,15 @@ RUN npm run build \
 
 FROM node:24-slim
 ENV NODE_ENV=production \
-    C2S_LISTEN=0.0.0.0:6877
+    C2S_LISTEN=0.0.0.0:6877 \
+    C2S_ADMIN_LISTEN=0.0.0.0:6879
 WORKDIR /app
 COPY --from=build /app/package.json ./package.json
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 # The node image's unprivileged user (uid 1000); the app files stay root-owned and read-only to it.
 USER node
-EXPOSE 6877
+EXPOSE 6877 6879
+HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
+  CMD ["node", "dist/metrics/healthcheck.js"]
 ENTRYPOINT ["node", "dist/cli.js"]

@@ -9,8 +9,10 @@ import { startDemo } from "./demo/demo-mode.js";
 import { PgError } from "./errors.js";
 import { controlProcess, type ProcessControl } from "./lifecycle.js";
 import { createLogger, logOutput } from "./log.js";
+import { startAdminServer } from "./metrics/admin-server.js";
+import { watchJobs } from "./metrics/job-metrics.js";
 import { quietAwsNodeWarning } from "./node-support.js";
-import { startProxy } from "./proxy/server.js";
+import { type ProxyServer, startProxy } from "./proxy/server.js";
 import { warnIfUpstreamUnreachable } from "./proxy/upstream-probe.js";
 import { createSchedules } from "./schedule/start.js";
 import { packageVersion } from "./version.js";
@@ -82,7 +84,18 @@ async function main(): Promise<number> {
   const copy = await createCopyHook(config, serveLog);
   // Scheduled runs are sessions of this proxy: its shutdown drains and cleans them up like any.
   const schedules = await createSchedules(config, serveLog, copy);
+  if (schedules.scheduler !== null) watchJobs(() => schedules.scheduler!.status());
+  // Before the proxy, so that a taken admin port stops the start before clients are accepted.
+  let started: ProxyServer | undefined;
+  const admin =
+    config.adminListen &&
+    (await startAdminServer(
+      config.adminListen,
+      () => (started === undefined ? "starting" : started.draining ? "draining" : "ready"),
+      serveLog,
+    ));
   const proxy = await startProxy(config, serveLog, schedules.hook);
+  started = proxy;
   schedules.start(() => proxy.address);
   control = controlProcess({
     argv: process.argv.slice(2),
@@ -93,6 +106,7 @@ async function main(): Promise<number> {
     proxy,
     copy,
     schedules,
+    admin: admin || undefined,
   });
   for (const err of early) control.logBroken(err);
   if (demo) await demo.showAround(proxy.address);

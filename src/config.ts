@@ -79,6 +79,8 @@ export interface Config {
   /** file:// COPY targets are allowed only below this directory; undefined = not at all. */
   fileRoot: string | undefined;
   logLevel: LogLevel;
+  /** Where /metrics, /healthz and /readyz are served (src/metrics/admin-server.ts); undefined = nowhere. */
+  adminListen: HostPort | undefined;
   drainTimeoutMs: number;
   cancelTimeoutMs: number;
   connectTimeoutMs: number;
@@ -240,6 +242,14 @@ export const SETTINGS: readonly SettingHelp[] = [
     default: "info",
     example: "--log-level debug",
     meaning: "fatal | error | warn | info | debug | trace | silent (JSON lines on stdout)",
+  },
+  {
+    flag: "--admin-listen HOST:PORT",
+    env: "C2S_ADMIN_LISTEN",
+    key: "adminListen",
+    default: "none: no admin listener (the Docker image: 0.0.0.0:6879)",
+    example: "--admin-listen 127.0.0.1:6879",
+    meaning: "serve GET /metrics (Prometheus), /healthz and /readyz over HTTP here (docs/metrics.md)",
   },
   {
     flag: "--config FILE",
@@ -656,6 +666,7 @@ function resolveSettings(
       ["fatal", "error", "warn", "info", "debug", "trace", "silent"],
       "log-level",
     ),
+    adminListen: optionalHostPort(pick(v["admin-listen"], "C2S_ADMIN_LISTEN", "adminListen"), "admin-listen"),
     drainTimeoutMs: positiveInt(
       pick(v["drain-timeout"], "C2S_DRAIN_TIMEOUT", "drainTimeoutMs") ?? DEFAULTS.drainTimeoutMs,
       "drain-timeout",
@@ -702,6 +713,10 @@ function upstreamAddress(text: string): UpstreamAddress {
   }
 }
 
+function optionalHostPort(s: string | undefined, what: string): HostPort | undefined {
+  return s === undefined ? undefined : parseHostPort(s, what);
+}
+
 function absolute(p: string | undefined): string | undefined {
   return p === undefined ? undefined : resolvePath(p);
 }
@@ -724,6 +739,7 @@ export const CLI_OPTIONS = {
   "client-tls": { type: "string" },
   "login-timeout": { type: "string" },
   "max-client-conn": { type: "string" },
+  "admin-listen": { type: "string" },
   config: { type: "string" },
   yes: { type: "boolean" },
   connection: { type: "string" },

@@ -24,6 +24,8 @@ export interface Lifecycle {
   copy: CopyToHook;
   /** Scheduled snapshots: their `jobs` are reloaded too. */
   schedules?: Pick<Schedules, "reload">;
+  /** The admin listener: it answers (readiness 503) through the drain and closes after it. */
+  admin?: { close(): Promise<void> } | undefined;
 }
 
 /** Settings a reload cannot change: they are bound to the listener, sessions or the limiter. */
@@ -82,6 +84,7 @@ export function controlProcess(l: Lifecycle): ProcessControl {
         exitCode = Math.max(exitCode, 1);
         log.error({ err: e }, "shutdown failed");
       })
+      .then(() => l.admin?.close())
       .then(() => l.output.close(LOG_CLOSE_MS))
       .then(() => process.exit(exitCode));
   };

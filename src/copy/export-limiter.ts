@@ -4,6 +4,7 @@
 // per-user cap the words are modelled on PostgreSQL's per-role limit ("too many connections for
 // role").
 import { PgError, SqlState } from "../errors.js";
+import { exportQueued, exportRefused } from "../metrics/metrics.js";
 
 interface Waiter {
   user: string;
@@ -38,6 +39,18 @@ export class ExportLimiter {
 
   /** Resolves with a release function once a slot is free for `user`. */
   async acquire(signal: AbortSignal, user = ""): Promise<() => void> {
+    const began = performance.now();
+    try {
+      const release = await this.slot(signal, user);
+      exportQueued((performance.now() - began) / 1000);
+      return release;
+    } catch (e) {
+      if (e instanceof PgError && e.code === SqlState.tooManyConnections) exportRefused();
+      throw e;
+    }
+  }
+
+  private async slot(signal: AbortSignal, user: string): Promise<() => void> {
     if (this.fits(user) && this.waiting.length === 0) return this.take(user);
     if (this.queueTimeoutMs <= 0) throw this.refusal(user);
     return new Promise<() => void>((resolve, reject) => {

@@ -4,6 +4,7 @@
 // SQLSTATEs are logged: no query text, no connection secrets.
 import { type PgError, SqlState } from "../errors.js";
 import type { Logger } from "../log.js";
+import { exportEnded, exportStarted } from "../metrics/metrics.js";
 
 /** The steps of an export (SPEC §2), in order; the end line names the last one reached. */
 export type ExportPhase = "plan" | "preflight" | "read" | "upload" | "commit";
@@ -40,6 +41,7 @@ export class ExportLog {
 
   start(): void {
     this.log.info({ ...this.who }, "export started");
+    exportStarted();
   }
 
   /** The target once it is known (it may be computed by a query). */
@@ -60,6 +62,7 @@ export class ExportLog {
       { ...this.who, target: this.target, ...totals, ms: Date.now() - this.started, phaseMs: this.phaseMs },
       "export complete",
     );
+    exportEnded("completed", "", this.who.format, totals, this.elapsedMs / 1000);
   }
 
   /** After the cleanup: `err` carries what it left behind, if anything. */
@@ -78,5 +81,6 @@ export class ExportLog {
     };
     if (cancelled) this.log.info(fields, "export cancelled");
     else this.log.warn(fields, "export failed");
+    exportEnded(cancelled ? "cancelled" : "failed", err.code, this.who.format, totals, fields.ms / 1000);
   }
 }

@@ -7,6 +7,7 @@ import { createSecureContext, type SecureContext, TLSSocket } from "node:tls";
 import type { Config } from "../config.js";
 import { PgError, SqlState } from "../errors.js";
 import type { Logger } from "../log.js";
+import * as metrics from "../metrics/metrics.js";
 import { errorResponse } from "../wire/backend.js";
 import { CancelRegistry } from "./cancel-registry.js";
 import type { CopyHook } from "./copy-hook.js";
@@ -24,6 +25,8 @@ export interface ProxyServer {
   readonly sessions: ReadonlySet<Session>;
   /** Client connections accepted so far, and those still in their startup phase (no session yet). */
   readonly clients: { readonly accepted: number; readonly starting: number };
+  /** True once shutdown() began: no new clients are accepted (readiness goes 503). */
+  readonly draining: boolean;
   /**
    * Stop accepting; close idle sessions now and busy ones when they finish or the drain timeout
    * passes (then running exports are aborted and cleaned up). A later call with a shorter timeout
@@ -130,6 +133,7 @@ export async function startProxy(config: Config, log: Logger, copy: CopyHook | n
         return;
       }
       if (code >> 16 !== 3) {
+        metrics.clientRefused("protocol");
         fatal(
           sock,
           SqlState.protocolViolation,
@@ -139,10 +143,12 @@ export async function startProxy(config: Config, log: Logger, copy: CopyHook | n
       }
       if (config.clientTls === "require" && !tls) {
         // PgBouncer's answer with client_tls_sslmode = require (src/client.c, handle_client_startup).
+        metrics.clientRefused("ssl_required");
         fatal(sock, SqlState.protocolViolation, "SSL required");
         return;
       }
       if (stopping) {
+        metrics.clientRefused("shutting_down");
         fatal(sock, SqlState.cannotConnectNow, "the database system is shutting down");
         return;
       }
@@ -152,6 +158,7 @@ export async function startProxy(config: Config, log: Logger, copy: CopyHook | n
           { limit: config.maxClientConnections },
           "client connection refused: max-client-conn reached",
         );
+        metrics.clientRefused("max_client_conn");
         fatal(sock, SqlState.protocolViolation, "no more connections allowed (max_client_conn)");
         return;
       }
@@ -193,6 +200,7 @@ export async function startProxy(config: Config, log: Logger, copy: CopyHook | n
         }
         const err = PgError.from(e, SqlState.connectionFailure);
         log.warn({ session: id, err: err.message }, "upstream connection failed");
+        metrics.clientRefused("upstream_unavailable");
         fatal(sock, err.code, err.message);
         return;
       }
@@ -211,7 +219,7 @@ export async function startProxy(config: Config, log: Logger, copy: CopyHook | n
           copy,
           onClosed: (s) => {
             clearTimeout(conn.loginTimer);
-            sessions.delete(s);
+            if (sessions.delete(s)) metrics.sessionClosed();
           },
           onAuthenticated: () => clearTimeout(conn.loginTimer),
         },
@@ -227,6 +235,7 @@ export async function startProxy(config: Config, log: Logger, copy: CopyHook | n
         },
       );
       sessions.add(session);
+      metrics.sessionOpened();
       conn.session = session;
       log.debug(
         { session: id, user, database, clientTls: tls, upstreamTls: upstream.tls },
@@ -243,6 +252,7 @@ export async function startProxy(config: Config, log: Logger, copy: CopyHook | n
     if (handshakes.size >= config.maxClientConnections) {
       // Connections that have not logged in count apart, against the same limit: a flood of them
       // runs out of slots here, not of file descriptors. PostgreSQL's words when out of backends.
+      metrics.clientRefused("too_many_connecting");
       raw.end(
         errorResponse({
           severity: "FATAL",
@@ -329,6 +339,9 @@ export async function startProxy(config: Config, log: Logger, copy: CopyHook | n
       get starting() {
         return handshakes.size;
       },
+    },
+    get draining() {
+      return stopping;
     },
     shutdown,
     reloadTls: (certFile, keyFile) => {

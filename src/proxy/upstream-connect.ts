@@ -4,6 +4,7 @@ import { isIP, connect as netConnect, type Socket } from "node:net";
 import { type TLSSocket, connect as tlsConnect } from "node:tls";
 import type { Config } from "../config.js";
 import { PgError, SqlState } from "../errors.js";
+import { upstreamConnectFailed } from "../metrics/metrics.js";
 import { PacketReader } from "./packet-reader.js";
 import { checkHostLikeLibpq } from "./tls-host-check.js";
 
@@ -68,7 +69,10 @@ const abandoned = (): PgError =>
  * leaves while its upstream leg is being opened must not leave that leg open.
  */
 export async function connectUpstream(config: Config, signal?: AbortSignal): Promise<UpstreamSocket> {
-  const sock = await tcp(config, signal);
+  const sock = await tcp(config, signal).catch((e: unknown) => {
+    if (!signal?.aborted) upstreamConnectFailed("connect");
+    throw e;
+  });
   let current: Socket | TLSSocket = sock;
   const onAbort = (): void => {
     current.destroy();
@@ -85,6 +89,7 @@ export async function connectUpstream(config: Config, signal?: AbortSignal): Pro
     return up;
   } catch (e) {
     current.destroy();
+    if (!signal?.aborted) upstreamConnectFailed("tls");
     throw signal?.aborted ? abandoned() : e;
   } finally {
     signal?.removeEventListener("abort", onAbort);

@@ -5,6 +5,7 @@
 // are pruned. With several proxies, a per-occurrence lease makes one of them run it.
 import { PgError, SqlState } from "../errors.js";
 import type { Logger } from "../log.js";
+import { jobRunEnded } from "../metrics/job-metrics.js";
 import type { Clock } from "./clock.js";
 import type { JobSpec } from "./jobs.js";
 import { nextOccurrence, snapshotName } from "./next-run.js";
@@ -300,6 +301,7 @@ export class Scheduler {
           endedAt: now,
           error: "the previous run of this job is still running",
         });
+        jobRunEnded({ job: j.spec.name, state: "skipped" });
         continue;
       }
       this.launch(j, at, "schedule");
@@ -337,6 +339,7 @@ export class Scheduler {
       j.running = null;
       j.abort = null;
       if (j.removed && this.jobs.get(j.spec.name) === j) this.jobs.delete(j.spec.name);
+      jobRunEnded(rec);
     });
     return rec;
   }

@@ -35,6 +35,7 @@ import {
   UploadPartCommand,
 } from "@aws-sdk/client-s3";
 import { PgError, SqlState } from "../../errors.js";
+import { addS3Metrics } from "../../metrics/s3-metrics.js";
 import { contentTypeOf } from "./content-type.js";
 import {
   abortError,
@@ -89,6 +90,7 @@ export function createS3Client(s: S3ClientSettings): S3Client {
   if (region !== undefined) config.region = region;
   if (s.credentials !== undefined) config.credentials = s.credentials;
   const client = new S3Client(config);
+  addS3Metrics(client);
   // SigV4 hashes every part with SHA-256 unless the payload is declared unsigned (5-11% of the
   // proxy's CPU on an export). Over TLS, with a CRC32 checksum on the part (AWS: WHEN_SUPPORTED
   // above), that hash protects nothing more, and the AWS CLI (botocore) sends UNSIGNED-PAYLOAD in

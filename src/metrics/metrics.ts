@@ -1,0 +1,195 @@
+// The proxy's Prometheus metrics (docs/metrics.md): one registry for the process, and one small
+// function per event for the hooks in the proxy, the export, the S3 client and the scheduler.
+// Counting is always on (an increment per session, per export, per S3 request: nothing per row);
+// the admin listener only serves it. Labels take values from small fixed sets (format, outcome,
+// SQLSTATE, S3 operation and status, job names from the config): never users, targets or keys.
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+
+export const registry = new Registry();
+const registers = [registry];
+const P = "copy_to_s3_proxy_";
+
+// ---- client sessions ----------------------------------------------------------------------------
+
+const sessionsCurrent = new Gauge({
+  name: `${P}client_sessions`,
+  help: "Client sessions open now (logged in or logging in, past their StartupMessage).",
+  registers,
+});
+const sessionsTotal = new Counter({
+  name: `${P}client_sessions_total`,
+  help: "Client sessions opened (an upstream leg was connected for them).",
+  registers,
+});
+/** Why a client connection was refused before it had a session. */
+export type RefusalReason =
+  | "max_client_conn"
+  | "too_many_connecting"
+  | "shutting_down"
+  | "ssl_required"
+  | "protocol"
+  | "upstream_unavailable";
+const refused = new Counter({
+  name: `${P}client_connections_refused_total`,
+  help: "Client connections refused before a session started, by reason.",
+  labelNames: ["reason"] as const,
+  registers,
+});
+
+// Known label values start at 0, so that rate() and increase() see their first event.
+for (const reason of [
+  "max_client_conn",
+  "too_many_connecting",
+  "shutting_down",
+  "ssl_required",
+  "protocol",
+  "upstream_unavailable",
+] satisfies RefusalReason[])
+  refused.inc({ reason }, 0);
+
+export function sessionOpened(): void {
+  sessionsTotal.inc();
+  sessionsCurrent.inc();
+}
+export function sessionClosed(): void {
+  sessionsCurrent.dec();
+}
+export function clientRefused(reason: RefusalReason): void {
+  refused.inc({ reason });
+}
+
+// ---- upstream -----------------------------------------------------------------------------------
+
+const upstreamFailures = new Counter({
+  name: `${P}upstream_connect_failures_total`,
+  help: "Connections to the upstream database that failed, by step (connect: TCP or timeout; tls: the SSLRequest and TLS handshake).",
+  labelNames: ["step"] as const,
+  registers,
+});
+upstreamFailures.inc({ step: "connect" }, 0);
+upstreamFailures.inc({ step: "tls" }, 0);
+export function upstreamConnectFailed(step: "connect" | "tls"): void {
+  upstreamFailures.inc({ step });
+}
+
+// ---- exports ------------------------------------------------------------------------------------
+
+const exportsRunning = new Gauge({
+  name: `${P}exports_running`,
+  help: "COPY ... TO exports running now (past the export queue).",
+  registers,
+});
+const exportsFinished = new Counter({
+  name: `${P}exports_finished_total`,
+  help: 'Exports that ended, by outcome (completed, cancelled, failed) and SQLSTATE ("" when completed).',
+  labelNames: ["outcome", "sqlstate"] as const,
+  registers,
+});
+const rowsExported = new Counter({
+  name: `${P}exported_rows_total`,
+  help: "Rows written by completed exports, by format.",
+  labelNames: ["format"] as const,
+  registers,
+});
+const bytesExported = new Counter({
+  name: `${P}exported_bytes_total`,
+  help: "Bytes of data files written by completed exports (after compression), by format.",
+  labelNames: ["format"] as const,
+  registers,
+});
+const exportDuration = new Histogram({
+  name: `${P}export_duration_seconds`,
+  help: "Time from an export's start (past the queue) to its end, by outcome.",
+  labelNames: ["outcome"] as const,
+  buckets: [0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600],
+  registers,
+});
+const queueWait = new Histogram({
+  name: `${P}export_queue_wait_seconds`,
+  help: "Time an export waited for a free slot (0 when one was free), for exports that got one.",
+  buckets: [0.001, 0.1, 1, 5, 15, 60, 300],
+  registers,
+});
+const exportsRefused = new Counter({
+  name: `${P}exports_refused_total`,
+  help: "Exports refused with 53300 by --max-exports / --max-exports-per-user (at once, or after exports.queueTimeoutMs).",
+  registers,
+});
+
+exportsFinished.inc({ outcome: "completed", sqlstate: "" }, 0);
+
+export type ExportOutcome = "completed" | "cancelled" | "failed";
+
+export function exportStarted(): void {
+  exportsRunning.inc();
+}
+
+export function exportEnded(
+  outcome: ExportOutcome,
+  sqlstate: string,
+  format: string,
+  totals: { rows: number; bytes: number },
+  seconds: number,
+): void {
+  exportsRunning.dec();
+  exportsFinished.inc({ outcome, sqlstate });
+  exportDuration.observe({ outcome }, seconds);
+  if (outcome === "completed") {
+    rowsExported.inc({ format }, totals.rows);
+    bytesExported.inc({ format }, totals.bytes);
+  }
+}
+
+export function exportQueued(seconds: number): void {
+  queueWait.observe(seconds);
+}
+export function exportRefused(): void {
+  exportsRefused.inc();
+}
+
+// ---- S3 ------------------------------------------------------------------------------------------
+
+const s3Requests = new Counter({
+  name: `${P}s3_requests_total`,
+  help: 'HTTP requests to S3 (every attempt), by operation and HTTP status ("network" when no answer came).',
+  labelNames: ["operation", "status"] as const,
+  registers,
+});
+const s3RequestDuration = new Histogram({
+  name: `${P}s3_request_duration_seconds`,
+  help: "Time of one HTTP request to S3 (one attempt), by operation.",
+  labelNames: ["operation"] as const,
+  buckets: [0.005, 0.025, 0.1, 0.25, 1, 2.5, 10, 30, 120],
+  registers,
+});
+const s3Retries = new Counter({
+  name: `${P}s3_retries_total`,
+  help: "S3 requests the SDK's retry strategy sent again, by operation.",
+  labelNames: ["operation"] as const,
+  registers,
+});
+const s3Errors = new Counter({
+  name: `${P}s3_errors_total`,
+  help: "S3 operations that failed after their retries, by operation and error code (S3's code, or the network error's).",
+  labelNames: ["operation", "code"] as const,
+  registers,
+});
+
+export function s3Attempt(operation: string, status: string, seconds: number): void {
+  s3Requests.inc({ operation, status });
+  s3RequestDuration.observe({ operation }, seconds);
+}
+export function s3Operation(operation: string, attempts: number, errorCode: string | undefined): void {
+  if (attempts > 1) s3Retries.inc({ operation }, attempts - 1);
+  if (errorCode !== undefined) s3Errors.inc({ operation, code: errorCode });
+}
+
+// ---- the process ---------------------------------------------------------------------------------
+
+let defaults = false;
+/** Node's and the process's own metrics (CPU, memory, event loop lag, GC), under their usual names. */
+export function collectProcessMetrics(): void {
+  if (defaults) return;
+  defaults = true;
+  collectDefaultMetrics({ register: registry });
+}

@@ -1,0 +1,71 @@
+// S3 requests, retries and errors in the metrics, counted by two middlewares on every S3 client
+// the proxy builds: one above the SDK's retry strategy (once per operation: its attempts and how
+// it ended) and one below it (once per HTTP attempt: status and time).
+import type { S3Client } from "@aws-sdk/client-s3";
+import { s3Attempt, s3Operation } from "./metrics.js";
+
+interface SdkErrorShape {
+  name?: string;
+  code?: unknown;
+  $fault?: string;
+  $metadata?: { httpStatusCode?: number; attempts?: number };
+  $response?: { statusCode?: number };
+}
+
+/** "PutObjectCommand" → "PutObject". */
+function operationOf(commandName: string | undefined): string {
+  return (commandName ?? "Unknown").replace(/Command$/, "");
+}
+
+function statusOf(e: SdkErrorShape | undefined): string {
+  const s = e?.$metadata?.httpStatusCode ?? e?.$response?.statusCode;
+  if (s !== undefined) return String(s);
+  // A cancel stopping a request in flight (an export's parts) is not a failure of S3.
+  return e?.name === "AbortError" ? "aborted" : "network";
+}
+
+/** S3's error code (SlowDown, NoSuchKey…), else the network's (ECONNRESET) or the SDK's (TimeoutError). */
+function codeOf(e: SdkErrorShape | undefined): string {
+  const raw =
+    e?.$metadata?.httpStatusCode !== undefined ? e.name : typeof e?.code === "string" ? e.code : e?.name;
+  // The server chooses S3 codes: keep the label to a sane token.
+  const code = (raw ?? "Unknown").replace(/[^A-Za-z0-9_.-]/g, "").slice(0, 64);
+  return code === "" || code === "Error" ? "Unknown" : code;
+}
+
+export function addS3Metrics(client: S3Client): void {
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      const op = operationOf(context.commandName);
+      try {
+        const out = await next(args);
+        const meta = (out.output as { $metadata?: { attempts?: number } } | undefined)?.$metadata;
+        s3Operation(op, meta?.attempts ?? 1, undefined);
+        return out;
+      } catch (e) {
+        const err = e as SdkErrorShape | undefined;
+        s3Operation(op, err?.$metadata?.attempts ?? 1, codeOf(err));
+        throw e;
+      }
+    },
+    // Above the retry middleware (finalizeRequest): once per operation, with its attempt count.
+    { step: "initialize", priority: "high", name: "c2sMetricsOperation" },
+  );
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      const op = operationOf(context.commandName);
+      const began = performance.now();
+      try {
+        const out = await next(args);
+        const status = (out.response as { statusCode?: number } | undefined)?.statusCode;
+        s3Attempt(op, status === undefined ? "network" : String(status), (performance.now() - began) / 1000);
+        return out;
+      } catch (e) {
+        s3Attempt(op, statusOf(e as SdkErrorShape | undefined), (performance.now() - began) / 1000);
+        throw e;
+      }
+    },
+    // The deserialize step runs once per attempt, below the retry middleware.
+    { step: "deserialize", priority: "high", name: "c2sMetricsAttempt" },
+  );
+}
