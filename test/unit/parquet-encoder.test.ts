@@ -217,6 +217,34 @@ describe("failures", () => {
     }
   });
 
+  it("reuses its IPC buffers: the writer thread hands each row group's buffer back", async () => {
+    const sink = new MemorySink();
+    const enc = await createParquetEncoder(
+      { compression: "snappy", maxFileSize: 64 << 20, rowGroupSize: 500, columns: COLUMNS },
+      sink,
+    );
+    const inside = enc as unknown as { pool: ArrayBuffer[]; ipcBuffer(size: number): ArrayBuffer };
+    const take = inside.ipcBuffer.bind(enc);
+    let fresh = 0;
+    inside.ipcBuffer = (size) => {
+      if (!inside.pool.some((b) => b.byteLength >= size)) fresh++;
+      return take(size);
+    };
+    try {
+      for (let i = 0; i < 5000; i++) {
+        enc.writeRow(row(i, Buffer.from(`value ${i}`)), 0, 2);
+        if (enc.wantsFlush) await enc.flush();
+      }
+      await enc.finish();
+    } finally {
+      enc.dispose();
+    }
+    // Ten row groups went through the pool's few buffers.
+    expect(enc.files[0]!.rowGroups).toBe(10);
+    expect(fresh).toBeLessThanOrEqual(3);
+    expect(await duckCount(sink.save("recycled"))).toEqual([5000]);
+  });
+
   it("a DataRow with the wrong field count is a protocol violation", async () => {
     const enc = await createParquetEncoder(
       { compression: "snappy", maxFileSize: 16 << 20, columns: COLUMNS },

@@ -14,6 +14,7 @@ import * as arrow from "apache-arrow";
 import { PgError, SqlState } from "../../errors.js";
 import type { ColumnInfo, FileSink, RowEncoder } from "../types.js";
 import { type ColumnBuilder, extMeta, makeBuilder } from "./columns.js";
+import { IpcStreamWriter } from "./ipc.js";
 import { type ColumnPlan, planColumns } from "./types.js";
 import { type Compression, ParquetWorker } from "./wasm-writer.js";
 
@@ -38,9 +39,12 @@ interface Batch {
   raw: number;
   /** Its predicted compressed size when it was cut. */
   predicted: number;
-  /** The row group as an Arrow IPC stream (schema + one record batch). */
+  /** The row group as an Arrow IPC stream (schema + one record batch), at the start of a pooled buffer. */
   ipc: Uint8Array;
 }
+
+/** IPC buffers kept for reuse: one being filled, two in flight (see flush()). */
+const POOL_SIZE = 3;
 
 export interface ParquetFileStats {
   index: number;
@@ -118,6 +122,9 @@ export class ParquetEncoder implements RowEncoder {
   private readonly builders: ColumnBuilder[];
   private readonly schema: arrow.Schema;
   private readonly structType: arrow.Struct;
+  private readonly ipcWriter: IpcStreamWriter;
+  /** IPC buffers the writer thread has handed back (after copying them into its memory). */
+  private readonly pool: ArrayBuffer[] = [];
   private readonly limit: number;
   private readonly rowCap: number;
   private readonly footerBase: number;
@@ -156,6 +163,7 @@ export class ParquetEncoder implements RowEncoder {
     );
     this.schema = new arrow.Schema(fields);
     this.structType = new arrow.Struct(fields);
+    this.ipcWriter = new IpcStreamWriter(this.schema);
     this.limit = opts.maxFileSize;
     this.rowCap = Math.max(1, opts.rowGroupSize ?? DEFAULT_ROW_GROUP_ROWS);
     // Footer: the Arrow schema (IPC, base64) plus Thrift metadata per row group and column.
@@ -254,7 +262,7 @@ export class ParquetEncoder implements RowEncoder {
       await this.openFile(job.ipc);
     } else {
       before = w.fileBytes;
-      await w.write(job.ipc);
+      await w.write(job.ipc, true);
     }
     this.fileRows += job.rows;
     this.fileRowGroups++;
@@ -280,11 +288,15 @@ export class ParquetEncoder implements RowEncoder {
     this.disposed = true;
     this.worker?.terminate();
     for (const b of this.builders) b.reset();
+    this.pool.length = 0;
   }
 
   /** @internal */
   attach(worker: ParquetWorker): void {
     this.worker = worker;
+    worker.onRecycle = (b) => {
+      if (!this.disposed && this.pool.length < POOL_SIZE) this.pool.push(b);
+    };
   }
 
   private footerEstimate(extraRowGroups: number): number {
@@ -311,18 +323,36 @@ export class ParquetEncoder implements RowEncoder {
     return Math.max(MIN_BATCH_BYTES, Math.min(RAW_BATCH_CAP, target / this.ratio));
   }
 
-  /** The buffered rows as an Arrow IPC stream; the builders are free for the next batch. */
+  /**
+   * The buffered rows as an Arrow IPC stream at the start of a buffer of its own (pooled: the
+   * writer thread hands it back); the builders are free for the next batch.
+   */
   private takeBatch(): Uint8Array {
     const n = this.rows;
     const children = this.builders.map((b) => b.finish());
     const data = arrow.makeData({ type: this.structType, length: n, nullCount: 0, children });
-    const batch = new arrow.RecordBatch(this.schema, data);
+    const stream = this.ipcWriter.prepare(new arrow.RecordBatch(this.schema, data));
     // The IPC copy is taken before the builders' buffers are reused.
-    const ipc = arrow.tableToIPC(new arrow.Table([batch]), "stream");
+    const ipc = new Uint8Array(this.ipcBuffer(stream.size), 0, stream.size);
+    stream.write(ipc);
     for (const b of this.builders) b.reset();
     this.rows = 0;
     this.rawBytes = 0;
     return ipc;
+  }
+
+  /** A pooled buffer of at least `size` bytes, or a new one with room to spare. */
+  private ipcBuffer(size: number): ArrayBuffer {
+    const pool = this.pool;
+    for (let i = 0; i < pool.length; i++) {
+      if (pool[i]!.byteLength >= size) return pool.splice(i, 1)[0]!;
+    }
+    // Too small for this batch (or none yet): drop the smallest so the pool does not grow.
+    if (pool.length > 0) {
+      pool.sort((a, b) => a.byteLength - b.byteLength);
+      pool.shift();
+    }
+    return new ArrayBuffer(size + (size >>> 3) + 4096);
   }
 
   private async openFile(first: Uint8Array): Promise<void> {
@@ -331,7 +361,7 @@ export class ParquetEncoder implements RowEncoder {
     this.fileRows = 0;
     this.fileRowGroups = 0;
     const sink = this.sink;
-    await this.worker!.open(first, this.opts.compression, (chunk) => sink.write(chunk));
+    await this.worker!.open(first, this.opts.compression, (chunk) => sink.write(chunk), true);
   }
 
   private async closeFile(): Promise<void> {

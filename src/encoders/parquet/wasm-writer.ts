@@ -71,7 +71,15 @@ function post(chunk) {
 }
 
 function toBatch(ipc) {
-  const table = pw.Table.fromIPCStream(ipc);
+  let table;
+  try {
+    table = pw.Table.fromIPCStream(ipc);
+  } finally {
+    // The bytes are in WASM memory now: the buffer goes back to the encoder's pool.
+    if (ipc.byteOffset === 0 && ipc.buffer.byteLength > 0) {
+      parentPort.postMessage({ t: "recycle", buffer: ipc.buffer }, [ipc.buffer]);
+    }
+  }
   try {
     const rb = table.recordBatch(0);
     if (!rb) throw new Error("IPC stream held no record batch");
@@ -169,10 +177,14 @@ interface Pending {
   reject: (err: unknown) => void;
 }
 
-/** Exact-size copy unless the view already owns its whole buffer (then it can be transferred). */
-function transferable(u: Uint8Array): Uint8Array<ArrayBuffer> {
-  if (u.byteOffset === 0 && u.byteLength === u.buffer.byteLength && u.buffer instanceof ArrayBuffer) {
-    return u as Uint8Array<ArrayBuffer>;
+/**
+ * What is sent to the writer thread: with `giveAway`, the view itself (its whole buffer is
+ * transferred, and comes back through `onRecycle` once the writer has copied it); otherwise an
+ * exact-size copy, or the view when it owns its buffer exactly.
+ */
+function transferable(u: Uint8Array, giveAway: boolean): Uint8Array<ArrayBuffer> {
+  if (u.byteOffset === 0 && u.buffer instanceof ArrayBuffer) {
+    if (giveAway || u.byteLength === u.buffer.byteLength) return u as Uint8Array<ArrayBuffer>;
   }
   return u.slice();
 }
@@ -181,6 +193,8 @@ function transferable(u: Uint8Array): Uint8Array<ArrayBuffer> {
 export class ParquetWorker {
   /** Bytes of the current file that have reached `onChunk`. */
   fileBytes = 0;
+  /** Receives the buffers of batches given away (`giveAway`), once the writer has copied them. */
+  onRecycle: ((buffer: ArrayBuffer) => void) | null = null;
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
   private failure: unknown = null;
@@ -188,8 +202,10 @@ export class ParquetWorker {
   private terminated = false;
 
   private constructor(private readonly worker: Worker) {
-    worker.on("message", (m: { t: string; id?: number; data?: Uint8Array; message?: string }) => {
+    type Reply = { t: string; id?: number; data?: Uint8Array; buffer?: ArrayBuffer; message?: string };
+    worker.on("message", (m: Reply) => {
       if (m.t === "chunk") this.chunk(m.data!);
+      else if (m.t === "recycle") this.onRecycle?.(m.buffer!);
       else if (m.t === "ok") this.settle(m.id!, null);
       else if (m.t === "err") this.settle(m.id!, new Error(m.message));
     });
@@ -219,16 +235,24 @@ export class ParquetWorker {
     return new ParquetWorker(worker);
   }
 
-  /** Starts a file whose schema is the first batch's; resolves once that batch is written. */
-  open(ipc: Uint8Array, compression: Compression, onChunk: (chunk: Uint8Array) => void): Promise<void> {
+  /**
+   * Starts a file whose schema is the first batch's; resolves once that batch is written.
+   * `giveAway`: the whole buffer under `ipc` is the caller's to give (see `onRecycle`).
+   */
+  open(
+    ipc: Uint8Array,
+    compression: Compression,
+    onChunk: (chunk: Uint8Array) => void,
+    giveAway = false,
+  ): Promise<void> {
     this.onChunk = onChunk;
     this.fileBytes = 0;
-    return this.request({ op: "open", compression, ipc: transferable(ipc) });
+    return this.request({ op: "open", compression, ipc: transferable(ipc, giveAway) });
   }
 
-  /** Writes one row group; when it resolves, `fileBytes` includes it. */
-  write(ipc: Uint8Array): Promise<void> {
-    return this.request({ op: "write", ipc: transferable(ipc) });
+  /** Writes one row group; when it resolves, `fileBytes` includes it. `giveAway` as for open. */
+  write(ipc: Uint8Array, giveAway = false): Promise<void> {
+    return this.request({ op: "write", ipc: transferable(ipc, giveAway) });
   }
 
   /** Writes the footer; when it resolves every byte of the file has reached onChunk. */
