@@ -3,8 +3,9 @@
 // PostgreSQL and moto, beside the baselines TESTING.md asks for, in the same run, alternating.
 //
 //   npx tsx bench/export.ts [--rows 1000000,10000000] [--format csv,parquet]
-//                           [--compression snappy,zstd] [--rounds 3] [--target s3|file]
-//                           [--cpu-prof] [--no-build] [--no-duckdb] [--ref COMMIT]
+//                           [--compression snappy,zstd] [--rounds 3] [--target s3|file|ceph]
+//                           [--cpu-prof] [--no-build] [--no-duckdb] [--ref COMMIT[,COMMIT2]]
+//                           [--exports JSON] [--node-args=…] [--proxy-log FILE]
 //
 // For every row count N a table of 8 mixed columns (int, bigint, text, numeric(12,2), timestamptz,
 // boolean, double, date; ~110 bytes of CSV a row) is created. For every (N, variant) — csv, and
@@ -26,30 +27,24 @@
 // --target ceph  exports into a throwaway Ceph RadosGW (test/support/ceph.ts; Debian's radosgw,
 //                ceph-mon, ceph-osd): a production S3 server instead of moto. Its CPU is reported
 //                in the moto column (mon + osd + radosgw).
-// --ref COMMIT   builds and runs the proxy of that commit (git archive into a temp dir, this
-//                checkout's node_modules) instead of the working tree, which others may be editing.
+// --ref COMMIT[,COMMIT2]  builds and runs the proxy of that commit (git archive into a temp dir,
+//                this checkout's node_modules) instead of the working tree, which others may be
+//                editing. With two or more commits each gets its own proxy process and its export
+//                is one more run in the rotation ("export via <commit>"), so old and new alternate
+//                in the same rounds; the summary adds their throughput ratio. "." stands for this
+//                checkout (e.g. --ref .,4291b8a).
+// CPU: every run prints the CPU seconds of each party, and per million rows (issue #13 item 2):
+//                the proxy (all threads, its main thread in brackets), PostgreSQL, the S3 server,
+//                the client (psql; DuckDB in-process). psql talks plain TCP (PGSSLMODE=disable) on
+//                every leg, as the proxy does to its upstream here.
 // --cpu-prof     runs the proxy with `node --cpu-prof` and prints where its time went per variant
 //                (bench/cpuprofile-summary.ts; timings under the profiler are a little slower).
 // --node-args="…" extra node/V8 flags for the proxy process, e.g. --node-args=--trace-gc.
 // --proxy-log F  appends the proxy processes' stdout and stderr to file F, at log level info
 //                (each export's phase timings).
 // --exports JSON the proxy's "exports" settings, e.g. '{"partSize":5242880,"partsInFlight":2}'.
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import {
-  appendFileSync,
-  closeSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  statSync,
-  symlinkSync,
-  writeFileSync,
-} from "node:fs";
-import { connect } from "node:net";
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { cpus, loadavg, totalmem } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -57,9 +52,19 @@ import { CreateBucketCommand, ListObjectsV2Command, S3Client } from "@aws-sdk/cl
 import { type DuckDBConnection, DuckDBInstance } from "@duckdb/node-api";
 import { type CephServer, startCeph } from "../test/support/ceph.js";
 import { startMoto } from "../test/support/moto.js";
-import { freePort } from "../test/support/ports.js";
 import { startPostgres } from "../test/support/postgres.js";
 import { summarizeCpuProfile } from "./cpuprofile-summary.js";
+import { tableSql } from "./lib/bench-table.js";
+import { cpuSeconds, findPid, findPids, postmasterPid, procStatusKb } from "./lib/proc.js";
+import {
+  buildProxy,
+  type ProxyBuild,
+  type ProxyProc,
+  startProxyProcess,
+  stopProxy,
+} from "./lib/proxy-process.js";
+import { psql as psqlAt } from "./lib/psql.js";
+import { fmtRate, median } from "./lib/stats.js";
 
 const { values: argv } = parseArgs({
   options: {
@@ -92,16 +97,22 @@ const FORMATS = argv.format.split(",").map((s) => s.trim());
 const COMPRESSIONS = argv.compression.split(",").map((s) => s.trim());
 const ROUNDS = Number(argv.rounds);
 const TARGET = argv.target;
+/** The proxies measured side by side: this checkout, or each commit of `--ref A[,B…]`. */
+const REFS: Array<string | undefined> =
+  argv.ref === undefined
+    ? [undefined]
+    : argv.ref.split(",").map((r) => (r.trim() === "." ? undefined : r.trim()));
+const EXPORTS_CFG =
+  argv.exports === undefined ? undefined : (JSON.parse(argv.exports) as Record<string, unknown>);
 if (SIZES.some((n) => !Number.isInteger(n) || n <= 0)) throw new Error(`bad --rows ${argv.rows}`);
 if (FORMATS.some((f) => f !== "csv" && f !== "parquet")) throw new Error(`bad --format ${argv.format}`);
 if (TARGET !== "s3" && TARGET !== "file" && TARGET !== "ceph") throw new Error(`bad --target ${TARGET}`);
 
-const ROOT = new URL("..", import.meta.url).pathname;
 const WORK = mkdtempSync("/tmp/c2s-bench-export-");
 const DB = "bench";
-/** Where the proxy that is measured lives: this checkout, or an exported commit (--ref). */
-const PROXY_DIR = argv.ref !== undefined ? join(WORK, "proxy") : ROOT;
 const BUCKET = "bench";
+const psql = (port: number, sql: string, out: string, opts: { quiet?: boolean } = {}) =>
+  psqlAt(port, DB, sql, out, opts);
 
 interface Variant {
   format: "csv" | "parquet";
@@ -117,17 +128,12 @@ for (const f of FORMATS) {
 
 // ---------------------------------------------------------------------------------------------
 
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 const MB = 1024 * 1024;
-const fmtRate = (n: number): string =>
-  n >= 1e6 ? `${(n / 1e6).toFixed(2)}M` : n >= 1e3 ? `${(n / 1e3).toFixed(0)}k` : n.toFixed(0);
 const log = (s: string): void => {
   process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${s}\n`);
 };
+const exportRun = (b: ProxyBuild): string =>
+  REFS.length === 1 ? "export via proxy" : `export via ${b.name}`;
 
 interface RunResult {
   ms: number;
@@ -136,262 +142,54 @@ interface RunResult {
   cpu?: CpuSnap;
 }
 
-// --------------------------------------------------------------------------------------------- CPU
-
-/** CPU seconds of: the proxy; PostgreSQL (postmaster + its exited backends); moto; this process
- * with its exited children (psql, or DuckDB's threads in-process) — "client". */
+/** CPU seconds of: the proxies (all threads); PostgreSQL (postmaster + its exited backends); the S3
+ * server; this process with its exited children (psql, or DuckDB's threads in-process) — "client". */
 interface CpuSnap {
   proxy: number;
-  /** The proxy's main (event loop) thread alone: the rest is its workers, GC and libuv threads. */
+  /** The proxies' main (event loop) threads alone: the rest is workers, GC and libuv threads. */
   proxyMain: number;
   pg: number;
   moto: number;
   client: number;
 }
-const TICK = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
-
-function cpuSeconds(pid: number, withChildren: boolean, thread = false): number {
-  try {
-    const stat = readFileSync(thread ? `/proc/${pid}/task/${pid}/stat` : `/proc/${pid}/stat`, "utf8");
-    // Fields after "(comm) ": state is field 3; utime 14, stime 15, cutime 16, cstime 17.
-    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    let ticks = Number(f[11]) + Number(f[12]);
-    if (withChildren) ticks += Number(f[13]) + Number(f[14]);
-    return ticks / TICK;
-  } catch {
-    return Number.NaN;
-  }
-}
-
-function findPids(match: (cmdline: string) => boolean): number[] {
-  const out: number[] = [];
-  for (const d of readdirSync("/proc")) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      if (match(readFileSync(`/proc/${d}/cmdline`, "utf8").replace(/\0/g, " "))) out.push(Number(d));
-    } catch {
-      // gone
-    }
-  }
-  return out;
-}
-
-function findPid(match: (cmdline: string) => boolean): number {
-  for (const d of readdirSync("/proc")) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      if (match(readFileSync(`/proc/${d}/cmdline`, "utf8").replace(/\0/g, " "))) return Number(d);
-    } catch {
-      // gone
-    }
-  }
-  return -1;
-}
-
-const cpuDelta = (a: CpuSnap, b: CpuSnap): CpuSnap => ({
-  proxy: b.proxy - a.proxy,
-  proxyMain: b.proxyMain - a.proxyMain,
-  pg: b.pg - a.pg,
-  moto: b.moto - a.moto,
-  client: b.client - a.client,
-});
-
-/** Runs psql with stdout to `out` (a path, "/dev/null", or "pipe" to capture it). */
-function psql(
-  port: number,
-  sql: string,
-  out: string,
-  opts: { quiet?: boolean } = {},
-): Promise<{ ms: number; stdout: string; stderr: string }> {
-  const args = ["-X", "-h", "127.0.0.1", "-p", String(port), "-U", "postgres", "-d", DB];
-  args.push("-v", "ON_ERROR_STOP=1");
-  if (opts.quiet) args.push("-q");
-  args.push("-c", sql);
-  const fd = out === "pipe" ? null : openSync(out, "w");
-  const t0 = performance.now();
-  const p = spawn("psql", args, { stdio: ["ignore", fd ?? "pipe", "pipe"] });
-  if (fd !== null) closeSync(fd);
-  let stdout = "";
-  let stderr = "";
-  p.stdout?.on("data", (d: Buffer) => {
-    stdout += d.toString();
-  });
-  p.stderr!.on("data", (d: Buffer) => {
-    stderr = (stderr + d.toString()).slice(-8000);
-  });
-  return new Promise((resolve, reject) => {
-    p.on("error", reject);
-    p.on("close", (code) => {
-      const ms = performance.now() - t0;
-      if (code !== 0) reject(new Error(`psql ${JSON.stringify(sql)} exited ${code}: ${stderr}`));
-      else resolve({ ms, stdout, stderr });
-    });
-  });
-}
-
-// --------------------------------------------------------------------------------------------- proxy
-
-interface ProxyProc {
-  port: number;
-  pid: number;
-  proc: ChildProcess;
-  stderr(): string;
-}
-
-async function waitPort(port: number, proc: ChildProcess, stderr: () => string): Promise<void> {
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    if (proc.exitCode !== null) throw new Error(`proxy exited ${proc.exitCode}: ${stderr()}`);
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = connect(port, "127.0.0.1");
-      s.once("connect", () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.once("error", () => resolve(false));
-    });
-    if (ok) return;
-    if (Date.now() > deadline) throw new Error(`proxy did not listen on ${port}: ${stderr()}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-async function startProxyProcess(
-  pgPort: number,
-  s3: { endpoint: string; accessKeyId: string; secretAccessKey: string },
-  profDir: string | null,
-): Promise<ProxyProc> {
-  const s3Endpoint = s3.endpoint;
-  const port = await freePort();
-  const configFile = join(WORK, "proxy-config.json");
-  writeFileSync(
-    configFile,
-    JSON.stringify({
-      connections: {
-        default: {
-          endpoint: s3Endpoint,
-          region: "us-east-1",
-          accessKeyId: { env: "K" },
-          secretAccessKey: { env: "S" },
-        },
-      },
-      ...(argv.exports === undefined ? {} : { exports: JSON.parse(argv.exports) as unknown }),
-    }),
-  );
-  const nodeArgs = [
-    ...(profDir ? ["--cpu-prof", `--cpu-prof-dir=${profDir}`] : []),
-    ...argv["node-args"].split(" ").filter((a) => a !== ""),
-  ];
-  const proc = spawn(
-    process.execPath,
-    [
-      ...nodeArgs,
-      join(PROXY_DIR, "dist/cli.js"),
-      "--listen",
-      `127.0.0.1:${port}`,
-      "--upstream",
-      `127.0.0.1:${pgPort}`,
-      "--upstream-tls",
-      "disable",
-      "--log-level",
-      argv["proxy-log"] === undefined ? "warn" : "info",
-      "--file-root",
-      join(WORK, "files"),
-      "--config",
-      configFile,
-    ],
-    { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, K: s3.accessKeyId, S: s3.secretAccessKey } },
-  );
-  let err = "";
-  const log = argv["proxy-log"];
-  const keep = (d: Buffer): void => {
-    err = (err + d.toString()).slice(-8000);
-    if (log !== undefined) appendFileSync(log, d);
-  };
-  proc.stdout!.on("data", keep);
-  proc.stderr!.on("data", keep);
-  await waitPort(port, proc, () => err);
-  return { port, pid: proc.pid!, proc, stderr: () => err };
-}
-
-function procStatusKb(pid: number, field: "VmHWM" | "VmRSS"): number {
-  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-  if (!m) throw new Error(`no ${field} in /proc/${pid}/status`);
-  return Number(m[1]);
-}
-
-async function stopProxy(p: ProxyProc): Promise<void> {
-  if (p.proc.exitCode !== null) return;
-  const exited = new Promise((r) => p.proc.once("exit", r));
-  p.proc.kill("SIGTERM"); // the CLI drains and exits 0, which also writes a --cpu-prof profile
-  await Promise.race([exited, new Promise((r) => setTimeout(r, 15_000))]);
-  if (p.proc.exitCode === null && p.proc.signalCode === null) {
-    p.proc.kill("SIGKILL");
-    await exited;
-  }
-}
+const CPU_KEYS: Array<keyof CpuSnap> = ["proxy", "proxyMain", "pg", "moto", "client"];
+const cpuDelta = (a: CpuSnap, b: CpuSnap): CpuSnap =>
+  Object.fromEntries(CPU_KEYS.map((k) => [k, b[k] - a[k]])) as unknown as CpuSnap;
 
 // --------------------------------------------------------------------------------------------- setup
-
-function tableSql(n: number): string {
-  // ~110 CSV bytes a row; every 17th label NULL, every 5th needs CSV quoting.
-  return `CREATE UNLOGGED TABLE t_${n} AS SELECT
-    g::int AS id,
-    g::bigint * 2654435761 AS big,
-    CASE WHEN g % 17 = 0 THEN NULL
-         WHEN g % 5 = 0 THEN md5(g::text) || ', "q"'
-         ELSE md5(g::text) END AS label,
-    ((g % 10000000) / 100.0)::numeric(12,2) AS amount,
-    timestamptz '2024-01-01 00:00:00+00' + g * interval '1 second' AS at,
-    g % 3 = 0 AS flag,
-    g / 7.0::float8 AS score,
-    date '2000-01-01' + g % 10000 AS day
-  FROM generate_series(1, ${n}) g`;
-}
 
 const DUCK_COLUMNS =
   "{'id':'INTEGER','big':'BIGINT','label':'VARCHAR','amount':'DECIMAL(12,2)','at':'TIMESTAMPTZ','flag':'BOOLEAN','score':'DOUBLE','day':'DATE'}";
 
 async function main(): Promise<void> {
-  const commit = execFileSync("git", ["-C", ROOT, "rev-parse", "--short", argv.ref ?? "HEAD"], {
-    encoding: "utf8",
-  }).trim();
-  const dirty =
-    argv.ref !== undefined
-      ? ""
-      : execFileSync("git", ["-C", ROOT, "status", "--porcelain", "src"], { encoding: "utf8" }).trim();
   const started = new Date();
   const load0 = loadavg();
   log(
-    `bench/export.ts at ${commit}${dirty ? " (src/ has uncommitted changes)" : ""}; ${cpus().length} cores, ` +
-      `${(totalmem() / 1024 ** 3).toFixed(0)} GB, load ${load0.map((l) => l.toFixed(2)).join(" ")}`,
+    `bench/export.ts; ${cpus().length} cores, ${(totalmem() / 1024 ** 3).toFixed(0)} GB, load ${load0.map((l) => l.toFixed(2)).join(" ")}`,
   );
-  if (argv.ref !== undefined) {
-    log(`building the proxy of ${commit} in ${PROXY_DIR}`);
-    mkdirSync(PROXY_DIR, { recursive: true });
-    execFileSync("sh", ["-c", `git -C '${ROOT}' archive ${commit} | tar -x -C '${PROXY_DIR}'`]);
-    symlinkSync(join(ROOT, "node_modules"), join(PROXY_DIR, "node_modules"));
-    execFileSync("npm", ["run", "build", "--silent"], { cwd: PROXY_DIR, stdio: "inherit" });
-  } else if (!argv["no-build"]) {
-    log("npm run build");
-    execFileSync("npm", ["run", "build", "--silent"], { cwd: ROOT, stdio: "inherit" });
-  }
-  if (!existsSync(join(PROXY_DIR, "dist/cli.js"))) throw new Error("dist/cli.js missing: npm run build");
+  const builds: ProxyBuild[] = REFS.map((ref) => {
+    log(ref === undefined ? "npm run build" : `building the proxy of ${ref} (git archive)`);
+    return buildProxy(ref, WORK, { noBuild: argv["no-build"] });
+  });
+  // The same commit twice (e.g. this checkout and its HEAD): keep the runs apart.
+  for (const [i, b] of builds.entries())
+    if (builds.findIndex((o) => o.name === b.name) !== i) b.name = `${b.name}#${i + 1}`;
+  log(`proxies: ${builds.map((b) => b.name).join(", ")}`);
 
   log(`starting PostgreSQL and ${TARGET === "ceph" ? "Ceph RadosGW" : "moto"}`);
   const [pg, moto] = await Promise.all([startPostgres(), TARGET === "ceph" ? startCeph() : startMoto()]);
-  const postmasterPid = Number(readFileSync(join(pg.dir, "data", "postmaster.pid"), "utf8").split("\n")[0]);
+  const pgPid = postmasterPid(pg.dir);
   const motoPort = new URL(moto.endpoint).port;
   // The S3 server's processes: moto, or Ceph's mon, osd and radosgw (all started in its dir).
   const motoPids =
     TARGET === "ceph"
       ? findPids((c) => c.includes((moto as CephServer).dir))
       : [findPid((c) => c.includes("moto.server") && c.includes(` ${motoPort}`))];
-  let proxyPid = -1;
+  let proxyPids: number[] = [];
   const cpuNow = (): CpuSnap => ({
-    proxy: proxyPid > 0 ? cpuSeconds(proxyPid, false) : 0,
-    proxyMain: proxyPid > 0 ? cpuSeconds(proxyPid, false, true) : 0,
-    pg: cpuSeconds(postmasterPid, true),
+    proxy: proxyPids.reduce((a, pid) => a + cpuSeconds(pid, false), 0),
+    proxyMain: proxyPids.reduce((a, pid) => a + cpuSeconds(pid, false, true), 0),
+    pg: cpuSeconds(pgPid, true),
     moto: motoPids.reduce((a, pid) => a + cpuSeconds(pid, true), 0),
     client: cpuSeconds(process.pid, true),
   });
@@ -482,14 +280,35 @@ async function main(): Promise<void> {
           rmSync(csv);
           duckLoaded = true;
         }
-        const profDir = argv["cpu-prof"] ? join(WORK, `prof-${n}-${v.label.replace(/ /g, "-")}`) : null;
-        const proxy = await startProxyProcess(pg.port, moto, profDir);
-        proxyPid = proxy.pid;
-        const rssIdleKb = procStatusKb(proxy.pid, "VmRSS");
+        const profDirs = builds.map((b) =>
+          argv["cpu-prof"] ? join(WORK, `prof-${b.name}-${n}-${v.label.replace(/ /g, "-")}`) : null,
+        );
+        const proxies: ProxyProc[] = [];
+        for (const [i, b] of builds.entries()) {
+          const profDir = profDirs[i]!;
+          proxies.push(
+            await startProxyProcess({
+              build: b,
+              pgPort: pg.port,
+              s3: moto,
+              work: WORK,
+              ...(EXPORTS_CFG === undefined ? {} : { exports: EXPORTS_CFG }),
+              nodeArgs: [
+                ...(profDir ? ["--cpu-prof", `--cpu-prof-dir=${profDir}`] : []),
+                ...argv["node-args"].split(" ").filter((a) => a !== ""),
+              ],
+              ...(argv["proxy-log"] === undefined ? {} : { logFile: argv["proxy-log"] }),
+            }),
+          );
+        }
+        proxyPids = proxies.map((p) => p.pid);
+        const rssIdleKb = proxies.map((p) => procStatusKb(p.pid, "VmRSS"));
         const opts =
           v.format === "csv" ? "FORMAT = 'csv'" : `FORMAT = 'parquet', COMPRESSION = '${v.compression}'`;
-        const runs: Record<string, () => Promise<RunResult>> = {
-          "export via proxy": async () => {
+        const runs: Record<string, () => Promise<RunResult>> = {};
+        for (const [i, b] of builds.entries()) {
+          const proxy = proxies[i]!;
+          runs[exportRun(b)] = async () => {
             const prefix = `run-${++runNo}`;
             const target =
               TARGET === "file" ? `file://${join(WORK, "files", prefix)}` : `s3://${BUCKET}/${prefix}`;
@@ -500,8 +319,8 @@ async function main(): Promise<void> {
             if (TARGET === "file") rmSync(join(WORK, "files", prefix), { recursive: true, force: true });
             else await resetS3();
             return { ms: r.ms, bytes };
-          },
-        };
+          };
+        }
         if (v.format === "csv") {
           runs["psql \\copy → file"] = async () => {
             const file = join(WORK, "copy.csv");
@@ -560,26 +379,29 @@ async function main(): Promise<void> {
             );
           }
         }
-        const rssPeakKb = procStatusKb(proxy.pid, "VmHWM");
-        await stopProxy(proxy);
+        const rssPeakKb = proxies.map((p) => procStatusKb(p.pid, "VmHWM"));
+        for (const p of proxies) await stopProxy(p);
+        proxyPids = [];
         let profile: string | undefined;
-        if (profDir) {
+        for (const [i, profDir] of profDirs.entries()) {
+          if (!profDir) continue;
           // One file per thread: the main thread and any worker (named …<pid>.<thread id>…).
-          const files = readdirSync(profDir)
-            .filter((x) => x.endsWith(".cpuprofile"))
-            .sort();
-          profile =
+          const files = existsSync(profDir)
+            ? readdirSync(profDir)
+                .filter((x) => x.endsWith(".cpuprofile"))
+                .sort()
+            : [];
+          const root = builds[i]!.dir.replace(/\/?$/, "/");
+          const text =
             files.length === 0
               ? "(no profile written)"
               : files
-                  .map(
-                    (f) =>
-                      `  ${f}:\n${summarizeCpuProfile(join(profDir, f), { top: 25, root: PROXY_DIR.replace(/\/?$/, "/") })}`,
-                  )
+                  .map((f) => `  ${f}:\n${summarizeCpuProfile(join(profDir, f), { top: 25, root })}`)
                   .join("\n");
-          log(`  CPU profile of the proxy, ${n} rows ${v.label}:\n${profile}`);
+          log(`  CPU profile of the proxy ${builds[i]!.name}, ${n} rows ${v.label}:\n${text}`);
+          profile = (profile ?? "") + text;
         }
-        results.push({ rows: n, variant: v, runs: got, rssIdleKb, rssPeakKb, profile });
+        results.push({ rows: n, variant: v, runs: got, builds, rssIdleKb, rssPeakKb, profile });
         printGroup(results[results.length - 1]!);
       }
       await psql(pg.port, `DROP TABLE ${table}`, "/dev/null", { quiet: true });
@@ -592,15 +414,17 @@ async function main(): Promise<void> {
     for (const c of cleanups) await c();
   }
   const load1 = loadavg();
-  printSummary(results, { started, commit, dirty: dirty !== "", load0, load1 });
+  printSummary(results, { started, builds, load0, load1 });
 }
 
 interface GroupResult {
   rows: number;
   variant: Variant;
   runs: Record<string, RunResult[]>;
-  rssIdleKb: number;
-  rssPeakKb: number;
+  builds: ProxyBuild[];
+  /** Per build, in the order of `builds`. */
+  rssIdleKb: number[];
+  rssPeakKb: number[];
   profile: string | undefined;
 }
 
@@ -610,16 +434,22 @@ function stats(rows: number, rs: RunResult[]): { s: number; rowsPerS: number; mb
   return { s: ms / 1000, rowsPerS: (rows * 1000) / ms, mbPerS: bytes / MB / (ms / 1000) };
 }
 
-/** Median over rounds of the paired throughput ratio export/baseline (= baseline time / export time). */
-function ratio(g: GroupResult, baseline: string): number {
-  const ex = g.runs["export via proxy"]!;
+/** Median over rounds of the paired throughput ratio run/baseline (= baseline time / run time). */
+function ratio(g: GroupResult, run: string, baseline: string): number {
+  const ex = g.runs[run]!;
   const b = g.runs[baseline]!;
   return median(ex.map((e, i) => b[i]!.ms / e.ms));
 }
 
-/** Median CPU seconds per party: proxy (main thread)/pg/moto/client. */
-function cpuText(rs: RunResult[]): string {
-  const m = (k: keyof CpuSnap): string => median(rs.map((r) => r.cpu?.[k] ?? Number.NaN)).toFixed(1);
+/** Median CPU seconds of one party over the rounds. */
+const cpuMedian = (rs: RunResult[], k: keyof CpuSnap): number =>
+  median(rs.map((r) => r.cpu?.[k] ?? Number.NaN));
+
+/** Median CPU seconds per party: proxy (main thread)/pg/S3 server/client; per million rows when
+ * `rows` is given. */
+function cpuText(rs: RunResult[], rows?: number): string {
+  const scale = rows === undefined ? 1 : 1e6 / rows;
+  const m = (k: keyof CpuSnap): string => (cpuMedian(rs, k) * scale).toFixed(rows === undefined ? 1 : 2);
   return `${m("proxy")} (${m("proxyMain")})/${m("pg")}/${m("moto")}/${m("client")}`;
 }
 
@@ -627,68 +457,96 @@ function printGroup(g: GroupResult): void {
   const lines = [`\n${g.rows} rows, ${g.variant.label}:`];
   for (const [name, rs] of Object.entries(g.runs)) {
     const s = stats(g.rows, rs);
-    const r = name === "export via proxy" ? "" : `  export/this ${ratio(g, name).toFixed(2)}`;
+    const r = g.builds
+      .filter((b) => exportRun(b) !== name)
+      .map(
+        (b) =>
+          `  ${exportRun(b).slice("export via ".length)}/this ${ratio(g, exportRun(b), name).toFixed(2)}`,
+      )
+      .join("");
     lines.push(
-      `  ${name.padEnd(24)} ${s.s.toFixed(2).padStart(7)} s ${fmtRate(s.rowsPerS).padStart(7)} rows/s ${Number.isNaN(s.mbPerS) ? "      -" : s.mbPerS.toFixed(1).padStart(7)} MB/s  CPU s ${cpuText(rs)}${r}`,
+      `  ${name.padEnd(24)} ${s.s.toFixed(2).padStart(7)} s ${fmtRate(s.rowsPerS).padStart(7)} rows/s ${Number.isNaN(s.mbPerS) ? "      -" : s.mbPerS.toFixed(1).padStart(7)} MB/s  CPU s ${cpuText(rs)}  per 1M rows ${cpuText(rs, g.rows)}${r}`,
     );
   }
-  lines.push(
-    `  proxy RSS: idle ${(g.rssIdleKb / 1024).toFixed(0)} MB, peak ${(g.rssPeakKb / 1024).toFixed(0)} MB`,
-  );
+  for (const [i, b] of g.builds.entries())
+    lines.push(
+      `  proxy ${b.name} RSS: idle ${(g.rssIdleKb[i]! / 1024).toFixed(0)} MB, peak ${(g.rssPeakKb[i]! / 1024).toFixed(0)} MB`,
+    );
   process.stdout.write(`${lines.join("\n")}\n`);
 }
 
 function printSummary(
   results: GroupResult[],
-  meta: { started: Date; commit: string; dirty: boolean; load0: number[]; load1: number[] },
+  meta: { started: Date; builds: ProxyBuild[]; load0: number[]; load1: number[] },
 ): void {
   const out: string[] = [];
   out.push(
-    `\n## bench/export.ts — ${meta.started.toISOString().slice(0, 16).replace("T", " ")} UTC, commit ${meta.commit}${meta.dirty ? "+dirty src/" : ""}, target ${TARGET}, ${ROUNDS} rounds`,
+    `\n## bench/export.ts — ${meta.started.toISOString().slice(0, 16).replace("T", " ")} UTC, proxy ${meta.builds.map((b) => b.name).join(" vs ")}, target ${TARGET}, ${ROUNDS} rounds`,
   );
   out.push(
-    `${cpus().length} cores, load average ${meta.load0.map((l) => l.toFixed(1)).join("/")} at start, ${meta.load1.map((l) => l.toFixed(1)).join("/")} at end (1/5/15 min)\n`,
+    `${cpus().length} cores, load average ${meta.load0.map((l) => l.toFixed(1)).join("/")} at start, ${meta.load1.map((l) => l.toFixed(1)).join("/")} at end (1/5/15 min)` +
+      `; exports settings ${EXPORTS_CFG === undefined ? "(defaults)" : JSON.stringify(EXPORTS_CFG)}` +
+      `${argv["node-args"] ? `; node ${argv["node-args"]}` : ""}\n`,
   );
+  const exportNames = meta.builds.map(exportRun);
   out.push(
-    "| rows | format | run | median s | rows/s | MB/s | export/baseline | proxy peak RSS | CPU s proxy (main thread)/pg/moto/client |",
+    `| rows | format | run | median s | rows/s | MB/s | ${exportNames.map((e) => `${e.slice("export via ".length)}/this`).join(" | ")} | proxy peak RSS | CPU s proxy (main thread)/pg/S3/client | CPU-s per 1M rows |`,
   );
-  out.push("|---:|---|---|---:|---:|---:|---:|---:|---|");
+  out.push(`|---:|---|---|---:|---:|---:|${exportNames.map(() => "---:|").join("")}---:|---|---|`);
   for (const g of results) {
     for (const [name, rs] of Object.entries(g.runs)) {
       const s = stats(g.rows, rs);
-      const isExport = name === "export via proxy";
+      const bi = exportNames.indexOf(name);
+      const ratios = exportNames.map((e) => (e === name ? "" : ratio(g, e, name).toFixed(2))).join(" | ");
       out.push(
-        `| ${g.rows.toLocaleString("en-US")} | ${g.variant.label} | ${name} | ${s.s.toFixed(2)} | ${fmtRate(s.rowsPerS)} | ${Number.isNaN(s.mbPerS) ? "–" : s.mbPerS.toFixed(1)} | ${isExport ? "" : ratio(g, name).toFixed(2)} | ${isExport ? `${(g.rssPeakKb / 1024).toFixed(0)} MB` : ""} | ${cpuText(rs)} |`,
+        `| ${g.rows.toLocaleString("en-US")} | ${g.variant.label} | ${name} | ${s.s.toFixed(2)} | ${fmtRate(s.rowsPerS)} | ${Number.isNaN(s.mbPerS) ? "–" : s.mbPerS.toFixed(1)} | ${ratios} | ${bi >= 0 ? `${(g.rssPeakKb[bi]! / 1024).toFixed(0)} MB` : ""} | ${cpuText(rs)} | ${cpuText(rs, g.rows)} |`,
       );
     }
   }
-  out.push("\nTargets:");
+  out.push("\nTargets (issue #13 items 2 and 4):");
   const byVariant = new Map<string, GroupResult[]>();
   for (const g of results) byVariant.set(g.variant.label, [...(byVariant.get(g.variant.label) ?? []), g]);
+  const met = (ok: boolean): string => (ok ? "MET" : "MISSED");
   for (const [label, gs] of byVariant) {
     const isCsv = label === "csv";
     const baseline = isCsv ? "psql \\copy → file" : "COPY binary → /dev/null";
-    const minRatio = isCsv ? 0.8 : 0.5;
-    const maxRss = isCsv ? 200 : 300;
-    for (const g of gs) {
-      const r = ratio(g, baseline);
-      const rss = g.rssPeakKb / 1024;
-      const ratioTarget = isCsv || g.variant.compression === "snappy";
-      out.push(
-        `- ${label}, ${g.rows.toLocaleString("en-US")} rows: ratio to ${baseline} ${r.toFixed(2)}` +
-          (ratioTarget
-            ? ` (target ≥ ${minRatio}: ${r >= minRatio ? "MET" : "MISSED"})`
-            : " (no ratio target)") +
-          `; peak RSS ${rss.toFixed(0)} MB (target < ${maxRss} MB: ${rss < maxRss ? "MET" : "MISSED"})`,
-      );
+    const minRatio = isCsv ? 1.0 : 0.9;
+    const maxRss = 300;
+    // CPU yardstick: PostgreSQL's own CPU for COPY … (FORMAT csv); DuckDB's CPU writing the rows.
+    const cpuRun = isCsv ? "COPY csv → /dev/null" : "DuckDB → Parquet";
+    const cpuParty: keyof CpuSnap = isCsv ? "pg" : "client";
+    for (const [bi, b] of meta.builds.entries()) {
+      const ex = exportRun(b);
+      for (const g of gs) {
+        const r = ratio(g, ex, baseline);
+        const rss = g.rssPeakKb[bi]! / 1024;
+        const ratioTarget = isCsv || g.variant.compression === "snappy";
+        const per1M = 1e6 / g.rows;
+        const proxyCpu = cpuMedian(g.runs[ex]!, "proxy") * per1M;
+        const yard = g.runs[cpuRun] ? cpuMedian(g.runs[cpuRun]!, cpuParty) * per1M : Number.NaN;
+        out.push(
+          `- ${b.name} ${label}, ${g.rows.toLocaleString("en-US")} rows: ratio to ${baseline} ${r.toFixed(2)}` +
+            (ratioTarget ? ` (target ≥ ${minRatio}: ${met(r >= minRatio)})` : " (no ratio target)") +
+            `; peak RSS ${rss.toFixed(0)} MB (target < ${maxRss} MB: ${met(rss < maxRss)})` +
+            `; proxy ${proxyCpu.toFixed(2)} CPU-s per 1M rows vs ${isCsv ? "PostgreSQL's for COPY csv" : "DuckDB's"} ${yard.toFixed(2)}` +
+            (Number.isNaN(yard) ? "" : ` (target ≤: ${met(proxyCpu <= yard)})`),
+        );
+      }
+      const small = gs.reduce((a, c) => (a.rows < c.rows ? a : c));
+      const big = gs.reduce((a, c) => (a.rows > c.rows ? a : c));
+      if (small !== big) {
+        const growth = big.rssPeakKb[bi]! / small.rssPeakKb[bi]! - 1;
+        out.push(
+          `- ${b.name} ${label}: peak RSS ${big.rows.toLocaleString("en-US")} vs ${small.rows.toLocaleString("en-US")} rows ${growth >= 0 ? "+" : ""}${(growth * 100).toFixed(1)}% (target flat ±15%: ${met(Math.abs(growth) <= 0.15)})`,
+        );
+      }
     }
-    const small = gs.reduce((a, b) => (a.rows < b.rows ? a : b));
-    const big = gs.reduce((a, b) => (a.rows > b.rows ? a : b));
-    if (small !== big) {
-      const growth = big.rssPeakKb / small.rssPeakKb - 1;
-      out.push(
-        `- ${label}: peak RSS ${big.rows.toLocaleString("en-US")} vs ${small.rows.toLocaleString("en-US")} rows ${growth >= 0 ? "+" : ""}${(growth * 100).toFixed(1)}% (target flat ±15%: ${Math.abs(growth) <= 0.15 ? "MET" : "MISSED"})`,
-      );
+    if (meta.builds.length > 1) {
+      const [a, b] = [exportRun(meta.builds[0]!), exportRun(meta.builds[1]!)];
+      for (const g of gs)
+        out.push(
+          `- ${label}, ${g.rows.toLocaleString("en-US")} rows: ${a.slice(11)} / ${b.slice(11)} throughput ${ratio(g, a, b).toFixed(2)} (median of per-round ratios)`,
+        );
     }
   }
   process.stdout.write(`${out.join("\n")}\n`);

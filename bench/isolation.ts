@@ -1,0 +1,343 @@
+// Isolation (issue #13 item 1): does an export running through the proxy slow down everyone else's
+// ordinary queries through the same proxy? pgbench -S (one-row primary-key SELECTs) through the
+// proxy and straight to PostgreSQL, idle and while exports run, p50/p99/tps per window.
+//
+//   npx tsx bench/isolation.ts [--rows 5000000] [--rounds 2] [--secs 15] [--idle-secs 10]
+//                              [--windows idle,parquet,csv,parquet4] [--target file|s3]
+//                              [--ref COMMIT[,COMMIT2]] [--exports JSON] [--clients 4] [--threads 2]
+//                              [--scale 10] [--no-build]
+//
+// Set-up: a throwaway PostgreSQL (test/support/postgres.ts) with `pgbench -i -s 10` tables and the
+// export table t_<rows> (bench/lib/bench-table.ts, the one bench/export.ts uses), exports going to
+// `file://` (the proxy's --file-root; default: no S3 server competing for the two cores) or moto.
+// One proxy process (`node dist/cli.js`) per commit of --ref ("." = this checkout; default: this
+// checkout alone), each with maxExportsPerUser 4 so four exports of one user run at once.
+//
+// A window: `pgbench -n -S -c 4 -j 2 -T secs -l` through the proxy AND the same pgbench straight to
+// PostgreSQL, started together and running at the same time. Running both at once is what makes
+// "the same window" true: the direct run sees exactly the upstream load (the export's backend, the
+// other pgbench's backends, the CPU the proxy takes) the proxied run sees, and what the proxied run
+// suffers beyond that is the proxy's share. (Alternating short slices within one export would put
+// the two runs in different phases of it: planning, reading, file rollover.) Windows:
+//   idle       nothing else; latencies of the transactions while both runs were active
+//   parquet    one `COPY t TO '…' WITH (FORMAT = 'parquet', COMPRESSION = 'snappy')` through the proxy
+//   csv        one `… WITH (FORMAT = 'csv')`
+//   parquet4   four Parquet exports at once (one user, four sessions)
+// For an export window pgbench starts first, the export(s) 1 s later, and only transactions that
+// ended between the exports' start and the last export's end count (from pgbench's per-transaction
+// log: latency and completion time, so p50/p99 are computed here, over exactly those). pgbench's
+// -T is --secs in the first round and the previous round's export time + 2 s after, so later
+// windows cover the whole export. Windows run in an order rotated every round, proxies alternating.
+//
+// Printed per proxy and window (medians over rounds): p50/p99/tps through the proxy and direct, the
+// per-round ratio p99 proxy/direct (median), the proxy's p99 beside its idle p99, the export's
+// duration, and the proxy's CPU in the window: main thread (the event loop) and all threads, as
+// a share of one core (/proc/<pid>/task/<pid>/stat, /proc/<pid>/stat). Targets (issue #13):
+// p99(proxy)/p99(direct) ≤ 2 during exports, ≤ 1.5 idle.
+import { execFileSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { cpus, loadavg, totalmem } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { CreateBucketCommand, S3Client } from "@aws-sdk/client-s3";
+import { startMoto } from "../test/support/moto.js";
+import { startPostgres } from "../test/support/postgres.js";
+import { tableSql } from "./lib/bench-table.js";
+import { activeSpanUs, runPgbench, type Txns, type WindowStats, windowStats } from "./lib/pgbench.js";
+import { cpuSeconds } from "./lib/proc.js";
+import {
+  buildProxy,
+  type ProxyBuild,
+  type ProxyProc,
+  startProxyProcess,
+  stopProxy,
+} from "./lib/proxy-process.js";
+import { psql } from "./lib/psql.js";
+import { fmtRate, median } from "./lib/stats.js";
+
+const { values: argv } = parseArgs({
+  options: {
+    rows: { type: "string", default: "5000000" },
+    rounds: { type: "string", default: "2" },
+    secs: { type: "string", default: "15" },
+    "idle-secs": { type: "string", default: "10" },
+    windows: { type: "string", default: "idle,parquet,csv,parquet4" },
+    target: { type: "string", default: "file" },
+    ref: { type: "string" },
+    exports: { type: "string" },
+    clients: { type: "string", default: "4" },
+    threads: { type: "string", default: "2" },
+    scale: { type: "string", default: "10" },
+    "no-build": { type: "boolean", default: false },
+    help: { type: "boolean", short: "h", default: false },
+  },
+});
+if (argv.help) {
+  process.stdout.write(
+    `${readFileSync(new URL(import.meta.url), "utf8")
+      .split("\n")
+      .filter((l) => l.startsWith("//"))
+      .join("\n")}\n`,
+  );
+  process.exit(0);
+}
+const ROWS = Number(argv.rows.replace(/_/g, ""));
+const ROUNDS = Number(argv.rounds);
+const SECS = Number(argv.secs);
+const IDLE_SECS = Number(argv["idle-secs"]);
+const CLIENTS = Number(argv.clients);
+const THREADS = Number(argv.threads);
+const TARGET = argv.target;
+const REFS: Array<string | undefined> =
+  argv.ref === undefined
+    ? [undefined]
+    : argv.ref.split(",").map((r) => (r.trim() === "." ? undefined : r.trim()));
+const EXPORTS_CFG: Record<string, unknown> = {
+  maxConcurrentExports: 4,
+  maxExportsPerUser: 4,
+  ...(argv.exports === undefined ? {} : (JSON.parse(argv.exports) as Record<string, unknown>)),
+};
+type WindowKind = "idle" | "parquet" | "csv" | "parquet4";
+const KINDS = argv.windows.split(",").map((s) => s.trim()) as WindowKind[];
+for (const k of KINDS)
+  if (!["idle", "parquet", "csv", "parquet4"].includes(k)) throw new Error(`bad --windows ${argv.windows}`);
+if (!Number.isInteger(ROWS) || ROWS <= 0) throw new Error(`bad --rows ${argv.rows}`);
+if (TARGET !== "file" && TARGET !== "s3") throw new Error(`bad --target ${TARGET}`);
+
+const WORK = mkdtempSync("/tmp/c2s-bench-isolation-");
+const DB = "bench";
+const BUCKET = "bench";
+const TABLE = `t_${ROWS}`;
+const log = (s: string): void => {
+  process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${s}\n`);
+};
+
+interface WindowResult {
+  proxy: WindowStats;
+  direct: WindowStats;
+  /** Window length, s. */
+  secs: number;
+  /** Wall time of the export(s), s (NaN for idle). */
+  exportSecs: number;
+  /** The proxy's CPU in the window as a share of one core: main thread, all threads. */
+  mainCpu: number;
+  totalCpu: number;
+}
+
+const EXPORT_OPTS: Record<Exclude<WindowKind, "idle">, { opts: string; n: number }> = {
+  parquet: { opts: "FORMAT = 'parquet', COMPRESSION = 'snappy'", n: 1 },
+  csv: { opts: "FORMAT = 'csv'", n: 1 },
+  parquet4: { opts: "FORMAT = 'parquet', COMPRESSION = 'snappy'", n: 4 },
+};
+
+async function main(): Promise<void> {
+  const started = new Date();
+  const load0 = loadavg();
+  log(
+    `bench/isolation.ts; ${cpus().length} cores, ${(totalmem() / 1024 ** 3).toFixed(0)} GB, load ${load0.map((l) => l.toFixed(2)).join(" ")}`,
+  );
+  const builds: ProxyBuild[] = REFS.map((ref) => {
+    log(ref === undefined ? "npm run build" : `building the proxy of ${ref} (git archive)`);
+    return buildProxy(ref, WORK, { noBuild: argv["no-build"] });
+  });
+  for (const [i, b] of builds.entries())
+    if (builds.findIndex((o) => o.name === b.name) !== i) b.name = `${b.name}#${i + 1}`;
+
+  log(`starting PostgreSQL${TARGET === "s3" ? " and moto" : ""}`);
+  const [pg, moto] = await Promise.all([startPostgres(), TARGET === "s3" ? startMoto() : undefined]);
+  const proxies: ProxyProc[] = [];
+  const results = new Map<string, WindowResult[]>(); // `${build} ${kind}`
+  try {
+    execFileSync(
+      "psql",
+      ["-X", "-q", "-h", "127.0.0.1", "-p", String(pg.port), "-U", "postgres"].concat([
+        "-c",
+        `CREATE DATABASE ${DB}`,
+      ]),
+    );
+    log(`pgbench -i -s ${argv.scale}; creating ${TABLE}`);
+    execFileSync(
+      "pgbench",
+      ["-i", "-q", "-s", argv.scale, "-h", "127.0.0.1", "-p", String(pg.port), "-U", "postgres", DB],
+      { stdio: "ignore", env: { ...process.env, PGSSLMODE: "disable" } },
+    );
+    await psql(pg.port, DB, tableSql(ROWS), "/dev/null", { quiet: true });
+    await psql(pg.port, DB, `VACUUM (FREEZE, ANALYZE) ${TABLE}`, "/dev/null", { quiet: true });
+    await psql(pg.port, DB, `COPY (SELECT * FROM ${TABLE}) TO STDOUT (FORMAT binary)`, "/dev/null");
+    mkdirSync(join(WORK, "files"), { recursive: true });
+    const s3 = moto
+      ? new S3Client({
+          endpoint: moto.endpoint,
+          region: "us-east-1",
+          forcePathStyle: true,
+          credentials: { accessKeyId: moto.accessKeyId, secretAccessKey: moto.secretAccessKey },
+        })
+      : undefined;
+    const resetS3 = async (): Promise<void> => {
+      if (!moto || !s3) return;
+      await moto.reset();
+      await s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
+    };
+    await resetS3();
+    const s3Access = moto ?? { endpoint: "http://127.0.0.1:9", accessKeyId: "x", secretAccessKey: "x" };
+    for (const b of builds)
+      proxies.push(
+        await startProxyProcess({
+          build: b,
+          pgPort: pg.port,
+          s3: s3Access,
+          work: WORK,
+          exports: EXPORTS_CFG,
+        }),
+      );
+    log(`proxies: ${builds.map((b, i) => `${b.name} pid ${proxies[i]!.pid}`).join(", ")}`);
+
+    let runNo = 0;
+    const lastExportSecs = new Map<string, number>();
+    const oneWindow = async (bi: number, kind: WindowKind): Promise<WindowResult> => {
+      const proxy = proxies[bi]!;
+      const key = `${builds[bi]!.name} ${kind}`;
+      const prev = lastExportSecs.get(key);
+      const secs = kind === "idle" ? IDLE_SECS : prev === undefined ? SECS : Math.ceil(prev + 2);
+      const bench = (port: number, name: string): Promise<Txns> =>
+        runPgbench({
+          port,
+          db: DB,
+          clients: CLIENTS,
+          threads: THREADS,
+          secs,
+          logPrefix: join(WORK, `pgbench-${name}-${runNo}`),
+        });
+      runNo++;
+      const cpu0 = { main: cpuSeconds(proxy.pid, false, true), total: cpuSeconds(proxy.pid, false) };
+      let t0 = performance.now();
+      const runs = Promise.all([bench(proxy.port, "proxy"), bench(pg.port, "direct")]);
+      let exportSecs = Number.NaN;
+      let fromUs = Number.NEGATIVE_INFINITY;
+      let toUs = Number.POSITIVE_INFINITY;
+      let cpu1 = cpu0;
+      if (kind !== "idle") {
+        const { opts, n } = EXPORT_OPTS[kind];
+        // Let both pgbench runs connect and get going before the export starts (not a test: a
+        // fixed lead-in is what this measurement wants).
+        await new Promise((r) => setTimeout(r, 1000));
+        fromUs = Date.now() * 1000;
+        t0 = performance.now();
+        const c0 = { main: cpuSeconds(proxy.pid, false, true), total: cpuSeconds(proxy.pid, false) };
+        await Promise.all(
+          Array.from({ length: n }, async () => {
+            const prefix = `iso-${++runNo}`;
+            const target =
+              TARGET === "file" ? `file://${join(WORK, "files", prefix)}` : `s3://${BUCKET}/${prefix}`;
+            const r = await psql(proxy.port, DB, `COPY ${TABLE} TO '${target}' WITH (${opts})`, "pipe");
+            if (!r.stdout.includes(`COPY ${ROWS}`))
+              throw new Error(`export printed ${JSON.stringify(r.stdout)}`);
+          }),
+        );
+        toUs = Date.now() * 1000;
+        exportSecs = (performance.now() - t0) / 1000;
+        cpu1 = { main: cpuSeconds(proxy.pid, false, true), total: cpuSeconds(proxy.pid, false) };
+        cpu0.main = c0.main;
+        cpu0.total = c0.total;
+        lastExportSecs.set(key, exportSecs);
+      }
+      const [px, dr] = await runs;
+      if (kind === "idle")
+        cpu1 = { main: cpuSeconds(proxy.pid, false, true), total: cpuSeconds(proxy.pid, false) };
+      const cpuSecs = kind === "idle" ? (performance.now() - t0) / 1000 : exportSecs;
+      // Only while both runs were active, and (for an export window) the export ran.
+      const [pa, pb] = activeSpanUs(px);
+      const [da, db] = activeSpanUs(dr);
+      const from = Math.max(fromUs, pa, da);
+      const to = Math.min(toUs, pb, db);
+      if (!(to > from)) throw new Error(`${key}: no common window (pgbench -T ${secs} too short?)`);
+      rmSync(join(WORK, "files"), { recursive: true, force: true });
+      mkdirSync(join(WORK, "files"), { recursive: true });
+      await resetS3();
+      return {
+        proxy: windowStats(px, from, to),
+        direct: windowStats(dr, from, to),
+        secs: (to - from) / 1e6,
+        exportSecs,
+        mainCpu: (cpu1.main - cpu0.main) / cpuSecs,
+        totalCpu: (cpu1.total - cpu0.total) / cpuSecs,
+      };
+    };
+
+    // Every (proxy, window) once a round; order rotated each round, proxies interleaved.
+    const slots: Array<[number, WindowKind]> = [];
+    for (const k of KINDS) for (let bi = 0; bi < builds.length; bi++) slots.push([bi, k]);
+    for (let round = 0; round < ROUNDS; round++) {
+      for (let i = 0; i < slots.length; i++) {
+        const [bi, kind] = slots[(i + round) % slots.length]!;
+        const key = `${builds[bi]!.name} ${kind}`;
+        const r = await oneWindow(bi, kind);
+        results.set(key, [...(results.get(key) ?? []), r]);
+        log(
+          `  round ${round + 1} ${key.padEnd(20)} window ${r.secs.toFixed(1)} s` +
+            `${Number.isNaN(r.exportSecs) ? "" : ` export ${r.exportSecs.toFixed(1)} s`}` +
+            `  proxy p50 ${r.proxy.p50Ms.toFixed(2)} p99 ${r.proxy.p99Ms.toFixed(2)} ms ${fmtRate(r.proxy.tps)} tps` +
+            `  direct p50 ${r.direct.p50Ms.toFixed(2)} p99 ${r.direct.p99Ms.toFixed(2)} ms ${fmtRate(r.direct.tps)} tps` +
+            `  p99 ratio ${(r.proxy.p99Ms / r.direct.p99Ms).toFixed(2)}  proxy CPU main ${(r.mainCpu * 100).toFixed(0)}% all ${(r.totalCpu * 100).toFixed(0)}%` +
+            `  load ${loadavg()[0]!.toFixed(1)}`,
+        );
+      }
+    }
+  } finally {
+    for (const p of proxies) await stopProxy(p);
+    await moto?.stop();
+    await pg.stop();
+    rmSync(WORK, { recursive: true, force: true });
+  }
+  printSummary(builds, results, { started, load0, load1: loadavg() });
+}
+
+function printSummary(
+  builds: ProxyBuild[],
+  results: Map<string, WindowResult[]>,
+  meta: { started: Date; load0: number[]; load1: number[] },
+): void {
+  const out: string[] = [];
+  out.push(
+    `\n## bench/isolation.ts — ${meta.started.toISOString().slice(0, 16).replace("T", " ")} UTC, proxy ${builds.map((b) => b.name).join(" vs ")}, ${ROWS.toLocaleString("en-US")} rows, target ${TARGET}, ${ROUNDS} rounds`,
+  );
+  out.push(
+    `${cpus().length} cores, load average ${meta.load0.map((l) => l.toFixed(1)).join("/")} at start, ${meta.load1.map((l) => l.toFixed(1)).join("/")} at end; ` +
+      `pgbench -n -S -c ${CLIENTS} -j ${THREADS} through the proxy and direct at the same time, scale ${argv.scale}; exports settings ${JSON.stringify(EXPORTS_CFG)}\n`,
+  );
+  out.push(
+    "| proxy | window | window s | export s | proxy p50 / p99 ms | direct p50 / p99 ms | proxy / direct tps | **p99 proxy/direct** | target | proxy p99 / its idle p99 | proxy CPU main / all |",
+  );
+  out.push("|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|");
+  const m = (rs: WindowResult[], f: (r: WindowResult) => number): number => median(rs.map(f));
+  const ratios: string[] = [];
+  for (const b of builds) {
+    const idle = results.get(`${b.name} idle`);
+    for (const kind of KINDS) {
+      const rs = results.get(`${b.name} ${kind}`);
+      if (!rs) continue;
+      const ratio = m(rs, (r) => r.proxy.p99Ms / r.direct.p99Ms);
+      const target = kind === "idle" ? 1.5 : 2;
+      const vsIdle =
+        idle && kind !== "idle" ? m(rs, (r) => r.proxy.p99Ms) / m(idle, (r) => r.proxy.p99Ms) : Number.NaN;
+      out.push(
+        `| ${b.name} | ${kind} | ${m(rs, (r) => r.secs).toFixed(1)} | ${kind === "idle" ? "–" : m(rs, (r) => r.exportSecs).toFixed(1)} | ` +
+          `${m(rs, (r) => r.proxy.p50Ms).toFixed(2)} / ${m(rs, (r) => r.proxy.p99Ms).toFixed(2)} | ` +
+          `${m(rs, (r) => r.direct.p50Ms).toFixed(2)} / ${m(rs, (r) => r.direct.p99Ms).toFixed(2)} | ` +
+          `${fmtRate(m(rs, (r) => r.proxy.tps))} / ${fmtRate(m(rs, (r) => r.direct.tps))} | ` +
+          `**${ratio.toFixed(2)}** (${rs.map((r) => (r.proxy.p99Ms / r.direct.p99Ms).toFixed(2)).join(", ")}) | ≤ ${target}: ${ratio <= target ? "MET" : "MISSED"} | ` +
+          `${Number.isNaN(vsIdle) ? "–" : vsIdle.toFixed(2)} | ${(m(rs, (r) => r.mainCpu) * 100).toFixed(0)}% / ${(m(rs, (r) => r.totalCpu) * 100).toFixed(0)}% |`,
+      );
+      ratios.push(`${b.name} ${kind}: ${ratio.toFixed(2)} (target ≤ ${target})`);
+    }
+  }
+  out.push(
+    `\np99 through the proxy / p99 direct in the same window (median of rounds): ${ratios.join("; ")}`,
+  );
+  process.stdout.write(`${out.join("\n")}\n`);
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`bench/isolation.ts: ${(e as Error).stack ?? String(e)}\n`);
+  process.exit(1);
+});

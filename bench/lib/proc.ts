@@ -1,0 +1,70 @@
+// What /proc says about the processes a benchmark measures: CPU seconds (whole process or its main
+// thread), resident memory, and finding a server's pid by its command line.
+import { execFileSync } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
+
+const TICK = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
+
+/** CPU seconds (user + system) of a process: all its threads, including exited ones; with
+ * `withChildren` also its reaped children (PostgreSQL's exited backends, psql runs); with `thread`
+ * only its main thread (/proc/<pid>/task/<pid>: for Node, the event loop). NaN once it is gone. */
+export function cpuSeconds(pid: number, withChildren: boolean, thread = false): number {
+  try {
+    const stat = readFileSync(thread ? `/proc/${pid}/task/${pid}/stat` : `/proc/${pid}/stat`, "utf8");
+    // Fields after "(comm) ": state is field 3; utime 14, stime 15, cutime 16, cstime 17.
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    let ticks = Number(f[11]) + Number(f[12]);
+    if (withChildren) ticks += Number(f[13]) + Number(f[14]);
+    return ticks / TICK;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+/** CPU seconds per live thread of a process, by thread name (comm), for a one-line breakdown. */
+export function threadCpu(pid: number): Map<string, number> {
+  const out = new Map<string, number>();
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  for (const tid of tids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+      const name = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      out.set(name, (out.get(name) ?? 0) + (Number(f[11]) + Number(f[12])) / TICK);
+    } catch {
+      // the thread exited
+    }
+  }
+  return out;
+}
+
+export function findPids(match: (cmdline: string) => boolean): number[] {
+  const out: number[] = [];
+  for (const d of readdirSync("/proc")) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      if (match(readFileSync(`/proc/${d}/cmdline`, "utf8").replace(/\0/g, " "))) out.push(Number(d));
+    } catch {
+      // gone
+    }
+  }
+  return out;
+}
+
+export const findPid = (match: (cmdline: string) => boolean): number => findPids(match)[0] ?? -1;
+
+/** VmHWM (peak resident set, what `/usr/bin/time -v` calls maximum resident set size) or VmRSS, kB. */
+export function procStatusKb(pid: number, field: "VmHWM" | "VmRSS"): number {
+  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  if (!m) throw new Error(`no ${field} in /proc/${pid}/status`);
+  return Number(m[1]);
+}
+
+/** The postmaster's pid of a throwaway PostgreSQL (test/support/postgres.ts's `dir`). */
+export const postmasterPid = (pgDir: string): number =>
+  Number(readFileSync(`${pgDir}/data/postmaster.pid`, "utf8").split("\n")[0]);

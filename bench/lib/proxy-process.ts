@@ -1,0 +1,147 @@
+// The proxy under measurement as its own process (`node dist/cli.js`, so its CPU and peak RSS are
+// its own), built from this checkout or from any commit (`git archive` into a temporary directory,
+// this checkout's node_modules), so the proxies of two commits can run side by side in one bench.
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { appendFileSync, existsSync, mkdirSync, symlinkSync, writeFileSync } from "node:fs";
+import { connect } from "node:net";
+import { join } from "node:path";
+import { freePort } from "../../test/support/ports.js";
+
+export const ROOT = new URL("../..", import.meta.url).pathname;
+
+export interface ProxyBuild {
+  /** Short commit, or "worktree" for this checkout as it is. */
+  name: string;
+  /** The directory holding dist/cli.js. */
+  dir: string;
+}
+
+/** Builds the proxy of `ref` (a commit-ish) under `work`, or this checkout when `ref` is undefined
+ * (`npm run build` unless `noBuild`). */
+export function buildProxy(
+  ref: string | undefined,
+  work: string,
+  opts: { noBuild?: boolean } = {},
+): ProxyBuild {
+  if (ref === undefined) {
+    if (!opts.noBuild) execFileSync("npm", ["run", "build", "--silent"], { cwd: ROOT, stdio: "inherit" });
+    if (!existsSync(join(ROOT, "dist/cli.js"))) throw new Error("dist/cli.js missing: npm run build");
+    const dirty = execFileSync("git", ["-C", ROOT, "status", "--porcelain", "src"], {
+      encoding: "utf8",
+    }).trim();
+    const head = execFileSync("git", ["-C", ROOT, "rev-parse", "--short", "HEAD"], {
+      encoding: "utf8",
+    }).trim();
+    return { name: dirty ? `${head}+dirty` : head, dir: ROOT };
+  }
+  const commit = execFileSync("git", ["-C", ROOT, "rev-parse", "--short", ref], { encoding: "utf8" }).trim();
+  const dir = join(work, `proxy-${commit}`);
+  if (!existsSync(join(dir, "dist/cli.js"))) {
+    mkdirSync(dir, { recursive: true });
+    execFileSync("sh", ["-c", `git -C '${ROOT}' archive ${commit} | tar -x -C '${dir}'`]);
+    symlinkSync(join(ROOT, "node_modules"), join(dir, "node_modules"));
+    execFileSync("npm", ["run", "build", "--silent"], { cwd: dir, stdio: "inherit" });
+  }
+  return { name: commit, dir };
+}
+
+export interface ProxyProc {
+  port: number;
+  pid: number;
+  proc: ChildProcess;
+  stderr(): string;
+}
+
+async function waitPort(port: number, proc: ChildProcess, stderr: () => string): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`proxy exited ${proc.exitCode}: ${stderr()}`);
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = connect(port, "127.0.0.1");
+      s.once("connect", () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.once("error", () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`proxy did not listen on ${port}: ${stderr()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+export interface StartProxyOptions {
+  build: ProxyBuild;
+  pgPort: number;
+  /** The S3 server of the `default` AWS connection. */
+  s3: { endpoint: string; accessKeyId: string; secretAccessKey: string };
+  /** Where the config file goes and `--file-root` points (a `files` directory below it). */
+  work: string;
+  /** The config's `exports` object (e.g. from `--exports JSON`). */
+  exports?: Record<string, unknown>;
+  nodeArgs?: string[];
+  /** Append the proxy's stdout/stderr here, at log level info (else level warn, kept in memory). */
+  logFile?: string;
+}
+
+export async function startProxyProcess(o: StartProxyOptions): Promise<ProxyProc> {
+  const port = await freePort();
+  const configFile = join(o.work, `proxy-config-${port}.json`);
+  writeFileSync(
+    configFile,
+    JSON.stringify({
+      connections: {
+        default: {
+          endpoint: o.s3.endpoint,
+          region: "us-east-1",
+          accessKeyId: { env: "K" },
+          secretAccessKey: { env: "S" },
+        },
+      },
+      ...(o.exports === undefined ? {} : { exports: o.exports }),
+    }),
+  );
+  const proc = spawn(
+    process.execPath,
+    [
+      ...(o.nodeArgs ?? []),
+      join(o.build.dir, "dist/cli.js"),
+      "--listen",
+      `127.0.0.1:${port}`,
+      "--upstream",
+      `127.0.0.1:${o.pgPort}`,
+      "--upstream-tls",
+      "disable",
+      "--log-level",
+      o.logFile === undefined ? "warn" : "info",
+      "--file-root",
+      join(o.work, "files"),
+      "--config",
+      configFile,
+    ],
+    {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, K: o.s3.accessKeyId, S: o.s3.secretAccessKey },
+    },
+  );
+  let err = "";
+  const keep = (d: Buffer): void => {
+    err = (err + d.toString()).slice(-8000);
+    if (o.logFile !== undefined) appendFileSync(o.logFile, d);
+  };
+  proc.stdout!.on("data", keep);
+  proc.stderr!.on("data", keep);
+  await waitPort(port, proc, () => err);
+  return { port, pid: proc.pid!, proc, stderr: () => err };
+}
+
+export async function stopProxy(p: ProxyProc): Promise<void> {
+  if (p.proc.exitCode !== null) return;
+  const exited = new Promise((r) => p.proc.once("exit", r));
+  p.proc.kill("SIGTERM"); // the CLI drains and exits 0, which also writes a --cpu-prof profile
+  await Promise.race([exited, new Promise((r) => setTimeout(r, 15_000))]);
+  if (p.proc.exitCode === null && p.proc.signalCode === null) {
+    p.proc.kill("SIGKILL");
+    await exited;
+  }
+}
