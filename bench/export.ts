@@ -44,7 +44,7 @@
 //                (each export's phase timings).
 // --exports JSON the proxy's "exports" settings, e.g. '{"partSize":5242880,"partsInFlight":2}'.
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import { cpus, loadavg, totalmem } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -57,14 +57,16 @@ import { summarizeCpuProfile } from "./cpuprofile-summary.js";
 import { tableSql } from "./lib/bench-table.js";
 import { cpuSeconds, findPid, findPids, postmasterPid, procStatusKb } from "./lib/proc.js";
 import {
-  buildProxy,
+  buildProxies,
   type ProxyBuild,
   type ProxyProc,
+  parseRefs,
   startProxyProcess,
   stopProxy,
 } from "./lib/proxy-process.js";
 import { psql as psqlAt } from "./lib/psql.js";
 import { fmtRate, median } from "./lib/stats.js";
+import { benchLog, printHeaderAndExit } from "./lib/usage.js";
 
 const { values: argv } = parseArgs({
   options: {
@@ -83,25 +85,14 @@ const { values: argv } = parseArgs({
     help: { type: "boolean", short: "h", default: false },
   },
 });
-if (argv.help) {
-  process.stdout.write(
-    `${readFileSync(new URL(import.meta.url), "utf8")
-      .split("\n")
-      .filter((l) => l.startsWith("//"))
-      .join("\n")}\n`,
-  );
-  process.exit(0);
-}
+if (argv.help) printHeaderAndExit(import.meta.url);
 const SIZES = argv.rows.split(",").map((s) => Number(s.replace(/_/g, "")));
 const FORMATS = argv.format.split(",").map((s) => s.trim());
 const COMPRESSIONS = argv.compression.split(",").map((s) => s.trim());
 const ROUNDS = Number(argv.rounds);
 const TARGET = argv.target;
 /** The proxies measured side by side: this checkout, or each commit of `--ref A[,B…]`. */
-const REFS: Array<string | undefined> =
-  argv.ref === undefined
-    ? [undefined]
-    : argv.ref.split(",").map((r) => (r.trim() === "." ? undefined : r.trim()));
+const REFS = parseRefs(argv.ref);
 const EXPORTS_CFG =
   argv.exports === undefined ? undefined : (JSON.parse(argv.exports) as Record<string, unknown>);
 if (SIZES.some((n) => !Number.isInteger(n) || n <= 0)) throw new Error(`bad --rows ${argv.rows}`);
@@ -129,9 +120,7 @@ for (const f of FORMATS) {
 // ---------------------------------------------------------------------------------------------
 
 const MB = 1024 * 1024;
-const log = (s: string): void => {
-  process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${s}\n`);
-};
+const log = benchLog;
 const exportRun = (b: ProxyBuild): string =>
   REFS.length === 1 ? "export via proxy" : `export via ${b.name}`;
 
@@ -162,18 +151,14 @@ const DUCK_COLUMNS =
   "{'id':'INTEGER','big':'BIGINT','label':'VARCHAR','amount':'DECIMAL(12,2)','at':'TIMESTAMPTZ','flag':'BOOLEAN','score':'DOUBLE','day':'DATE'}";
 
 async function main(): Promise<void> {
+  // The SDK's Node-version notice, off the documented way (as vitest.config.ts and the CLI do).
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
   const started = new Date();
   const load0 = loadavg();
   log(
     `bench/export.ts; ${cpus().length} cores, ${(totalmem() / 1024 ** 3).toFixed(0)} GB, load ${load0.map((l) => l.toFixed(2)).join(" ")}`,
   );
-  const builds: ProxyBuild[] = REFS.map((ref) => {
-    log(ref === undefined ? "npm run build" : `building the proxy of ${ref} (git archive)`);
-    return buildProxy(ref, WORK, { noBuild: argv["no-build"] });
-  });
-  // The same commit twice (e.g. this checkout and its HEAD): keep the runs apart.
-  for (const [i, b] of builds.entries())
-    if (builds.findIndex((o) => o.name === b.name) !== i) b.name = `${b.name}#${i + 1}`;
+  const builds = buildProxies(REFS, WORK, { noBuild: argv["no-build"], log });
   log(`proxies: ${builds.map((b) => b.name).join(", ")}`);
 
   log(`starting PostgreSQL and ${TARGET === "ceph" ? "Ceph RadosGW" : "moto"}`);

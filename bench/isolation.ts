@@ -35,7 +35,7 @@
 // a share of one core (/proc/<pid>/task/<pid>/stat, /proc/<pid>/stat). Targets (issue #13):
 // p99(proxy)/p99(direct) ≤ 2 during exports, ≤ 1.5 idle.
 import { execFileSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { cpus, loadavg, totalmem } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -46,14 +46,16 @@ import { tableSql } from "./lib/bench-table.js";
 import { activeSpanUs, runPgbench, type Txns, type WindowStats, windowStats } from "./lib/pgbench.js";
 import { cpuSeconds } from "./lib/proc.js";
 import {
-  buildProxy,
+  buildProxies,
   type ProxyBuild,
   type ProxyProc,
+  parseRefs,
   startProxyProcess,
   stopProxy,
 } from "./lib/proxy-process.js";
 import { psql } from "./lib/psql.js";
 import { fmtRate, median } from "./lib/stats.js";
+import { benchLog, printHeaderAndExit } from "./lib/usage.js";
 
 const { values: argv } = parseArgs({
   options: {
@@ -72,15 +74,7 @@ const { values: argv } = parseArgs({
     help: { type: "boolean", short: "h", default: false },
   },
 });
-if (argv.help) {
-  process.stdout.write(
-    `${readFileSync(new URL(import.meta.url), "utf8")
-      .split("\n")
-      .filter((l) => l.startsWith("//"))
-      .join("\n")}\n`,
-  );
-  process.exit(0);
-}
+if (argv.help) printHeaderAndExit(import.meta.url);
 const ROWS = Number(argv.rows.replace(/_/g, ""));
 const ROUNDS = Number(argv.rounds);
 const SECS = Number(argv.secs);
@@ -88,10 +82,7 @@ const IDLE_SECS = Number(argv["idle-secs"]);
 const CLIENTS = Number(argv.clients);
 const THREADS = Number(argv.threads);
 const TARGET = argv.target;
-const REFS: Array<string | undefined> =
-  argv.ref === undefined
-    ? [undefined]
-    : argv.ref.split(",").map((r) => (r.trim() === "." ? undefined : r.trim()));
+const REFS = parseRefs(argv.ref);
 const EXPORTS_CFG: Record<string, unknown> = {
   maxConcurrentExports: 4,
   maxExportsPerUser: 4,
@@ -108,9 +99,7 @@ const WORK = mkdtempSync("/tmp/c2s-bench-isolation-");
 const DB = "bench";
 const BUCKET = "bench";
 const TABLE = `t_${ROWS}`;
-const log = (s: string): void => {
-  process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${s}\n`);
-};
+const log = benchLog;
 
 interface WindowResult {
   proxy: WindowStats;
@@ -131,17 +120,14 @@ const EXPORT_OPTS: Record<Exclude<WindowKind, "idle">, { opts: string; n: number
 };
 
 async function main(): Promise<void> {
+  // The SDK's Node-version notice, off the documented way (as vitest.config.ts and the CLI do).
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
   const started = new Date();
   const load0 = loadavg();
   log(
     `bench/isolation.ts; ${cpus().length} cores, ${(totalmem() / 1024 ** 3).toFixed(0)} GB, load ${load0.map((l) => l.toFixed(2)).join(" ")}`,
   );
-  const builds: ProxyBuild[] = REFS.map((ref) => {
-    log(ref === undefined ? "npm run build" : `building the proxy of ${ref} (git archive)`);
-    return buildProxy(ref, WORK, { noBuild: argv["no-build"] });
-  });
-  for (const [i, b] of builds.entries())
-    if (builds.findIndex((o) => o.name === b.name) !== i) b.name = `${b.name}#${i + 1}`;
+  const builds = buildProxies(REFS, WORK, { noBuild: argv["no-build"], log });
 
   log(`starting PostgreSQL${TARGET === "s3" ? " and moto" : ""}`);
   const [pg, moto] = await Promise.all([startPostgres(), TARGET === "s3" ? startMoto() : undefined]);

@@ -145,3 +145,23 @@ export async function stopProxy(p: ProxyProc): Promise<void> {
     await exited;
   }
 }
+
+/** `--ref A,B,…` → the commits to build; "." (or no --ref at all) is this checkout. */
+export const parseRefs = (arg: string | undefined): Array<string | undefined> =>
+  arg === undefined ? [undefined] : arg.split(",").map((r) => (r.trim() === "." ? undefined : r.trim()));
+
+/** Builds every proxy of `refs`; names stay unique (the same commit twice, e.g. this checkout and
+ * its HEAD, gets "#2"), since results are keyed by them. */
+export function buildProxies(
+  refs: Array<string | undefined>,
+  work: string,
+  opts: { noBuild?: boolean; log?: (s: string) => void } = {},
+): ProxyBuild[] {
+  const builds = refs.map((ref) => {
+    opts.log?.(ref === undefined ? "npm run build" : `building the proxy of ${ref} (git archive)`);
+    return buildProxy(ref, work, opts);
+  });
+  for (const [i, b] of builds.entries())
+    if (builds.findIndex((o) => o.name === b.name) !== i) b.name = `${b.name}#${i + 1}`;
+  return builds;
+}
