@@ -67,6 +67,13 @@ export interface CopyHook<S = any> {
    * console statements); looks at the first bytes only. Absent: none are.
    */
   claims?(head: Buffer): boolean;
+  /**
+   * For a statement the proxy answers with rows itself (a console statement): its result columns,
+   * for the extended protocol's Describe (RowDescription before Execute). Such a statement touches
+   * no upstream transaction, so it also runs inside a transaction block. null or absent: an export
+   * (Describe answers NoData).
+   */
+  describe?(stmt: S): { columns: string[] } | null;
 }
 
 /** Rows the proxy answers a statement with itself (text columns), and the command tag. */

@@ -9,6 +9,7 @@ import {
   noData,
   parameterDescription,
   parseComplete,
+  rowDescription,
   type TxStatus,
 } from "../wire/backend.js";
 import { frame } from "../wire/frame.js";
@@ -34,8 +35,11 @@ export interface LocalHost {
   idle(): Promise<void>;
   /** ReadyForQuery for something answered here. */
   ready(): void;
-  /** Runs one export and writes its CommandComplete or ErrorResponse. Returns false on error. */
-  runExport(stmt: unknown): Promise<boolean>;
+  /**
+   * Runs one export and writes its CommandComplete or ErrorResponse. Returns false on error.
+   * `extended`: an Execute, which sends rows only (a RowDescription is Describe's reply there).
+   */
+  runExport(stmt: unknown, extended?: boolean): Promise<boolean>;
   /** Sends `msg` to the client right before the upstream's next ReadyForQuery. */
   beforeNextReady(msg: Buffer): void;
   setClientPolicy(p: PolicyTable): void;
@@ -131,7 +135,8 @@ export class LocalStatements {
           const s = sniffCopy(head, nameEnd + 1, head.length);
           if (
             (s === "yes" && bodyLength <= MAX_COPY_TEXT) ||
-            (s === "unknown" && !whole && bodyLength <= MAX_HINTED_TEXT)
+            (s === "unknown" && !whole && bodyLength <= MAX_HINTED_TEXT) ||
+            (bodyLength <= MAX_HINTED_TEXT && this.host.copy.claims?.(head.subarray(nameEnd + 1)) === true)
           ) {
             return Policy.Take;
           }
@@ -266,8 +271,11 @@ export class LocalStatements {
         this.segHasLocal = true;
         this.refreshClientPolicy();
         if (await this.mixedSegment()) return;
-        if (body[0] === 0x53 /* S */) host.toClient(parameterDescription([]));
-        host.toClient(noData());
+        const name = cstring(body, 1);
+        const stmt = body[0] === 0x53 /* S */ ? this.statements.get(name) : this.portals.get(name);
+        if (body[0] === 0x53) host.toClient(parameterDescription([]));
+        const columns = stmt === undefined ? undefined : hook?.describe?.(stmt)?.columns;
+        host.toClient(columns !== undefined && columns.length > 0 ? rowDescription(columns) : noData());
         return;
       }
       case T.C: {
@@ -286,7 +294,7 @@ export class LocalStatements {
         this.segHasLocal = true;
         this.refreshClientPolicy();
         if (await this.mixedSegment()) return;
-        if (!(await this.runExport(stmt))) this.skipping = true;
+        if (!(await this.runExport(stmt, true))) this.skipping = true;
         if (portal === "") this.portals.delete(portal);
         this.refreshClientPolicy();
         return;
@@ -344,7 +352,7 @@ export class LocalStatements {
   }
 
   /** An export, unless the transaction state forbids it. Returns false on error. */
-  private runExport(stmt: unknown): Promise<boolean> {
+  private runExport(stmt: unknown, extended = false): Promise<boolean> {
     const tx = this.host.txStatus();
     if (tx === "E") {
       this.host.toClient(
@@ -355,7 +363,8 @@ export class LocalStatements {
       );
       return Promise.resolve(false);
     }
-    if (tx === "T") {
+    // A console statement reads the proxy's own state: a transaction block is none of its business.
+    if (tx === "T" && this.host.copy?.describe?.(stmt) == null) {
       this.host.toClient(
         new PgError(
           SqlState.activeSqlTransaction,
@@ -364,7 +373,7 @@ export class LocalStatements {
       );
       return Promise.resolve(false);
     }
-    return this.host.runExport(stmt);
+    return this.host.runExport(stmt, extended);
   }
 }
 

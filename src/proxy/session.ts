@@ -182,7 +182,7 @@ export class Session {
       },
       idle: () => this.idle(),
       ready: () => this.localReady(),
-      runExport: (stmt) => this.runExport(stmt),
+      runExport: (stmt, extended) => this.runExport(stmt, extended),
       beforeNextReady: (msg) => {
         this.injectBeforeZ = msg;
         this.upstreamStream.policy = UPSTREAM_INJECT;
@@ -389,7 +389,7 @@ export class Session {
   }
 
   /** Runs one export and writes its CommandComplete or ErrorResponse. Returns false on error. */
-  private async runExport(stmt: unknown): Promise<boolean> {
+  private async runExport(stmt: unknown, extended = false): Promise<boolean> {
     const abort = new AbortController();
     this.exportAbort = abort;
     const lostListener = (): void =>
@@ -410,7 +410,7 @@ export class Session {
     try {
       const { rows, result } = await run;
       if (result !== undefined) {
-        if (result.columns.length > 0) this.toClient(rowDescription(result.columns));
+        if (result.columns.length > 0 && !extended) this.toClient(rowDescription(result.columns));
         for (const r of result.rows) this.toClient(dataRow(r));
         this.toClient(commandComplete(result.tag));
       } else this.toClient(commandComplete(`COPY ${rows}`));

@@ -1,5 +1,6 @@
 // Seeing and steering scheduled snapshots from any SQL client, answered by the proxy itself (as
-// PgBouncer's console answers SHOW POOLS); simple query protocol only, as there:
+// PgBouncer's console answers SHOW POOLS), in the simple query protocol and in the extended one
+// (drivers' parameterised queries: Describe answers the columns, Execute the rows):
 //   SHOW COPY_TO_S3 JOBS                   one row per job: schedule, next/last run, last error, suspended
 //   SHOW COPY_TO_S3 RUNS [job]             the run history, newest first
 //   RUN COPY_TO_S3 JOB name                a run now, outside the schedule
@@ -56,12 +57,47 @@ export function withScheduleConsole(
       if (c !== head[0] && c !== head[4]) return false;
       return CLAIM.test(buf.toString("latin1", i, Math.min(buf.length, i + 40)));
     },
+    describe: (stmt) => (isConsole(stmt) ? { columns: columnsOf(stmt) } : (inner.describe?.(stmt) ?? null)),
     run: async (stmt, ctx) => {
       if (!isConsole(stmt)) return inner.run(stmt, ctx);
       const result = answer(stmt, scheduler, ctx.user, operatorsOf);
       return { rows: result.rows.length, result };
     },
   };
+}
+
+const JOB_COLUMNS = [
+  "job",
+  "schedule",
+  "target",
+  "next_run",
+  "running",
+  "suspended",
+  "consecutive_failures",
+  "last_snapshot",
+  "last_state",
+  "last_rows",
+  "last_error",
+  "last_success",
+];
+const RUN_COLUMNS = [
+  "job",
+  "snapshot",
+  "trigger",
+  "state",
+  "attempts",
+  "scheduled_at",
+  "started_at",
+  "ended_at",
+  "rows",
+  "error",
+];
+
+/** The result columns of a console statement (known before it runs: Describe needs them). */
+function columnsOf(stmt: ConsoleStatement): string[] {
+  if (stmt.console === "jobs") return JOB_COLUMNS;
+  if (stmt.console === "runs") return RUN_COLUMNS;
+  return stmt.console === "run" ? ["job", "snapshot"] : [];
 }
 
 function isConsole(stmt: unknown): stmt is ConsoleStatement {
@@ -76,20 +112,7 @@ function answer(
 ): LocalResult {
   if (stmt.console === "jobs") {
     return {
-      columns: [
-        "job",
-        "schedule",
-        "target",
-        "next_run",
-        "running",
-        "suspended",
-        "consecutive_failures",
-        "last_snapshot",
-        "last_state",
-        "last_rows",
-        "last_error",
-        "last_success",
-      ],
+      columns: JOB_COLUMNS,
       rows: (scheduler?.status() ?? []).map((j) => [
         j.name,
         j.schedule,
@@ -110,18 +133,7 @@ function answer(
   if (stmt.console === "runs") {
     const runs: RunRecord[] = scheduler === null ? [] : scheduler.history(stmt.job);
     return {
-      columns: [
-        "job",
-        "snapshot",
-        "trigger",
-        "state",
-        "attempts",
-        "scheduled_at",
-        "started_at",
-        "ended_at",
-        "rows",
-        "error",
-      ],
+      columns: RUN_COLUMNS,
       rows: runs.map((r) => [
         r.job,
         r.snapshot,

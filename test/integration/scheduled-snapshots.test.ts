@@ -11,6 +11,8 @@ import { join } from "node:path";
 import { Writable } from "node:stream";
 import { type DuckDBConnection, DuckDBInstance } from "@duckdb/node-api";
 import pg from "pg";
+import { serialize } from "pg-protocol";
+import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, inject, test } from "vitest";
 import { loadConfig } from "../../src/config.js";
 import { createCopyHook } from "../../src/copy/hook.js";
@@ -21,6 +23,7 @@ import { createSchedules, type Schedules } from "../../src/schedule/start.js";
 import { motoAccess, type S3Access, S3Check } from "../support/copy-proxy.js";
 import { waitUntil } from "../support/export-checks.js";
 import { UPSTREAMS } from "../support/upstreams.js";
+import { type Message, WireClient } from "../support/wire-client.js";
 
 const DB = "scheduled_snapshots";
 const pgPort = inject("pgPort");
@@ -318,5 +321,129 @@ describe.each(UPSTREAMS)("scheduled snapshots through the proxy in front of $nam
       ["schedule", "succeeded"],
       ["schedule", "succeeded"],
     ]);
+  });
+
+  test("the console over the extended protocol (node-postgres with parameters, postgres.js): columns at Describe, rows at Execute, errors end at Sync, a transaction block is no obstacle", async () => {
+    const jobColumns = [
+      "job",
+      "schedule",
+      "target",
+      "next_run",
+      "running",
+      "suspended",
+      "consecutive_failures",
+      "last_snapshot",
+      "last_state",
+      "last_rows",
+      "last_error",
+      "last_success",
+    ];
+    // queryMode "extended" makes node-postgres send Parse/Bind/Describe/Execute/Sync (`values: []`
+    // does not); @types/pg does not know the option yet.
+    const ext = (text: string, name?: string) => ({ text, name, queryMode: "extended" }) as pg.QueryConfig;
+    const where = { host: "127.0.0.1", port: proxy.address.port, password: PASSWORD, database: DB };
+    const c = new pg.Client({ ...where, user: "postgres" });
+    await c.connect();
+    try {
+      const jobs = await c.query(ext("SHOW COPY_TO_S3 JOBS"));
+      expect(jobs.command).toBe("SHOW");
+      expect(jobs.fields.map((f) => f.name)).toEqual(jobColumns);
+      expect(jobs.rows.map((r) => r.job).sort()).toEqual(["broken", "orders_csv", "orders_pq"]);
+      // A named statement: parsed and described once, executed twice.
+      const named = ext("SHOW COPY_TO_S3 RUNS orders_csv", "runs_csv");
+      for (let i = 0; i < 2; i++) {
+        const r = await c.query(named);
+        expect(r.rows.map((x) => [x.trigger, x.state])).toEqual([
+          ["manual", "succeeded"],
+          ["schedule", "succeeded"],
+          ["schedule", "succeeded"],
+        ]);
+      }
+      // Errors in the extended flow: an ErrorResponse, the rest skipped to Sync, the session usable.
+      await expect(c.query(ext("SHOW COPY_TO_S3 JOBZ"))).rejects.toMatchObject({
+        code: "42601",
+      });
+      await expect(c.query(ext("SUSPEND COPY_TO_S3 JOB orders_csv"))).rejects.toMatchObject({
+        code: "42501",
+      });
+      await expect(c.query(ext("RUN COPY_TO_S3 JOB nope"))).rejects.toMatchObject({
+        code: "42704",
+      });
+      if (up.ordered) {
+        // The console touches no transaction: it answers inside one, and the transaction goes on.
+        await c.query("BEGIN");
+        expect((await c.query(ext("SHOW COPY_TO_S3 JOBS"))).rows).toHaveLength(3);
+        expect((await c.query("SHOW COPY_TO_S3 RUNS broken")).rows.length).toBeGreaterThan(0);
+        expect((await c.query({ text: "SELECT $1::int AS one", values: [1] })).rows).toEqual([{ one: 1 }]);
+        await c.query("COMMIT");
+      }
+    } finally {
+      await c.end();
+    }
+    const steer = new pg.Client({ ...where, user: jobUser() });
+    await steer.connect();
+    try {
+      const r = await steer.query(ext("SUSPEND COPY_TO_S3 JOB broken"));
+      expect(r.command).toBe("SUSPEND");
+      expect(r.fields).toEqual([]);
+      await steer.query(ext("RESUME COPY_TO_S3 JOB broken"));
+    } finally {
+      await steer.end();
+    }
+
+    // Message by message, as PostgreSQL answers a SHOW: the columns at Describe (statement and
+    // portal), rows only at Execute, nothing but the error and ReadyForQuery after an error.
+    const w = await WireClient.connect(proxy.address.port, { database: DB });
+    const types = (ms: Message[]): string => ms.map((m) => m.type).join("");
+    try {
+      w.send(
+        serialize.parse({ name: "j", text: "SHOW COPY_TO_S3 JOBS", types: [] }),
+        serialize.describe({ type: "S", name: "j" }),
+        serialize.sync(),
+      );
+      expect(types(await w.untilReady())).toBe("1tTZ");
+      w.send(
+        serialize.bind({ statement: "j", portal: "p" }),
+        serialize.describe({ type: "P", name: "p" }),
+        serialize.execute({ portal: "p" }),
+        serialize.sync(),
+      );
+      expect(types(await w.untilReady())).toBe("2TDDDCZ");
+      w.send(serialize.bind({ statement: "j" }), serialize.execute({}), serialize.sync());
+      expect(types(await w.untilReady())).toBe("2DDDCZ");
+      w.send(
+        serialize.parse({ text: "SUSPEND COPY_TO_S3 JOB orders_csv", types: [] }),
+        serialize.bind({}),
+        serialize.describe({ type: "P", name: "" }),
+        serialize.execute({}),
+        serialize.parse({ text: "SHOW COPY_TO_S3 JOBS", types: [] }),
+        serialize.sync(),
+      );
+      expect(types(await w.untilReady())).toBe("12nEZ");
+      w.send(serialize.close({ type: "S", name: "j" }), serialize.sync());
+      expect(types(await w.untilReady())).toBe("3Z");
+      w.send(serialize.query("SHOW COPY_TO_S3 RUNS orders_pq"));
+      expect(types(await w.untilReady())).toMatch(/^TD+CZ$/);
+    } finally {
+      await w.close();
+    }
+
+    // postgres.js prepares every statement (Parse, Describe, then Bind/Execute).
+    const sql = postgres({ ...where, username: "postgres", max: 1, onnotice: () => {} });
+    try {
+      const rows = await sql`SHOW COPY_TO_S3 JOBS`;
+      expect(rows.columns.map((x) => x.name)).toEqual(jobColumns);
+      expect(rows.find((x) => x.job === "orders_csv")).toMatchObject({
+        last_state: "succeeded",
+        suspended: "false",
+      });
+      expect((await sql`SHOW COPY_TO_S3 RUNS orders_csv`).length).toBe(3);
+      expect((await sql`SHOW COPY_TO_S3 RUNS orders_csv`).length).toBe(3);
+      await expect(sql`RESUME COPY_TO_S3 JOB orders_csv`).rejects.toMatchObject({ code: "42501" });
+      expect((await sql.unsafe("SHOW COPY_TO_S3 RUNS broken")).length).toBeGreaterThan(0);
+      if (up.ordered) expect(await sql`SELECT ${2}::int AS two`).toEqual([{ two: 2 }]);
+    } finally {
+      await sql.end();
+    }
   });
 });
