@@ -27,6 +27,8 @@ export const SqlState = {
   invalidTextRepresentation: "22P02",
   datetimeFieldOverflow: "22008",
   objectInUse: "55006",
+  invalidSqlStatementName: "26000",
+  undefinedParameter: "42P02",
 } as const;
 export type SqlStateCode = (typeof SqlState)[keyof typeof SqlState];
 

@@ -14,6 +14,7 @@ import type { ColumnInfo, RowEncoder } from "../encoders/types.js";
 import { PgError, SqlState } from "../errors.js";
 import type { ExportContext } from "../proxy/copy-hook.js";
 import { explainAwsSetup } from "./aws-setup-errors.js";
+import { checkTransactionAllowed, failClientTransaction } from "./client-transaction.js";
 import { authorizeConnection } from "./connection-authorization.js";
 import type { AwsConnection, ConnectionRegistry } from "./connections.js";
 import { createStore } from "./connections.js";
@@ -49,17 +50,24 @@ export async function runCopyExport(
   ctx: ExportContext,
   deps: ExportDeps,
 ): Promise<{ rows: number }> {
-  const release = await deps.limiter.acquire(ctx.signal, ctx.user);
+  if (ctx.inTransaction) checkTransactionAllowed(deps.config.upstreamKind, ctx.upstream.parameters);
+  const client = new UpstreamClient(ctx.upstream, ctx.inTransaction ? "T" : "I");
   try {
-    return await new Export(stmt, ctx, deps).run();
-  } finally {
-    release();
+    const release = await deps.limiter.acquire(ctx.signal, ctx.user);
+    try {
+      return await new Export(stmt, ctx, deps, client).run();
+    } finally {
+      release();
+    }
+  } catch (e) {
+    // Like any statement failing in a transaction block (client-transaction.ts).
+    if (ctx.inTransaction) await failClientTransaction(client);
+    throw e;
   }
 }
 
 class Export {
   private readonly id = randomUUID();
-  private readonly client: UpstreamClient;
   private readonly ac = new AbortController();
   private readonly signal: AbortSignal;
   private store: ObjectStore | null = null;
@@ -78,10 +86,17 @@ class Export {
     private readonly stmt: CopyToStatement,
     private readonly ctx: ExportContext,
     private readonly deps: ExportDeps,
+    private readonly client: UpstreamClient,
   ) {
-    this.client = new UpstreamClient(ctx.upstream);
     // PostgreSQL or Materialize, by what the session learned at connect time (or the override).
-    this.snapshot = snapshotFor(this.client, stmt.source, deps.config.upstreamKind, ctx.upstream.parameters);
+    this.snapshot = snapshotFor(
+      client,
+      stmt.source,
+      deps.config.upstreamKind,
+      ctx.upstream.parameters,
+      {},
+      ctx.inTransaction,
+    );
     // One signal for the whole pipeline: the session's (cancel, disconnect, shutdown) or our own
     // (an upload failing while rows are still being read).
     const onAbort = (): void => this.ac.abort(ctx.signal.reason);
@@ -128,6 +143,7 @@ class Export {
       const files = await this.sink!.finish();
       this.report.phase("commit");
       await this.commit(target, files, columns, typeNames, snapshot);
+      await this.endSnapshot();
       this.report.complete(this.totals());
       return { rows: this.rows };
     } catch (e) {
@@ -146,6 +162,22 @@ class Export {
     }
   }
 
+  /**
+   * Past the commit point: the export is done whatever happens here. Ending the snapshot's hold
+   * (the savepoint in a client's transaction) can only fail with the upstream gone, and the
+   * session ends then anyway.
+   */
+  private async endSnapshot(): Promise<void> {
+    try {
+      await this.snapshot.end?.();
+    } catch (e) {
+      this.ctx.log.warn(
+        { exportId: this.id, err: PgError.from(e).message },
+        "could not release the export's savepoint",
+      );
+    }
+  }
+
   private totals(): { rows: number; bytes: number; files: number } {
     return { rows: this.rows, bytes: this.sink?.bytes ?? 0, files: this.sink?.filesDone ?? 0 };
   }
@@ -155,8 +187,15 @@ class Export {
     let text: string;
     if (t.kind === "literal") text = t.value;
     else {
-      // Evaluated once, in the client's session, before anything else (SPEC §1).
-      const r = await this.client.query(`SELECT (${t.sql})::text`, this.signal);
+      // Evaluated once, in the client's session, before anything else (SPEC §1), with the
+      // parameters the client bound ($1 in a simple Query is the upstream's "there is no
+      // parameter $1").
+      const sql = `SELECT (${t.sql})::text`;
+      const params = this.ctx.params;
+      const r =
+        params === undefined || params.values.length === 0
+          ? await this.client.query(sql, this.signal)
+          : await this.client.queryParams(sql, params, this.signal);
       text = assertTargetUrl(r.rows[0]?.[0] ?? null);
     }
     const target = parseTargetUrl(text);

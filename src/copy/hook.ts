@@ -34,6 +34,7 @@ export async function createCopyHook(config: Config, log: Logger): Promise<CopyT
     recognize: (sql, upstreamParameters) =>
       parseCopyTo(sql, { dialect: upstreamKindOf(config.upstreamKind, upstreamParameters) }),
     run: (stmt, ctx) => runCopyExport(stmt, ctx, deps),
+    parameters: (stmt) => (stmt.target.kind === "expression" ? stmt.target.params : 0),
     reload: (next) => {
       const connections = load(next);
       const { maxConcurrentExports, queueTimeoutMs } = config.exports;

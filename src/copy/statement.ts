@@ -26,8 +26,11 @@ export type CopySource =
 
 export type CopyTarget =
   | { kind: "literal"; value: string }
-  /** Evaluate upstream, in the client's session, as `SELECT (<sql>)::text`. */
-  | { kind: "expression"; sql: string };
+  /**
+   * Evaluate upstream, in the client's session, as `SELECT (<sql>)::text`; `params` is the highest
+   * `$n` in it (0: none), bound by the client through the extended protocol.
+   */
+  | { kind: "expression"; sql: string; params: number };
 
 export interface CopyToStatement {
   source: CopySource;
@@ -465,6 +468,7 @@ function build(sql: string, shape: Shape, dialect: SqlDialect): CopyToStatement 
     target = {
       kind: "expression",
       sql: checkTargetExpression(sql, toks, shape.targetFrom, shape.targetTo),
+      params: highestParam(toks, shape.targetFrom, shape.targetTo),
     };
   }
 
@@ -496,10 +500,9 @@ function checkTargetExpression(sql: string, toks: readonly Token[], from: number
         hint: "The COPY TO target is evaluated once, before the export starts; use now() instead.",
       });
     }
-    // Materialize plans the target with allow_subqueries = false and reports parameters with
-    // the same text.
+    // Materialize plans the target with allow_subqueries = false. (And allow_parameters = false;
+    // here parameters are bound like any statement's, see highestParam.)
     if (
-      t.kind === "param" ||
       t.keyword === "SELECT" ||
       t.keyword === "VALUES" ||
       t.keyword === "TABLE" ||
@@ -522,6 +525,16 @@ function checkTargetExpression(sql: string, toks: readonly Token[], from: number
     throw parseError(sql, err, start, end, prefix.length, toks[to]);
   }
   return expr;
+}
+
+/** The highest `$n` among the tokens in [from, to); 0 when there is none. */
+function highestParam(toks: readonly Token[], from: number, to: number): number {
+  let n = 0;
+  for (let i = from; i < to; i++) {
+    const t = toks[i]!;
+    if (t.kind === "param") n = Math.max(n, Number(t.text.slice(1)));
+  }
+  return n;
 }
 
 /**
@@ -563,6 +576,19 @@ function checkQuery(
   const start = toks[open + 1]!.start;
   const end = toks[close - 1]!.end;
   const query = sql.slice(start, end);
+
+  // The rows are read through a statement of the proxy's own, to which nothing is bound.
+  const param = toks.slice(open + 1, close).find((t) => t.kind === "param");
+  if (param !== undefined) {
+    throw new PgError(
+      SqlState.featureNotSupported,
+      "COPY ... TO 's3://...' does not support parameters in its query",
+      {
+        position: positionOf(sql, param.start),
+        hint: "Parameters ($1, ...) are accepted in the target only; write the value into the query, or export a view.",
+      },
+    );
+  }
 
   // Materialize rejects ORDER BY on the outermost query only (`stmt.query.order_by`); ORDER BY
   // inside parentheses (subqueries, window and aggregate clauses) is depth > 0 here.

@@ -1,7 +1,7 @@
 // A minimal pgwire client that speaks on the client's own upstream session while an export runs:
 // control statements, describes, and the row stream itself. One request at a time.
 import { PgError, SqlState } from "../errors.js";
-import type { UpstreamChannel } from "../proxy/copy-hook.js";
+import type { BoundParams, UpstreamChannel } from "../proxy/copy-hook.js";
 import { parseErrorFields } from "../wire/backend.js";
 import { frontend } from "../wire/frontend.js";
 import { forEachMessage } from "../wire/message-stream.js";
@@ -86,8 +86,14 @@ export class UpstreamClient {
   private handler: Handler | null = null;
   private runHandler: RunHandler | null = null;
   private busy = false;
+  /** The session's transaction status, as of the last ReadyForQuery ('I', 'T' or 'E'). */
+  private status: string;
 
-  constructor(private readonly ch: UpstreamChannel) {
+  constructor(
+    private readonly ch: UpstreamChannel,
+    initialStatus: "I" | "T" = "I",
+  ) {
+    this.status = initialStatus;
     ch.setHandler(
       (type, buf, start, end) => this.handler?.(type, buf, start, end),
       (type, buf, start, end, count) => this.runHandler?.(type, buf, start, end, count),
@@ -96,6 +102,11 @@ export class UpstreamClient {
 
   get channel(): UpstreamChannel {
     return this.ch;
+  }
+
+  /** The transaction status the upstream last reported: 'I' idle, 'T' in a block, 'E' failed. */
+  get txStatus(): string {
+    return this.status;
   }
 
   /**
@@ -150,6 +161,7 @@ export class UpstreamClient {
           return;
         }
         if (type === M.Ready) {
+          this.status = String.fromCharCode(buf[start]!);
           finish(error);
           return;
         }
@@ -193,6 +205,28 @@ export class UpstreamClient {
         else if (type === M.CopyOut || type === M.CopyIn) {
           throw new PgError(SqlState.featureNotSupported, "COPY is not allowed here");
         }
+      },
+      signal,
+    );
+    return result;
+  }
+
+  /**
+   * A query with bound parameters (the extended protocol, unnamed statement and portal), its
+   * small result returned as text.
+   */
+  async queryParams(sql: string, params: BoundParams, signal?: AbortSignal): Promise<TextResult> {
+    const result: TextResult = { fields: [], rows: [], tag: "" };
+    await this.exchange(
+      [
+        frontend.parse("", sql, params.types),
+        frontend.bind("", "", [], params),
+        frontend.execute(""),
+        frontend.sync(),
+      ],
+      (type, buf, start, end) => {
+        if (type === M.DataRow) result.rows.push(textRow(buf, start));
+        else if (type === M.CommandComplete) result.tag = buf.toString("utf8", start, end - 1);
       },
       signal,
     );

@@ -48,6 +48,23 @@ export interface ExportContext {
   log: Logger;
   user: string;
   database: string;
+  /**
+   * The client is inside a transaction block (ReadyForQuery 'T'): the export runs in that
+   * transaction, and a failure must leave it failed ('E'), as any failing statement does.
+   */
+  inTransaction: boolean;
+  /** Parameters bound to the statement (extended protocol), for `$n` in the target. */
+  params?: BoundParams;
+}
+
+/** A Bind message's parameters, as the client sent them. */
+export interface BoundParams {
+  /** One type OID per parameter (0: unspecified), from Parse, completed by the proxy. */
+  types: readonly number[];
+  /** Format code per parameter (0 text, 1 binary), expanded from Bind's list. */
+  formats: readonly number[];
+  /** The values' bytes; null for SQL NULL. */
+  values: ReadonlyArray<Buffer | null>;
 }
 
 // biome-ignore lint/suspicious/noExplicitAny: the statement type is opaque to the wire layer
@@ -74,6 +91,8 @@ export interface CopyHook<S = any> {
    * (Describe answers NoData).
    */
   describe?(stmt: S): { columns: string[] } | null;
+  /** How many parameters (`$1` … `$n`) a statement takes; absent: none. */
+  parameters?(stmt: S): number;
 }
 
 /** Rows the proxy answers a statement with itself (text columns), and the command tag. */

@@ -15,7 +15,7 @@ import {
 import { frame } from "../wire/frame.js";
 import { frontend } from "../wire/frontend.js";
 import { Policy, type PolicyTable, policyTable } from "../wire/message-stream.js";
-import type { CopyHook } from "./copy-hook.js";
+import type { BoundParams, CopyHook } from "./copy-hook.js";
 import { sniffCopy } from "./copy-sniff.js";
 
 /** What the local statements need from the session. */
@@ -37,9 +37,10 @@ export interface LocalHost {
   ready(): void;
   /**
    * Runs one export and writes its CommandComplete or ErrorResponse. Returns false on error.
-   * `extended`: an Execute, which sends rows only (a RowDescription is Describe's reply there).
+   * `extended`: an Execute, which sends rows only (a RowDescription is Describe's reply there);
+   * `params`: the values Bind bound to it.
    */
-  runExport(stmt: unknown, extended?: boolean): Promise<boolean>;
+  runExport(stmt: unknown, extended?: boolean, params?: BoundParams): Promise<boolean>;
   /** Sends `msg` to the client right before the upstream's next ReadyForQuery. */
   beforeNextReady(msg: Buffer): void;
   setClientPolicy(p: PolicyTable): void;
@@ -94,10 +95,25 @@ export const MAX_COPY_TEXT = 16 << 20;
 /** Largest text parsed on a weaker hint (comments first, or a URL behind other statements). */
 const MAX_HINTED_TEXT = 1 << 20;
 
+/** A statement parsed here, and its parameters' types (Parse's, completed: see paramTypes). */
+interface LocalStatement {
+  stmt: unknown;
+  types: number[];
+}
+
+/** A portal bound here: its statement and the values bound to it. */
+interface LocalPortal {
+  stmt: unknown;
+  params: BoundParams;
+}
+
+/** PostgreSQL's `text` type; a parameter whose type the client left open is text here. */
+const TEXT_OID = 25;
+
 export class LocalStatements {
   // Extended-protocol state for statements this proxy runs itself.
-  private readonly statements = new Map<string, unknown>();
-  private readonly portals = new Map<string, unknown>();
+  private readonly statements = new Map<string, LocalStatement>();
+  private readonly portals = new Map<string, LocalPortal>();
   private segHasLocal = false;
   private segForwarded = 0;
   private skipping = false;
@@ -236,6 +252,7 @@ export class LocalStatements {
         const nameEnd = body.indexOf(0);
         const name = body.toString("utf8", 0, nameEnd);
         const sql = cstring(body, nameEnd + 1);
+        const sqlEnd = body.indexOf(0, nameEnd + 1);
         let stmt: unknown;
         try {
           stmt = hook!.recognize(sql, host.params);
@@ -251,7 +268,10 @@ export class LocalStatements {
         this.segHasLocal = true;
         // A refused statement must not stay defined.
         if (await this.mixedSegment()) return;
-        this.statements.set(name, stmt);
+        this.statements.set(name, {
+          stmt,
+          types: paramTypes(declaredTypes(body, sqlEnd + 1), hook!.parameters?.(stmt) ?? 0),
+        });
         this.refreshClientPolicy();
         host.toClient(parseComplete());
         return;
@@ -262,7 +282,21 @@ export class LocalStatements {
         const stmtName = cstring(body, portalEnd + 1);
         this.segHasLocal = true;
         if (await this.mixedSegment()) return;
-        this.portals.set(portal, this.statements.get(stmtName));
+        const statement = this.statements.get(stmtName);
+        let params: BoundParams;
+        try {
+          if (statement === undefined) {
+            throw new PgError(
+              SqlState.invalidSqlStatementName,
+              `prepared statement "${stmtName}" does not exist`,
+            );
+          }
+          params = boundParams(body, body.indexOf(0, portalEnd + 1) + 1, stmtName, statement.types);
+        } catch (e) {
+          this.localError(PgError.from(e, SqlState.protocolViolation));
+          return;
+        }
+        this.portals.set(portal, { stmt: statement.stmt, params });
         this.refreshClientPolicy();
         host.toClient(bindComplete());
         return;
@@ -272,9 +306,9 @@ export class LocalStatements {
         this.refreshClientPolicy();
         if (await this.mixedSegment()) return;
         const name = cstring(body, 1);
-        const stmt = body[0] === 0x53 /* S */ ? this.statements.get(name) : this.portals.get(name);
-        if (body[0] === 0x53) host.toClient(parameterDescription([]));
-        const columns = stmt === undefined ? undefined : hook?.describe?.(stmt)?.columns;
+        const local = body[0] === 0x53 /* S */ ? this.statements.get(name) : this.portals.get(name);
+        if (body[0] === 0x53) host.toClient(parameterDescription(this.statements.get(name)?.types ?? []));
+        const columns = local === undefined ? undefined : hook?.describe?.(local.stmt)?.columns;
         host.toClient(columns !== undefined && columns.length > 0 ? rowDescription(columns) : noData());
         return;
       }
@@ -290,11 +324,11 @@ export class LocalStatements {
       }
       case T.E: {
         const portal = cstring(body, 0);
-        const stmt = this.portals.get(portal);
+        const bound = this.portals.get(portal);
         this.segHasLocal = true;
         this.refreshClientPolicy();
         if (await this.mixedSegment()) return;
-        if (!(await this.runExport(stmt, true))) this.skipping = true;
+        if (!(await this.runExport(bound?.stmt, true, bound?.params))) this.skipping = true;
         if (portal === "") this.portals.delete(portal);
         this.refreshClientPolicy();
         return;
@@ -351,8 +385,11 @@ export class LocalStatements {
     this.host.setClientPolicy(CLIENT_SKIP);
   }
 
-  /** An export, unless the transaction state forbids it. Returns false on error. */
-  private runExport(stmt: unknown, extended = false): Promise<boolean> {
+  /**
+   * An export, unless the client's transaction failed. Inside a transaction block the export runs
+   * in it (the hook decides whether the upstream allows that). Returns false on error.
+   */
+  private runExport(stmt: unknown, extended = false, params?: BoundParams): Promise<boolean> {
     const tx = this.host.txStatus();
     if (tx === "E") {
       this.host.toClient(
@@ -363,18 +400,72 @@ export class LocalStatements {
       );
       return Promise.resolve(false);
     }
-    // A console statement reads the proxy's own state: a transaction block is none of its business.
-    if (tx === "T" && this.host.copy?.describe?.(stmt) == null) {
-      this.host.toClient(
-        new PgError(
-          SqlState.activeSqlTransaction,
-          "COPY ... TO 's3://...' cannot run inside a transaction block",
-        ).toWire(),
-      );
-      return Promise.resolve(false);
-    }
-    return this.host.runExport(stmt, extended);
+    return this.host.runExport(stmt, extended, params);
   }
+}
+
+/** The parameter type OIDs a Parse message declares, from `at` (its int16 count). */
+function declaredTypes(body: Buffer, at: number): number[] {
+  if (at + 2 > body.length) return [];
+  const n = body.readInt16BE(at);
+  const out: number[] = [];
+  for (let i = 0; i < n && at + 6 + 4 * i <= body.length; i++) out.push(body.readUInt32BE(at + 2 + 4 * i));
+  return out;
+}
+
+/**
+ * One type per parameter: as many as Parse declared or the statement uses, whichever is more;
+ * those left unspecified (0) are text, which a target (a text expression) takes most naturally.
+ */
+function paramTypes(declared: readonly number[], used: number): number[] {
+  const n = Math.max(declared.length, used);
+  return Array.from({ length: n }, (_, i) => (declared[i] ?? 0) || TEXT_OID);
+}
+
+/**
+ * Bind's parameter formats and values, from `at` (the format-code count), checked against the
+ * statement's parameters with PostgreSQL's texts (postgres.c, exec_bind_message).
+ */
+function boundParams(body: Buffer, at: number, stmtName: string, types: number[]): BoundParams {
+  const bad = (): PgError =>
+    new PgError(SqlState.protocolViolation, "invalid message format in Bind message");
+  if (at + 2 > body.length) throw bad();
+  const nFormats = body.readInt16BE(at);
+  let p = at + 2;
+  const codes: number[] = [];
+  for (let i = 0; i < nFormats; i++, p += 2) {
+    if (p + 2 > body.length) throw bad();
+    codes.push(body.readInt16BE(p));
+  }
+  if (p + 2 > body.length) throw bad();
+  const n = body.readInt16BE(p);
+  p += 2;
+  if (nFormats > 1 && nFormats !== n) {
+    throw new PgError(
+      SqlState.protocolViolation,
+      `bind message has ${nFormats} parameter formats but ${n} parameters`,
+    );
+  }
+  if (n !== types.length) {
+    throw new PgError(
+      SqlState.protocolViolation,
+      `bind message supplies ${n} parameters, but prepared statement "${stmtName}" requires ${types.length}`,
+    );
+  }
+  const values: Array<Buffer | null> = [];
+  for (let i = 0; i < n; i++) {
+    if (p + 4 > body.length) throw bad();
+    const len = body.readInt32BE(p);
+    p += 4;
+    if (len < 0) values.push(null);
+    else {
+      if (p + len > body.length) throw bad();
+      values.push(Buffer.from(body.subarray(p, p + len)));
+      p += len;
+    }
+  }
+  const formats = values.map((_, i) => (nFormats === 0 ? 0 : nFormats === 1 ? codes[0]! : codes[i]!));
+  return { types, formats, values };
 }
 
 function cstring(buf: Buffer, from: number): string {

@@ -29,6 +29,7 @@ import {
 } from "../wire/message-stream.js";
 import type { CancelRegistry } from "./cancel-registry.js";
 import type {
+  BoundParams,
   CopyHook,
   ExportContext,
   UpstreamChannel,
@@ -182,7 +183,7 @@ export class Session {
       },
       idle: () => this.idle(),
       ready: () => this.localReady(),
-      runExport: (stmt, extended) => this.runExport(stmt, extended),
+      runExport: (stmt, extended, params) => this.runExport(stmt, extended, params),
       beforeNextReady: (msg) => {
         this.injectBeforeZ = msg;
         this.upstreamStream.policy = UPSTREAM_INJECT;
@@ -339,6 +340,9 @@ export class Session {
         this.toClient(copyMessage(buf, start, end));
         return;
       }
+      // The export's own statements run in the client's transaction when there is one: the
+      // ReadyForQuery answered for the COPY reports the state they left it in.
+      if (type === T.Z) this.txStatus = String.fromCharCode(buf[start]!) as TxStatus;
       handler(type, buf, start, end);
       return;
     }
@@ -389,7 +393,7 @@ export class Session {
   }
 
   /** Runs one export and writes its CommandComplete or ErrorResponse. Returns false on error. */
-  private async runExport(stmt: unknown, extended = false): Promise<boolean> {
+  private async runExport(stmt: unknown, extended = false, params?: BoundParams): Promise<boolean> {
     const abort = new AbortController();
     this.exportAbort = abort;
     const lostListener = (): void =>
@@ -403,6 +407,8 @@ export class Session {
       log: this.log,
       user: this.user,
       database: this.database,
+      inTransaction: this.txStatus === "T",
+      params,
     };
     this.upstreamStream.policy = UPSTREAM_EXPORT;
     const run = this.deps.copy!.run(stmt, ctx);

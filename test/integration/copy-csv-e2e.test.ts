@@ -379,14 +379,18 @@ describe.each(UPSTREAMS)("through $name", (up) => {
       expect(await check.keys(bucket, "multi")).toEqual([]);
     });
 
-    test("inside a transaction block: 25001; in a failed one: 25P02; the transaction is left as it was", async () => {
+    test("inside a transaction block: PostgreSQL runs it there, Materialize 25001; in a failed one: 25P02", async () => {
       await client.query("BEGIN");
-      await expect(
-        client.query(`COPY (SELECT 1) TO 's3://${bucket}/intx' WITH (FORMAT = 'csv')`),
-      ).rejects.toMatchObject({
-        code: "25001",
-        message: "COPY ... TO 's3://...' cannot run inside a transaction block",
-      });
+      const inTx = client.query(`COPY (SELECT 1) TO 's3://${bucket}/intx' WITH (FORMAT = 'csv')`);
+      if (up.ordered) {
+        // In the client's transaction (copy-in-transaction.test.ts has the details).
+        expect((await inTx).rowCount).toBe(1);
+      } else {
+        await expect(inTx).rejects.toMatchObject({
+          code: "25001",
+          message: "COPY ... TO 's3://...' cannot run inside a transaction block",
+        });
+      }
       await expect(client.query("SELECT 1/0")).rejects.toMatchObject({ code: "22012" });
       await expect(
         client.query(`COPY (SELECT 1) TO 's3://${bucket}/intx' WITH (FORMAT = 'csv')`),
@@ -394,7 +398,7 @@ describe.each(UPSTREAMS)("through $name", (up) => {
         code: "25P02",
       });
       await client.query("ROLLBACK");
-      expect(await check.keys(bucket, "intx")).toEqual([]);
+      expect((await check.keys(bucket, "intx/")).length).toBe(up.ordered ? 3 : 0);
     });
 
     test("the export runs as the client's user: no SELECT privilege → 42501, nothing written", async () => {

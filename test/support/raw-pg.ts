@@ -44,6 +44,8 @@ export class RawPg {
   private queue: Msg[] = [];
   private wake: (() => void) | null = null;
   private failure: Error | null = null;
+  /** The transaction status of the last ReadyForQuery: 'I', 'T' or 'E'. */
+  txStatus = "I";
 
   private constructor(private readonly sock: Socket) {
     sock.on("data", (d: Buffer) => this.onData(d));
@@ -124,6 +126,7 @@ export class RawPg {
           error = errorFrom(m.body);
           break;
         case 0x5a: // Z ReadyForQuery
+          this.txStatus = String.fromCharCode(m.body[0]!);
           if (error) throw error;
           res.copyData = Buffer.concat(copy);
           return res;

@@ -217,39 +217,43 @@ describe("ours", () => {
     // Expression targets, with and without WITH before the options.
     [
       "COPY t TO 's3://b/' || to_char(now(), 'YYYY-MM-DD') WITH (FORMAT csv)",
-      { target: { kind: "expression", sql: "'s3://b/' || to_char(now(), 'YYYY-MM-DD')" } },
+      { target: { kind: "expression", sql: "'s3://b/' || to_char(now(), 'YYYY-MM-DD')", params: 0 } },
     ],
     [
       "COPY t TO 's3://b/' || to_char(now(), 'YYYY-MM-DD') (FORMAT csv)",
-      { target: { kind: "expression", sql: "'s3://b/' || to_char(now(), 'YYYY-MM-DD')" } },
+      { target: { kind: "expression", sql: "'s3://b/' || to_char(now(), 'YYYY-MM-DD')", params: 0 } },
     ],
     [
       "COPY t TO ('s3://b/' || ('x' || upper(lower('y')))) (FORMAT csv)",
-      { target: { kind: "expression", sql: "('s3://b/' || ('x' || upper(lower('y'))))" } },
+      { target: { kind: "expression", sql: "('s3://b/' || ('x' || upper(lower('y'))))", params: 0 } },
     ],
     // `text (` could open a type modifier or a call: the parser decides where the options start.
-    ["COPY t TO 's3://b/p'::text (FORMAT csv)", { target: { kind: "expression", sql: "'s3://b/p'::text" } }],
+    ["COPY t TO 's3://b/p'::text (FORMAT csv)", { target: { kind: "expression", sql: "'s3://b/p'::text", params: 0 } }],
     [
       "COPY t TO 's3://b/p'::varchar(20) (FORMAT csv)",
-      { target: { kind: "expression", sql: "'s3://b/p'::varchar(20)" } },
+      { target: { kind: "expression", sql: "'s3://b/p'::varchar(20)", params: 0 } },
     ],
     [
       "COPY t TO upper('s3://b/p') (FORMAT csv)",
-      { target: { kind: "expression", sql: "upper('s3://b/p')" } },
+      { target: { kind: "expression", sql: "upper('s3://b/p')", params: 0 } },
     ],
-    ["COPY t TO my_setting (FORMAT csv)", { target: { kind: "expression", sql: "my_setting" } }],
+    ["COPY t TO my_setting (FORMAT csv)", { target: { kind: "expression", sql: "my_setting", params: 0 } }],
     [
       "COPY t TO concat('s3://', 'b/p') (FORMAT csv)",
-      { target: { kind: "expression", sql: "concat('s3://', 'b/p')" } },
+      { target: { kind: "expression", sql: "concat('s3://', 'b/p')", params: 0 } },
     ],
     [
       "COPY t TO 's3://b/' || -- a comment\n 'p' (FORMAT csv)",
-      { target: { kind: "expression", sql: "'s3://b/' || -- a comment\n 'p'" } },
+      { target: { kind: "expression", sql: "'s3://b/' || -- a comment\n 'p'", params: 0 } },
     ],
-    ["COPY t TO NULL (FORMAT csv)", { target: { kind: "expression", sql: "NULL" } }],
+    ["COPY t TO NULL (FORMAT csv)", { target: { kind: "expression", sql: "NULL", params: 0 } }],
+    [
+      "COPY t TO 's3://b/' || $2 || $1 (FORMAT csv)",
+      { target: { kind: "expression", sql: "'s3://b/' || $2 || $1", params: 2 } },
+    ],
     [
       "COPY t TO current_setting('x.prefix') (FORMAT csv)",
-      { target: { kind: "expression", sql: "current_setting('x.prefix')" } },
+      { target: { kind: "expression", sql: "current_setting('x.prefix')", params: 0 } },
     ],
   ];
   test.each(cases)("%j", (sql, expected) => {
@@ -337,7 +341,13 @@ describe("ours but invalid", () => {
       "COPY TO target does not allow subqueries",
       25,
     ],
-    [`COPY t TO 's3://b/' || $1 (FORMAT csv)`, "0A000", "COPY TO target does not allow subqueries", 24],
+    // Parameters are bound in the target only; the query is read through a statement of the proxy's.
+    [
+      `COPY (SELECT $1::int) TO 's3://b/' (FORMAT csv)`,
+      "0A000",
+      "COPY ... TO 's3://...' does not support parameters in its query",
+      14,
+    ],
     // Syntax errors carry PostgreSQL's text and a position in the original statement.
     [`COPY (select 1 from) TO '${S}' (FORMAT csv)`, "42601", 'syntax error at or near ")"', 20],
     [`COPY (selec 1) TO '${S}' (FORMAT csv)`, "42601", 'syntax error at or near "selec"', 7],

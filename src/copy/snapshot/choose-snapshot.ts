@@ -15,8 +15,9 @@ export function snapshotFor(
   override: UpstreamKind,
   parameters: ReadonlyMap<string, string>,
   materialize: MaterializeSnapshotOptions = {},
+  clientTransaction = false,
 ): SnapshotSource {
-  return new KindSnapshot(client, source, override, parameters, materialize);
+  return new KindSnapshot(client, source, override, parameters, materialize, clientTransaction);
 }
 
 class KindSnapshot implements SnapshotSource {
@@ -28,6 +29,8 @@ class KindSnapshot implements SnapshotSource {
     private readonly override: UpstreamKind,
     private readonly parameters: ReadonlyMap<string, string>,
     private readonly materialize: MaterializeSnapshotOptions,
+    /** Only ever true on PostgreSQL (client-transaction.ts refuses the rest). */
+    private readonly clientTransaction: boolean,
   ) {}
 
   async open(opts: { typeInfo: boolean }, signal: AbortSignal): Promise<OpenedSnapshot> {
@@ -38,13 +41,17 @@ class KindSnapshot implements SnapshotSource {
     this.inner =
       kind === "materialize"
         ? new MaterializeSnapshot(this.client, this.source, this.materialize)
-        : new PostgresSnapshot(this.client, this.source);
+        : new PostgresSnapshot(this.client, this.source, this.clientTransaction);
     return this.inner.open(opts, signal);
   }
 
   read(resultFormats: readonly number[], sink: RowSink, signal: AbortSignal): Promise<void> {
     if (this.inner === null) throw new Error("snapshot read before open");
     return this.inner.read(resultFormats, sink, signal);
+  }
+
+  async end(): Promise<void> {
+    await this.inner?.end?.();
   }
 
   async abandon(): Promise<void> {

@@ -1,5 +1,18 @@
 // PostgreSQL: one REPEATABLE READ, READ ONLY transaction; the first statement in it fixes the
 // snapshot every later read sees. Rows come from a prepared statement in the requested formats.
+//
+// Inside the client's own transaction block the export reads in that transaction instead (what it
+// sees, its own uncommitted writes included), under a savepoint: the savepoint scopes READ ONLY
+// and the timeout below to the export, and rolling back to it leaves the client's transaction as
+// it was. It is held until the export ends (end()/abandon()), not just until the last row: the
+// client's transaction stays open while the uploads finish.
+//
+// idle_in_transaction_session_timeout is off (SET LOCAL) for the export: between its statements
+// the session waits on S3 (the preflight, and in a client's transaction the uploads), and a
+// client's own timeout must not terminate it meanwhile. SET LOCAL ends with the export's
+// transaction, or is undone by ROLLBACK TO SAVEPOINT (PostgreSQL docs, SET: "The effects of SET
+// or SET LOCAL are also canceled by rolling back to a savepoint that is earlier than the
+// command"), so the client's value is back afterwards.
 import {
   oidsNeedingCatalog,
   type TypeCatalogRow,
@@ -13,19 +26,36 @@ import type { OpenedSnapshot, RowSink, SnapshotSource } from "./snapshot-source.
 
 /** Name of the prepared statement (and portal) the export uses on the client's session. */
 const STMT = "copy_to_s3_proxy_export";
+const SAVEPOINT = "copy_to_s3_proxy_export";
 
 export class PostgresSnapshot implements SnapshotSource {
+  /** The export's own transaction is open. */
   private inTransaction = false;
+  /** The export's savepoint in the client's transaction is set. */
+  private inSavepoint = false;
   private prepared = false;
 
   constructor(
     private readonly client: UpstreamClient,
     private readonly source: CopySource,
+    /** The client is in a transaction block: read in it (see the top). */
+    private readonly clientTransaction = false,
   ) {}
 
   async open(opts: { typeInfo: boolean }, signal: AbortSignal): Promise<OpenedSnapshot> {
-    await this.client.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", signal);
-    this.inTransaction = true;
+    if (this.clientTransaction) {
+      this.inSavepoint = true;
+      await this.client.query(
+        `SAVEPOINT ${SAVEPOINT}; SET LOCAL idle_in_transaction_session_timeout = 0; SET TRANSACTION READ ONLY`,
+        signal,
+      );
+    } else {
+      this.inTransaction = true;
+      await this.client.query(
+        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL idle_in_transaction_session_timeout = 0",
+        signal,
+      );
+    }
     const snap = await this.client.query(
       "SELECT now()::text, pg_catalog.pg_current_snapshot()::text",
       signal,
@@ -76,8 +106,16 @@ export class PostgresSnapshot implements SnapshotSource {
     await this.client.execute(STMT, resultFormats, sink.rows, signal);
     this.prepared = false; // a successful execute closed the statement
     // Every row is read: end the transaction now, so the snapshot is not held during the uploads.
+    // (The client's transaction holds its snapshot anyway; its savepoint goes at end().)
+    if (!this.inTransaction) return;
     this.inTransaction = false;
     await this.client.query("ROLLBACK");
+  }
+
+  async end(): Promise<void> {
+    if (!this.inSavepoint) return;
+    this.inSavepoint = false;
+    await this.client.query(`ROLLBACK TO SAVEPOINT ${SAVEPOINT}; RELEASE SAVEPOINT ${SAVEPOINT}`);
   }
 
   async abandon(): Promise<void> {
@@ -86,6 +124,8 @@ export class PostgresSnapshot implements SnapshotSource {
         this.inTransaction = false;
         await this.client.query("ROLLBACK");
       }
+      // Allowed in a failed transaction too; the transaction is failed again after (export.ts).
+      if (this.inSavepoint) await this.end();
       if (this.prepared) {
         this.prepared = false;
         await this.client.query(`DEALLOCATE ${STMT}`);

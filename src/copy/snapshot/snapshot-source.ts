@@ -36,6 +36,11 @@ export interface SnapshotSource {
    * and ends the snapshot's hold on the upstream (transaction, cursor) once the last row is read.
    */
   read(resultFormats: readonly number[], sink: RowSink, signal: AbortSignal): Promise<void>;
+  /**
+   * After a successful export: gives back what the snapshot still holds (in a client's
+   * transaction, the export's savepoint). Absent: nothing is held after read().
+   */
+  end?(): Promise<void>;
   /** Leaves the session as it was found, after a failure or cancel. Never throws. */
   abandon(): Promise<void>;
 }
