@@ -502,12 +502,7 @@ function checkTargetExpression(sql: string, toks: readonly Token[], from: number
     }
     // Materialize plans the target with allow_subqueries = false. (And allow_parameters = false;
     // here parameters are bound like any statement's, see highestParam.)
-    if (
-      t.keyword === "SELECT" ||
-      t.keyword === "VALUES" ||
-      t.keyword === "TABLE" ||
-      t.keyword === "WITH"
-    ) {
+    if (t.keyword === "SELECT" || t.keyword === "VALUES" || t.keyword === "TABLE" || t.keyword === "WITH") {
       throw new PgError(SqlState.featureNotSupported, "COPY TO target does not allow subqueries", {
         position: positionOf(sql, t.start),
       });

@@ -228,7 +228,10 @@ describe("ours", () => {
       { target: { kind: "expression", sql: "('s3://b/' || ('x' || upper(lower('y'))))", params: 0 } },
     ],
     // `text (` could open a type modifier or a call: the parser decides where the options start.
-    ["COPY t TO 's3://b/p'::text (FORMAT csv)", { target: { kind: "expression", sql: "'s3://b/p'::text", params: 0 } }],
+    [
+      "COPY t TO 's3://b/p'::text (FORMAT csv)",
+      { target: { kind: "expression", sql: "'s3://b/p'::text", params: 0 } },
+    ],
     [
       "COPY t TO 's3://b/p'::varchar(20) (FORMAT csv)",
       { target: { kind: "expression", sql: "'s3://b/p'::varchar(20)", params: 0 } },
