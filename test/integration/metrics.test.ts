@@ -3,6 +3,7 @@
 // cancelled export, a session), /healthz answers, /readyz goes 503 during a SIGTERM drain while
 // the export still runs, bad requests get 405/414/431/400 and nothing breaks; an unreachable
 // upstream is counted. Real PostgreSQL, moto, the proxy in its own process.
+import { execFile } from "node:child_process";
 import { connect } from "node:net";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, inject, test } from "vitest";
@@ -30,13 +31,24 @@ afterAll(async () => {
   await oracle?.close();
 });
 
+/** A job that never runs during the test (New Year, 00:00 UTC): its state is in the metrics. */
+const YEARLY = {
+  name: "yearly",
+  user: "postgres",
+  database: DB,
+  query: "SELECT 1 AS x",
+  target: "s3://metrics/yearly",
+  options: { format: "csv" },
+  cron: "0 0 1 1 *",
+};
+
 async function startWithAdmin(upstreamPort = pgPort): Promise<{ p: ProxyProcess; base: string }> {
   const adminPort = await freePort();
   const p = await spawnCopyProxy({
     upstreamPort,
     s3,
     args: ["--admin-listen", `127.0.0.1:${adminPort}`, "--drain-timeout", "600000"],
-    config: { exports: { partSize: 5 * 1024 * 1024 } },
+    config: { exports: { partSize: 5 * 1024 * 1024 }, jobs: [YEARLY] },
   });
   return { p, base: `http://127.0.0.1:${adminPort}` };
 }
@@ -98,6 +110,18 @@ describe("the admin listener of the real CLI", () => {
     expect(s.get("process_cpu_seconds_total")).toBeGreaterThan(0);
     expect(s.get("nodejs_eventloop_lag_seconds")).toBeDefined();
     expect(s.n(`${M}client_sessions`)).toBe(1);
+    // The scheduler's state, as SHOW COPY_TO_S3 JOBS has it.
+    const job = { job: "yearly" };
+    expect(s.get(`${M}job_suspended`, job)).toBe(0);
+    expect(s.get(`${M}job_running`, job)).toBe(0);
+    expect(s.get(`${M}job_consecutive_failures`, job)).toBe(0);
+    expect(s.get(`${M}job_runs_total`, { ...job, outcome: "succeeded" })).toBe(0);
+    const next = new Date(Date.UTC(new Date().getUTCFullYear() + 1, 0, 1)).getTime() / 1000;
+    expect(s.get(`${M}job_next_run_timestamp_seconds`, job)).toBe(next);
+    expect(s.get(`${M}job_last_success_timestamp_seconds`, job)).toBeUndefined();
+    // The Docker HEALTHCHECK: a wildcard bind is asked on loopback.
+    expect(await healthcheck(`0.0.0.0:${new URL(base).port}`)).toBe(0);
+    expect(await healthcheck(`127.0.0.1:${await freePort()}`)).toBe(1);
   });
 
   test("exports are counted by outcome and SQLSTATE, rows and bytes by format, once each", async () => {
@@ -223,6 +247,19 @@ describe("the admin listener of the real CLI", () => {
     await expect(fetch(`${base}/healthz`)).rejects.toThrow();
   }, 120_000);
 });
+
+/** The Docker HEALTHCHECK's command (src/metrics/healthcheck.ts), with the image's kind of setting. */
+function healthcheck(adminListen: string): Promise<number> {
+  const script = new URL("../../src/metrics/healthcheck.ts", import.meta.url).pathname;
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      ["--import", "tsx", script],
+      { env: { ...process.env, C2S_ADMIN_LISTEN: adminListen } },
+      (err) => resolve(err === null ? 0 : typeof err.code === "number" ? err.code : -1),
+    );
+  });
+}
 
 describe("an unreachable upstream", () => {
   test("each failed connect is counted, and the client's refusal by reason", async () => {
