@@ -513,8 +513,10 @@ function printSummary(
           `- ${b.name} ${label}, ${g.rows.toLocaleString("en-US")} rows: ratio to ${baseline} ${r.toFixed(2)}` +
             (ratioTarget ? ` (target ≥ ${minRatio}: ${met(r >= minRatio)})` : " (no ratio target)") +
             `; peak RSS ${rss.toFixed(0)} MB (target < ${maxRss} MB: ${met(rss < maxRss)})` +
-            `; proxy ${proxyCpu.toFixed(2)} CPU-s per 1M rows vs ${isCsv ? "PostgreSQL's for COPY csv" : "DuckDB's"} ${yard.toFixed(2)}` +
-            (Number.isNaN(yard) ? "" : ` (target ≤: ${met(proxyCpu <= yard)})`),
+            `; proxy ${proxyCpu.toFixed(2)} CPU-s per 1M rows` +
+            (Number.isNaN(yard)
+              ? ""
+              : ` vs ${isCsv ? "PostgreSQL's for COPY csv" : "DuckDB's"} ${yard.toFixed(2)} (target ≤: ${met(proxyCpu <= yard)})`),
         );
       }
       const small = gs.reduce((a, c) => (a.rows < c.rows ? a : c));
