@@ -32,7 +32,8 @@
 //                editing. With two or more commits each gets its own proxy process and its export
 //                is one more run in the rotation ("export via <commit>"), so old and new alternate
 //                in the same rounds; the summary adds their throughput ratio. "." stands for this
-//                checkout (e.g. --ref .,4291b8a).
+//                checkout (e.g. --ref .,4291b8a). C2S_BENCH_BUILD_DIR=DIR keeps the builds for the
+//                next run.
 // CPU: every run prints the CPU seconds of each party, and per million rows (issue #13 item 2):
 //                the proxy (all threads, its main thread in brackets), PostgreSQL, the S3 server,
 //                the client (psql; DuckDB in-process). psql talks plain TCP (PGSSLMODE=disable) on

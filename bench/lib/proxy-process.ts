@@ -35,11 +35,12 @@ export function buildProxy(
     return { name: dirty ? `${head}+dirty` : head, dir: ROOT };
   }
   const commit = execFileSync("git", ["-C", ROOT, "rev-parse", "--short", ref], { encoding: "utf8" }).trim();
-  const dir = join(work, `proxy-${commit}`);
+  // A commit's build never changes: C2S_BENCH_BUILD_DIR keeps builds for the next bench run.
+  const dir = join(process.env.C2S_BENCH_BUILD_DIR ?? work, `proxy-${commit}`);
   if (!existsSync(join(dir, "dist/cli.js"))) {
     mkdirSync(dir, { recursive: true });
     execFileSync("sh", ["-c", `git -C '${ROOT}' archive ${commit} | tar -x -C '${dir}'`]);
-    symlinkSync(join(ROOT, "node_modules"), join(dir, "node_modules"));
+    if (!existsSync(join(dir, "node_modules"))) symlinkSync(join(ROOT, "node_modules"), join(dir, "node_modules"));
     execFileSync("npm", ["run", "build", "--silent"], { cwd: dir, stdio: "inherit" });
   }
   return { name: commit, dir };
