@@ -1,7 +1,8 @@
-// The S3 and job families of the metrics (docs/metrics.md), read from the process's registry
-// exactly as /metrics serves it: S3 retries and errors by operation, status and code, with S3's
-// faults injected by the fault proxy in front of moto; scheduled jobs' state and runs after runs
-// on a clock the test moves. Real PostgreSQL, moto, the proxy in this process.
+// The session, S3 and job families of the metrics (docs/metrics.md), read from the process's
+// registry exactly as /metrics serves it: sessions and refusals by reason; S3 retries and errors by
+// operation, status and code, with S3's faults injected by the fault proxy in front of moto;
+// scheduled jobs' state and runs after runs on a clock the test moves. Real PostgreSQL, moto, the
+// proxy in this process.
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -18,7 +19,7 @@ import { createSchedules, type Schedules } from "../../src/schedule/start.js";
 import { motoAccess, type S3Access, S3Check, startCopyProxy } from "../support/copy-proxy.js";
 import { waitUntil } from "../support/export-checks.js";
 import { Samples } from "../support/prom-text.js";
-import type { TestProxy } from "../support/proxy.js";
+import { startTestProxy, type TestProxy } from "../support/proxy.js";
 import { RawPg } from "../support/raw-pg.js";
 import { S3FaultProxy } from "../support/s3-fault-proxy.js";
 
@@ -43,6 +44,42 @@ const delta =
   (before: Samples, after: Samples) =>
   (name: string, labels: Record<string, string> = {}): number =>
     after.n(M + name, labels) - before.n(M + name, labels);
+
+describe("client sessions", () => {
+  test("opened, open now, and refused over --max-client-conn", async () => {
+    const proxy = await startTestProxy({
+      upstreamPort: pgPort,
+      args: ["--upstream-tls", "disable", "--max-client-conn", "1"],
+    });
+    try {
+      const before = await samples();
+      const first = new pg.Client({ connectionString: proxy.url("postgres", DB) });
+      await first.connect();
+      const second = new pg.Client({ connectionString: proxy.url("postgres", DB) });
+      second.on("error", () => {});
+      const refusal = await second.connect().then(
+        () => "connected",
+        (e: { code?: string }) => e.code,
+      );
+      expect(refusal).toBe("08P01");
+      const during = await samples();
+      const d = delta(before, during);
+      expect(d("client_sessions_total")).toBe(1);
+      expect(d("client_sessions")).toBe(1);
+      expect(d("client_connections_refused_total", { reason: "max_client_conn" })).toBe(1);
+      expect(
+        during.sum(`${M}client_connections_refused_total`) -
+          before.sum(`${M}client_connections_refused_total`),
+      ).toBe(1);
+      await first.end();
+      await waitUntil("the session to be closed", async () =>
+        (await samples()).n(`${M}client_sessions`) === before.n(`${M}client_sessions`) ? true : null,
+      );
+    } finally {
+      await proxy.shutdown(0);
+    }
+  });
+});
 
 describe("S3 retries and errors, through the fault proxy", () => {
   let faults: S3FaultProxy;
