@@ -22,6 +22,7 @@ import { takeBackExport } from "./export-cleanup.js";
 import type { ExportLimiter } from "./export-limiter.js";
 import { ExportLog } from "./export-log.js";
 import { buildManifest, buildRedshiftManifest, metadataKeys } from "./manifest.js";
+import { finalMessage, type ProgressPhase, progressMessage } from "./progress-notice.js";
 import { Sentinel } from "./sentinel.js";
 import { snapshotFor } from "./snapshot/choose-snapshot.js";
 import { resolveAwsConnection } from "./snapshot/materialize-connections.js";
@@ -81,6 +82,9 @@ class Export {
   private manifestWritten = false;
   private rows = 0;
   private readonly report: ExportLog;
+  /** What the progress NOTICEs say the export is doing, and since when it reads. */
+  private progressPhase: ProgressPhase = "preparing";
+  private readStarted = 0;
 
   constructor(
     private readonly stmt: CopyToStatement,
@@ -122,6 +126,9 @@ class Export {
     this.report.start();
     const maxRow = this.deps.config.exports.maxRowBytes;
     this.ctx.upstream.refuseLarger(maxRow, (_type, bytes) => this.ac.abort(rowTooBig(bytes, maxRow)));
+    // From the start: opening a snapshot can wait on the upstream, a preflight on S3.
+    progress = setInterval(() => this.progressNotice(), this.deps.config.exports.progressIntervalMs);
+    progress.unref();
     try {
       const target = await this.resolveTarget();
       this.report.setTarget(formatTargetUrl(target));
@@ -135,15 +142,28 @@ class Export {
         throw explainAwsSetup(e, conn);
       });
       this.sentinel!.startHeartbeat(this.deps.config.exports.sentinelRefreshMs, this.signal, this.id);
-      progress = setInterval(() => this.progressNotice(), this.deps.config.exports.progressIntervalMs);
-      progress.unref();
       this.report.phase("read");
+      this.progressPhase = "reading";
+      this.readStarted = Date.now();
       await this.read(columns);
       this.report.phase("upload");
+      this.progressPhase = "uploading";
       const files = await this.sink!.finish();
       this.report.phase("commit");
+      this.progressPhase = "committing";
       await this.commit(target, files, columns, typeNames, snapshot);
       await this.endSnapshot();
+      clearInterval(progress);
+      const where = formatTargetUrl(target);
+      this.ctx.notice(
+        finalMessage({
+          rows: this.rows,
+          files: files.length,
+          bytes: files.reduce((n, f) => n + f.bytes, 0),
+          target: where.endsWith("/") ? where : `${where}/`,
+          manifest: this.store!.url(metadataKeys(this.id).manifest),
+        }),
+      );
       this.report.complete(this.totals());
       return { rows: this.rows };
     } catch (e) {
@@ -445,10 +465,15 @@ class Export {
   }
 
   private progressNotice(): void {
-    const secs = this.report.elapsedMs / 1000;
-    const mb = (this.sink?.bytes ?? 0) / (1024 * 1024);
     this.ctx.notice(
-      `COPY TO progress: ${this.rows} rows, ${this.sink?.filesDone ?? 0} files complete, ${mb.toFixed(1)} MB written, ${Math.round(this.rows / Math.max(secs, 0.001))} rows/s`,
+      progressMessage({
+        phase: this.progressPhase,
+        rows: this.rows,
+        bytes: this.sink?.bytes ?? 0,
+        files: this.sink?.filesStarted ?? 0,
+        filesDone: this.sink?.filesDone ?? 0,
+        readingMs: Date.now() - this.readStarted,
+      }),
     );
   }
 

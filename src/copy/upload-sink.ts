@@ -27,6 +27,7 @@ export class UploadSink implements FileSink {
   private readonly done: WrittenFile[] = [];
   private failure: PgError | null = null;
   private bytesQueued = 0;
+  private filesOpened = 0;
   private mustDrain = false;
 
   constructor(
@@ -42,6 +43,7 @@ export class UploadSink implements FileSink {
     const upload = this.store.upload(key, this.signal);
     this.current = { index, key, upload };
     this.open.set(upload, key);
+    this.filesOpened++;
   }
 
   write(chunk: Uint8Array): void {
@@ -90,6 +92,11 @@ export class UploadSink implements FileSink {
   /** Bytes handed to uploads so far (for progress). */
   get bytes(): number {
     return this.bytesQueued;
+  }
+
+  /** Files begun (for progress). */
+  get filesStarted(): number {
+    return this.filesOpened;
   }
 
   get filesDone(): number {

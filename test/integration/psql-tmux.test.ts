@@ -197,11 +197,11 @@ describe("psql in tmux through the proxy", () => {
     expect(out2).toContain(" still usable");
   });
 
-  test("COPY (select …) TO 's3://…' prints NOTICE progress lines, then COPY 3000", async () => {
+  test("COPY (select …) TO 's3://…' prints NOTICE progress lines with the phase, a final NOTICE with the manifest, then COPY 3000", async () => {
     const q = `COPY (select g, pg_sleep(0.001) from generate_series(1, 3000) g) TO 's3://${bucket}/psql-export' WITH (FORMAT = 'csv');`;
     type("copy", q);
     // The progress notice must appear while the export is still running, not only at the end.
-    const during = await waitFor("copy", (s) => /NOTICE: {2}COPY TO progress: \d+ rows/.test(s), {
+    const during = await waitFor("copy", (s) => /NOTICE: {2}COPY TO progress: reading: [\d,]+ rows/.test(s), {
       from: q,
       timeoutMs: 15_000,
     });
@@ -212,14 +212,22 @@ describe("psql in tmux through the proxy", () => {
     });
     expect(out).not.toContain("ERROR");
     expect(out).toMatch(
-      /NOTICE: {2}COPY TO progress: \d+ rows, \d+ files complete, [\d.]+ MB written, \d+ rows\/s/,
+      /NOTICE: {2}COPY TO progress: reading: [\d,]+ rows \([\d,]+ rows\/s\), [\d.]+ k?B, 1 file \(0 complete\)/,
     );
+    // The last NOTICE, right before the command tag: where it all went.
+    const final = new RegExp(
+      `NOTICE: {2}exported 3,000 rows in 1 file \\(([\\d.]+) kB\\) to s3://${bucket}/psql-export/; manifest: (s3://${bucket}/psql-export/_meta/mz-[0-9a-f-]+-manifest\\.json)\\s+COPY 3000`,
+    );
+    const [, kb, manifestUrl] = final.exec(out) ?? [];
+    expect(manifestUrl, out).toBeDefined();
 
     const keys = await check.keys(bucket, "psql-export/");
     const data = keys.filter((k) => /-batch-0000-0000\.csv$/.test(k));
     expect(data).toHaveLength(1);
     expect(keys.some((k) => k.endsWith("-INCOMPLETE"))).toBe(false);
+    expect(keys).toContain(manifestUrl!.slice(`s3://${bucket}/`.length));
     const csv = (await check.get(bucket, data[0]!)).toString("utf8");
+    expect(kb).toBe((csv.length / 1024).toFixed(1));
     const lines = csv.split("\n");
     expect(lines).toHaveLength(3001); // 3000 rows and the final newline
     // pg_sleep returns void, whose text output is the empty string: quoted, as PostgreSQL does.
