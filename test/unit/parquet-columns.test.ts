@@ -10,14 +10,53 @@ import { PgError } from "../../src/errors.js";
 
 type Val = Buffer | null;
 
+/**
+ * Decodes `values` one by one (append/appendNull) and as column runs (appendColumn, as the
+ * encoder's writeRows does), checks both give the same Arrow bytes or the same error, and
+ * returns the vector (or throws the error).
+ */
 function decode(oid: number, values: Val[], typeMod = -1, info?: TypeInfo): arrow.Vector {
   const node = resolveType(oid, typeMod, info, "c");
-  const b = makeBuilder(node, { column: "c" }, true);
-  for (const v of values) {
-    if (v === null) b.appendNull();
-    else b.append(v, 0, v.length);
+  const attempt = (fill: (b: ReturnType<typeof makeBuilder>) => void): arrow.Vector | Error => {
+    const b = makeBuilder(node, { column: "c" }, true);
+    try {
+      fill(b);
+    } catch (e) {
+      return e as Error;
+    }
+    return arrow.makeVector(b.finish());
+  };
+  const one = attempt((b) => {
+    for (const v of values) {
+      if (v === null) b.appendNull();
+      else b.append(v, 0, v.length);
+    }
+  });
+  const runs = attempt((b) => {
+    // The values inside one buffer, behind some other bytes, indexed from entry 3 on, in two runs.
+    const skip = 3;
+    const buf = Buffer.concat([Buffer.alloc(5, 0xee), ...values.map((v) => v ?? Buffer.alloc(0))]);
+    const pos = new Int32Array(skip + values.length).fill(-7);
+    const len = new Int32Array(skip + values.length).fill(-7);
+    let p = 5;
+    values.forEach((v, i) => {
+      pos[skip + i] = p;
+      len[skip + i] = v === null ? -1 : v.length;
+      p += v?.length ?? 0;
+    });
+    const half = values.length >> 1;
+    b.appendColumn(buf, pos, len, skip, half);
+    b.appendColumn(buf, pos, len, skip + half, values.length - half);
+  });
+  if (one instanceof Error || runs instanceof Error) {
+    expect(runs).toBeInstanceOf(Error);
+    expect((runs as PgError).code).toBe((one as PgError).code);
+    expect((runs as Error).message).toBe((one as Error).message);
+    throw one;
   }
-  return arrow.makeVector(b.finish());
+  const ipc = (v: arrow.Vector) => arrow.tableToIPC(new arrow.Table({ c: v }), "stream");
+  expect(Buffer.from(ipc(runs))).toEqual(Buffer.from(ipc(one)));
+  return one;
 }
 
 const i16 = (n: number) => {
@@ -63,6 +102,7 @@ function pgRecord(fields: Array<[number, Val]>): Buffer {
 
 describe("fixed-width decoders", () => {
   it("integers at their limits", () => {
+    expect(() => decode(Oid.int4, [i32(1), i16(2)])).toThrow(/column "c": expected 4 bytes, got 2/);
     expect([...decode(Oid.int2, [i16(-32768), i16(32767), null, i16(0)])]).toEqual([-32768, 32767, null, 0]);
     expect([...decode(Oid.int4, [i32(-2147483648), i32(2147483647), null])]).toEqual([
       -2147483648,
@@ -156,6 +196,11 @@ describe("variable-width decoders", () => {
     const t = decode(Oid.text, [utf8("héllo 世界 👍"), utf8(""), null]);
     expect(String(t.type)).toBe("LargeUtf8");
     expect([...t]).toEqual(["héllo 世界 👍", "", null]);
+    // A NULL first (the validity bitmap starts late), values over and under the byte-loop cut-off.
+    const long = ["x".repeat(100), "é".repeat(40), 'a,"\n'];
+    const u = decode(Oid.text, [null, utf8(long[0]!), utf8(long[1]!), null, utf8(""), utf8(long[2]!)]);
+    expect([...u]).toEqual([null, long[0], long[1], null, "", long[2]]);
+    expect([...decode(Oid.varchar, [null, utf8("ab"), null], 24)]).toEqual([null, "ab", null]);
     expect(String(decode(Oid.varchar, [utf8("x")], 24).type)).toBe("Utf8");
     expect(String(decode(Oid.varchar, [utf8("x")], -1).type)).toBe("LargeUtf8");
     expect(String(decode(Oid.bpchar, [utf8("x  ")], 7).type)).toBe("Utf8");
