@@ -31,6 +31,7 @@ export interface Lifecycle {
 /** Settings a reload cannot change: they are bound to the listener, sessions or the limiter. */
 const RESTART_ONLY = [
   "listen",
+  "adminListen",
   "upstream",
   "upstreamTls",
   "upstreamCaFile",

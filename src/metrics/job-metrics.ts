@@ -50,18 +50,21 @@ jobGauge(
   (j) => seconds(j.lastSuccess),
 );
 
+const OUTCOMES = ["succeeded", "failed", "skipped"] as const;
 const runs = new Counter({
   name: `${P}runs_total`,
   help: "Runs of the job that ended, by outcome (succeeded, failed, or skipped: the previous run still ran, or another proxy ran it).",
   labelNames: ["job", "outcome"] as const,
   registers,
+  collect() {
+    // Every configured job's counters start at 0, also a job a reload (SIGHUP) added.
+    for (const j of jobs()) for (const outcome of OUTCOMES) this.inc({ job: j.name, outcome }, 0);
+  },
 });
-const OUTCOMES = ["succeeded", "failed", "skipped"] as const;
 
-/** Serves `status` (the scheduler's) in the job metrics; every job's run counters start at 0. */
+/** Serves `status` (the scheduler's: SHOW COPY_TO_S3 JOBS's state) in the job metrics. */
 export function watchJobs(status: () => readonly JobStatus[]): void {
   jobs = status;
-  for (const j of status()) for (const outcome of OUTCOMES) runs.inc({ job: j.name, outcome }, 0);
 }
 
 /** Called once per run, when it has ended (its record's state is final). */

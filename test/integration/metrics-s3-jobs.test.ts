@@ -3,9 +3,6 @@
 // operation, status and code, with S3's faults injected by the fault proxy in front of moto;
 // scheduled jobs' state and runs after runs on a clock the test moves. Real PostgreSQL, moto, the
 // proxy in this process.
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, inject, test } from "vitest";
 import { loadConfig } from "../../src/config.js";
@@ -20,6 +17,7 @@ import { motoAccess, type S3Access, S3Check, startCopyProxy } from "../support/c
 import { waitUntil } from "../support/export-checks.js";
 import { Samples } from "../support/prom-text.js";
 import { startTestProxy, type TestProxy } from "../support/proxy.js";
+import { writeProxyConfig } from "../support/proxy-process.js";
 import { RawPg } from "../support/raw-pg.js";
 import { S3FaultProxy } from "../support/s3-fault-proxy.js";
 
@@ -155,33 +153,19 @@ describe("scheduled jobs, on a clock the test moves", () => {
 
   beforeAll(async () => {
     await oracle.query("CREATE TABLE IF NOT EXISTS orders AS SELECT g AS id FROM generate_series(1, 50) g");
-    const dir = mkdtempSync(join(tmpdir(), "c2s-metrics-jobs-"));
-    const configFile = join(dir, "config.json");
     const job = { user: "postgres", database: DB, every: "1h", retries: 0, options: { format: "csv" } };
-    writeFileSync(
-      configFile,
-      JSON.stringify({
-        connections: {
-          default: {
-            endpoint: s3.endpoint,
-            region: s3.region,
-            accessKeyId: { env: "C2S_TEST_S3_KEY" },
-            secretAccessKey: { env: "C2S_TEST_S3_SECRET" },
-          },
+    const { file: configFile, env } = writeProxyConfig(s3, {
+      jobs: [
+        { ...job, name: "good", view: "orders", target: `s3://${bucket}/jobs/good` },
+        {
+          ...job,
+          name: "broken",
+          query: "SELECT * FROM no_such_table",
+          target: `s3://${bucket}/jobs/broken`,
+          suspendAfter: 1,
         },
-        jobs: [
-          { ...job, name: "good", view: "orders", target: `s3://${bucket}/jobs/good` },
-          {
-            ...job,
-            name: "broken",
-            query: "SELECT * FROM no_such_table",
-            target: `s3://${bucket}/jobs/broken`,
-            suspendAfter: 1,
-          },
-        ],
-      }),
-    );
-    const env = { ...process.env, C2S_TEST_S3_KEY: s3.accessKeyId, C2S_TEST_S3_SECRET: s3.secretAccessKey };
+      ],
+    });
     const { config } = loadConfig(
       [
         "--listen",
