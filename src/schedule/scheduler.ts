@@ -9,8 +9,9 @@ import { jobRunEnded } from "../metrics/job-metrics.js";
 import type { Clock } from "./clock.js";
 import type { JobSpec } from "./jobs.js";
 import { nextOccurrence, snapshotName } from "./next-run.js";
+import type { RunSlots } from "./run-slots.js";
 
-export type RunState = "waiting" | "running" | "retrying" | "succeeded" | "failed" | "skipped";
+export type RunState = "queued" | "waiting" | "running" | "retrying" | "succeeded" | "failed" | "skipped";
 
 export interface RunRecord {
   job: string;
@@ -77,6 +78,8 @@ export interface SchedulerDeps {
   runner: SnapshotRunner;
   publisher: SnapshotPublisher;
   leases?: OccurrenceLeases | undefined;
+  /** Room under the export caps: runs wait here ("queued") rather than be refused (run-slots.ts). */
+  slots?: RunSlots | undefined;
   log: Logger;
   /** Run records kept per job. */
   historySize?: number;
@@ -348,10 +351,26 @@ export class Scheduler {
     const { spec } = j;
     const log = this.deps.log;
     let lease: HeldLease | null = null;
+    // A slot under the export caps is held while an attempt runs, not while waiting for another
+    // proxy's lease or for a retry's backoff: other jobs of the user run meanwhile.
+    let release: (() => void) | undefined;
+    const free = (): void => {
+      release?.();
+      release = undefined;
+    };
+    const needSlot = (): boolean => this.deps.slots !== undefined && release === undefined;
+    const takeSlot = async (s: AbortSignal): Promise<void> => {
+      const was = rec.state;
+      rec.state = "queued";
+      release = await this.deps.slots!.acquire(spec.user, s);
+      rec.state = was;
+    };
     try {
       // Another proxy running this occurrence keeps it "waiting" here: if that proxy dies, its
       // lease expires and this one takes the occurrence over.
       while (this.deps.leases !== undefined && lease === null) {
+        // The slot first: a replica with room takes the lease, not one that would have to wait.
+        if (needSlot()) await takeSlot(signal);
         const got = await this.deps.leases.acquire(spec, rec.snapshot, signal);
         if (got === null) {
           rec.state = "skipped";
@@ -360,6 +379,7 @@ export class Scheduler {
           return;
         }
         if ("busyUntil" in got) {
+          free();
           rec.state = "waiting";
           rec.error = "another proxy runs this occurrence";
           await this.sleep(Math.max(1, got.busyUntil - this.deps.clock.now() + 1), signal);
@@ -370,6 +390,8 @@ export class Scheduler {
       const runSignal = lease === null ? signal : AbortSignal.any([signal, lease.lost]);
       const prefixUrl = `${spec.target}/${rec.snapshot}`;
       for (;;) {
+        // Only awaited when there are caps: without, a run starts in the timer's own tick.
+        if (needSlot()) await takeSlot(runSignal);
         rec.attempts++;
         rec.state = "running";
         log.info(
@@ -379,8 +401,10 @@ export class Scheduler {
         try {
           const { rows } = await this.deps.runner.run(spec, prefixUrl, runSignal);
           rec.rows = rows;
+          free();
           break;
         } catch (e) {
+          free();
           const err = PgError.from(e);
           rec.error = err.message;
           if (runSignal.aborted || rec.attempts > spec.retries) throw err;
@@ -439,6 +463,8 @@ export class Scheduler {
       } else {
         log.error({ job: spec.name, snapshot: rec.snapshot, err: err.message }, "scheduled snapshot failed");
       }
+    } finally {
+      free();
     }
   }
 

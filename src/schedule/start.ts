@@ -12,6 +12,7 @@ import { withScheduleConsole } from "./console.js";
 import { type JobSpec, parseJobs } from "./jobs.js";
 import { StoreLeases } from "./lease.js";
 import { TargetPublisher } from "./publisher.js";
+import { CappedRunSlots } from "./run-slots.js";
 import { LoopbackRunner } from "./runner.js";
 import { type JobChanges, type OccurrenceLeases, Scheduler, type SnapshotRunner } from "./scheduler.js";
 
@@ -77,6 +78,8 @@ export async function createSchedules(
       typeof opts.leases === "function"
         ? opts.leases(storeFor)
         : (opts.leases ?? new StoreLeases(storeFor, clock, schedLog)),
+    // The caps the export limiter was built with (a reload does not change them either).
+    slots: new CappedRunSlots(config.exports.maxConcurrentExports, config.exports.maxExportsPerUser),
     log: schedLog,
   });
   const operatorsOf = (name: string): string[] => {

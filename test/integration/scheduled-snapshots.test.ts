@@ -139,9 +139,8 @@ describe.each(UPSTREAMS)("scheduled snapshots through the proxy in front of $nam
         "disable",
         "--file-root",
         root,
-        // The three jobs run as one user at the same instant (the default cap is 2 per user).
-        "--max-exports-per-user",
-        "3",
+        // The three jobs run as one user at the same instant, over the per-user cap (2 by
+        // default): the third queues in the scheduler instead of being refused.
         "--config",
         configFile,
       ],
@@ -210,6 +209,12 @@ describe.each(UPSTREAMS)("scheduled snapshots through the proxy in front of $nam
       trigger: "schedule",
     });
     await finished("orders_pq", 1);
+    // Three jobs of one user at one instant, over the per-user cap: none was refused (53300).
+    expect((await finished("broken", 1))[0]!.error).toMatch(/no_such_table/);
+    expect([...runs("orders_csv"), ...runs("orders_pq")].map((x) => [x.state, x.attempts])).toEqual([
+      ["succeeded", 1],
+      ["succeeded", 1],
+    ]);
     const keys = await check.keys(bucket, "orders/");
     expect(
       keys.some((k) => k.startsWith("orders/snapshot=2026-12-02T10:00:00Z/mz-") && k.endsWith(".csv")),

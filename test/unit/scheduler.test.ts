@@ -9,6 +9,7 @@ import { parseConsole } from "../../src/schedule/console.js";
 import { copyStatement, type JobSpec, parseJobs } from "../../src/schedule/jobs.js";
 import { nextOccurrence, snapshotName } from "../../src/schedule/next-run.js";
 import { type SnapshotDir, snapshotsToPrune } from "../../src/schedule/publisher.js";
+import { CappedRunSlots } from "../../src/schedule/run-slots.js";
 import { Scheduler, type SnapshotPublisher, type SnapshotRunner } from "../../src/schedule/scheduler.js";
 
 const T0 = Date.parse("2026-12-02T09:59:30Z");
@@ -43,9 +44,16 @@ class FakeRunner implements SnapshotRunner {
   calls: Array<{ prefix: string; at: number }> = [];
   pending: Array<{ resolve: (r: { rows: number }) => void; reject: (e: Error) => void }> = [];
   constructor(private readonly clock: ManualClock) {}
-  run(_job: JobSpec, prefix: string): Promise<{ rows: number }> {
+  run(_job: JobSpec, prefix: string, signal?: AbortSignal): Promise<{ rows: number }> {
     this.calls.push({ prefix, at: this.clock.now() });
-    return new Promise((resolve, reject) => this.pending.push({ resolve, reject }));
+    return new Promise((resolve, reject) => {
+      const p = { resolve, reject };
+      this.pending.push(p);
+      signal?.addEventListener("abort", () => {
+        this.pending.splice(this.pending.indexOf(p), 1);
+        reject(signal.reason);
+      });
+    });
   }
   succeed(rows = 7): void {
     this.pending.shift()!.resolve({ rows });
@@ -250,6 +258,78 @@ describe("scheduler", () => {
     expect(s.status()[0]).toMatchObject({ name: "kept", suspended: true });
     expect(s.history("hourly")).toHaveLength(1);
     await s.stop();
+  });
+});
+
+describe("runs under the export caps", () => {
+  test("jobs of one user firing together queue for the per-user cap instead of being refused; other users and a cancelled wait go on", async () => {
+    const clock = new ManualClock(T0);
+    const runner = new FakeRunner(clock);
+    const specs = ["a", "b", "c"].map((n) => job({ name: n, target: `s3://b/${n}` }));
+    specs.push(job({ name: "d", target: "s3://b/d", user: "other" }));
+    const s = new Scheduler(specs, {
+      clock,
+      runner,
+      publisher: publisher(),
+      slots: new CappedRunSlots(4, 2),
+      log,
+    });
+    s.start();
+    clock.advance(30_000);
+    await settle();
+    const jobsRun = () => runner.calls.map((c) => c.prefix.split("/")[3]);
+    expect(jobsRun()).toEqual(["a", "b", "d"]);
+    expect(s.history("c")[0]).toMatchObject({ state: "queued", attempts: 0 });
+    runner.succeed(); // a
+    await settle();
+    expect(jobsRun()).toEqual(["a", "b", "d", "c"]);
+    expect(s.history("c")[0]).toMatchObject({ state: "running", attempts: 1 });
+    for (let i = 0; i < 3; i++) runner.succeed();
+    await settle();
+    expect(
+      s
+        .history()
+        .map((r) => [r.job, r.state, r.attempts])
+        .sort(),
+    ).toEqual([
+      ["a", "succeeded", 1],
+      ["b", "succeeded", 1],
+      ["c", "succeeded", 1],
+      ["d", "succeeded", 1],
+    ]);
+    // A queued run that is cancelled (shutdown) leaves the queue and frees nothing it did not take.
+    clock.advance(60_000);
+    await settle();
+    expect(s.history("c")[0]).toMatchObject({ state: "queued" });
+    await s.stop();
+    expect(s.history("c")[0]).toMatchObject({ state: "failed", attempts: 0 });
+  });
+
+  test("the slots: first come first served among those that fit, the total cap too", async () => {
+    const slots = new CappedRunSlots(2, 1);
+    const never = new AbortController().signal;
+    const order: string[] = [];
+    const relA = await slots.acquire("u", never);
+    const waitU = slots.acquire("u", never).then((r) => {
+      order.push("u2");
+      return r;
+    });
+    const relV = await slots.acquire("v", never);
+    const waitW = slots.acquire("w", never).then((r) => {
+      order.push("w");
+      return r;
+    });
+    await settle();
+    expect(order).toEqual([]);
+    relV();
+    await settle();
+    expect(order).toEqual(["w"]);
+    relA();
+    relA(); // twice: counted once
+    await settle();
+    expect(order).toEqual(["w", "u2"]);
+    (await waitU)();
+    (await waitW)();
   });
 });
 
