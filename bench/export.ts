@@ -67,7 +67,7 @@ import {
 } from "./lib/proxy-process.js";
 import { psql as psqlAt } from "./lib/psql.js";
 import { fmtRate, median } from "./lib/stats.js";
-import { benchLog, printHeaderAndExit } from "./lib/usage.js";
+import { benchLog, cleanupOnSignal, printHeaderAndExit } from "./lib/usage.js";
 
 const { values: argv } = parseArgs({
   options: {
@@ -184,6 +184,9 @@ async function main(): Promise<void> {
     () => pg.stop(),
     () => rmSync(WORK, { recursive: true, force: true }),
   ];
+  let liveProxies: ProxyProc[] = [];
+  for (const c of [...cleanups].reverse()) cleanupOnSignal(c);
+  cleanupOnSignal(() => Promise.all(liveProxies.map(stopProxy)));
   const s3 = new S3Client({
     endpoint: moto.endpoint,
     region: "us-east-1",
@@ -270,6 +273,7 @@ async function main(): Promise<void> {
           argv["cpu-prof"] ? join(WORK, `prof-${b.name}-${n}-${v.label.replace(/ /g, "-")}`) : null,
         );
         const proxies: ProxyProc[] = [];
+        liveProxies = proxies;
         for (const [i, b] of builds.entries()) {
           const profDir = profDirs[i]!;
           proxies.push(

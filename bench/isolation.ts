@@ -55,7 +55,7 @@ import {
 } from "./lib/proxy-process.js";
 import { psql } from "./lib/psql.js";
 import { fmtRate, median } from "./lib/stats.js";
-import { benchLog, printHeaderAndExit } from "./lib/usage.js";
+import { benchLog, cleanupOnSignal, printHeaderAndExit } from "./lib/usage.js";
 
 const { values: argv } = parseArgs({
   options: {
@@ -132,6 +132,10 @@ async function main(): Promise<void> {
   log(`starting PostgreSQL${TARGET === "s3" ? " and moto" : ""}`);
   const [pg, moto] = await Promise.all([startPostgres(), TARGET === "s3" ? startMoto() : undefined]);
   const proxies: ProxyProc[] = [];
+  cleanupOnSignal(() => rmSync(WORK, { recursive: true, force: true }));
+  cleanupOnSignal(() => pg.stop());
+  if (moto) cleanupOnSignal(() => moto.stop());
+  cleanupOnSignal(() => Promise.all(proxies.map(stopProxy)));
   const results = new Map<string, WindowResult[]>(); // `${build} ${kind}`
   try {
     execFileSync(
@@ -198,6 +202,7 @@ async function main(): Promise<void> {
       const cpu0 = { main: cpuSeconds(proxy.pid, false, true), total: cpuSeconds(proxy.pid, false) };
       let t0 = performance.now();
       const runs = Promise.all([bench(proxy.port, "proxy"), bench(pg.port, "direct")]);
+      runs.catch(() => {}); // awaited below, after the export; a failure must not go unhandled meanwhile
       let exportSecs = Number.NaN;
       let fromUs = Number.NEGATIVE_INFINITY;
       let toUs = Number.POSITIVE_INFINITY;

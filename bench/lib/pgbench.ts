@@ -67,19 +67,23 @@ export function runPgbench(o: PgbenchOptions): Promise<Txns> {
       const exitedMs = Date.now();
       const dir = dirname(o.logPrefix);
       const prefix = `${basename(o.logPrefix)}.`;
-      const files = readdirSync(dir).filter((f) => f.startsWith(prefix));
-      const rows = files.flatMap((f) => parsePgbenchLog(readFileSync(join(dir, f), "utf8")));
-      for (const f of files) rmSync(join(dir, f));
-      if (code !== 0) {
-        reject(new Error(`pgbench on port ${o.port} exited ${code}: ${out}`));
-        return;
+      let files: string[] = [];
+      try {
+        files = readdirSync(dir).filter((f) => f.startsWith(prefix));
+        // A pgbench that did not finish (killed with the bench) may leave a half-written line.
+        if (code !== 0) throw new Error(`pgbench on port ${o.port} exited ${code}: ${out}`);
+        const rows = files.flatMap((f) => parsePgbenchLog(readFileSync(join(dir, f), "utf8")));
+        resolve({
+          endUs: Float64Array.from(rows, (r) => r.endUs),
+          latencyUs: Float64Array.from(rows, (r) => r.latencyUs),
+          spawnedMs,
+          exitedMs,
+        });
+      } catch (e) {
+        reject(e);
+      } finally {
+        for (const f of files) rmSync(join(dir, f), { force: true });
       }
-      resolve({
-        endUs: Float64Array.from(rows, (r) => r.endUs),
-        latencyUs: Float64Array.from(rows, (r) => r.latencyUs),
-        spawnedMs,
-        exitedMs,
-      });
     });
   });
 }

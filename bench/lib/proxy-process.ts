@@ -40,7 +40,8 @@ export function buildProxy(
   if (!existsSync(join(dir, "dist/cli.js"))) {
     mkdirSync(dir, { recursive: true });
     execFileSync("sh", ["-c", `git -C '${ROOT}' archive ${commit} | tar -x -C '${dir}'`]);
-    if (!existsSync(join(dir, "node_modules"))) symlinkSync(join(ROOT, "node_modules"), join(dir, "node_modules"));
+    if (!existsSync(join(dir, "node_modules")))
+      symlinkSync(join(ROOT, "node_modules"), join(dir, "node_modules"));
     execFileSync("npm", ["run", "build", "--silent"], { cwd: dir, stdio: "inherit" });
   }
   return { name: commit, dir };
