@@ -20,7 +20,6 @@
 // about one row of the limit and never above it. Node's sync zlib calls are documented API (unlike
 // driving a Gzip stream synchronously), and zlib.crc32 gives the trailer's checksum.
 import { crc32, deflateRawSync, type ZlibOptions, constants as zc } from "node:zlib";
-import { forEachDataRow } from "../wire/backend.js";
 import type { FileSink, RowEncoder } from "./types.js";
 
 export interface CsvOptions {
@@ -159,7 +158,13 @@ class CsvEncoder implements RowEncoder {
   }
 
   writeRows(buf: Buffer, start: number, end: number): void {
-    forEachDataRow(buf, start, end, (b, pos, n) => this.writeRow(b, pos, n));
+    // Walked inline rather than with forEachDataRow: no closure call per row on the hot path.
+    for (let p = start; p < end; ) {
+      // Message header: 'D', int32 length (from here), int16 field count.
+      const next = p + 1 + ((buf[p + 1]! << 24) | (buf[p + 2]! << 16) | (buf[p + 3]! << 8) | buf[p + 4]!);
+      this.writeRow(buf, p + 7, (((buf[p + 5]! << 8) | buf[p + 6]!) << 16) >> 16);
+      p = next;
+    }
   }
 
   flush(): Promise<void> {

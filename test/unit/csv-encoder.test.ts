@@ -137,6 +137,56 @@ function model(o: CsvOptions, rows: readonly (readonly Value[])[]): Buffer {
   return Buffer.from(out);
 }
 
+describe("writeRows", () => {
+  test("whole DataRow messages in runs, at any offset, write what the model writes", async () => {
+    const message = (r: readonly Value[]): Buffer => {
+      const body = dataRow(r).subarray(0, -2); // without the trailing garbage
+      const m = Buffer.alloc(7 + body.length);
+      m[0] = 0x44;
+      m.writeInt32BE(6 + body.length, 1);
+      m.writeInt16BE(r.length, 5);
+      body.copy(m, 7);
+      return m;
+    };
+    const values: Value[] = [
+      "",
+      null,
+      "plain",
+      'say "hi"',
+      "a,b",
+      "line\nbreak",
+      "cr\r",
+      "héllo 世界 👍",
+      "\\.",
+    ];
+    const rows = Array.from({ length: 400 }, (_, i) =>
+      [0, 1, 2].map((k) => values[(i * 7 + k * 3) % values.length]!),
+    );
+    for (const o of [opts(), opts({ header: true, null: "NULL", d: ";", q: "'", e: "\\" })]) {
+      const sink = new MemorySink();
+      const enc = createCsvEncoder(o, sink);
+      for (let i = 0, k = 1; i < rows.length; i += k, k++) {
+        const buf = Buffer.concat([Buffer.alloc(k % 5, 0xee), ...rows.slice(i, i + k).map(message)]);
+        enc.writeRows(buf, k % 5, buf.length);
+        if (enc.wantsFlush) await enc.flush();
+      }
+      await enc.finish();
+      expect(sink.bytes(0)).toEqual(model(o, rows));
+      expect(sink.files[0]!.rows).toBe(rows.length);
+    }
+  });
+
+  test("a zero-column result still writes one empty line per row", async () => {
+    const sink = new MemorySink();
+    const enc = createCsvEncoder(opts({ columnNames: [] }), sink);
+    const m = Buffer.from([0x44, 0, 0, 0, 6, 0, 0]);
+    const buf = Buffer.concat([m, m, m]);
+    enc.writeRows(buf, 0, buf.length);
+    await enc.finish();
+    expect(sink.text(0)).toBe("\n\n\n");
+  });
+});
+
 describe("quoting", () => {
   test("PostgreSQL's default CSV rules", async () => {
     const rows: Value[][] = [
