@@ -6,6 +6,7 @@
 import { createLogger } from "../src/log.js";
 import { systemClock } from "../src/schedule/clock.js";
 import type { JobSpec } from "../src/schedule/jobs.js";
+import { CappedRunSlots } from "../src/schedule/run-slots.js";
 import { Scheduler } from "../src/schedule/scheduler.js";
 
 const seconds = Number(process.argv[2] ?? 10);
@@ -62,6 +63,8 @@ async function lateness(): Promise<number[]> {
       },
     },
     publisher: { publish: async () => {}, prune: async () => [] },
+    // As the proxy wires it (src/schedule/start.ts): a run first takes a slot under the caps.
+    slots: new CappedRunSlots(4, 2),
     log: createLogger("silent"),
   });
   s.start();
