@@ -66,7 +66,7 @@ async function main(): Promise<number> {
     } catch (e) {
       const err = PgError.from(e);
       process.stderr.write(
-        `copy-to-s3-proxy cleanup: ${err.message}${err.detail ? `\n${err.detail}` : ""}\n`,
+        `copy-to-s3-proxy cleanup: ${err.message}${err.detail ? `\n${err.detail}` : ""}${err.hint ? `\nhint: ${err.hint}` : ""}\n`,
       );
       return 1;
     }

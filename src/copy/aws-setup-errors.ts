@@ -7,12 +7,17 @@ import type { AwsConnection } from "./connections.js";
 
 const AMBIENT = "(default credentials)";
 
-export function explainAwsSetup(err: unknown, conn: AwsConnection | undefined): unknown {
+export function explainAwsSetup(
+  err: unknown,
+  conn: AwsConnection | undefined,
+  /** How the user left the connection unnamed (the statement's option, or cleanup's flag). */
+  unnamed = "no AWS CONNECTION was named",
+): unknown {
   if (!(err instanceof PgError) || conn === undefined) return err;
   const text = `${err.message}\n${err.detail ?? ""}`;
   const ambient = conn.name === AMBIENT;
   const which = ambient
-    ? 'no AWS CONNECTION was named and no connection "default" is configured, so the AWS SDK\'s default chain was used'
+    ? `${unnamed} and no connection "default" is configured, so the AWS SDK's default chain was used`
     : `AWS connection "${conn.name}"`;
   const env = `C2S_CONNECTION_${conn.name.toUpperCase().replace(/[^A-Z0-9]/g, "_")}`;
   if (/Region is missing/i.test(text)) {

@@ -17,11 +17,13 @@
 
 import { DEFAULT_EXPORT_LIMITS } from "../config.js";
 import { PgError, SqlState } from "../errors.js";
-import type { ConnectionRegistry } from "./connections.js";
+import { explainAwsSetup } from "./aws-setup-errors.js";
+import type { AwsConnection, ConnectionRegistry } from "./connections.js";
 import { createStore } from "./connections.js";
 import { META_DIR } from "./manifest.js";
+import { plural } from "./progress-notice.js";
 import type { ObjectStore, PendingUpload, StoreOptions } from "./storage/object-store.js";
-import { parseTargetUrl } from "./storage/target-url.js";
+import { parseTargetUrl, type TargetUrl } from "./storage/target-url.js";
 
 /** Default --older-than: three missed sentinel refreshes. */
 export const olderThanDefault = (sentinelRefreshMs = DEFAULT_EXPORT_LIMITS.sentinelRefreshMs): number =>
@@ -197,13 +199,20 @@ export interface CleanupCommandOptions {
 
 /** The subcommand; resolves with the process exit code (0 done or dry run, 1 something failed). */
 export async function runCleanupCommand(o: CleanupCommandOptions): Promise<number> {
-  const target = parseTargetUrl(o.target);
-  const conn = target.scheme === "s3" ? o.connections.get(o.connection) : undefined;
+  let target: TargetUrl;
+  try {
+    target = parseTargetUrl(o.target);
+  } catch (e) {
+    throw inCleanupWords(e);
+  }
+  const conn = target.scheme === "s3" ? cleanupConnection(o.connections, o.connection) : undefined;
   const store = createStore(conn, target, o.storeOptions);
   const signal = new AbortController().signal;
   const olderThanMs =
     o.olderThan === undefined ? olderThanDefault(o.sentinelRefreshMs) : parseDuration(o.olderThan);
-  const plan = await planCleanup(store, signal, olderThanMs);
+  const plan = await planCleanup(store, signal, olderThanMs).catch((e: unknown) => {
+    throw explainAwsSetup(e, conn, "no --connection was given");
+  });
   for (const e of plan.recent) {
     o.out(
       `left alone (sentinel written ${Math.round(e.age / 1000)} s ago, under --older-than: may still be running): export ${e.id} in ${store.url(e.dir)}`,
@@ -212,7 +221,7 @@ export async function runCleanupCommand(o: CleanupCommandOptions): Promise<numbe
   const nUploads = plan.exports.reduce((n, e) => n + e.uploads.length, 0) + plan.orphanUploads.length;
   const nObjects = plan.exports.reduce((n, e) => n + e.objects.length + 1, 0);
   o.out(
-    `${store.location}: ${plan.exports.length} unfinished export(s), ${nUploads} multipart upload(s) and ${nObjects} object(s) to remove`,
+    `${store.location}: ${plural(plan.exports.length, "unfinished export")}, ${plural(nUploads, "multipart upload")} and ${plural(nObjects, "object")} to remove`,
   );
   for (const u of plan.foreignUploads) {
     o.out(`left alone (not an export's): multipart upload ${store.url(u.key)} (upload id ${u.uploadId})`);
@@ -232,9 +241,43 @@ export async function runCleanupCommand(o: CleanupCommandOptions): Promise<numbe
   const left = await store.listUploads("", signal).catch(() => null);
   const ours = left?.filter((u) => !plan.foreignUploads.some((f) => f.uploadId === u.uploadId));
   o.out(
-    `done: ${r.uploadsAborted} multipart upload(s) aborted, ${r.objectsDeleted} object(s) deleted` +
-      (r.failures.length > 0 ? `, ${r.failures.length} failure(s)` : "") +
-      (ours && ours.length > 0 ? `; ${ours.length} multipart upload(s) still listed` : ""),
+    `done: ${plural(r.uploadsAborted, "multipart upload")} aborted, ${plural(r.objectsDeleted, "object")} deleted` +
+      (r.failures.length > 0 ? `, ${plural(r.failures.length, "failure")}` : "") +
+      (ours && ours.length > 0 ? `; ${plural(ours.length, "multipart upload")} still listed` : ""),
   );
   return r.failures.length > 0 ? 1 : 0;
+}
+
+/**
+ * The target checks are the statement's, and speak of "COPY TO target"; here the user gave the
+ * cleanup command a prefix.
+ */
+function inCleanupWords(e: unknown): unknown {
+  if (!(e instanceof PgError)) return e;
+  const say = (t: string | undefined): string | undefined =>
+    t
+      ?.replace(/as COPY TO target\b/g, "as the cleanup prefix")
+      .replace(/COPY TO target\b/g, "cleanup prefix");
+  return new PgError(e.code, say(e.message)!, { detail: say(e.detail), hint: say(e.hint), cause: e });
+}
+
+/**
+ * --connection: a connection of the proxy's configuration (the statement's lookup also knows
+ * Materialize's catalog, whose words are "unknown catalog item"). The operator running cleanup
+ * may see the configured names.
+ */
+function cleanupConnection(connections: ConnectionRegistry, name: string | undefined): AwsConnection {
+  try {
+    return connections.get(name);
+  } catch (e) {
+    if (!(e instanceof PgError) || e.code !== SqlState.undefinedObject) throw e;
+    const names = connections.names();
+    throw new PgError(SqlState.undefinedObject, `unknown AWS connection "${name}" (--connection)`, {
+      hint:
+        names.length === 0
+          ? 'No AWS connections are configured: add one under "connections" in the config file given with --config, or set C2S_CONNECTION_<NAME>_* variables; without --connection the AWS SDK\'s default chain is used.'
+          : `Configured connections: ${names.join(", ")}.`,
+      cause: e,
+    });
+  }
 }

@@ -109,7 +109,7 @@ describe("cleanup on a prefix laid out by hand", () => {
     const r = await runCleanupCli(s3, [`s3://${bucket}/p`, "--older-than", "0"]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain(
-      `s3://${bucket}/p: 2 unfinished export(s), 2 multipart upload(s) and 5 object(s) to remove`,
+      `s3://${bucket}/p: 2 unfinished exports, 2 multipart uploads and 5 objects to remove`,
     );
     expect(r.stdout).toContain(`would abort multipart upload s3://${bucket}/p/mz-${A}-batch-0000-0001.csv`);
     expect(r.stdout).toContain(
@@ -129,7 +129,7 @@ describe("cleanup on a prefix laid out by hand", () => {
   test("--yes removes what unfinished exports left, and only that", async () => {
     const r = await runCleanupCli(s3, [`s3://${bucket}/p`, "--yes", "--older-than", "0"]);
     expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
-    expect(r.stdout).toContain("done: 2 multipart upload(s) aborted, 5 object(s) deleted");
+    expect(r.stdout).toContain("done: 2 multipart uploads aborted, 5 objects deleted");
     // The sentinel goes last.
     const lines = r.stdout.split("\n");
     const sentinelAt = lines.findIndex((l) => l.includes(`deleted s3://${bucket}/p/mz-${A}-INCOMPLETE`));
@@ -164,7 +164,30 @@ describe("cleanup on a prefix laid out by hand", () => {
     expect(r.stderr).toContain("usage: cleanup s3://bucket/prefix");
     const bad = await runCleanupCli(s3, ["https://x/y"]);
     expect(bad.code).toBe(1);
-    expect(bad.stderr).toContain("only 's3://...' and 'gs://...' urls are supported as COPY TO target");
+    // The statement's checks, in the words of the command: a prefix, not a "COPY TO target".
+    expect(bad.stderr).toContain("only 's3://...' and 'gs://...' urls are supported as the cleanup prefix");
+    const empty = await runCleanupCli(s3, [`s3://${bucket}/a//b`]);
+    expect(empty.code).toBe(1);
+    expect(empty.stderr).toContain("cleanup prefix path must not contain empty segments");
+    expect(`${bad.stderr}${empty.stderr}`).not.toContain("COPY TO");
+  });
+
+  test("an unknown --connection is named as such, with the configured connections", async () => {
+    const r = await runCleanupCli(s3, [`s3://${bucket}/p`, "--connection", "nope"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('unknown AWS connection "nope" (--connection)');
+    expect(r.stderr).toContain("hint: Configured connections: default.");
+    expect(r.stderr).not.toContain("catalog item");
+  });
+
+  test("one of each is singular", async () => {
+    const key = "single/mz-abc-INCOMPLETE";
+    await check.client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: "" }));
+    const r = await runCleanupCli(s3, [`s3://${bucket}/single`, "--older-than", "0"]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain(
+      `s3://${bucket}/single: 1 unfinished export, 0 multipart uploads and 1 object to remove`,
+    );
   });
 });
 
@@ -210,7 +233,7 @@ describe("after kill -9 of a proxy mid-export", () => {
 
     const r = await runCleanupCli(s3, [`s3://${bucket}/${prefix}`, "--yes", "--older-than", "0"]);
     expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
-    expect(r.stdout).toMatch(/done: [1-9]\d* multipart upload\(s\) aborted, [1-9]\d* object\(s\) deleted/);
+    expect(r.stdout).toMatch(/done: [1-9]\d* multipart uploads? aborted, [1-9]\d* objects? deleted/);
     expect(await awsObjects(`${prefix}/`)).toEqual([]);
     expect(await awsUploads(`${prefix}/`)).toEqual([]);
   });
