@@ -138,7 +138,12 @@ export class StoreLeases implements OccurrenceLeases {
         detail: r.failures.join("; "),
       });
     }
-    return this.hold(lease, cur.term + 1, mine, job, ttl);
+    // A holder that died after its COPY completed (before done.json) left a complete snapshot:
+    // it is published, not run again (the prefix is not empty any more: a COPY would get 58000).
+    const { keys } = await store.list(snapshot, signal, Number.POSITIVE_INFINITY);
+    const complete =
+      keys.some((k) => k.endsWith("-manifest.json")) && !keys.some((k) => k.endsWith("-INCOMPLETE"));
+    return this.hold(lease, cur.term + 1, mine, job, ttl, complete);
   }
 
   private hold(
@@ -147,6 +152,7 @@ export class StoreLeases implements OccurrenceLeases {
     mine: () => LeaseBody,
     job: JobSpec,
     ttl: number,
+    complete = false,
   ): HeldLease {
     const lost = new AbortController();
     let term = first;
@@ -173,6 +179,7 @@ export class StoreLeases implements OccurrenceLeases {
     timer = this.clock.setTimer(renew, ttl / 3);
     return {
       lost: lost.signal,
+      complete,
       finish: async (outcome) => {
         finished = true;
         this.clock.clearTimer(timer);

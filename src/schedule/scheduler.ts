@@ -58,6 +58,11 @@ export interface HeldLease {
   finish(outcome: "succeeded" | "failed"): Promise<void>;
   /** Aborted when the lease was lost (another proxy took it over): stop the run. */
   readonly lost: AbortSignal;
+  /**
+   * Taken over from a proxy that died after its export completed: the snapshot is there, only
+   * latest.json, done.json and retention are left to do.
+   */
+  readonly complete?: boolean;
 }
 
 export interface JobStatus {
@@ -389,7 +394,13 @@ export class Scheduler {
       }
       const runSignal = lease === null ? signal : AbortSignal.any([signal, lease.lost]);
       const prefixUrl = `${spec.target}/${rec.snapshot}`;
-      for (;;) {
+      if (lease?.complete === true) {
+        log.warn(
+          { job: spec.name, snapshot: rec.snapshot },
+          "the taken-over occurrence's snapshot is complete: publishing it without running it again",
+        );
+      }
+      while (lease?.complete !== true) {
         // Only awaited when there are caps: without, a run starts in the timer's own tick.
         if (needSlot()) await takeSlot(runSignal);
         rec.attempts++;

@@ -114,9 +114,21 @@ describe.each(servers)("the occurrence lease on %s", (name, s3) => {
       // If A were still alive, its next renewal (a stale ETag) fails and stops its run.
       clockA.advance(TTL / 3);
       await waitUntil("A learns it lost the lease", () => held.lost.aborted);
+      expect(taken.complete).toBe(false);
       await taken.finish("succeeded");
       const c = new StoreLeases(() => store, new ManualClock(T0 + 10 * TTL), log, TTL);
       expect(await c.acquire(j, snap, signal)).toBeNull();
+
+      // A holder that died after its export completed, before done.json: the snapshot is
+      // complete (manifest, no sentinel), so the taker-over is told to publish it, not run it.
+      const snap2 = "snapshot=2026-12-02T11:00:00Z";
+      expect(await a.acquire(j, snap2, signal)).toHaveProperty("lost");
+      await put(`orders/${snap2}/mz-done-batch-0000-0000.csv`);
+      await put(`orders/${snap2}/_meta/mz-done-manifest.json`);
+      const d = new StoreLeases(() => store, new ManualClock(T0 + 10 * TTL), log, TTL);
+      const late = (await d.acquire(j, snap2, signal)) as HeldLease;
+      expect(late.complete).toBe(true);
+      expect(await check.keys(bucket, `orders/${snap2}/`)).toHaveLength(2);
     },
   );
 });

@@ -10,7 +10,12 @@ import { copyStatement, type JobSpec, parseJobs } from "../../src/schedule/jobs.
 import { nextOccurrence, snapshotName } from "../../src/schedule/next-run.js";
 import { type SnapshotDir, snapshotsToPrune } from "../../src/schedule/publisher.js";
 import { CappedRunSlots } from "../../src/schedule/run-slots.js";
-import { Scheduler, type SnapshotPublisher, type SnapshotRunner } from "../../src/schedule/scheduler.js";
+import {
+  type OccurrenceLeases,
+  Scheduler,
+  type SnapshotPublisher,
+  type SnapshotRunner,
+} from "../../src/schedule/scheduler.js";
 
 const T0 = Date.parse("2026-12-02T09:59:30Z");
 const log = createLogger("silent");
@@ -257,6 +262,31 @@ describe("scheduler", () => {
     ).toEqual({ added: [], changed: [], removed: [] });
     expect(s.status()[0]).toMatchObject({ name: "kept", suspended: true });
     expect(s.history("hourly")).toHaveLength(1);
+    await s.stop();
+  });
+});
+
+describe("taking over from a dead proxy", () => {
+  test("a taken-over occurrence whose snapshot is already complete is published and marked done, not run again", async () => {
+    const clock = new ManualClock(T0);
+    const runner = new FakeRunner(clock);
+    const pub = publisher();
+    const finished: string[] = [];
+    const leases: OccurrenceLeases = {
+      acquire: async () => ({
+        lost: new AbortController().signal,
+        complete: true,
+        finish: async (outcome) => void finished.push(outcome),
+      }),
+    };
+    const s = new Scheduler([job()], { clock, runner, publisher: pub, leases, log });
+    s.start();
+    clock.advance(30_000);
+    await settle();
+    expect(runner.calls).toEqual([]);
+    expect(pub.published).toEqual(["snapshot=2026-12-02T10:00:00Z"]);
+    expect(finished).toEqual(["succeeded"]);
+    expect(s.history()[0]).toMatchObject({ state: "succeeded", attempts: 0 });
     await s.stop();
   });
 });
