@@ -127,6 +127,38 @@ describe("in front of PostgreSQL", () => {
     }
   });
 
+  test("an S3 failure after the rows were read (the export's savepoint still held) fails the transaction too", async () => {
+    const faults = await S3FaultProxy.start(s3.endpoint);
+    const failing = await startCopyProxy({
+      upstreamPort: pgPort,
+      s3: { ...s3, endpoint: faults.endpoint },
+      config: { exports: { s3MaxAttempts: 1 } },
+    });
+    const c = await RawPg.connect({ port: failing.port, database: DB });
+    try {
+      faults.setRules({
+        op: ["CompleteMultipartUpload", "PutObject", "UploadPart"],
+        key: /-batch-/,
+        fault: "500",
+      });
+      const prefix = fresh();
+      await c.query("BEGIN");
+      await c.query("INSERT INTO t VALUES (8, 'doomed')");
+      await expect(
+        c.query(`COPY (SELECT id FROM t) TO 's3://${bucket}/${prefix}' WITH (FORMAT = 'csv')`),
+      ).rejects.toMatchObject({ code: "58030" });
+      expect(c.txStatus).toBe("E");
+      await expect(c.query("SELECT 1")).rejects.toMatchObject({ code: "25P02" });
+      await c.query("ROLLBACK");
+      expect((await c.query("SHOW transaction_read_only")).rows[0]!.toString("utf8", 6)).toBe("off");
+      expect(await check.keys(bucket, `${prefix}/`)).toEqual([]);
+    } finally {
+      await c.close();
+      await failing.shutdown(0);
+      await faults.close();
+    }
+  });
+
   test("ReadyForQuery after a successful export in a transaction is 'T'", async () => {
     const c = await RawPg.connect({ port: proxy.port, database: DB });
     try {
