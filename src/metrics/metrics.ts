@@ -11,10 +11,62 @@ const P = "copy_to_s3_proxy_";
 
 // ---- client sessions ----------------------------------------------------------------------------
 
-const sessionsCurrent = new Gauge({
+/** Bytes on the wire of a session's two legs so far. */
+export interface Traffic {
+  fromClient: number;
+  toClient: number;
+  fromUpstream: number;
+  toUpstream: number;
+}
+/** Sessions open now; their traffic is read at each scrape, a closed one's is added to `closed`. */
+const live = new Set<{ readonly traffic: Traffic }>();
+const closed: Traffic = { fromClient: 0, toClient: 0, fromUpstream: 0, toUpstream: 0 };
+
+function trafficNow(): Traffic {
+  const t = { ...closed };
+  for (const s of live) {
+    const x = s.traffic;
+    t.fromClient += x.fromClient;
+    t.toClient += x.toClient;
+    t.fromUpstream += x.fromUpstream;
+    t.toUpstream += x.toUpstream;
+  }
+  return t;
+}
+
+new Gauge({
   name: `${P}client_sessions`,
   help: "Client sessions open now (logged in or logging in, past their StartupMessage).",
   registers,
+  collect() {
+    this.set(live.size);
+  },
+});
+// PgBouncer's SHOW STATS total_received / total_sent, and the same for the upstream leg (which
+// also carries the rows of exports). Read from the sockets' own counters: nothing per read.
+new Counter({
+  name: `${P}received_bytes_total`,
+  help: "Bytes received from clients (peer=client) and from the upstream database (peer=upstream), on the wire.",
+  labelNames: ["peer"] as const,
+  registers,
+  collect() {
+    const t = trafficNow();
+    this.reset();
+    this.inc({ peer: "client" }, t.fromClient);
+    this.inc({ peer: "upstream" }, t.fromUpstream);
+  },
+});
+new Counter({
+  name: `${P}sent_bytes_total`,
+  help: "Bytes sent to clients (peer=client) and to the upstream database (peer=upstream), on the wire.",
+  labelNames: ["peer"] as const,
+  registers,
+  collect() {
+    const t = trafficNow();
+    this.reset();
+    this.inc({ peer: "client" }, t.toClient);
+    this.inc({ peer: "upstream" }, t.toUpstream);
+  },
 });
 const sessionsTotal = new Counter({
   name: `${P}client_sessions_total`,
@@ -47,12 +99,29 @@ for (const reason of [
 ] satisfies RefusalReason[])
   refused.inc({ reason }, 0);
 
-export function sessionOpened(): void {
+export function sessionOpened(s: { readonly traffic: Traffic }): void {
   sessionsTotal.inc();
-  sessionsCurrent.inc();
+  live.add(s);
 }
-export function sessionClosed(): void {
-  sessionsCurrent.dec();
+export function sessionClosed(s: { readonly traffic: Traffic }): void {
+  if (!live.delete(s)) return;
+  const x = s.traffic;
+  closed.fromClient += x.fromClient;
+  closed.toClient += x.toClient;
+  closed.fromUpstream += x.fromUpstream;
+  closed.toUpstream += x.toUpstream;
+}
+
+/** A socket's byte counters (Node keeps them per handle; a plain Duplex has none). */
+export function trafficOf(client: unknown, upstream: unknown): Traffic {
+  const c = client as { bytesRead?: number; bytesWritten?: number };
+  const u = upstream as { bytesRead?: number; bytesWritten?: number };
+  return {
+    fromClient: c.bytesRead ?? 0,
+    toClient: c.bytesWritten ?? 0,
+    fromUpstream: u.bytesRead ?? 0,
+    toUpstream: u.bytesWritten ?? 0,
+  };
 }
 export function clientRefused(reason: RefusalReason): void {
   refused.inc({ reason });

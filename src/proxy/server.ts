@@ -219,7 +219,8 @@ export async function startProxy(config: Config, log: Logger, copy: CopyHook | n
           copy,
           onClosed: (s) => {
             clearTimeout(conn.loginTimer);
-            if (sessions.delete(s)) metrics.sessionClosed();
+            sessions.delete(s);
+            metrics.sessionClosed(s);
           },
           onAuthenticated: () => clearTimeout(conn.loginTimer),
         },
@@ -235,7 +236,7 @@ export async function startProxy(config: Config, log: Logger, copy: CopyHook | n
         },
       );
       sessions.add(session);
-      metrics.sessionOpened();
+      metrics.sessionOpened(session);
       conn.session = session;
       log.debug(
         { session: id, user, database, clientTls: tls, upstreamTls: upstream.tls },

@@ -8,6 +8,7 @@ import type { TLSSocket } from "node:tls";
 import type { Config } from "../config.js";
 import { canceled, PgError, SqlState } from "../errors.js";
 import type { Logger } from "../log.js";
+import { type Traffic, trafficOf } from "../metrics/metrics.js";
 import {
   backendKeyData,
   commandComplete,
@@ -571,6 +572,11 @@ export class Session {
 
   get exporting(): Promise<unknown> | null {
     return this.exportRunning;
+  }
+
+  /** Bytes on the wire of both legs so far (the metrics' received/sent bytes). */
+  get traffic(): Traffic {
+    return trafficOf(this.client, this.upstream);
   }
 
   destroy(): void {

@@ -3,6 +3,7 @@
 // operation, status and code, with S3's faults injected by the fault proxy in front of moto;
 // scheduled jobs' state and runs after runs on a clock the test moves. Real PostgreSQL, moto, the
 // proxy in this process.
+import type { Socket } from "node:net";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, inject, test } from "vitest";
 import { loadConfig } from "../../src/config.js";
@@ -73,6 +74,35 @@ describe("client sessions", () => {
       await waitUntil("the session to be closed", async () =>
         (await samples()).n(`${M}client_sessions`) === before.n(`${M}client_sessions`) ? true : null,
       );
+    } finally {
+      await proxy.shutdown(0);
+    }
+  });
+
+  test("bytes received and sent on both legs equal the client's own socket counters", async () => {
+    const proxy = await startTestProxy({ upstreamPort: pgPort, args: ["--upstream-tls", "disable"] });
+    try {
+      const before = await samples();
+      const c = new pg.Client({ connectionString: proxy.url("postgres", DB) });
+      await c.connect();
+      await c.query("SELECT g, repeat('x', 100) AS pad FROM generate_series(1, 1000) g");
+      const sock = (c as unknown as { connection: { stream: Socket } }).connection.stream;
+      const d = delta(before, await samples());
+      expect(d("received_bytes_total", { peer: "client" })).toBe(sock.bytesWritten);
+      expect(d("sent_bytes_total", { peer: "client" })).toBe(sock.bytesRead);
+      expect(sock.bytesRead).toBeGreaterThan(100_000);
+      // Forwarded as they are, both ways.
+      expect(d("sent_bytes_total", { peer: "upstream" })).toBe(sock.bytesWritten);
+      expect(d("received_bytes_total", { peer: "upstream" })).toBe(sock.bytesRead);
+      const [written, read] = [sock.bytesWritten, sock.bytesRead];
+      await c.end();
+      await waitUntil("the session to be closed", async () =>
+        (await samples()).n(`${M}client_sessions`) === before.n(`${M}client_sessions`) ? true : null,
+      );
+      // A closed session's bytes stay counted (its Terminate message too).
+      const gone = delta(before, await samples());
+      expect(gone("received_bytes_total", { peer: "client" })).toBe(written + 5);
+      expect(gone("sent_bytes_total", { peer: "client" })).toBe(read);
     } finally {
       await proxy.shutdown(0);
     }
