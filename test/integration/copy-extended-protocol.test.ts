@@ -50,7 +50,8 @@ describe("extended protocol", () => {
         serialize.sync(),
       );
       const first = await c.untilReady();
-      expect(types(first)).toBe("2nCZ");
+      // NoticeResponses before CommandComplete: the final one (and progress, on a slow machine).
+      expect(types(first)).toMatch(/^2nN+CZ$/);
       expect(tag(first)).toBe("COPY 3");
       // Second run of the same statement: the prefix is no longer empty.
       c.send(
@@ -166,7 +167,7 @@ describe("extended protocol", () => {
       ];
       c.send(...copy("pipe1"), serialize.query("select 'between'"), ...copy("pipe2"));
       const ms = await c.untilReady(3);
-      expect(types(ms)).toBe("12CZTDCZ12CZ");
+      expect(types(ms)).toMatch(/^12N+CZTDCZ12N+CZ$/);
       expect(ms.filter((m) => m.type === "C").map((m) => m.body.toString().replace(/\0$/, ""))).toEqual([
         "COPY 1",
         "SELECT 1",
