@@ -255,10 +255,17 @@ describe.each(servers)("two proxy processes with the same job on %s", (name, s3)
       );
       // Removing the job (a reload) stops it; a run going on finishes first.
       await Promise.all([a, b].map((p) => setJobs(p, [])));
+      // done.json is written just before the run logs its end: wait for both.
+      const ended = (snap: string) =>
+        [a, b].some((p) =>
+          ["scheduled snapshot complete", "scheduled snapshot failed"].some((m) =>
+            logged(p, m).some((l) => l.snapshot === snap),
+          ),
+        );
       await waitUntil("every snapshot begun to be done", async () => {
         const k = await check.keys(bucket, "small/");
         const begun = new Set(k.map((x) => x.split("/")[1]!).filter((d) => d.startsWith("snapshot=")));
-        return [...begun].every((d) => k.includes(`small/_leases/${d}/done.json`)) ? true : null;
+        return [...begun].every((d) => k.includes(`small/_leases/${d}/done.json`) && ended(d)) ? true : null;
       });
       const keys = await check.keys(bucket, "small/");
       expect(await check.uploads(bucket, "small/")).toEqual([]);
