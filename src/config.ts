@@ -53,6 +53,11 @@ export interface ExportLimits {
    * let go again before the export is cancelled (57014); 0 = never.
    */
   stallTimeoutMs: number;
+  /**
+   * Niceness of each export's encoder thread (0–19; Linux applies it to that thread only), so the
+   * relay's thread wins the CPU over the rows an export encodes.
+   */
+  workerNice: number;
 }
 
 /** Bytes one export may hold in upload buffers at most with these settings (encoder batches aside). */
@@ -320,6 +325,12 @@ export const SETTINGS: readonly SettingHelp[] = [
     meaning: "largest row an export accepts (held whole while encoded); larger rows fail with 54000",
   },
   {
+    key: "exports.workerNice",
+    default: "10",
+    example: '"exports": { "workerNice": 19 }',
+    meaning: "niceness (0-19) of each export's encoder thread, so the relay wins the CPU over exports",
+  },
+  {
     key: "exports.s3MaxAttempts",
     default: "5",
     example: '"exports": { "s3MaxAttempts": 8 }',
@@ -426,6 +437,7 @@ export const DEFAULT_EXPORT_LIMITS: ExportLimits = {
   s3RetryMode: "standard",
   s3RequestTimeoutMs: 120_000,
   stallTimeoutMs: 600_000,
+  workerNice: 10,
 };
 
 export function parseHostPort(s: string, what: string): HostPort {
@@ -440,10 +452,12 @@ function oneOf<T extends string>(v: string, allowed: readonly T[], what: string)
   throw new ConfigError(`${what}: expected one of ${allowed.join(", ")}, got "${v}"`);
 }
 
-function positiveInt(v: unknown, what: string, min = 0): number {
+function positiveInt(v: unknown, what: string, min = 0, max = Number.MAX_SAFE_INTEGER): number {
   const n = typeof v === "number" ? v : Number(v);
-  if (!Number.isInteger(n) || n < min)
-    throw new ConfigError(`${what}: expected an integer ≥ ${min}, got "${String(v)}"`);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    const range = max === Number.MAX_SAFE_INTEGER ? `≥ ${min}` : `from ${min} to ${max}`;
+    throw new ConfigError(`${what}: expected an integer ${range}, got "${String(v)}"`);
+  }
   return n;
 }
 
@@ -596,6 +610,12 @@ function resolveSettings(
         fileExports.stallTimeoutMs ??
         DEFAULT_EXPORT_LIMITS.stallTimeoutMs,
       "stall-timeout",
+    ),
+    workerNice: positiveInt(
+      fileExports.workerNice ?? DEFAULT_EXPORT_LIMITS.workerNice,
+      "exports.workerNice",
+      0,
+      19,
     ),
   };
   exportsCfg.maxExportsPerUser = positiveInt(

@@ -2,15 +2,14 @@
 // any failure or cancel, take back everything this export wrote (SPEC §2.2).
 import { randomUUID } from "node:crypto";
 import type { Config } from "../config.js";
-import { createCsvEncoder } from "../encoders/csv-encoder.js";
+import type { EncoderSpec } from "../encoders/create-encoder.js";
+import { planParquet } from "../encoders/parquet-encoder.js";
+import type { ColumnInfo } from "../encoders/types.js";
 import {
-  createParquetEncoder,
-  discardParquetWriter,
-  type ParquetWriterThread,
-  planParquet,
-  startParquetWriter,
-} from "../encoders/parquet-encoder.js";
-import type { ColumnInfo, RowEncoder } from "../encoders/types.js";
+  discardEncoderThread,
+  type EncoderThread,
+  startEncoderThread,
+} from "../encoders/worker/encoder-thread.js";
 import { PgError, SqlState } from "../errors.js";
 import type { ExportContext } from "../proxy/copy-hook.js";
 import { explainAwsSetup } from "./aws-setup-errors.js";
@@ -73,9 +72,9 @@ class Export {
   private readonly signal: AbortSignal;
   private store: ObjectStore | null = null;
   private sink: UploadSink | null = null;
-  private encoder: RowEncoder | null = null;
-  /** The Parquet writer thread, started during the preflight; the encoder takes it over. */
-  private writer: Promise<ParquetWriterThread> | null = null;
+  /** The export's encoder thread, started during the preflight; read() takes it over. */
+  private encoderThread: Promise<EncoderThread> | null = null;
+  private encoder: EncoderThread | null = null;
   private readonly snapshot: SnapshotSource;
   private sentinel: Sentinel | null = null;
   private committed = false;
@@ -136,7 +135,10 @@ class Export {
       const { columns, typeNames, snapshot } = await this.plan();
       this.store = this.openStore(target, conn);
       // Its start-up overlaps the preflight's round trips instead of following them.
-      if (this.stmt.options.format === "parquet") this.writer = startParquetWriter();
+      this.encoderThread = startEncoderThread(this.encoderSpec(columns), {
+        nice: this.deps.config.exports.workerNice,
+      });
+      this.encoderThread.catch(() => {}); // surfaces where read() awaits it
       this.report.phase("preflight");
       await this.preflight().catch((e: unknown) => {
         throw explainAwsSetup(e, conn);
@@ -145,7 +147,7 @@ class Export {
       this.report.phase("read");
       this.progressPhase = "reading";
       this.readStarted = Date.now();
-      await this.read(columns);
+      await this.read();
       this.report.phase("upload");
       this.progressPhase = "uploading";
       const files = await this.sink!.finish();
@@ -178,7 +180,7 @@ class Export {
       clearInterval(progress);
       void this.sentinel?.stopHeartbeat();
       this.encoder?.dispose();
-      if (this.writer !== null) discardParquetWriter(this.writer);
+      if (this.encoderThread !== null) discardEncoderThread(this.encoderThread);
     }
   }
 
@@ -292,12 +294,6 @@ class Export {
     );
   }
 
-  private takeWriter(): Promise<ParquetWriterThread> | undefined {
-    const w = this.writer ?? undefined;
-    this.writer = null;
-    return w;
-  }
-
   private async preflight(): Promise<void> {
     const store = this.store!;
     // The whole prefix is listed anyway (for the count): look at a page of keys for a sentinel.
@@ -308,7 +304,38 @@ class Export {
     await this.sentinel.write(this.signal);
   }
 
-  private async read(columns: ColumnInfo[]): Promise<void> {
+  /** The encoder as plain data, for the encoder thread to build. */
+  private encoderSpec(columns: ColumnInfo[]): EncoderSpec {
+    const opts = this.stmt.options;
+    return opts.format === "csv"
+      ? {
+          format: "csv",
+          options: {
+            header: opts.header,
+            delimiter: opts.delimiter.charCodeAt(0),
+            quote: opts.quote.charCodeAt(0),
+            escape: opts.escape.charCodeAt(0),
+            null: opts.null,
+            compression: opts.compression === "gzip" ? "gzip" : "none",
+            maxFileSize: opts.maxFileSize,
+            columnNames: columns.map((c) => c.name),
+          },
+        }
+      : {
+          format: "parquet",
+          options: {
+            compression:
+              opts.compression === "none" || opts.compression === "gzip" || opts.compression === "zstd"
+                ? opts.compression
+                : "snappy",
+            maxFileSize: opts.maxFileSize,
+            rowGroupSize: opts.rowGroupSize,
+            columns,
+          },
+        };
+  }
+
+  private async read(): Promise<void> {
     const opts = this.stmt.options;
     const ext = opts.format === "csv" ? (opts.compression === "gzip" ? "csv.gz" : "csv") : "parquet";
     const sink = new UploadSink(
@@ -318,35 +345,11 @@ class Export {
       this.deps.config.exports.filesCompleting,
     );
     this.sink = sink;
-    const encoder: RowEncoder =
-      opts.format === "csv"
-        ? createCsvEncoder(
-            {
-              header: opts.header,
-              delimiter: opts.delimiter.charCodeAt(0),
-              quote: opts.quote.charCodeAt(0),
-              escape: opts.escape.charCodeAt(0),
-              null: opts.null,
-              compression: opts.compression === "gzip" ? "gzip" : "none",
-              maxFileSize: opts.maxFileSize,
-              columnNames: columns.map((c) => c.name),
-            },
-            sink,
-          )
-        : await createParquetEncoder(
-            {
-              compression:
-                opts.compression === "none" || opts.compression === "gzip" || opts.compression === "zstd"
-                  ? opts.compression
-                  : "snappy",
-              maxFileSize: opts.maxFileSize,
-              rowGroupSize: opts.rowGroupSize,
-              columns,
-            },
-            sink,
-            this.takeWriter(),
-          );
+    // Rows are encoded in the export's own thread: this one only copies each read's rows there.
+    const encoder = await this.encoderThread!;
+    this.encoderThread = null;
     this.encoder = encoder;
+    encoder.attach(sink, this.signal, (err) => this.ac.abort(err));
     const channel = this.ctx.upstream;
     let flushing: Promise<void> | null = null;
     let paused = false;
@@ -371,7 +374,7 @@ class Export {
       channel.pause();
       paused = true;
       flushing = (async () => {
-        if (encoder.wantsFlush) await encoder.flush();
+        await encoder.drained();
         await sink.drained();
       })().then(
         () => {
@@ -388,12 +391,12 @@ class Export {
     try {
       const signal = this.signal;
       const relieveIfDue = (): void => {
-        if (flushing === null && (encoder.wantsFlush || sink.needsDrain)) relieve();
+        if (flushing === null && (encoder.congested || sink.needsDrain)) relieve();
       };
       await this.snapshot.read(
         encoder.resultFormats,
         {
-          // A read's worth of rows at a time: a batch may overshoot the encoder's cut by one read.
+          // A read's worth of rows at a time: the queue to the encoder may overshoot by one read.
           rows: (buf, start, end, count) => {
             if (signal.aborted) return; // the statement is being cancelled upstream
             encoder.writeRows(buf, start, end);

@@ -146,7 +146,8 @@ parentPort.on("message", (m) => {
     .then(() => ops[m.op](m))
     .then(
       () => parentPort.postMessage({ t: "ok", id: m.id }),
-      (err) => parentPort.postMessage({ t: "err", id: m.id, message: String((err && err.stack) || err) }),
+      // The message only: a stack names the proxy's internals, and it reaches the client.
+      (err) => parentPort.postMessage({ t: "err", id: m.id, message: String((err && err.message) || err) }),
     );
 });
 parentPort.postMessage({ t: "ready" });
@@ -158,10 +159,24 @@ const wasmApi = (
   globalThis as unknown as { WebAssembly: { compile(bytes: Uint8Array): Promise<WasmModule> } }
 ).WebAssembly;
 
-let compiled: Promise<{ module: WasmModule; esmUrl: string }> | null = null;
+/** parquet-wasm compiled, and where its JavaScript glue is; can be sent to another thread. */
+export interface ParquetWasm {
+  module: WasmModule;
+  esmUrl: string;
+}
+
+let compiled: Promise<ParquetWasm> | null = null;
+
+/**
+ * Hands this thread parquet-wasm as another thread compiled it: an export's encoder thread gets
+ * the relay thread's copy rather than compiling its own.
+ */
+export function useParquetWasm(wasm: ParquetWasm): void {
+  compiled = Promise.resolve(wasm);
+}
 
 /** parquet-wasm's ESM build, compiled once per process and shared by every worker. */
-function parquetWasm(): Promise<{ module: WasmModule; esmUrl: string }> {
+export function parquetWasm(): Promise<ParquetWasm> {
   compiled ??= (async () => {
     const require = createRequire(import.meta.url);
     const module = await wasmApi.compile(

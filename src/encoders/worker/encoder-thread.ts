@@ -1,0 +1,307 @@
+// The relay thread's handle on an export's encoder thread (./encoder-worker.ts). The relay keeps
+// the upstream socket (Node cannot hand a socket to a thread) and does one copy per socket read:
+// DataRow runs go into batch buffers that are transferred to the encoder thread, which sends them
+// back with its acknowledgement, so the buffers are reused. Credits bound the bytes on their way:
+// when WINDOW_BYTES are unacknowledged, writeRows() says so and the driver pauses the upstream
+// until drained(). Encoded file bytes come back (transferred) into the driver's FileSink.
+import { existsSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { Worker } from "node:worker_threads";
+import { PgError, SqlState } from "../../errors.js";
+import type { EncoderSpec } from "../create-encoder.js";
+import { parquetWasm } from "../parquet/wasm-writer.js";
+import type { FileSink } from "../types.js";
+import { type EncoderWorkerData, type FromEncoder, fromWireError, type ToEncoder } from "./protocol.js";
+
+/** Rows are sent in batches of this size (a larger row goes alone, in a buffer of its own). */
+export const BATCH_BYTES = 256 << 10;
+/** Row bytes sent but not yet encoded, at most (plus one row): the export's queue to its thread. */
+export const WINDOW_BYTES = 4 << 20;
+/** drained() resolves once the queue is down to this, so the upstream is not paused per batch. */
+const LOW_WATER = WINDOW_BYTES >>> 1;
+
+/** Tests only: a gate that blocks the encoder thread, and a look at each thread started. */
+export const encoderThreadTestHooks: {
+  gate?: Int32Array;
+  started?: (thread: EncoderThread) => void;
+} = {};
+
+/**
+ * The worker's entry: the compiled module next to this one (dist/, `npm start`), or, running from
+ * the TypeScript sources (vitest, tsx), that module through tsx. A thread does not inherit the
+ * main thread's module hooks (Node 20 ignores `--import` in a worker's execArgv too), so there a
+ * two-line shim registers tsx's loader in the thread first; the worker itself is the module.
+ */
+function workerEntry(): { source: URL | string; eval: boolean } {
+  const js = new URL("./encoder-worker.js", import.meta.url);
+  if (existsSync(fileURLToPath(js))) return { source: js, eval: false };
+  const tsxPackage = createRequire(import.meta.url).resolve("tsx/package.json");
+  const tsx = pathToFileURL(join(dirname(tsxPackage), "dist/esm/api/index.mjs")).href;
+  const ts = new URL("./encoder-worker.ts", import.meta.url).href;
+  const shim = `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(ts)}); });`;
+  return { source: shim, eval: true };
+}
+
+export interface EncoderThreadOptions {
+  /** Niceness of the thread (0 = the relay's own priority, 19 = the lowest). */
+  nice: number;
+}
+
+/**
+ * Starts an export's encoder thread and builds its encoder there (for Parquet this includes the
+ * writer thread, ~25–40 ms): start it early and it is ready when the rows come.
+ */
+export async function startEncoderThread(
+  spec: EncoderSpec,
+  opts: EncoderThreadOptions,
+): Promise<EncoderThread> {
+  const entry = workerEntry();
+  const data: EncoderWorkerData = { spec, nice: opts.nice };
+  if (spec.format === "parquet") data.parquetWasm = await parquetWasm();
+  if (encoderThreadTestHooks.gate !== undefined) data.gate = encoderThreadTestHooks.gate;
+  const worker = new Worker(entry.source, { workerData: data, eval: entry.eval });
+  let settle: () => void = () => {};
+  const ready = await new Promise<Extract<FromEncoder, { t: "ready" }>>((resolve, reject) => {
+    const onMessage = (m: FromEncoder): void => {
+      if (m.t === "ready") resolve(m);
+      else if (m.t === "error") reject(fromWireError(m.error));
+    };
+    const onError = (e: unknown): void => reject(threadFailed(e instanceof Error ? e.message : String(e)));
+    const onExit = (code: number): void => reject(threadFailed(`exited (${code}) while starting`));
+    worker.on("message", onMessage);
+    worker.on("error", onError);
+    worker.on("exit", onExit);
+    settle = () => {
+      worker.off("message", onMessage);
+      worker.off("error", onError);
+      worker.off("exit", onExit);
+    };
+  })
+    .catch((e: unknown) => {
+      void worker.terminate();
+      throw e;
+    })
+    .finally(() => settle());
+  const thread = new EncoderThread(worker, ready.resultFormats, ready.nice);
+  encoderThreadTestHooks.started?.(thread);
+  return thread;
+}
+
+/** Ends a thread no export took over (the export failed before reading rows). */
+export function discardEncoderThread(thread: Promise<EncoderThread>): void {
+  thread.then(
+    (t) => t.dispose(),
+    () => {},
+  );
+}
+
+function threadFailed(what: string): PgError {
+  return new PgError(SqlState.internalError, `encoder thread ${what}`);
+}
+
+interface Waiter {
+  resolve: () => void;
+  reject: (e: unknown) => void;
+}
+
+export class EncoderThread {
+  /** Bytes sent and not yet acknowledged, and the most there ever were (for tests). */
+  inFlight = 0;
+  maxInFlight = 0;
+  private sink: FileSink | null = null;
+  private onError: (err: PgError) => void = () => {};
+  private failure: PgError | null = null;
+  private ended = false;
+  private readonly pool: ArrayBuffer[] = [];
+  private batch: Buffer | null = null;
+  private batchLen = 0;
+  private readonly waiters: Waiter[] = [];
+  private finishing: Waiter | null = null;
+
+  constructor(
+    private readonly worker: Worker,
+    /** Result format to request per column: 0 text, 1 binary. */
+    readonly resultFormats: readonly number[],
+    /** The niceness the thread runs at (NaN where the platform has none per thread). */
+    readonly nice: number,
+  ) {
+    worker.on("message", (m: FromEncoder) => this.receive(m));
+    worker.on("error", (e) =>
+      this.fail(threadFailed(`failed: ${e instanceof Error ? e.message : String(e)}`)),
+    );
+    worker.on("exit", (code) => this.fail(threadFailed(`exited (${code})`)));
+  }
+
+  /**
+   * Where the encoded files go, and whom to tell when encoding fails. `signal` ends the thread at
+   * once (a cancel does not wait for rows already sent to be encoded).
+   */
+  attach(sink: FileSink, signal: AbortSignal, onError: (err: PgError) => void): void {
+    this.sink = sink;
+    this.onError = onError;
+    const stop = (): void => this.end(PgError.from(signal.reason));
+    if (signal.aborted) stop();
+    else signal.addEventListener("abort", stop, { once: true });
+  }
+
+  /** True while the queue to the thread is full: pause the rows and await drained(). */
+  get congested(): boolean {
+    return this.inFlight >= WINDOW_BYTES;
+  }
+
+  /**
+   * Whole DataRow messages in `buf[start..end)`, copied (the caller's buffer is free again on
+   * return). Returns false when the queue is full: await drained() before sending more.
+   */
+  writeRows(buf: Buffer, start: number, end: number): boolean {
+    const len = end - start;
+    if (this.failure !== null) return true; // the export is ending; nothing more is encoded
+    if (len > BATCH_BYTES) {
+      const own = Buffer.allocUnsafeSlow(len);
+      buf.copy(own, 0, start, end);
+      this.sendAlone(own);
+    } else {
+      const at = this.reserve(len);
+      buf.copy(this.batch!, at, start, end);
+    }
+    return !this.congested;
+  }
+
+  /** One row as fields (`nFields` length-prefixed values at buf[pos..]): sent as a DataRow. */
+  writeRow(buf: Buffer, pos: number, nFields: number): boolean {
+    if (this.failure !== null) return true;
+    let p = pos;
+    for (let i = 0; i < nFields; i++) p += 4 + Math.max(buf.readInt32BE(p), 0);
+    const len = 7 + (p - pos);
+    const big = len > BATCH_BYTES;
+    const at = big ? 0 : this.reserve(len);
+    const into = big ? Buffer.allocUnsafeSlow(len) : this.batch!;
+    into[at] = 0x44; // 'D'
+    into.writeInt32BE(len - 1, at + 1);
+    into.writeInt16BE(nFields, at + 5);
+    buf.copy(into, at + 7, pos, p);
+    if (big) this.sendAlone(into);
+    return !this.congested;
+  }
+
+  /** Resolves once the queue is down to half (or rejects with the export's failure). */
+  drained(): Promise<void> {
+    if (this.failure !== null) return Promise.reject(this.failure);
+    if (this.inFlight <= LOW_WATER) return Promise.resolve();
+    return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
+  }
+
+  /** Sends what is left, and resolves once the encoder has finished its last file. */
+  finish(): Promise<void> {
+    if (this.failure !== null) return Promise.reject(this.failure);
+    this.sendBatch();
+    this.post({ t: "finish" });
+    return new Promise((resolve, reject) => {
+      this.finishing = { resolve, reject };
+    });
+  }
+
+  /** Ends the thread (and the Parquet writer thread it started). */
+  dispose(): void {
+    this.end(new PgError(SqlState.queryCanceled, "encoder thread stopped"));
+  }
+
+  /** Ends the thread; whoever waits on it gets `reason` (onError does not: the driver knows). */
+  private end(reason: PgError): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.fail(reason);
+    void this.worker.terminate();
+  }
+
+  /** Makes room for `len` (≤ BATCH_BYTES) bytes at the end of the batch; returns where they go. */
+  private reserve(len: number): number {
+    if (this.batch === null || this.batchLen + len > this.batch.length) {
+      this.sendBatch();
+      this.batch = Buffer.from(this.pool.pop() ?? new ArrayBuffer(BATCH_BYTES));
+    }
+    const at = this.batchLen;
+    this.batchLen += len;
+    return at;
+  }
+
+  /** A row larger than a batch: sent at once, in a buffer of its size (maxRowBytes bounds it). */
+  private sendAlone(own: Buffer): void {
+    this.sendBatch();
+    this.inFlight += own.length;
+    this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
+    this.sendBuffer(own.buffer as ArrayBuffer, own.length);
+  }
+
+  private sendBatch(): void {
+    const b = this.batch;
+    if (b === null) return;
+    const len = this.batchLen;
+    this.batch = null;
+    this.batchLen = 0;
+    if (len === 0) {
+      this.pool.push(b.buffer as ArrayBuffer);
+      return;
+    }
+    this.inFlight += len;
+    this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
+    this.sendBuffer(b.buffer as ArrayBuffer, len);
+  }
+
+  private sendBuffer(buf: ArrayBuffer, len: number): void {
+    if (this.failure !== null) return;
+    this.post({ t: "rows", buf, len }, [buf]);
+  }
+
+  private post(m: ToEncoder, transfer: ArrayBuffer[] = []): void {
+    this.worker.postMessage(m, transfer);
+  }
+
+  private receive(m: FromEncoder): void {
+    if (this.failure !== null) return;
+    try {
+      switch (m.t) {
+        case "ack":
+          this.inFlight -= m.len;
+          if (m.buf.byteLength === BATCH_BYTES && this.pool.length < WINDOW_BYTES / BATCH_BYTES) {
+            this.pool.push(m.buf);
+          }
+          if (this.inFlight <= LOW_WATER) for (const w of this.waiters.splice(0)) w.resolve();
+          break;
+        case "open":
+          this.sink!.openFile(m.index);
+          break;
+        case "chunk":
+          this.sink!.write(m.data);
+          break;
+        case "close":
+          this.sink!.closeFile(m.rows);
+          break;
+        case "finished":
+          this.finishing?.resolve();
+          this.finishing = null;
+          break;
+        case "error":
+          this.fail(fromWireError(m.error));
+          break;
+        case "ready":
+          break;
+      }
+    } catch (e) {
+      // The sink refused (an upload failed): the export ends with that.
+      this.fail(PgError.from(e));
+    }
+  }
+
+  private fail(err: PgError): void {
+    if (this.failure !== null) return;
+    this.failure = err;
+    for (const w of this.waiters.splice(0)) w.reject(err);
+    this.finishing?.reject(err);
+    this.finishing = null;
+    this.batch = null;
+    if (!this.ended) this.onError(err);
+  }
+}

@@ -1,0 +1,50 @@
+// The messages between an export's driver (the relay's thread) and its encoder thread. Plain data
+// only: structured clone keeps no classes, so errors travel as their ErrorResponse fields.
+
+import { PgError } from "../../errors.js";
+import type { EncoderSpec } from "../create-encoder.js";
+import type { ParquetWasm } from "../parquet/wasm-writer.js";
+
+export interface EncoderWorkerData {
+  spec: EncoderSpec;
+  /** Niceness the thread gives itself (Linux: per thread); never lower than it inherits. */
+  nice: number;
+  /** parquet-wasm as the relay's thread compiled it (Parquet only). */
+  parquetWasm?: ParquetWasm;
+  /** Tests only: while gate[0] is 1 the thread blocks before each batch of rows. */
+  gate?: Int32Array;
+}
+
+/** Driver → encoder thread. */
+export type ToEncoder =
+  /** Whole DataRow messages in `buf[0..len)`; the buffer comes back with the ack. */
+  { t: "rows"; buf: ArrayBuffer; len: number } | { t: "finish" };
+
+/** Encoder thread → driver, in the order things happened there. */
+export type FromEncoder =
+  | { t: "ready"; resultFormats: number[]; nice: number }
+  /** A batch of rows is encoded (and its flush, if it made one due, has been awaited). */
+  | { t: "ack"; buf: ArrayBuffer; len: number }
+  | { t: "open"; index: number }
+  | { t: "chunk"; data: Uint8Array }
+  | { t: "close"; rows: number }
+  | { t: "finished" }
+  | { t: "error"; error: WireError };
+
+/** What a client may see of an error: the fields of its ErrorResponse, never a stack. */
+export interface WireError {
+  code: string;
+  message: string;
+  detail?: string | undefined;
+  hint?: string | undefined;
+  severity: "ERROR" | "FATAL";
+}
+
+export function toWireError(e: unknown): WireError {
+  const err = PgError.from(e);
+  return { code: err.code, message: err.message, detail: err.detail, hint: err.hint, severity: err.severity };
+}
+
+export function fromWireError(w: WireError): PgError {
+  return new PgError(w.code, w.message, { detail: w.detail, hint: w.hint, severity: w.severity });
+}

@@ -1,0 +1,207 @@
+// An export's encoder thread as the driver sees it: DataRows in, the same files out as the encoder
+// makes in-thread, a bounded queue with credits, errors as PgError, and no thread left behind.
+// Started from the TypeScript sources here (tsx's loader); test/integration/npm-pack.test.ts
+// starts it from the built package.
+import { readdirSync, readFileSync } from "node:fs";
+import { afterEach, describe, expect, test } from "vitest";
+import type { EncoderSpec } from "../../src/encoders/create-encoder.js";
+import { createCsvEncoder } from "../../src/encoders/csv-encoder.js";
+import type { ColumnInfo, FileSink } from "../../src/encoders/types.js";
+import {
+  BATCH_BYTES,
+  type EncoderThread,
+  encoderThreadTestHooks,
+  startEncoderThread,
+  WINDOW_BYTES,
+} from "../../src/encoders/worker/encoder-thread.js";
+import { waitUntil } from "../support/export-checks.js";
+
+/** A whole DataRow message of text values. */
+function dataRow(values: ReadonlyArray<string | null>): Buffer {
+  const parts: Buffer[] = [];
+  for (const v of values) {
+    const len = Buffer.alloc(4);
+    len.writeInt32BE(v === null ? -1 : Buffer.byteLength(v));
+    parts.push(len);
+    if (v !== null) parts.push(Buffer.from(v));
+  }
+  const fields = Buffer.concat(parts);
+  const head = Buffer.alloc(7);
+  head[0] = 0x44;
+  head.writeInt32BE(6 + fields.length, 1);
+  head.writeInt16BE(values.length, 5);
+  return Buffer.concat([head, fields]);
+}
+
+class MemorySink implements FileSink {
+  files: Array<{ chunks: Buffer[]; rows: number }> = [];
+  openFile(index: number): void {
+    expect(index).toBe(this.files.length);
+    this.files.push({ chunks: [], rows: -1 });
+  }
+  write(chunk: Uint8Array): void {
+    this.files.at(-1)!.chunks.push(Buffer.from(chunk));
+  }
+  closeFile(rows: number): void {
+    this.files.at(-1)!.rows = rows;
+  }
+  texts(): string[] {
+    return this.files.map((f) => Buffer.concat(f.chunks).toString());
+  }
+}
+
+const threadCount = (): number =>
+  Number(/^Threads:\s+(\d+)/m.exec(readFileSync("/proc/self/status", "utf8"))![1]);
+
+/** Niceness of each of this process's threads (field 19 of /proc/<pid>/task/<tid>/stat). */
+function niceOfThreads(): number[] {
+  return readdirSync("/proc/self/task").flatMap((tid) => {
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/self/task/${tid}/stat`, "utf8");
+    } catch {
+      return []; // ended meanwhile
+    }
+    return [Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16])];
+  });
+}
+
+const csvSpec = (maxFileSize = 1 << 30): EncoderSpec => ({
+  format: "csv",
+  options: {
+    header: true,
+    delimiter: 0x2c,
+    quote: 0x22,
+    escape: 0x22,
+    null: "",
+    compression: "none",
+    maxFileSize,
+    columnNames: ["id", "note"],
+  },
+});
+
+const threads: EncoderThread[] = [];
+afterEach(() => {
+  for (const t of threads.splice(0)) t.dispose();
+  delete encoderThreadTestHooks.gate;
+});
+
+async function start(spec: EncoderSpec, nice = 10): Promise<EncoderThread> {
+  const t = await startEncoderThread(spec, { nice });
+  threads.push(t);
+  return t;
+}
+
+describe("encoder thread", () => {
+  test("writes the files the encoder writes in-thread, from runs, single rows and a row larger than a batch", async () => {
+    const rows = Array.from({ length: 5000 }, (_, i) =>
+      dataRow([String(i), i % 7 === 0 ? null : `note "${i}", ${"x".repeat(i % 50)}`]),
+    );
+    rows.push(dataRow(["big", "y".repeat(BATCH_BYTES + 10)]));
+    rows.push(dataRow(["after", "z"]));
+    const direct = new MemorySink();
+    const spec = csvSpec(64 << 10);
+    const enc = createCsvEncoder((spec as Extract<EncoderSpec, { format: "csv" }>).options, direct);
+    for (const r of rows) enc.writeRows(r, 0, r.length);
+    await enc.finish();
+
+    const viaThread = new MemorySink();
+    const t = await start(spec);
+    expect(t.resultFormats).toEqual([0, 0]);
+    t.attach(viaThread, new AbortController().signal, (e) => {
+      throw e;
+    });
+    // Runs of several rows, and every third row alone as fields (Materialize's SUBSCRIBE path).
+    for (let i = 0; i < rows.length; i += 3) {
+      const run = Buffer.concat(rows.slice(i, i + 2));
+      t.writeRows(run, 0, run.length);
+      const single = rows[i + 2];
+      if (single !== undefined) t.writeRow(single, 7, single.readInt16BE(5));
+      if (t.congested) await t.drained();
+    }
+    await t.finish();
+    expect(viaThread.files.length).toBeGreaterThan(3);
+    expect(viaThread.texts()).toEqual(direct.texts());
+    expect(viaThread.files.map((f) => f.rows)).toEqual(direct.files.map((f) => f.rows));
+  });
+
+  test("a blocked thread fills its queue and no more: writeRows says stop, drained() waits for it", async () => {
+    const gate = new Int32Array(new SharedArrayBuffer(4));
+    gate[0] = 1;
+    encoderThreadTestHooks.gate = gate;
+    const t = await start(csvSpec());
+    t.attach(new MemorySink(), new AbortController().signal, () => {});
+    const run = Buffer.concat(Array.from({ length: 1000 }, (_, i) => dataRow([String(i), "v".repeat(50)])));
+    let sent = 0;
+    while (t.writeRows(run, 0, run.length)) sent += run.length;
+    expect(sent).toBeLessThanOrEqual(WINDOW_BYTES + BATCH_BYTES);
+    expect(t.inFlight).toBeGreaterThanOrEqual(WINDOW_BYTES);
+    expect(t.inFlight).toBeLessThanOrEqual(WINDOW_BYTES + BATCH_BYTES);
+    let drained = false;
+    const waiting = t.drained().then(() => {
+      drained = true;
+    });
+    await new Promise((r) => setImmediate(r));
+    expect(drained).toBe(false);
+    Atomics.store(gate, 0, 0);
+    Atomics.notify(gate, 0);
+    await waiting;
+    expect(t.inFlight).toBeLessThanOrEqual(WINDOW_BYTES / 2);
+    expect(t.maxInFlight).toBeLessThanOrEqual(WINDOW_BYTES + BATCH_BYTES);
+    await t.finish();
+  });
+
+  test("an encoder's PgError arrives with its SQLSTATE and message, and nothing of the thread's internals", async () => {
+    const columns: ColumnInfo[] = [{ name: "n", typeOid: 23, typeMod: -1, nullable: false }];
+    const t = await start({
+      format: "parquet",
+      options: { compression: "snappy", maxFileSize: 1 << 30, columns },
+    });
+    const failed = new Promise<unknown>((resolve) =>
+      t.attach(new MemorySink(), new AbortController().signal, resolve),
+    );
+    const r = dataRow([null]);
+    t.writeRows(r, 0, r.length);
+    const finishing = t.finish();
+    const err = await failed;
+    await expect(finishing).rejects.toBe(err);
+    expect(err).toMatchObject({ name: "PgError", code: "22004" });
+    expect((err as Error).message).toBe('null value in column "n" declared NOT NULL');
+    expect(JSON.stringify({ ...(err as object), message: (err as Error).message })).not.toMatch(
+      /\bat |\.ts:|\.js:|node:/,
+    );
+  });
+
+  test("runs below the relay's priority, the Parquet writer it starts too, and dispose() ends both", async () => {
+    const columns: ColumnInfo[] = [{ name: "n", typeOid: 23, typeMod: -1 }];
+    const t = await start(
+      { format: "parquet", options: { compression: "snappy", maxFileSize: 1 << 30, columns } },
+      13,
+    );
+    expect(t.nice).toBe(13);
+    expect(t.resultFormats).toEqual([1]);
+    // This thread and the writer thread (started from it, so at its priority).
+    expect(niceOfThreads().filter((n) => n === 13)).toHaveLength(2);
+    expect(niceOfThreads().filter((n) => n === 0).length).toBeGreaterThan(0); // this one
+    t.dispose();
+    await waitUntil("the encoder and writer threads to end", () => !niceOfThreads().includes(13), 10_000);
+  });
+
+  test("an abort ends the thread at once, even one that is blocked", async () => {
+    const gate = new Int32Array(new SharedArrayBuffer(4));
+    gate[0] = 1;
+    encoderThreadTestHooks.gate = gate;
+    const before = threadCount();
+    const t = await start(csvSpec());
+    const ac = new AbortController();
+    const errors: unknown[] = [];
+    t.attach(new MemorySink(), ac.signal, (e) => errors.push(e));
+    const run = dataRow(["1", "x".repeat(BATCH_BYTES)]);
+    t.writeRows(run, 0, run.length);
+    const finishing = t.finish();
+    ac.abort(new Error("cancelled"));
+    await expect(finishing).rejects.toMatchObject({ message: "cancelled" });
+    expect(errors).toEqual([]); // the driver aborted: it already knows why
+    await waitUntil("the blocked encoder thread to end", () => threadCount() <= before, 10_000);
+  });
+});
