@@ -5,11 +5,7 @@ import type { Config } from "../config.js";
 import type { EncoderSpec } from "../encoders/create-encoder.js";
 import { planParquet } from "../encoders/parquet-encoder.js";
 import type { ColumnInfo } from "../encoders/types.js";
-import {
-  discardEncoderThread,
-  type EncoderThread,
-  startEncoderThread,
-} from "../encoders/worker/encoder-thread.js";
+import { EncoderThread } from "../encoders/worker/encoder-thread.js";
 import { PgError, SqlState } from "../errors.js";
 import type { ExportContext } from "../proxy/copy-hook.js";
 import { explainAwsSetup } from "./aws-setup-errors.js";
@@ -72,8 +68,7 @@ class Export {
   private readonly signal: AbortSignal;
   private store: ObjectStore | null = null;
   private sink: UploadSink | null = null;
-  /** The export's encoder thread, started during the preflight; read() takes it over. */
-  private encoderThread: Promise<EncoderThread> | null = null;
+  /** The export's encoder thread, started before the preflight so it is up when rows come. */
   private encoder: EncoderThread | null = null;
   private readonly snapshot: SnapshotSource;
   private sentinel: Sentinel | null = null;
@@ -135,10 +130,9 @@ class Export {
       const { columns, typeNames, snapshot } = await this.plan();
       this.store = this.openStore(target, conn);
       // Its start-up overlaps the preflight's round trips instead of following them.
-      this.encoderThread = startEncoderThread(this.encoderSpec(columns), {
+      this.encoder = new EncoderThread(this.encoderSpec(columns), {
         nice: this.deps.config.exports.workerNice,
       });
-      this.encoderThread.catch(() => {}); // surfaces where read() awaits it
       this.report.phase("preflight");
       await this.preflight().catch((e: unknown) => {
         throw explainAwsSetup(e, conn);
@@ -180,7 +174,6 @@ class Export {
       clearInterval(progress);
       void this.sentinel?.stopHeartbeat();
       this.encoder?.dispose();
-      if (this.encoderThread !== null) discardEncoderThread(this.encoderThread);
     }
   }
 
@@ -346,9 +339,7 @@ class Export {
     );
     this.sink = sink;
     // Rows are encoded in the export's own thread: this one only copies each read's rows there.
-    const encoder = await this.encoderThread!;
-    this.encoderThread = null;
-    this.encoder = encoder;
+    const encoder = this.encoder!;
     encoder.attach(sink, this.signal, (err) => this.ac.abort(err));
     const channel = this.ctx.upstream;
     let flushing: Promise<void> | null = null;

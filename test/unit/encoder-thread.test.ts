@@ -9,9 +9,8 @@ import { createCsvEncoder } from "../../src/encoders/csv-encoder.js";
 import type { ColumnInfo, FileSink } from "../../src/encoders/types.js";
 import {
   BATCH_BYTES,
-  type EncoderThread,
+  EncoderThread,
   encoderThreadTestHooks,
-  startEncoderThread,
   WINDOW_BYTES,
 } from "../../src/encoders/worker/encoder-thread.js";
 import { waitUntil } from "../support/export-checks.js";
@@ -87,13 +86,14 @@ afterEach(() => {
 });
 
 async function start(spec: EncoderSpec, nice = 10): Promise<EncoderThread> {
-  const t = await startEncoderThread(spec, { nice });
+  const t = new EncoderThread(spec, { nice });
   threads.push(t);
+  await t.ready();
   return t;
 }
 
 describe("encoder thread", () => {
-  test("writes the files the encoder writes in-thread, from runs, single rows and a row larger than a batch", async () => {
+  test("writes the files the encoder writes in-thread, from runs, single rows and a row larger than a batch, sent before it started", async () => {
     const rows = Array.from({ length: 5000 }, (_, i) =>
       dataRow([String(i), i % 7 === 0 ? null : `note "${i}", ${"x".repeat(i % 50)}`]),
     );
@@ -106,7 +106,9 @@ describe("encoder thread", () => {
     await enc.finish();
 
     const viaThread = new MemorySink();
-    const t = await start(spec);
+    // Not waiting for it to start: the first rows wait in its queue.
+    const t = new EncoderThread(spec, { nice: 10 });
+    threads.push(t);
     expect(t.resultFormats).toEqual([0, 0]);
     t.attach(viaThread, new AbortController().signal, (e) => {
       throw e;

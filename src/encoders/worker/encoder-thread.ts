@@ -11,6 +11,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import { Worker } from "node:worker_threads";
 import { PgError, SqlState } from "../../errors.js";
 import type { EncoderSpec } from "../create-encoder.js";
+import { planParquet } from "../parquet/encoder.js";
 import { parquetWasm } from "../parquet/wasm-writer.js";
 import type { FileSink } from "../types.js";
 import { type EncoderWorkerData, type FromEncoder, fromWireError, type ToEncoder } from "./protocol.js";
@@ -49,52 +50,11 @@ export interface EncoderThreadOptions {
   nice: number;
 }
 
-/**
- * Starts an export's encoder thread and builds its encoder there (for Parquet this includes the
- * writer thread, ~25–40 ms): start it early and it is ready when the rows come.
- */
-export async function startEncoderThread(
-  spec: EncoderSpec,
-  opts: EncoderThreadOptions,
-): Promise<EncoderThread> {
-  const entry = workerEntry();
-  const data: EncoderWorkerData = { spec, nice: opts.nice };
-  if (spec.format === "parquet") data.parquetWasm = await parquetWasm();
-  if (encoderThreadTestHooks.gate !== undefined) data.gate = encoderThreadTestHooks.gate;
-  const worker = new Worker(entry.source, { workerData: data, eval: entry.eval });
-  let settle: () => void = () => {};
-  const ready = await new Promise<Extract<FromEncoder, { t: "ready" }>>((resolve, reject) => {
-    const onMessage = (m: FromEncoder): void => {
-      if (m.t === "ready") resolve(m);
-      else if (m.t === "error") reject(fromWireError(m.error));
-    };
-    const onError = (e: unknown): void => reject(threadFailed(e instanceof Error ? e.message : String(e)));
-    const onExit = (code: number): void => reject(threadFailed(`exited (${code}) while starting`));
-    worker.on("message", onMessage);
-    worker.on("error", onError);
-    worker.on("exit", onExit);
-    settle = () => {
-      worker.off("message", onMessage);
-      worker.off("error", onError);
-      worker.off("exit", onExit);
-    };
-  })
-    .catch((e: unknown) => {
-      void worker.terminate();
-      throw e;
-    })
-    .finally(() => settle());
-  const thread = new EncoderThread(worker, ready.resultFormats, ready.nice);
-  encoderThreadTestHooks.started?.(thread);
-  return thread;
-}
-
-/** Ends a thread no export took over (the export failed before reading rows). */
-export function discardEncoderThread(thread: Promise<EncoderThread>): void {
-  thread.then(
-    (t) => t.dispose(),
-    () => {},
-  );
+/** The result format to request per column: 0 text, 1 binary (what the encoder will expect). */
+export function resultFormatsOf(spec: EncoderSpec): number[] {
+  return spec.format === "csv"
+    ? spec.options.columnNames.map(() => 0)
+    : planParquet(spec.options.columns).resultFormats;
 }
 
 function threadFailed(what: string): PgError {
@@ -106,12 +66,21 @@ interface Waiter {
   reject: (e: unknown) => void;
 }
 
+/**
+ * An export's encoder thread, usable at once: rows sent before the thread has started (~30 ms, more
+ * for Parquet's writer thread) wait in its queue, which the credits bound like any other.
+ */
 export class EncoderThread {
   /** Bytes sent and not yet acknowledged, and the most there ever were (for tests). */
   inFlight = 0;
   maxInFlight = 0;
+  /** Result format to request per column: 0 text, 1 binary. */
+  readonly resultFormats: readonly number[];
+  /** The niceness the thread runs at, once started (NaN where the platform has none per thread). */
+  nice = Number.NaN;
+  private readonly worker: Worker;
   private sink: FileSink | null = null;
-  private onError: (err: PgError) => void = () => {};
+  private onError: ((err: PgError) => void) | null = null;
   private failure: PgError | null = null;
   private ended = false;
   private readonly pool: ArrayBuffer[] = [];
@@ -119,19 +88,39 @@ export class EncoderThread {
   private batchLen = 0;
   private readonly waiters: Waiter[] = [];
   private finishing: Waiter | null = null;
+  private readonly started: Promise<void>;
+  private onStarted: Waiter | null = null;
 
-  constructor(
-    private readonly worker: Worker,
-    /** Result format to request per column: 0 text, 1 binary. */
-    readonly resultFormats: readonly number[],
-    /** The niceness the thread runs at (NaN where the platform has none per thread). */
-    readonly nice: number,
-  ) {
-    worker.on("message", (m: FromEncoder) => this.receive(m));
-    worker.on("error", (e) =>
+  constructor(spec: EncoderSpec, opts: EncoderThreadOptions) {
+    this.resultFormats = resultFormatsOf(spec);
+    const entry = workerEntry();
+    const data: EncoderWorkerData = { spec, nice: opts.nice };
+    if (encoderThreadTestHooks.gate !== undefined) data.gate = encoderThreadTestHooks.gate;
+    this.worker = new Worker(entry.source, { workerData: data, eval: entry.eval });
+    this.started = new Promise<void>((resolve, reject) => {
+      this.onStarted = { resolve, reject };
+    });
+    this.started.catch(() => {}); // the failure reaches the driver through onError
+    this.worker.on("message", (m: FromEncoder) => this.receive(m));
+    this.worker.on("error", (e) =>
       this.fail(threadFailed(`failed: ${e instanceof Error ? e.message : String(e)}`)),
     );
-    worker.on("exit", (code) => this.fail(threadFailed(`exited (${code})`)));
+    this.worker.on("exit", (code) => this.fail(threadFailed(`exited (${code})`)));
+    if (spec.format === "parquet") {
+      // Compiled once per process, in this thread; the encoder thread waits for it.
+      parquetWasm().then(
+        (wasm) => {
+          if (!this.ended) this.post({ t: "wasm", wasm });
+        },
+        (e: unknown) => this.fail(PgError.from(e)),
+      );
+    }
+    encoderThreadTestHooks.started?.(this);
+  }
+
+  /** Resolves once the thread runs its encoder (tests; the driver need not wait for it). */
+  ready(): Promise<void> {
+    return this.started;
   }
 
   /**
@@ -141,6 +130,10 @@ export class EncoderThread {
   attach(sink: FileSink, signal: AbortSignal, onError: (err: PgError) => void): void {
     this.sink = sink;
     this.onError = onError;
+    if (this.failure !== null) {
+      const err = this.failure;
+      queueMicrotask(() => onError(err));
+    }
     const stop = (): void => this.end(PgError.from(signal.reason));
     if (signal.aborted) stop();
     else signal.addEventListener("abort", stop, { once: true });
@@ -287,6 +280,8 @@ export class EncoderThread {
           this.fail(fromWireError(m.error));
           break;
         case "ready":
+          this.nice = m.nice;
+          this.onStarted?.resolve();
           break;
       }
     } catch (e) {
@@ -301,7 +296,8 @@ export class EncoderThread {
     for (const w of this.waiters.splice(0)) w.reject(err);
     this.finishing?.reject(err);
     this.finishing = null;
+    this.onStarted?.reject(err);
     this.batch = null;
-    if (!this.ended) this.onError(err);
+    if (!this.ended) this.onError?.(err);
   }
 }

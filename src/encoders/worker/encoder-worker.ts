@@ -76,13 +76,11 @@ class PortSink implements FileSink {
 }
 
 const nice = lowerPriority(data.nice);
-if (data.parquetWasm !== undefined) useParquetWasm(data.parquetWasm);
-
 const sink = new PortSink();
 let encoder: RowEncoder | null = null;
 let failed = false;
 
-async function handle(m: ToEncoder): Promise<void> {
+async function handle(m: Exclude<ToEncoder, { t: "wasm" }>): Promise<void> {
   if (failed) return; // the driver is ending the export; nothing more is encoded
   const enc = encoder!;
   try {
@@ -104,17 +102,29 @@ async function handle(m: ToEncoder): Promise<void> {
   }
 }
 
-// Messages are handled one at a time, in order, after the encoder exists.
-let queue: Promise<void> = createEncoder(data.spec, sink).then(
-  (e) => {
-    encoder = e;
-    post({ t: "ready", resultFormats: [...e.resultFormats], nice });
-  },
-  (e: unknown) => {
-    failed = true;
-    post({ t: "error", error: toWireError(e) });
-  },
-);
+// A Parquet encoder needs parquet-wasm, which the driver sends once compiled.
+let wasmArrived: () => void = () => {};
+const wasm = new Promise<void>((resolve) => {
+  wasmArrived = resolve;
+});
+if (data.spec.format !== "parquet") wasmArrived();
+
+// Messages are handled one at a time, in order, once the encoder exists.
+let queue: Promise<void> = wasm
+  .then(() => createEncoder(data.spec, sink))
+  .then(
+    (e) => {
+      encoder = e;
+      post({ t: "ready", nice });
+    },
+    (e: unknown) => {
+      failed = true;
+      post({ t: "error", error: toWireError(e) });
+    },
+  );
 port.on("message", (m: ToEncoder) => {
-  queue = queue.then(() => handle(m));
+  if (m.t === "wasm") {
+    useParquetWasm(m.wasm);
+    wasmArrived();
+  } else queue = queue.then(() => handle(m));
 });

@@ -9,8 +9,6 @@ export interface EncoderWorkerData {
   spec: EncoderSpec;
   /** Niceness the thread gives itself (Linux: per thread); never lower than it inherits. */
   nice: number;
-  /** parquet-wasm as the relay's thread compiled it (Parquet only). */
-  parquetWasm?: ParquetWasm;
   /** Tests only: while gate[0] is 1 the thread blocks before each batch of rows. */
   gate?: Int32Array;
 }
@@ -18,11 +16,14 @@ export interface EncoderWorkerData {
 /** Driver → encoder thread. */
 export type ToEncoder =
   /** Whole DataRow messages in `buf[0..len)`; the buffer comes back with the ack. */
-  { t: "rows"; buf: ArrayBuffer; len: number } | { t: "finish" };
+  | { t: "rows"; buf: ArrayBuffer; len: number }
+  | { t: "finish" }
+  /** parquet-wasm as the relay's thread compiled it: a Parquet encoder waits for it. */
+  | { t: "wasm"; wasm: ParquetWasm };
 
 /** Encoder thread → driver, in the order things happened there. */
 export type FromEncoder =
-  | { t: "ready"; resultFormats: number[]; nice: number }
+  | { t: "ready"; nice: number }
   /** A batch of rows is encoded (and its flush, if it made one due, has been awaited). */
   | { t: "ack"; buf: ArrayBuffer; len: number }
   | { t: "open"; index: number }
