@@ -34,4 +34,24 @@ test("npm pack builds dist/ itself, and the installed tarball's copy-to-s3-proxy
     version: string;
   };
   expect(version.trim()).toBe(`copy-to-s3-proxy ${expected}`);
+
+  // An export's encoder thread starts from the compiled worker module in dist/ (no tsx there).
+  const threadModule = join(app, "node_modules/copy-to-s3-proxy/dist/encoders/worker/encoder-thread.js");
+  const script = `
+    const { EncoderThread } = await import(${JSON.stringify(threadModule)});
+    const spec = { format: "csv", options: { header: true, delimiter: 44, quote: 34, escape: 34, null: "",
+      compression: "none", maxFileSize: 1 << 20, columnNames: ["a", "b"] } };
+    const t = new EncoderThread(spec, { nice: 5 });
+    let out = "";
+    t.attach({ openFile() {}, write(c) { out += Buffer.from(c).toString(); }, closeFile() {} },
+      new AbortController().signal, (e) => { console.error(e.message); process.exit(1); });
+    const row = Buffer.from([0x44, 0, 0, 0, 16, 0, 2, 0, 0, 0, 1, 0x31, 0, 0, 0, 1, 0x78]);
+    t.writeRows(row, 0, row.length);
+    await t.finish();
+    t.dispose();
+    process.stdout.write(JSON.stringify({ out, nice: t.nice }));`;
+  const { stdout: encoded } = await run(process.execPath, ["--input-type=module", "-e", script], {
+    cwd: app,
+  });
+  expect(JSON.parse(encoded)).toEqual({ out: "a,b\n1,x\n", nice: 5 });
 }, 600_000);
