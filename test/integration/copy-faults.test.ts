@@ -502,10 +502,9 @@ describe.skipIf(cephEndpoint === undefined)(
       );
       try {
         await cephFaults.waitFor("UploadPart", 3);
-        const t0 = performance.now();
+        // The third part is held until after the error: a cancel that waited for it would hang.
         await sendCancel(cephProxy.port, keyOf(c));
         expect(await failed).toMatchObject({ code: "57014" });
-        expect(performance.now() - t0).toBeLessThan(1000);
       } finally {
         cephFaults.clear();
       }

@@ -137,9 +137,9 @@ describe("what only the double can stage", () => {
     );
     t0 = performance.now();
     await sendCancel(proxy.port, keyOf(client));
-    const { err, ms } = await failed;
+    // The next chunk is a minute away: a cancel that waited for the FETCH would time the test out.
+    const { err } = await failed;
     expect(err).toMatchObject({ code: "57014", message: "canceling statement due to user request" });
-    expect(ms).toBeLessThan(2000);
     await expectNothingLeft(check, bucket, prefix);
     expect(dbl.events.at(-1)).toBe("ROLLBACK");
     expect((await client.query("SELECT 2 AS ok")).rows[0].ok).toBe(2);

@@ -159,9 +159,8 @@ describe("R7 AS OF and UP TO", () => {
     await c.query("BEGIN");
     try {
       await c.query(`DECLARE c CURSOR FOR SUBSCRIBE t AS OF ${t} UP TO ${t}`);
-      const t0 = performance.now();
+      // A FETCH without a timeout on an unfinished subscribe never returns: this one must.
       expect((await fetchRows("FETCH ALL c")).rows).toEqual([]);
-      expect(performance.now() - t0).toBeLessThan(1000);
     } finally {
       await c.query("ROLLBACK");
     }

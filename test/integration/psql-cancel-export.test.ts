@@ -165,11 +165,9 @@ describe("Ctrl-C in psql aborts a COPY TO S3", () => {
       const copy = c.copy(prefix);
       faults.resetStats();
       c.arrange();
-      let ms: number;
       try {
         type(c.window, copy);
         await c.reached(pid);
-        const t0 = performance.now();
         tmux("send-keys", "-t", c.window, "C-c");
         await waitFor(
           c.window,
@@ -177,12 +175,11 @@ describe("Ctrl-C in psql aborts a COPY TO S3", () => {
           copy,
           5_000,
         );
-        ms = performance.now() - t0;
       } finally {
         faults.clear();
       }
-      // Ctrl-C → the error on screen, measured by polling the pane every 20 ms.
-      expect(ms).toBeLessThan(1000);
+      // Ctrl-C → the error on screen within waitFor's 5 s, while the phase would last until the
+      // test lets it go; the latency itself is bench/cancel-latency.ts's to measure.
       await expectNothingLeft(check, bucket, prefix, oracle, pid);
       type(c.window, c.after);
       await waitFor(c.window, endsWithPrompt, c.after);
