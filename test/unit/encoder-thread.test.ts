@@ -11,6 +11,7 @@ import {
   BATCH_BYTES,
   EncoderThread,
   encoderThreadTestHooks,
+  threadExecArgv,
   WINDOW_BYTES,
 } from "../../src/encoders/worker/encoder-thread.js";
 import { waitUntil } from "../support/export-checks.js";
@@ -125,6 +126,35 @@ describe("encoder thread", () => {
     expect(viaThread.files.length).toBeGreaterThan(3);
     expect(viaThread.texts()).toEqual(direct.texts());
     expect(viaThread.files.map((f) => f.rows)).toEqual(direct.files.map((f) => f.rows));
+  });
+
+  test("rows that trickle in reach the encoder (their file opens) without waiting for a full batch or the end", async () => {
+    const sink = new MemorySink();
+    const t = await start(csvSpec());
+    t.attach(sink, new AbortController().signal, (e) => {
+      throw e;
+    });
+    const one = dataRow(["1", "slow"]);
+    t.writeRows(one, 0, one.length); // far less than a batch, and no finish(): a slow query's rows
+    // The encoder holds small output itself; that the thread took the row shows as its file opened
+    // and the row's bytes acknowledged.
+    await waitUntil("the row encoded", () => (sink.files.length === 1 && t.inFlight === 0 ? true : null));
+    const two = dataRow(["2", "slower"]);
+    t.writeRow(two, 7, 2);
+    expect(t.inFlight).toBe(0); // still in the relay's batch
+    await waitUntil("the single row encoded", () => (t.maxInFlight > 0 && t.inFlight === 0 ? true : null));
+    await t.finish();
+    expect(sink.texts()).toEqual(["id,note\n1,slow\n2,slower\n"]);
+  });
+
+  test("a thread does not inherit the options of the process's own script (node --input-type=module -e …)", () => {
+    expect(threadExecArgv(["--input-type=module", "-e", "import('x')", "--max-old-space-size=512"])).toEqual([
+      "--max-old-space-size=512",
+    ]);
+    expect(threadExecArgv(["--eval", "1", "--trace-gc", "-p", "2", "--print=3", "--eval=4"])).toEqual([
+      "--trace-gc",
+    ]);
+    expect(threadExecArgv(["--enable-source-maps"])).toEqual(["--enable-source-maps"]);
   });
 
   test("a blocked thread fills its queue and no more: writeRows says stop, drained() waits for it", async () => {

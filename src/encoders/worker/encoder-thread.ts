@@ -4,11 +4,12 @@
 // back with its acknowledgement, so the buffers are reused. Credits bound the bytes on their way:
 // when WINDOW_BYTES are unacknowledged, writeRows() says so and the driver pauses the upstream
 // until drained(). Encoded file bytes come back (transferred) into the driver's FileSink.
-import { existsSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { existsSync, mkdirSync, renameSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { Worker } from "node:worker_threads";
+import { threadId, Worker } from "node:worker_threads";
 import { PgError, SqlState } from "../../errors.js";
 import type { EncoderSpec } from "../create-encoder.js";
 import { planParquet } from "../parquet/encoder.js";
@@ -20,6 +21,11 @@ import { type EncoderWorkerData, type FromEncoder, fromWireError, type ToEncoder
 export const BATCH_BYTES = 256 << 10;
 /** Row bytes sent but not yet encoded, at most (plus one row): the export's queue to its thread. */
 export const WINDOW_BYTES = 4 << 20;
+/**
+ * A batch that is not full leaves after this long: rows that trickle in (a slow query, a
+ * SUBSCRIBE's sparse updates) reach their file, and the progress counts, without waiting for more.
+ */
+const PARTIAL_BATCH_MS = 20;
 /** drained() resolves once the queue is down to this, so the upstream is not paused per batch. */
 const LOW_WATER = WINDOW_BYTES >>> 1;
 
@@ -31,18 +37,63 @@ export const encoderThreadTestHooks: {
 
 /**
  * The worker's entry: the compiled module next to this one (dist/, `npm start`), or, running from
- * the TypeScript sources (vitest, tsx), that module through tsx. A thread does not inherit the
- * main thread's module hooks (Node 20 ignores `--import` in a worker's execArgv too), so there a
- * two-line shim registers tsx's loader in the thread first; the worker itself is the module.
+ * the TypeScript sources (vitest, tsx), that module bundled once per process with esbuild (tsx's
+ * own compiler). A thread does not inherit the main thread's module hooks (Node 20 ignores
+ * `--import` in a worker's execArgv too); registering tsx in every thread cost ~0.6 CPU-s per
+ * export here, against ~0.1 for the bundle or dist/, and the test suite runs hundreds of exports.
  */
-function workerEntry(): { source: URL | string; eval: boolean } {
+function workerEntry(): URL {
   const js = new URL("./encoder-worker.js", import.meta.url);
-  if (existsSync(fileURLToPath(js))) return { source: js, eval: false };
-  const tsxPackage = createRequire(import.meta.url).resolve("tsx/package.json");
-  const tsx = pathToFileURL(join(dirname(tsxPackage), "dist/esm/api/index.mjs")).href;
-  const ts = new URL("./encoder-worker.ts", import.meta.url).href;
-  const shim = `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(ts)}); });`;
-  return { source: shim, eval: true };
+  if (existsSync(fileURLToPath(js))) return js;
+  bundled ??= bundleWorker(fileURLToPath(new URL("./encoder-worker.ts", import.meta.url)));
+  return bundled;
+}
+
+let bundled: URL | undefined;
+
+function bundleWorker(entry: string): URL {
+  const require = createRequire(import.meta.url);
+  const esbuild = require("esbuild") as typeof import("esbuild");
+  const { outputFiles } = esbuild.buildSync({
+    entryPoints: [entry],
+    outfile: "encoder-worker.mjs",
+    write: false,
+    bundle: true,
+    packages: "external",
+    platform: "node",
+    format: "esm",
+    target: `node${process.versions.node.split(".")[0]}`,
+    logLevel: "silent",
+  });
+  const code = outputFiles?.[0]?.contents;
+  if (code === undefined) throw new Error("esbuild wrote no bundle of the encoder worker");
+  // Beside the packages, so the bundle's bare imports (parquet-wasm, apache-arrow) resolve as the
+  // sources' do. Named by content: processes running the same sources share one file (written
+  // whole, then renamed), and none is left per process (vitest kills its workers without 'exit').
+  const dir = join(dirname(dirname(require.resolve("esbuild/package.json"))), ".cache", "copy-to-s3-proxy");
+  const out = join(dir, `encoder-worker-${createHash("sha256").update(code).digest("hex").slice(0, 16)}.mjs`);
+  if (!existsSync(out)) {
+    mkdirSync(dir, { recursive: true });
+    const tmp = `${out}.${process.pid}.${threadId}.tmp`;
+    writeFileSync(tmp, code);
+    renameSync(tmp, out);
+  }
+  return pathToFileURL(out);
+}
+
+/**
+ * The process's node options without the ones about its own script (`node --input-type=module -e
+ * …`): a thread started from a file refuses them ("--input-type can only be used with string input").
+ */
+export function threadExecArgv(argv: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === "-e" || a === "-p" || a === "--eval" || a === "--print")
+      i++; // and its script
+    else if (!/^--(input-type|eval|print)=/.test(a)) out.push(a);
+  }
+  return out;
 }
 
 export interface EncoderThreadOptions {
@@ -90,13 +141,14 @@ export class EncoderThread {
   private finishing: Waiter | null = null;
   private readonly started: Promise<void>;
   private onStarted: Waiter | null = null;
+  private partialTimer: NodeJS.Timeout | null = null;
 
   constructor(spec: EncoderSpec, opts: EncoderThreadOptions) {
     this.resultFormats = resultFormatsOf(spec);
     const entry = workerEntry();
     const data: EncoderWorkerData = { spec, nice: opts.nice };
     if (encoderThreadTestHooks.gate !== undefined) data.gate = encoderThreadTestHooks.gate;
-    this.worker = new Worker(entry.source, { workerData: data, eval: entry.eval });
+    this.worker = new Worker(entry, { workerData: data, execArgv: threadExecArgv(process.execArgv) });
     this.started = new Promise<void>((resolve, reject) => {
       this.onStarted = { resolve, reject };
     });
@@ -158,6 +210,7 @@ export class EncoderThread {
     } else {
       const at = this.reserve(len);
       buf.copy(this.batch!, at, start, end);
+      this.sendPartialSoon();
     }
     return !this.congested;
   }
@@ -176,6 +229,7 @@ export class EncoderThread {
     into.writeInt16BE(nFields, at + 5);
     buf.copy(into, at + 7, pos, p);
     if (big) this.sendAlone(into);
+    else this.sendPartialSoon();
     return !this.congested;
   }
 
@@ -205,6 +259,7 @@ export class EncoderThread {
   private end(reason: PgError): void {
     if (this.ended) return;
     this.ended = true;
+    if (this.partialTimer !== null) clearTimeout(this.partialTimer);
     this.fail(reason);
     void this.worker.terminate();
   }
@@ -220,6 +275,15 @@ export class EncoderThread {
     return at;
   }
 
+  private sendPartialSoon(): void {
+    if (this.partialTimer !== null) return;
+    this.partialTimer = setTimeout(() => {
+      this.partialTimer = null;
+      this.sendBatch();
+    }, PARTIAL_BATCH_MS);
+    this.partialTimer.unref();
+  }
+
   /** A row larger than a batch: sent at once, in a buffer of its size (maxRowBytes bounds it). */
   private sendAlone(own: Buffer): void {
     this.sendBatch();
@@ -229,6 +293,10 @@ export class EncoderThread {
   }
 
   private sendBatch(): void {
+    if (this.partialTimer !== null) {
+      clearTimeout(this.partialTimer);
+      this.partialTimer = null;
+    }
     const b = this.batch;
     if (b === null) return;
     const len = this.batchLen;
