@@ -11,7 +11,6 @@ import {
   BATCH_BYTES,
   EncoderThread,
   encoderThreadTestHooks,
-  threadExecArgv,
   WINDOW_BYTES,
 } from "../../src/encoders/worker/encoder-thread.js";
 import { waitUntil } from "../support/export-checks.js";
@@ -145,16 +144,6 @@ describe("encoder thread", () => {
     await waitUntil("the single row encoded", () => (t.maxInFlight > 0 && t.inFlight === 0 ? true : null));
     await t.finish();
     expect(sink.texts()).toEqual(["id,note\n1,slow\n2,slower\n"]);
-  });
-
-  test("a thread does not inherit the options of the process's own script (node --input-type=module -e …)", () => {
-    expect(threadExecArgv(["--input-type=module", "-e", "import('x')", "--max-old-space-size=512"])).toEqual([
-      "--max-old-space-size=512",
-    ]);
-    expect(threadExecArgv(["--eval", "1", "--trace-gc", "-p", "2", "--print=3", "--eval=4"])).toEqual([
-      "--trace-gc",
-    ]);
-    expect(threadExecArgv(["--enable-source-maps"])).toEqual(["--enable-source-maps"]);
   });
 
   test("a blocked thread fills its queue and no more: writeRows says stop, drained() waits for it", async () => {

@@ -81,21 +81,6 @@ function bundleWorker(entry: string): URL {
   return pathToFileURL(out);
 }
 
-/**
- * The process's node options without the ones about its own script (`node --input-type=module -e
- * …`): a thread started from a file refuses them ("--input-type can only be used with string input").
- */
-export function threadExecArgv(argv: readonly string[]): string[] {
-  const out: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === "-e" || a === "-p" || a === "--eval" || a === "--print")
-      i++; // and its script
-    else if (!/^--(input-type|eval|print)=/.test(a)) out.push(a);
-  }
-  return out;
-}
-
 export interface EncoderThreadOptions {
   /** Niceness of the thread (0 = the relay's own priority, 19 = the lowest). */
   nice: number;
@@ -148,7 +133,10 @@ export class EncoderThread {
     const entry = workerEntry();
     const data: EncoderWorkerData = { spec, nice: opts.nice };
     if (encoderThreadTestHooks.gate !== undefined) data.gate = encoderThreadTestHooks.gate;
-    this.worker = new Worker(entry, { workerData: data, execArgv: threadExecArgv(process.execArgv) });
+    // None of the process's node options: the thread needs none, and inherited ones break it —
+    // `--input-type` (`node --input-type=module -e …`) is refused for a file, and `--import`
+    // modules (instrumentation, a test's hook) would run again in every export's thread.
+    this.worker = new Worker(entry, { workerData: data, execArgv: [] });
     this.started = new Promise<void>((resolve, reject) => {
       this.onStarted = { resolve, reject };
     });
