@@ -43,7 +43,10 @@
 // --node-args="…" extra node/V8 flags for the proxy process, e.g. --node-args=--trace-gc.
 // --proxy-log F  appends the proxy processes' stdout and stderr to file F, at log level info
 //                (each export's phase timings).
-// --exports JSON the proxy's "exports" settings, e.g. '{"partSize":5242880,"partsInFlight":2}'.
+// --exports JSON the proxy's "exports" settings, e.g. '{"partSize":5242880,"partsInFlight":2}';
+//                or an array of them, one per --ref, to alternate settings in one run, e.g.
+//                --ref .,. --exports '[{"encoderThreads":1},{"encoderThreads":2}]' (each proxy is
+//                then named by its commit and settings).
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import { cpus, loadavg, totalmem } from "node:os";
@@ -94,8 +97,14 @@ const ROUNDS = Number(argv.rounds);
 const TARGET = argv.target;
 /** The proxies measured side by side: this checkout, or each commit of `--ref A[,B…]`. */
 const REFS = parseRefs(argv.ref);
+type ExportsCfg = Record<string, unknown>;
 const EXPORTS_CFG =
-  argv.exports === undefined ? undefined : (JSON.parse(argv.exports) as Record<string, unknown>);
+  argv.exports === undefined ? undefined : (JSON.parse(argv.exports) as ExportsCfg | ExportsCfg[]);
+if (Array.isArray(EXPORTS_CFG) && EXPORTS_CFG.length !== REFS.length)
+  throw new Error(`--exports has ${EXPORTS_CFG.length} settings for ${REFS.length} proxies (--ref)`);
+/** The `exports` settings of the i-th proxy. */
+const exportsOf = (i: number): ExportsCfg | undefined =>
+  Array.isArray(EXPORTS_CFG) ? EXPORTS_CFG[i] : EXPORTS_CFG;
 if (SIZES.some((n) => !Number.isInteger(n) || n <= 0)) throw new Error(`bad --rows ${argv.rows}`);
 if (FORMATS.some((f) => f !== "csv" && f !== "parquet")) throw new Error(`bad --format ${argv.format}`);
 if (TARGET !== "s3" && TARGET !== "file" && TARGET !== "ceph") throw new Error(`bad --target ${TARGET}`);
@@ -122,6 +131,8 @@ for (const f of FORMATS) {
 
 const MB = 1024 * 1024;
 const log = benchLog;
+/** `{"encoderThreads":2}` as `{encoderThreads:2}`: short enough for a run's name. */
+const compactJson = (v: unknown): string => JSON.stringify(v ?? {}).replace(/"/g, "");
 const exportRun = (b: ProxyBuild): string =>
   REFS.length === 1 ? "export via proxy" : `export via ${b.name}`;
 
@@ -160,6 +171,9 @@ async function main(): Promise<void> {
     `bench/export.ts; ${cpus().length} cores, ${(totalmem() / 1024 ** 3).toFixed(0)} GB, load ${load0.map((l) => l.toFixed(2)).join(" ")}`,
   );
   const builds = buildProxies(REFS, WORK, { noBuild: argv["no-build"], log });
+  if (Array.isArray(EXPORTS_CFG))
+    for (const [i, b] of builds.entries())
+      b.name = `${b.name.replace(/#\d+$/, "")}${compactJson(exportsOf(i))}`;
   log(`proxies: ${builds.map((b) => b.name).join(", ")}`);
 
   log(`starting PostgreSQL and ${TARGET === "ceph" ? "Ceph RadosGW" : "moto"}`);
@@ -282,7 +296,7 @@ async function main(): Promise<void> {
               pgPort: pg.port,
               s3: moto,
               work: WORK,
-              ...(EXPORTS_CFG === undefined ? {} : { exports: EXPORTS_CFG }),
+              ...(exportsOf(i) === undefined ? {} : { exports: exportsOf(i) }),
               nodeArgs: [
                 ...(profDir ? ["--cpu-prof", `--cpu-prof-dir=${profDir}`] : []),
                 ...argv["node-args"].split(" ").filter((a) => a !== ""),
