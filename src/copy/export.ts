@@ -167,8 +167,13 @@ class Export {
       // unless it came after the commit point.
       const err = this.signal.aborted && !this.committed ? PgError.from(this.signal.reason) : PgError.from(e);
       this.ac.abort(err);
-      const final = await this.cleanup(err);
-      this.report.failed(final, this.totals());
+      let final = err;
+      try {
+        final = await this.cleanup(err);
+      } finally {
+        // Also when the cleanup itself throws: the export has ended either way (exports_running).
+        this.report.failed(final, this.totals());
+      }
       throw final;
     } finally {
       clearInterval(progress);
