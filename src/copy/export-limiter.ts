@@ -5,6 +5,7 @@
 // role").
 import { PgError, SqlState } from "../errors.js";
 import { exportQueued, exportRefused } from "../metrics/metrics.js";
+import { SlotCounter } from "./slot-counter.js";
 
 interface Waiter {
   user: string;
@@ -13,28 +14,25 @@ interface Waiter {
 }
 
 export class ExportLimiter {
-  private running = 0;
-  /** Running exports per user. */
-  private readonly perUser = new Map<string, number>();
+  private readonly slots: SlotCounter;
   private readonly waiting: Waiter[] = [];
 
   constructor(
-    private readonly max: number,
+    max: number,
     private readonly queueTimeoutMs: number,
-    private readonly maxPerUser = Number.POSITIVE_INFINITY,
-  ) {}
-
-  get active(): number {
-    return this.running;
+    maxPerUser = Number.POSITIVE_INFINITY,
+  ) {
+    this.slots = new SlotCounter(max, maxPerUser, () => this.wake());
   }
 
-  private fits(user: string): boolean {
-    return this.running < this.max && (this.perUser.get(user) ?? 0) < this.maxPerUser;
+  get active(): number {
+    return this.slots.running;
   }
 
   /** Why `user` cannot start now (a full proxy says so first, whoever asks). */
   private refusal(user: string): PgError {
-    return this.running >= this.max ? tooMany(this.max) : tooManyForUser(user, this.maxPerUser);
+    const { max, maxPerUser } = this.slots.limits;
+    return this.slots.full(user) === "user" ? tooManyForUser(user, maxPerUser) : tooMany(max);
   }
 
   /** Resolves with a release function once a slot is free for `user`. */
@@ -51,7 +49,7 @@ export class ExportLimiter {
   }
 
   private async slot(signal: AbortSignal, user: string): Promise<() => void> {
-    if (this.fits(user) && this.waiting.length === 0) return this.take(user);
+    if (this.slots.fits(user) && this.waiting.length === 0) return this.slots.take(user);
     if (this.queueTimeoutMs <= 0) throw this.refusal(user);
     return new Promise<() => void>((resolve, reject) => {
       const waiter: Waiter = {
@@ -80,28 +78,13 @@ export class ExportLimiter {
     });
   }
 
-  private take(user: string): () => void {
-    this.running++;
-    this.perUser.set(user, (this.perUser.get(user) ?? 0) + 1);
-    let done = false;
-    return () => {
-      if (done) return;
-      done = true;
-      this.running--;
-      const n = (this.perUser.get(user) ?? 1) - 1;
-      if (n <= 0) this.perUser.delete(user);
-      else this.perUser.set(user, n);
-      this.wake();
-    };
-  }
-
   /** Gives the first waiter that fits its turn (in arrival order; a user at its cap is skipped). */
   private wake(): void {
-    const i = this.waiting.findIndex((w) => this.fits(w.user));
+    const i = this.waiting.findIndex((w) => this.slots.fits(w.user));
     if (i < 0) return;
     const [w] = this.waiting.splice(i, 1);
     // Counted now, so that a second wake before the waiter runs cannot hand out the same slot.
-    w!.turn(this.take(w!.user));
+    w!.turn(this.slots.take(w!.user));
   }
 }
 

@@ -5,6 +5,7 @@
 // every time. The caps stay the export limiter's (src/copy/export-limiter.ts): this only keeps the
 // scheduler from asking for more than they allow. A client's export can still take a slot a run
 // counted on; that run is then refused and retried as before.
+import { SlotCounter } from "../copy/slot-counter.js";
 
 /** Waits for room under the caps; resolves with the release. */
 export interface RunSlots {
@@ -12,26 +13,24 @@ export interface RunSlots {
 }
 
 export class CappedRunSlots implements RunSlots {
-  private running = 0;
-  private readonly perUser = new Map<string, number>();
+  private readonly slots: SlotCounter;
   /** In arrival order; the first that fits goes first (a user at its cap does not hold up others). */
   private readonly waiting: Array<{ user: string; go: () => void }> = [];
 
-  constructor(
-    private readonly max: number,
-    private readonly maxPerUser: number,
-  ) {}
+  constructor(max: number, maxPerUser: number) {
+    this.slots = new SlotCounter(max, maxPerUser, () => this.wake());
+  }
 
   acquire(user: string, signal: AbortSignal): Promise<() => void> {
     if (signal.aborted) return Promise.reject(signal.reason);
     // Whoever waits does not fit (each release wakes all that do), so one that fits goes ahead.
-    if (this.fits(user)) return Promise.resolve(this.take(user));
+    if (this.slots.fits(user)) return Promise.resolve(this.slots.take(user));
     return new Promise((resolve, reject) => {
       const w = {
         user,
         go: () => {
           signal.removeEventListener("abort", onAbort);
-          resolve(this.take(user));
+          resolve(this.slots.take(user));
         },
       };
       const onAbort = (): void => {
@@ -44,29 +43,10 @@ export class CappedRunSlots implements RunSlots {
     });
   }
 
-  private fits(user: string): boolean {
-    return this.running < this.max && (this.perUser.get(user) ?? 0) < this.maxPerUser;
-  }
-
-  private take(user: string): () => void {
-    this.running++;
-    this.perUser.set(user, (this.perUser.get(user) ?? 0) + 1);
-    let done = false;
-    return () => {
-      if (done) return;
-      done = true;
-      this.running--;
-      const n = this.perUser.get(user)! - 1;
-      if (n === 0) this.perUser.delete(user);
-      else this.perUser.set(user, n);
-      this.wake();
-    };
-  }
-
   private wake(): void {
-    for (let i = 0; i < this.waiting.length && this.running < this.max; ) {
+    for (let i = 0; i < this.waiting.length && !this.slots.proxyFull; ) {
       const w = this.waiting[i]!;
-      if (this.fits(w.user)) {
+      if (this.slots.fits(w.user)) {
         this.waiting.splice(i, 1);
         w.go();
       } else i++;

@@ -1,6 +1,8 @@
-// ExportLimiter: the proxy-wide cap and the per-user cap, with and without a queue.
+// ExportLimiter: the proxy-wide cap and the per-user cap, with and without a queue; the SlotCounter
+// it shares with the scheduler's run slots.
 import { describe, expect, test } from "vitest";
 import { ExportLimiter } from "../../src/copy/export-limiter.js";
+import { SlotCounter } from "../../src/copy/slot-counter.js";
 
 const signal = () => new AbortController().signal;
 const code = (p: Promise<unknown>) =>
@@ -43,5 +45,20 @@ describe("ExportLimiter", () => {
     (await a2)();
     expect(order).toEqual(["b1", "a2"]);
     expect(l.active).toBe(1);
+  });
+});
+
+describe("SlotCounter", () => {
+  test("names the proxy's cap before the user's; a release counts once and says so once", () => {
+    let released = 0;
+    const c = new SlotCounter(2, 1, () => released++);
+    const a = c.take("a");
+    expect(c.full("a")).toBe("user");
+    expect(c.full("b")).toBe(null);
+    c.take("b");
+    expect([c.full("a"), c.full("c"), c.proxyFull]).toEqual(["proxy", "proxy", true]);
+    a();
+    a();
+    expect([c.running, released, c.full("a")]).toEqual([1, 1, null]);
   });
 });
