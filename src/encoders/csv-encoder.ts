@@ -325,12 +325,12 @@ class CsvEncoder implements RowEncoder {
       this.deflateBlock(old.subarray(0, n));
     } else if (n >= old.length >>> 1) {
       // Mostly full: give the buffer itself away rather than copy it.
-      this.sink.write(old.subarray(0, n));
+      this.sink.write(old.subarray(0, n), true);
       handedOver = true;
     } else {
       const chunk = Buffer.allocUnsafeSlow(n);
       old.copy(chunk, 0, 0, n);
-      this.sink.write(chunk);
+      this.sink.write(chunk, true);
     }
     if (handedOver || (old.length > OUT_SIZE && tail <= OUT_SIZE >>> 1)) {
       // Continue in a fresh buffer; this also drops one grown for an oversized row.
@@ -366,7 +366,12 @@ class CsvEncoder implements RowEncoder {
       this.dict = joined.length > WINDOW ? joined.subarray(joined.length - WINDOW) : joined;
     }
     if (this.gzipHeaderPending) {
-      z = Buffer.concat([GZIP_HEADER, z]);
+      // Not Buffer.concat: a small result would be a slice of the shared Buffer pool, which the
+      // sink must not be given whole.
+      const headed = Buffer.allocUnsafeSlow(GZIP_HEADER.length + z.length);
+      GZIP_HEADER.copy(headed, 0);
+      z.copy(headed, GZIP_HEADER.length);
+      z = headed;
       this.gzipHeaderPending = false;
     } else if (z.buffer.byteLength > 2 * z.length) {
       // A small result is a view of zlib's output chunk; the sink keeps what it gets, so do not
@@ -376,7 +381,8 @@ class CsvEncoder implements RowEncoder {
       z = exact;
     }
     this.compressed += z.length;
-    this.sink.write(z);
+    // Ours alone: an exact copy, or most of an output chunk of the zlib call that just ended.
+    this.sink.write(z, true);
   }
 
   private openFile(): void {
@@ -428,7 +434,7 @@ class CsvEncoder implements RowEncoder {
       DEFLATE_END.copy(tail, head);
       tail.writeUInt32LE(this.crc >>> 0, head + 2);
       tail.writeUInt32LE(this.isize, head + 6);
-      this.sink.write(tail);
+      this.sink.write(tail, true);
       this.gzipHeaderPending = false;
     }
     this.sink.closeFile(this.rowsInFile);

@@ -45,8 +45,12 @@ export interface TypeInfo {
 export interface FileSink {
   /** A new file starts; `index` counts from 0. */
   openFile(index: number): void;
-  /** Bytes of the current file, in order. The sink may keep the buffer: do not reuse it. */
-  write(chunk: Uint8Array): void;
+  /**
+   * Bytes of the current file, in order. The sink may keep the chunk: do not reuse its bytes.
+   * `whole`: the chunk's entire ArrayBuffer is given away with it (nothing else will use any view
+   * of it), so a sink in another thread may take the memory instead of copying the bytes.
+   */
+  write(chunk: Uint8Array, whole?: boolean): void;
   /** The current file is complete and holds `rows` rows. */
   closeFile(rows: number): void;
 }

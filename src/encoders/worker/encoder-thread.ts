@@ -81,6 +81,14 @@ function bundleWorker(entry: string): URL {
   return pathToFileURL(out);
 }
 
+/**
+ * The process's own CPU profiler flags (`node --cpu-prof`, bench/export.ts --cpu-prof), so the
+ * thread writes its profile beside the main thread's: they are the only node options it takes.
+ */
+function profilerArgs(): string[] {
+  return process.execArgv.filter((a) => a.startsWith("--cpu-prof"));
+}
+
 export interface EncoderThreadOptions {
   /** Niceness of the thread (0 = the relay's own priority, 19 = the lowest). */
   nice: number;
@@ -133,10 +141,10 @@ export class EncoderThread {
     const entry = workerEntry();
     const data: EncoderWorkerData = { spec, nice: opts.nice };
     if (encoderThreadTestHooks.gate !== undefined) data.gate = encoderThreadTestHooks.gate;
-    // None of the process's node options: the thread needs none, and inherited ones break it —
+    // None of the process's node options but the profiler's: inherited ones break the thread —
     // `--input-type` (`node --input-type=module -e …`) is refused for a file, and `--import`
     // modules (instrumentation, a test's hook) would run again in every export's thread.
-    this.worker = new Worker(entry, { workerData: data, execArgv: [] });
+    this.worker = new Worker(entry, { workerData: data, execArgv: profilerArgs() });
     this.started = new Promise<void>((resolve, reject) => {
       this.onStarted = { resolve, reject };
     });
@@ -323,7 +331,7 @@ export class EncoderThread {
           this.sink!.openFile(m.index);
           break;
         case "chunk":
-          this.sink!.write(m.data);
+          this.sink!.write(new Uint8Array(m.buf, m.offset, m.len), true);
           break;
         case "close":
           this.sink!.closeFile(m.rows);

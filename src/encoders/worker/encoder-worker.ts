@@ -36,21 +36,21 @@ function lowerPriority(nice: number): number {
  * buffer it just handed on), so messages leave once the current call is done.
  */
 class PortSink implements FileSink {
-  private queued: FromEncoder[] = [];
+  private queued: Array<FromEncoder | { t: "data"; chunk: Uint8Array; whole: boolean }> = [];
 
   openFile(index: number): void {
     this.queue({ t: "open", index });
   }
 
-  write(chunk: Uint8Array): void {
-    this.queue({ t: "chunk", data: chunk });
+  write(chunk: Uint8Array, whole = false): void {
+    this.queue({ t: "data", chunk, whole });
   }
 
   closeFile(rows: number): void {
     this.queue({ t: "close", rows });
   }
 
-  private queue(m: FromEncoder): void {
+  private queue(m: (typeof this.queued)[number]): void {
     if (this.queued.length === 0) queueMicrotask(() => this.flush());
     this.queued.push(m);
   }
@@ -60,17 +60,21 @@ class PortSink implements FileSink {
     const q = this.queued;
     this.queued = [];
     for (const m of q) {
-      if (m.t !== "chunk") {
+      if (m.t !== "data") {
         post(m);
         continue;
       }
-      // Transfer a chunk that is its buffer's only view, else copy: never transfer memory the
-      // encoder, a Buffer pool or WASM might still use.
-      const c = m.data;
+      // Transfer the memory the encoder gave away (or a chunk that is its buffer's only view),
+      // else a copy: never transfer memory the encoder, a Buffer pool or WASM might still use.
+      // The message carries the bare ArrayBuffer: posting a Buffer (a Uint8Array subclass) took
+      // ~0.6 ms per 600 KiB chunk even when transferred, a bare ArrayBuffer ~0.07 ms.
+      const c = m.chunk;
       const own =
-        c.byteOffset === 0 && c.byteLength === c.buffer.byteLength && c.buffer instanceof ArrayBuffer;
-      const data = own ? c : c.slice();
-      post({ t: "chunk", data }, [data.buffer as ArrayBuffer]);
+        c.buffer instanceof ArrayBuffer &&
+        (m.whole || (c.byteOffset === 0 && c.byteLength === c.buffer.byteLength));
+      const data = own ? c : new Uint8Array(c); // a copy (Buffer#slice would be a view)
+      const buf = data.buffer as ArrayBuffer;
+      post({ t: "chunk", buf, offset: data.byteOffset, len: data.byteLength }, [buf]);
     }
   }
 }

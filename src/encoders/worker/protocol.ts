@@ -27,7 +27,8 @@ export type FromEncoder =
   /** A batch of rows is encoded (and its flush, if it made one due, has been awaited). */
   | { t: "ack"; buf: ArrayBuffer; len: number }
   | { t: "open"; index: number }
-  | { t: "chunk"; data: Uint8Array }
+  /** File bytes `buf[offset..offset+len)`; the buffer is the driver's now. */
+  | { t: "chunk"; buf: ArrayBuffer; offset: number; len: number }
   | { t: "close"; rows: number }
   | { t: "finished" }
   | { t: "error"; error: WireError };
