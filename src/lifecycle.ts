@@ -28,7 +28,7 @@ export interface Lifecycle {
   admin?: { close(): Promise<void> } | undefined;
 }
 
-/** Settings a reload cannot change: they are bound to the listener, sessions or the limiter. */
+/** Settings a reload cannot change: they are bound to the listener or the sessions. */
 const RESTART_ONLY = [
   "listen",
   "adminListen",
@@ -39,8 +39,6 @@ const RESTART_ONLY = [
   "fileRoot",
   "cancelTimeoutMs",
   "connectTimeoutMs",
-  "exports.maxConcurrentExports",
-  "exports.queueTimeoutMs",
 ] as const;
 
 /** How long the last log lines may take to reach a slow reader before the process exits anyway. */

@@ -3,6 +3,7 @@
 // timeout (0: none), then gets 53300, the way PostgreSQL refuses work it has no room for; over the
 // per-user cap the words are modelled on PostgreSQL's per-role limit ("too many connections for
 // role").
+import type { ExportLimits } from "../config.js";
 import { PgError, SqlState } from "../errors.js";
 import { exportQueued, exportRefused } from "../metrics/metrics.js";
 import { SlotCounter } from "./slot-counter.js";
@@ -19,10 +20,21 @@ export class ExportLimiter {
 
   constructor(
     max: number,
-    private readonly queueTimeoutMs: number,
+    private queueTimeoutMs: number,
     maxPerUser = Number.POSITIVE_INFINITY,
   ) {
     this.slots = new SlotCounter(max, maxPerUser, () => this.wake());
+  }
+
+  /**
+   * The caps and queue timeout for exports that ask from now on (SIGHUP); exports already running
+   * or waiting keep their slot or their deadline.
+   */
+  reconfigure(
+    limits: Pick<ExportLimits, "maxConcurrentExports" | "maxExportsPerUser" | "queueTimeoutMs">,
+  ): void {
+    this.queueTimeoutMs = limits.queueTimeoutMs;
+    this.slots.setLimits(limits.maxConcurrentExports, limits.maxExportsPerUser);
   }
 
   get active(): number {
@@ -78,13 +90,18 @@ export class ExportLimiter {
     });
   }
 
-  /** Gives the first waiter that fits its turn (in arrival order; a user at its cap is skipped). */
+  /**
+   * Gives waiters that fit their turn, in arrival order (a user at its cap is skipped): one after
+   * a release, as many as now fit after raised caps.
+   */
   private wake(): void {
-    const i = this.waiting.findIndex((w) => this.slots.fits(w.user));
-    if (i < 0) return;
-    const [w] = this.waiting.splice(i, 1);
-    // Counted now, so that a second wake before the waiter runs cannot hand out the same slot.
-    w!.turn(this.slots.take(w!.user));
+    for (;;) {
+      const i = this.waiting.findIndex((w) => this.slots.fits(w.user));
+      if (i < 0) return;
+      const [w] = this.waiting.splice(i, 1);
+      // Counted now, so that a second wake before the waiter runs cannot hand out the same slot.
+      w!.turn(this.slots.take(w!.user));
+    }
   }
 }
 

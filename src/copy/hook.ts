@@ -10,9 +10,9 @@ import { upstreamKindOf } from "./upstream-kind.js";
 
 export interface CopyToHook extends CopyHook<CopyToStatement> {
   /**
-   * SIGHUP: exports started from now on use `next`'s AWS connections and export settings, except
-   * the concurrency limit and queue timeout (a restart changes those). Throws, changing nothing,
-   * if a connection is invalid.
+   * SIGHUP: exports started from now on use `next`'s AWS connections and export settings, the
+   * caps and the queue timeout included (running exports keep their slots). Throws, changing
+   * nothing, if a connection is invalid.
    */
   reload(next: Config): void;
 }
@@ -37,9 +37,9 @@ export async function createCopyHook(config: Config, log: Logger): Promise<CopyT
     parameters: (stmt) => (stmt.target.kind === "expression" ? stmt.target.params : 0),
     reload: (next) => {
       const connections = load(next);
-      const { maxConcurrentExports, queueTimeoutMs } = config.exports;
-      deps.config = { ...config, exports: { ...next.exports, maxConcurrentExports, queueTimeoutMs } };
+      deps.config = { ...config, exports: next.exports };
       deps.connections = connections;
+      limiter.reconfigure(next.exports);
     },
   };
 }

@@ -12,8 +12,8 @@ export class SlotCounter {
   constructor(
     private max: number,
     private maxPerUser: number,
-    /** Called after every release: room may have appeared for someone waiting. */
-    private readonly onRelease: () => void,
+    /** Called after every release and change of the caps: room may have appeared for someone waiting. */
+    private readonly onRoom: () => void,
   ) {}
 
   get running(): number {
@@ -22,6 +22,16 @@ export class SlotCounter {
 
   get limits(): { max: number; maxPerUser: number } {
     return { max: this.max, maxPerUser: this.maxPerUser };
+  }
+
+  /**
+   * The caps from now on (SIGHUP). What runs keeps its slot, also above a lowered cap: it only
+   * stops more from starting until enough have ended.
+   */
+  setLimits(max: number, maxPerUser: number): void {
+    this.max = max;
+    this.maxPerUser = maxPerUser;
+    this.onRoom();
   }
 
   /** No one may start now, whoever it is. */
@@ -51,7 +61,7 @@ export class SlotCounter {
       const n = (this.#perUser.get(user) ?? 1) - 1;
       if (n <= 0) this.#perUser.delete(user);
       else this.#perUser.set(user, n);
-      this.onRelease();
+      this.onRoom();
     };
   }
 }

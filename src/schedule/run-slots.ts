@@ -21,6 +21,11 @@ export class CappedRunSlots implements RunSlots {
     this.slots = new SlotCounter(max, maxPerUser, () => this.wake());
   }
 
+  /** The caps of a reloaded config (SIGHUP), as the export limiter takes them. */
+  setLimits(max: number, maxPerUser: number): void {
+    this.slots.setLimits(max, maxPerUser);
+  }
+
   acquire(user: string, signal: AbortSignal): Promise<() => void> {
     if (signal.aborted) return Promise.reject(signal.reason);
     // Whoever waits does not fit (each release wakes all that do), so one that fits goes ahead.

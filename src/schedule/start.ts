@@ -69,6 +69,7 @@ export async function createSchedules(
   let address: (() => HostPort) | undefined;
   const clock = opts.clock ?? systemClock;
   const schedLog = log.child({ component: "scheduler" });
+  const slots = new CappedRunSlots(config.exports.maxConcurrentExports, config.exports.maxExportsPerUser);
   // Also without jobs: a reload may add some.
   const scheduler = new Scheduler(jobs, {
     clock,
@@ -78,8 +79,8 @@ export async function createSchedules(
       typeof opts.leases === "function"
         ? opts.leases(storeFor)
         : (opts.leases ?? new StoreLeases(storeFor, clock, schedLog)),
-    // The caps the export limiter was built with (a reload does not change them either).
-    slots: new CappedRunSlots(config.exports.maxConcurrentExports, config.exports.maxExportsPerUser),
+    // The export limiter's caps; a reload changes both.
+    slots,
     log: schedLog,
   });
   const operatorsOf = (name: string): string[] => {
@@ -95,9 +96,11 @@ export async function createSchedules(
       if (jobs.length > 0) log.info({ jobs: jobs.map((j) => j.name) }, "scheduled snapshots started");
     },
     reload: (next) => {
-      // Throws (ConfigError) before anything changed: the running jobs stay as they were.
-      const specs = parseJobs(next.jobs);
+      // Throws (ConfigError) before anything changed: the running jobs stay as they were. Invalid
+      // connections also kept the export limiter's caps (copy hook); invalid jobs did not.
       const nextConnections = loadJobConnections(next);
+      slots.setLimits(next.exports.maxConcurrentExports, next.exports.maxExportsPerUser);
+      const specs = parseJobs(next.jobs);
       connections = nextConnections;
       e = next.exports;
       stores.clear();

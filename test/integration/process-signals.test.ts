@@ -8,7 +8,13 @@ import { connect } from "node:net";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, inject, test } from "vitest";
 import { motoAccess, type S3Access, S3Check } from "../support/copy-proxy.js";
-import { C2S_WAIT_FUNCTION, expectNothingLeft, waitUntil } from "../support/export-checks.js";
+import {
+  C2S_WAIT_FUNCTION,
+  expectNothingLeft,
+  keyOf,
+  sendCancel,
+  waitUntil,
+} from "../support/export-checks.js";
 import { type ProxyProcess, spawnCopyProxy } from "../support/proxy-process.js";
 import { RawPg } from "../support/raw-pg.js";
 
@@ -194,6 +200,52 @@ test("SIGHUP reloads the config file (a new AWS connection) and the export in fl
     expect((await c.query("SELECT 1 AS one")).rows).toEqual([{ one: 1 }]);
   } finally {
     await c.end().catch(() => {});
+    p.proc.kill("SIGTERM");
+    expect(await exitOf(p)).toEqual({ code: 0, signal: null });
+  }
+});
+
+test("SIGHUP applies new export caps to the exports that start after it; a running export keeps its slot", async () => {
+  const p = await spawnCopyProxy({
+    upstreamPort: pgPort,
+    s3,
+    args: ["--drain-timeout", "300"],
+    config: { exports: { partSize: 5 * 1024 * 1024, maxConcurrentExports: 4, maxExportsPerUser: 1 } },
+  });
+  const a = await client(p);
+  const b = await client(p);
+  let reloads = 0;
+  const reloadWith = async (exports: Record<string, number>): Promise<void> => {
+    const cfg = JSON.parse(readFileSync(p.configFile, "utf8")) as { exports: Record<string, unknown> };
+    cfg.exports = { ...cfg.exports, ...exports };
+    writeFileSync(p.configFile, JSON.stringify(cfg));
+    p.proc.kill("SIGHUP");
+    reloads++;
+    await waitUntil("the reload", () => p.output().split('"configuration reloaded"').length > reloads);
+  };
+  const small = (): Promise<string> =>
+    b.query(`COPY (SELECT 1 AS x) TO 's3://${bucket}/s${++n}' WITH (FORMAT = 'csv')`).then(
+      () => "ok",
+      (e: { code?: string; message?: string }) => `${e.code} ${e.message}`,
+    );
+  try {
+    const slow = await exportMidFlight(a);
+    expect(await small()).toBe(
+      '53300 too many COPY ... TO exports running for role "postgres" (the limit is 1)',
+    );
+    await reloadWith({ maxExportsPerUser: 2 });
+    expect(await small()).toBe("ok");
+    // Below what runs now: the running export goes on, a new one is refused by the new cap.
+    await reloadWith({ maxConcurrentExports: 1, maxExportsPerUser: 1 });
+    expect(await small()).toBe("53300 too many COPY ... TO exports running (the limit is 1)");
+    expect(p.output()).not.toContain("these settings change only with a restart");
+    await sendCancel(p.port, keyOf(a));
+    // Still running until cancelled: it kept its slot through both reloads.
+    expect(await slow.outcome).toEqual({ code: "57014" });
+    expect(await small()).toBe("ok");
+  } finally {
+    await a.end().catch(() => {});
+    await b.end().catch(() => {});
     p.proc.kill("SIGTERM");
     expect(await exitOf(p)).toEqual({ code: 0, signal: null });
   }

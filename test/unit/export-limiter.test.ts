@@ -5,6 +5,7 @@ import { ExportLimiter } from "../../src/copy/export-limiter.js";
 import { SlotCounter } from "../../src/copy/slot-counter.js";
 
 const signal = () => new AbortController().signal;
+const settle = () => new Promise<void>((r) => setImmediate(r));
 const code = (p: Promise<unknown>) =>
   p.then(
     () => "ok",
@@ -45,6 +46,33 @@ describe("ExportLimiter", () => {
     (await a2)();
     expect(order).toEqual(["b1", "a2"]);
     expect(l.active).toBe(1);
+  });
+});
+
+describe("ExportLimiter reconfigured (SIGHUP)", () => {
+  test("raised caps let every waiter that now fits go; lowered ones keep running exports and refuse new ones", async () => {
+    const l = new ExportLimiter(1, 60_000, 1);
+    const a1 = await l.acquire(signal(), "a");
+    const waiting = [l.acquire(signal(), "a"), l.acquire(signal(), "b"), l.acquire(signal(), "c")];
+    const gone: number[] = [];
+    waiting.forEach((w, i) => void w.then(() => gone.push(i)));
+    l.reconfigure({ maxConcurrentExports: 3, maxExportsPerUser: 2, queueTimeoutMs: 60_000 });
+    await settle();
+    // a (2 of 2 for a) and b fit: 3 of 3; c waits.
+    expect(gone).toEqual([0, 1]);
+    expect(l.active).toBe(3);
+    l.reconfigure({ maxConcurrentExports: 1, maxExportsPerUser: 1, queueTimeoutMs: 0 });
+    expect(l.active).toBe(3);
+    expect(await code(l.acquire(signal(), "d"))).toBe(
+      "53300 too many COPY ... TO exports running (the limit is 1)",
+    );
+    a1();
+    (await waiting[0]!)();
+    (await waiting[1]!)();
+    await settle();
+    expect(gone).toEqual([0, 1, 2]);
+    (await waiting[2]!)();
+    expect(l.active).toBe(0);
   });
 });
 
