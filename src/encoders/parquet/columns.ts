@@ -7,6 +7,7 @@
 // buffer, timestamps are shifted with 32-bit halves, numerics go through numericToDecimal128.
 import * as arrow from "apache-arrow";
 import { PgError, SqlState } from "../../errors.js";
+import type { PlainValues } from "./dictionary-choice.js";
 import { elementBinary, MzTextError, parseMzList, parseMzMap } from "./mz-text.js";
 import { DECIMAL_MAX_PRECISION, NumericStatus, numericToDecimal128, numericToText } from "./numeric.js";
 import type { TypeNode } from "./types.js";
@@ -28,6 +29,11 @@ export interface ColumnBuilder {
   reset(): void;
   /** The Arrow type this builder produces. */
   readonly type: arrow.DataType;
+  /**
+   * The values appended since the last reset as a Parquet dictionary would hold them; absent for
+   * nested and boolean columns (their dictionaries stay as arrow-rs decides).
+   */
+  plainValues?(): PlainValues;
 }
 
 /** Where errors come from, for messages that name the column. */
@@ -254,6 +260,12 @@ class ReversedBytesBuilder extends BaseBuilder {
     }
   }
 
+  plainValues(): PlainValues {
+    // Parquet stores 8- and 16-bit integers as INT32.
+    const w = this.width;
+    return { kind: "fixed", bytes: this.bytes, width: w, cost: Math.max(w, 4), n: this.length };
+  }
+
   finish(): arrow.Data {
     return arrow.makeData({
       type: this.type as arrow.Int32,
@@ -356,6 +368,11 @@ class DateBuilder extends BaseBuilder {
     this.length++;
   }
 
+  plainValues(): PlainValues {
+    const bytes = new Uint8Array(this.values.buffer, this.values.byteOffset, this.length * 4);
+    return { kind: "fixed", bytes, width: 4, cost: 4, n: this.length };
+  }
+
   finish(): arrow.Data {
     return arrow.makeData({
       type: this.type,
@@ -424,6 +441,11 @@ class TimestampBuilder extends BaseBuilder {
     this.values[i] = 0;
     this.values[i + 1] = 0;
     this.length++;
+  }
+
+  plainValues(): PlainValues {
+    const bytes = new Uint8Array(this.values.buffer, this.values.byteOffset, this.length * 8);
+    return { kind: "fixed", bytes, width: 8, cost: 8, n: this.length };
   }
 
   finish(): arrow.Data {
@@ -501,6 +523,12 @@ class DecimalBuilder extends BaseBuilder {
     this.length++;
   }
 
+  plainValues(): PlainValues {
+    // Precision 38: FIXED_LEN_BYTE_ARRAY(16) in Parquet.
+    const bytes = new Uint8Array(this.values.buffer, this.values.byteOffset, this.length * 16);
+    return { kind: "fixed", bytes, width: 16, cost: 16, n: this.length };
+  }
+
   finish(): arrow.Data {
     return arrow.makeData({
       type: this.type,
@@ -537,6 +565,10 @@ class UuidBuilder extends BaseBuilder {
     if (o + 16 > this.bytes.length) this.bytes = grow(this.bytes, o + 16);
     this.bytes.fill(0, o, o + 16);
     this.length++;
+  }
+
+  plainValues(): PlainValues {
+    return { kind: "fixed", bytes: this.bytes, width: 16, cost: 16, n: this.length };
   }
 
   finish(): arrow.Data {
@@ -650,6 +682,10 @@ class VarBuilder extends BaseBuilder {
   protected appendEmpty(): void {
     this.length++;
     this.setOffset();
+  }
+
+  plainValues(): PlainValues {
+    return { kind: "var", data: this.data, offsets: this.offsets, stride: this.stride, n: this.length };
   }
 
   finish(): arrow.Data {

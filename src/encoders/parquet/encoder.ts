@@ -14,9 +14,10 @@ import * as arrow from "apache-arrow";
 import { PgError, SqlState } from "../../errors.js";
 import type { ColumnInfo, FileSink, RowEncoder } from "../types.js";
 import { type ColumnBuilder, extMeta, makeBuilder } from "./columns.js";
+import { dictionaryOverflows } from "./dictionary-choice.js";
 import { IpcStreamWriter } from "./ipc.js";
 import { type ColumnPlan, planColumns } from "./types.js";
-import { type Compression, ParquetWorker } from "./wasm-writer.js";
+import { type Compression, ParquetWorker, WRITER_SETTINGS } from "./wasm-writer.js";
 
 export interface ParquetOptions {
   compression: Compression;
@@ -33,6 +34,8 @@ export const RAW_BATCH_CAP = 16 << 20;
 export const DEFAULT_ROW_GROUP_ROWS = 65536;
 /** Smallest batch worth a row group of its own, unless the data ends. */
 const MIN_BATCH_BYTES = 64 << 10;
+/** Rows of a batch from which the dictionary choice holds for the rest of the export. */
+const DICTIONARY_SAMPLE_ROWS = 16384;
 
 interface Batch {
   rows: number;
@@ -41,6 +44,8 @@ interface Batch {
   predicted: number;
   /** The row group as an Arrow IPC stream (schema + one record batch), at the start of a pooled buffer. */
   ipc: Uint8Array;
+  /** Columns to write without a dictionary, should this batch open a file. */
+  noDictionary: readonly string[];
 }
 
 /** IPC buffers kept for reuse: one being filled, two in flight (see flush()). */
@@ -140,6 +145,9 @@ export class ParquetEncoder implements RowEncoder {
   /** Predicted compressed bytes per raw byte; starts pessimistic (no compression). */
   private ratio = 1;
   private measured = false;
+  /** Columns whose dictionary would not fit a page (dictionary-choice.ts); final once `dictionarySettled`. */
+  private noDictionary: readonly string[] = [];
+  private dictionarySettled = false;
 
   private worker: ParquetWorker | null = null;
   /** A file is open in the writer. */
@@ -267,7 +275,14 @@ export class ParquetEncoder implements RowEncoder {
   flush(): Promise<void> {
     if (this.rows === 0 || this.disposed) return this.chain;
     const raw = this.rawBytes;
-    const job: Batch = { rows: this.rows, raw, predicted: raw * this.ratio, ipc: this.takeBatch() };
+    const noDictionary = this.chooseDictionaries();
+    const job: Batch = {
+      rows: this.rows,
+      raw,
+      predicted: raw * this.ratio,
+      ipc: this.takeBatch(),
+      noDictionary,
+    };
     this.pendingBytes += job.predicted;
     this.byteCap = this.nextByteCap();
     const previous = this.chain;
@@ -289,7 +304,7 @@ export class ParquetEncoder implements RowEncoder {
     }
     let before = 0;
     if (!this.open) {
-      await this.openFile(job.ipc);
+      await this.openFile(job.ipc, job.noDictionary);
     } else {
       before = w.fileBytes;
       await w.write(job.ipc, true);
@@ -308,7 +323,7 @@ export class ParquetEncoder implements RowEncoder {
     if (this.disposed) return;
     if (!this.open && this.fileIndex === 0) {
       // An empty result still makes one (schema-only) file. [mz]
-      await this.openFile(this.takeBatch());
+      await this.openFile(this.takeBatch(), []);
     }
     if (this.open) await this.closeFile();
   }
@@ -385,13 +400,31 @@ export class ParquetEncoder implements RowEncoder {
     return new ArrayBuffer(size + (size >>> 3) + 4096);
   }
 
-  private async openFile(first: Uint8Array): Promise<void> {
+  private async openFile(first: Uint8Array, noDictionary: readonly string[]): Promise<void> {
     this.sink.openFile(this.fileIndex);
     this.open = true;
     this.fileRows = 0;
     this.fileRowGroups = 0;
     const sink = this.sink;
-    await this.worker!.open(first, this.opts.compression, (chunk) => sink.write(chunk), true);
+    await this.worker!.open(first, this.opts.compression, (chunk) => sink.write(chunk), true, noDictionary);
+  }
+
+  /**
+   * The top-level columns to write without a dictionary, judged from the rows buffered now
+   * (before takeBatch resets the builders) until a batch of DICTIONARY_SAMPLE_ROWS rows has been
+   * seen. A smaller batch can only show fewer distinct values, so its choice is never wider.
+   */
+  private chooseDictionaries(): readonly string[] {
+    if (this.dictionarySettled) return this.noDictionary;
+    const limit = WRITER_SETTINGS.dictionaryPageSizeLimit;
+    const off: string[] = [];
+    for (let i = 0; i < this.builders.length; i++) {
+      const values = this.builders[i]!.plainValues?.();
+      if (values !== undefined && dictionaryOverflows(values, limit)) off.push(this.plans[i]!.fieldName);
+    }
+    this.noDictionary = off;
+    this.dictionarySettled = this.rows >= DICTIONARY_SAMPLE_ROWS;
+    return off;
   }
 
   private async closeFile(): Promise<void> {

@@ -51,16 +51,17 @@ let queue = import(workerData.esmUrl).then((m) => {
 });
 const nextMacrotask = () => new Promise((resolve) => setImmediate(resolve));
 
-function props(compression) {
-  return new pw.WriterPropertiesBuilder()
+function props(compression, noDictionary) {
+  let b = new pw.WriterPropertiesBuilder()
     .setWriterVersion(pw.WriterVersion[S.writerVersion])
     .setCompression(pw.Compression[CODEC[compression]])
     .setDictionaryEnabled(S.dictionary)
     .setDictionaryPageSizeLimit(S.dictionaryPageSizeLimit)
     .setStatisticsEnabled(pw.EnabledStatistics[S.statistics])
     .setMaxRowGroupSize(0x7fffffff)
-    .setMaxRowGroupBytes(1)
-    .build();
+    .setMaxRowGroupBytes(1);
+  for (const col of noDictionary) b = b.setColumnDictionaryEnabled(col, false);
+  return b.build();
 }
 
 function post(chunk) {
@@ -105,7 +106,7 @@ async function open(m) {
     { highWaterMark: 0 },
   );
   // The writer reads the first batch before it resolves (it needs the schema).
-  const output = pw.transformParquetStream(input, props(m.compression));
+  const output = pw.transformParquetStream(input, props(m.compression, m.noDictionary || []));
   await f.demand;
   f.renew();
   f.ctrl.enqueue(toBatch(m.ipc));
@@ -253,16 +254,18 @@ export class ParquetWorker {
   /**
    * Starts a file whose schema is the first batch's; resolves once that batch is written.
    * `giveAway`: the whole buffer under `ipc` is the caller's to give (see `onRecycle`).
+   * `noDictionary`: top-level columns to write without dictionary encoding.
    */
   open(
     ipc: Uint8Array,
     compression: Compression,
     onChunk: (chunk: Uint8Array) => void,
     giveAway = false,
+    noDictionary: readonly string[] = [],
   ): Promise<void> {
     this.onChunk = onChunk;
     this.fileBytes = 0;
-    return this.request({ op: "open", compression, ipc: transferable(ipc, giveAway) });
+    return this.request({ op: "open", compression, ipc: transferable(ipc, giveAway), noDictionary });
   }
 
   /** Writes one row group; when it resolves, `fileBytes` includes it. `giveAway` as for open. */
@@ -287,6 +290,8 @@ export class ParquetWorker {
     op: string;
     ipc?: Uint8Array<ArrayBuffer>;
     compression?: Compression;
+    /** Top-level columns written without a dictionary (dictionary-choice.ts). */
+    noDictionary?: readonly string[];
   }): Promise<void> {
     if (this.failure !== null) return Promise.reject(this.failure);
     if (this.terminated) return Promise.reject(new PgError(SqlState.queryCanceled, "parquet writer stopped"));
