@@ -257,3 +257,70 @@ describe("failures", () => {
     }
   });
 });
+
+describe("dictionary encoding per column", () => {
+  // int8 unique, int4 of ten values, text unique (a dotted name: the writer's column path), text
+  // of three values. 20k rows: the unique columns' distinct values (160 KB, 700 KB) outgrow the
+  // 64 KiB dictionary page, the others fit.
+  const DICT_COLUMNS: ColumnInfo[] = [
+    { name: "uniq", typeOid: 20, typeMod: -1 },
+    { name: "low", typeOid: 23, typeMod: -1 },
+    { name: "a.b", typeOid: 25, typeMod: -1 },
+    { name: "cat", typeOid: 25, typeMod: -1 },
+  ];
+  const CATS = ["red", "green", "blue"];
+  function dictRow(i: number): Buffer {
+    const txt = Buffer.from(`${i.toString(16).padStart(8, "0")}-${"x".repeat(24)}`);
+    const cat = Buffer.from(CATS[i % 3]!);
+    const b = Buffer.alloc(4 * 4 + 8 + 4 + txt.length + cat.length);
+    let p = b.writeInt32BE(8, 0);
+    p = b.writeBigInt64BE(BigInt(i) * 1000003n, p);
+    p = b.writeInt32BE(4, p);
+    p = b.writeInt32BE(i % 10, p);
+    p = b.writeInt32BE(txt.length, p);
+    p += txt.copy(b, p);
+    p = b.writeInt32BE(cat.length, p);
+    cat.copy(b, p);
+    return b;
+  }
+
+  it("writes dictionaries only for columns whose distinct values fit the dictionary page", async () => {
+    const sink = new MemorySink();
+    const enc = await createParquetEncoder(
+      { compression: "snappy", maxFileSize: 64 << 20, columns: DICT_COLUMNS },
+      sink,
+    );
+    const n = 20000;
+    try {
+      for (let i = 0; i < n; i++) {
+        enc.writeRow(dictRow(i), 0, 4);
+        if (enc.wantsFlush) await enc.flush();
+      }
+      await enc.finish();
+    } finally {
+      enc.dispose();
+    }
+    const [file] = sink.save("dictionary");
+    const con = await (await DuckDBInstance.create(":memory:")).connect();
+    const meta = await con.runAndReadAll(
+      `SELECT path_in_schema, list(DISTINCT encodings) FROM parquet_metadata('${file}') GROUP BY 1 ORDER BY 1`,
+    );
+    const dictionary = Object.fromEntries(
+      meta.getRows().map(([path, enc]) => [String(path), /DICTIONARY/.test(String(enc))]),
+    );
+    expect(dictionary).toEqual({ uniq: false, low: true, "a.b": false, cat: true });
+    // Every value reads back.
+    const r = await con.runAndReadAll(
+      `SELECT count(*), sum(uniq)::VARCHAR, sum(low)::VARCHAR, count(DISTINCT "a.b"), string_agg(DISTINCT cat, ',' ORDER BY cat)
+       FROM read_parquet('${file}')`,
+    );
+    const want = (BigInt(n) * BigInt(n - 1)) / 2n;
+    expect(r.getRows()[0]!.map(String)).toEqual([
+      String(n),
+      String(want * 1000003n),
+      String((n / 10) * 45),
+      String(n),
+      "blue,green,red",
+    ]);
+  });
+});
