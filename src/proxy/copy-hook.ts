@@ -67,6 +67,9 @@ export interface BoundParams {
   values: ReadonlyArray<Buffer | null>;
 }
 
+/** How errors name a COPY ... TO the proxy runs itself (and any local statement without a label). */
+export const COPY_LABEL = "COPY ... TO 's3://...'";
+
 // biome-ignore lint/suspicious/noExplicitAny: the statement type is opaque to the wire layer
 export interface CopyHook<S = any> {
   /**
@@ -93,6 +96,8 @@ export interface CopyHook<S = any> {
   describe?(stmt: S): { columns: string[] } | null;
   /** How many parameters (`$1` … `$n`) a statement takes; absent: none. */
   parameters?(stmt: S): number;
+  /** The statement as an error refusing it names it (e.g. "SHOW COPY_TO_S3 JOBS"); absent: a COPY. */
+  label?(stmt: S): string;
 }
 
 /** Rows the proxy answers a statement with itself (text columns), and the command tag. */

@@ -15,7 +15,7 @@ import {
 import { frame } from "../wire/frame.js";
 import { frontend } from "../wire/frontend.js";
 import { Policy, type PolicyTable, policyTable } from "../wire/message-stream.js";
-import type { BoundParams, CopyHook } from "./copy-hook.js";
+import { type BoundParams, COPY_LABEL, type CopyHook } from "./copy-hook.js";
 import { sniffCopy } from "./copy-sniff.js";
 
 /** What the local statements need from the session. */
@@ -267,7 +267,7 @@ export class LocalStatements {
         }
         this.segHasLocal = true;
         // A refused statement must not stay defined.
-        if (await this.mixedSegment()) return;
+        if (await this.mixedSegment(stmt)) return;
         this.statements.set(name, {
           stmt,
           types: paramTypes(declaredTypes(body, sqlEnd + 1), hook!.parameters?.(stmt) ?? 0),
@@ -281,8 +281,8 @@ export class LocalStatements {
         const portal = body.toString("utf8", 0, portalEnd);
         const stmtName = cstring(body, portalEnd + 1);
         this.segHasLocal = true;
-        if (await this.mixedSegment()) return;
         const statement = this.statements.get(stmtName);
+        if (await this.mixedSegment(statement?.stmt)) return;
         let params: BoundParams;
         try {
           if (statement === undefined) {
@@ -304,9 +304,9 @@ export class LocalStatements {
       case T.D: {
         this.segHasLocal = true;
         this.refreshClientPolicy();
-        if (await this.mixedSegment()) return;
         const name = cstring(body, 1);
         const local = body[0] === 0x53 /* S */ ? this.statements.get(name) : this.portals.get(name);
+        if (await this.mixedSegment(local?.stmt)) return;
         if (body[0] === 0x53) host.toClient(parameterDescription(this.statements.get(name)?.types ?? []));
         const columns = local === undefined ? undefined : hook?.describe?.(local.stmt)?.columns;
         host.toClient(columns !== undefined && columns.length > 0 ? rowDescription(columns) : noData());
@@ -314,11 +314,12 @@ export class LocalStatements {
       }
       case T.C: {
         const name = cstring(body, 1);
+        const closed = (body[0] === 0x53 ? this.statements : this.portals).get(name)?.stmt;
         if (body[0] === 0x53) this.statements.delete(name);
         else this.portals.delete(name);
         this.segHasLocal = true;
         this.refreshClientPolicy();
-        if (await this.mixedSegment()) return;
+        if (await this.mixedSegment(closed)) return;
         host.toClient(closeComplete());
         return;
       }
@@ -327,7 +328,7 @@ export class LocalStatements {
         const bound = this.portals.get(portal);
         this.segHasLocal = true;
         this.refreshClientPolicy();
-        if (await this.mixedSegment()) return;
+        if (await this.mixedSegment(bound?.stmt)) return;
         if (!(await this.runExport(bound?.stmt, true, bound?.params))) this.skipping = true;
         if (portal === "") this.portals.delete(portal);
         this.refreshClientPolicy();
@@ -360,18 +361,20 @@ export class LocalStatements {
 
   /**
    * A local message in a Sync segment that also holds forwarded messages: their replies only come
-   * at Sync, so the local one cannot be answered in order. Refuse it after the upstream's replies.
+   * at Sync, so the local one cannot be answered in order. Refuse it after the upstream's replies,
+   * naming what was refused (`stmt`: an export or a console statement).
    */
-  private async mixedSegment(): Promise<boolean> {
+  private async mixedSegment(stmt: unknown): Promise<boolean> {
     if (this.segForwarded === 0) {
       await this.host.idle();
       return false;
     }
+    const what = (stmt === undefined ? undefined : this.host.copy?.label?.(stmt)) ?? COPY_LABEL;
     this.host.beforeNextReady(
       new PgError(
         SqlState.featureNotSupported,
-        "COPY ... TO 's3://...' cannot be combined with other statements in one extended-protocol Sync segment",
-        { hint: "Send a Sync before the COPY." },
+        `${what} cannot be combined with other statements in one extended-protocol Sync segment`,
+        { hint: `Send a Sync before ${what === COPY_LABEL ? "the COPY" : what}.` },
       ).toWire(),
     );
     this.skipping = true;

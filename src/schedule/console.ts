@@ -9,7 +9,7 @@
 // the users its `operators` list names (a run exports as the job's user, not as the caller).
 
 import { PgError, SqlState } from "../errors.js";
-import type { CopyHook, LocalResult } from "../proxy/copy-hook.js";
+import { COPY_LABEL, type CopyHook, type LocalResult } from "../proxy/copy-hook.js";
 import type { RunRecord, Scheduler } from "./scheduler.js";
 
 export type ConsoleStatement =
@@ -57,6 +57,7 @@ export function withScheduleConsole(
       if (c !== head[0] && c !== head[4]) return false;
       return CLAIM.test(buf.toString("latin1", i, Math.min(buf.length, i + 40)));
     },
+    label: (stmt) => (isConsole(stmt) ? labelOf(stmt) : (inner.label?.(stmt) ?? COPY_LABEL)),
     describe: (stmt) => (isConsole(stmt) ? { columns: columnsOf(stmt) } : (inner.describe?.(stmt) ?? null)),
     run: async (stmt, ctx) => {
       if (!isConsole(stmt)) return inner.run(stmt, ctx);
@@ -98,6 +99,12 @@ function columnsOf(stmt: ConsoleStatement): string[] {
   if (stmt.console === "jobs") return JOB_COLUMNS;
   if (stmt.console === "runs") return RUN_COLUMNS;
   return stmt.console === "run" ? ["job", "snapshot"] : [];
+}
+
+function labelOf(stmt: ConsoleStatement): string {
+  if (stmt.console === "jobs") return "SHOW COPY_TO_S3 JOBS";
+  if (stmt.console === "runs") return "SHOW COPY_TO_S3 RUNS";
+  return `${stmt.console.toUpperCase()} COPY_TO_S3 JOB`;
 }
 
 function isConsole(stmt: unknown): stmt is ConsoleStatement {

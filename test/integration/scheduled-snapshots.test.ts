@@ -425,6 +425,24 @@ describe.each(UPSTREAMS)("scheduled snapshots through the proxy in front of $nam
         serialize.sync(),
       );
       expect(types(await w.untilReady())).toBe("12nEZ");
+      // Behind a forwarded statement in one Sync segment it is refused after the server's replies,
+      // in words that name it, not a COPY.
+      w.send(
+        serialize.parse({ text: "SELECT 1 AS one", types: [] }),
+        serialize.bind({}),
+        serialize.execute({}),
+        serialize.bind({ statement: "j" }),
+        serialize.execute({}),
+        serialize.sync(),
+      );
+      const mixed = await w.untilReady();
+      expect(types(mixed)).toBe("12DCEZ");
+      const fields = mixed.find((m) => m.type === "E")!.body.toString("utf8");
+      expect(fields).toContain("C0A000\0");
+      expect(fields).toContain(
+        "MSHOW COPY_TO_S3 JOBS cannot be combined with other statements in one extended-protocol Sync segment\0",
+      );
+      expect(fields).toContain("HSend a Sync before SHOW COPY_TO_S3 JOBS.\0");
       w.send(serialize.close({ type: "S", name: "j" }), serialize.sync());
       expect(types(await w.untilReady())).toBe("3Z");
       w.send(serialize.query("SHOW COPY_TO_S3 RUNS orders_pq"));
