@@ -1,6 +1,7 @@
 // One typed configuration object: CLI flags > environment variables > config file > defaults,
 // validated once at start so a bad setting fails before the proxy listens.
 import { readFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { resolve as resolvePath } from "node:path";
 import { parseArgs } from "node:util";
 import { firstUnknownKey, trackReads } from "./config-keys.js";
@@ -58,13 +59,31 @@ export interface ExportLimits {
    * relay's thread wins the CPU over the rows an export encodes.
    */
   workerNice: number;
+  /**
+   * Encoder threads per export (Materialize's output batches): each encodes its share of the rows
+   * into files of its own, `mz-<id>-batch-<BBBB>-<NNNN>`. "auto" in the config file is resolved at
+   * start (autoEncoderThreads).
+   */
+  encoderThreads: number;
 }
 
-/** Bytes one export may hold in upload buffers at most with these settings (encoder batches aside). */
+/**
+ * `exports.encoderThreads: "auto"`: one thread per core beyond the relay's, at most 4 (one
+ * PostgreSQL backend feeds an export; more threads than it can keep busy only hold memory).
+ */
+export function autoEncoderThreads(cores: number): number {
+  return Math.max(1, Math.min(4, cores - 1));
+}
+
+/**
+ * Bytes one export may hold in upload buffers at most with these settings (encoder batches aside):
+ * every encoder thread has an upload sink of its own.
+ */
 export function uploadMemoryBound(
-  e: Pick<ExportLimits, "partSize" | "partsInFlight" | "filesCompleting">,
+  e: Pick<ExportLimits, "partSize" | "partsInFlight" | "filesCompleting"> &
+    Partial<Pick<ExportLimits, "encoderThreads">>,
 ): number {
-  return e.partSize * (e.partsInFlight + 1) * (e.filesCompleting + 1);
+  return (e.encoderThreads ?? 1) * e.partSize * (e.partsInFlight + 1) * (e.filesCompleting + 1);
 }
 
 export interface Config {
@@ -316,7 +335,8 @@ export const SETTINGS: readonly SettingHelp[] = [
     key: "exports.maxMemoryPerExport",
     default: "none",
     example: '"exports": { "maxMemoryPerExport": 134217728 }',
-    meaning: "refuse to start when partSize x (partsInFlight + 1) x (filesCompleting + 1) exceeds it",
+    meaning:
+      "refuse to start when encoderThreads x partSize x (partsInFlight + 1) x (filesCompleting + 1) exceeds it",
   },
   {
     key: "exports.maxRowBytes",
@@ -329,6 +349,13 @@ export const SETTINGS: readonly SettingHelp[] = [
     default: "10",
     example: '"exports": { "workerNice": 19 }',
     meaning: "niceness (0-19) of each export's encoder thread, so the relay wins the CPU over exports",
+  },
+  {
+    key: "exports.encoderThreads",
+    default: "1",
+    example: '"exports": { "encoderThreads": "auto" }',
+    meaning:
+      'encoder threads per export, each writing its own files mz-<id>-batch-<BBBB>-<NNNN>; "auto" = cores - 1, from 1 to 4',
   },
   {
     key: "exports.s3MaxAttempts",
@@ -438,6 +465,7 @@ export const DEFAULT_EXPORT_LIMITS: ExportLimits = {
   s3RequestTimeoutMs: 120_000,
   stallTimeoutMs: 600_000,
   workerNice: 10,
+  encoderThreads: 1,
 };
 
 export function parseHostPort(s: string, what: string): HostPort {
@@ -617,6 +645,15 @@ function resolveSettings(
       0,
       19,
     ),
+    encoderThreads:
+      fileExports.encoderThreads === "auto"
+        ? autoEncoderThreads(availableParallelism())
+        : positiveInt(
+            fileExports.encoderThreads ?? DEFAULT_EXPORT_LIMITS.encoderThreads,
+            'exports.encoderThreads (or "auto")',
+            1,
+            64,
+          ),
   };
   exportsCfg.maxExportsPerUser = positiveInt(
     pick(v["max-exports-per-user"], "C2S_MAX_EXPORTS_PER_USER", "maxExportsPerUser") ??
@@ -630,7 +667,7 @@ function resolveSettings(
     uploadMemoryBound(exportsCfg) > exportsCfg.maxMemoryPerExport
   ) {
     throw new ConfigError(
-      `exports: partSize × (partsInFlight + 1) × (filesCompleting + 1) = ${uploadMemoryBound(exportsCfg)} bytes exceeds exports.maxMemoryPerExport (${exportsCfg.maxMemoryPerExport}); lower partsInFlight, filesCompleting or partSize`,
+      `exports: encoderThreads × partSize × (partsInFlight + 1) × (filesCompleting + 1) = ${uploadMemoryBound(exportsCfg)} bytes exceeds exports.maxMemoryPerExport (${exportsCfg.maxMemoryPerExport}); lower encoderThreads, partsInFlight, filesCompleting or partSize`,
     );
   }
   const tlsCertFile = pick(v["tls-cert"], "C2S_TLS_CERT", "tlsCertFile");

@@ -43,8 +43,8 @@ export function parseDuration(s: string): number {
 
 /** `mz-<id>-INCOMPLETE`; the id is ours (a UUID) or Materialize's, never containing "/". */
 const SENTINEL = /^mz-([^/]+)-INCOMPLETE$/;
-/** A data file of an export: `mz-<id>-batch-<NNNN>-<NNNN>.<ext>`. */
-const DATA_FILE = /^mz-([^/]+?)-batch-\d{4}-\d{4}\.[^/]+$/;
+/** A data file of an export: `mz-<id>-batch-<BBBB>-<NNNN>.<ext>` (past file 9999 the index has more digits). */
+const DATA_FILE = /^mz-([^/]+?)-batch-\d{4,}-\d{4,}\.[^/]+$/;
 
 export interface UnfinishedExport {
   /** Directory of the export, relative to the store ("" = the store's own directory). */

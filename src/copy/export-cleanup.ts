@@ -8,11 +8,16 @@ import { PgError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { Sentinel } from "./sentinel.js";
 import { abortUploadsOf, type ObjectStore } from "./storage/object-store.js";
-import type { UploadSink } from "./upload-sink.js";
+import type { CleanupFailure } from "./upload-sink.js";
+
+/** What took the export's files (its upload sinks): it takes them back, with `extra` keys. */
+export interface TakesBack {
+  takeBack(extra: readonly string[]): Promise<CleanupFailure[]>;
+}
 
 export interface TakeBack {
   store: ObjectStore;
-  sink: UploadSink | null;
+  sink: TakesBack | null;
   sentinel: Sentinel;
   /** Keys written outside the sink that may exist (the manifest). */
   extra: string[];

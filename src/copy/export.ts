@@ -17,6 +17,7 @@ import { takeBackExport } from "./export-cleanup.js";
 import type { ExportLimiter } from "./export-limiter.js";
 import { ExportLog } from "./export-log.js";
 import { buildManifest, buildRedshiftManifest, metadataKeys } from "./manifest.js";
+import { OutputBatches } from "./output-batches.js";
 import { finalMessage, type ProgressPhase, progressMessage } from "./progress-notice.js";
 import { Sentinel } from "./sentinel.js";
 import { snapshotFor } from "./snapshot/choose-snapshot.js";
@@ -29,7 +30,7 @@ import { checkFileTarget } from "./storage/file-root.js";
 import { checkKeyLengths } from "./storage/key-length.js";
 import { abortUploadsOf, type ListResult, type ObjectStore } from "./storage/object-store.js";
 import { formatTargetUrl, parseTargetUrl, type TargetUrl } from "./storage/target-url.js";
-import { UploadSink, type WrittenFile } from "./upload-sink.js";
+import type { WrittenFile } from "./upload-sink.js";
 import { UpstreamClient } from "./upstream-client.js";
 import { upstreamKindOf } from "./upstream-kind.js";
 
@@ -67,9 +68,10 @@ class Export {
   private readonly ac = new AbortController();
   private readonly signal: AbortSignal;
   private store: ObjectStore | null = null;
-  private sink: UploadSink | null = null;
-  /** The export's encoder thread, started before the preflight so it is up when rows come. */
-  private encoder: EncoderThread | null = null;
+  /** Where the rows go: one upload sink per encoder thread (exports.encoderThreads). */
+  private output: OutputBatches | null = null;
+  /** The export's encoder threads, started before the preflight so they are up when rows come. */
+  private encoders: EncoderThread[] = [];
   private readonly snapshot: SnapshotSource;
   private sentinel: Sentinel | null = null;
   private committed = false;
@@ -129,10 +131,10 @@ class Export {
       const conn = await this.resolveConnection(target);
       const { columns, typeNames, snapshot } = await this.plan();
       this.store = this.openStore(target, conn);
-      // Its start-up overlaps the preflight's round trips instead of following them.
-      this.encoder = new EncoderThread(this.encoderSpec(columns), {
-        nice: this.deps.config.exports.workerNice,
-      });
+      // Their start-up overlaps the preflight's round trips instead of following them.
+      const spec = this.encoderSpec(columns);
+      for (let k = 0; k < this.deps.config.exports.encoderThreads; k++)
+        this.encoders.push(new EncoderThread(spec, { nice: this.deps.config.exports.workerNice }));
       this.report.phase("preflight");
       await this.preflight().catch((e: unknown) => {
         throw explainAwsSetup(e, conn);
@@ -144,7 +146,7 @@ class Export {
       await this.read();
       this.report.phase("upload");
       this.progressPhase = "uploading";
-      const files = await this.sink!.finish();
+      const files = await this.output!.finish();
       this.report.phase("commit");
       this.progressPhase = "committing";
       await this.commit(target, files, columns, typeNames, snapshot);
@@ -178,7 +180,7 @@ class Export {
     } finally {
       clearInterval(progress);
       void this.sentinel?.stopHeartbeat();
-      this.encoder?.dispose();
+      for (const e of this.encoders) e.dispose();
     }
   }
 
@@ -199,7 +201,7 @@ class Export {
   }
 
   private totals(): { rows: number; bytes: number; files: number } {
-    return { rows: this.rows, bytes: this.sink?.bytes ?? 0, files: this.sink?.filesDone ?? 0 };
+    return { rows: this.rows, bytes: this.output?.bytes ?? 0, files: this.output?.filesDone ?? 0 };
   }
 
   private async resolveTarget(): Promise<TargetUrl> {
@@ -336,16 +338,16 @@ class Export {
   private async read(): Promise<void> {
     const opts = this.stmt.options;
     const ext = opts.format === "csv" ? (opts.compression === "gzip" ? "csv.gz" : "csv") : "parquet";
-    const sink = new UploadSink(
+    // Rows are encoded in the export's own threads: this one only copies each read's rows there.
+    const output = new OutputBatches(
+      this.encoders,
       this.store!,
-      (i) => `mz-${this.id}-batch-0000-${pad4(i)}.${ext}`,
+      (batch, i) => `mz-${this.id}-batch-${pad4(batch)}-${pad4(i)}.${ext}`,
       this.signal,
       this.deps.config.exports.filesCompleting,
+      (err) => this.ac.abort(err),
     );
-    this.sink = sink;
-    // Rows are encoded in the export's own thread: this one only copies each read's rows there.
-    const encoder = this.encoder!;
-    encoder.attach(sink, this.signal, (err) => this.ac.abort(err));
+    this.output = output;
     const channel = this.ctx.upstream;
     let flushing: Promise<void> | null = null;
     let paused = false;
@@ -369,10 +371,7 @@ class Export {
       // Stop the row stream at this message, catch up, then let it flow again.
       channel.pause();
       paused = true;
-      flushing = (async () => {
-        await encoder.drained();
-        await sink.drained();
-      })().then(
+      flushing = output.drained().then(
         () => {
           flushing = null;
           unpause();
@@ -387,21 +386,21 @@ class Export {
     try {
       const signal = this.signal;
       const relieveIfDue = (): void => {
-        if (flushing === null && (encoder.congested || sink.needsDrain)) relieve();
+        if (flushing === null && output.needsRelief) relieve();
       };
       await this.snapshot.read(
-        encoder.resultFormats,
+        this.encoders[0]!.resultFormats,
         {
           // A read's worth of rows at a time: the queue to the encoder may overshoot by one read.
           rows: (buf, start, end, count) => {
             if (signal.aborted) return; // the statement is being cancelled upstream
-            encoder.writeRows(buf, start, end);
+            output.writeRows(buf, start, end);
             this.rows += count;
             relieveIfDue();
           },
           row: (buf, pos, n) => {
             if (signal.aborted) return;
-            encoder.writeRow(buf, pos, n);
+            output.writeRow(buf, pos, n);
             this.rows++;
             relieveIfDue();
           },
@@ -411,11 +410,11 @@ class Export {
     } finally {
       stopWatching();
       this.signal.removeEventListener("abort", unpause);
-      // The encoder is disposed only once no flush of it runs any more.
+      // The encoders are disposed only once no flush of them runs any more.
       while (flushing !== null) await flushing;
     }
     this.checkAborted();
-    await encoder.finish();
+    await output.finishEncoding();
     this.checkAborted();
   }
 
@@ -468,9 +467,9 @@ class Export {
       progressMessage({
         phase: this.progressPhase,
         rows: this.rows,
-        bytes: this.sink?.bytes ?? 0,
-        files: this.sink?.filesStarted ?? 0,
-        filesDone: this.sink?.filesDone ?? 0,
+        bytes: this.output?.bytes ?? 0,
+        files: this.output?.filesStarted ?? 0,
+        filesDone: this.output?.filesDone ?? 0,
         readingMs: Date.now() - this.readStarted,
       }),
     );
@@ -489,7 +488,7 @@ class Export {
     const taken = takeBackExport(
       {
         store: this.store,
-        sink: this.sink,
+        sink: this.output,
         sentinel: this.sentinel,
         extra: this.manifestWritten ? Object.values(metadataKeys(this.id)) : [],
         keyPrefix: `mz-${this.id}-`,

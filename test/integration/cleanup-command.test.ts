@@ -79,8 +79,9 @@ describe("cleanup on a prefix laid out by hand", () => {
     await put(`p/sub/mz-${C}-INCOMPLETE`, "");
     await put(`p/sub/mz-${C}-batch-0000-0000.parquet`);
     await put(`p/sub/_meta/mz-${C}-manifest.json`, "{}");
-    // An upload named like an export's file whose export has no sentinel: orphaned.
-    await openUpload(`p/mz-${D}-batch-0000-0003.parquet`);
+    // An upload named like an export's file whose export has no sentinel: orphaned (batch 1 of an
+    // export with encoderThreads > 1, past file 9999).
+    await openUpload(`p/mz-${D}-batch-0001-10003.parquet`);
     // Someone else's upload and object under the prefix, and another export next to the prefix.
     await openUpload("p/other/big.bin");
     await put("p/other/notes.txt");
@@ -96,11 +97,11 @@ describe("cleanup on a prefix laid out by hand", () => {
     expect(r.stdout).toContain(`may still be running): export ${A} in s3://${bucket}/p`);
     expect(r.stdout).toContain(`may still be running): export ${C} in s3://${bucket}/p/sub`);
     // Only the upload whose export has no sentinel at all is an orphan.
-    expect(r.stdout).toContain(`aborted multipart upload s3://${bucket}/p/mz-${D}-batch-0000-0003.parquet`);
+    expect(r.stdout).toContain(`aborted multipart upload s3://${bucket}/p/mz-${D}-batch-0001-10003.parquet`);
     expect(await awsObjects("p")).toEqual(objectsBefore);
     expect((await awsUploads("p")).length).toBe(uploadsBefore.length - 1);
     // Put the orphan back for the tests below, which expect the layout as laid out.
-    await openUpload(`p/mz-${D}-batch-0000-0003.parquet`);
+    await openUpload(`p/mz-${D}-batch-0001-10003.parquet`);
   });
 
   test("the dry run lists what it would do and changes nothing", async () => {
@@ -113,7 +114,7 @@ describe("cleanup on a prefix laid out by hand", () => {
     );
     expect(r.stdout).toContain(`would abort multipart upload s3://${bucket}/p/mz-${A}-batch-0000-0001.csv`);
     expect(r.stdout).toContain(
-      `would abort multipart upload s3://${bucket}/p/mz-${D}-batch-0000-0003.parquet`,
+      `would abort multipart upload s3://${bucket}/p/mz-${D}-batch-0001-10003.parquet`,
     );
     expect(r.stdout).toContain(`would delete s3://${bucket}/p/sub/_meta/mz-${C}-manifest.json`);
     expect(r.stdout).toContain(

@@ -1,10 +1,10 @@
 // Export limits from configuration: defaults, the S3 retry settings, and the per-export memory
 // bound partSize × (partsInFlight + 1) × (filesCompleting + 1) checked at start.
 import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, test } from "vitest";
-import { ConfigError, loadConfig, uploadMemoryBound } from "../../src/config.js";
+import { autoEncoderThreads, ConfigError, loadConfig, uploadMemoryBound } from "../../src/config.js";
 
 function withFile(exports: Record<string, unknown>): string[] {
   const p = join(mkdtempSync(join(tmpdir(), "c2s-limits-")), "c.json");
@@ -70,6 +70,24 @@ describe("export limits", () => {
     });
     expect(() => loadConfig(tooSmall, {})).toThrow(ConfigError);
     expect(() => loadConfig(tooSmall, {})).toThrow(/31457280 bytes exceeds exports.maxMemoryPerExport/);
+  });
+
+  test('exports.encoderThreads: 1 by default, a number, or "auto" (cores - 1, from 1 to 4); each thread\'s upload buffers count in the bound', () => {
+    expect(loadConfig([], {}).config.exports.encoderThreads).toBe(1);
+    expect(loadConfig(withFile({ encoderThreads: 3 }), {}).config.exports.encoderThreads).toBe(3);
+    expect(loadConfig(withFile({ encoderThreads: "auto" }), {}).config.exports.encoderThreads).toBe(
+      autoEncoderThreads(availableParallelism()),
+    );
+    expect([1, 2, 3, 4, 8, 16, 64].map(autoEncoderThreads)).toEqual([1, 1, 2, 3, 4, 4, 4]);
+    expect(() => loadConfig(withFile({ encoderThreads: 0 }), {})).toThrow(/exports.encoderThreads/);
+    expect(() => loadConfig(withFile({ encoderThreads: "many" }), {})).toThrow(/exports.encoderThreads/);
+    const parts = { partSize: 5 * MiB, partsInFlight: 2, filesCompleting: 1 };
+    expect(() =>
+      loadConfig(withFile({ ...parts, encoderThreads: 2, maxMemoryPerExport: 60 * MiB }), {}),
+    ).not.toThrow();
+    expect(() =>
+      loadConfig(withFile({ ...parts, encoderThreads: 2, maxMemoryPerExport: 59 * MiB }), {}),
+    ).toThrow(/encoderThreads × partSize/);
   });
 
   test.each([

@@ -1,0 +1,138 @@
+// An export's output batches (Materialize's `output_batch_count`): N encoder threads, each with an
+// upload sink of its own that writes files `mz-<id>-batch-<BBBB>-<NNNN>.<ext>` (Materialize
+// `src/storage-types/src/sinks/s3_oneshot_sink.rs`, `S3KeyManager::data_key`). Materialize deals
+// rows to batches by hash (`src/storage-operators/src/s3_oneshot_sink.rs`); the relay deals each
+// socket read's whole rows to the thread with the least bytes queued, so a busy thread gets fewer.
+// As in Materialize, batch 0 always ends with a file (an empty result still gives one), the other
+// batches only when they got rows; the order of rows across files is not defined.
+import type { EncoderThread } from "../encoders/worker/encoder-thread.js";
+import type { PgError } from "../errors.js";
+import type { ObjectStore } from "./storage/object-store.js";
+import { type CleanupFailure, UploadSink, type WrittenFile } from "./upload-sink.js";
+
+interface Batch {
+  thread: EncoderThread;
+  sink: UploadSink;
+  /** Rows were dealt to it: its thread is finished (not just stopped) at the end. */
+  used: boolean;
+}
+
+export class OutputBatches {
+  private readonly batches: Batch[];
+
+  /**
+   * `threads[k]` encodes batch k into files named `keyOf(k, index)`. Each thread is attached here;
+   * `onError` hears the first failure of any of them.
+   */
+  constructor(
+    threads: readonly EncoderThread[],
+    store: ObjectStore,
+    keyOf: (batch: number, index: number) => string,
+    signal: AbortSignal,
+    filesCompleting: number,
+    onError: (err: PgError) => void,
+  ) {
+    if (threads.length === 0) throw new Error("an export needs at least one encoder thread");
+    this.batches = threads.map((thread, k) => {
+      const sink = new UploadSink(store, (i) => keyOf(k, i), signal, filesCompleting);
+      thread.attach(sink, signal, onError);
+      return { thread, sink, used: k === 0 };
+    });
+  }
+
+  /** Whole DataRow messages `buf[start..end)`, to one batch (the caller's buffer is free on return). */
+  writeRows(buf: Buffer, start: number, end: number): void {
+    const b = this.leastQueued();
+    b.used = true;
+    b.thread.writeRows(buf, start, end);
+  }
+
+  /** One row as `nFields` length-prefixed fields at `buf[pos..]` (Materialize's SUBSCRIBE rows). */
+  writeRow(buf: Buffer, pos: number, nFields: number): void {
+    const b = this.leastQueued();
+    b.used = true;
+    b.thread.writeRow(buf, pos, nFields);
+  }
+
+  /**
+   * True when the rows must pause until drained(): every thread's queue is full (so no batch can
+   * take more), or some upload wants its buffers drained first.
+   */
+  get needsRelief(): boolean {
+    let congested = true;
+    for (const b of this.batches) {
+      if (b.sink.needsDrain) return true;
+      if (!b.thread.congested) congested = false;
+    }
+    return congested;
+  }
+
+  /** Resolves once some thread can take rows again and no upload wants draining. */
+  async drained(): Promise<void> {
+    if (this.batches.every((b) => b.thread.congested)) {
+      // The first thread down to half its queue; the others' answers come too and are ignored.
+      await new Promise<void>((resolve, reject) => {
+        for (const b of this.batches) b.thread.drained().then(resolve, reject);
+      });
+    }
+    await Promise.all(this.batches.map((b) => b.sink.drained()));
+  }
+
+  /**
+   * Sends every thread what is left and waits for its last file; a batch that got no rows is
+   * stopped instead (finishing it would write an empty file).
+   */
+  async finishEncoding(): Promise<void> {
+    await Promise.all(
+      this.batches.map((b) => {
+        if (b.used) return b.thread.finish();
+        b.thread.dispose();
+        return undefined;
+      }),
+    );
+  }
+
+  /** Waits for every upload; the files by batch, then by index (the manifest's order). */
+  async finish(): Promise<WrittenFile[]> {
+    const files = await Promise.all(this.batches.map((b) => b.sink.finish()));
+    return files.flat();
+  }
+
+  /**
+   * SPEC §2.2 for every batch at once: completed files deleted, unfinished uploads aborted;
+   * `extra` (the manifest) goes with batch 0's files. Resolves with what could not be removed.
+   */
+  async takeBack(extra: readonly string[] = []): Promise<CleanupFailure[]> {
+    const left = await Promise.all(this.batches.map((b, k) => b.sink.takeBack(k === 0 ? extra : [])));
+    return left.flat();
+  }
+
+  /** Bytes handed to uploads so far (for progress). */
+  get bytes(): number {
+    return this.sum((s) => s.bytes);
+  }
+
+  get filesStarted(): number {
+    return this.sum((s) => s.filesStarted);
+  }
+
+  get filesDone(): number {
+    return this.sum((s) => s.filesDone);
+  }
+
+  private sum(f: (s: UploadSink) => number): number {
+    let n = 0;
+    for (const b of this.batches) n += f(b.sink);
+    return n;
+  }
+
+  /** The batch whose thread has the fewest bytes queued; ties go to the lowest batch. */
+  private leastQueued(): Batch {
+    let best = this.batches[0]!;
+    for (let k = 1; k < this.batches.length; k++) {
+      const b = this.batches[k]!;
+      if (b.thread.inFlight < best.thread.inFlight) best = b;
+    }
+    return best;
+  }
+}
