@@ -4,7 +4,7 @@
 // Redshift-format manifest lets `COPY … MANIFEST` take the file list unchanged.
 //
 // Layout (docs/loading.md): data files and the sentinel stay where Materialize puts them,
-// `<prefix>/mz-<id>-batch-0000-<NNNN>.<ext>` and `<prefix>/mz-<id>-INCOMPLETE`; the metadata goes
+// `<prefix>/mz-<id>-batch-<BBBB>-<NNNN>.<ext>` and `<prefix>/mz-<id>-INCOMPLETE`; the metadata goes
 // under `<prefix>/_meta/`, so a glob over `<prefix>/*` (DuckDB, BigQuery's `*.parquet`) or a
 // loader's extension PATTERN reads data only, and Hadoop-style readers (Spark, Databricks) skip a
 // `_`-prefixed directory anyway.
