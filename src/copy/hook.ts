@@ -5,7 +5,8 @@ import type { CopyHook } from "../proxy/copy-hook.js";
 import { loadConnections } from "./connections.js";
 import { runCopyExport } from "./export.js";
 import { ExportLimiter } from "./export-limiter.js";
-import { type CopyToStatement, initParser, parseCopyTo } from "./statement.js";
+import { initParser } from "./sql-tokens.js";
+import { type CopyToStatement, parseCopyTo } from "./statement.js";
 import { upstreamKindOf } from "./upstream-kind.js";
 
 export interface CopyToHook extends CopyHook<CopyToStatement> {

@@ -2,7 +2,7 @@
 // the jobs once the proxy listens.
 import type { Config, HostPort } from "../config.js";
 import { createStore, loadConnections } from "../copy/connections.js";
-import { initParser } from "../copy/statement.js";
+import { initParser } from "../copy/sql-tokens.js";
 import type { ObjectStore } from "../copy/storage/object-store.js";
 import { parseTargetUrl } from "../copy/storage/target-url.js";
 import type { Logger } from "../log.js";

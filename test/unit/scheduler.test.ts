@@ -2,7 +2,7 @@
 // itself, retries wait their backoff, N failed runs suspend a job until RESUME, and "run now".
 import { describe, expect, test } from "vitest";
 import { ConfigError } from "../../src/config.js";
-import { initParser } from "../../src/copy/statement.js";
+import { initParser } from "../../src/copy/sql-tokens.js";
 import { createLogger } from "../../src/log.js";
 import { ManualClock } from "../../src/schedule/clock.js";
 import { parseConsole } from "../../src/schedule/console.js";

@@ -1,14 +1,8 @@
 import { beforeAll, describe, expect, test } from "vitest";
 import type { CopyOptions } from "../../src/copy/options.js";
-import {
-  assertTargetUrl,
-  type CopySource,
-  type CopyTarget,
-  countStatements,
-  initParser,
-  parseCopyTo,
-  splitStatements,
-} from "../../src/copy/statement.js";
+import { countStatements, initParser, splitStatements } from "../../src/copy/sql-tokens.js";
+import { type CopySource, type CopyTarget, parseCopyTo } from "../../src/copy/statement.js";
+import { assertTargetUrl } from "../../src/copy/storage/target-url.js";
 import { PgError } from "../../src/errors.js";
 
 beforeAll(async () => {

@@ -113,3 +113,21 @@ export function formatTargetUrl(t: TargetUrl): string {
   if (t.scheme === "s3") return `${t.alias ?? "s3"}://${t.bucket}${t.prefix === "" ? "" : `/${t.prefix}`}`;
   return pathToFileURL(join(t.dir, t.prefix)).href;
 }
+
+/**
+ * Checks an evaluated (or literal) target the way Materialize does after evaluating it: NULL and
+ * anything but `s3://`, `gs://` (and our `file://`) are refused. Returns the URL.
+ */
+export function assertTargetUrl(value: string | null, position?: number): string {
+  if (value === null) {
+    throw new PgError(SqlState.nullValueNotAllowed, "COPY TO target value can not be null", { position });
+  }
+  const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//.exec(value)?.[1]?.toLowerCase();
+  if (scheme !== "s3" && scheme !== "gs" && scheme !== "file") {
+    throw new PgError(SqlState.featureNotSupported, UNSUPPORTED_TARGET, {
+      position,
+      hint: scheme === undefined ? undefined : "file:///absolute/dir is also accepted, for local exports.",
+    });
+  }
+  return value;
+}

@@ -1,0 +1,232 @@
+// PostgreSQL's own scanner (libpg-query, WASM) for the COPY recognition: tokens without comments,
+// with UTF-16 offsets and PostgreSQL's error positions; bracket matching; the split at top-level
+// semicolons; string literals decoded by the real parser.
+import { loadModule, parseSync, scanSync } from "libpg-query";
+import { PgError, SqlState } from "../errors.js";
+
+let loaded = false;
+
+/** Loads the parser's WASM module; await once at startup before calling parseCopyTo. */
+export async function initParser(): Promise<void> {
+  if (loaded) return;
+  await loadModule();
+  loaded = true;
+}
+
+export function assertLoaded(): void {
+  if (!loaded) {
+    throw new PgError(SqlState.internalError, "SQL parser not initialised: await initParser() at startup");
+  }
+}
+
+export interface Token {
+  /** UTF-16 offsets into the original text (the scanner reports UTF-8 byte offsets). */
+  start: number;
+  end: number;
+  text: string;
+  /** Upper-cased text when the token is a keyword, else undefined. */
+  keyword: string | undefined;
+  /** 1 unreserved, 2 col_name, 3 type_func_name, 4 reserved; 0 not a keyword. */
+  keywordKind: number;
+  kind: "ident" | "string" | "number" | "param" | "punct" | "keyword" | "other";
+}
+
+/** PostgreSQL's scanner tokens without comments; null when the scanner rejects the text. */
+export function tokenize(sql: string): Token[] | null {
+  let scanned: ReturnType<typeof scanSync>;
+  try {
+    scanned = scanSync(sql);
+  } catch {
+    // Unterminated quotes or comments, trailing junk after a number, ...: the upstream
+    // reports these with its own wording when the text is forwarded.
+    return null;
+  }
+  const toUtf16 = byteToUtf16(sql);
+  const out: Token[] = [];
+  for (const t of scanned.tokens) {
+    if (t.tokenName === "C_COMMENT" || t.tokenName === "SQL_COMMENT") continue;
+    const start = toUtf16(t.start);
+    const end = toUtf16(t.end);
+    const text = sql.slice(start, end);
+    out.push({
+      start,
+      end,
+      text,
+      keyword: t.keywordKind > 0 ? text.toUpperCase() : undefined,
+      keywordKind: t.keywordKind,
+      kind: tokenKind(t.tokenName, t.keywordKind, text),
+    });
+  }
+  return out;
+}
+
+function tokenKind(name: string, keywordKind: number, text: string): Token["kind"] {
+  if (keywordKind > 0) return "keyword";
+  switch (name) {
+    case "IDENT":
+      return "ident";
+    case "SCONST":
+      return "string";
+    case "ICONST":
+    case "FCONST":
+      return "number";
+    case "PARAM":
+      return "param";
+  }
+  // The token-name table of libpg-query misses a few token types; recognise them by shape.
+  if (/^[uU]&"/.test(text)) return "ident";
+  if (/^(?:[uU]&|[bBxX])'/.test(text)) return "string";
+  if (text.length === 1 && "(),;.[]=".includes(text)) return "punct";
+  return "other";
+}
+
+function byteToUtf16(sql: string): (byteOffset: number) => number {
+  if (Buffer.byteLength(sql, "utf8") === sql.length) return (b) => b;
+  const map = new Map<number, number>();
+  let byte = 0;
+  let unit = 0;
+  for (const ch of sql) {
+    map.set(byte, unit);
+    byte += Buffer.byteLength(ch, "utf8");
+    unit += ch.length;
+  }
+  map.set(byte, unit);
+  return (b) => map.get(b) ?? b;
+}
+
+/** PostgreSQL's error positions count characters (code points), 1-based. */
+export function positionOf(sql: string, utf16Offset: number): number {
+  let n = 1;
+  for (let i = 0; i < utf16Offset; i++) {
+    const c = sql.charCodeAt(i);
+    if (c >= 0xd800 && c <= 0xdbff && i + 1 < utf16Offset) i++;
+    n++;
+  }
+  return n;
+}
+
+export const isPunct = (t: Token | undefined, p: string): boolean =>
+  t !== undefined && t.kind === "punct" && t.text === p;
+export const isKeyword = (t: Token | undefined, kw: string): boolean => t !== undefined && t.keyword === kw;
+
+/** Index of the bracket closing the one at `open`, or -1 when unbalanced. */
+export function matchingClose(toks: readonly Token[], open: number): number {
+  let depth = 0;
+  for (let i = open; i < toks.length; i++) {
+    const t = toks[i]!;
+    if (t.kind !== "punct") continue;
+    if (t.text === "(" || t.text === "[") depth++;
+    else if (t.text === ")" || t.text === "]") {
+      depth--;
+      if (depth === 0) return i;
+      if (depth < 0) return -1;
+    }
+  }
+  return -1;
+}
+
+export function matchingOpen(toks: readonly Token[], close: number, from: number): number {
+  let depth = 0;
+  for (let i = close; i >= from; i--) {
+    const t = toks[i]!;
+    if (t.kind !== "punct") continue;
+    if (t.text === ")" || t.text === "]") depth++;
+    else if (t.text === "(" || t.text === "[") {
+      depth--;
+      if (depth === 0) return i;
+    }
+  }
+  return -1;
+}
+
+/** Splits at top-level semicolons; empty statements are dropped. */
+export function splitTokens(toks: readonly Token[]): Token[][] {
+  const out: Token[][] = [];
+  let cur: Token[] = [];
+  let depth = 0;
+  for (const t of toks) {
+    if (t.kind === "punct") {
+      if (t.text === "(" || t.text === "[") depth++;
+      else if (t.text === ")" || t.text === "]") depth = Math.max(0, depth - 1);
+      else if (t.text === ";" && depth === 0) {
+        if (cur.length > 0) out.push(cur);
+        cur = [];
+        continue;
+      }
+    }
+    cur.push(t);
+  }
+  if (cur.length > 0) out.push(cur);
+  return out;
+}
+
+export interface StatementSpan {
+  /** UTF-16 offsets into the text; `sql` runs from the first to the last token. */
+  start: number;
+  end: number;
+  sql: string;
+}
+
+/**
+ * The statements of a simple-Query text, split the way the server splits them (top-level
+ * semicolons, ignoring those in quotes, dollar quotes and comments). Texts the scanner rejects
+ * count as one statement: the upstream will refuse them anyway. `BEGIN ATOMIC ... END`
+ * function bodies are not recognised and count as several.
+ */
+export function splitStatements(sql: string): StatementSpan[] {
+  assertLoaded();
+  const toks = tokenize(sql);
+  if (toks === null) return sql.trim() === "" ? [] : [{ start: 0, end: sql.length, sql }];
+  return splitTokens(toks).map((s) => {
+    const start = s[0]!.start;
+    const end = s[s.length - 1]!.end;
+    return { start, end, sql: sql.slice(start, end) };
+  });
+}
+
+export function countStatements(sql: string): number {
+  return splitStatements(sql).length;
+}
+
+export interface ParseTree {
+  stmts?: { stmt?: Record<string, Record<string, unknown> | undefined> }[];
+}
+
+export function syntaxErrorAt(sql: string, t: Token | undefined): PgError {
+  if (t === undefined) {
+    return new PgError(SqlState.syntaxError, "syntax error at end of input", {
+      position: positionOf(sql, sql.length),
+    });
+  }
+  return new PgError(SqlState.syntaxError, `syntax error at or near "${t.text}"`, {
+    position: positionOf(sql, t.start),
+  });
+}
+
+export function foldIdent(text: string): string {
+  if (text.startsWith('"')) return text.slice(1, -1).replace(/""/g, '"');
+  // PostgreSQL folds only ASCII letters in unquoted identifiers.
+  return text.replace(/[A-Z]+/g, (s) => s.toLowerCase());
+}
+
+/** Decodes a literal with the real parser, so E'', U&'', $$ and continuation lines all work. */
+export function decodeStringLiteral(toks: readonly Token[], from: number, to: number): string | undefined {
+  const first = toks[from]!;
+  const single = /^'((?:[^']|'')*)'$/.exec(first.text);
+  if (to - from === 1 && single) return single[1]!.replace(/''/g, "'");
+  const text = toks
+    .slice(from, to)
+    .map((t) => t.text)
+    .join(" ");
+  try {
+    const res = parseSync(`SELECT ${text}`) as unknown as ParseTree;
+    const targetList = res.stmts?.[0]?.stmt?.SelectStmt?.targetList as
+      | { ResTarget?: { val?: { A_Const?: { sval?: { sval?: string } } } } }[]
+      | undefined;
+    if (targetList?.length !== 1) return undefined;
+    const sval = targetList[0]?.ResTarget?.val?.A_Const?.sval;
+    return sval === undefined ? undefined : (sval.sval ?? "");
+  } catch {
+    return undefined;
+  }
+}
