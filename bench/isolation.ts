@@ -35,7 +35,7 @@
 // a share of one core (/proc/<pid>/task/<pid>/stat, /proc/<pid>/stat). Targets (issue #13):
 // p99(proxy)/p99(direct) ≤ 2 during exports, ≤ 1.5 idle.
 import { execFileSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { cpus, loadavg, totalmem } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -44,12 +44,12 @@ import { startMoto } from "../test/support/moto.js";
 import { startPostgres } from "../test/support/postgres.js";
 import { tableSql } from "./lib/bench-table.js";
 import { activeSpanUs, runPgbench, type Txns, type WindowStats, windowStats } from "./lib/pgbench.js";
-import { cpuSeconds } from "./lib/proc.js";
+import { cpuSeconds, type ThreadSched, threadSched } from "./lib/proc.js";
 import {
   buildProxies,
-  type ProxyBuild,
   type ProxyProc,
   parseRefs,
+  ROOT,
   startProxyProcess,
   stopProxy,
 } from "./lib/proxy-process.js";
@@ -67,6 +67,9 @@ const { values: argv } = parseArgs({
     target: { type: "string", default: "file" },
     ref: { type: "string" },
     exports: { type: "string" },
+    variants: { type: "string" },
+    probe: { type: "boolean", default: false },
+    "own-session": { type: "string", default: "no" },
     clients: { type: "string", default: "4" },
     threads: { type: "string", default: "2" },
     scale: { type: "string", default: "10" },
@@ -83,15 +86,38 @@ const CLIENTS = Number(argv.clients);
 const THREADS = Number(argv.threads);
 const TARGET = argv.target;
 const REFS = parseRefs(argv.ref);
+const OWN_SESSION = argv["own-session"] === "yes";
 const EXPORTS_CFG: Record<string, unknown> = {
   maxConcurrentExports: 4,
   maxExportsPerUser: 4,
   ...(argv.exports === undefined ? {} : (JSON.parse(argv.exports) as Record<string, unknown>)),
 };
-type WindowKind = "idle" | "parquet" | "csv" | "parquet4";
+/** Proxies per build: one per --variants entry (its settings over --exports; an `env` key is the
+ * proxy process's extra environment), so e.g. two niceness settings alternate in the same rounds. */
+interface Variant {
+  label: string;
+  exports: Record<string, unknown>;
+  env: Record<string, string>;
+  ownSession: boolean;
+}
+const VARIANTS: Variant[] =
+  argv.variants === undefined
+    ? [{ label: "", exports: EXPORTS_CFG, env: {}, ownSession: OWN_SESSION }]
+    : (JSON.parse(argv.variants) as Array<Record<string, unknown>>).map((v) => {
+        const { env, ownSession, ...exp } = v;
+        const label = JSON.stringify(v).replace(/["{}]/g, "").replace(/^env:/, "").replace(/C2S_/g, "");
+        return {
+          label,
+          exports: { ...EXPORTS_CFG, ...exp },
+          env: (env ?? {}) as Record<string, string>,
+          ownSession: (ownSession as boolean | undefined) ?? OWN_SESSION,
+        };
+      });
+type WindowKind = "idle" | "parquet" | "csv" | "parquet4" | "csv4";
 const KINDS = argv.windows.split(",").map((s) => s.trim()) as WindowKind[];
 for (const k of KINDS)
-  if (!["idle", "parquet", "csv", "parquet4"].includes(k)) throw new Error(`bad --windows ${argv.windows}`);
+  if (!["idle", "parquet", "csv", "parquet4", "csv4"].includes(k))
+    throw new Error(`bad --windows ${argv.windows}`);
 if (!Number.isInteger(ROWS) || ROWS <= 0) throw new Error(`bad --rows ${argv.rows}`);
 if (TARGET !== "file" && TARGET !== "s3") throw new Error(`bad --target ${TARGET}`);
 
@@ -111,13 +137,87 @@ interface WindowResult {
   /** The proxy's CPU in the window as a share of one core: main thread, all threads. */
   mainCpu: number;
   totalCpu: number;
+  /** The main thread's time runnable but waiting for a CPU, as a share of the window. */
+  mainWait: number;
+  /** The main thread's mean wait for a CPU each time it became runnable, ms. */
+  mainWaitEach: number;
+  /** CPU of the other threads with a niceness above 0 or a non-default policy (the exports'
+   * encoder and writer threads), as a share of one core; and their wait share per thread. */
+  lowCpu: number;
+  /** With --probe: the main thread's event-loop delay p99 and max, ms; GC time, ms. */
+  loopP99: number;
+  loopMax: number;
+  gcMs: number;
+  gcMaxMs: number;
+  /** GC ms by kind (1 minor, 2 major, 4 incremental marking, 8 weak callbacks). */
+  gcByKind: string;
 }
 
 const EXPORT_OPTS: Record<Exclude<WindowKind, "idle">, { opts: string; n: number }> = {
   parquet: { opts: "FORMAT = 'parquet', COMPRESSION = 'snappy'", n: 1 },
   csv: { opts: "FORMAT = 'csv'", n: 1 },
   parquet4: { opts: "FORMAT = 'parquet', COMPRESSION = 'snappy'", n: 4 },
+  csv4: { opts: "FORMAT = 'csv'", n: 4 },
 };
+
+/** Samples the proxy's threads while a window runs (encoder threads exit with their export, so
+ * their last sample stands for them). */
+class SchedSampler {
+  private first = new Map<number, ThreadSched>();
+  private last = new Map<number, ThreadSched>();
+  private timer: NodeJS.Timeout;
+  constructor(private pid: number) {
+    this.sample();
+    this.timer = setInterval(() => this.sample(), 200);
+  }
+  private sample(): void {
+    for (const [tid, s] of threadSched(this.pid)) {
+      if (!this.first.has(tid)) this.first.set(tid, s);
+      this.last.set(tid, s);
+    }
+  }
+  /** Main thread's wait, ns; CPU ns of the lowered threads. */
+  stop(): { mainWaitNs: number; lowCpuNs: number; mainSlices: number } {
+    clearInterval(this.timer);
+    this.sample();
+    let lowCpuNs = 0;
+    let mainWaitNs = 0;
+    let mainSlices = 0;
+    for (const [tid, s] of this.last) {
+      const f = this.first.get(tid)!;
+      if (tid === this.pid) {
+        mainWaitNs = s.waitNs - f.waitNs;
+        mainSlices = s.slices - f.slices;
+      } else if (s.nice > 0 || s.policy !== 0) lowCpuNs += s.cpuNs - f.cpuNs;
+    }
+    return { mainWaitNs, lowCpuNs, mainSlices };
+  }
+}
+
+/** With --probe: the proxy's loop-probe figures since the previous call (bench/lib/loop-probe.mjs). */
+async function probe(
+  proc: ProxyProc,
+  file: string,
+): Promise<{ p99: number; max: number; gcMs: number; gcMaxMs: number; gcByKind: object } | undefined> {
+  if (!argv.probe) return undefined;
+  const seq = (): number => {
+    try {
+      return (JSON.parse(readFileSync(file, "utf8")) as { seq: number }).seq;
+    } catch {
+      return 0;
+    }
+  };
+  const before = seq();
+  process.kill(proc.pid, "SIGUSR2");
+  for (let i = 0; i < 200 && seq() === before; i++) await new Promise((r) => setTimeout(r, 10));
+  return JSON.parse(readFileSync(file, "utf8")) as {
+    p99: number;
+    max: number;
+    gcMs: number;
+    gcMaxMs: number;
+    gcByKind: object;
+  };
+}
 
 async function main(): Promise<void> {
   // The SDK's Node-version notice, off the documented way (as vitest.config.ts and the CLI do).
@@ -132,6 +232,7 @@ async function main(): Promise<void> {
   log(`starting PostgreSQL${TARGET === "s3" ? " and moto" : ""}`);
   const [pg, moto] = await Promise.all([startPostgres(), TARGET === "s3" ? startMoto() : undefined]);
   const proxies: ProxyProc[] = [];
+  const units: Array<{ name: string; probeFile: string }> = [];
   cleanupOnSignal(() => rmSync(WORK, { recursive: true, force: true }));
   cleanupOnSignal(() => pg.stop());
   if (moto) cleanupOnSignal(() => moto.stop());
@@ -171,22 +272,29 @@ async function main(): Promise<void> {
     await resetS3();
     const s3Access = moto ?? { endpoint: "http://127.0.0.1:9", accessKeyId: "x", secretAccessKey: "x" };
     for (const b of builds)
-      proxies.push(
-        await startProxyProcess({
-          build: b,
-          pgPort: pg.port,
-          s3: s3Access,
-          work: WORK,
-          exports: EXPORTS_CFG,
-        }),
-      );
-    log(`proxies: ${builds.map((b, i) => `${b.name} pid ${proxies[i]!.pid}`).join(", ")}`);
+      for (const v of VARIANTS) {
+        const probeFile = join(WORK, `probe-${units.length}.json`);
+        units.push({ name: [b.name, v.label].filter((x) => x !== "").join(" "), probeFile });
+        proxies.push(
+          await startProxyProcess({
+            build: b,
+            pgPort: pg.port,
+            s3: s3Access,
+            work: WORK,
+            exports: v.exports,
+            ownSession: v.ownSession,
+            env: argv.probe ? { ...v.env, C2S_LOOP_PROBE_FILE: probeFile } : v.env,
+            nodeArgs: argv.probe ? ["--import", join(ROOT, "bench/lib/loop-probe.mjs")] : [],
+          }),
+        );
+      }
+    log(`proxies: ${units.map((u, i) => `${u.name} pid ${proxies[i]!.pid}`).join(", ")}`);
 
     let runNo = 0;
     const lastExportSecs = new Map<string, number>();
     const oneWindow = async (bi: number, kind: WindowKind): Promise<WindowResult> => {
       const proxy = proxies[bi]!;
-      const key = `${builds[bi]!.name} ${kind}`;
+      const key = `${units[bi]!.name} ${kind}`;
       const prev = lastExportSecs.get(key);
       const secs = kind === "idle" ? IDLE_SECS : prev === undefined ? SECS : Math.ceil(prev + 2);
       const bench = (port: number, name: string): Promise<Txns> =>
@@ -199,6 +307,8 @@ async function main(): Promise<void> {
           logPrefix: join(WORK, `pgbench-${name}-${runNo}`),
         });
       runNo++;
+      await probe(proxy, units[bi]!.probeFile);
+      let sampler = new SchedSampler(proxy.pid);
       const cpu0 = { main: cpuSeconds(proxy.pid, false, true), total: cpuSeconds(proxy.pid, false) };
       let t0 = performance.now();
       const runs = Promise.all([bench(proxy.port, "proxy"), bench(pg.port, "direct")]);
@@ -207,6 +317,8 @@ async function main(): Promise<void> {
       let fromUs = Number.NEGATIVE_INFINITY;
       let toUs = Number.POSITIVE_INFINITY;
       let cpu1 = cpu0;
+      let sched = { mainWaitNs: Number.NaN, lowCpuNs: Number.NaN, mainSlices: Number.NaN };
+      let loop: Awaited<ReturnType<typeof probe>>;
       if (kind !== "idle") {
         const { opts, n } = EXPORT_OPTS[kind];
         // Let both pgbench runs connect and get going before the export starts (not a test: a
@@ -215,6 +327,9 @@ async function main(): Promise<void> {
         fromUs = Date.now() * 1000;
         t0 = performance.now();
         const c0 = { main: cpuSeconds(proxy.pid, false, true), total: cpuSeconds(proxy.pid, false) };
+        sampler.stop();
+        sampler = new SchedSampler(proxy.pid);
+        await probe(proxy, units[bi]!.probeFile);
         await Promise.all(
           Array.from({ length: n }, async () => {
             const prefix = `iso-${++runNo}`;
@@ -227,14 +342,19 @@ async function main(): Promise<void> {
         );
         toUs = Date.now() * 1000;
         exportSecs = (performance.now() - t0) / 1000;
+        sched = sampler.stop();
+        loop = await probe(proxy, units[bi]!.probeFile);
         cpu1 = { main: cpuSeconds(proxy.pid, false, true), total: cpuSeconds(proxy.pid, false) };
         cpu0.main = c0.main;
         cpu0.total = c0.total;
         lastExportSecs.set(key, exportSecs);
       }
       const [px, dr] = await runs;
-      if (kind === "idle")
+      if (kind === "idle") {
         cpu1 = { main: cpuSeconds(proxy.pid, false, true), total: cpuSeconds(proxy.pid, false) };
+        sched = sampler.stop();
+        loop = await probe(proxy, units[bi]!.probeFile);
+      }
       const cpuSecs = kind === "idle" ? (performance.now() - t0) / 1000 : exportSecs;
       // Only while both runs were active, and (for an export window) the export ran.
       const [pa, pb] = activeSpanUs(px);
@@ -252,16 +372,26 @@ async function main(): Promise<void> {
         exportSecs,
         mainCpu: (cpu1.main - cpu0.main) / cpuSecs,
         totalCpu: (cpu1.total - cpu0.total) / cpuSecs,
+        mainWait: sched.mainWaitNs / 1e9 / cpuSecs,
+        mainWaitEach: sched.mainWaitNs / 1e6 / sched.mainSlices,
+        lowCpu: sched.lowCpuNs / 1e9 / cpuSecs,
+        loopP99: loop?.p99 ?? Number.NaN,
+        loopMax: loop?.max ?? Number.NaN,
+        gcMs: loop?.gcMs ?? Number.NaN,
+        gcMaxMs: loop?.gcMaxMs ?? Number.NaN,
+        gcByKind: JSON.stringify(loop?.gcByKind ?? {}, (_k, v: unknown) =>
+          typeof v === "number" ? Math.round(v) : v,
+        ).replace(/"/g, ""),
       };
     };
 
     // Every (proxy, window) once a round; order rotated each round, proxies interleaved.
     const slots: Array<[number, WindowKind]> = [];
-    for (const k of KINDS) for (let bi = 0; bi < builds.length; bi++) slots.push([bi, k]);
+    for (const k of KINDS) for (let bi = 0; bi < units.length; bi++) slots.push([bi, k]);
     for (let round = 0; round < ROUNDS; round++) {
       for (let i = 0; i < slots.length; i++) {
         const [bi, kind] = slots[(i + round) % slots.length]!;
-        const key = `${builds[bi]!.name} ${kind}`;
+        const key = `${units[bi]!.name} ${kind}`;
         const r = await oneWindow(bi, kind);
         results.set(key, [...(results.get(key) ?? []), r]);
         log(
@@ -269,7 +399,11 @@ async function main(): Promise<void> {
             `${Number.isNaN(r.exportSecs) ? "" : ` export ${r.exportSecs.toFixed(1)} s`}` +
             `  proxy p50 ${r.proxy.p50Ms.toFixed(2)} p99 ${r.proxy.p99Ms.toFixed(2)} ms ${fmtRate(r.proxy.tps)} tps` +
             `  direct p50 ${r.direct.p50Ms.toFixed(2)} p99 ${r.direct.p99Ms.toFixed(2)} ms ${fmtRate(r.direct.tps)} tps` +
-            `  p99 ratio ${(r.proxy.p99Ms / r.direct.p99Ms).toFixed(2)}  proxy CPU main ${(r.mainCpu * 100).toFixed(0)}% all ${(r.totalCpu * 100).toFixed(0)}%` +
+            `  p99 ratio ${(r.proxy.p99Ms / r.direct.p99Ms).toFixed(2)}  proxy CPU main ${(r.mainCpu * 100).toFixed(0)}% all ${(r.totalCpu * 100).toFixed(0)}% lowered ${(r.lowCpu * 100).toFixed(0)}%` +
+            `  main waits ${(r.mainWait * 100).toFixed(1)}% (${r.mainWaitEach.toFixed(2)} ms each)` +
+            (argv.probe
+              ? `  loop delay p99 ${r.loopP99.toFixed(1)} max ${r.loopMax.toFixed(1)} ms, GC ${r.gcMs.toFixed(0)} ms (max ${r.gcMaxMs.toFixed(1)}, by kind ${r.gcByKind})`
+              : "") +
             `  load ${loadavg()[0]!.toFixed(1)}`,
         );
       }
@@ -280,46 +414,55 @@ async function main(): Promise<void> {
     await pg.stop();
     rmSync(WORK, { recursive: true, force: true });
   }
-  printSummary(builds, results, { started, load0, load1: loadavg() });
+  printSummary(
+    units.map((u) => u.name),
+    results,
+    { started, load0, load1: loadavg() },
+  );
 }
 
 function printSummary(
-  builds: ProxyBuild[],
+  names: string[],
   results: Map<string, WindowResult[]>,
   meta: { started: Date; load0: number[]; load1: number[] },
 ): void {
   const out: string[] = [];
   out.push(
-    `\n## bench/isolation.ts — ${meta.started.toISOString().slice(0, 16).replace("T", " ")} UTC, proxy ${builds.map((b) => b.name).join(" vs ")}, ${ROWS.toLocaleString("en-US")} rows, target ${TARGET}, ${ROUNDS} rounds`,
+    `\n## bench/isolation.ts — ${meta.started.toISOString().slice(0, 16).replace("T", " ")} UTC, proxy ${names.join(" vs ")}, ${ROWS.toLocaleString("en-US")} rows, target ${TARGET}, ${ROUNDS} rounds`,
   );
   out.push(
     `${cpus().length} cores, load average ${meta.load0.map((l) => l.toFixed(1)).join("/")} at start, ${meta.load1.map((l) => l.toFixed(1)).join("/")} at end; ` +
-      `pgbench -n -S -c ${CLIENTS} -j ${THREADS} through the proxy and direct at the same time, scale ${argv.scale}; exports settings ${JSON.stringify(EXPORTS_CFG)}\n`,
+      `pgbench -n -S -c ${CLIENTS} -j ${THREADS} through the proxy and direct at the same time, scale ${argv.scale}; exports settings ${JSON.stringify(EXPORTS_CFG)}${argv.variants ? `, variants ${argv.variants}` : ""}\n`,
   );
   out.push(
-    "| proxy | window | window s | export s | proxy p50 / p99 ms | direct p50 / p99 ms | proxy / direct tps | **p99 proxy/direct** | target | proxy p99 / its idle p99 | proxy CPU main / all |",
+    "| proxy | window | window s | export s | proxy p50 / p99 ms | direct p50 / p99 ms | proxy / direct tps | **p99 proxy/direct** | target | proxy p99 / its idle p99 | proxy CPU main / all / lowered threads | main thread waiting for a CPU |" +
+      (argv.probe ? " event-loop delay p99 / max ms | GC ms |" : ""),
   );
-  out.push("|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|");
+  out.push(`|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|${argv.probe ? "---:|---:|" : ""}`);
   const m = (rs: WindowResult[], f: (r: WindowResult) => number): number => median(rs.map(f));
   const ratios: string[] = [];
-  for (const b of builds) {
-    const idle = results.get(`${b.name} idle`);
+  for (const name of names) {
+    const idle = results.get(`${name} idle`);
     for (const kind of KINDS) {
-      const rs = results.get(`${b.name} ${kind}`);
+      const rs = results.get(`${name} ${kind}`);
       if (!rs) continue;
       const ratio = m(rs, (r) => r.proxy.p99Ms / r.direct.p99Ms);
       const target = kind === "idle" ? 1.5 : 2;
       const vsIdle =
         idle && kind !== "idle" ? m(rs, (r) => r.proxy.p99Ms) / m(idle, (r) => r.proxy.p99Ms) : Number.NaN;
       out.push(
-        `| ${b.name} | ${kind} | ${m(rs, (r) => r.secs).toFixed(1)} | ${kind === "idle" ? "–" : m(rs, (r) => r.exportSecs).toFixed(1)} | ` +
+        `| ${name} | ${kind} | ${m(rs, (r) => r.secs).toFixed(1)} | ${kind === "idle" ? "–" : m(rs, (r) => r.exportSecs).toFixed(1)} | ` +
           `${m(rs, (r) => r.proxy.p50Ms).toFixed(2)} / ${m(rs, (r) => r.proxy.p99Ms).toFixed(2)} | ` +
           `${m(rs, (r) => r.direct.p50Ms).toFixed(2)} / ${m(rs, (r) => r.direct.p99Ms).toFixed(2)} | ` +
           `${fmtRate(m(rs, (r) => r.proxy.tps))} / ${fmtRate(m(rs, (r) => r.direct.tps))} | ` +
           `**${ratio.toFixed(2)}** (${rs.map((r) => (r.proxy.p99Ms / r.direct.p99Ms).toFixed(2)).join(", ")}) | ≤ ${target}: ${ratio <= target ? "MET" : "MISSED"} | ` +
-          `${Number.isNaN(vsIdle) ? "–" : vsIdle.toFixed(2)} | ${(m(rs, (r) => r.mainCpu) * 100).toFixed(0)}% / ${(m(rs, (r) => r.totalCpu) * 100).toFixed(0)}% |`,
+          `${Number.isNaN(vsIdle) ? "–" : vsIdle.toFixed(2)} | ${(m(rs, (r) => r.mainCpu) * 100).toFixed(0)}% / ${(m(rs, (r) => r.totalCpu) * 100).toFixed(0)}% / ${(m(rs, (r) => r.lowCpu) * 100).toFixed(0)}% | ` +
+          `${(m(rs, (r) => r.mainWait) * 100).toFixed(1)}% (${m(rs, (r) => r.mainWaitEach).toFixed(2)} ms each) |` +
+          (argv.probe
+            ? ` ${m(rs, (r) => r.loopP99).toFixed(1)} / ${m(rs, (r) => r.loopMax).toFixed(1)} | ${m(rs, (r) => r.gcMs).toFixed(0)} |`
+            : ""),
       );
-      ratios.push(`${b.name} ${kind}: ${ratio.toFixed(2)} (target ≤ ${target})`);
+      ratios.push(`${name} ${kind}: ${ratio.toFixed(2)} (target ≤ ${target})`);
     }
   }
   out.push(

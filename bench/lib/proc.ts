@@ -68,3 +68,43 @@ export function procStatusKb(pid: number, field: "VmHWM" | "VmRSS"): number {
 /** The postmaster's pid of a throwaway PostgreSQL (test/support/postgres.ts's `dir`). */
 export const postmasterPid = (pgDir: string): number =>
   Number(readFileSync(`${pgDir}/data/postmaster.pid`, "utf8").split("\n")[0]);
+
+/** One thread's scheduler figures: CPU time and time spent runnable but waiting for a CPU
+ * (/proc/<pid>/task/<tid>/schedstat: run time ns, run-queue wait ns, time slices), its niceness
+ * and scheduling policy (0 SCHED_OTHER, 3 SCHED_BATCH, 5 SCHED_IDLE) from its stat. */
+export interface ThreadSched {
+  cpuNs: number;
+  waitNs: number;
+  slices: number;
+  nice: number;
+  policy: number;
+}
+
+/** Every live thread of a process by tid. */
+export function threadSched(pid: number): Map<number, ThreadSched> {
+  const out = new Map<number, ThreadSched>();
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  for (const tid of tids) {
+    try {
+      const [cpu, wait, slices] = readFileSync(`/proc/${pid}/task/${tid}/schedstat`, "utf8").split(" ");
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      // After "(comm) " index i is field i + 3 of proc(5): nice is field 19, policy field 41.
+      out.set(Number(tid), {
+        cpuNs: Number(cpu),
+        waitNs: Number(wait),
+        slices: Number(slices),
+        nice: Number(f[16]),
+        policy: Number(f[38]),
+      });
+    } catch {
+      // the thread exited
+    }
+  }
+  return out;
+}

@@ -82,6 +82,12 @@ export interface StartProxyOptions {
   /** The config's `exports` object (e.g. from `--exports JSON`). */
   exports?: Record<string, unknown>;
   nodeArgs?: string[];
+  /** More environment for the proxy process (and so its threads). */
+  env?: Record<string, string>;
+  /** Start the proxy in a session of its own (setsid), as a service runs: with the kernel's
+   * autogroup scheduling (sched_autogroup_enabled) a session's threads share one CPU share, so a
+   * proxy left in the bench's session shares it with the bench's pgbench clients. */
+  ownSession?: boolean;
   /** Append the proxy's stdout/stderr here, at log level info (else level warn, kept in memory). */
   logFile?: string;
 }
@@ -123,7 +129,8 @@ export async function startProxyProcess(o: StartProxyOptions): Promise<ProxyProc
     ],
     {
       stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, K: o.s3.accessKeyId, S: o.s3.secretAccessKey },
+      detached: o.ownSession ?? false,
+      env: { ...process.env, ...o.env, K: o.s3.accessKeyId, S: o.s3.secretAccessKey },
     },
   );
   let err = "";

@@ -1,0 +1,49 @@
+// Loaded into a proxy under measurement with `node --import <this file>` (bench/isolation.ts
+// --probe): the relay's event-loop delay (perf_hooks.monitorEventLoopDelay, 1 ms resolution) and
+// its garbage collections, per window. On SIGUSR2 it writes what it saw since the previous SIGUSR2
+// to $C2S_LOOP_PROBE_FILE as one JSON line (with a sequence number the bench waits for) and starts
+// over. Encoder threads start without the process's node options, so this runs on the main
+// thread only.
+import { renameSync, writeFileSync } from "node:fs";
+import { monitorEventLoopDelay, PerformanceObserver } from "node:perf_hooks";
+
+const file = process.env.C2S_LOOP_PROBE_FILE;
+if (file) {
+  const h = monitorEventLoopDelay({ resolution: 1 });
+  h.enable();
+  let gc = { n: 0, ms: 0, maxMs: 0, byKind: {} };
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      gc.n++;
+      // detail.kind: 1 minor (scavenge), 2 major (mark-compact), 4 incremental marking, 8 weak callbacks
+      const k = e.detail?.kind ?? 0;
+      gc.byKind[k] = (gc.byKind[k] ?? 0) + e.duration;
+      gc.ms += e.duration;
+      gc.maxMs = Math.max(gc.maxMs, e.duration);
+    }
+  }).observe({ entryTypes: ["gc"] });
+  let seq = 0;
+  process.on("SIGUSR2", () => {
+    const ms = (ns) => ns / 1e6;
+    // Whole or not at all: the bench reads the file as soon as it changes.
+    writeFileSync(
+      `${file}.tmp`,
+      `${JSON.stringify({
+        seq: ++seq,
+        p50: ms(h.percentile(50)),
+        p99: ms(h.percentile(99)),
+        max: ms(h.max),
+        mean: ms(h.mean),
+        gcN: gc.n,
+        gcMs: gc.ms,
+        gcMaxMs: gc.maxMs,
+        gcByKind: gc.byKind,
+        heapMB: process.memoryUsage().heapUsed / 2 ** 20,
+        externalMB: process.memoryUsage().external / 2 ** 20,
+      })}\n`,
+    );
+    renameSync(`${file}.tmp`, file);
+    h.reset();
+    gc = { n: 0, ms: 0, maxMs: 0, byKind: {} };
+  });
+}
