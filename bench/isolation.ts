@@ -3,9 +3,16 @@
 // proxy and straight to PostgreSQL, idle and while exports run, p50/p99/tps per window.
 //
 //   npx tsx bench/isolation.ts [--rows 5000000] [--rounds 2] [--secs 15] [--idle-secs 10]
-//                              [--windows idle,parquet,csv,parquet4] [--target file|s3]
-//                              [--ref COMMIT[,COMMIT2]] [--exports JSON] [--clients 4] [--threads 2]
+//                              [--windows idle,parquet,csv,parquet4,csv4] [--target file|s3]
+//                              [--ref COMMIT[,COMMIT2]] [--exports JSON] [--variants JSON-ARRAY]
+//                              [--probe] [--own-session yes|no] [--clients 4] [--threads 2]
 //                              [--scale 10] [--no-build]
+//
+// --variants '[{"workerPolicy":"nice"},{"workerPolicy":"idle"}]': one proxy per build and entry
+// (its settings over --exports; an "env" object is extra environment, "ownSession" overrides
+// --own-session), all alternating in the same rounds. --own-session yes starts the proxies with
+// setsid (see docs/isolation.md on autogroups). --probe loads bench/lib/loop-probe.mjs into each
+// proxy and prints its event-loop delay and GC per window.
 //
 // Set-up: a throwaway PostgreSQL (test/support/postgres.ts) with `pgbench -i -s 10` tables and the
 // export table t_<rows> (bench/lib/bench-table.ts, the one bench/export.ts uses), exports going to
@@ -23,6 +30,7 @@
 //   parquet    one `COPY t TO '…' WITH (FORMAT = 'parquet', COMPRESSION = 'snappy')` through the proxy
 //   csv        one `… WITH (FORMAT = 'csv')`
 //   parquet4   four Parquet exports at once (one user, four sessions)
+//   csv4       four CSV exports at once
 // For an export window pgbench starts first, the export(s) 1 s later, and only transactions that
 // ended between the exports' start and the last export's end count (from pgbench's per-transaction
 // log: latency and completion time, so p50/p99 are computed here, over exactly those). pgbench's
@@ -32,7 +40,9 @@
 // Printed per proxy and window (medians over rounds): p50/p99/tps through the proxy and direct, the
 // per-round ratio p99 proxy/direct (median), the proxy's p99 beside its idle p99, the export's
 // duration, and the proxy's CPU in the window: main thread (the event loop) and all threads, as
-// a share of one core (/proc/<pid>/task/<pid>/stat, /proc/<pid>/stat). Targets (issue #13):
+// a share of one core (/proc/<pid>/task/<pid>/stat, /proc/<pid>/stat), the CPU of the threads with
+// a niceness or a scheduling class of their own (the exports' encoder and writer threads), and how
+// much of the window the main thread was runnable but waiting for a CPU (its schedstat). Targets (issue #13):
 // p99(proxy)/p99(direct) ≤ 2 during exports, ≤ 1.5 idle.
 import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";

@@ -65,6 +65,11 @@ export interface ExportLimits {
    * start (autoEncoderThreads).
    */
   encoderThreads: number;
+  /**
+   * "idle": each encoder thread also moves itself to Linux's SCHED_IDLE class (it runs only on CPU
+   * time no ordinary thread wants); "nice": its niceness alone (docs/isolation.md).
+   */
+  workerPolicy: "idle" | "nice";
 }
 
 /**
@@ -358,6 +363,13 @@ export const SETTINGS: readonly SettingHelp[] = [
       'encoder threads per export, each writing its own files mz-<id>-batch-<BBBB>-<NNNN>; "auto" = cores - 1, from 1 to 4',
   },
   {
+    key: "exports.workerPolicy",
+    default: "idle",
+    example: '"exports": { "workerPolicy": "nice" }',
+    meaning:
+      "idle: encoder threads also run as SCHED_IDLE (Linux, via util-linux chrt), using only CPU time nothing else wants; nice: their niceness alone",
+  },
+  {
     key: "exports.s3MaxAttempts",
     default: "5",
     example: '"exports": { "s3MaxAttempts": 8 }',
@@ -466,6 +478,7 @@ export const DEFAULT_EXPORT_LIMITS: ExportLimits = {
   stallTimeoutMs: 600_000,
   workerNice: 10,
   encoderThreads: 1,
+  workerPolicy: "idle",
 };
 
 export function parseHostPort(s: string, what: string): HostPort {
@@ -654,6 +667,11 @@ function resolveSettings(
             1,
             64,
           ),
+    workerPolicy: oneOf(
+      String(fileExports.workerPolicy ?? DEFAULT_EXPORT_LIMITS.workerPolicy),
+      ["idle", "nice"],
+      "exports.workerPolicy",
+    ),
   };
   exportsCfg.maxExportsPerUser = positiveInt(
     pick(v["max-exports-per-user"], "C2S_MAX_EXPORTS_PER_USER", "maxExportsPerUser") ??

@@ -132,8 +132,9 @@ class Export {
       this.store = this.openStore(target, conn);
       // Their start-up overlaps the preflight's round trips instead of following them.
       const spec = this.encoderSpec(columns);
+      const { workerNice, workerPolicy } = this.deps.config.exports;
       for (let k = 0; k < this.deps.config.exports.encoderThreads; k++)
-        this.encoders.push(new EncoderThread(spec, { nice: this.deps.config.exports.workerNice }));
+        this.encoders.push(new EncoderThread(spec, { nice: workerNice, idle: workerPolicy === "idle" }));
       this.report.phase("preflight");
       await this.preflight().catch((e: unknown) => {
         throw explainAwsSetup(e, conn);

@@ -99,6 +99,7 @@ describe("an export's rows are encoded off the relay's thread", () => {
     expect(await lines("csv")).toBe(20000);
     expect(onRelayThread.encoders).toBe(0);
     expect(started.map((t) => t.nice)).toEqual([10, 10]);
+    expect(started.map((t) => t.idle)).toEqual([true, true]); // exports.workerPolicy "idle", the default
   });
 
   test("a blocked encoder thread: other sessions are answered, the export's upstream waits, its queue stays bounded", async () => {

@@ -53,7 +53,8 @@ const threadCount = (): number =>
   Number(/^Threads:\s+(\d+)/m.exec(readFileSync("/proc/self/status", "utf8"))![1]);
 
 /** Niceness of each of this process's threads (field 19 of /proc/<pid>/task/<tid>/stat). */
-function niceOfThreads(): number[] {
+/** Field `n` of proc(5)'s stat (19 niceness, 41 scheduling policy) of every thread of this process. */
+function statOfThreads(n: number): number[] {
   return readdirSync("/proc/self/task").flatMap((tid) => {
     let stat: string;
     try {
@@ -61,9 +62,13 @@ function niceOfThreads(): number[] {
     } catch {
       return []; // ended meanwhile
     }
-    return [Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16])];
+    return [Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[n - 3])];
   });
 }
+const niceOfThreads = (): number[] => statOfThreads(19);
+/** sched(7): SCHED_OTHER 0, SCHED_IDLE 5. */
+const policyOfThreads = (): number[] => statOfThreads(41);
+const SCHED_IDLE = 5;
 
 const csvSpec = (maxFileSize = 1 << 30): EncoderSpec => ({
   format: "csv",
@@ -85,8 +90,8 @@ afterEach(() => {
   delete encoderThreadTestHooks.gate;
 });
 
-async function start(spec: EncoderSpec, nice = 10): Promise<EncoderThread> {
-  const t = new EncoderThread(spec, { nice });
+async function start(spec: EncoderSpec, nice = 10, idle = false): Promise<EncoderThread> {
+  const t = new EncoderThread(spec, { nice, idle });
   threads.push(t);
   await t.ready();
   return t;
@@ -204,8 +209,31 @@ describe("encoder thread", () => {
     // This thread and the writer thread (started from it, so at its priority).
     expect(niceOfThreads().filter((n) => n === 13)).toHaveLength(2);
     expect(niceOfThreads().filter((n) => n === 0).length).toBeGreaterThan(0); // this one
+    expect(t.idle).toBe(false);
+    expect(policyOfThreads().filter((p) => p === SCHED_IDLE)).toHaveLength(0);
     t.dispose();
     await waitUntil("the encoder and writer threads to end", () => !niceOfThreads().includes(13), 10_000);
+  });
+
+  test("with idle, the thread and the Parquet writer it starts run as SCHED_IDLE; the relay stays ordinary", async () => {
+    const columns: ColumnInfo[] = [{ name: "n", typeOid: 23, typeMod: -1 }];
+    const t = await start(
+      { format: "parquet", options: { compression: "snappy", maxFileSize: 1 << 30, columns } },
+      13,
+      true,
+    );
+    expect(t.idle).toBe(true);
+    // This thread and the writer thread (started from it, so in its class), at their niceness.
+    expect(policyOfThreads().filter((p) => p === SCHED_IDLE)).toHaveLength(2);
+    expect(niceOfThreads().filter((n) => n === 13)).toHaveLength(2);
+    const self = readFileSync("/proc/thread-self/stat", "utf8"); // the thread that relays, here the test's
+    expect(Number(self.slice(self.lastIndexOf(")") + 2).split(" ")[41 - 3])).toBe(0);
+    t.dispose();
+    await waitUntil(
+      "the encoder and writer threads to end",
+      () => !policyOfThreads().includes(SCHED_IDLE),
+      10_000,
+    );
   });
 
   test("an abort ends the thread at once, even one that is blocked", async () => {

@@ -92,6 +92,8 @@ function profilerArgs(): string[] {
 export interface EncoderThreadOptions {
   /** Niceness of the thread (0 = the relay's own priority, 19 = the lowest). */
   nice: number;
+  /** SCHED_IDLE for the thread (Linux): it runs only on CPU time nothing else wants. */
+  idle?: boolean;
 }
 
 /** The result format to request per column: 0 text, 1 binary (what the encoder will expect). */
@@ -122,6 +124,8 @@ export class EncoderThread {
   readonly resultFormats: readonly number[];
   /** The niceness the thread runs at, once started (NaN where the platform has none per thread). */
   nice = Number.NaN;
+  /** Whether the thread runs in the SCHED_IDLE class, once started. */
+  idle = false;
   private readonly worker: Worker;
   private sink: FileSink | null = null;
   private onError: ((err: PgError) => void) | null = null;
@@ -139,7 +143,7 @@ export class EncoderThread {
   constructor(spec: EncoderSpec, opts: EncoderThreadOptions) {
     this.resultFormats = resultFormatsOf(spec);
     const entry = workerEntry();
-    const data: EncoderWorkerData = { spec, nice: opts.nice };
+    const data: EncoderWorkerData = { spec, nice: opts.nice, idle: opts.idle ?? false };
     if (encoderThreadTestHooks.gate !== undefined) data.gate = encoderThreadTestHooks.gate;
     // None of the process's node options but the profiler's: inherited ones break the thread —
     // `--input-type` (`node --input-type=module -e …`) is refused for a file, and `--import`
@@ -345,6 +349,7 @@ export class EncoderThread {
           break;
         case "ready":
           this.nice = m.nice;
+          this.idle = m.idle;
           this.onStarted?.resolve();
           break;
       }

@@ -1,6 +1,8 @@
 // An export's encoder thread: runs the export's RowEncoder on the DataRow batches the relay's
 // thread sends, and sends the encoded file bytes back. Everything that scales with rows happens
 // here, at a lower priority than the relay (see docs/isolation.md).
+import { execFileSync } from "node:child_process";
+import { readlinkSync } from "node:fs";
 import { getPriority, setPriority } from "node:os";
 import { parentPort, workerData } from "node:worker_threads";
 import { createEncoder } from "../create-encoder.js";
@@ -79,7 +81,26 @@ class PortSink implements FileSink {
   }
 }
 
+/**
+ * Puts this thread in the SCHED_IDLE class: it runs only when no ordinary thread wants the CPU,
+ * and an ordinary thread that wakes (the relay, with a client's query) takes the CPU from it at
+ * once, where niceness only weighs the shares. Linux lets an unprivileged thread move itself to
+ * SCHED_IDLE (sched(7)); Node has no call for it, so util-linux's `chrt` does it for this thread's
+ * id. Threads started from here (the Parquet writer) inherit the class. Without /proc, chrt or
+ * the permission the thread keeps its niceness alone.
+ */
+function idleClass(): boolean {
+  try {
+    const tid = readlinkSync("/proc/thread-self").split("/").pop()!;
+    execFileSync("chrt", ["--idle", "--pid", "0", tid], { stdio: "ignore", timeout: 10_000 });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 const nice = lowerPriority(data.nice);
+const idle = data.idle === true && idleClass();
 const sink = new PortSink();
 let encoder: RowEncoder | null = null;
 let failed = false;
@@ -119,7 +140,7 @@ let queue: Promise<void> = wasm
   .then(
     (e) => {
       encoder = e;
-      post({ t: "ready", nice });
+      post({ t: "ready", nice, idle });
     },
     (e: unknown) => {
       failed = true;

@@ -9,6 +9,8 @@ export interface EncoderWorkerData {
   spec: EncoderSpec;
   /** Niceness the thread gives itself (Linux: per thread); never lower than it inherits. */
   nice: number;
+  /** Whether the thread moves itself to SCHED_IDLE (Linux), below every niceness. */
+  idle?: boolean;
   /** Tests only: while gate[0] is 1 the thread blocks before each batch of rows. */
   gate?: Int32Array;
 }
@@ -23,7 +25,7 @@ export type ToEncoder =
 
 /** Encoder thread → driver, in the order things happened there. */
 export type FromEncoder =
-  | { t: "ready"; nice: number }
+  | { t: "ready"; nice: number; idle: boolean }
   /** A batch of rows is encoded (and its flush, if it made one due, has been awaited). */
   | { t: "ack"; buf: ArrayBuffer; len: number }
   | { t: "open"; index: number }
