@@ -93,6 +93,16 @@ describe("configuration", () => {
     expect(() => loadConfig(["--config", file(obj)], {})).toThrow(msg);
   });
 
+  test("exports.workerPolicy: idle by default, nice on request, anything else refused", () => {
+    expect(loadConfig([], {}).config.exports.workerPolicy).toBe("idle");
+    const nice = file({ exports: { workerPolicy: "nice" } });
+    expect(loadConfig(["--config", nice], {}).config.exports.workerPolicy).toBe("nice");
+    const bad = file({ exports: { workerPolicy: "batch" } });
+    expect(() => loadConfig(["--config", bad], {})).toThrow(
+      'exports.workerPolicy: expected one of idle, nice, got "batch"',
+    );
+  });
+
   test("a key set by a flag as well is still known in the file (no false unknown)", () => {
     const p = file({ upstream: "db:1", maxConcurrentExports: 2, exports: { maxConcurrentExports: 3 } });
     expect(
