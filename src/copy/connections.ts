@@ -16,7 +16,8 @@ import { fromTemporaryCredentials } from "@aws-sdk/credential-providers";
 import { PgError, SqlState } from "../errors.js";
 import { FileStore } from "./storage/file-store.js";
 import { type ObjectStore, resolveStoreOptions, type StoreOptions } from "./storage/object-store.js";
-import { createS3Client, type S3ClientSettings, S3Store } from "./storage/s3-store.js";
+import { createS3Client, type S3ClientSettings } from "./storage/s3-client.js";
+import { S3Store } from "./storage/s3-store.js";
 import type { TargetUrl } from "./storage/target-url.js";
 
 /** Configuration errors are found at start, before the proxy listens. */

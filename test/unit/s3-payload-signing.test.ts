@@ -4,7 +4,7 @@
 import { createHash } from "node:crypto";
 import { PutObjectCommand, type S3Client, UploadPartCommand } from "@aws-sdk/client-s3";
 import { describe, expect, test } from "vitest";
-import { createS3Client } from "../../src/copy/storage/s3-store.js";
+import { createS3Client } from "../../src/copy/storage/s3-client.js";
 
 interface Sent {
   protocol: string;
