@@ -1,5 +1,6 @@
 // Wires the COPY TO S3 feature into the proxy's CopyHook seam.
 import type { Config } from "../config.js";
+import { keepSpareEncoderThread } from "../encoders/worker/encoder-thread.js";
 import type { Logger } from "../log.js";
 import type { CopyHook } from "../proxy/copy-hook.js";
 import { loadConnections } from "./connections.js";
@@ -31,6 +32,8 @@ export async function createCopyHook(config: Config, log: Logger): Promise<CopyT
     config.exports.maxExportsPerUser,
   );
   const deps = { config, connections: load(config), limiter };
+  // An export's encoder thread is kept for the next export until the proxy shuts down.
+  const releaseSpare = keepSpareEncoderThread();
   return {
     recognize: (sql, upstreamParameters) =>
       parseCopyTo(sql, { dialect: upstreamKindOf(config.upstreamKind, upstreamParameters) }),
@@ -42,5 +45,6 @@ export async function createCopyHook(config: Config, log: Logger): Promise<CopyT
       deps.connections = connections;
       limiter.reconfigure(next.exports);
     },
+    shutdown: releaseSpare,
   };
 }

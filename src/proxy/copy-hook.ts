@@ -98,6 +98,11 @@ export interface CopyHook<S = any> {
   parameters?(stmt: S): number;
   /** The statement as an error refusing it names it (e.g. "SHOW COPY_TO_S3 JOBS"); absent: a COPY. */
   label?(stmt: S): string;
+  /**
+   * The proxy is shutting down: no statement starts any more. Let go of what is kept ready for
+   * later ones (an idle encoder thread); running exports finish or are aborted as before.
+   */
+  shutdown?(): void;
 }
 
 /** Rows the proxy answers a statement with itself (text columns), and the command tag. */

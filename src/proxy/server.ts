@@ -313,6 +313,7 @@ export async function startProxy(config: Config, log: Logger, copy: CopyHook | n
     deadline = Math.min(deadline, Date.now() + drainTimeoutMs);
     shutdownPromise ??= (async () => {
       stopping = true;
+      copy?.shutdown?.();
       const closed = new Promise<void>((r) => server.close(() => r()));
       for (const h of handshakes) h.destroy();
       for (const s of sessions) s.requestShutdown();

@@ -64,6 +64,7 @@ export function withScheduleConsole(
       const result = answer(stmt, scheduler, ctx.user, operatorsOf);
       return { rows: result.rows.length, result };
     },
+    shutdown: () => inner.shutdown?.(),
   };
 }
 

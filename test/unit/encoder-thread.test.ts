@@ -11,6 +11,8 @@ import {
   BATCH_BYTES,
   EncoderThread,
   encoderThreadTestHooks,
+  keepSpareEncoderThread,
+  spareEncoderThreadId,
   WINDOW_BYTES,
 } from "../../src/encoders/worker/encoder-thread.js";
 import { waitUntil } from "../support/export-checks.js";
@@ -252,5 +254,89 @@ describe("encoder thread", () => {
     await expect(finishing).rejects.toMatchObject({ message: "cancelled" });
     expect(errors).toEqual([]); // the driver aborted: it already knows why
     await waitUntil("the blocked encoder thread to end", () => threadCount() <= before, 10_000);
+  });
+});
+
+describe("the kept encoder thread", () => {
+  test("a finished export's thread serves the next one (CSV after Parquet after CSV, same bytes as in-thread), only while kept; a failed one is ended; releasing ends the idle one", async () => {
+    const before = threadCount();
+    const release = keepSpareEncoderThread();
+    try {
+      const rows = Array.from({ length: 3000 }, (_, i) =>
+        dataRow([String(i), `n "${i}", ${"x".repeat(i % 40)}`]),
+      );
+      const run = Buffer.concat(rows);
+      const direct = new MemorySink();
+      const enc = createCsvEncoder((csvSpec() as Extract<EncoderSpec, { format: "csv" }>).options, direct);
+      enc.writeRows(run, 0, run.length);
+      await enc.finish();
+      // One binary int4 value (Parquet asks for binary results).
+      const int4Row = Buffer.from([0x44, 0, 0, 0, 14, 0, 1, 0, 0, 0, 4, 0, 0, 0, 7]);
+      const exportOnce = async (spec: EncoderSpec, nice = 10): Promise<{ id: number; sink: MemorySink }> => {
+        const sink = new MemorySink();
+        const t = new EncoderThread(spec, { nice });
+        threads.push(t);
+        const id = t.threadId; // an ended thread's reads -1
+        t.attach(sink, new AbortController().signal, (e) => {
+          throw e;
+        });
+        const r = spec.format === "csv" ? run : int4Row;
+        t.writeRows(r, 0, r.length);
+        await t.finish();
+        return { id, sink };
+      };
+      const parquet: EncoderSpec = {
+        format: "parquet",
+        options: {
+          compression: "snappy",
+          maxFileSize: 1 << 30,
+          columns: [{ name: "n", typeOid: 23, typeMod: -1 }],
+        },
+      };
+      const first = await exportOnce(csvSpec());
+      expect(spareEncoderThreadId()).toBe(first.id);
+      const withOne = threadCount();
+      const second = await exportOnce(parquet);
+      expect(second.id).toBe(first.id);
+      // The Parquet encoder's writer thread ended with its export; the kept thread stays alone.
+      await waitUntil("the writer thread to end", () => threadCount() <= withOne, 10_000);
+      expect(second.sink.files).toHaveLength(1);
+      expect(Buffer.concat(second.sink.files[0]!.chunks).subarray(0, 4).toString()).toBe("PAR1");
+      const third = await exportOnce(csvSpec());
+      expect(third.id).toBe(first.id);
+      expect(third.sink.texts()).toEqual(direct.texts());
+      // Another niceness (a SIGHUP changed it): not that thread.
+      const other = await exportOnce(csvSpec(), 12);
+      expect(other.id).not.toBe(first.id);
+      expect(spareEncoderThreadId()).toBe(other.id);
+      // A failed export's thread is ended, not kept.
+      const failing = new EncoderThread(
+        {
+          format: "parquet",
+          options: {
+            ...parquet.options,
+            columns: [{ name: "n", typeOid: 23, typeMod: -1, nullable: false }],
+          },
+        },
+        { nice: 12 },
+      );
+      threads.push(failing);
+      expect(failing.threadId).toBe(other.id);
+      const failed = new Promise<unknown>((resolve) =>
+        failing.attach(new MemorySink(), new AbortController().signal, resolve),
+      );
+      const nullRow = dataRow([null]);
+      failing.writeRows(nullRow, 0, nullRow.length);
+      await expect(failing.finish()).rejects.toMatchObject({ code: "22004" });
+      await failed;
+      failing.dispose();
+      expect(spareEncoderThreadId()).toBeNull();
+      const last = await exportOnce(csvSpec());
+      expect(spareEncoderThreadId()).toBe(last.id);
+    } finally {
+      release();
+    }
+    expect(spareEncoderThreadId()).toBeNull();
+    await waitUntil("the idle thread to end", () => threadCount() <= before, 10_000);
   });
 });

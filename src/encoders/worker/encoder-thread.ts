@@ -35,6 +35,99 @@ export const encoderThreadTestHooks: {
   started?: (thread: EncoderThread) => void;
 } = {};
 
+/** A started encoder thread: serving an export, or idle between two. */
+interface PooledThread {
+  worker: Worker;
+  /** The niceness it was started with (it cannot be lowered again without privileges). */
+  nice: number;
+  /** Whether it was asked to run in SCHED_IDLE (it cannot leave that class without privileges). */
+  idle: boolean;
+  /** parquet-wasm has been sent to it (once per thread). */
+  hasWasm: boolean;
+}
+
+/**
+ * The idle thread kept for the next export, at most one. A thread that has encoded an export is
+ * kept rather than ended: a fresh one costs its start-up (~0.1 CPU-s, 170–270 ms here) and, more,
+ * its first rows run cold code — the first 100k CSV rows took 200–250 ms in a fresh isolate and
+ * 60–90 ms in a warm one. Idle, it is unref'd (it never keeps the process alive) and does nothing.
+ */
+let spare: PooledThread | null = null;
+/** Proxies running and not shutting down: a spare is kept only while there is one. */
+let spareKeepers = 0;
+
+/**
+ * Removes the listeners of whoever used the thread last. Not removeAllListeners(): Worker's own
+ * 'newListener'/'removeListener' hooks, which ref its message port, must stay.
+ */
+function unlisten(w: Worker): void {
+  for (const event of ["message", "error", "exit"]) w.removeAllListeners(event);
+}
+
+function endIdle(p: PooledThread): void {
+  unlisten(p.worker);
+  void p.worker.terminate();
+}
+
+/**
+ * A proxy keeps an idle encoder thread for its next export from now until the returned function
+ * is called (at the start of its shutdown, which also ends the idle thread). Without a keeper
+ * (tests of the thread alone, the cleanup command) every thread ends with its export.
+ */
+export function keepSpareEncoderThread(): () => void {
+  spareKeepers++;
+  let released = false;
+  return () => {
+    if (released) return;
+    released = true;
+    spareKeepers--;
+    if (spareKeepers === 0 && spare !== null) {
+      endIdle(spare);
+      spare = null;
+    }
+  };
+}
+
+/** Tests only: the idle thread's id, if there is one. */
+export function spareEncoderThreadId(): number | null {
+  return spare?.worker.threadId ?? null;
+}
+
+function takeSpare(nice: number, idle: boolean): PooledThread | null {
+  const p = spare;
+  spare = null;
+  if (p === null) return null;
+  unlisten(p.worker);
+  if (p.nice === nice && p.idle === idle) return p;
+  endIdle(p); // started before the priority settings changed (SIGHUP)
+  return null;
+}
+
+/** Keeps `p` for the next export if a proxy wants one and none is kept yet; else ends it. */
+function returnThread(p: PooledThread): void {
+  unlisten(p.worker);
+  if (spareKeepers === 0 || spare !== null) {
+    void p.worker.terminate();
+    return;
+  }
+  const gone = (): void => {
+    if (spare === p) spare = null;
+  };
+  p.worker.on("exit", gone);
+  p.worker.on("error", gone);
+  p.worker.unref();
+  spare = p;
+}
+
+function startThread(nice: number, idle: boolean): PooledThread {
+  const data: EncoderWorkerData = { nice, idle };
+  // None of the process's node options but the profiler's: inherited ones break the thread —
+  // `--input-type` (`node --input-type=module -e …`) is refused for a file, and `--import`
+  // modules (instrumentation, a test's hook) would run again in every export's thread.
+  const worker = new Worker(workerEntry(), { workerData: data, execArgv: profilerArgs() });
+  return { worker, nice, idle, hasWasm: false };
+}
+
 /**
  * The worker's entry: the compiled module next to this one (dist/, `npm start`), or, running from
  * the TypeScript sources (vitest, tsx), that module bundled once per process with esbuild (tsx's
@@ -126,6 +219,7 @@ export class EncoderThread {
   nice = Number.NaN;
   /** Whether the thread runs in the SCHED_IDLE class, once started. */
   idle = false;
+  private readonly thread: PooledThread;
   private readonly worker: Worker;
   private sink: FileSink | null = null;
   private onError: ((err: PgError) => void) | null = null;
@@ -142,13 +236,13 @@ export class EncoderThread {
 
   constructor(spec: EncoderSpec, opts: EncoderThreadOptions) {
     this.resultFormats = resultFormatsOf(spec);
-    const entry = workerEntry();
-    const data: EncoderWorkerData = { spec, nice: opts.nice, idle: opts.idle ?? false };
-    if (encoderThreadTestHooks.gate !== undefined) data.gate = encoderThreadTestHooks.gate;
-    // None of the process's node options but the profiler's: inherited ones break the thread —
-    // `--input-type` (`node --input-type=module -e …`) is refused for a file, and `--import`
-    // modules (instrumentation, a test's hook) would run again in every export's thread.
-    this.worker = new Worker(entry, { workerData: data, execArgv: profilerArgs() });
+    const idle = opts.idle ?? false;
+    this.thread = takeSpare(opts.nice, idle) ?? startThread(opts.nice, idle);
+    this.worker = this.thread.worker;
+    this.worker.ref();
+    const start: ToEncoder = { t: "start", spec };
+    if (encoderThreadTestHooks.gate !== undefined) start.gate = encoderThreadTestHooks.gate;
+    this.post(start);
     this.started = new Promise<void>((resolve, reject) => {
       this.onStarted = { resolve, reject };
     });
@@ -158,16 +252,23 @@ export class EncoderThread {
       this.fail(threadFailed(`failed: ${e instanceof Error ? e.message : String(e)}`)),
     );
     this.worker.on("exit", (code) => this.fail(threadFailed(`exited (${code})`)));
-    if (spec.format === "parquet") {
+    if (spec.format === "parquet" && !this.thread.hasWasm) {
       // Compiled once per process, in this thread; the encoder thread waits for it.
       parquetWasm().then(
         (wasm) => {
-          if (!this.ended) this.post({ t: "wasm", wasm });
+          if (this.ended) return;
+          this.post({ t: "wasm", wasm });
+          this.thread.hasWasm = true;
         },
         (e: unknown) => this.fail(PgError.from(e)),
       );
     }
     encoderThreadTestHooks.started?.(this);
+  }
+
+  /** The thread's id (the same for exports that were given the same kept thread). */
+  get threadId(): number {
+    return this.worker.threadId;
   }
 
   /** Resolves once the thread runs its encoder (tests; the driver need not wait for it). */
@@ -279,7 +380,10 @@ export class EncoderThread {
     if (this.partialTimer !== null) return;
     this.partialTimer = setTimeout(() => {
       this.partialTimer = null;
-      this.sendBatch();
+      // Not while the queue is full: the batch waits (it is memory either way), so no more than
+      // one batch beyond the window is ever sent.
+      if (this.congested) this.sendPartialSoon();
+      else this.sendBatch();
     }, PARTIAL_BATCH_MS);
     this.partialTimer.unref();
   }
@@ -340,10 +444,16 @@ export class EncoderThread {
         case "close":
           this.sink!.closeFile(m.rows);
           break;
-        case "finished":
-          this.finishing?.resolve();
+        case "finished": {
+          // The thread is done with this export: kept warm for the next one, or ended.
+          const f = this.finishing;
           this.finishing = null;
+          this.ended = true;
+          if (this.partialTimer !== null) clearTimeout(this.partialTimer);
+          returnThread(this.thread);
+          f?.resolve();
           break;
+        }
         case "error":
           this.fail(fromWireError(m.error));
           break;

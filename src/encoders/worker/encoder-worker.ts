@@ -1,6 +1,7 @@
 // An export's encoder thread: runs the export's RowEncoder on the DataRow batches the relay's
 // thread sends, and sends the encoded file bytes back. Everything that scales with rows happens
-// here, at a lower priority than the relay (see docs/isolation.md).
+// here, at a lower priority than the relay (see docs/isolation.md). One export at a time; a thread
+// whose export finished may be kept (warm) for the next one, which begins with a `start` message.
 import { execFileSync } from "node:child_process";
 import { readlinkSync } from "node:fs";
 import { getPriority, setPriority } from "node:os";
@@ -102,15 +103,29 @@ function idleClass(): boolean {
 const nice = lowerPriority(data.nice);
 const idle = data.idle === true && idleClass();
 const sink = new PortSink();
+/** The current export's encoder and state: one export at a time, the next after `finished`. */
 let encoder: RowEncoder | null = null;
 let failed = false;
+let gate: Int32Array | undefined;
 
-async function handle(m: Exclude<ToEncoder, { t: "wasm" }>): Promise<void> {
+async function begin(m: Extract<ToEncoder, { t: "start" }>): Promise<void> {
+  failed = false;
+  gate = m.gate;
+  try {
+    if (m.spec.format === "parquet") await wasm;
+    encoder = await createEncoder(m.spec, sink);
+    post({ t: "ready", nice, idle });
+  } catch (e) {
+    failed = true;
+    post({ t: "error", error: toWireError(e) });
+  }
+}
+
+async function handle(m: Extract<ToEncoder, { t: "rows" | "finish" }>): Promise<void> {
   if (failed) return; // the driver is ending the export; nothing more is encoded
   const enc = encoder!;
   try {
     if (m.t === "rows") {
-      const gate = data.gate;
       if (gate !== undefined) Atomics.wait(gate, 0, 1);
       enc.writeRows(Buffer.from(m.buf, 0, m.len), 0, m.len);
       if (enc.wantsFlush) await enc.flush();
@@ -118,6 +133,9 @@ async function handle(m: Exclude<ToEncoder, { t: "wasm" }>): Promise<void> {
       post({ t: "ack", buf: m.buf, len: m.len }, [m.buf]);
     } else {
       await enc.finish();
+      // The thread may serve another export: the encoder's own threads and memory go now.
+      encoder = null;
+      enc.dispose();
       sink.flush();
       post({ t: "finished" });
     }
@@ -127,29 +145,18 @@ async function handle(m: Exclude<ToEncoder, { t: "wasm" }>): Promise<void> {
   }
 }
 
-// A Parquet encoder needs parquet-wasm, which the driver sends once compiled.
+// A Parquet encoder needs parquet-wasm, which the driver sends once (compiled) per thread.
 let wasmArrived: () => void = () => {};
 const wasm = new Promise<void>((resolve) => {
   wasmArrived = resolve;
 });
-if (data.spec.format !== "parquet") wasmArrived();
 
-// Messages are handled one at a time, in order, once the encoder exists.
-let queue: Promise<void> = wasm
-  .then(() => createEncoder(data.spec, sink))
-  .then(
-    (e) => {
-      encoder = e;
-      post({ t: "ready", nice, idle });
-    },
-    (e: unknown) => {
-      failed = true;
-      post({ t: "error", error: toWireError(e) });
-    },
-  );
+// Messages are handled one at a time, in order.
+let queue: Promise<void> = Promise.resolve();
 port.on("message", (m: ToEncoder) => {
   if (m.t === "wasm") {
     useParquetWasm(m.wasm);
     wasmArrived();
-  } else queue = queue.then(() => handle(m));
+  } else if (m.t === "start") queue = queue.then(() => begin(m));
+  else queue = queue.then(() => handle(m));
 });

@@ -6,17 +6,24 @@ import type { EncoderSpec } from "../create-encoder.js";
 import type { ParquetWasm } from "../parquet/wasm-writer.js";
 
 export interface EncoderWorkerData {
-  spec: EncoderSpec;
   /** Niceness the thread gives itself (Linux: per thread); never lower than it inherits. */
   nice: number;
   /** Whether the thread moves itself to SCHED_IDLE (Linux), below every niceness. */
   idle?: boolean;
-  /** Tests only: while gate[0] is 1 the thread blocks before each batch of rows. */
-  gate?: Int32Array;
 }
 
 /** Driver → encoder thread. */
 export type ToEncoder =
+  /**
+   * An export begins: build its encoder. A thread serves one export at a time, and the next one
+   * after a `finished` (it is kept warm for it: see encoder-thread.ts).
+   */
+  | {
+      t: "start";
+      spec: EncoderSpec;
+      /** Tests only: while gate[0] is 1 the thread blocks before each batch of rows. */
+      gate?: Int32Array;
+    }
   /** Whole DataRow messages in `buf[0..len)`; the buffer comes back with the ack. */
   | { t: "rows"; buf: ArrayBuffer; len: number }
   | { t: "finish" }
