@@ -180,8 +180,8 @@ describe.each(UPSTREAMS)("Parquet export through the proxy in front of $name, re
     expect((await client.query("SELECT 1 AS ok")).rows[0].ok).toBe(1);
   });
 
-  test("an export refused by its preflight ends the writer thread it started meanwhile", async () => {
-    // The proxy runs in this process: its writer threads are this process's threads.
+  test("an export refused by its preflight ends the encoder thread it started meanwhile", async () => {
+    // The proxy runs in this process: its encoder threads are this process's threads.
     const threads = (): number =>
       Number(/^Threads:\s+(\d+)/m.exec(readFileSync("/proc/self/status", "utf8"))![1]);
     const copy = `COPY (SELECT 1 AS a) TO 's3://${bucket}/taken' WITH (FORMAT = 'parquet')`;
@@ -193,7 +193,7 @@ describe.each(UPSTREAMS)("Parquet export through the proxy in front of $name, re
         message: expect.stringMatching(/^S3 bucket path is not empty/),
       });
     }
-    await waitUntil("the refused exports' writer threads to end", () => threads() <= before, 10_000);
+    await waitUntil("the refused exports' encoder threads to end", () => threads() <= before, 10_000);
   });
 
   test("a numeric scale Parquet cannot hold is refused before anything is written", async () => {

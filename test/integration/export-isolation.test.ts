@@ -145,7 +145,7 @@ describe("an export's rows are encoded off the relay's thread", () => {
     await waitUntil("the export's encoder thread to fill its queue", () => started.at(-1)?.congested);
     await sendCancel(proxy.port, keyOf(client));
     await expect(copy).rejects.toMatchObject({ code: "57014" });
-    await waitUntil("the exports' encoder and writer threads to end", () => threads() <= before, 10_000);
+    await waitUntil("the exports' encoder threads to end", () => threads() <= before, 10_000);
     expect(await check.keys(bucket, "cancelled/")).toEqual([]);
     expect((await client.query("SELECT 1 AS ok")).rows[0].ok).toBe(1);
   });

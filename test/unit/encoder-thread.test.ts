@@ -200,7 +200,7 @@ describe("encoder thread", () => {
     );
   });
 
-  test("runs below the relay's priority, the Parquet writer it starts too, and dispose() ends both", async () => {
+  test("runs below the relay's priority, its Parquet writer in it, and dispose() ends it", async () => {
     const columns: ColumnInfo[] = [{ name: "n", typeOid: 23, typeMod: -1 }];
     const t = await start(
       { format: "parquet", options: { compression: "snappy", maxFileSize: 1 << 30, columns } },
@@ -208,16 +208,16 @@ describe("encoder thread", () => {
     );
     expect(t.nice).toBe(13);
     expect(t.resultFormats).toEqual([1]);
-    // This thread and the writer thread (started from it, so at its priority).
-    expect(niceOfThreads().filter((n) => n === 13)).toHaveLength(2);
+    // The encoder thread alone: the Parquet writer runs in it, no thread of its own.
+    expect(niceOfThreads().filter((n) => n === 13)).toHaveLength(1);
     expect(niceOfThreads().filter((n) => n === 0).length).toBeGreaterThan(0); // this one
     expect(t.idle).toBe(false);
     expect(policyOfThreads().filter((p) => p === SCHED_IDLE)).toHaveLength(0);
     t.dispose();
-    await waitUntil("the encoder and writer threads to end", () => !niceOfThreads().includes(13), 10_000);
+    await waitUntil("the encoder thread to end", () => !niceOfThreads().includes(13), 10_000);
   });
 
-  test("with idle, the thread and the Parquet writer it starts run as SCHED_IDLE; the relay stays ordinary", async () => {
+  test("with idle, the thread (its Parquet writer in it) runs as SCHED_IDLE; the relay stays ordinary", async () => {
     const columns: ColumnInfo[] = [{ name: "n", typeOid: 23, typeMod: -1 }];
     const t = await start(
       { format: "parquet", options: { compression: "snappy", maxFileSize: 1 << 30, columns } },
@@ -225,17 +225,13 @@ describe("encoder thread", () => {
       true,
     );
     expect(t.idle).toBe(true);
-    // This thread and the writer thread (started from it, so in its class), at their niceness.
-    expect(policyOfThreads().filter((p) => p === SCHED_IDLE)).toHaveLength(2);
-    expect(niceOfThreads().filter((n) => n === 13)).toHaveLength(2);
+    // The encoder thread alone (the Parquet writer runs in it), at its niceness.
+    expect(policyOfThreads().filter((p) => p === SCHED_IDLE)).toHaveLength(1);
+    expect(niceOfThreads().filter((n) => n === 13)).toHaveLength(1);
     const self = readFileSync("/proc/thread-self/stat", "utf8"); // the thread that relays, here the test's
     expect(Number(self.slice(self.lastIndexOf(")") + 2).split(" ")[41 - 3])).toBe(0);
     t.dispose();
-    await waitUntil(
-      "the encoder and writer threads to end",
-      () => !policyOfThreads().includes(SCHED_IDLE),
-      10_000,
-    );
+    await waitUntil("the encoder thread to end", () => !policyOfThreads().includes(SCHED_IDLE), 10_000);
   });
 
   test("an abort ends the thread at once, even one that is blocked", async () => {

@@ -217,7 +217,7 @@ describe("failures", () => {
     }
   });
 
-  it("reuses its IPC buffers: the writer thread hands each row group's buffer back", async () => {
+  it("reuses its IPC buffers: the writer hands each row group's buffer back once parquet-wasm has copied it", async () => {
     const sink = new MemorySink();
     const enc = await createParquetEncoder(
       { compression: "snappy", maxFileSize: 64 << 20, rowGroupSize: 500, columns: COLUMNS },

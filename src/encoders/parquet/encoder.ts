@@ -1,5 +1,5 @@
 // The Parquet RowEncoder: DataRows → column builders → one Arrow IPC batch per row group →
-// parquet-wasm in the export's writer thread → file bytes, with files cut so each stays within
+// parquet-wasm (on this thread) → file bytes, with files cut so each stays within
 // MAX FILE SIZE.
 //
 // File size rule (SPEC §4): a row group's compressed size is only known after it is written, so
@@ -17,7 +17,7 @@ import { type ColumnBuilder, extMeta, makeBuilder } from "./columns.js";
 import { dictionaryOverflows } from "./dictionary-choice.js";
 import { IpcStreamWriter } from "./ipc.js";
 import { type ColumnPlan, planColumns } from "./types.js";
-import { type Compression, ParquetWorker, WRITER_SETTINGS } from "./wasm-writer.js";
+import { type Compression, ParquetWasmWriter, WRITER_SETTINGS } from "./wasm-writer.js";
 
 export interface ParquetOptions {
   compression: Compression;
@@ -73,39 +73,10 @@ export function planParquet(columns: readonly ColumnInfo[]): {
   };
 }
 
-/**
- * Starts a writer thread (~25–40 ms), so that an export can have it start while its preflight
- * requests are on their way. Whoever starts one ends it: through the encoder it is given to, or
- * with `discardParquetWriter`.
- */
-export function startParquetWriter(): Promise<ParquetWorker> {
-  const w = ParquetWorker.start();
-  w.catch(() => {}); // its failure surfaces where it is awaited
-  return w;
-}
-
-/** Ends a writer thread that no encoder took. */
-export function discardParquetWriter(writer: Promise<ParquetWorker>): void {
-  writer.then(
-    (w) => w.terminate(),
-    () => {},
-  );
-}
-
-/** An encoder on `writer` (a thread of its own by default); `dispose()` ends the thread. */
-export async function createParquetEncoder(
-  opts: ParquetOptions,
-  sink: FileSink,
-  writer?: Promise<ParquetWorker>,
-): Promise<ParquetEncoder> {
-  let encoder: ParquetEncoder;
-  try {
-    encoder = new ParquetEncoder(opts, sink); // plan errors before a thread is started
-  } catch (e) {
-    if (writer !== undefined) discardParquetWriter(writer);
-    throw e;
-  }
-  encoder.attach(await (writer ?? ParquetWorker.start()));
+/** An encoder whose Parquet writer runs on this thread; `dispose()` ends the writer. */
+export async function createParquetEncoder(opts: ParquetOptions, sink: FileSink): Promise<ParquetEncoder> {
+  const encoder = new ParquetEncoder(opts, sink); // plan errors before parquet-wasm is loaded
+  encoder.attach(await ParquetWasmWriter.start());
   return encoder;
 }
 
@@ -128,7 +99,7 @@ export class ParquetEncoder implements RowEncoder {
   private readonly schema: arrow.Schema;
   private readonly structType: arrow.Struct;
   private readonly ipcWriter: IpcStreamWriter;
-  /** IPC buffers the writer thread has handed back (after copying them into its memory). */
+  /** IPC buffers the writer has handed back (after copying them into its memory). */
   private readonly pool: ArrayBuffer[] = [];
   private readonly limit: number;
   private readonly rowCap: number;
@@ -149,7 +120,7 @@ export class ParquetEncoder implements RowEncoder {
   private noDictionary: readonly string[] = [];
   private dictionarySettled = false;
 
-  private worker: ParquetWorker | null = null;
+  private worker: ParquetWasmWriter | null = null;
   /** A file is open in the writer. */
   private open = false;
   /** Row groups are written one after another, in the order they were cut. */
@@ -289,8 +260,8 @@ export class ParquetEncoder implements RowEncoder {
     this.chain = previous.then(() => this.writeBatch(job));
     // Surfaced by the next flush() or finish(), not as an unhandled rejection.
     this.chain.catch(() => {});
-    // Let the driver go on reading while the writer thread encodes this row group: it waits only
-    // for the one before (at most two row groups in flight).
+    // The driver goes on with the next rows while this row group is written (between them, on
+    // this thread): it waits only for the one before (at most two row groups in flight).
     return previous;
   }
 
@@ -328,7 +299,7 @@ export class ParquetEncoder implements RowEncoder {
     if (this.open) await this.closeFile();
   }
 
-  /** Ends the writer thread (its WASM memory goes with it) and drops the column buffers. */
+  /** Stops the writer (its WASM memory goes with the thread) and drops the column buffers. */
   dispose(): void {
     this.disposed = true;
     this.worker?.terminate();
@@ -337,7 +308,7 @@ export class ParquetEncoder implements RowEncoder {
   }
 
   /** @internal */
-  attach(worker: ParquetWorker): void {
+  attach(worker: ParquetWasmWriter): void {
     this.worker = worker;
     worker.onRecycle = (b) => {
       if (!this.disposed && this.pool.length < POOL_SIZE) this.pool.push(b);
@@ -370,7 +341,7 @@ export class ParquetEncoder implements RowEncoder {
 
   /**
    * The buffered rows as an Arrow IPC stream at the start of a buffer of its own (pooled: the
-   * writer thread hands it back); the builders are free for the next batch.
+   * writer hands it back); the builders are free for the next batch.
    */
   private takeBatch(): Uint8Array {
     const n = this.rows;

@@ -1,29 +1,28 @@
-// The Parquet writer: parquet-wasm's streaming writer (`transformParquetStream`) running in a
-// worker thread, one worker per export.
+// The Parquet writer: parquet-wasm's streaming writer (`transformParquetStream`) driven from the
+// thread that encodes the export (its encoder thread, see ../worker/), compiled once per process.
 //
-// Why a worker: WASM encoding is most of the CPU an export costs, and on the thread that also
-// reads the upstream socket it stalls the upstream (its send buffer fills while we encode).
-// In a worker it overlaps with reading and decoding. And a WebAssembly.Memory never shrinks:
-// ending the worker after the export gives its memory back.
+// Why on the encoder thread and not in a thread of its own (as until 2026-12-06): one export
+// then costs one thread and one isolate less, the row groups' Arrow IPC and the encoded bytes
+// cross no extra thread, and the total CPU per row is lower (docs/decisions.md, "Parquet CPU per
+// row"). A WebAssembly.Memory never shrinks: it goes when the encoder thread ends after the export.
 //
 // Row groups are ours to cut: the writer runs with `max_row_group_bytes = 1`, so arrow-rs closes
 // the row group after every write (it never splits a batch for the byte limit): each batch we send
-// is exactly one row group, and the worker acknowledges it once its bytes are out, so the encoder
-// knows a file's exact size at every row-group boundary.
+// is exactly one row group, and `write` resolves once its bytes are out, so the encoder knows a
+// file's exact size at every row-group boundary.
 //
-// Inside the worker, parquet-wasm pulls record batches from a ReadableStream: the pull for batch
-// k+1 means batch k is encoded and its bytes are in the output stream; one macrotask later they
-// have been read. parquet-wasm ignores write errors inside the stream, so the encoder only ever
-// sends batches with the file's schema (it builds them that way).
+// parquet-wasm pulls record batches from a ReadableStream: the pull for batch k+1 means batch k
+// is encoded and its bytes are in the output stream; one macrotask later they have been read.
+// parquet-wasm ignores write errors inside the stream, so the encoder only ever sends batches
+// with the file's schema (it builds them that way).
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { pathToFileURL } from "node:url";
-import { Worker } from "node:worker_threads";
 import { PgError, SqlState } from "../../errors.js";
 
 export type Compression = "snappy" | "zstd" | "gzip" | "none";
 
-/** Writer settings (SPEC §4); applied in the worker with parquet-wasm's WriterPropertiesBuilder. */
+/** Writer settings (SPEC §4); applied with parquet-wasm's WriterPropertiesBuilder. */
 export const WRITER_SETTINGS = {
   // Parquet 1.0 pages: what every reader (Snowflake, Redshift, old Spark) accepts. [mz]
   writerVersion: "V1",
@@ -35,124 +34,6 @@ export const WRITER_SETTINGS = {
   dictionaryPageSizeLimit: 64 << 10,
   statistics: "None",
 } as const;
-
-const WORKER_SOURCE = `
-"use strict";
-const { parentPort, workerData } = require("node:worker_threads");
-const S = workerData.settings;
-const CODEC = { snappy: "SNAPPY", zstd: "ZSTD", gzip: "GZIP", none: "UNCOMPRESSED" };
-let pw;
-let wasmBuffer = () => null;
-let file = null;
-let queue = import(workerData.esmUrl).then((m) => {
-  m.initSync({ module: workerData.module });
-  pw = m;
-  wasmBuffer = () => pw.wasmMemory().buffer;
-});
-const nextMacrotask = () => new Promise((resolve) => setImmediate(resolve));
-
-function props(compression, noDictionary) {
-  let b = new pw.WriterPropertiesBuilder()
-    .setWriterVersion(pw.WriterVersion[S.writerVersion])
-    .setCompression(pw.Compression[CODEC[compression]])
-    .setDictionaryEnabled(S.dictionary)
-    .setDictionaryPageSizeLimit(S.dictionaryPageSizeLimit)
-    .setStatisticsEnabled(pw.EnabledStatistics[S.statistics])
-    .setMaxRowGroupSize(0x7fffffff)
-    .setMaxRowGroupBytes(1);
-  for (const col of noDictionary) b = b.setColumnDictionaryEnabled(col, false);
-  return b.build();
-}
-
-function post(chunk) {
-  // Transfer when the chunk owns its buffer (never WASM memory itself); copy otherwise.
-  const own = chunk.byteOffset === 0 && chunk.byteLength === chunk.buffer.byteLength && chunk.buffer !== wasmBuffer();
-  const c = own ? chunk : chunk.slice();
-  parentPort.postMessage({ t: "chunk", data: c }, [c.buffer]);
-}
-
-function toBatch(ipc) {
-  let table;
-  try {
-    table = pw.Table.fromIPCStream(ipc);
-  } finally {
-    // The bytes are in WASM memory now: the buffer goes back to the encoder's pool.
-    if (ipc.byteOffset === 0 && ipc.buffer.byteLength > 0) {
-      parentPort.postMessage({ t: "recycle", buffer: ipc.buffer }, [ipc.buffer]);
-    }
-  }
-  try {
-    const rb = table.recordBatch(0);
-    if (!rb) throw new Error("IPC stream held no record batch");
-    return rb;
-  } finally {
-    table.free();
-  }
-}
-
-function newFile() {
-  const f = { ctrl: null, demand: null, signal: null, done: null };
-  f.renew = () => { f.demand = new Promise((resolve) => { f.signal = resolve; }); };
-  f.renew();
-  return f;
-}
-
-async function open(m) {
-  if (file) throw new Error("a file is already open");
-  const f = newFile();
-  file = f;
-  const input = new ReadableStream(
-    { pull: (c) => { f.ctrl = c; f.signal(); } },
-    { highWaterMark: 0 },
-  );
-  // The writer reads the first batch before it resolves (it needs the schema).
-  const output = pw.transformParquetStream(input, props(m.compression, m.noDictionary || []));
-  await f.demand;
-  f.renew();
-  f.ctrl.enqueue(toBatch(m.ipc));
-  const reader = (await output).getReader();
-  f.done = (async () => {
-    for (;;) {
-      const r = await reader.read();
-      if (r.done) return;
-      post(r.value);
-    }
-  })();
-  await f.demand;
-  await nextMacrotask();
-}
-
-async function write(m) {
-  const f = file;
-  if (!f) throw new Error("no file is open");
-  await f.demand;
-  f.renew();
-  f.ctrl.enqueue(toBatch(m.ipc));
-  await f.demand;
-  await nextMacrotask();
-}
-
-async function close() {
-  const f = file;
-  if (!f) throw new Error("no file is open");
-  file = null;
-  await f.demand;
-  f.ctrl.close();
-  await f.done;
-}
-
-const ops = { open, write, close };
-parentPort.on("message", (m) => {
-  queue = queue
-    .then(() => ops[m.op](m))
-    .then(
-      () => parentPort.postMessage({ t: "ok", id: m.id }),
-      // The message only: a stack names the proxy's internals, and it reaches the client.
-      (err) => parentPort.postMessage({ t: "err", id: m.id, message: String((err && err.message) || err) }),
-    );
-});
-parentPort.postMessage({ t: "ready" });
-`;
 
 /** A compiled WebAssembly.Module (the project's lib settings carry no WebAssembly value types). */
 type WasmModule = object;
@@ -188,67 +69,62 @@ export function parquetWasm(): Promise<ParquetWasm> {
   return compiled;
 }
 
-interface Pending {
-  resolve: () => void;
-  reject: (err: unknown) => void;
+type ParquetWasmModule = typeof import("parquet-wasm/esm/parquet_wasm.js");
+type Table = ReturnType<ParquetWasmModule["Table"]["fromIPCStream"]>;
+type RecordBatch = NonNullable<ReturnType<Table["recordBatch"]>>;
+
+const CODEC = { snappy: "SNAPPY", zstd: "ZSTD", gzip: "GZIP", none: "UNCOMPRESSED" } as const;
+
+let loaded: Promise<ParquetWasmModule> | null = null;
+
+/** parquet-wasm instantiated in this thread (once: its memory lives as long as the thread). */
+function instance(): Promise<ParquetWasmModule> {
+  loaded ??= (async () => {
+    const { module, esmUrl } = await parquetWasm();
+    const pw = (await import(esmUrl)) as ParquetWasmModule;
+    pw.initSync({ module: module as WebAssembly.Module });
+    return pw;
+  })();
+  return loaded;
 }
 
-/**
- * What is sent to the writer thread: with `giveAway`, the view itself (its whole buffer is
- * transferred, and comes back through `onRecycle` once the writer has copied it); otherwise an
- * exact-size copy, or the view when it owns its buffer exactly.
- */
-function transferable(u: Uint8Array, giveAway: boolean): Uint8Array<ArrayBuffer> {
-  if (u.byteOffset === 0 && u.buffer instanceof ArrayBuffer) {
-    if (giveAway || u.byteLength === u.buffer.byteLength) return u as Uint8Array<ArrayBuffer>;
-  }
-  return u.slice();
+const nextMacrotask = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+interface OpenFile {
+  ctrl: ReadableStreamDefaultController<RecordBatch> | null;
+  demand: Promise<void>;
+  signal: () => void;
+  done: Promise<void> | null;
 }
 
-/** Main-thread handle on one export's writer worker. Requests are served in order. */
-export class ParquetWorker {
+function newFile(): OpenFile {
+  const f: OpenFile = { ctrl: null, demand: Promise.resolve(), signal: () => {}, done: null };
+  renew(f);
+  return f;
+}
+
+function renew(f: OpenFile): void {
+  f.demand = new Promise((resolve) => {
+    f.signal = resolve;
+  });
+}
+
+/** One export's Parquet writer: files one after another, requests served in order. */
+export class ParquetWasmWriter {
   /** Bytes of the current file that have reached `onChunk`. */
   fileBytes = 0;
-  /** Receives the buffers of batches given away (`giveAway`), once the writer has copied them. */
+  /** Receives the buffers of batches given away (`giveAway`), once parquet-wasm has copied them. */
   onRecycle: ((buffer: ArrayBuffer) => void) | null = null;
-  private nextId = 1;
-  private readonly pending = new Map<number, Pending>();
-  private failure: unknown = null;
+  private file: OpenFile | null = null;
   private onChunk: ((chunk: Uint8Array) => void) | null = null;
+  private queue: Promise<void> = Promise.resolve();
+  private failure: PgError | null = null;
   private terminated = false;
 
-  private constructor(private readonly worker: Worker) {
-    type Reply = { t: string; id?: number; data?: Uint8Array; buffer?: ArrayBuffer; message?: string };
-    worker.on("message", (m: Reply) => {
-      if (m.t === "chunk") this.chunk(m.data!);
-      else if (m.t === "recycle") this.onRecycle?.(m.buffer!);
-      else if (m.t === "ok") this.settle(m.id!, null);
-      else if (m.t === "err") this.settle(m.id!, new Error(m.message));
-    });
-    worker.on("error", (err) => this.fail(err));
-    worker.on("exit", (code) => {
-      if (!this.terminated) this.fail(new Error(`parquet writer thread exited (${code})`));
-    });
-  }
+  private constructor(private readonly pw: ParquetWasmModule) {}
 
-  static async start(): Promise<ParquetWorker> {
-    const { module, esmUrl } = await parquetWasm();
-    const worker = new Worker(WORKER_SOURCE, {
-      eval: true,
-      workerData: { module, esmUrl, settings: WRITER_SETTINGS },
-    });
-    await new Promise<void>((resolve, reject) => {
-      const onMessage = (m: { t: string }) => {
-        if (m.t === "ready") {
-          worker.off("error", reject);
-          worker.off("message", onMessage);
-          resolve();
-        }
-      };
-      worker.on("message", onMessage);
-      worker.once("error", reject);
-    });
-    return new ParquetWorker(worker);
+  static async start(): Promise<ParquetWasmWriter> {
+    return new ParquetWasmWriter(await instance());
   }
 
   /**
@@ -263,43 +139,107 @@ export class ParquetWorker {
     giveAway = false,
     noDictionary: readonly string[] = [],
   ): Promise<void> {
-    this.onChunk = onChunk;
-    this.fileBytes = 0;
-    return this.request({ op: "open", compression, ipc: transferable(ipc, giveAway), noDictionary });
+    return this.serial(async () => {
+      if (this.file !== null) throw new Error("a file is already open");
+      this.onChunk = onChunk;
+      this.fileBytes = 0;
+      const f = newFile();
+      this.file = f;
+      const input = new ReadableStream<RecordBatch>(
+        {
+          pull: (c) => {
+            f.ctrl = c;
+            f.signal();
+          },
+        },
+        { highWaterMark: 0 },
+      );
+      // The writer reads the first batch before it resolves (it needs the schema).
+      const output = this.pw.transformParquetStream(input, this.props(compression, noDictionary));
+      await f.demand;
+      renew(f);
+      f.ctrl!.enqueue(this.toBatch(ipc, giveAway));
+      const reader = ((await output) as ReadableStream<Uint8Array>).getReader();
+      f.done = (async () => {
+        for (;;) {
+          const r = await reader.read();
+          if (r.done) return;
+          this.chunk(r.value);
+        }
+      })();
+      await f.demand;
+      await nextMacrotask();
+    });
   }
 
   /** Writes one row group; when it resolves, `fileBytes` includes it. `giveAway` as for open. */
   write(ipc: Uint8Array, giveAway = false): Promise<void> {
-    return this.request({ op: "write", ipc: transferable(ipc, giveAway) });
+    return this.serial(async () => {
+      const f = this.file;
+      if (f === null) throw new Error("no file is open");
+      await f.demand;
+      renew(f);
+      f.ctrl!.enqueue(this.toBatch(ipc, giveAway));
+      await f.demand;
+      await nextMacrotask();
+    });
   }
 
   /** Writes the footer; when it resolves every byte of the file has reached onChunk. */
   close(): Promise<void> {
-    return this.request({ op: "close" });
+    return this.serial(async () => {
+      const f = this.file;
+      if (f === null) throw new Error("no file is open");
+      this.file = null;
+      await f.demand;
+      f.ctrl!.close();
+      await f.done;
+    });
   }
 
-  /** Ends the thread and frees its WASM memory; pending requests fail. */
+  /** Nothing more is written: an open file is ended (its bytes go nowhere), freeing its writer. */
   terminate(): void {
     if (this.terminated) return;
     this.terminated = true;
-    void this.worker.terminate();
-    this.fail(new PgError(SqlState.queryCanceled, "parquet writer stopped"));
+    this.failure ??= new PgError(SqlState.queryCanceled, "parquet writer stopped");
+    const f = this.file;
+    this.file = null;
+    try {
+      f?.ctrl?.close();
+    } catch {
+      // already closed or errored: nothing left to free
+    }
   }
 
-  private request(msg: {
-    op: string;
-    ipc?: Uint8Array<ArrayBuffer>;
-    compression?: Compression;
-    /** Top-level columns written without a dictionary (dictionary-choice.ts). */
-    noDictionary?: readonly string[];
-  }): Promise<void> {
-    if (this.failure !== null) return Promise.reject(this.failure);
-    if (this.terminated) return Promise.reject(new PgError(SqlState.queryCanceled, "parquet writer stopped"));
-    const id = this.nextId++;
-    return new Promise<void>((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
-      this.worker.postMessage({ ...msg, id }, msg.ipc ? [msg.ipc.buffer] : []);
-    });
+  private props(compression: Compression, noDictionary: readonly string[]) {
+    const pw = this.pw;
+    let b = new pw.WriterPropertiesBuilder()
+      .setWriterVersion(pw.WriterVersion[WRITER_SETTINGS.writerVersion])
+      .setCompression(pw.Compression[CODEC[compression]])
+      .setDictionaryEnabled(WRITER_SETTINGS.dictionary)
+      .setDictionaryPageSizeLimit(WRITER_SETTINGS.dictionaryPageSizeLimit)
+      .setStatisticsEnabled(pw.EnabledStatistics[WRITER_SETTINGS.statistics])
+      .setMaxRowGroupSize(0x7fffffff)
+      .setMaxRowGroupBytes(1);
+    for (const col of noDictionary) b = b.setColumnDictionaryEnabled(col, false);
+    return b.build();
+  }
+
+  private toBatch(ipc: Uint8Array, giveAway: boolean): RecordBatch {
+    let table: Table;
+    try {
+      table = this.pw.Table.fromIPCStream(ipc);
+    } finally {
+      // The bytes are in WASM memory now: the buffer is free again.
+      if (giveAway && ipc.buffer instanceof ArrayBuffer) this.onRecycle?.(ipc.buffer);
+    }
+    try {
+      const rb = table.recordBatch(0);
+      if (!rb) throw new Error("IPC stream held no record batch");
+      return rb;
+    } finally {
+      table.free();
+    }
   }
 
   private chunk(data: Uint8Array): void {
@@ -308,25 +248,32 @@ export class ParquetWorker {
     try {
       this.onChunk?.(data);
     } catch (err) {
-      this.fail(err);
+      this.failure = PgError.from(err);
     }
   }
 
-  private settle(id: number, err: Error | null): void {
-    const p = this.pending.get(id);
-    if (!p) return;
-    this.pending.delete(id);
-    if (err === null && this.failure === null) p.resolve();
-    else
-      p.reject(
-        this.failure ??
-          new PgError(SqlState.internalError, `parquet writer failed: ${err!.message}`, { cause: err }),
-      );
-  }
-
-  private fail(err: unknown): void {
-    this.failure ??= err instanceof PgError ? err : PgError.from(err);
-    for (const p of this.pending.values()) p.reject(this.failure);
-    this.pending.clear();
+  /** Requests run one after another; a failure fails this and every later request. */
+  private serial(op: () => Promise<void>): Promise<void> {
+    const run = this.queue.then(() => {
+      if (this.failure !== null) throw this.failure;
+      return op();
+    });
+    this.queue = run.catch(() => {});
+    return run.then(
+      () => {
+        if (this.failure !== null) throw this.failure;
+      },
+      (err: unknown) => {
+        throw (
+          this.failure ??
+          (err instanceof PgError
+            ? err
+            : new PgError(
+                SqlState.internalError,
+                `parquet writer failed: ${err instanceof Error ? err.message : String(err)}`,
+              ))
+        );
+      },
+    );
   }
 }

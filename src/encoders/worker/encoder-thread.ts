@@ -207,7 +207,7 @@ interface Waiter {
 
 /**
  * An export's encoder thread, usable at once: rows sent before the thread has started (~30 ms, more
- * for Parquet's writer thread) wait in its queue, which the credits bound like any other.
+ * for Parquet's WASM) wait in its queue, which the credits bound like any other.
  */
 export class EncoderThread {
   /** Bytes sent and not yet acknowledged, and the most there ever were (for tests). */
@@ -351,7 +351,7 @@ export class EncoderThread {
     });
   }
 
-  /** Ends the thread (and the Parquet writer thread it started). */
+  /** Ends the thread (and with it the Parquet writer's WASM memory). */
   dispose(): void {
     this.end(new PgError(SqlState.queryCanceled, "encoder thread stopped"));
   }

@@ -20,7 +20,7 @@ function post(m: FromEncoder, transfer: ArrayBuffer[] = []): void {
 
 /**
  * Lowers this thread's priority to `nice`. Linux applies setpriority(PRIO_PROCESS, 0) to the
- * calling thread only, and threads started from here (the Parquet writer) inherit it. Raising a
+ * calling thread only (the Parquet writer runs on this thread too). Raising a
  * priority needs privileges, so a process already nicer than `nice` keeps its own.
  */
 function lowerPriority(nice: number): number {
@@ -87,7 +87,7 @@ class PortSink implements FileSink {
  * and an ordinary thread that wakes (the relay, with a client's query) takes the CPU from it at
  * once, where niceness only weighs the shares. Linux lets an unprivileged thread move itself to
  * SCHED_IDLE (sched(7)); Node has no call for it, so util-linux's `chrt` does it for this thread's
- * id. Threads started from here (the Parquet writer) inherit the class. Without /proc, chrt or
+ * id (the Parquet writer runs on this thread too). Without /proc, chrt or
  * the permission the thread keeps its niceness alone.
  */
 function idleClass(): boolean {
