@@ -9,8 +9,8 @@
 //   walk    – only step over the DataRow fields (the floor: what any consumer pays)
 //   decode  – decode into the Arrow column buffers and serialize each batch to Arrow IPC, but
 //             write no Parquet (all the encoder does on the caller's thread)
-//   snappy / zstd – the full encoder (Parquet written in its worker thread) into a counting sink
-//             (256 MB files)
+//   snappy / zstd – the full encoder (parquet-wasm writing on this thread, as in an export's
+//             encoder thread) into a counting sink (256 MB files)
 // --rss   runs 1M and 5M rows (or --rows and 5×) in fresh processes and compares peak RSS.
 // --pg    (or --pg-only) end to end against a throwaway PostgreSQL: the server's own
 //         `COPY (q) TO STDOUT (FORMAT binary)` drained to /dev/null (the read limit) vs a binary
