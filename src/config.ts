@@ -73,11 +73,13 @@ export interface ExportLimits {
 }
 
 /**
- * `exports.encoderThreads: "auto"`: one thread per core beyond the relay's, at most 4 (one
- * PostgreSQL backend feeds an export; more threads than it can keep busy only hold memory).
+ * `exports.encoderThreads: "auto"`: 2 from 4 cores on, else 1. An export needs a core for the
+ * relay and one for its PostgreSQL backend beside its encoders, and that single backend is the
+ * ceiling a second thread already reaches (docs/decisions.md, "Several encoder threads"): a third
+ * only holds memory.
  */
 export function autoEncoderThreads(cores: number): number {
-  return Math.max(1, Math.min(4, cores - 1));
+  return cores >= 4 ? 2 : 1;
 }
 
 /**
@@ -360,7 +362,7 @@ export const SETTINGS: readonly SettingHelp[] = [
     default: "1",
     example: '"exports": { "encoderThreads": "auto" }',
     meaning:
-      'encoder threads per export, each writing its own files mz-<id>-batch-<BBBB>-<NNNN>; "auto" = cores - 1, from 1 to 4',
+      'encoder threads per export, each writing its own files mz-<id>-batch-<BBBB>-<NNNN>; "auto" = 2 from 4 cores on, else 1',
   },
   {
     key: "exports.workerPolicy",

@@ -69,8 +69,12 @@ class Export {
   private store: ObjectStore | null = null;
   /** Where the rows go: one upload sink per encoder thread (exports.encoderThreads). */
   private output: OutputBatches | null = null;
-  /** The export's encoder threads, started before the preflight so they are up when rows come. */
-  private encoders: EncoderThread[] = [];
+  /**
+   * The export's encoder threads: batch 0's started before the preflight so it is up when rows
+   * come, the others once the threads before them are congested (output-batches.ts).
+   */
+  private readonly encoders: EncoderThread[] = [];
+  private encoderSpecOf: EncoderSpec | null = null;
   private readonly snapshot: SnapshotSource;
   private sentinel: Sentinel | null = null;
   private committed = false;
@@ -130,11 +134,9 @@ class Export {
       const conn = await this.resolveConnection(target);
       const { columns, typeNames, snapshot } = await this.plan();
       this.store = this.openStore(target, conn);
-      // Their start-up overlaps the preflight's round trips instead of following them.
-      const spec = this.encoderSpec(columns);
-      const { workerNice, workerPolicy } = this.deps.config.exports;
-      for (let k = 0; k < this.deps.config.exports.encoderThreads; k++)
-        this.encoders.push(new EncoderThread(spec, { nice: workerNice, idle: workerPolicy === "idle" }));
+      // Its start-up overlaps the preflight's round trips instead of following them.
+      this.encoderSpecOf = this.encoderSpec(columns);
+      this.startEncoder();
       this.report.phase("preflight");
       await this.preflight().catch((e: unknown) => {
         throw explainAwsSetup(e, conn);
@@ -304,6 +306,13 @@ class Export {
     await this.sentinel.write(this.signal);
   }
 
+  private startEncoder(): EncoderThread {
+    const { workerNice, workerPolicy } = this.deps.config.exports;
+    const t = new EncoderThread(this.encoderSpecOf!, { nice: workerNice, idle: workerPolicy === "idle" });
+    this.encoders.push(t);
+    return t;
+  }
+
   /** The encoder as plain data, for the encoder thread to build. */
   private encoderSpec(columns: ColumnInfo[]): EncoderSpec {
     const opts = this.stmt.options;
@@ -340,7 +349,11 @@ class Export {
     const ext = opts.format === "csv" ? (opts.compression === "gzip" ? "csv.gz" : "csv") : "parquet";
     // Rows are encoded in the export's own threads: this one only copies each read's rows there.
     const output = new OutputBatches(
-      this.encoders,
+      {
+        first: this.encoders[0]!,
+        more: () => this.startEncoder(),
+        max: this.deps.config.exports.encoderThreads,
+      },
       this.store!,
       (batch, i) => `mz-${this.id}-batch-${pad4(batch)}-${pad4(i)}.${ext}`,
       this.signal,

@@ -4,7 +4,9 @@
 // rows to batches by hash (`src/storage-operators/src/s3_oneshot_sink.rs`); the relay deals each
 // socket read's whole rows to the thread with the least bytes queued, so a busy thread gets fewer.
 // As in Materialize, batch 0 always ends with a file (an empty result still gives one), the other
-// batches only when they got rows; the order of rows across files is not defined.
+// batches only when they got rows; the order of rows across files is not defined. Batch k > 0 gets
+// its thread only once every thread before it has a full queue: an export its first thread keeps
+// up with never pays for another (a Parquet thread's start-up costs a few tenths of a CPU-second).
 import type { EncoderThread } from "../encoders/worker/encoder-thread.js";
 import type { PgError } from "../errors.js";
 import type { ObjectStore } from "./storage/object-store.js";
@@ -17,27 +19,45 @@ interface Batch {
   used: boolean;
 }
 
+export interface BatchThreads {
+  /** Batch 0's thread (started early, so it is up when the rows come). */
+  first: EncoderThread;
+  /** Starts the thread of the next batch. */
+  more: () => EncoderThread;
+  /** Batches at most (exports.encoderThreads). */
+  max: number;
+}
+
 export class OutputBatches {
-  private readonly batches: Batch[];
+  private readonly batches: Batch[] = [];
 
   /**
-   * `threads[k]` encodes batch k into files named `keyOf(k, index)`. Each thread is attached here;
+   * Batch k's thread encodes into files named `keyOf(k, index)`. Each thread is attached here;
    * `onError` hears the first failure of any of them.
    */
   constructor(
-    threads: readonly EncoderThread[],
-    store: ObjectStore,
-    keyOf: (batch: number, index: number) => string,
-    signal: AbortSignal,
-    filesCompleting: number,
-    onError: (err: PgError) => void,
+    private readonly threads: BatchThreads,
+    private readonly store: ObjectStore,
+    private readonly keyOf: (batch: number, index: number) => string,
+    private readonly signal: AbortSignal,
+    private readonly filesCompleting: number,
+    private readonly onError: (err: PgError) => void,
   ) {
-    if (threads.length === 0) throw new Error("an export needs at least one encoder thread");
-    this.batches = threads.map((thread, k) => {
-      const sink = new UploadSink(store, (i) => keyOf(k, i), signal, filesCompleting);
-      thread.attach(sink, signal, onError);
-      return { thread, sink, used: k === 0 };
-    });
+    this.add(threads.first).used = true;
+  }
+
+  private add(thread: EncoderThread): Batch {
+    const k = this.batches.length;
+    const sink = new UploadSink(this.store, (i) => this.keyOf(k, i), this.signal, this.filesCompleting);
+    thread.attach(sink, this.signal, this.onError);
+    const b = { thread, sink, used: false };
+    this.batches.push(b);
+    return b;
+  }
+
+  /** Every thread has a full queue, and no more may start. */
+  private get allCongested(): boolean {
+    return this.batches.length >= this.threads.max && this.batches.every((b) => b.thread.congested);
   }
 
   /** Whole DataRow messages `buf[start..end)`, to one batch (the caller's buffer is free on return). */
@@ -59,23 +79,23 @@ export class OutputBatches {
    * take more), or some upload wants its buffers drained first.
    */
   get needsRelief(): boolean {
-    let congested = true;
-    for (const b of this.batches) {
-      if (b.sink.needsDrain) return true;
-      if (!b.thread.congested) congested = false;
-    }
-    return congested;
+    for (const b of this.batches) if (b.sink.needsDrain) return true;
+    return this.allCongested;
   }
 
-  /** Resolves once some thread can take rows again and no upload wants draining. */
+  /**
+   * Resolves once some thread's queue is down to half and no upload wants draining (with one
+   * thread: exactly the single-thread driver's wait). A thread can fill up again while uploads
+   * drain, so the rows resume only when not every queue is full.
+   */
   async drained(): Promise<void> {
-    if (this.batches.every((b) => b.thread.congested)) {
+    do {
       // The first thread down to half its queue; the others' answers come too and are ignored.
       await new Promise<void>((resolve, reject) => {
         for (const b of this.batches) b.thread.drained().then(resolve, reject);
       });
-    }
-    await Promise.all(this.batches.map((b) => b.sink.drained()));
+      await Promise.all(this.batches.map((b) => b.sink.drained()));
+    } while (this.allCongested);
   }
 
   /**
@@ -126,13 +146,18 @@ export class OutputBatches {
     return n;
   }
 
-  /** The batch whose thread has the fewest bytes queued; ties go to the lowest batch. */
+  /**
+   * The batch whose thread has the fewest bytes queued (ties: the lowest batch), or a new batch
+   * when every thread's queue is full and more may start.
+   */
   private leastQueued(): Batch {
     let best = this.batches[0]!;
     for (let k = 1; k < this.batches.length; k++) {
       const b = this.batches[k]!;
       if (b.thread.inFlight < best.thread.inFlight) best = b;
     }
+    if (best.thread.congested && this.batches.length < this.threads.max && !this.signal.aborted)
+      return this.add(this.threads.more());
     return best;
   }
 }

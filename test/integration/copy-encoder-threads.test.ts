@@ -175,7 +175,7 @@ describe("CSV over two encoder threads (moto)", () => {
     expect(manifest.rows).toBe(120000);
   });
 
-  test("an empty result gives exactly one file, batch 0's, with the header only", async () => {
+  test("an empty result gives exactly one file, batch 0's, with the header only, and starts one thread", async () => {
     const prefix = freshPrefix();
     const r = await client.query(
       `COPY (SELECT g FROM wide WHERE false) TO 's3://${bucket}/${prefix}' WITH (FORMAT = 'csv', HEADER)`,
@@ -185,6 +185,8 @@ describe("CSV over two encoder threads (moto)", () => {
     expect(keys).toHaveLength(1);
     expect(keys[0]).toMatch(/^mz-[0-9a-f-]+-batch-0000-0000\.csv$/);
     expect((await check.get(bucket, `${prefix}/${keys[0]}`)).toString()).toBe("g\n");
+    // Batch 1's thread starts only once batch 0's queue is full.
+    expect(started).toHaveLength(1);
   });
 });
 

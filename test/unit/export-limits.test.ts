@@ -72,13 +72,13 @@ describe("export limits", () => {
     expect(() => loadConfig(tooSmall, {})).toThrow(/31457280 bytes exceeds exports.maxMemoryPerExport/);
   });
 
-  test('exports.encoderThreads: 1 by default, a number, or "auto" (cores - 1, from 1 to 4); each thread\'s upload buffers count in the bound', () => {
+  test('exports.encoderThreads: 1 by default, a number, or "auto" (2 from 4 cores on, else 1); each thread\'s upload buffers count in the bound', () => {
     expect(loadConfig([], {}).config.exports.encoderThreads).toBe(1);
     expect(loadConfig(withFile({ encoderThreads: 3 }), {}).config.exports.encoderThreads).toBe(3);
     expect(loadConfig(withFile({ encoderThreads: "auto" }), {}).config.exports.encoderThreads).toBe(
       autoEncoderThreads(availableParallelism()),
     );
-    expect([1, 2, 3, 4, 8, 16, 64].map(autoEncoderThreads)).toEqual([1, 1, 2, 3, 4, 4, 4]);
+    expect([1, 2, 3, 4, 8, 16, 64].map(autoEncoderThreads)).toEqual([1, 1, 1, 2, 2, 2, 2]);
     expect(() => loadConfig(withFile({ encoderThreads: 0 }), {})).toThrow(/exports.encoderThreads/);
     expect(() => loadConfig(withFile({ encoderThreads: "many" }), {})).toThrow(/exports.encoderThreads/);
     const parts = { partSize: 5 * MiB, partsInFlight: 2, filesCompleting: 1 };
