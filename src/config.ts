@@ -366,10 +366,10 @@ export const SETTINGS: readonly SettingHelp[] = [
   },
   {
     key: "exports.workerPolicy",
-    default: "idle",
-    example: '"exports": { "workerPolicy": "nice" }',
+    default: "nice",
+    example: '"exports": { "workerPolicy": "idle" }',
     meaning:
-      "idle: encoder threads also run as SCHED_IDLE (Linux, via util-linux chrt), using only CPU time nothing else wants; nice: their niceness alone",
+      "nice: encoder threads run at exports.workerNice; idle: also as SCHED_IDLE (Linux, via util-linux chrt), using only CPU time nothing else in their scheduling group wants (best where the proxy has its own cgroup: a container, a systemd service)",
   },
   {
     key: "exports.s3MaxAttempts",
@@ -480,7 +480,7 @@ export const DEFAULT_EXPORT_LIMITS: ExportLimits = {
   stallTimeoutMs: 600_000,
   workerNice: 10,
   encoderThreads: 1,
-  workerPolicy: "idle",
+  workerPolicy: "nice",
 };
 
 export function parseHostPort(s: string, what: string): HostPort {

@@ -93,10 +93,10 @@ describe("configuration", () => {
     expect(() => loadConfig(["--config", file(obj)], {})).toThrow(msg);
   });
 
-  test("exports.workerPolicy: idle by default, nice on request, anything else refused", () => {
-    expect(loadConfig([], {}).config.exports.workerPolicy).toBe("idle");
-    const nice = file({ exports: { workerPolicy: "nice" } });
-    expect(loadConfig(["--config", nice], {}).config.exports.workerPolicy).toBe("nice");
+  test("exports.workerPolicy: nice by default, idle on request, anything else refused", () => {
+    expect(loadConfig([], {}).config.exports.workerPolicy).toBe("nice");
+    const idle = file({ exports: { workerPolicy: "idle" } });
+    expect(loadConfig(["--config", idle], {}).config.exports.workerPolicy).toBe("idle");
     const bad = file({ exports: { workerPolicy: "batch" } });
     expect(() => loadConfig(["--config", bad], {})).toThrow(
       'exports.workerPolicy: expected one of idle, nice, got "batch"',
