@@ -13,6 +13,7 @@ import { freePort } from "../support/ports.js";
 import { type Samples, scrape } from "../support/prom-text.js";
 import { type ProxyProcess, spawnCopyProxy } from "../support/proxy-process.js";
 import { RawPg } from "../support/raw-pg.js";
+import { S3FaultProxy } from "../support/s3-fault-proxy.js";
 
 const DB = "metrics_e2e";
 const pgPort = inject("pgPort");
@@ -42,11 +43,14 @@ const YEARLY = {
   cron: "0 0 1 1 *",
 };
 
-async function startWithAdmin(upstreamPort = pgPort): Promise<{ p: ProxyProcess; base: string }> {
+async function startWithAdmin(
+  upstreamPort = pgPort,
+  s3Access: S3Access = s3,
+): Promise<{ p: ProxyProcess; base: string }> {
   const adminPort = await freePort();
   const p = await spawnCopyProxy({
     upstreamPort,
-    s3,
+    s3: s3Access,
     args: ["--admin-listen", `127.0.0.1:${adminPort}`, "--drain-timeout", "600000"],
     config: { exports: { partSize: 5 * 1024 * 1024 }, jobs: [YEARLY] },
   });
@@ -86,14 +90,18 @@ describe("the admin listener of the real CLI", () => {
   let p: ProxyProcess;
   let base: string;
   let c: pg.Client;
+  // Between the proxy and moto, so the cancelled export's UploadPart can be held in flight.
+  let faults: S3FaultProxy;
 
   beforeAll(async () => {
-    ({ p, base } = await startWithAdmin());
+    faults = await S3FaultProxy.start(s3.endpoint);
+    ({ p, base } = await startWithAdmin(pgPort, { ...s3, endpoint: faults.endpoint }));
     c = await client(p);
   }, 60_000);
   afterAll(async () => {
     await c?.end().catch(() => {});
     await p?.stop();
+    await faults?.close();
   });
 
   test("/healthz and /readyz answer 200; /metrics is Prometheus text with the process metrics", async () => {
@@ -154,13 +162,19 @@ describe("the admin listener of the real CLI", () => {
         `COPY (SELECT c2s_wait(g) AS g, repeat('x', 4000) AS pad FROM generate_series(1, 40000) g) TO 's3://${bucket}/cancelled' WITH (FORMAT = 'csv')`,
       ),
     );
-    await waitUntil("a multipart upload open", async () =>
-      (await check.uploads(bucket, "cancelled/")).length > 0 ? true : null,
-    );
-    const during = await scrape(base);
-    expect(during.n(`${M}exports_running`)).toBe(1);
-    await sendCancel(p.port, keyOf(c));
-    expect(await slow).toBe("57014");
+    // Its first part is held on its way to S3, so the cancel meets an UploadPart in flight (when
+    // parts were left to race the cancel, some runs had none in flight and counted no "aborted").
+    faults.setRules({ op: "UploadPart", fault: "hold" });
+    try {
+      await faults.waitFor("UploadPart", 1);
+      expect((await check.uploads(bucket, "cancelled/")).length).toBe(1);
+      const during = await scrape(base);
+      expect(during.n(`${M}exports_running`)).toBe(1);
+      await sendCancel(p.port, keyOf(c));
+      expect(await slow).toBe("57014");
+    } finally {
+      faults.clear();
+    }
 
     const after = await scrape(base);
     const d = (name: string, labels: Record<string, string> = {}): number =>
