@@ -21,16 +21,19 @@ export function cpuSeconds(pid: number, withChildren: boolean, thread = false): 
   }
 }
 
+/** The live threads' ids of a process (none once it has ended). */
+function threadIds(pid: number): string[] {
+  try {
+    return readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return [];
+  }
+}
+
 /** CPU seconds per live thread of a process, by thread name (comm), for a one-line breakdown. */
 export function threadCpu(pid: number): Map<string, number> {
   const out = new Map<string, number>();
-  let tids: string[];
-  try {
-    tids = readdirSync(`/proc/${pid}/task`);
-  } catch {
-    return out;
-  }
-  for (const tid of tids) {
+  for (const tid of threadIds(pid)) {
     try {
       const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
       const name = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
@@ -83,13 +86,7 @@ export interface ThreadSched {
 /** Every live thread of a process by tid. */
 export function threadSched(pid: number): Map<number, ThreadSched> {
   const out = new Map<number, ThreadSched>();
-  let tids: string[];
-  try {
-    tids = readdirSync(`/proc/${pid}/task`);
-  } catch {
-    return out;
-  }
-  for (const tid of tids) {
+  for (const tid of threadIds(pid)) {
     try {
       const [cpu, wait, slices] = readFileSync(`/proc/${pid}/task/${tid}/schedstat`, "utf8").split(" ");
       const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
