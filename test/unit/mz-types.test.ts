@@ -10,7 +10,7 @@ import {
   parseMzTypeName,
 } from "../../src/copy/snapshot/materialize-types.js";
 import { kindIsAmbiguous, resolveUpstreamKind, upstreamKindOf } from "../../src/copy/upstream-kind.js";
-import { makeBuilder } from "../../src/encoders/parquet/columns.js";
+import { makeBuilder } from "../../src/encoders/parquet/columns/make-builder.js";
 import {
   dateDays,
   elementBinary,

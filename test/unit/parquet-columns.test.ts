@@ -2,7 +2,8 @@
 import * as arrow from "apache-arrow";
 import { describe, expect, it } from "vitest";
 import { type TypeCatalogRow, typeInfoFromCatalog } from "../../src/encoders/parquet/catalog.js";
-import { compactJson, makeBuilder } from "../../src/encoders/parquet/columns.js";
+import { makeBuilder } from "../../src/encoders/parquet/columns/make-builder.js";
+import { compactJson } from "../../src/encoders/parquet/columns/variable-width.js";
 import { Oid, planColumns, resolveType, uniqueNames } from "../../src/encoders/parquet/types.js";
 import { planParquet } from "../../src/encoders/parquet-encoder.js";
 import type { TypeInfo } from "../../src/encoders/types.js";

@@ -13,7 +13,8 @@
 import * as arrow from "apache-arrow";
 import { PgError, SqlState } from "../../errors.js";
 import type { ColumnInfo, FileSink, RowEncoder } from "../types.js";
-import { type ColumnBuilder, extMeta, makeBuilder } from "./columns.js";
+import { type ColumnBuilder, extMeta } from "./columns/builder.js";
+import { makeBuilder } from "./columns/make-builder.js";
 import { dictionaryOverflows } from "./dictionary-choice.js";
 import { IpcStreamWriter } from "./ipc.js";
 import { type ColumnPlan, planColumns } from "./types.js";

@@ -1,0 +1,141 @@
+// Dates and timestamps: PostgreSQL's 2000-01-01 epoch shifted to Arrow's 1970-01-01, infinities
+// refused (Parquet has no such values).
+import * as arrow from "apache-arrow";
+import { PgError, SqlState } from "../../../errors.js";
+import type { PlainValues } from "../dictionary-choice.js";
+import { BaseBuilder, type ColumnContext, grow } from "./builder.js";
+
+// PostgreSQL counts days and microseconds from 2000-01-01, Arrow from 1970-01-01.
+const EPOCH_SHIFT_DAYS = 10957;
+const EPOCH_SHIFT_US = 946684800000000;
+const TWO32 = 4294967296;
+const SHIFT_US_HI = Math.floor(EPOCH_SHIFT_US / TWO32);
+const SHIFT_US_LO = EPOCH_SHIFT_US - SHIFT_US_HI * TWO32;
+const DATE_PINF = 0x7fffffff;
+const DATE_NINF = -0x80000000;
+
+export class DateBuilder extends BaseBuilder {
+  readonly type = new arrow.DateDay();
+  private values = new Int32Array(1024);
+
+  // The base class's loop, repeated here so that its `append` call sees only this class.
+  override appendColumn(buf: Buffer, pos: Int32Array, len: Int32Array, from: number, n: number): void {
+    for (let k = from, end = from + n; k < end; k++) {
+      const l = len[k]!;
+      if (l < 0) this.appendNull();
+      else this.append(buf, pos[k]!, l);
+    }
+  }
+  append(buf: Buffer, pos: number, len: number): void {
+    if (len !== 4) this.invalid(`expected 4 bytes for date, got ${len}`);
+    const d = buf.readInt32BE(pos);
+    if (d === DATE_PINF || d === DATE_NINF) {
+      throw new PgError(
+        SqlState.datetimeFieldOverflow,
+        `column "${this.ctx.column}": date ${d > 0 ? "infinity" : "-infinity"} cannot be represented in Parquet`,
+        { hint: "Filter or replace infinite dates in the query, e.g. with NULLIF or CASE." },
+      );
+    }
+    const i = this.length;
+    if (i >= this.values.length) this.values = grow(this.values, i + 1);
+    this.values[i] = d + EPOCH_SHIFT_DAYS;
+    this.validity.setValid(i);
+    this.length++;
+  }
+
+  protected appendEmpty(): void {
+    const i = this.length;
+    if (i >= this.values.length) this.values = grow(this.values, i + 1);
+    this.values[i] = 0;
+    this.length++;
+  }
+
+  plainValues(): PlainValues {
+    const bytes = new Uint8Array(this.values.buffer, this.values.byteOffset, this.length * 4);
+    return { kind: "fixed", bytes, width: 4, cost: 4, n: this.length };
+  }
+
+  finish(): arrow.Data {
+    return arrow.makeData({
+      type: this.type,
+      length: this.length,
+      ...this.nullBitmap(),
+      data: this.values.subarray(0, this.length),
+    });
+  }
+}
+
+export class TimestampBuilder extends BaseBuilder {
+  readonly type: arrow.TimestampMicrosecond;
+  // int64 as [lo, hi] pairs: avoids a BigInt per value.
+  private values = new Int32Array(2048);
+
+  constructor(
+    ctx: ColumnContext,
+    nullable: boolean,
+    private readonly tz: boolean,
+  ) {
+    super(ctx, nullable);
+    this.type = new arrow.TimestampMicrosecond(tz ? "+00:00" : null);
+  }
+
+  // The base class's loop, repeated here so that its `append` call sees only this class.
+  override appendColumn(buf: Buffer, pos: Int32Array, len: Int32Array, from: number, n: number): void {
+    for (let k = from, end = from + n; k < end; k++) {
+      const l = len[k]!;
+      if (l < 0) this.appendNull();
+      else this.append(buf, pos[k]!, l);
+    }
+  }
+  append(buf: Buffer, pos: number, len: number): void {
+    if (len !== 8) this.invalid(`expected 8 bytes for timestamp, got ${len}`);
+    const hi = buf.readInt32BE(pos);
+    const lo = buf.readUInt32BE(pos + 4);
+    if ((hi === 0x7fffffff && lo === 0xffffffff) || (hi === -0x80000000 && lo === 0)) {
+      this.outOfRange(hi > 0 ? "infinity" : "-infinity");
+    }
+    let l = lo + SHIFT_US_LO;
+    let h = hi + SHIFT_US_HI;
+    if (l >= TWO32) {
+      l -= TWO32;
+      h++;
+    }
+    if (h > 0x7fffffff) this.outOfRange("a value after year 294000");
+    const i = this.length << 1;
+    if (i + 2 > this.values.length) this.values = grow(this.values, i + 2);
+    this.values[i] = l | 0;
+    this.values[i + 1] = h;
+    this.validity.setValid(this.length);
+    this.length++;
+  }
+
+  private outOfRange(what: string): never {
+    throw new PgError(
+      SqlState.datetimeFieldOverflow,
+      `column "${this.ctx.column}": ${this.tz ? "timestamptz" : "timestamp"} ${what} cannot be represented in Parquet`,
+      { hint: "Filter or replace infinite timestamps in the query, e.g. with NULLIF or CASE." },
+    );
+  }
+
+  protected appendEmpty(): void {
+    const i = this.length << 1;
+    if (i + 2 > this.values.length) this.values = grow(this.values, i + 2);
+    this.values[i] = 0;
+    this.values[i + 1] = 0;
+    this.length++;
+  }
+
+  plainValues(): PlainValues {
+    const bytes = new Uint8Array(this.values.buffer, this.values.byteOffset, this.length * 8);
+    return { kind: "fixed", bytes, width: 8, cost: 8, n: this.length };
+  }
+
+  finish(): arrow.Data {
+    return arrow.makeData({
+      type: this.type,
+      length: this.length,
+      ...this.nullBitmap(),
+      data: this.values.subarray(0, this.length * 2) as unknown as BigInt64Array,
+    });
+  }
+}
