@@ -13,9 +13,8 @@
 // time is not the proxy's to shorten).
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, inject, test } from "vitest";
-import { motoAccess, type S3Access, S3Check, startCopyProxy } from "../support/copy-proxy.js";
+import { type S3Access, type S3Check, startCopyProxy } from "../support/copy-proxy.js";
 import {
-  C2S_WAIT_FUNCTION,
   expectIdleBackend,
   expectNothingLeft,
   failure,
@@ -24,17 +23,19 @@ import {
   waitUntil,
 } from "../support/export-checks.js";
 import type { TestProxy } from "../support/proxy.js";
+import { type ProxyStack, startProxyStack } from "../support/proxy-stack.js";
 import { RawPg } from "../support/raw-pg.js";
-import { S3FaultProxy } from "../support/s3-fault-proxy.js";
+import type { S3FaultProxy } from "../support/s3-fault-proxy.js";
 
 const DB = "copy_cancel";
 const pgPort = inject("pgPort");
-const s3: S3Access = motoAccess();
-const check = new S3Check(s3);
 // No time bound here: each phase lasts until the test lets it go (a held S3 request, a lock, a
 // 30 s sleep) or ends in success on its own, so a cancel that waited for the phase would time the
 // test out or return COPY n instead of 57014. How fast a cancel lands is bench/cancel-latency.ts's job.
 
+let stack: ProxyStack;
+let s3: S3Access;
+let check: S3Check;
 let faults: S3FaultProxy;
 let proxy: TestProxy;
 let tlsProxy: TestProxy;
@@ -44,43 +45,32 @@ let upstreamPid: number;
 let bucket: string;
 
 beforeAll(async () => {
-  oracle = await RawPg.freshDatabase(pgPort, DB);
-  await oracle.query(C2S_WAIT_FUNCTION);
+  stack = await startProxyStack({
+    database: DB,
+    bucket: "cancel",
+    config: {
+      exports: {
+        partSize: 5 * 1024 * 1024,
+        partsInFlight: 1,
+        filesCompleting: 1,
+        s3MaxAttempts: 2,
+        s3RequestTimeoutMs: 10_000,
+      },
+    },
+  });
+  ({ s3, check, bucket, oracle, faults, proxy } = stack);
   // ~30 MB of CSV: several 5 MiB parts, two files at MAX FILE SIZE 16MB.
   await oracle.query(
     "CREATE TABLE wide AS SELECT g, repeat(md5(g::text), 3) AS pad FROM generate_series(1, 300000) g",
   );
   await oracle.query("CREATE TABLE locked (a int)");
-  faults = await S3FaultProxy.start(s3.endpoint);
-  const config = {
-    exports: {
-      partSize: 5 * 1024 * 1024,
-      partsInFlight: 1,
-      filesCompleting: 1,
-      s3MaxAttempts: 2,
-      s3RequestTimeoutMs: 10_000,
-    },
-  };
-  proxy = await startCopyProxy({ upstreamPort: pgPort, s3: { ...s3, endpoint: faults.endpoint }, config });
-  tlsProxy = await startCopyProxy({
-    upstreamPort: pgPort,
-    s3: { ...s3, endpoint: faults.endpoint },
-    config,
-    args: ["--tls-cert", inject("pgCertFile"), "--tls-key", inject("pgKeyFile")],
-  });
-  client = new pg.Client({ connectionString: proxy.url("postgres", DB) });
-  client.on("notice", () => {});
-  await client.connect();
+  tlsProxy = await stack.startProxy(["--tls-cert", inject("pgCertFile"), "--tls-key", inject("pgKeyFile")]);
+  client = await stack.connect();
   upstreamPid = (await client.query("SELECT pg_backend_pid() AS p")).rows[0].p;
-  bucket = await check.bucket("cancel");
 }, 120_000);
 
 afterAll(async () => {
-  await client?.end();
-  await oracle?.close();
-  await proxy?.shutdown(0);
-  await tlsProxy?.shutdown(0);
-  await faults?.close();
+  await stack?.stop();
 });
 
 let n = 0;

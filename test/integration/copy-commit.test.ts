@@ -10,26 +10,22 @@
 //   the server sees it and after the server executed it;
 // - a moto whose CompleteMultipartUpload really takes seconds (moto-slow-complete.py), cancelled
 //   after it consumed the upload and before it stored the object.
-import pg from "pg";
-import { afterAll, beforeAll, describe, expect, inject, test } from "vitest";
-import {
-  awsCli,
-  awsCliKeys,
-  motoAccess,
-  type S3Access,
-  S3Check,
-  startCopyProxy,
-} from "../support/copy-proxy.js";
+import type pg from "pg";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { awsCli, awsCliKeys, type S3Access, S3Check } from "../support/copy-proxy.js";
 import { expectNothingLeft, keyOf, sendCancel, waitUntil } from "../support/export-checks.js";
 import { startMoto } from "../support/moto.js";
 import type { TestProxy } from "../support/proxy.js";
-import { RawPg } from "../support/raw-pg.js";
-import { type FaultRule, S3FaultProxy } from "../support/s3-fault-proxy.js";
+import {
+  type FaultyProxy,
+  type ProxyStack,
+  startFaultyProxy,
+  startProxyStack,
+} from "../support/proxy-stack.js";
+import type { RawPg } from "../support/raw-pg.js";
+import type { FaultRule, S3FaultProxy } from "../support/s3-fault-proxy.js";
 
 const DB = "copy_commit";
-const pgPort = inject("pgPort");
-const s3: S3Access = motoAccess();
-const check = new S3Check(s3);
 const MiB = 1024 * 1024;
 const ROWS = 200000;
 const exportsConfig = {
@@ -40,6 +36,9 @@ const exportsConfig = {
   s3RequestTimeoutMs: 5000,
 };
 
+let stack: ProxyStack;
+let s3: S3Access;
+let check: S3Check;
 let faults: S3FaultProxy;
 let proxy: TestProxy;
 let oracle: RawPg;
@@ -48,31 +47,20 @@ let bucket: string;
 let csvOracle: Buffer;
 
 beforeAll(async () => {
-  oracle = await RawPg.freshDatabase(pgPort, DB);
+  stack = await startProxyStack({ database: DB, bucket: "commit", config: { exports: exportsConfig } });
+  ({ s3, check, bucket, oracle, faults, proxy } = stack);
   // ~21 MB of CSV: a 16 MB file of four 5 MiB parts (multipart) and a ~4 MB one (one PutObject).
   await oracle.query(
     `CREATE TABLE mid AS SELECT g, repeat(md5(g::text), 3) AS pad FROM generate_series(1, ${ROWS}) g`,
   );
   await oracle.query("SET synchronize_seqscans = off");
   csvOracle = (await oracle.query("COPY mid TO STDOUT (FORMAT csv)")).copyData;
-  faults = await S3FaultProxy.start(s3.endpoint);
-  proxy = await startCopyProxy({
-    upstreamPort: pgPort,
-    s3: { ...s3, endpoint: faults.endpoint },
-    config: { exports: exportsConfig },
-  });
-  client = new pg.Client({ connectionString: proxy.url("postgres", DB) });
-  client.on("notice", () => {});
-  await client.connect();
+  client = await stack.connect();
   await client.query("SET synchronize_seqscans = off");
-  bucket = await check.bucket("commit");
 }, 120_000);
 
 afterAll(async () => {
-  await client?.end();
-  await oracle?.close();
-  await proxy?.shutdown(0);
-  await faults?.close();
+  await stack?.stop();
 });
 
 let n = 0;
@@ -259,6 +247,7 @@ describe("a cancel at every request of the upload tail and the commit", () => {
 
 describe("a moto whose CompleteMultipartUpload takes 2 s (a real slow server)", () => {
   let slow: Awaited<ReturnType<typeof startMoto>>;
+  let slowStack: FaultyProxy;
   let slowFaults: S3FaultProxy;
   let slowProxy: TestProxy;
   let c: pg.Client;
@@ -270,23 +259,15 @@ describe("a moto whose CompleteMultipartUpload takes 2 s (a real slow server)", 
     slow = await startMoto({ completeDelayS: 2 });
     slowS3 = { ...s3, endpoint: slow.endpoint };
     slowCheck = new S3Check(slowS3);
-    slowFaults = await S3FaultProxy.start(slow.endpoint);
-    slowProxy = await startCopyProxy({
-      upstreamPort: pgPort,
-      s3: { ...slowS3, endpoint: slowFaults.endpoint },
-      config: { exports: exportsConfig },
-    });
-    c = new pg.Client({ connectionString: slowProxy.url("postgres", DB) });
-    c.on("notice", () => {});
-    await c.connect();
+    slowStack = await startFaultyProxy({ s3: slowS3, database: DB, config: { exports: exportsConfig } });
+    ({ faults: slowFaults, proxy: slowProxy } = slowStack);
+    c = await slowStack.connect();
     await c.query("SET synchronize_seqscans = off");
     b = await slowCheck.bucket("slow");
   }, 120_000);
 
   afterAll(async () => {
-    await c?.end();
-    await slowProxy?.shutdown(0);
-    await slowFaults?.close();
+    await slowStack?.stop();
     await slow?.stop();
   });
 

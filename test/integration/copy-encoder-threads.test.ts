@@ -13,24 +13,19 @@ import { type DuckDBConnection, DuckDBInstance } from "@duckdb/node-api";
 import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, test } from "vitest";
 import { type EncoderThread, encoderThreadTestHooks } from "../../src/encoders/worker/encoder-thread.js";
-import { motoAccess, type S3Access, S3Check, startCopyProxy } from "../support/copy-proxy.js";
-import {
-  C2S_WAIT_FUNCTION,
-  expectNothingLeft,
-  keyOf,
-  sendCancel,
-  waitUntil,
-} from "../support/export-checks.js";
+import type { S3Check } from "../support/copy-proxy.js";
+import { expectNothingLeft, keyOf, sendCancel, waitUntil } from "../support/export-checks.js";
 import type { TestProxy } from "../support/proxy.js";
-import { RawPg } from "../support/raw-pg.js";
-import { S3FaultProxy } from "../support/s3-fault-proxy.js";
+import { type ProxyStack, startProxyStack } from "../support/proxy-stack.js";
+import type { RawPg } from "../support/raw-pg.js";
+import type { S3FaultProxy } from "../support/s3-fault-proxy.js";
 
 const DB = "copy_encoder_threads";
 const pgPort = inject("pgPort");
-const s3: S3Access = motoAccess();
-const check = new S3Check(s3);
 const MiB = 1024 * 1024;
 
+let stack: ProxyStack;
+let check: S3Check;
 let faults: S3FaultProxy;
 let proxy: TestProxy;
 let oracle: RawPg;
@@ -45,8 +40,14 @@ const started: EncoderThread[] = [];
 const gates: Int32Array[] = [];
 
 beforeAll(async () => {
-  oracle = await RawPg.freshDatabase(pgPort, DB);
-  await oracle.query(C2S_WAIT_FUNCTION);
+  root = mkdtempSync(join(tmpdir(), "c2s-threads-"));
+  stack = await startProxyStack({
+    database: DB,
+    bucket: "threads",
+    args: ["--file-root", root],
+    config: { exports: { encoderThreads: 2, partSize: 5 * MiB, s3MaxAttempts: 2 } },
+  });
+  ({ oracle, check, bucket, faults, proxy } = stack);
   // ~40 MB of CSV, no quoting and no newlines inside values: one record per line.
   await oracle.query(
     "CREATE TABLE wide AS SELECT g, md5(g::text) AS h, repeat(md5(g::text), 9) AS pad FROM generate_series(1, 120000) g",
@@ -57,20 +58,7 @@ beforeAll(async () => {
       timestamptz '2024-01-01 00:00+00' + g * interval '1 second' AS at, g % 3 = 0 AS flag,
       g / 7.0::float8 AS score, date '2020-01-01' + g % 1000 AS day
     FROM generate_series(1, 150000) g`);
-  root = mkdtempSync(join(tmpdir(), "c2s-threads-"));
-  faults = await S3FaultProxy.start(s3.endpoint);
-  proxy = await startCopyProxy({
-    upstreamPort: pgPort,
-    s3: { ...s3, endpoint: faults.endpoint },
-    args: ["--file-root", root],
-    // The niceness alone: SCHED_IDLE threads get no CPU at all while other work saturates the
-    // machine, and these tests wait for what the threads write.
-    config: { exports: { encoderThreads: 2, partSize: 5 * MiB, s3MaxAttempts: 2, workerPolicy: "nice" } },
-  });
-  client = new pg.Client({ connectionString: proxy.url("postgres", DB) });
-  client.on("notice", () => {});
-  await client.connect();
-  bucket = await check.bucket("threads");
+  client = await stack.connect();
   duck = await (await DuckDBInstance.create(":memory:")).connect();
   direct = new pg.Client({ port: pgPort, host: "127.0.0.1", user: "postgres", database: DB });
   await direct.connect();
@@ -90,11 +78,8 @@ afterEach(() => {
 
 afterAll(async () => {
   delete encoderThreadTestHooks.started;
-  await client?.end();
   await direct?.end();
-  await oracle?.close();
-  await proxy?.shutdown(0);
-  await faults?.close();
+  await stack?.stop();
   if (root) rmSync(root, { recursive: true, force: true });
 });
 

@@ -11,9 +11,8 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, inject, test } from "vitest";
 import { runCleanupCommand } from "../../src/copy/cleanup-command.js";
 import { loadConnections } from "../../src/copy/connections.js";
-import { motoAccess, type S3Access, S3Check, startCopyProxy } from "../support/copy-proxy.js";
+import { type S3Access, S3Check, startCopyProxy } from "../support/copy-proxy.js";
 import {
-  C2S_WAIT_FUNCTION,
   expectBackendGone,
   expectNothingLeft,
   keyOf,
@@ -22,15 +21,22 @@ import {
 } from "../support/export-checks.js";
 import type { TestProxy } from "../support/proxy.js";
 import { spawnCopyProxy } from "../support/proxy-process.js";
-import { RawPg } from "../support/raw-pg.js";
-import { S3FaultProxy } from "../support/s3-fault-proxy.js";
+import {
+  type FaultyProxy,
+  type ProxyStack,
+  startFaultyProxy,
+  startProxyStack,
+} from "../support/proxy-stack.js";
+import type { RawPg } from "../support/raw-pg.js";
+import type { S3FaultProxy } from "../support/s3-fault-proxy.js";
 
 const DB = "copy_faults";
 const pgPort = inject("pgPort");
-const s3: S3Access = motoAccess();
-const check = new S3Check(s3);
 const MiB = 1024 * 1024;
 
+let stack: ProxyStack;
+let s3: S3Access;
+let check: S3Check;
 let faults: S3FaultProxy;
 let proxy: TestProxy;
 let oracle: RawPg;
@@ -38,16 +44,9 @@ let client: pg.Client;
 let bucket: string;
 
 beforeAll(async () => {
-  oracle = await RawPg.freshDatabase(pgPort, DB);
-  await oracle.query(C2S_WAIT_FUNCTION);
-  // ~31 MB of CSV: two files at MAX FILE SIZE 16MB, each several 5 MiB parts.
-  await oracle.query(
-    "CREATE TABLE wide AS SELECT g, repeat(md5(g::text), 3) AS pad FROM generate_series(1, 300000) g",
-  );
-  faults = await S3FaultProxy.start(s3.endpoint);
-  proxy = await startCopyProxy({
-    upstreamPort: pgPort,
-    s3: { ...s3, endpoint: faults.endpoint },
+  stack = await startProxyStack({
+    database: DB,
+    bucket: "faults",
     config: {
       exports: {
         partSize: 5 * MiB,
@@ -59,21 +58,20 @@ beforeAll(async () => {
       },
     },
   });
-  client = new pg.Client({ connectionString: proxy.url("postgres", DB) });
-  client.on("notice", () => {});
-  await client.connect();
+  ({ s3, check, bucket, oracle, faults, proxy } = stack);
+  // ~31 MB of CSV: two files at MAX FILE SIZE 16MB, each several 5 MiB parts.
+  await oracle.query(
+    "CREATE TABLE wide AS SELECT g, repeat(md5(g::text), 3) AS pad FROM generate_series(1, 300000) g",
+  );
+  client = await stack.connect();
   // "wide" is big enough for synchronized sequential scans, which start where the last scan of
   // the table was: without this, two reads of it need not return the rows in the same order.
   await client.query("SET synchronize_seqscans = off");
   await oracle.query("SET synchronize_seqscans = off");
-  bucket = await check.bucket("faults");
 }, 120_000);
 
 afterAll(async () => {
-  await client?.end();
-  await oracle?.close();
-  await proxy?.shutdown(0);
-  await faults?.close();
+  await stack?.stop();
 });
 
 let n = 0;
@@ -417,16 +415,16 @@ describe.skipIf(cephEndpoint === undefined)(
       secretAccessKey: inject("cephSecretAccessKey") ?? "",
     };
     const cephCheck = new S3Check(ceph);
+    let cephStack: FaultyProxy;
     let cephFaults: S3FaultProxy;
     let cephProxy: TestProxy;
     let c: pg.Client;
     let cephBucket: string;
 
     beforeAll(async () => {
-      cephFaults = await S3FaultProxy.start(ceph.endpoint);
-      cephProxy = await startCopyProxy({
-        upstreamPort: pgPort,
-        s3: { ...ceph, endpoint: cephFaults.endpoint },
+      cephStack = await startFaultyProxy({
+        s3: ceph,
+        database: DB,
         config: {
           exports: {
             partSize: 5 * MiB,
@@ -437,17 +435,14 @@ describe.skipIf(cephEndpoint === undefined)(
           },
         },
       });
-      c = new pg.Client({ connectionString: cephProxy.url("postgres", DB) });
-      c.on("notice", () => {});
-      await c.connect();
+      ({ faults: cephFaults, proxy: cephProxy } = cephStack);
+      c = await cephStack.connect();
       await c.query("SET synchronize_seqscans = off");
       cephBucket = await cephCheck.bucket("ceph-faults");
     }, 60_000);
 
     afterAll(async () => {
-      await c?.end();
-      await cephProxy?.shutdown(0);
-      await cephFaults?.close();
+      await cephStack?.stop();
     });
 
     test("transient faults at every step are retried; the files equal PostgreSQL's COPY output", async () => {

@@ -2,40 +2,33 @@
 // throws (not merely reports what it left behind). Real PostgreSQL and moto behind the S3 fault
 // proxy, the proxy in this process so that its metrics registry is the one scraped here.
 import pg from "pg";
-import { afterAll, beforeAll, expect, inject, test, vi } from "vitest";
+import { afterAll, beforeAll, expect, test, vi } from "vitest";
 import { S3Store } from "../../src/copy/storage/s3-store.js";
 import { registry } from "../../src/metrics/metrics.js";
-import { motoAccess, type S3Access, S3Check, startCopyProxy } from "../support/copy-proxy.js";
 import { Samples } from "../support/prom-text.js";
 import type { TestProxy } from "../support/proxy.js";
-import { RawPg } from "../support/raw-pg.js";
-import { S3FaultProxy } from "../support/s3-fault-proxy.js";
+import { type ProxyStack, startProxyStack } from "../support/proxy-stack.js";
+import type { S3FaultProxy } from "../support/s3-fault-proxy.js";
 
 const DB = "metrics_cleanup_throws";
-const pgPort = inject("pgPort");
-const s3: S3Access = motoAccess();
 const M = "copy_to_s3_proxy_";
+let stack: ProxyStack;
 let faults: S3FaultProxy;
 let proxy: TestProxy;
-let oracle: RawPg;
 let bucket: string;
 
 beforeAll(async () => {
-  oracle = await RawPg.freshDatabase(pgPort, DB);
-  faults = await S3FaultProxy.start(s3.endpoint);
-  proxy = await startCopyProxy({
-    upstreamPort: pgPort,
-    s3: { ...s3, endpoint: faults.endpoint },
+  stack = await startProxyStack({
+    database: DB,
+    bucket: "cleanup-throws",
     config: { exports: { s3MaxAttempts: 1 } },
   });
-  bucket = await new S3Check(s3).bucket("cleanup-throws");
+  ({ faults, proxy, bucket } = stack);
 }, 60_000);
 
 afterAll(async () => {
   vi.restoreAllMocks();
-  await proxy?.shutdown(0);
-  await faults?.close();
-  await oracle?.close();
+  await stack?.stop();
 });
 
 test("an export whose cleanup throws is no longer counted as running", async () => {

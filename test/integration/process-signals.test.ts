@@ -6,40 +6,31 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import pg from "pg";
-import { afterAll, beforeAll, describe, expect, inject, test } from "vitest";
-import { motoAccess, type S3Access, S3Check } from "../support/copy-proxy.js";
-import {
-  C2S_WAIT_FUNCTION,
-  expectNothingLeft,
-  keyOf,
-  sendCancel,
-  waitUntil,
-} from "../support/export-checks.js";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import type { S3Check } from "../support/copy-proxy.js";
+import { expectNothingLeft, keyOf, sendCancel, waitUntil } from "../support/export-checks.js";
 import { type ProxyProcess, spawnCopyProxy } from "../support/proxy-process.js";
-import { RawPg } from "../support/raw-pg.js";
+import { type ExportDatabase, freshExportDatabase } from "../support/proxy-stack.js";
 
 const DB = "process_signals";
-const pgPort = inject("pgPort");
-const s3: S3Access = motoAccess();
-const check = new S3Check(s3);
 const CRASH = new URL("../support/crash-on-usr2.ts", import.meta.url).pathname;
-let oracle: RawPg;
+let db: ExportDatabase;
+let check: S3Check;
 let bucket: string;
 let n = 0;
 
 beforeAll(async () => {
-  oracle = await RawPg.freshDatabase(pgPort, DB);
-  await oracle.query(C2S_WAIT_FUNCTION);
-  bucket = await check.bucket("signals");
+  db = await freshExportDatabase({ database: DB, bucket: "signals" });
+  ({ check, bucket } = db);
 }, 60_000);
 afterAll(async () => {
-  await oracle?.close();
+  await db?.close();
 });
 
 const start = (args: string[], more: { imports?: string[]; env?: Record<string, string> } = {}) =>
   spawnCopyProxy({
-    upstreamPort: pgPort,
-    s3,
+    upstreamPort: db.pgPort,
+    s3: db.s3,
     args,
     config: { exports: { partSize: 5 * 1024 * 1024 } },
     ...more,
@@ -207,8 +198,8 @@ test("SIGHUP reloads the config file (a new AWS connection) and the export in fl
 
 test("SIGHUP applies new export caps to the exports that start after it; a running export keeps its slot", async () => {
   const p = await spawnCopyProxy({
-    upstreamPort: pgPort,
-    s3,
+    upstreamPort: db.pgPort,
+    s3: db.s3,
     args: ["--drain-timeout", "300"],
     config: { exports: { partSize: 5 * 1024 * 1024, maxConcurrentExports: 4, maxExportsPerUser: 1 } },
   });

@@ -8,20 +8,20 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, test } from "vitest";
-import { motoAccess, type S3Access, S3Check, startCopyProxy } from "../support/copy-proxy.js";
-import { C2S_WAIT_FUNCTION, expectNothingLeft, readText, waitUntil } from "../support/export-checks.js";
+import type { S3Check } from "../support/copy-proxy.js";
+import { expectNothingLeft, readText, waitUntil } from "../support/export-checks.js";
 import type { TestProxy } from "../support/proxy.js";
-import { RawPg } from "../support/raw-pg.js";
-import { S3FaultProxy } from "../support/s3-fault-proxy.js";
+import { type ProxyStack, startProxyStack } from "../support/proxy-stack.js";
+import type { RawPg } from "../support/raw-pg.js";
+import type { S3FaultProxy } from "../support/s3-fault-proxy.js";
 
 const DB = "psql_cancel_export";
-const pgPort = inject("pgPort");
-const s3: S3Access = motoAccess();
-const check = new S3Check(s3);
 const SOCKET = `c2s-psql-cancel-${process.pid}`;
 const dir = mkdtempSync(join(tmpdir(), "c2s-tmux-cancel-"));
 const prompt = `${DB}=#`;
 
+let stack: ProxyStack;
+let check: S3Check;
 let faults: S3FaultProxy;
 let proxy: TestProxy;
 let oracle: RawPg;
@@ -80,19 +80,16 @@ async function backendOf(): Promise<number> {
 
 beforeAll(async () => {
   writeFileSync(join(dir, "tmux.conf"), "set -g remain-on-exit on\nset -g history-limit 10000\n");
-  oracle = await RawPg.freshDatabase(pgPort, DB);
-  await oracle.query(C2S_WAIT_FUNCTION);
-  await oracle.query(
-    "CREATE TABLE wide AS SELECT g, repeat(md5(g::text), 3) AS pad FROM generate_series(1, 300000) g",
-  );
-  faults = await S3FaultProxy.start(s3.endpoint);
-  proxy = await startCopyProxy({
-    upstreamPort: pgPort,
-    s3: { ...s3, endpoint: faults.endpoint },
+  stack = await startProxyStack({
+    database: DB,
+    bucket: "psql-cancel",
     args: ["--tls-cert", inject("pgCertFile"), "--tls-key", inject("pgKeyFile")],
     config: { exports: { partSize: 5 * 1024 * 1024, partsInFlight: 1, filesCompleting: 1 } },
   });
-  bucket = await check.bucket("psql-cancel");
+  ({ check, bucket, oracle, faults, proxy } = stack);
+  await oracle.query(
+    "CREATE TABLE wide AS SELECT g, repeat(md5(g::text), 3) AS pad FROM generate_series(1, 300000) g",
+  );
 }, 120_000);
 
 afterAll(async () => {
@@ -101,9 +98,7 @@ afterAll(async () => {
   } catch {
     // already gone
   }
-  await oracle?.close();
-  await proxy?.shutdown(0);
-  await faults?.close();
+  await stack?.stop();
   rmSync(dir, { recursive: true, force: true });
 });
 
