@@ -3,7 +3,7 @@
 // The shared Materialize scenarios, plus what only a double can stage: a snapshot that trickles in
 // over many FETCHes, a retraction in the snapshot, a cancel while a FETCH waits.
 import pg from "pg";
-import { afterAll, afterEach, beforeAll, describe, expect, inject, test } from "vitest";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, test } from "vitest";
 import { motoAccess, S3Check, startCopyProxy } from "../support/copy-proxy.js";
 import { expectNothingLeft, failure, keyOf, sendCancel, waitUntil } from "../support/export-checks.js";
 import { MaterializeWireDouble, MZ_TYPES_SETUP, mzSearchPath } from "../support/mz-double.js";
@@ -90,15 +90,37 @@ describe("through the Materialize wire double", () => {
 });
 
 describe("what only the double can stage", () => {
+  // A session per test: one whose test failed with its export still running (a FETCH waiting for
+  // a chunk that never comes) ends with that test, and the next test starts on a clean session
+  // instead of queueing behind the export or meeting its transaction.
+  let client: pg.Client;
+  beforeEach(async () => {
+    client = new pg.Client({ connectionString: proxy.url("postgres", DB) });
+    await client.connect();
+  });
+  afterEach(async () => {
+    await client.end().catch(() => {});
+  });
+
+  /** Resolves once the export's read loop has a FETCH waiting for rows at the double. */
+  const fetchWaiting = (what: string) => waitUntil(what, () => (dbl.fetchesWaiting > 0 ? true : null));
+
   test("a snapshot that arrives over many FETCHes, each waiting for its chunk, is exported whole", async () => {
     dbl.knobs.snapshotChunkRows = 4;
-    dbl.knobs.snapshotChunkIntervalMs = 350;
+    dbl.knobs.snapshotChunksReleased = 1;
     const from = dbl.events.length;
     const prefix = freshPrefix();
-    const r = await client.query(`COPY trickle TO 's3://${bucket}/${prefix}' WITH (FORMAT = 'csv')`);
+    const q = client.query(`COPY trickle TO 's3://${bucket}/${prefix}' WITH (FORMAT = 'csv')`);
+    q.catch(() => {});
+    // Each further chunk is released only once a FETCH waits for it.
+    for (const chunk of [2, 3]) {
+      await fetchWaiting(`a FETCH waiting for chunk ${chunk}`);
+      dbl.releaseSnapshotChunk();
+    }
+    const r = await q;
     expect(r.rowCount).toBe(12);
     const fetches = dbl.events.slice(from).filter((e) => e.startsWith("parse FETCH 10000"));
-    // Three chunks, 350 ms apart: a FETCH for each.
+    // A FETCH for each chunk (and one that sees the snapshot end).
     expect(fetches.length).toBeGreaterThanOrEqual(3);
     const keys = (await check.keys(bucket, `${prefix}/`)).filter((k) => k.endsWith(".csv"));
     const rows = parseCsv((await check.get(bucket, keys[0]!)).toString());
@@ -125,19 +147,19 @@ describe("what only the double can stage", () => {
   });
 
   test("a cancel while a FETCH waits: 57014, nothing left, the session usable", async () => {
+    // The first chunk, and no second: the read's second FETCH waits until the cancel.
     dbl.knobs.snapshotChunkRows = 2;
-    dbl.knobs.snapshotChunkIntervalMs = 60_000;
+    dbl.knobs.snapshotChunksReleased = 1;
     const prefix = freshPrefix();
     const from = dbl.events.length;
     const q = client.query(`COPY trickle TO 's3://${bucket}/${prefix}' WITH (FORMAT = 'parquet')`);
     let t0 = 0;
     const failed = failure(q, () => t0);
-    await waitUntil("a FETCH waiting for rows", () =>
-      dbl.events.slice(from).filter((e) => e.startsWith("parse FETCH 10000")).length >= 2 ? true : null,
-    );
+    await fetchWaiting("the read's FETCH waiting for rows");
+    expect(dbl.events.slice(from).filter((e) => e.startsWith("parse FETCH 10000")).length).toBe(2);
     t0 = performance.now();
     await sendCancel(proxy.port, keyOf(client));
-    // The next chunk is a minute away: a cancel that waited for the FETCH would time the test out.
+    // No chunk ever comes: a cancel that waited for the FETCH would time the test out.
     const { err } = await failed;
     expect(err).toMatchObject({ code: "57014", message: "canceling statement due to user request" });
     await expectNothingLeft(check, bucket, prefix);
@@ -179,9 +201,9 @@ describe("what only the double can stage", () => {
   }
 
   test("a read that makes no progress ends after exports.stallTimeoutMs with 57014; nothing is left", async () => {
-    // The second chunk of the snapshot would come only after a minute: the FETCH waits for it.
+    // The second chunk of the snapshot never comes: the FETCH waits for it.
     dbl.knobs.snapshotChunkRows = 2;
-    dbl.knobs.snapshotChunkIntervalMs = 60_000;
+    dbl.knobs.snapshotChunksReleased = 1;
     await expectStallEnds("trickle");
   });
 

@@ -124,8 +124,9 @@
 //      AwsAssumeRole::external_id; aws-connection.td's mz_aws_connections rows), with the double's
 //      prefix MZ_EXTERNAL_ID_PREFIX.
 //
-// Test controls (not Materialize behaviour): `knobs` shape how the snapshot becomes ready over
-// time and can inject a retraction; `events` records the statements the double saw.
+// Test controls (not Materialize behaviour): `knobs` shape how the snapshot becomes ready (over
+// time, or chunk by chunk as a test releases them) and can inject a retraction; `events` records
+// the statements the double saw, and `fetchesWaiting` counts FETCHes waiting for rows right now.
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { cstr, frame, int16, int32 } from "../../src/wire/frame.js";
 import { loadTranslator, translateMzSql } from "./mz-double-sql.js";
@@ -225,6 +226,12 @@ export interface DoubleKnobs {
   snapshotChunkRows?: number;
   /** …one chunk every this many ms (the first at once). */
   snapshotChunkIntervalMs?: number;
+  /**
+   * …or only this many chunks, until releaseSnapshotChunk() releases the next: a test waits for
+   * `fetchesWaiting`, not for a clock (the interval counts from DECLARE, which a slow export's
+   * preflight can outlast).
+   */
+  snapshotChunksReleased?: number;
   /** Emits the snapshot row with this index (0-based) with a negative mz_diff. */
   retractRow?: number;
   /** Every input's frontier has closed (R4a): AS OF u64::MAX and the SUBSCRIBE ends after its data. */
@@ -965,6 +972,9 @@ export class MaterializeWireDouble {
   readonly events: string[] = [];
   /** The AS OF of the last SUBSCRIBE. */
   lastAsOf: string | undefined;
+  /** FETCHes waiting for rows right now (test control). */
+  fetchesWaiting = 0;
+  private readonly wakers = new Set<() => void>();
   private readonly sessions = new Map<number, DoubleSession>();
   private nextPid = 4242;
   private clock = 0n;
@@ -1011,6 +1021,39 @@ export class MaterializeWireDouble {
     for (const k of Object.keys(this.knobs)) delete (this.knobs as Record<string, unknown>)[k];
   }
 
+  /** One more snapshot chunk is ready (knobs.snapshotChunksReleased); waiting FETCHes look again. */
+  releaseSnapshotChunk(): void {
+    this.knobs.snapshotChunksReleased = (this.knobs.snapshotChunksReleased ?? 0) + 1;
+    for (const wake of [...this.wakers]) wake();
+  }
+
+  /** @internal A FETCH's wait for rows: `ms`, a cancel (rejects), or a released chunk. */
+  waitForRows(ms: number, signal: AbortSignal): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (signal.aborted) return reject(new Error("aborted"));
+      let done = false;
+      // Counted down as it wakes, not after: a test that just released a chunk must not see
+      // this FETCH as still waiting for it.
+      const settle = (err?: Error): void => {
+        if (done) return;
+        done = true;
+        clearTimeout(t);
+        signal.removeEventListener("abort", onAbort);
+        this.wakers.delete(wake);
+        this.fetchesWaiting--;
+        if (err) reject(err);
+        else resolve();
+      };
+      const wake = (): void => settle();
+      const onAbort = (): void => settle(new Error("aborted"));
+      // setTimeout takes at most 2^31-1 ms (longer fires at once).
+      const t = setTimeout(wake, Math.min(ms, 2 ** 31 - 1));
+      this.fetchesWaiting++;
+      this.wakers.add(wake);
+      signal.addEventListener("abort", onAbort, { once: true });
+    });
+  }
+
   /** Materialize timestamps: milliseconds since the Unix epoch, never going backwards. */
   now(): bigint {
     const t = BigInt(Date.now());
@@ -1041,8 +1084,10 @@ export class MaterializeWireDouble {
       }
       sock.off("data", onData);
       if (code === 80877102) {
-        this.sessions.get(packet.readInt32BE(8))?.cancel(packet.readInt32BE(12));
-        sock.destroy();
+        // Closed once the cancel has reached PostgreSQL too: a client that waits for the close
+        // before its next statement (as the proxy does) can then not have that statement cancelled.
+        const session = this.sessions.get(packet.readInt32BE(8));
+        void (session?.cancel(packet.readInt32BE(12)) ?? Promise.resolve()).then(() => sock.destroy());
         return;
       }
       const params = new Map<string, string>();
@@ -1158,11 +1203,16 @@ class DoubleSession {
     this.wake?.();
   }
 
-  cancel(secret: number): void {
-    if (secret !== this.secret) return;
+  /**
+   * A CancelRequest: resolves once PostgreSQL has taken its own (it closes the connection after
+   * processing it: PostgreSQL docs, "Canceling Requests in Progress").
+   */
+  cancel(secret: number): Promise<void> {
+    if (secret !== this.secret) return Promise.resolve();
     this.abort?.abort();
     // And whatever PostgreSQL is running for this session.
     const s = connect({ host: this.double.pgHost, port: this.double.pgPort });
+    const delivered = new Promise<void>((resolve) => s.on("close", () => resolve()));
     s.on("error", () => {});
     s.on("connect", () => {
       const b = Buffer.alloc(16);
@@ -1172,6 +1222,7 @@ class DoubleSession {
       b.writeInt32BE(this.pgSecret, 12);
       s.end(b);
     });
+    return delivered;
   }
 
   private toClient(b: Buffer): void {
@@ -1972,17 +2023,20 @@ class DoubleSession {
       }
       if (st.phase === "snapshot") {
         const k = this.double.knobs;
-        let ready = Number.POSITIVE_INFINITY;
-        if (k.snapshotChunkRows !== undefined) {
-          const chunks = Math.floor((Date.now() - st.declaredAt) / (k.snapshotChunkIntervalMs ?? 500)) + 1;
-          ready = chunks * k.snapshotChunkRows;
-        }
-        if (st.emittedSnapshotRows >= ready) break;
+        // The snapshot is complete once its data is out, whatever the chunks still allow.
         if (st.buffered.length === 0 && !st.pgExhausted) await this.readPg(st, formats, fixed);
         if (st.buffered.length === 0) {
           st.phase = st.closed ? "done" : "live"; // R4a: no upper after the data
           continue;
         }
+        let ready = Number.POSITIVE_INFINITY;
+        if (k.snapshotChunkRows !== undefined) {
+          const chunks =
+            k.snapshotChunksReleased ??
+            Math.floor((Date.now() - st.declaredAt) / (k.snapshotChunkIntervalMs ?? 500)) + 1;
+          ready = chunks * k.snapshotChunkRows;
+        }
+        if (st.emittedSnapshotRows >= ready) break;
         const row = st.buffered.shift()!;
         let diff = BigInt(row[0]!.toString("latin1"));
         if (k.retractRow === st.emittedSnapshotRows) diff = -diff;
@@ -2074,7 +2128,7 @@ class DoubleSession {
         if (deadline !== null && now >= deadline) break;
         const nextEvent = this.nextReadyAt(st);
         const until = Math.min(deadline ?? Number.POSITIVE_INFINITY, nextEvent);
-        await sleep(Math.max(1, until - now), ac.signal);
+        await this.double.waitForRows(Math.max(1, until - now), ac.signal);
       }
     } catch (e) {
       if (ac.signal.aborted) fail("57014", "canceling statement due to user request"); // R11
@@ -2109,6 +2163,7 @@ class DoubleSession {
     const k = this.double.knobs;
     if (st.phase === "initial") return st.declaredAt + (k.firstRowDelayMs ?? 0);
     if (st.phase === "snapshot" && k.snapshotChunkRows !== undefined) {
+      if (k.snapshotChunksReleased !== undefined) return Number.POSITIVE_INFINITY; // releaseSnapshotChunk()
       const iv = k.snapshotChunkIntervalMs ?? 500;
       const chunks = Math.floor((Date.now() - st.declaredAt) / iv) + 1;
       return st.declaredAt + chunks * iv;
