@@ -9,34 +9,18 @@ import type { Config } from "../config.js";
 import { canceled, PgError, SqlState } from "../errors.js";
 import type { Logger } from "../log.js";
 import { type Traffic, trafficOf } from "../metrics/metrics.js";
-import {
-  backendKeyData,
-  commandComplete,
-  dataRow,
-  errorResponse,
-  noticeResponse,
-  readyForQuery,
-  rowDescription,
-  type TxStatus,
-} from "../wire/backend.js";
+import { backendKeyData, errorResponse, readyForQuery, type TxStatus } from "../wire/backend.js";
 import { frame } from "../wire/frame.js";
 import {
   forEachMessage,
-  MAX_MESSAGE_LENGTH,
   MessageStream,
   Policy,
   type PolicyTable,
   policyTable,
 } from "../wire/message-stream.js";
 import type { CancelRegistry } from "./cancel-registry.js";
-import type {
-  BoundParams,
-  CopyHook,
-  ExportContext,
-  UpstreamChannel,
-  UpstreamMessageHandler,
-  UpstreamRunHandler,
-} from "./copy-hook.js";
+import type { BoundParams, CopyHook } from "./copy-hook.js";
+import { ExportLease } from "./export-lease.js";
 import { withStaticReads } from "./fast-socket.js";
 import { FlowGate } from "./flow-gate.js";
 import { CLIENT_RELAY, LocalStatements, MAX_COPY_TEXT } from "./local-statements.js";
@@ -78,10 +62,7 @@ const T = {
   p: 0x70,
 } as const;
 
-/** While an export owns the upstream: everything is ours, DataRows in runs. */
-const UPSTREAM_EXPORT: PolicyTable = new Uint8Array(256).fill(Policy.Take);
-UPSTREAM_EXPORT["D".charCodeAt(0)] = Policy.TakeRun;
-// Upstream → client.
+// Upstream → client (while an export runs, export-lease.ts's policy).
 const UPSTREAM_RELAY = policyTable({ R: Policy.Take, K: Policy.Take, Z: Policy.Observe, S: Policy.Observe });
 /** Until the next ReadyForQuery, which has a message to put in front of it. */
 const UPSTREAM_INJECT = policyTable({ R: Policy.Take, K: Policy.Take, Z: Policy.Take, S: Policy.Observe });
@@ -145,11 +126,8 @@ export class Session {
   private readonly local: LocalStatements;
   private injectBeforeZ: Buffer | null = null;
 
-  private exportAbort: AbortController | null = null;
-  private exportRunning: Promise<unknown> | null = null;
-  private upstreamHandler: UpstreamMessageHandler | null = null;
-  private upstreamRunHandler: UpstreamRunHandler | null = null;
-  private upstreamRefused: ((type: number, bytes: number) => void) | null = null;
+  /** The running export's hold on the upstream (export-lease.ts); null when none runs. */
+  private lease: ExportLease | null = null;
   private readonly upstreamLost = new AbortController();
 
   constructor(
@@ -229,7 +207,8 @@ export class Session {
         take: (type, buf, start, end) => this.takeUpstream(type, buf, start, end),
         takeRun: (type, buf, start, end, count) => this.takeUpstreamRun(type, buf, start, end, count),
         oversize: (type, bytes) => {
-          if (this.upstreamRefused !== null) return this.upstreamRefused(type, bytes);
+          const refused = this.lease?.refused ?? null;
+          if (refused !== null) return refused(type, bytes);
           this.log.error({ reason: `message of ${bytes} bytes` }, "upstream protocol violation");
           this.destroy();
         },
@@ -322,8 +301,8 @@ export class Session {
   }
 
   private takeUpstreamRun(type: number, buf: Buffer, start: number, end: number, count: number): void {
-    const run = this.upstreamRunHandler;
-    if (run !== null && this.upstreamHandler !== null) {
+    const run = this.lease?.runHandler ?? null;
+    if (run !== null && this.lease!.handler !== null) {
       run(type, buf, start, end, count);
       return;
     }
@@ -333,7 +312,7 @@ export class Session {
   private takeUpstream(type: number, buf: Buffer, start: number, end: number): void {
     // The whole message (header included) is copied out only where it is forwarded: DataRows on
     // the export path cost no allocation here.
-    const handler = this.upstreamHandler;
+    const handler = this.lease?.handler ?? null;
     if (handler !== null) {
       // An export owns the upstream. Asynchronous messages still belong to the client.
       if (type === T.A || type === T.S || type === T.N) {
@@ -393,87 +372,37 @@ export class Session {
     if (this.draining) queueMicrotask(() => this.closeIfIdle());
   }
 
-  /** Runs one export and writes its CommandComplete or ErrorResponse. Returns false on error. */
-  private async runExport(stmt: unknown, extended = false, params?: BoundParams): Promise<boolean> {
-    const abort = new AbortController();
-    this.exportAbort = abort;
-    const lostListener = (): void =>
-      abort.abort(new PgError(SqlState.connectionFailure, "lost the connection to the upstream database"));
-    this.upstreamLost.signal.addEventListener("abort", lostListener, { once: true });
-    const ctx: ExportContext = {
-      upstream: this.channel(),
-      signal: abort.signal,
-      notice: (message, detail) =>
-        this.toClient(noticeResponse({ severity: "NOTICE", code: "00000", message, detail })),
+  /** Runs one export on this session's upstream (export-lease.ts). Returns false on error. */
+  private runExport(stmt: unknown, extended = false, params?: BoundParams): Promise<boolean> {
+    const lease = new ExportLease({
+      copy: this.deps.copy!,
       log: this.log,
       user: this.user,
       database: this.database,
-      inTransaction: this.txStatus === "T",
-      params,
-    };
-    this.upstreamStream.policy = UPSTREAM_EXPORT;
-    const run = this.deps.copy!.run(stmt, ctx);
-    this.exportRunning = run;
-    try {
-      const { rows, result } = await run;
-      if (result !== undefined) {
-        if (result.columns.length > 0 && !extended) this.toClient(rowDescription(result.columns));
-        for (const r of result.rows) this.toClient(dataRow(r));
-        this.toClient(commandComplete(result.tag));
-      } else this.toClient(commandComplete(`COPY ${rows}`));
-      return true;
-    } catch (e) {
-      const err = PgError.from(e);
-      if (err.code === SqlState.internalError) this.log.error({ err: e }, "export failed");
-      this.toClient(err.toWire());
-      return false;
-    } finally {
-      this.upstreamLost.signal.removeEventListener("abort", lostListener);
-      this.exportAbort = null;
-      this.exportRunning = null;
-      this.upstreamHandler = null;
-      this.upstreamRunHandler = null;
-      this.upstreamRefused = null;
-      this.upstreamStream.maxTakeLength = MAX_MESSAGE_LENGTH;
-      this.upstreamStream.policy = UPSTREAM_RELAY;
-      this.upstreamGate.release("export");
-      this.upstreamStream.resume();
-      if (this.upstreamLost.signal.aborted) this.destroy();
-    }
-  }
-
-  private channel(): UpstreamChannel {
-    return {
-      send: (msg) => this.upstream.write(msg),
-      setHandler: (h, run) => {
-        this.upstreamHandler = h;
-        this.upstreamRunHandler = run ?? null;
+      upstream: this.upstream,
+      upstreamStream: this.upstreamStream,
+      upstreamGate: this.upstreamGate,
+      relayPolicy: UPSTREAM_RELAY,
+      params: this.params,
+      upstreamLost: this.upstreamLost.signal,
+      txStatus: () => this.txStatus,
+      toClient: (b) => this.toClient(b),
+      cancelUpstream: () => this.cancelUpstream(),
+      released: () => {
+        this.lease = null;
       },
-      // The stream stops at the current message, so no row reaches the export while it catches up.
-      pause: () => {
-        this.upstreamStream.pause();
-        this.upstreamGate.hold("export");
-      },
-      resume: () => {
-        this.upstreamGate.release("export");
-        this.upstreamStream.resume();
-      },
-      cancel: () => this.cancelUpstream(),
-      parameters: this.params,
-      lost: this.upstreamLost.signal,
-      refuseLarger: (maxBytes, onRefused) => {
-        this.upstreamStream.maxTakeLength = maxBytes;
-        this.upstreamRefused = onRefused;
-      },
-    };
+      destroy: () => this.destroy(),
+    });
+    this.lease = lease;
+    return lease.run(stmt, extended, params);
   }
 
   // ---- cancel, close, shutdown -------------------------------------------------------------
 
   /** A CancelRequest with this session's key arrived. */
   cancel(): void {
-    if (this.exportAbort !== null) {
-      this.exportAbort.abort(canceled());
+    if (this.lease !== null) {
+      this.lease.abort.abort(canceled());
       return;
     }
     if (this.pending > 0) void this.cancelUpstream();
@@ -491,7 +420,7 @@ export class Session {
   private onClientGone(reason: string): void {
     if (this.closed) return;
     this.log.debug({ reason }, "client gone");
-    this.exportAbort?.abort(new PgError(SqlState.connectionFailure, "client disconnected"));
+    this.lease?.abort.abort(new PgError(SqlState.connectionFailure, "client disconnected"));
     this.closed = true;
     this.clientStream.kill();
     this.client.destroy();
@@ -503,7 +432,7 @@ export class Session {
     };
     // An aborted export first rolls back on the upstream session and cleans up its uploads; the
     // session stays listed (shutdown waits for it) until then.
-    if (this.exportRunning !== null) void this.exportRunning.catch(() => {}).finally(close);
+    if (this.exporting !== null) void this.exporting.catch(() => {}).finally(close);
     else close();
   }
 
@@ -512,7 +441,7 @@ export class Session {
     this.upstreamLost.abort();
     if (this.closed) return;
     this.log.debug({ reason }, "upstream gone");
-    if (this.exportRunning !== null) return; // the export reports the loss, then destroy() runs
+    if (this.exporting !== null) return; // the export reports the loss, then destroy() runs
     // Let what the upstream sent last (e.g. FATAL 57P01) reach the client before closing it.
     this.closed = true;
     this.client.end();
@@ -521,7 +450,7 @@ export class Session {
 
   private protocolViolation(reason: string): void {
     this.log.warn({ reason }, "client protocol violation");
-    this.exportAbort?.abort(new PgError(SqlState.protocolViolation, "protocol violation"));
+    this.lease?.abort.abort(new PgError(SqlState.protocolViolation, "protocol violation"));
     if (!this.closed) {
       this.client.write(
         errorResponse({
@@ -541,23 +470,22 @@ export class Session {
   }
 
   private closeIfIdle(): void {
-    if (this.closed || this.pending > 0 || this.exportRunning !== null || !this.upstreamStream.atBoundary)
-      return;
+    if (this.closed || this.pending > 0 || this.exporting !== null || !this.upstreamStream.atBoundary) return;
     this.terminate();
   }
 
   /** Ends the session now with FATAL 57P01 (drain timeout passed). */
   terminate(): void {
     if (this.closed) return;
-    this.exportAbort?.abort(
+    this.lease?.abort.abort(
       new PgError(SqlState.adminShutdown, "terminating connection due to administrator command"),
     );
-    if (this.exportRunning !== null) {
+    if (this.exporting !== null) {
       // Let the export clean up first (`exporting` stays set: shutdown waits for it); the FATAL
       // below follows its error reply.
       if (!this.terminating) {
         this.terminating = true;
-        void this.exportRunning.catch(() => {}).finally(() => this.terminate());
+        void this.exporting.catch(() => {}).finally(() => this.terminate());
       }
       return;
     }
@@ -571,7 +499,7 @@ export class Session {
   }
 
   get exporting(): Promise<unknown> | null {
-    return this.exportRunning;
+    return this.lease?.running ?? null;
   }
 
   /** Bytes on the wire of both legs so far (the metrics' received/sent bytes). */

@@ -1,0 +1,137 @@
+// An export borrowing its session's upstream connection: the export runs on the client's own
+// upstream session. While the lease lasts every upstream message is the export's (the session
+// still hands the asynchronous ones to the client), the export may pause the upstream stream and
+// cap the size of what it takes; when it ends, the client gets its reply and the relay gets the
+// upstream stream back as it was.
+import type { Socket } from "node:net";
+import type { TLSSocket } from "node:tls";
+import { PgError, SqlState } from "../errors.js";
+import type { Logger } from "../log.js";
+import { commandComplete, dataRow, noticeResponse, rowDescription, type TxStatus } from "../wire/backend.js";
+import { MAX_MESSAGE_LENGTH, type MessageStream, Policy, type PolicyTable } from "../wire/message-stream.js";
+import type {
+  BoundParams,
+  CopyHook,
+  ExportContext,
+  UpstreamChannel,
+  UpstreamMessageHandler,
+  UpstreamRunHandler,
+} from "./copy-hook.js";
+import type { FlowGate } from "./flow-gate.js";
+
+/** While an export owns the upstream: everything is ours, DataRows in runs. */
+const UPSTREAM_EXPORT: PolicyTable = new Uint8Array(256).fill(Policy.Take);
+UPSTREAM_EXPORT["D".charCodeAt(0)] = Policy.TakeRun;
+
+/** What a lease needs of its session. */
+export interface LeaseHost {
+  readonly copy: CopyHook;
+  readonly log: Logger;
+  readonly user: string;
+  readonly database: string;
+  readonly upstream: Socket | TLSSocket;
+  readonly upstreamStream: MessageStream;
+  readonly upstreamGate: FlowGate;
+  /** The upstream stream's policy outside exports. */
+  readonly relayPolicy: PolicyTable;
+  /** ParameterStatus values the upstream reported. */
+  readonly params: ReadonlyMap<string, string>;
+  /** Aborted when the upstream connection is lost. */
+  readonly upstreamLost: AbortSignal;
+  txStatus(): TxStatus;
+  toClient(b: Buffer): void;
+  cancelUpstream(): Promise<void>;
+  /** The export has ended: the session is the relay again. */
+  released(): void;
+  /** The upstream was lost during the export: the session cannot go on. */
+  destroy(): void;
+}
+
+export class ExportLease {
+  /** Aborts the export: a cancel, the client or the upstream gone, a shutdown. */
+  readonly abort = new AbortController();
+  /** The export's own upstream messages; null until it sets one. */
+  handler: UpstreamMessageHandler | null = null;
+  runHandler: UpstreamRunHandler | null = null;
+  /** Called for an upstream message over the export's size cap. */
+  refused: ((type: number, bytes: number) => void) | null = null;
+  /** The export's run (settled once it has cleaned up); null until it has started. */
+  running: Promise<unknown> | null = null;
+
+  constructor(private readonly host: LeaseHost) {}
+
+  /** Runs one export and writes its CommandComplete or ErrorResponse. Returns false on error. */
+  async run(stmt: unknown, extended = false, params?: BoundParams): Promise<boolean> {
+    const host = this.host;
+    const abort = this.abort;
+    const lostListener = (): void =>
+      abort.abort(new PgError(SqlState.connectionFailure, "lost the connection to the upstream database"));
+    host.upstreamLost.addEventListener("abort", lostListener, { once: true });
+    const ctx: ExportContext = {
+      upstream: this.channel(),
+      signal: abort.signal,
+      notice: (message, detail) =>
+        host.toClient(noticeResponse({ severity: "NOTICE", code: "00000", message, detail })),
+      log: host.log,
+      user: host.user,
+      database: host.database,
+      inTransaction: host.txStatus() === "T",
+      params,
+    };
+    host.upstreamStream.policy = UPSTREAM_EXPORT;
+    const run = host.copy.run(stmt, ctx);
+    this.running = run;
+    try {
+      const { rows, result } = await run;
+      if (result !== undefined) {
+        if (result.columns.length > 0 && !extended) host.toClient(rowDescription(result.columns));
+        for (const r of result.rows) host.toClient(dataRow(r));
+        host.toClient(commandComplete(result.tag));
+      } else host.toClient(commandComplete(`COPY ${rows}`));
+      return true;
+    } catch (e) {
+      const err = PgError.from(e);
+      if (err.code === SqlState.internalError) host.log.error({ err: e }, "export failed");
+      host.toClient(err.toWire());
+      return false;
+    } finally {
+      host.upstreamLost.removeEventListener("abort", lostListener);
+      host.released();
+      this.handler = null;
+      this.runHandler = null;
+      this.refused = null;
+      host.upstreamStream.maxTakeLength = MAX_MESSAGE_LENGTH;
+      host.upstreamStream.policy = host.relayPolicy;
+      host.upstreamGate.release("export");
+      host.upstreamStream.resume();
+      if (host.upstreamLost.aborted) host.destroy();
+    }
+  }
+
+  private channel(): UpstreamChannel {
+    const host = this.host;
+    return {
+      send: (msg) => host.upstream.write(msg),
+      setHandler: (h, run) => {
+        this.handler = h;
+        this.runHandler = run ?? null;
+      },
+      // The stream stops at the current message, so no row reaches the export while it catches up.
+      pause: () => {
+        host.upstreamStream.pause();
+        host.upstreamGate.hold("export");
+      },
+      resume: () => {
+        host.upstreamGate.release("export");
+        host.upstreamStream.resume();
+      },
+      cancel: () => host.cancelUpstream(),
+      parameters: host.params,
+      lost: host.upstreamLost,
+      refuseLarger: (maxBytes, onRefused) => {
+        host.upstreamStream.maxTakeLength = maxBytes;
+        this.refused = onRefused;
+      },
+    };
+  }
+}
