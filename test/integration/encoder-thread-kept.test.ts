@@ -40,7 +40,7 @@ afterAll(async () => {
   rmSync(root, { recursive: true, force: true });
 });
 
-test("the next export gets the last one's encoder thread, a refused export's thread is not kept, and shutdown ends the kept one", async () => {
+test("the next export gets the last one's encoder thread, also after a refused export, and shutdown ends the kept one", async () => {
   proxy = await startCopyProxy({ upstreamPort: pgPort, s3: motoAccess(), args: ["--file-root", root] });
   client = new pg.Client({ connectionString: proxy.url() });
   await client.connect();
@@ -61,14 +61,20 @@ test("the next export gets the last one's encoder thread, a refused export's thr
       .join("");
   expect(csv("c")).toBe(csv("a"));
   expect(csv("a").split("\n")).toHaveLength(5001);
-  // Refused by its preflight (the prefix is not empty): the thread it took ends with it.
+  // Refused by its preflight (the prefix is not empty) after taking the thread, CSV and Parquet:
+  // the thread drops that export's encoder and is kept for the next one.
   await expect(exportTo("c", "csv")).rejects.toMatchObject({ code: "58000" });
-  expect(started).toHaveLength(4);
+  await waitUntil("the refused export's thread kept", () => spareEncoderThreadId() === started[0]);
+  await expect(exportTo("b", "parquet")).rejects.toMatchObject({ code: "58000" });
+  await waitUntil("the refused export's thread kept", () => spareEncoderThreadId() === started[0]);
+  expect(started).toHaveLength(5);
   expect(started[3]).toBe(started[0]);
-  expect(spareEncoderThreadId()).toBeNull();
+  expect(started[4]).toBe(started[0]);
+  // Nothing the dropped encoders had begun reaches a file of the next export.
   expect((await exportTo("d", "csv")).rowCount).toBe(5000);
-  expect(started[4]).not.toBe(started[0]);
-  expect(spareEncoderThreadId()).toBe(started[4]);
+  expect(started[5]).toBe(started[0]);
+  expect(csv("d")).toBe(csv("a"));
+  expect(spareEncoderThreadId()).toBe(started[0]);
   await waitUntil("one encoder thread, the kept one", () => encoderThreads() === 1, 10_000);
   await client.end();
   client = undefined;

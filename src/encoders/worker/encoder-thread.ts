@@ -167,6 +167,12 @@ export class EncoderThread {
   private onError: ((err: PgError) => void) | null = null;
   private failure: PgError | null = null;
   private ended = false;
+  /** Rows were given to it: the thread holds this export's state until it ends. */
+  private gotRows = false;
+  /** The thread itself failed (error, exit): it is not handed back. */
+  private broken = false;
+  /** Ended without rows: the thread drops the export's encoder, then goes back to the pool. */
+  private dropping = false;
   private readonly pool: ArrayBuffer[] = [];
   private batch: Buffer | null = null;
   private batchLen = 0;
@@ -190,19 +196,29 @@ export class EncoderThread {
     });
     this.started.catch(() => {}); // the failure reaches the driver through onError
     this.worker.on("message", (m: FromEncoder) => this.receive(m));
-    this.worker.on("error", (e) =>
-      this.fail(threadFailed(`failed: ${e instanceof Error ? e.message : String(e)}`)),
-    );
-    this.worker.on("exit", (code) => this.fail(threadFailed(`exited (${code})`)));
+    this.worker.on("error", (e) => {
+      this.broken = true;
+      this.fail(threadFailed(`failed: ${e instanceof Error ? e.message : String(e)}`));
+    });
+    this.worker.on("exit", (code) => {
+      this.broken = true;
+      this.fail(threadFailed(`exited (${code})`));
+    });
     if (spec.format === "parquet" && !this.thread.hasWasm) {
       // Compiled once per process, in this thread; the encoder thread waits for it.
       parquetWasm().then(
         (wasm) => {
-          if (this.ended) return;
+          // A thread being handed back still needs it: its Parquet encoder waits for it.
+          if (this.ended && !this.dropping) return;
           this.post({ t: "wasm", wasm });
           this.thread.hasWasm = true;
         },
-        (e: unknown) => this.fail(PgError.from(e)),
+        (e: unknown) => {
+          // Its encoder would wait for WASM forever: the thread cannot serve anyone.
+          this.broken = true;
+          this.fail(PgError.from(e));
+          if (this.dropping) void this.worker.terminate();
+        },
       );
     }
     encoderThreadTestHooks.started?.(this);
@@ -246,6 +262,7 @@ export class EncoderThread {
   writeRows(buf: Buffer, start: number, end: number): boolean {
     const len = end - start;
     if (this.failure !== null) return true; // the export is ending; nothing more is encoded
+    this.gotRows = true;
     if (len > BATCH_BYTES) {
       const own = Buffer.allocUnsafeSlow(len);
       buf.copy(own, 0, start, end);
@@ -261,6 +278,7 @@ export class EncoderThread {
   /** One row as fields (`nFields` length-prefixed values at buf[pos..]): sent as a DataRow. */
   writeRow(buf: Buffer, pos: number, nFields: number): boolean {
     if (this.failure !== null) return true;
+    this.gotRows = true;
     let p = pos;
     for (let i = 0; i < nFields; i++) p += 4 + Math.max(buf.readInt32BE(p), 0);
     const len = 7 + (p - pos);
@@ -293,17 +311,28 @@ export class EncoderThread {
     });
   }
 
-  /** Ends the thread (and with it the Parquet writer's WASM memory). */
+  /**
+   * Ends the export's use of the thread: a thread that got no rows (a refused export, an unused
+   * batch) goes back to the pool once it has dropped the export's encoder; one that got rows ends
+   * (and with it the Parquet writer's WASM memory) rather than encode them for nobody.
+   */
   dispose(): void {
     this.end(new PgError(SqlState.queryCanceled, "encoder thread stopped"));
   }
 
-  /** Ends the thread; whoever waits on it gets `reason` (onError does not: the driver knows). */
+  /** Ends the export's use of the thread; whoever waits on it gets `reason` (onError does not: the driver knows). */
   private end(reason: PgError): void {
     if (this.ended) return;
     this.ended = true;
     if (this.partialTimer !== null) clearTimeout(this.partialTimer);
     this.fail(reason);
+    if (!this.gotRows && !this.broken) {
+      this.dropping = true;
+      // Its answer comes in order, after anything the dropped encoder had posted.
+      this.worker.unref();
+      this.post({ t: "drop" });
+      return;
+    }
     void this.worker.terminate();
   }
 
@@ -367,6 +396,10 @@ export class EncoderThread {
   }
 
   private receive(m: FromEncoder): void {
+    if (this.dropping) {
+      if (m.t === "finished" && !this.broken) returnThread(this.thread);
+      return;
+    }
     if (this.failure !== null) return;
     try {
       switch (m.t) {

@@ -58,6 +58,11 @@ class PortSink implements FileSink {
     this.queued.push(m);
   }
 
+  /** Forgets what is queued (an export dropped before its files mean anything). */
+  discard(): void {
+    this.queued = [];
+  }
+
   /** Sends what is queued; called, too, before anything that must follow it (ack, finished). */
   flush(): void {
     const q = this.queued;
@@ -145,6 +150,20 @@ async function handle(m: Extract<ToEncoder, { t: "rows" | "finish" }>): Promise<
   }
 }
 
+/** The export ended without its rows: no file of it is finished; the thread is free again. */
+function drop(): void {
+  const enc = encoder;
+  encoder = null;
+  failed = false;
+  sink.discard();
+  try {
+    enc?.dispose();
+  } catch {
+    // Its memory goes with the next encoder's or the thread's end either way.
+  }
+  post({ t: "finished" });
+}
+
 // A Parquet encoder needs parquet-wasm, which the driver sends once (compiled) per thread.
 let wasmArrived: () => void = () => {};
 const wasm = new Promise<void>((resolve) => {
@@ -158,5 +177,6 @@ port.on("message", (m: ToEncoder) => {
     useParquetWasm(m.wasm);
     wasmArrived();
   } else if (m.t === "start") queue = queue.then(() => begin(m));
+  else if (m.t === "drop") queue = queue.then(drop);
   else queue = queue.then(() => handle(m));
 });

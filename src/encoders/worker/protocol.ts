@@ -27,6 +27,11 @@ export type ToEncoder =
   /** Whole DataRow messages in `buf[0..len)`; the buffer comes back with the ack. */
   | { t: "rows"; buf: ArrayBuffer; len: number }
   | { t: "finish" }
+  /**
+   * The export ended before any rows were sent (refused, cancelled): drop its encoder and what it
+   * queued, then `finished`, so the thread can serve the next export.
+   */
+  | { t: "drop" }
   /** parquet-wasm as the relay's thread compiled it: a Parquet encoder waits for it. */
   | { t: "wasm"; wasm: ParquetWasm };
 
