@@ -33,14 +33,21 @@ export async function takeBackExport(t: TakeBack, err: PgError): Promise<PgError
   const left: string[] = [];
   const reasons: string[] = [];
   const note = (what: string, e: unknown): void => {
-    reasons.push(describe(e));
-    log.error({ exportId, err: describe(e) }, `cleanup could not ${what}`);
+    reasons.push(describeError(e));
+    log.error({ exportId, err: describeError(e) }, `cleanup could not ${what}`);
   };
+  // Whatever this export may have written, when a step cannot say what it left.
+  const mayRemain = `objects of ${store.url(t.keyPrefix)}*`;
   await t.sentinel.stopHeartbeat();
   if (t.sink !== null) {
-    for (const f of await t.sink.takeBack(t.extra)) {
-      left.push(store.url(f.key));
-      reasons.push(f.message);
+    try {
+      for (const f of await t.sink.takeBack(t.extra)) {
+        left.push(store.url(f.key));
+        reasons.push(f.message);
+      }
+    } catch (e) {
+      left.push(mayRemain);
+      note("delete files", e);
     }
   } else if (t.extra.length > 0) {
     try {
@@ -67,6 +74,19 @@ export async function takeBackExport(t: TakeBack, err: PgError): Promise<PgError
   // The sentinel stays whenever anything else does, so nobody mistakes the rest for complete.
   if (t.sentinel.mayExist) left.push(store.url(t.sentinel.key));
   if (left.length === 0) return err;
+  return withLeftBehind(err, store, left, reasons);
+}
+
+/**
+ * `err`, the export's own error, with what the cleanup left behind in its DETAIL and how to remove
+ * it in its HINT (SPEC §2.2): the client learns why the export failed, and what is left.
+ */
+export function withLeftBehind(
+  err: PgError,
+  store: ObjectStore,
+  left: readonly string[],
+  reasons: readonly string[],
+): PgError {
   const shown = left.length > 50 ? [...left.slice(0, 50), `… and ${left.length - 50} more`] : left;
   const detail = `cleanup failed (${[...new Set(reasons)].join("; ") || "unknown error"}); left behind: ${shown.join(", ")}`;
   return new PgError(err.code, err.message, {
@@ -76,7 +96,7 @@ export async function takeBackExport(t: TakeBack, err: PgError): Promise<PgError
   });
 }
 
-function describe(e: unknown): string {
+export function describeError(e: unknown): string {
   const err = PgError.from(e);
   return err.detail ? `${err.message}: ${err.detail}` : err.message;
 }

@@ -13,7 +13,7 @@ import { checkTransactionAllowed, failClientTransaction } from "./client-transac
 import { authorizeConnection } from "./connection-authorization.js";
 import type { AwsConnection, ConnectionRegistry } from "./connections.js";
 import { createStore } from "./connections.js";
-import { takeBackExport } from "./export-cleanup.js";
+import { describeError, takeBackExport, withLeftBehind } from "./export-cleanup.js";
 import type { ExportLimiter } from "./export-limiter.js";
 import { ExportLog } from "./export-log.js";
 import { buildManifest, buildRedshiftManifest, metadataKeys } from "./manifest.js";
@@ -174,6 +174,10 @@ class Export {
       let final = err;
       try {
         final = await this.cleanup(err);
+      } catch (cleanupError) {
+        // The client still gets its export's own error: the cleanup's is logged, and what it may
+        // have left is said in the DETAIL (SPEC §2.2).
+        final = this.cleanupThrew(err, cleanupError);
       } finally {
         // Also when the cleanup itself throws: the export has ended either way (exports_running).
         this.report.failed(final, this.totals());
@@ -488,6 +492,19 @@ class Export {
     );
   }
 
+  /** A cleanup that threw instead of reporting what it left: everything of this export may remain. */
+  private cleanupThrew(err: PgError, cleanupError: unknown): PgError {
+    this.ctx.log.error({ exportId: this.id, err: describeError(cleanupError) }, "cleanup failed");
+    if (this.store === null || !(this.sentinel?.mayExist ?? false)) return err;
+    const store = this.store;
+    return withLeftBehind(
+      err,
+      store,
+      [`objects of ${store.url(`mz-${this.id}-`)}*`, store.url(this.sentinel!.key)],
+      [describeError(cleanupError)],
+    );
+  }
+
   /** SPEC §2.2: leave the prefix as it was found; if that fails, keep the sentinel and say what is left. */
   private async cleanup(err: PgError): Promise<PgError> {
     await this.sentinel?.stopHeartbeat();
@@ -510,8 +527,11 @@ class Export {
       },
       err,
     );
-    const [, result] = await Promise.all([abandoned, taken]);
-    return result;
+    // Both end before the client's answer, also when the take-back throws: the session's next
+    // statement must not meet the snapshot's ROLLBACK still on its way.
+    const [, result] = await Promise.allSettled([abandoned, taken]);
+    if (result.status === "rejected") throw result.reason;
+    return result.value;
   }
 }
 
