@@ -15,9 +15,18 @@
 // --pg    (or --pg-only) end to end against a throwaway PostgreSQL: the server's own
 //         `COPY (q) TO STDOUT (FORMAT binary)` drained to /dev/null (the read limit) vs a binary
 //         extended-protocol read feeding the encoder (snappy).
+// --thread-cpu  the encoder thread's path on bench/export.ts's table (bench/lib/bench-table.ts:
+//         the same values PostgreSQL sends in binary, md5 labels included): whole DataRow
+//         messages in 256 KiB batches through writeRows/flush/finish as an export's encoder
+//         thread runs them, `--reps` exports of `--rows` rows in one process (the first one is
+//         the process's first, as in a fresh proxy), CPU-s per 1M rows of this thread and of V8's
+//         platform threads (GC, JIT) from /proc. Without a proxy or PostgreSQL: the figure that
+//         code changes in src/encoders/parquet move.
 import { execFileSync, spawnSync } from "node:child_process";
 import { createParquetEncoder, type ParquetCompression } from "../src/encoders/parquet-encoder.js";
 import type { ColumnInfo, FileSink } from "../src/encoders/types.js";
+import { benchTableBatches, benchTableColumns } from "./lib/bench-table-rows.js";
+import { cpuSeconds } from "./lib/proc.js";
 
 const args = process.argv.slice(2);
 const flag = (name: string): boolean => args.includes(`--${name}`);
@@ -316,8 +325,47 @@ async function endToEnd(): Promise<void> {
   }
 }
 
+/** CPU seconds of this process's threads: this (main) thread and the rest (V8 platform, libuv). */
+function cpuNow(): { main: number; other: number } {
+  const main = cpuSeconds(process.pid, false, true);
+  return { main, other: cpuSeconds(process.pid, false) - main };
+}
+
+async function threadPath(): Promise<void> {
+  const batches = benchTableBatches(Math.min(ROWS, 1_000_000), 256 << 10);
+  const columns = benchTableColumns();
+  const compression = (["snappy", "zstd", "gzip", "none"].find((c) => flag(c)) ??
+    "snappy") as ParquetCompression;
+  console.log(`\n${ROWS} rows of the bench table, ${compression}, ${REPS} exports in one process`);
+  for (let rep = 0; rep < REPS; rep++) {
+    const c0 = cpuNow();
+    const t0 = performance.now();
+    const sink = countingSink();
+    const enc = await createParquetEncoder({ compression, maxFileSize: 256 << 20, columns }, sink);
+    let rows = 0;
+    for (let k = 0; rows < ROWS; k++) {
+      const b = batches[k % batches.length]!;
+      enc.writeRows(b.buf, 0, b.buf.length);
+      rows += b.rows;
+      if (enc.wantsFlush) await enc.flush();
+    }
+    await enc.finish();
+    enc.dispose();
+    const secs = (performance.now() - t0) / 1000;
+    const c1 = cpuNow();
+    const per = (x: number) => ((x * 1e6) / rows).toFixed(3);
+    console.log(
+      `  export ${rep + 1}: ${secs.toFixed(2)} s, ${(sink.bytes / 1048576).toFixed(1)} MiB, CPU-s per 1M rows ` +
+        `total ${per(c1.main - c0.main + c1.other - c0.other)}  this thread ${per(c1.main - c0.main)}  ` +
+        `other threads ${per(c1.other - c0.other)}`,
+    );
+  }
+}
+
 if (args[0] === "--child") {
   await child(args[1] as Mode, Number(args[2]));
+} else if (flag("thread-cpu")) {
+  await threadPath();
 } else {
   if (!flag("pg-only")) await throughput();
   if (flag("rss")) rss();
