@@ -36,7 +36,7 @@ function numericBinary(cents: number): Buffer {
   b.writeInt16BE(digits.length === 0 ? 0 : weight - lead, 2);
   b.writeUInt16BE(0, 4);
   b.writeInt16BE(2, 6);
-  digits.forEach((d, k) => b.writeInt16BE(d, 8 + 2 * k));
+  for (let k = 0; k < digits.length; k++) b.writeInt16BE(digits[k]!, 8 + 2 * k);
   return b;
 }
 
