@@ -324,3 +324,111 @@ describe("dictionary encoding per column", () => {
     ]);
   });
 });
+
+describe("column buffers reused from one row group to the next", () => {
+  // One column per builder on the hot path. Nulls come and go by row group: a column with nulls
+  // in row group k has none in k+1 (and the reverse), so a validity bitmap, a length or a value
+  // kept from the previous row group shows up as a wrong NULL or a wrong value in DuckDB.
+  const REUSE_COLUMNS: ColumnInfo[] = [
+    { name: "id", typeOid: 23, typeMod: -1 },
+    { name: "i8", typeOid: 20, typeMod: -1 },
+    { name: "f8", typeOid: 701, typeMod: -1 },
+    { name: "txt", typeOid: 25, typeMod: -1 },
+    { name: "b", typeOid: 16, typeMod: -1 },
+    { name: "d", typeOid: 1082, typeMod: -1 },
+    { name: "ts", typeOid: 1184, typeMod: -1 },
+  ];
+  const GROUP = 700;
+  /** Column c of row i is NULL in odd row groups (c odd) or even ones (c even), at every 3rd row. */
+  const isNull = (i: number, c: number): boolean =>
+    c > 0 && Math.floor(i / GROUP) % 2 === c % 2 && (i + c) % 3 === 0;
+  /** Text lengths 0..45 (the copy runs 4 bytes at a time, then the tail), a row group's own prefix. */
+  const text = (i: number): string =>
+    `g${Math.floor(i / GROUP)}-${i}-${"abcdefghij".repeat(4)}`.slice(0, i % 46);
+
+  function message(i: number): Buffer {
+    const fields: Array<Buffer | null> = [];
+    const put = (c: number, make: () => Buffer): void => {
+      fields.push(isNull(i, c) ? null : make());
+    };
+    put(0, () => Buffer.from([i >>> 24, (i >>> 16) & 255, (i >>> 8) & 255, i & 255]));
+    put(1, () => {
+      const b = Buffer.alloc(8);
+      b.writeBigInt64BE(BigInt(i) * -7919n);
+      return b;
+    });
+    put(2, () => {
+      const b = Buffer.alloc(8);
+      b.writeDoubleBE(i / 8);
+      return b;
+    });
+    put(3, () => Buffer.from(text(i)));
+    put(4, () => Buffer.from([i % 2]));
+    put(5, () => {
+      const b = Buffer.alloc(4);
+      b.writeInt32BE(i % 1000);
+      return b;
+    });
+    put(6, () => {
+      const b = Buffer.alloc(8);
+      b.writeBigInt64BE(BigInt(i) * 1_000_000n);
+      return b;
+    });
+    const body = fields.reduce((n, f) => n + 4 + (f?.length ?? 0), 2);
+    const m = Buffer.alloc(5 + body);
+    m[0] = 0x44;
+    m.writeInt32BE(4 + body, 1);
+    m.writeInt16BE(fields.length, 5);
+    let p = 7;
+    for (const f of fields) {
+      p = m.writeInt32BE(f === null ? -1 : f.length, p);
+      if (f !== null) p += f.copy(m, p);
+    }
+    return m;
+  }
+
+  it("no NULL, length or value of row group k reaches row group k+1 (writeRows, DuckDB reads every value back)", async () => {
+    const sink = new MemorySink();
+    const enc = await createParquetEncoder(
+      { compression: "snappy", maxFileSize: 64 << 20, rowGroupSize: GROUP, columns: REUSE_COLUMNS },
+      sink,
+    );
+    const n = GROUP * 6 + 123;
+    try {
+      // Runs of 50 messages: row groups end inside runs too.
+      for (let i = 0; i < n; i += 50) {
+        const run = Buffer.concat(Array.from({ length: Math.min(50, n - i) }, (_, k) => message(i + k)));
+        enc.writeRows(run, 0, run.length);
+        if (enc.wantsFlush) await enc.flush();
+      }
+      await enc.finish();
+    } finally {
+      enc.dispose();
+    }
+    expect(enc.files[0]!.rowGroups).toBe(7);
+    const [file] = sink.save("reuse");
+    const con = await (await DuckDBInstance.create(":memory:")).connect();
+    const r = await con.runAndReadAll(
+      `SELECT id, i8::VARCHAR, f8, txt, b, (d - DATE '2000-01-01')::INT, epoch_us(ts)::VARCHAR
+       FROM read_parquet('${file}') ORDER BY id`,
+    );
+    const rows = r.getRows();
+    expect(rows.length).toBe(n);
+    const mismatches: string[] = [];
+    for (let i = 0; i < n; i++) {
+      const want = [
+        i,
+        String(BigInt(i) * -7919n),
+        i / 8,
+        text(i),
+        i % 2 === 1,
+        i % 1000,
+        String(BigInt(i) * 1_000_000n + 946684800000000n),
+      ].map((v, c) => (isNull(i, c) ? null : v));
+      const got = rows[i]!.map((v) => (v === null ? null : typeof v === "bigint" ? Number(v) : v));
+      if (JSON.stringify(got) !== JSON.stringify(want))
+        mismatches.push(`${JSON.stringify(got)} ≠ ${JSON.stringify(want)}`);
+    }
+    expect(mismatches.slice(0, 5)).toEqual([]);
+  });
+});
