@@ -60,15 +60,20 @@ export class ReversedBytesBuilder extends BaseBuilder {
     const need = (this.length + n) * w;
     if (need > this.bytes.length) this.bytes = grow(this.bytes, need);
     const b = this.bytes;
+    const validity = this.validity;
+    // The row count in a local: one store per run instead of one per value.
+    let i = this.length;
     for (let k = from, end = from + n; k < end; k++) {
       const l = len[k]!;
       if (l !== w) {
+        this.length = i;
         if (l < 0) this.appendNull();
         else this.append(buf, pos[k]!, l); // reports the bad length
+        i = this.length;
         continue;
       }
       const p = pos[k]!;
-      const o = this.length * w;
+      const o = i * w;
       if (w === 8) {
         b[o] = buf[p + 7]!;
         b[o + 1] = buf[p + 6]!;
@@ -87,9 +92,10 @@ export class ReversedBytesBuilder extends BaseBuilder {
         b[o] = buf[p + 1]!;
         b[o + 1] = buf[p]!;
       }
-      this.validity.setValid(this.length);
-      this.length++;
+      if (validity.bits !== null) validity.setValid(i);
+      i++;
     }
+    this.length = i;
   }
 
   plainValues(): PlainValues {
