@@ -15,7 +15,7 @@
 // --pg    (or --pg-only) end to end against a throwaway PostgreSQL: the server's own
 //         `COPY (q) TO STDOUT (FORMAT binary)` drained to /dev/null (the read limit) vs a binary
 //         extended-protocol read feeding the encoder (snappy).
-// --thread-cpu  the encoder thread's path on bench/export.ts's table (bench/lib/bench-table.ts:
+// --thread-cpu [--warm N]  the encoder thread's path on bench/export.ts's table (bench/lib/bench-table.ts:
 //         the same values PostgreSQL sends in binary, md5 labels included): whole DataRow
 //         messages in 256 KiB batches through writeRows/flush/finish as an export's encoder
 //         thread runs them, `--reps` exports of `--rows` rows in one process (the first one is
@@ -23,6 +23,7 @@
 //         platform threads (GC, JIT) from /proc. Without a proxy or PostgreSQL: the figure that
 //         code changes in src/encoders/parquet move.
 import { execFileSync, spawnSync } from "node:child_process";
+import { parquetWasm } from "../src/encoders/parquet/wasm-writer.js";
 import { createParquetEncoder, type ParquetCompression } from "../src/encoders/parquet-encoder.js";
 import type { ColumnInfo, FileSink } from "../src/encoders/types.js";
 import { benchTableBatches, benchTableColumns } from "./lib/bench-table-rows.js";
@@ -337,13 +338,23 @@ async function threadPath(): Promise<void> {
   const compression = (["snappy", "zstd", "gzip", "none"].find((c) => flag(c)) ??
     "snappy") as ParquetCompression;
   console.log(`\n${ROWS} rows of the bench table, ${compression}, ${REPS} exports in one process`);
-  for (let rep = 0; rep < REPS; rep++) {
+  // parquet-wasm's compile is once per process (the relay does it before an export's first rows).
+  const w0 = cpuNow();
+  await parquetWasm();
+  await new Promise((resolve) => setTimeout(resolve, 200)); // V8 compiles on its platform threads
+  const w1 = cpuNow();
+  console.log(
+    `  parquet-wasm compile (once per process): CPU-s this thread ${(w1.main - w0.main).toFixed(2)}, other threads ${(w1.other - w0.other).toFixed(2)}`,
+  );
+  // --warm N: a first export of N rows (a warm-up such as a proxy could run at start-up).
+  const sizes = [...(opt("warm", 0) > 0 ? [opt("warm", 0)] : []), ...Array<number>(REPS).fill(ROWS)];
+  for (let rep = 0; rep < sizes.length; rep++) {
     const c0 = cpuNow();
     const t0 = performance.now();
     const sink = countingSink();
     const enc = await createParquetEncoder({ compression, maxFileSize: 256 << 20, columns }, sink);
     let rows = 0;
-    for (let k = 0; rows < ROWS; k++) {
+    for (let k = 0; rows < sizes[rep]!; k++) {
       const b = batches[k % batches.length]!;
       enc.writeRows(b.buf, 0, b.buf.length);
       rows += b.rows;
@@ -355,7 +366,7 @@ async function threadPath(): Promise<void> {
     const c1 = cpuNow();
     const per = (x: number) => ((x * 1e6) / rows).toFixed(3);
     console.log(
-      `  export ${rep + 1}: ${secs.toFixed(2)} s, ${(sink.bytes / 1048576).toFixed(1)} MiB, CPU-s per 1M rows ` +
+      `  export ${rep + 1} (${rows} rows): ${secs.toFixed(2)} s, ${(sink.bytes / 1048576).toFixed(1)} MiB, CPU-s per 1M rows ` +
         `total ${per(c1.main - c0.main + c1.other - c0.other)}  this thread ${per(c1.main - c0.main)}  ` +
         `other threads ${per(c1.other - c0.other)}`,
     );
