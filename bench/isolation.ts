@@ -6,13 +6,25 @@
 //                              [--windows idle,parquet,csv,parquet4,csv4] [--target file|s3]
 //                              [--ref COMMIT[,COMMIT2]] [--exports JSON] [--variants JSON-ARRAY]
 //                              [--probe] [--own-session yes|no] [--clients 4] [--threads 2]
-//                              [--scale 10] [--no-build]
+//                              [--scale 10] [--rate TPS|P%] [--load saturated,rated] [--no-build]
 //
 // --variants '[{"workerPolicy":"nice"},{"workerPolicy":"idle"}]': one proxy per build and entry
 // (its settings over --exports; an "env" object is extra environment, "ownSession" overrides
 // --own-session), all alternating in the same rounds. --own-session yes starts the proxies with
 // setsid (see docs/isolation.md on autogroups). --probe loads bench/lib/loop-probe.mjs into each
 // proxy and prints its event-loop delay and GC per window.
+//
+// Two kinds of load (--load): `saturated`, closed-loop pgbench (each client sends its next query
+// as soon as the last one is answered), which keeps both cores busy and so measures the share of
+// CPU each path gets as much as the latency the proxy adds; and `rated`, pgbench -R: transactions
+// started on a Poisson schedule at --rate per second, the same rate through the proxy and direct,
+// below what either path can serve, as an application's traffic arrives. --rate is a number of
+// transactions per second per pgbench run, or P% of the lower of the proxy's and direct tps in a
+// saturated idle calibration window run first (before the rounds, with the first proxy). As
+// pgbench defines it, a rated transaction's latency runs from its scheduled start, so it includes
+// the schedule lag (how late pgbench could start it: a client still waiting for its previous
+// answer, or pgbench itself waiting for a CPU); that lag's p99 is printed beside it. With --rate
+// alone both loads run, every window twice (saturated and rated, alternating).
 //
 // Set-up: a throwaway PostgreSQL (test/support/postgres.ts) with `pgbench -i -s 10` tables and the
 // export table t_<rows> (bench/lib/bench-table.ts, the one bench/export.ts uses), exports going to
@@ -83,6 +95,8 @@ const { values: argv } = parseArgs({
     clients: { type: "string", default: "4" },
     threads: { type: "string", default: "2" },
     scale: { type: "string", default: "10" },
+    rate: { type: "string" },
+    load: { type: "string" },
     "no-build": { type: "boolean", default: false },
     help: { type: "boolean", short: "h", default: false },
   },
@@ -129,6 +143,17 @@ for (const k of KINDS)
   if (!["idle", "parquet", "csv", "parquet4", "csv4"].includes(k))
     throw new Error(`bad --windows ${argv.windows}`);
 if (!Number.isInteger(ROWS) || ROWS <= 0) throw new Error(`bad --rows ${argv.rows}`);
+type Load = "saturated" | "rated";
+const LOADS = (argv.load ?? (argv.rate === undefined ? "saturated" : "saturated,rated"))
+  .split(",")
+  .map((s) => s.trim()) as Load[];
+for (const l of LOADS) if (l !== "saturated" && l !== "rated") throw new Error(`bad --load ${argv.load}`);
+const RATE_ARG = argv.rate ?? "50%";
+const RATE_PCT = RATE_ARG.endsWith("%") ? Number(RATE_ARG.slice(0, -1)) : Number.NaN;
+if (!(Number(RATE_ARG) > 0) && !(RATE_PCT > 0)) throw new Error(`bad --rate ${argv.rate}`);
+/** The rated windows' transactions per second (per pgbench run), once known. */
+let rate = RATE_PCT > 0 ? Number.NaN : Number(RATE_ARG);
+const loadTag = (l: Load): string => (l === "rated" ? " @rate" : "");
 if (TARGET !== "file" && TARGET !== "s3") throw new Error(`bad --target ${TARGET}`);
 
 const WORK = mkdtempSync("/tmp/c2s-bench-isolation-");
@@ -302,9 +327,9 @@ async function main(): Promise<void> {
 
     let runNo = 0;
     const lastExportSecs = new Map<string, number>();
-    const oneWindow = async (bi: number, kind: WindowKind): Promise<WindowResult> => {
+    const oneWindow = async (bi: number, kind: WindowKind, load: Load): Promise<WindowResult> => {
       const proxy = proxies[bi]!;
-      const key = `${units[bi]!.name} ${kind}`;
+      const key = `${units[bi]!.name} ${kind}${loadTag(load)}`;
       const prev = lastExportSecs.get(key);
       const secs = kind === "idle" ? IDLE_SECS : prev === undefined ? SECS : Math.ceil(prev + 2);
       const bench = (port: number, name: string): Promise<Txns> =>
@@ -314,6 +339,7 @@ async function main(): Promise<void> {
           clients: CLIENTS,
           threads: THREADS,
           secs,
+          ...(load === "rated" ? { rate } : {}),
           logPrefix: join(WORK, `pgbench-${name}-${runNo}`),
         });
       runNo++;
@@ -395,20 +421,31 @@ async function main(): Promise<void> {
       };
     };
 
-    // Every (proxy, window) once a round; order rotated each round, proxies interleaved.
-    const slots: Array<[number, WindowKind]> = [];
-    for (const k of KINDS) for (let bi = 0; bi < units.length; bi++) slots.push([bi, k]);
+    if (LOADS.includes("rated") && Number.isNaN(rate)) {
+      const c = await oneWindow(0, "idle", "saturated");
+      rate = Math.max(1, Math.round((Math.min(c.proxy.tps, c.direct.tps) * RATE_PCT) / 100));
+      log(
+        `  calibration (saturated idle, ${units[0]!.name}): proxy ${fmtRate(c.proxy.tps)} tps, direct ${fmtRate(c.direct.tps)} tps; rated windows at ${RATE_PCT}% of the lower: pgbench -R ${rate}`,
+      );
+    }
+    // Every (proxy, window, load) once a round; order rotated each round, proxies interleaved.
+    const slots: Array<[number, WindowKind, Load]> = [];
+    for (const k of KINDS)
+      for (const l of LOADS) for (let bi = 0; bi < units.length; bi++) slots.push([bi, k, l]);
     for (let round = 0; round < ROUNDS; round++) {
       for (let i = 0; i < slots.length; i++) {
-        const [bi, kind] = slots[(i + round) % slots.length]!;
-        const key = `${units[bi]!.name} ${kind}`;
-        const r = await oneWindow(bi, kind);
+        const [bi, kind, load] = slots[(i + round) % slots.length]!;
+        const key = `${units[bi]!.name} ${kind}${loadTag(load)}`;
+        const r = await oneWindow(bi, kind, load);
         results.set(key, [...(results.get(key) ?? []), r]);
         log(
-          `  round ${round + 1} ${key.padEnd(20)} window ${r.secs.toFixed(1)} s` +
+          `  round ${round + 1} ${key.padEnd(26)} window ${r.secs.toFixed(1)} s` +
             `${Number.isNaN(r.exportSecs) ? "" : ` export ${r.exportSecs.toFixed(1)} s`}` +
             `  proxy p50 ${r.proxy.p50Ms.toFixed(2)} p99 ${r.proxy.p99Ms.toFixed(2)} ms ${fmtRate(r.proxy.tps)} tps` +
             `  direct p50 ${r.direct.p50Ms.toFixed(2)} p99 ${r.direct.p99Ms.toFixed(2)} ms ${fmtRate(r.direct.tps)} tps` +
+            (load === "rated"
+              ? `  schedule lag p99 proxy ${r.proxy.lagP99Ms.toFixed(2)} direct ${r.direct.lagP99Ms.toFixed(2)} ms`
+              : "") +
             `  p99 ratio ${(r.proxy.p99Ms / r.direct.p99Ms).toFixed(2)}  proxy CPU main ${(r.mainCpu * 100).toFixed(0)}% all ${(r.totalCpu * 100).toFixed(0)}% lowered ${(r.lowCpu * 100).toFixed(0)}%` +
             `  main waits ${(r.mainWait * 100).toFixed(1)}% (${r.mainWaitEach.toFixed(2)} ms each)` +
             (argv.probe
@@ -442,37 +479,69 @@ function printSummary(
   );
   out.push(
     `${cpus().length} cores, load average ${meta.load0.map((l) => l.toFixed(1)).join("/")} at start, ${meta.load1.map((l) => l.toFixed(1)).join("/")} at end; ` +
-      `pgbench -n -S -c ${CLIENTS} -j ${THREADS} through the proxy and direct at the same time, scale ${argv.scale}; exports settings ${JSON.stringify(EXPORTS_CFG)}${argv.variants ? `, variants ${argv.variants}` : ""}\n`,
+      `pgbench -n -S -c ${CLIENTS} -j ${THREADS} through the proxy and direct at the same time, scale ${argv.scale}` +
+      `${LOADS.includes("rated") ? `; rated windows: pgbench -R ${rate} (${argv.rate ?? "50%"}), latency from the scheduled start (schedule lag included, as pgbench reports it)` : ""}` +
+      `; exports settings ${JSON.stringify(EXPORTS_CFG)}${argv.variants ? `, variants ${argv.variants}` : ""}\n`,
   );
   out.push(
-    "| proxy | window | window s | export s | proxy p50 / p99 ms | direct p50 / p99 ms | proxy / direct tps | **p99 proxy/direct** | target | proxy p99 / its idle p99 | proxy CPU main / all / lowered threads | main thread waiting for a CPU |" +
+    "| proxy | window | load | window s | export s | proxy p50 / p99 ms | direct p50 / p99 ms | proxy / direct tps | **p99 proxy/direct** | target | proxy p99 / its idle p99 | schedule lag p99 proxy / direct ms | proxy CPU main / all / lowered threads | main thread waiting for a CPU |" +
       (argv.probe ? " event-loop delay p99 / max ms | GC ms |" : ""),
   );
-  out.push(`|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|${argv.probe ? "---:|---:|" : ""}`);
+  out.push(
+    `|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|${argv.probe ? "---:|---:|" : ""}`,
+  );
   const m = (rs: WindowResult[], f: (r: WindowResult) => number): number => median(rs.map(f));
   const ratios: string[] = [];
+  /** Per proxy and window: [load] → p99 ratio against direct, against its idle p99, export s. */
+  const beside = new Map<string, Map<Load, { ratio: number; vsIdle: number; exportSecs: number }>>();
   for (const name of names) {
-    const idle = results.get(`${name} idle`);
     for (const kind of KINDS) {
-      const rs = results.get(`${name} ${kind}`);
-      if (!rs) continue;
-      const ratio = m(rs, (r) => r.proxy.p99Ms / r.direct.p99Ms);
-      const target = kind === "idle" ? 1.5 : 2;
-      const vsIdle =
-        idle && kind !== "idle" ? m(rs, (r) => r.proxy.p99Ms) / m(idle, (r) => r.proxy.p99Ms) : Number.NaN;
+      for (const load of LOADS) {
+        const rs = results.get(`${name} ${kind}${loadTag(load)}`);
+        if (!rs) continue;
+        const idle = results.get(`${name} idle${loadTag(load)}`);
+        const ratio = m(rs, (r) => r.proxy.p99Ms / r.direct.p99Ms);
+        const target = kind === "idle" ? 1.5 : 2;
+        const vsIdle =
+          idle && kind !== "idle" ? m(rs, (r) => r.proxy.p99Ms) / m(idle, (r) => r.proxy.p99Ms) : Number.NaN;
+        const exportSecs = kind === "idle" ? Number.NaN : m(rs, (r) => r.exportSecs);
+        const b = beside.get(`${name}\t${kind}`) ?? new Map();
+        b.set(load, { ratio, vsIdle, exportSecs });
+        beside.set(`${name}\t${kind}`, b);
+        out.push(
+          `| ${name} | ${kind} | ${load === "rated" ? `-R ${rate}` : "saturated"} | ${m(rs, (r) => r.secs).toFixed(1)} | ${Number.isNaN(exportSecs) ? "–" : exportSecs.toFixed(1)} | ` +
+            `${m(rs, (r) => r.proxy.p50Ms).toFixed(2)} / ${m(rs, (r) => r.proxy.p99Ms).toFixed(2)} | ` +
+            `${m(rs, (r) => r.direct.p50Ms).toFixed(2)} / ${m(rs, (r) => r.direct.p99Ms).toFixed(2)} | ` +
+            `${fmtRate(m(rs, (r) => r.proxy.tps))} / ${fmtRate(m(rs, (r) => r.direct.tps))} | ` +
+            `**${ratio.toFixed(2)}** (${rs.map((r) => (r.proxy.p99Ms / r.direct.p99Ms).toFixed(2)).join(", ")}) | ≤ ${target}: ${ratio <= target ? "MET" : "MISSED"} | ` +
+            `${Number.isNaN(vsIdle) ? "–" : vsIdle.toFixed(2)} | ` +
+            `${load === "rated" ? `${m(rs, (r) => r.proxy.lagP99Ms).toFixed(2)} / ${m(rs, (r) => r.direct.lagP99Ms).toFixed(2)}` : "–"} | ` +
+            `${(m(rs, (r) => r.mainCpu) * 100).toFixed(0)}% / ${(m(rs, (r) => r.totalCpu) * 100).toFixed(0)}% / ${(m(rs, (r) => r.lowCpu) * 100).toFixed(0)}% | ` +
+            `${(m(rs, (r) => r.mainWait) * 100).toFixed(1)}% (${m(rs, (r) => r.mainWaitEach).toFixed(2)} ms each) |` +
+            (argv.probe
+              ? ` ${m(rs, (r) => r.loopP99).toFixed(1)} / ${m(rs, (r) => r.loopMax).toFixed(1)} | ${m(rs, (r) => r.gcMs).toFixed(0)} |`
+              : ""),
+        );
+        ratios.push(`${name} ${kind}${loadTag(load)}: ${ratio.toFixed(2)} (target ≤ ${target})`);
+      }
+    }
+  }
+  if (LOADS.length > 1) {
+    // The two loads beside each other: what the machine's CPU shares do to the ratios (saturated)
+    // and what a client at a rate both paths can serve sees (rated).
+    out.push(
+      "\n| proxy | window | p99 proxy/direct saturated | p99 proxy/direct rated | proxy p99 / its idle p99 saturated | rated | export s saturated / rated |",
+    );
+    out.push("|---|---|---:|---:|---:|---:|---:|");
+    const f = (x: number | undefined): string => (x === undefined || Number.isNaN(x) ? "–" : x.toFixed(2));
+    for (const [k, b] of beside) {
+      const [name, kind] = k.split("\t");
+      const sat = b.get("saturated");
+      const rat = b.get("rated");
       out.push(
-        `| ${name} | ${kind} | ${m(rs, (r) => r.secs).toFixed(1)} | ${kind === "idle" ? "–" : m(rs, (r) => r.exportSecs).toFixed(1)} | ` +
-          `${m(rs, (r) => r.proxy.p50Ms).toFixed(2)} / ${m(rs, (r) => r.proxy.p99Ms).toFixed(2)} | ` +
-          `${m(rs, (r) => r.direct.p50Ms).toFixed(2)} / ${m(rs, (r) => r.direct.p99Ms).toFixed(2)} | ` +
-          `${fmtRate(m(rs, (r) => r.proxy.tps))} / ${fmtRate(m(rs, (r) => r.direct.tps))} | ` +
-          `**${ratio.toFixed(2)}** (${rs.map((r) => (r.proxy.p99Ms / r.direct.p99Ms).toFixed(2)).join(", ")}) | ≤ ${target}: ${ratio <= target ? "MET" : "MISSED"} | ` +
-          `${Number.isNaN(vsIdle) ? "–" : vsIdle.toFixed(2)} | ${(m(rs, (r) => r.mainCpu) * 100).toFixed(0)}% / ${(m(rs, (r) => r.totalCpu) * 100).toFixed(0)}% / ${(m(rs, (r) => r.lowCpu) * 100).toFixed(0)}% | ` +
-          `${(m(rs, (r) => r.mainWait) * 100).toFixed(1)}% (${m(rs, (r) => r.mainWaitEach).toFixed(2)} ms each) |` +
-          (argv.probe
-            ? ` ${m(rs, (r) => r.loopP99).toFixed(1)} / ${m(rs, (r) => r.loopMax).toFixed(1)} | ${m(rs, (r) => r.gcMs).toFixed(0)} |`
-            : ""),
+        `| ${name} | ${kind} | ${f(sat?.ratio)} | ${f(rat?.ratio)} | ${f(sat?.vsIdle)} | ${f(rat?.vsIdle)} | ` +
+          `${kind === "idle" ? "–" : `${sat?.exportSecs.toFixed(1) ?? "–"} / ${rat?.exportSecs.toFixed(1) ?? "–"}`} |`,
       );
-      ratios.push(`${name} ${kind}: ${ratio.toFixed(2)} (target ≤ ${target})`);
     }
   }
   out.push(

@@ -9,7 +9,10 @@ import { percentileSorted } from "./stats.js";
 /** One pgbench run's transactions, in completion order per client: µs since the epoch, µs. */
 export interface Txns {
   endUs: Float64Array;
+  /** pgbench's latency: with --rate, from the transaction's scheduled start (schedule lag included). */
   latencyUs: Float64Array;
+  /** With --rate: how late each transaction started against its schedule (µs); else zeros. */
+  lagUs: Float64Array;
   /** Spawn and exit of pgbench, ms since the epoch (Date.now()). */
   spawnedMs: number;
   exitedMs: number;
@@ -17,17 +20,23 @@ export interface Txns {
 
 /** Parses pgbench's per-transaction log (PostgreSQL 12+ format, one line a transaction):
  * `client_id transaction_no time script_no time_epoch time_us [schedule_lag] [retries]`, where
- * `time` is the latency in µs and `time_epoch`.`time_us` the moment the transaction ended. */
-export function parsePgbenchLog(text: string): Array<{ endUs: number; latencyUs: number }> {
-  const out: Array<{ endUs: number; latencyUs: number }> = [];
+ * `time` is the latency in µs and `time_epoch`.`time_us` the moment the transaction ended. Under
+ * --rate pgbench measures `time` from the transaction's scheduled start, so it includes
+ * `schedule_lag` (the start's delay behind the schedule), which the 7th field gives alone. */
+export function parsePgbenchLog(
+  text: string,
+  rated = false,
+): Array<{ endUs: number; latencyUs: number; lagUs: number }> {
+  const out: Array<{ endUs: number; latencyUs: number; lagUs: number }> = [];
   for (const line of text.split("\n")) {
     if (line === "") continue;
     const f = line.split(" ");
     const lat = Number(f[2]);
     const end = Number(f[4]) * 1e6 + Number(f[5]);
-    if (f.length < 6 || !Number.isFinite(lat) || !Number.isFinite(end))
+    const lag = rated ? Number(f[6]) : 0;
+    if (f.length < (rated ? 7 : 6) || !Number.isFinite(lat) || !Number.isFinite(end) || !Number.isFinite(lag))
       throw new Error(`not a pgbench log line: ${JSON.stringify(line)}`);
-    out.push({ endUs: end, latencyUs: lat });
+    out.push({ endUs: end, latencyUs: lat, lagUs: lag });
   }
   return out;
 }
@@ -38,15 +47,19 @@ export interface PgbenchOptions {
   clients: number;
   threads: number;
   secs: number;
+  /** Transactions per second for the whole run (all clients), Poisson-scheduled (`-R`); none:
+   * as fast as each client can (closed loop). */
+  rate?: number;
   /** Directory and file-name prefix of the logs (`--log-prefix`); the files are removed after. */
   logPrefix: string;
   /** pgbench's stderr (connection errors, -P progress) goes here too. */
   onStderr?: (s: string) => void;
 }
 
-/** `pgbench -n -S -c C -j J -T secs -l`, plain TCP; resolves with every transaction. */
+/** `pgbench -n -S -c C -j J -T secs -l [-R rate]`, plain TCP; resolves with every transaction. */
 export function runPgbench(o: PgbenchOptions): Promise<Txns> {
   const args = ["-n", "-S", "-c", String(o.clients), "-j", String(o.threads), "-T", String(o.secs)];
+  if (o.rate !== undefined) args.push("-R", String(Math.round(o.rate)));
   args.push("-P", "1", "-l", `--log-prefix=${o.logPrefix}`);
   args.push("-h", "127.0.0.1", "-p", String(o.port), "-U", "postgres", o.db);
   const spawnedMs = Date.now();
@@ -72,10 +85,13 @@ export function runPgbench(o: PgbenchOptions): Promise<Txns> {
         files = readdirSync(dir).filter((f) => f.startsWith(prefix));
         // A pgbench that did not finish (killed with the bench) may leave a half-written line.
         if (code !== 0) throw new Error(`pgbench on port ${o.port} exited ${code}: ${out}`);
-        const rows = files.flatMap((f) => parsePgbenchLog(readFileSync(join(dir, f), "utf8")));
+        const rows = files.flatMap((f) =>
+          parsePgbenchLog(readFileSync(join(dir, f), "utf8"), o.rate !== undefined),
+        );
         resolve({
           endUs: Float64Array.from(rows, (r) => r.endUs),
           latencyUs: Float64Array.from(rows, (r) => r.latencyUs),
+          lagUs: Float64Array.from(rows, (r) => r.lagUs),
           spawnedMs,
           exitedMs,
         });
@@ -94,22 +110,30 @@ export interface WindowStats {
   p50Ms: number;
   p99Ms: number;
   maxMs: number;
+  /** p99 of the schedule lag (under --rate; else 0). */
+  lagP99Ms: number;
 }
 
 /** Latency percentiles and throughput of the transactions that ended in [fromUs, toUs). */
 export function windowStats(t: Txns, fromUs: number, toUs: number): WindowStats {
   const lat: number[] = [];
+  const lag: number[] = [];
   for (let i = 0; i < t.endUs.length; i++) {
     const e = t.endUs[i]!;
-    if (e >= fromUs && e < toUs) lat.push(t.latencyUs[i]!);
+    if (e >= fromUs && e < toUs) {
+      lat.push(t.latencyUs[i]!);
+      lag.push(t.lagUs[i]!);
+    }
   }
   const sorted = Float64Array.from(lat).sort();
+  const lagSorted = Float64Array.from(lag).sort();
   return {
     n: sorted.length,
     tps: sorted.length / ((toUs - fromUs) / 1e6),
     p50Ms: percentileSorted(sorted, 50) / 1000,
     p99Ms: percentileSorted(sorted, 99) / 1000,
     maxMs: sorted.length ? sorted[sorted.length - 1]! / 1000 : Number.NaN,
+    lagP99Ms: percentileSorted(lagSorted, 99) / 1000,
   };
 }
 

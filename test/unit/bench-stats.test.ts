@@ -32,13 +32,14 @@ describe("bench statistics", () => {
     ];
     const rows = parsePgbenchLog(log.join("\n"));
     expect(rows).toEqual([
-      { endUs: 1700000000100000, latencyUs: 250 },
-      { endUs: 1700000000900000, latencyUs: 4000 },
-      { endUs: 1700000001500000, latencyUs: 300 },
+      { endUs: 1700000000100000, latencyUs: 250, lagUs: 0 },
+      { endUs: 1700000000900000, latencyUs: 4000, lagUs: 0 },
+      { endUs: 1700000001500000, latencyUs: 300, lagUs: 0 },
     ]);
     const txns = {
       endUs: Float64Array.from(rows, (r) => r.endUs),
       latencyUs: Float64Array.from(rows, (r) => r.latencyUs),
+      lagUs: Float64Array.from(rows, (r) => r.lagUs),
       spawnedMs: 0,
       exitedMs: 0,
     };
@@ -48,5 +49,28 @@ describe("bench statistics", () => {
     expect(w.p50Ms).toBe(0.25);
     expect(w.p99Ms).toBe(4);
     expect(() => parsePgbenchLog("0 1 x")).toThrow(/not a pgbench log line/);
+  });
+
+  it("under --rate, reads the schedule lag (pgbench's latency already includes it)", () => {
+    // client_id transaction_no time script_no time_epoch time_us schedule_lag (pgbench -R -l)
+    const rows = parsePgbenchLog("0 1 900 0 1700000000 100000 600\n1 1 200 0 1700000000 200000 5\n", true);
+    expect(rows).toEqual([
+      { endUs: 1700000000100000, latencyUs: 900, lagUs: 600 },
+      { endUs: 1700000000200000, latencyUs: 200, lagUs: 5 },
+    ]);
+    const w = windowStats(
+      {
+        endUs: Float64Array.from(rows, (r) => r.endUs),
+        latencyUs: Float64Array.from(rows, (r) => r.latencyUs),
+        lagUs: Float64Array.from(rows, (r) => r.lagUs),
+        spawnedMs: 0,
+        exitedMs: 0,
+      },
+      1700000000000000,
+      1700000001000000,
+    );
+    expect(w.p99Ms).toBe(0.9);
+    expect(w.lagP99Ms).toBe(0.6);
+    expect(() => parsePgbenchLog("0 1 900 0 1700000000 100000", true)).toThrow(/not a pgbench log line/);
   });
 });
