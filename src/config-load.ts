@@ -6,7 +6,12 @@ import { resolve as resolvePath } from "node:path";
 import { parseArgs } from "node:util";
 import type { Config, ExportLimits, HostPort } from "./config.js";
 import { firstUnknownKey, trackReads } from "./config-keys.js";
-import { autoEncoderThreads, DEFAULT_EXPORT_LIMITS, DEFAULTS } from "./config-settings.js";
+import {
+  autoEncoderThreads,
+  autoMaxEncodingThreads,
+  DEFAULT_EXPORT_LIMITS,
+  DEFAULTS,
+} from "./config-settings.js";
 import { parseUpstreamAddress, type UpstreamAddress } from "./config-upstream.js";
 
 export class ConfigError extends Error {
@@ -215,6 +220,10 @@ function resolveSettings(
       ["idle", "nice"],
       "exports.workerPolicy",
     ),
+    maxEncodingThreads:
+      fileExports.maxEncodingThreads === "auto" || fileExports.maxEncodingThreads === undefined
+        ? autoMaxEncodingThreads(availableParallelism())
+        : positiveInt(fileExports.maxEncodingThreads, 'exports.maxEncodingThreads (or "auto")', 0, 1024),
   };
   exportsCfg.maxExportsPerUser = positiveInt(
     pick(v["max-exports-per-user"], "C2S_MAX_EXPORTS_PER_USER", "maxExportsPerUser") ??

@@ -1,5 +1,6 @@
 // Every setting in one table: its flag, environment variable, config file key, default and an
 // example, as --help prints them; and the default values loadConfig falls back to.
+import { availableParallelism } from "node:os";
 import type { ExportLimits } from "./config.js";
 
 /**
@@ -10,6 +11,12 @@ import type { ExportLimits } from "./config.js";
  */
 export function autoEncoderThreads(cores: number): number {
   return cores >= 4 ? 2 : 1;
+}
+
+/** `exports.maxEncodingThreads: "auto"`: every core but one, which is left to the relay (and the
+ * upstream's backends and the clients), and at least 1. */
+export function autoMaxEncodingThreads(cores: number): number {
+  return Math.max(1, cores - 1);
 }
 
 /**
@@ -256,6 +263,13 @@ export const SETTINGS: readonly SettingHelp[] = [
       "nice: encoder threads run at exports.workerNice; idle: also as SCHED_IDLE (Linux, via util-linux chrt), using only CPU time nothing else in their scheduling group wants (best where the proxy has its own cgroup: a container, a systemd service)",
   },
   {
+    key: "exports.maxEncodingThreads",
+    default: "auto",
+    example: '"exports": { "maxEncodingThreads": 0 }',
+    meaning:
+      'encoder threads of all exports that encode at the same time, at most (the others wait, their upstream paused); "auto" = the cores less one, at least 1; 0 = no limit',
+  },
+  {
     key: "exports.s3MaxAttempts",
     default: "5",
     example: '"exports": { "s3MaxAttempts": 8 }',
@@ -365,4 +379,5 @@ export const DEFAULT_EXPORT_LIMITS: ExportLimits = {
   workerNice: 10,
   encoderThreads: 1,
   workerPolicy: "nice",
+  maxEncodingThreads: autoMaxEncodingThreads(availableParallelism()),
 };

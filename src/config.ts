@@ -16,6 +16,7 @@ export {
 } from "./config-load.js";
 export {
   autoEncoderThreads,
+  autoMaxEncodingThreads,
   DEFAULT_EXPORT_LIMITS,
   HELP,
   SETTINGS,
@@ -85,6 +86,12 @@ export interface ExportLimits {
    * time no ordinary thread wants); "nice": its niceness alone (docs/isolation.md).
    */
   workerPolicy: "idle" | "nice";
+  /**
+   * At most this many encoder threads of the process encode at the same time (a slot per batch
+   * of rows; the others wait with their export's upstream paused); 0 = no limit. "auto" in the
+   * config file: one less than the cores, at least 1 (autoMaxEncodingThreads; docs/isolation.md).
+   */
+  maxEncodingThreads: number;
 }
 
 export interface Config {

@@ -311,8 +311,12 @@ class Export {
   }
 
   private startEncoder(): EncoderThread {
-    const { workerNice, workerPolicy } = this.deps.config.exports;
-    const t = new EncoderThread(this.encoderSpecOf!, { nice: workerNice, idle: workerPolicy === "idle" });
+    const { workerNice, workerPolicy, maxEncodingThreads } = this.deps.config.exports;
+    const t = new EncoderThread(this.encoderSpecOf!, {
+      nice: workerNice,
+      idle: workerPolicy === "idle",
+      maxEncoding: maxEncodingThreads,
+    });
     this.encoders.push(t);
     return t;
   }

@@ -10,6 +10,7 @@ import type { EncoderSpec } from "../create-encoder.js";
 import { planParquet } from "../parquet/encoder.js";
 import { parquetWasm } from "../parquet/wasm-writer.js";
 import type { FileSink } from "../types.js";
+import { encoderBudget, releaseSlotsOf } from "./encoder-budget.js";
 import { type EncoderWorkerData, type FromEncoder, fromWireError, type ToEncoder } from "./protocol.js";
 import { profilerArgs, workerEntry } from "./worker-entry.js";
 
@@ -129,6 +130,9 @@ export interface EncoderThreadOptions {
   nice: number;
   /** SCHED_IDLE for the thread (Linux): it runs only on CPU time nothing else wants. */
   idle?: boolean;
+  /** At most this many encoder threads of the process encode at once (./encoder-budget.ts);
+   * 0 or none: no limit. */
+  maxEncoding?: number;
 }
 
 /** The result format to request per column: 0 text, 1 binary (what the encoder will expect). */
@@ -190,6 +194,8 @@ export class EncoderThread {
     this.worker.ref();
     const start: ToEncoder = { t: "start", spec };
     if (encoderThreadTestHooks.gate !== undefined) start.gate = encoderThreadTestHooks.gate;
+    const budget = opts.maxEncoding ? encoderBudget(opts.maxEncoding) : undefined;
+    if (budget !== undefined) start.budget = budget;
     this.post(start);
     this.started = new Promise<void>((resolve, reject) => {
       this.onStarted = { resolve, reject };
@@ -200,8 +206,11 @@ export class EncoderThread {
       this.broken = true;
       this.fail(threadFailed(`failed: ${e instanceof Error ? e.message : String(e)}`));
     });
+    const id = this.worker.threadId;
     this.worker.on("exit", (code) => {
       this.broken = true;
+      // Terminated (a cancel, a failure) in the middle of a batch: its slot goes to the others.
+      if (budget !== undefined) releaseSlotsOf(budget, id);
       this.fail(threadFailed(`exited (${code})`));
     });
     if (spec.format === "parquet" && !this.thread.hasWasm) {

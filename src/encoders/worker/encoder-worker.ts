@@ -5,10 +5,11 @@
 import { execFileSync } from "node:child_process";
 import { readlinkSync } from "node:fs";
 import { getPriority, setPriority } from "node:os";
-import { parentPort, workerData } from "node:worker_threads";
+import { parentPort, threadId, workerData } from "node:worker_threads";
 import { createEncoder } from "../create-encoder.js";
 import { useParquetWasm } from "../parquet/wasm-writer.js";
 import type { FileSink, RowEncoder } from "../types.js";
+import { acquireSlot, type EncoderBudget, releaseSlot } from "./encoder-budget.js";
 import { type EncoderWorkerData, type FromEncoder, type ToEncoder, toWireError } from "./protocol.js";
 
 const port = parentPort!;
@@ -112,10 +113,12 @@ const sink = new PortSink();
 let encoder: RowEncoder | null = null;
 let failed = false;
 let gate: Int32Array | undefined;
+let budget: EncoderBudget | undefined;
 
 async function begin(m: Extract<ToEncoder, { t: "start" }>): Promise<void> {
   failed = false;
   gate = m.gate;
+  budget = m.budget;
   try {
     if (m.spec.format === "parquet") await wasm;
     encoder = await createEncoder(m.spec, sink);
@@ -129,6 +132,10 @@ async function begin(m: Extract<ToEncoder, { t: "start" }>): Promise<void> {
 async function handle(m: Extract<ToEncoder, { t: "rows" | "finish" }>): Promise<void> {
   if (failed) return; // the driver is ending the export; nothing more is encoded
   const enc = encoder!;
+  // Encoding takes a slot of the process's budget (batch by batch, and the last encoding at
+  // finish); while this thread waits for one its batches stay unacknowledged, so the export's
+  // upstream pauses.
+  const slot = budget === undefined ? -1 : acquireSlot(budget, threadId, true);
   try {
     if (m.t === "rows") {
       if (gate !== undefined) Atomics.wait(gate, 0, 1);
@@ -147,6 +154,8 @@ async function handle(m: Extract<ToEncoder, { t: "rows" | "finish" }>): Promise<
   } catch (e) {
     failed = true;
     post({ t: "error", error: toWireError(e) });
+  } finally {
+    if (slot >= 0) releaseSlot(budget!, slot, threadId);
   }
 }
 

@@ -23,6 +23,8 @@ export type ToEncoder =
       spec: EncoderSpec;
       /** Tests only: while gate[0] is 1 the thread blocks before each batch of rows. */
       gate?: Int32Array;
+      /** The process's encoding budget (./encoder-budget.ts): a slot per batch; none = no limit. */
+      budget?: Int32Array;
     }
   /** Whole DataRow messages in `buf[0..len)`; the buffer comes back with the ack. */
   | { t: "rows"; buf: ArrayBuffer; len: number }
