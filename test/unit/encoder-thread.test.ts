@@ -7,6 +7,7 @@ import { afterEach, describe, expect, test } from "vitest";
 import type { EncoderSpec } from "../../src/encoders/create-encoder.js";
 import { createCsvEncoder } from "../../src/encoders/csv-encoder.js";
 import type { ColumnInfo, FileSink } from "../../src/encoders/types.js";
+import { budgetHolders, budgetUse, encoderBudget } from "../../src/encoders/worker/encoder-budget.js";
 import {
   BATCH_BYTES,
   EncoderThread,
@@ -334,5 +335,85 @@ describe("the kept encoder thread", () => {
     }
     expect(spareEncoderThreadId()).toBeNull();
     await waitUntil("the idle thread to end", () => threadCount() <= before, 10_000);
+  });
+});
+
+describe("the process's encoding budget (exports.maxEncodingThreads)", () => {
+  /** A closed gate that counts the threads reaching it, i.e. encoding a batch (gate[1]). */
+  function countingGate(): Int32Array {
+    const gate = new Int32Array(new SharedArrayBuffer(8));
+    gate[0] = 1;
+    encoderThreadTestHooks.gate = gate;
+    return gate;
+  }
+  function open(gate: Int32Array): void {
+    Atomics.store(gate, 0, 0);
+    Atomics.notify(gate, 0);
+  }
+  const rowsOf = (tag: string): Buffer =>
+    Buffer.concat(Array.from({ length: 200 }, (_, i) => dataRow([String(i), `${tag}${i}`])));
+  const expected = (tag: string): string =>
+    `id,note\n${Array.from({ length: 200 }, (_, i) => `${i},${tag}${i}\n`).join("")}`;
+
+  for (const k of [1, 2]) {
+    test(`with ${k} slot(s), ${k} of three exports' threads encode and the others wait, their batches unacknowledged; all finish`, async () => {
+      const gate = countingGate();
+      const budget = encoderBudget(k);
+      const sinks = [0, 1, 2].map(() => new MemorySink());
+      const ts = sinks.map((sink, i) => {
+        const t = new EncoderThread(csvSpec(), { nice: 10, maxEncoding: k });
+        threads.push(t);
+        t.attach(sink, new AbortController().signal, (e) => {
+          throw e;
+        });
+        const rows = rowsOf(`t${i}-`);
+        t.writeRows(rows, 0, rows.length); // a partial batch: it leaves after 20 ms
+        return t;
+      });
+      await waitUntil(
+        "each thread at the gate or waiting for a slot",
+        () => Atomics.load(gate, 1) + budgetUse(budget).waiting === 3,
+        10_000,
+      );
+      expect(Atomics.load(gate, 1)).toBe(k); // encoding at once: no more than the slots
+      expect(budgetUse(budget)).toEqual({ encoding: k, waiting: 3 - k });
+      expect(ts.filter((t) => t.inFlight > 0)).toHaveLength(3); // the waiting ones' rows unacknowledged
+      open(gate);
+      await Promise.all(ts.map((t) => t.finish()));
+      expect(sinks.map((s) => s.texts())).toEqual([0, 1, 2].map((i) => [expected(`t${i}-`)]));
+      expect(budgetUse(budget)).toEqual({ encoding: 0, waiting: 0 });
+    });
+  }
+
+  test("a thread ended in the middle of a batch (a cancel) gives its slot to the next", async () => {
+    const gate = countingGate();
+    const budget = encoderBudget(1);
+    const ctl = [new AbortController(), new AbortController()];
+    const sinks = [new MemorySink(), new MemorySink()];
+    const ts = ctl.map((c, i) => {
+      const t = new EncoderThread(csvSpec(), { nice: 10, maxEncoding: 1 });
+      threads.push(t);
+      t.attach(sinks[i]!, c.signal, () => {});
+      const rows = rowsOf(`t${i}-`);
+      t.writeRows(rows, 0, rows.length);
+      return t;
+    });
+    await waitUntil(
+      "one thread at the gate, one waiting",
+      () => Atomics.load(gate, 1) === 1 && budgetUse(budget).waiting === 1,
+      10_000,
+    );
+    const holder = ts.findIndex((t) => budgetHolders(budget).includes(t.threadId));
+    expect(holder).toBeGreaterThanOrEqual(0);
+    const other = 1 - holder;
+    const cancelled = ts[holder]!.finish();
+    ctl[holder]!.abort(new Error("cancelled"));
+    await expect(cancelled).rejects.toMatchObject({ message: "cancelled" });
+    // The other thread gets the slot (and reaches the gate) once the cancelled one has ended.
+    await waitUntil("the waiting thread to take the slot", () => Atomics.load(gate, 1) === 2, 10_000);
+    open(gate);
+    await ts[other]!.finish();
+    expect(sinks[other]!.texts()).toEqual([expected(`t${other}-`)]);
+    expect(budgetUse(budget)).toEqual({ encoding: 0, waiting: 0 });
   });
 });

@@ -45,6 +45,16 @@ export function budgetUse(b: EncoderBudget): { encoding: number; waiting: number
   return { encoding: Atomics.load(b, ENCODING), waiting: Atomics.load(b, WAITING) };
 }
 
+/** The threads holding a slot now (their threadIds; tests). */
+export function budgetHolders(b: EncoderBudget): number[] {
+  const out: number[] = [];
+  for (let i = SLOTS; i < b.length; i++) {
+    const id = Atomics.load(b, i);
+    if (id !== 0) out.push(id);
+  }
+  return out;
+}
+
 /**
  * Takes a slot for thread `id` (> 0), blocking the calling thread until one is free; returns the
  * slot's index for release(). `yielded`: this thread has just released a slot, so if others wait

@@ -134,13 +134,22 @@ async function handle(m: Extract<ToEncoder, { t: "rows" | "finish" }>): Promise<
   const enc = encoder!;
   // Encoding takes a slot of the process's budget (batch by batch, and the last encoding at
   // finish); while this thread waits for one its batches stay unacknowledged, so the export's
-  // upstream pauses.
-  const slot = budget === undefined ? -1 : acquireSlot(budget, threadId, true);
+  // upstream pauses. The slot goes back before anything is posted: once the relay has a
+  // `finished` it may end this thread, and a slot still held then would be lost to the others.
+  let slot = budget === undefined ? -1 : acquireSlot(budget, threadId, true);
+  const release = (): void => {
+    if (slot >= 0) releaseSlot(budget!, slot, threadId);
+    slot = -1;
+  };
   try {
     if (m.t === "rows") {
-      if (gate !== undefined) Atomics.wait(gate, 0, 1);
+      if (gate !== undefined) {
+        if (gate.length > 1) Atomics.add(gate, 1, 1); // threads that reached it (encoding at once)
+        Atomics.wait(gate, 0, 1);
+      }
       enc.writeRows(Buffer.from(m.buf, 0, m.len), 0, m.len);
       if (enc.wantsFlush) await enc.flush();
+      release();
       sink.flush();
       post({ t: "ack", buf: m.buf, len: m.len }, [m.buf]);
     } else {
@@ -148,14 +157,14 @@ async function handle(m: Extract<ToEncoder, { t: "rows" | "finish" }>): Promise<
       // The thread may serve another export: the encoder's own threads and memory go now.
       encoder = null;
       enc.dispose();
+      release();
       sink.flush();
       post({ t: "finished" });
     }
   } catch (e) {
+    release();
     failed = true;
     post({ t: "error", error: toWireError(e) });
-  } finally {
-    if (slot >= 0) releaseSlot(budget!, slot, threadId);
   }
 }
 

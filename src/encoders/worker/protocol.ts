@@ -21,7 +21,8 @@ export type ToEncoder =
   | {
       t: "start";
       spec: EncoderSpec;
-      /** Tests only: while gate[0] is 1 the thread blocks before each batch of rows. */
+      /** Tests only: while gate[0] is 1 the thread blocks before each batch of rows (and
+       * counts itself in gate[1], if there is one). */
       gate?: Int32Array;
       /** The process's encoding budget (./encoder-budget.ts): a slot per batch; none = no limit. */
       budget?: Int32Array;
