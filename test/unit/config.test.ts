@@ -1,5 +1,5 @@
 import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, test } from "vitest";
 import { CLI_OPTIONS, ConfigError, HELP, loadConfig, SETTINGS, settingsRead } from "../../src/config.js";
@@ -100,6 +100,20 @@ describe("configuration", () => {
     const bad = file({ exports: { workerPolicy: "batch" } });
     expect(() => loadConfig(["--config", bad], {})).toThrow(
       'exports.workerPolicy: expected one of idle, nice, got "batch"',
+    );
+  });
+
+  test("exports.maxEncodingThreads: the cores less one (at least 1) by default and as auto, 0 = no limit", () => {
+    const auto = Math.max(1, availableParallelism() - 1);
+    expect(loadConfig([], {}).config.exports.maxEncodingThreads).toBe(auto);
+    const set = (v: unknown): number =>
+      loadConfig(["--config", file({ exports: { maxEncodingThreads: v } })], {}).config.exports
+        .maxEncodingThreads;
+    expect(set("auto")).toBe(auto);
+    expect(set(0)).toBe(0);
+    expect(set(3)).toBe(3);
+    expect(() => set(-1)).toThrow(
+      'exports.maxEncodingThreads (or "auto"): expected an integer from 0 to 1024, got "-1"',
     );
   });
 
