@@ -339,16 +339,16 @@ describe("the kept encoder thread", () => {
 });
 
 describe("the process's encoding budget (exports.maxEncodingThreads)", () => {
-  /** A closed gate that counts the threads reaching it, i.e. encoding a batch (gate[1]). */
+  /** Holds the threads inside a batch's encoding (gate[2]), counting them (gate[1]). */
   function countingGate(): Int32Array {
-    const gate = new Int32Array(new SharedArrayBuffer(8));
-    gate[0] = 1;
+    const gate = new Int32Array(new SharedArrayBuffer(12));
+    gate[2] = 1;
     encoderThreadTestHooks.gate = gate;
     return gate;
   }
   function open(gate: Int32Array): void {
-    Atomics.store(gate, 0, 0);
-    Atomics.notify(gate, 0);
+    Atomics.store(gate, 2, 0);
+    Atomics.notify(gate, 2);
   }
   const rowsOf = (tag: string): Buffer =>
     Buffer.concat(Array.from({ length: 200 }, (_, i) => dataRow([String(i), `${tag}${i}`])));

@@ -136,6 +136,7 @@ async function handle(m: Extract<ToEncoder, { t: "rows" | "finish" }>): Promise<
   // finish); while this thread waits for one its batches stay unacknowledged, so the export's
   // upstream pauses. The slot goes back before anything is posted: once the relay has a
   // `finished` it may end this thread, and a slot still held then would be lost to the others.
+  if (m.t === "rows" && gate !== undefined) Atomics.wait(gate, 0, 1);
   let slot = budget === undefined ? -1 : acquireSlot(budget, threadId, true);
   const release = (): void => {
     if (slot >= 0) releaseSlot(budget!, slot, threadId);
@@ -143,9 +144,9 @@ async function handle(m: Extract<ToEncoder, { t: "rows" | "finish" }>): Promise<
   };
   try {
     if (m.t === "rows") {
-      if (gate !== undefined) {
-        if (gate.length > 1) Atomics.add(gate, 1, 1); // threads that reached it (encoding at once)
-        Atomics.wait(gate, 0, 1);
+      if (gate !== undefined && gate.length > 2) {
+        Atomics.add(gate, 1, 1); // threads encoding at once
+        Atomics.wait(gate, 2, 1);
       }
       enc.writeRows(Buffer.from(m.buf, 0, m.len), 0, m.len);
       if (enc.wantsFlush) await enc.flush();

@@ -21,8 +21,9 @@ export type ToEncoder =
   | {
       t: "start";
       spec: EncoderSpec;
-      /** Tests only: while gate[0] is 1 the thread blocks before each batch of rows (and
-       * counts itself in gate[1], if there is one). */
+      /** Tests only: while gate[0] is 1 the thread blocks before each batch of rows; if there is
+       * a gate[2], while it is 1 the thread blocks inside each batch's encoding (its budget slot
+       * taken), counting itself in gate[1]. */
       gate?: Int32Array;
       /** The process's encoding budget (./encoder-budget.ts): a slot per batch; none = no limit. */
       budget?: Int32Array;
