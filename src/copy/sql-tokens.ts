@@ -160,34 +160,6 @@ export function splitTokens(toks: readonly Token[]): Token[][] {
   return out;
 }
 
-export interface StatementSpan {
-  /** UTF-16 offsets into the text; `sql` runs from the first to the last token. */
-  start: number;
-  end: number;
-  sql: string;
-}
-
-/**
- * The statements of a simple-Query text, split the way the server splits them (top-level
- * semicolons, ignoring those in quotes, dollar quotes and comments). Texts the scanner rejects
- * count as one statement: the upstream will refuse them anyway. `BEGIN ATOMIC ... END`
- * function bodies are not recognised and count as several.
- */
-export function splitStatements(sql: string): StatementSpan[] {
-  assertLoaded();
-  const toks = tokenize(sql);
-  if (toks === null) return sql.trim() === "" ? [] : [{ start: 0, end: sql.length, sql }];
-  return splitTokens(toks).map((s) => {
-    const start = s[0]!.start;
-    const end = s[s.length - 1]!.end;
-    return { start, end, sql: sql.slice(start, end) };
-  });
-}
-
-export function countStatements(sql: string): number {
-  return splitStatements(sql).length;
-}
-
 export interface ParseTree {
   stmts?: { stmt?: Record<string, Record<string, unknown> | undefined> }[];
 }
