@@ -59,7 +59,7 @@ import { startMoto } from "../test/support/moto.js";
 import { startPostgres } from "../test/support/postgres.js";
 import { summarizeCpuProfile } from "./cpuprofile-summary.js";
 import { tableSql } from "./lib/bench-table.js";
-import { cpuSeconds, findPid, findPids, postmasterPid, procStatusKb } from "./lib/proc.js";
+import { cpuSeconds, findPid, findPids, postmasterPid, procStatusKb, threadSched } from "./lib/proc.js";
 import {
   buildProxies,
   type ProxyBuild,
@@ -314,11 +314,13 @@ async function main(): Promise<void> {
           const proxy = proxies[i]!;
           runs[exportRun(b)] = async () => {
             const prefix = `run-${++runNo}`;
+            const threads0 = threadSched(proxy.pid);
             const target =
               TARGET === "file" ? `file://${join(WORK, "files", prefix)}` : `s3://${BUCKET}/${prefix}`;
             const r = await psql(proxy.port, `COPY ${table} TO '${target}' WITH (${opts})`, "pipe");
             if (!r.stdout.includes(`COPY ${n}`))
               throw new Error(`export printed ${JSON.stringify(r.stdout)}`);
+            log(`    ${b.name} threads: ${threadBreakdown(proxy.pid, threads0, threadSched(proxy.pid))}`);
             const { bytes } = await exportedBytes(prefix);
             if (TARGET === "file") rmSync(join(WORK, "files", prefix), { recursive: true, force: true });
             else await resetS3();
@@ -419,6 +421,26 @@ async function main(): Promise<void> {
   }
   const load1 = loadavg();
   printSummary(results, { started, builds, load0, load1 });
+}
+
+/**
+ * The proxy's CPU seconds during one export, per thread, largest first: its main thread (the relay),
+ * then the others by thread id (the encoder thread is usually the largest; the rest are V8's GC
+ * helpers and libuv's file I/O pool, which all share the name "node", so a name would not tell them
+ * apart). Threads that started during the run count from zero.
+ */
+function threadBreakdown(
+  pid: number,
+  before: ReturnType<typeof threadSched>,
+  after: ReturnType<typeof threadSched>,
+): string {
+  const used: Array<[number, number]> = [];
+  for (const [tid, t] of after) used.push([tid, (t.cpuNs - (before.get(tid)?.cpuNs ?? 0)) / 1e9]);
+  const main = used.find(([tid]) => tid === pid)?.[1] ?? 0;
+  const others = used.filter(([tid, s]) => tid !== pid && s >= 0.005).sort((a, b) => b[1] - a[1]);
+  const shown = others.slice(0, 6).map(([tid, s]) => `${tid}:${s.toFixed(2)}`);
+  const rest = others.slice(6).reduce((a, [, s]) => a + s, 0);
+  return `main ${main.toFixed(2)} s, others ${shown.join(" ")}${rest > 0 ? ` +${rest.toFixed(2)}` : ""}`;
 }
 
 interface GroupResult {

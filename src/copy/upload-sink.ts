@@ -46,10 +46,10 @@ export class UploadSink implements FileSink {
     this.filesOpened++;
   }
 
-  write(chunk: Uint8Array): void {
+  write(chunk: Uint8Array, release?: () => void): void {
     this.throwIfFailed();
     this.bytesQueued += chunk.length;
-    if (!this.current!.upload.write(chunk)) this.mustDrain = true;
+    if (!this.current!.upload.write(chunk, release)) this.mustDrain = true;
   }
 
   closeFile(rows: number): void {

@@ -323,14 +323,17 @@ class CsvEncoder implements RowEncoder {
     let handedOver = false;
     if (this.gzip) {
       this.deflateBlock(old.subarray(0, n));
+    } else if (this.sink.copies === true) {
+      // The encoder thread's sink: the buffer is ours again when write() returns.
+      this.sink.write(old.subarray(0, n));
     } else if (n >= old.length >>> 1) {
       // Mostly full: give the buffer itself away rather than copy it.
-      this.sink.write(old.subarray(0, n), true);
+      this.sink.write(old.subarray(0, n));
       handedOver = true;
     } else {
       const chunk = Buffer.allocUnsafeSlow(n);
       old.copy(chunk, 0, 0, n);
-      this.sink.write(chunk, true);
+      this.sink.write(chunk);
     }
     if (handedOver || (old.length > OUT_SIZE && tail <= OUT_SIZE >>> 1)) {
       // Continue in a fresh buffer; this also drops one grown for an oversized row.
@@ -366,23 +369,19 @@ class CsvEncoder implements RowEncoder {
       this.dict = joined.length > WINDOW ? joined.subarray(joined.length - WINDOW) : joined;
     }
     if (this.gzipHeaderPending) {
-      // Not Buffer.concat: a small result would be a slice of the shared Buffer pool, which the
-      // sink must not be given whole.
-      const headed = Buffer.allocUnsafeSlow(GZIP_HEADER.length + z.length);
-      GZIP_HEADER.copy(headed, 0);
-      z.copy(headed, GZIP_HEADER.length);
-      z = headed;
+      // A constant, never changed: a sink may keep it.
+      this.sink.write(GZIP_HEADER);
       this.gzipHeaderPending = false;
-    } else if (z.buffer.byteLength > 2 * z.length) {
-      // A small result is a view of zlib's output chunk; the sink keeps what it gets, so do not
-      // let it pin the whole chunk.
+    }
+    if (this.sink.copies !== true && z.buffer.byteLength > 2 * z.length) {
+      // A small result is a view of zlib's output chunk; a sink that keeps what it gets must not
+      // pin the whole chunk.
       const exact = Buffer.allocUnsafeSlow(z.length);
       z.copy(exact);
       z = exact;
     }
     this.compressed += z.length;
-    // Ours alone: an exact copy, or most of an output chunk of the zlib call that just ended.
-    this.sink.write(z, true);
+    this.sink.write(z);
   }
 
   private openFile(): void {
@@ -434,7 +433,7 @@ class CsvEncoder implements RowEncoder {
       DEFLATE_END.copy(tail, head);
       tail.writeUInt32LE(this.crc >>> 0, head + 2);
       tail.writeUInt32LE(this.isize, head + 6);
-      this.sink.write(tail, true);
+      this.sink.write(tail);
       this.gzipHeaderPending = false;
     }
     this.sink.closeFile(this.rowsInFile);

@@ -46,13 +46,15 @@ export interface FileSink {
   /** A new file starts; `index` counts from 0. */
   openFile(index: number): void;
   /**
-   * Bytes of the current file, in order. The sink may keep the chunk: do not reuse its bytes.
-   * `whole`: the chunk's entire ArrayBuffer is given away with it (nothing else will use any view
-   * of it), so a sink in another thread may take the memory instead of copying the bytes.
+   * Bytes of the current file, in order. Unless the sink `copies`, it may keep the chunk: the
+   * caller must not change its bytes until the sink calls `release` — once it no longer reads
+   * them, if the caller gave one — or ever, if not.
    */
-  write(chunk: Uint8Array, whole?: boolean): void;
+  write(chunk: Uint8Array, release?: () => void): void;
   /** The current file is complete and holds `rows` rows. */
   closeFile(rows: number): void;
+  /** write() copies what it keeps before it returns: the caller may reuse the bytes at once. */
+  readonly copies?: boolean;
 }
 
 export interface RowEncoder {

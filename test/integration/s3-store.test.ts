@@ -255,6 +255,25 @@ describe("streaming uploads", () => {
     expect((await cliGet(b, "small/empty.csv")).length).toBe(0);
   });
 
+  test("a chunk written with release() is copied into its part: released at once, scribbling over it changes nothing", async () => {
+    const b = await bucket();
+    const s = store(b, "reuse");
+    const data = randomBytes(12 * MiB + 5);
+    const up = s.upload("r.csv", signal());
+    for (let off = 0; off < data.length; off += MiB) {
+      const chunk = Buffer.from(data.subarray(off, off + MiB));
+      let released = false;
+      const more = up.write(chunk, () => {
+        chunk.fill(0x58);
+        released = true;
+      });
+      expect(released).toBe(true);
+      if (!more) await up.drained();
+    }
+    expect(await up.end()).toEqual({ bytes: data.length });
+    expect(sha(await cliGet(b, "reuse/r.csv"))).toBe(sha(data));
+  });
+
   test("abort() mid-upload leaves no multipart upload and no object", async () => {
     const b = await bucket();
     const s = store(b, "ab");

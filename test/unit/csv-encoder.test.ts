@@ -421,6 +421,34 @@ describe("file splitting", () => {
     expect(all.equals(model(opts(), rows))).toBe(true);
   });
 
+  test("a sink that copies (the encoder thread's) gets every chunk from one reused buffer, and the same bytes", async () => {
+    const rows = Array.from({ length: 60_000 }, (_, i) => [String(i), `value ${i}, "q"`, "x".repeat(i % 40)]);
+    for (const gzip of [false, true]) {
+      const o = opts({ maxFileSize: 1_500_000, compression: gzip ? "gzip" : "none" });
+      const keeping = await encode(o, rows);
+      /** Copies what it gets, as PortSink does; notes each chunk's memory. */
+      class CopyingSink extends MemorySink {
+        readonly copies = true;
+        memory = new Set<ArrayBufferLike>();
+        override write(chunk: Uint8Array): void {
+          this.memory.add(chunk.buffer);
+          super.write(Buffer.from(chunk));
+        }
+      }
+      const copying = new CopyingSink();
+      const enc = createCsvEncoder(o, copying);
+      for (const r of rows) {
+        enc.writeRow(dataRow(r), 0, r.length);
+        if (enc.wantsFlush) await enc.flush();
+      }
+      await enc.finish();
+      expect(copying.files.length).toBe(keeping.files.length);
+      for (const f of keeping.files) expect(copying.bytes(f.index).equals(keeping.bytes(f.index))).toBe(true);
+      // Uncompressed: the output buffer itself, never a fresh one (gzip hands on zlib's results).
+      if (!gzip) expect(copying.memory.size).toBe(1);
+    }
+  });
+
   test("wantsFlush / flush hand buffered bytes over", async () => {
     const sink = new MemorySink();
     const enc = createCsvEncoder(opts({ columnNames: ["a"] }), sink);

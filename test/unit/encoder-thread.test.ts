@@ -16,6 +16,7 @@ import {
   spareEncoderThreadId,
   WINDOW_BYTES,
 } from "../../src/encoders/worker/encoder-thread.js";
+import { CHUNK_BYTES, RING_BUFFERS } from "../../src/encoders/worker/port-sink.js";
 import { waitUntil } from "../support/export-checks.js";
 
 /** A whole DataRow message of text values. */
@@ -251,6 +252,92 @@ describe("encoder thread", () => {
     await expect(finishing).rejects.toMatchObject({ message: "cancelled" });
     expect(errors).toEqual([]); // the driver aborted: it already knows why
     await waitUntil("the blocked encoder thread to end", () => threadCount() <= before, 10_000);
+  });
+});
+
+describe("chunk buffers between the thread and the relay", () => {
+  /** ~24 MiB of CSV in DataRow runs, and the files the encoder makes of them in-thread. */
+  async function bigExport(): Promise<{ runs: Buffer[]; direct: MemorySink; spec: EncoderSpec }> {
+    const rows = Array.from({ length: 100_000 }, (_, i) =>
+      dataRow([String(i), i % 11 === 0 ? null : `${i}, "q" ${"v".repeat(200 + (i % 97))}`]),
+    );
+    const runs: Buffer[] = [];
+    for (let i = 0; i < rows.length; i += 500) runs.push(Buffer.concat(rows.slice(i, i + 500)));
+    const spec = csvSpec(10 << 20);
+    const direct = new MemorySink();
+    const enc = createCsvEncoder((spec as Extract<EncoderSpec, { format: "csv" }>).options, direct);
+    for (const r of runs) enc.writeRows(r, 0, r.length);
+    await enc.finish();
+    return { runs, direct, spec };
+  }
+
+  async function send(t: EncoderThread, runs: Buffer[]): Promise<void> {
+    for (const r of runs) {
+      t.writeRows(r, 0, r.length);
+      if (t.congested) await t.drained();
+    }
+    await t.finish();
+  }
+
+  test("a chunk stays the sink's until it releases it: held ones keep their bytes, and released ones are reused", async () => {
+    const { runs, direct, spec } = await bigExport();
+    /** Keeps each chunk (as a store writing it would) and releases it four chunks later. */
+    class LateSink extends MemorySink {
+      held: Array<{ chunk: Uint8Array; copy: Buffer; release: () => void }> = [];
+      chunks = 0;
+      changed = 0;
+      override write(chunk: Uint8Array, release?: () => void): void {
+        super.write(chunk);
+        this.chunks++;
+        this.held.push({ chunk, copy: Buffer.from(chunk), release: release! });
+        while (this.held.length > 4) this.releaseOldest();
+      }
+      override closeFile(rows: number): void {
+        while (this.held.length > 0) this.releaseOldest();
+        super.closeFile(rows);
+      }
+      private releaseOldest(): void {
+        const h = this.held.shift()!;
+        // Given back (transferred) too early, the view would be empty; written into, different.
+        if (!Buffer.from(h.chunk).equals(h.copy)) this.changed++;
+        h.release();
+      }
+    }
+    const sink = new LateSink();
+    const t = await start(spec);
+    t.attach(sink, new AbortController().signal, (e) => {
+      throw e;
+    });
+    await send(t, runs);
+    expect(sink.texts()).toEqual(direct.texts());
+    expect(sink.changed).toBe(0);
+    const bytes = direct.files.reduce((a, f) => a + Buffer.concat(f.chunks).length, 0);
+    expect(sink.chunks).toBeGreaterThanOrEqual(Math.floor(bytes / CHUNK_BYTES));
+    // Reused: a returned buffer rides on the next rows, so the thread allocates at most for what
+    // the sink holds (4), the one it fills, one on its way, and what it encodes from the rows
+    // window meanwhile (CSV of these rows is smaller than their DataRows) — not one per chunk.
+    const bound = 4 + 2 + WINDOW_BYTES / CHUNK_BYTES;
+    expect(sink.chunks).toBeGreaterThan(2 * bound);
+    expect(t.chunkBuffers).toBeLessThanOrEqual(bound);
+  });
+
+  test("chunks a sink never releases are not reused: the thread allocates one buffer per chunk", async () => {
+    const { runs, direct, spec } = await bigExport();
+    const sink = new MemorySink();
+    let chunks = 0;
+    const write = sink.write.bind(sink);
+    sink.write = (chunk: Uint8Array) => {
+      chunks++;
+      write(chunk);
+    };
+    const t = await start(spec);
+    t.attach(sink, new AbortController().signal, (e) => {
+      throw e;
+    });
+    await send(t, runs);
+    expect(sink.texts()).toEqual(direct.texts());
+    expect(t.chunkBuffers).toBe(chunks);
+    expect(chunks).toBeGreaterThan(2 * RING_BUFFERS);
   });
 });
 

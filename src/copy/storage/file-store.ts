@@ -375,7 +375,7 @@ class FileUpload implements ObjectUpload {
     });
   }
 
-  write(chunk: Uint8Array): boolean {
+  write(chunk: Uint8Array, release?: () => void): boolean {
     if (this.#error) throw this.#error;
     if (this.#state !== "open") throw new PgError(SqlState.internalError, "write after end of upload");
     const buf = toBuffer(chunk);
@@ -390,6 +390,8 @@ class FileUpload implements ObjectUpload {
         }
       } finally {
         this.#queued -= buf.length;
+        // No write of it is in flight any more (fh.write has settled), written or failed.
+        release?.();
       }
     });
     return this.#queued <= this.#store.bufferBytes;

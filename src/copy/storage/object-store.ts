@@ -51,9 +51,11 @@ export interface ObjectStore {
 export interface ObjectUpload {
   /**
    * Queues bytes; false when a full buffer is waiting (then await drained() before writing more).
-   * The upload may keep `chunk` without copying: do not reuse it. Throws if the upload has failed.
+   * The upload may keep `chunk` without copying: do not change its bytes until it calls `release`
+   * (once it no longer reads them: at once if it copied them; never if it failed first), or ever
+   * if there is none. Throws if the upload has failed.
    */
-  write(chunk: Uint8Array): boolean;
+  write(chunk: Uint8Array, release?: () => void): boolean;
   /** Resolves when write() would return true again; rejects if the upload failed. */
   drained(): Promise<void>;
   /**

@@ -88,7 +88,7 @@ export class S3Upload implements ObjectUpload {
     return this.#curLen + this.#fullBytes + this.#inflightBytes;
   }
 
-  write(chunk: Uint8Array): boolean {
+  write(chunk: Uint8Array, release?: () => void): boolean {
     if (this.#error) throw this.#error;
     if (this.#state !== "open") throw new PgError(SqlState.internalError, "write after end of upload");
     const src = toBuffer(chunk);
@@ -110,6 +110,7 @@ export class S3Upload implements ObjectUpload {
       off += n;
     }
     this.#bytes += src.length;
+    release?.(); // copied into the part
     this.#pump();
     return !this.#blocked();
   }

@@ -3,7 +3,8 @@
 // DataRow runs go into batch buffers that are transferred to the encoder thread, which sends them
 // back with its acknowledgement, so the buffers are reused. Credits bound the bytes on their way:
 // when WINDOW_BYTES are unacknowledged, writeRows() says so and the driver pauses the upstream
-// until drained(). Encoded file bytes come back (transferred) into the driver's FileSink.
+// until drained(). Encoded file bytes come back (transferred) into the driver's FileSink, in chunk
+// buffers that go back to the thread once the sink is done with them (./port-sink.ts).
 import { Worker } from "node:worker_threads";
 import { PgError, SqlState } from "../../errors.js";
 import type { EncoderSpec } from "../create-encoder.js";
@@ -11,6 +12,7 @@ import { planParquet } from "../parquet/encoder.js";
 import { parquetWasm } from "../parquet/wasm-writer.js";
 import type { FileSink } from "../types.js";
 import { encoderBudget, releaseSlotsOf } from "./encoder-budget.js";
+import { RING_BUFFERS } from "./port-sink.js";
 import { type EncoderWorkerData, type FromEncoder, fromWireError, type ToEncoder } from "./protocol.js";
 import { profilerArgs, workerEntry } from "./worker-entry.js";
 
@@ -161,6 +163,8 @@ export class EncoderThread {
   maxInFlight = 0;
   /** Result format to request per column: 0 text, 1 binary. */
   readonly resultFormats: readonly number[];
+  /** Chunk buffers the thread allocated for this export, once finished (tests: the ring bounds it). */
+  chunkBuffers = Number.NaN;
   /** The niceness the thread runs at, once started (NaN where the platform has none per thread). */
   nice = Number.NaN;
   /** Whether the thread runs in the SCHED_IDLE class, once started. */
@@ -178,6 +182,8 @@ export class EncoderThread {
   /** Ended without rows: the thread drops the export's encoder, then goes back to the pool. */
   private dropping = false;
   private readonly pool: ArrayBuffer[] = [];
+  /** Chunk buffers the sink is done with, going back to the thread with the next rows. */
+  private returns: ArrayBuffer[] = [];
   private batch: Buffer | null = null;
   private batchLen = 0;
   private readonly waiters: Waiter[] = [];
@@ -397,7 +403,15 @@ export class EncoderThread {
 
   private sendBuffer(buf: ArrayBuffer, len: number): void {
     if (this.failure !== null) return;
-    this.post({ t: "rows", buf, len }, [buf]);
+    const free = this.returns;
+    this.returns = [];
+    this.post({ t: "rows", buf, len, free }, [buf, ...free]);
+  }
+
+  /** The sink no longer reads chunk buffer `buf`: it may go back to the thread for reuse. */
+  private giveBack(buf: ArrayBuffer): void {
+    if (this.ended || this.failure !== null || this.returns.length >= RING_BUFFERS) return;
+    this.returns.push(buf);
   }
 
   private post(m: ToEncoder, transfer: ArrayBuffer[] = []): void {
@@ -422,9 +436,17 @@ export class EncoderThread {
         case "open":
           this.sink!.openFile(m.index);
           break;
-        case "chunk":
-          this.sink!.write(new Uint8Array(m.buf, m.offset, m.len), true);
+        case "chunk": {
+          const buf = m.buf;
+          let given = false;
+          this.sink!.write(new Uint8Array(buf, 0, m.len), () => {
+            // Once only: a buffer listed twice in a transfer list fails the postMessage.
+            if (given) return;
+            given = true;
+            this.giveBack(buf);
+          });
           break;
+        }
         case "close":
           this.sink!.closeFile(m.rows);
           break;
@@ -433,6 +455,8 @@ export class EncoderThread {
           const f = this.finishing;
           this.finishing = null;
           this.ended = true;
+          this.chunkBuffers = m.buffers;
+          this.returns = [];
           if (this.partialTimer !== null) clearTimeout(this.partialTimer);
           returnThread(this.thread);
           f?.resolve();
@@ -461,6 +485,7 @@ export class EncoderThread {
     this.finishing = null;
     this.onStarted?.reject(err);
     this.batch = null;
+    this.returns = [];
     if (!this.ended) this.onError?.(err);
   }
 }

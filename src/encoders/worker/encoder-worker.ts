@@ -8,8 +8,9 @@ import { getPriority, setPriority } from "node:os";
 import { parentPort, threadId, workerData } from "node:worker_threads";
 import { createEncoder } from "../create-encoder.js";
 import { useParquetWasm } from "../parquet/wasm-writer.js";
-import type { FileSink, RowEncoder } from "../types.js";
+import type { RowEncoder } from "../types.js";
 import { acquireSlot, type EncoderBudget, releaseSlot } from "./encoder-budget.js";
+import { PortSink } from "./port-sink.js";
 import { type EncoderWorkerData, type FromEncoder, type ToEncoder, toWireError } from "./protocol.js";
 
 const port = parentPort!;
@@ -35,60 +36,6 @@ function lowerPriority(nice: number): number {
 }
 
 /**
- * Sends the encoder's file bytes to the driver's sink, in order. A chunk is given away, but the
- * encoder may still read it until its call returns (the CSV encoder moves a row's tail out of the
- * buffer it just handed on), so messages leave once the current call is done.
- */
-class PortSink implements FileSink {
-  private queued: Array<FromEncoder | { t: "data"; chunk: Uint8Array; whole: boolean }> = [];
-
-  openFile(index: number): void {
-    this.queue({ t: "open", index });
-  }
-
-  write(chunk: Uint8Array, whole = false): void {
-    this.queue({ t: "data", chunk, whole });
-  }
-
-  closeFile(rows: number): void {
-    this.queue({ t: "close", rows });
-  }
-
-  private queue(m: (typeof this.queued)[number]): void {
-    if (this.queued.length === 0) queueMicrotask(() => this.flush());
-    this.queued.push(m);
-  }
-
-  /** Forgets what is queued (an export dropped before its files mean anything). */
-  discard(): void {
-    this.queued = [];
-  }
-
-  /** Sends what is queued; called, too, before anything that must follow it (ack, finished). */
-  flush(): void {
-    const q = this.queued;
-    this.queued = [];
-    for (const m of q) {
-      if (m.t !== "data") {
-        post(m);
-        continue;
-      }
-      // Transfer the memory the encoder gave away (or a chunk that is its buffer's only view),
-      // else a copy: never transfer memory the encoder, a Buffer pool or WASM might still use.
-      // The message carries the bare ArrayBuffer: posting a Buffer (a Uint8Array subclass) took
-      // ~0.6 ms per 600 KiB chunk even when transferred, a bare ArrayBuffer ~0.07 ms.
-      const c = m.chunk;
-      const own =
-        c.buffer instanceof ArrayBuffer &&
-        (m.whole || (c.byteOffset === 0 && c.byteLength === c.buffer.byteLength));
-      const data = own ? c : new Uint8Array(c); // a copy (Buffer#slice would be a view)
-      const buf = data.buffer as ArrayBuffer;
-      post({ t: "chunk", buf, offset: data.byteOffset, len: data.byteLength }, [buf]);
-    }
-  }
-}
-
-/**
  * Puts this thread in the SCHED_IDLE class: it runs only when no ordinary thread wants the CPU,
  * and an ordinary thread that wakes (the relay, with a client's query) takes the CPU from it at
  * once, where niceness only weighs the shares. Linux lets an unprivileged thread move itself to
@@ -108,7 +55,7 @@ function idleClass(): boolean {
 
 const nice = lowerPriority(data.nice);
 const idle = data.idle === true && idleClass();
-const sink = new PortSink();
+const sink = new PortSink(post);
 /** The current export's encoder and state: one export at a time, the next after `finished`. */
 let encoder: RowEncoder | null = null;
 let failed = false;
@@ -119,6 +66,7 @@ async function begin(m: Extract<ToEncoder, { t: "start" }>): Promise<void> {
   failed = false;
   gate = m.gate;
   budget = m.budget;
+  sink.reset();
   try {
     if (m.spec.format === "parquet") await wasm;
     encoder = await createEncoder(m.spec, sink);
@@ -151,7 +99,6 @@ async function handle(m: Extract<ToEncoder, { t: "rows" | "finish" }>): Promise<
       enc.writeRows(Buffer.from(m.buf, 0, m.len), 0, m.len);
       if (enc.wantsFlush) await enc.flush();
       release();
-      sink.flush();
       post({ t: "ack", buf: m.buf, len: m.len }, [m.buf]);
     } else {
       await enc.finish();
@@ -159,8 +106,8 @@ async function handle(m: Extract<ToEncoder, { t: "rows" | "finish" }>): Promise<
       encoder = null;
       enc.dispose();
       release();
-      sink.flush();
-      post({ t: "finished" });
+      post({ t: "finished", buffers: sink.allocated });
+      sink.reset();
     }
   } catch (e) {
     release();
@@ -174,13 +121,14 @@ function drop(): void {
   const enc = encoder;
   encoder = null;
   failed = false;
-  sink.discard();
+  const buffers = sink.allocated;
+  sink.reset();
   try {
     enc?.dispose();
   } catch {
     // Its memory goes with the next encoder's or the thread's end either way.
   }
-  post({ t: "finished" });
+  post({ t: "finished", buffers });
 }
 
 // A Parquet encoder needs parquet-wasm, which the driver sends once (compiled) per thread.
@@ -197,5 +145,9 @@ port.on("message", (m: ToEncoder) => {
     wasmArrived();
   } else if (m.t === "start") queue = queue.then(() => begin(m));
   else if (m.t === "drop") queue = queue.then(drop);
-  else queue = queue.then(() => handle(m));
+  else {
+    // Returned chunk buffers are usable at once, before the rows ahead of them are encoded.
+    if (m.t === "rows") sink.reclaim(m.free);
+    queue = queue.then(() => handle(m));
+  }
 });

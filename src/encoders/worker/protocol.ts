@@ -28,8 +28,11 @@ export type ToEncoder =
       /** The process's encoding budget (./encoder-budget.ts): a slot per batch; none = no limit. */
       budget?: Int32Array;
     }
-  /** Whole DataRow messages in `buf[0..len)`; the buffer comes back with the ack. */
-  | { t: "rows"; buf: ArrayBuffer; len: number }
+  /**
+   * Whole DataRow messages in `buf[0..len)`; the buffer comes back with the ack. `free`: chunk
+   * buffers the relay's store no longer reads, back for reuse (port-sink.ts).
+   */
+  | { t: "rows"; buf: ArrayBuffer; len: number; free: ArrayBuffer[] }
   | { t: "finish" }
   /**
    * The export ended before any rows were sent (refused, cancelled): drop its encoder and what it
@@ -45,10 +48,11 @@ export type FromEncoder =
   /** A batch of rows is encoded (and its flush, if it made one due, has been awaited). */
   | { t: "ack"; buf: ArrayBuffer; len: number }
   | { t: "open"; index: number }
-  /** File bytes `buf[offset..offset+len)`; the buffer is the driver's now. */
-  | { t: "chunk"; buf: ArrayBuffer; offset: number; len: number }
+  /** File bytes `buf[0..len)`; the buffer is the driver's until it sends it back (`free`). */
+  | { t: "chunk"; buf: ArrayBuffer; len: number }
   | { t: "close"; rows: number }
-  | { t: "finished" }
+  /** The export is encoded; `buffers`: chunk buffers its thread allocated (tests). */
+  | { t: "finished"; buffers: number }
   | { t: "error"; error: WireError };
 
 /** What a client may see of an error: the fields of its ErrorResponse, never a stack. */
