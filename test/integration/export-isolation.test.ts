@@ -5,6 +5,7 @@
 import { readFileSync } from "node:fs";
 import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, test, vi } from "vitest";
+import { budgetUse, encoderBudget } from "../../src/encoders/worker/encoder-budget.js";
 import {
   BATCH_BYTES,
   type EncoderThread,
@@ -128,6 +129,41 @@ describe("an export's rows are encoded off the relay's thread", () => {
     expect((await copy).rowCount).toBe(rows);
     expect(await lines("blocked")).toBe(rows);
     expect(thread.maxInFlight).toBeLessThanOrEqual(WINDOW_BYTES + BATCH_BYTES);
+  });
+
+  test("exports.maxEncodingThreads 1: of two exports at once one encodes while the other waits for the slot; both complete", async () => {
+    const capped = await startCopyProxy({
+      upstreamPort: pgPort,
+      s3,
+      config: { exports: { maxEncodingThreads: 1, maxExportsPerUser: 2 } },
+    });
+    const clients = [0, 1].map(() => new pg.Client({ connectionString: capped.url("postgres", DB) }));
+    // Held inside the encoding (its slot taken), counted in gate[1].
+    const gate = new Int32Array(new SharedArrayBuffer(12));
+    gate[2] = 1;
+    encoderThreadTestHooks.gate = gate;
+    try {
+      for (const c of clients) await c.connect();
+      const copies = clients.map((c, i) =>
+        c.query(
+          `COPY (SELECT g, md5(g::text) FROM generate_series(1, 20000) g) TO 's3://${bucket}/capped-${i}' WITH (FORMAT = 'csv')`,
+        ),
+      );
+      await waitUntil(
+        "one export's thread encoding, the other's waiting for a slot",
+        () => Atomics.load(gate, 1) + budgetUse(encoderBudget(1)).waiting === 2,
+      );
+      expect(Atomics.load(gate, 1)).toBe(1);
+      Atomics.store(gate, 2, 0);
+      Atomics.notify(gate, 2);
+      expect((await Promise.all(copies)).map((r) => r.rowCount)).toEqual([20000, 20000]);
+      expect([await lines("capped-0"), await lines("capped-1")]).toEqual([20000, 20000]);
+    } finally {
+      Atomics.store(gate, 2, 0);
+      Atomics.notify(gate, 2);
+      for (const c of clients) await c.end().catch(() => {});
+      await capped.shutdown(0);
+    }
   });
 
   test("a cancelled export ends its blocked encoder thread, and refused exports leave no thread", async () => {
