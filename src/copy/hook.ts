@@ -3,6 +3,7 @@ import type { Config } from "../config.js";
 import { keepSpareEncoderThread } from "../encoders/worker/encoder-thread.js";
 import type { Logger } from "../log.js";
 import type { CopyHook } from "../proxy/copy-hook.js";
+import { ConnectionSource } from "./connection-source.js";
 import { loadConnections } from "./connections.js";
 import { runCopyExport } from "./export.js";
 import { ExportLimiter } from "./export-limiter.js";
@@ -17,6 +18,8 @@ export interface CopyToHook extends CopyHook<CopyToStatement> {
    * nothing, if a connection is invalid.
    */
   reload(next: Config): void;
+  /** The AWS connections, also the scheduled jobs' (one loading per configuration for both). */
+  readonly connections: ConnectionSource;
 }
 
 export async function createCopyHook(config: Config, log: Logger): Promise<CopyToHook> {
@@ -31,7 +34,8 @@ export async function createCopyHook(config: Config, log: Logger): Promise<CopyT
     config.exports.queueTimeoutMs,
     config.exports.maxExportsPerUser,
   );
-  const deps = { config, connections: load(config), limiter };
+  const connections = new ConnectionSource(config, load);
+  const deps = { config, connections: connections.current, limiter };
   // An export's encoder thread is kept for the next export until the proxy shuts down.
   const releaseSpare = keepSpareEncoderThread();
   return {
@@ -40,11 +44,11 @@ export async function createCopyHook(config: Config, log: Logger): Promise<CopyT
     run: (stmt, ctx) => runCopyExport(stmt, ctx, deps),
     parameters: (stmt) => (stmt.target.kind === "expression" ? stmt.target.params : 0),
     reload: (next) => {
-      const connections = load(next);
+      deps.connections = connections.use(next);
       deps.config = { ...config, exports: next.exports };
-      deps.connections = connections;
       limiter.reconfigure(next.exports);
     },
     shutdown: releaseSpare,
+    connections,
   };
 }

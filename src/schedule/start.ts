@@ -1,7 +1,8 @@
 // Wires scheduled snapshots into a proxy: parses `jobs`, answers the console statements, and runs
 // the jobs once the proxy listens.
 import type { Config, HostPort } from "../config.js";
-import { createStore, loadConnections } from "../copy/connections.js";
+import { createStore } from "../copy/connections.js";
+import type { CopyToHook } from "../copy/hook.js";
 import { initParser } from "../copy/sql-tokens.js";
 import type { ObjectStore } from "../copy/storage/object-store.js";
 import { parseTargetUrl } from "../copy/storage/target-url.js";
@@ -39,15 +40,15 @@ export interface ScheduleOptions {
 export async function createSchedules(
   config: Config,
   log: Logger,
-  copy: CopyHook,
+  copy: CopyToHook,
   opts: ScheduleOptions = {},
 ): Promise<Schedules> {
   await initParser();
   const jobs = parseJobs(config.jobs);
   const env = opts.env ?? process.env;
-  // The copy hook keeps its own registry; its warnings were logged there already.
-  const loadJobConnections = (c: Config) => loadConnections(c.connections, env, { warn: () => {} });
-  let connections = loadJobConnections(config);
+  // The exports' connections: one loading (and one set of warnings) for both.
+  const source = copy.connections;
+  let connections = source.current;
   let e = config.exports;
   // By target and connection, not by job: a reload may point a job elsewhere while its run goes on.
   const stores = new Map<string, ObjectStore>();
@@ -98,7 +99,7 @@ export async function createSchedules(
     reload: (next) => {
       // Throws (ConfigError) before anything changed: the running jobs stay as they were. Invalid
       // connections also kept the export limiter's caps (copy hook); invalid jobs did not.
-      const nextConnections = loadJobConnections(next);
+      const nextConnections = source.load(next);
       slots.setLimits(next.exports.maxConcurrentExports, next.exports.maxExportsPerUser);
       const specs = parseJobs(next.jobs);
       connections = nextConnections;
