@@ -15,13 +15,14 @@
 // --pg    (or --pg-only) end to end against a throwaway PostgreSQL: the server's own
 //         `COPY (q) TO STDOUT (FORMAT binary)` drained to /dev/null (the read limit) vs a binary
 //         extended-protocol read feeding the encoder (snappy).
-// --thread-cpu [--warm N]  the encoder thread's path on bench/export.ts's table (bench/lib/bench-table.ts:
+// --thread-cpu  the encoder thread's path on bench/export.ts's table (bench/lib/bench-table.ts:
 //         the same values PostgreSQL sends in binary, md5 labels included): whole DataRow
 //         messages in 256 KiB batches through writeRows/flush/finish as an export's encoder
 //         thread runs them, `--reps` exports of `--rows` rows in one process (the first one is
 //         the process's first, as in a fresh proxy), CPU-s per 1M rows of this thread and of V8's
 //         platform threads (GC, JIT) from /proc. Without a proxy or PostgreSQL: the figure that
-//         code changes in src/encoders/parquet move.
+//         code changes in src/encoders/parquet move. `--warm N` first runs an export of N rows
+//         (a start-up warm-up); `--no-write` stops at the Arrow IPC (decode alone).
 import { execFileSync, spawnSync } from "node:child_process";
 import { parquetWasm } from "../src/encoders/parquet/wasm-writer.js";
 import { createParquetEncoder, type ParquetCompression } from "../src/encoders/parquet-encoder.js";
@@ -346,6 +347,9 @@ async function threadPath(): Promise<void> {
   console.log(
     `  parquet-wasm compile (once per process): CPU-s this thread ${(w1.main - w0.main).toFixed(2)}, other threads ${(w1.other - w0.other).toFixed(2)}`,
   );
+  // --no-write: decode and Arrow IPC only, no Parquet (the decode path's own CPU).
+  const noWrite = flag("no-write");
+  const takeBatch = (enc: unknown): Uint8Array => (enc as { takeBatch(): Uint8Array }).takeBatch();
   // --warm N: a first export of N rows (a warm-up such as a proxy could run at start-up).
   const sizes = [...(opt("warm", 0) > 0 ? [opt("warm", 0)] : []), ...Array<number>(REPS).fill(ROWS)];
   for (let rep = 0; rep < sizes.length; rep++) {
@@ -358,9 +362,13 @@ async function threadPath(): Promise<void> {
       const b = batches[k % batches.length]!;
       enc.writeRows(b.buf, 0, b.buf.length);
       rows += b.rows;
-      if (enc.wantsFlush) await enc.flush();
+      if (enc.wantsFlush) {
+        if (noWrite) takeBatch(enc);
+        else await enc.flush();
+      }
     }
-    await enc.finish();
+    if (noWrite) takeBatch(enc);
+    else await enc.finish();
     enc.dispose();
     const secs = (performance.now() - t0) / 1000;
     const c1 = cpuNow();
