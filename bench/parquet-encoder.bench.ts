@@ -349,7 +349,12 @@ async function threadPath(): Promise<void> {
   );
   // --no-write: decode and Arrow IPC only, no Parquet (the decode path's own CPU).
   const noWrite = flag("no-write");
-  const takeBatch = (enc: unknown): Uint8Array => (enc as { takeBatch(): Uint8Array }).takeBatch();
+  // The IPC buffer goes back to the encoder's pool, as the writer hands it back once parquet-wasm
+  // has copied it (else every row group would allocate and first-touch a new one).
+  const takeBatch = (enc: unknown): void => {
+    const e = enc as { takeBatch(): Uint8Array; pool: ArrayBuffer[] };
+    e.pool.push(e.takeBatch().buffer as ArrayBuffer);
+  };
   // --warm N: a first export of N rows (a warm-up such as a proxy could run at start-up).
   const sizes = [...(opt("warm", 0) > 0 ? [opt("warm", 0)] : []), ...Array<number>(REPS).fill(ROWS)];
   for (let rep = 0; rep < sizes.length; rep++) {
