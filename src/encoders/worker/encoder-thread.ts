@@ -16,8 +16,12 @@ import { RING_BUFFERS } from "./port-sink.js";
 import { type EncoderWorkerData, type FromEncoder, fromWireError, type ToEncoder } from "./protocol.js";
 import { profilerArgs, workerEntry } from "./worker-entry.js";
 
-/** Rows are sent in batches of this size (a larger row goes alone, in a buffer of its own). */
-export const BATCH_BYTES = 256 << 10;
+/**
+ * Rows are sent in batches of this size (a larger row goes alone, in a buffer of its own). 1 MiB
+ * rather than 256 KiB: a quarter of the messages and acks, ~0.1 CPU-s less per 1M CSV rows on the
+ * relay's thread (docs/benchmarks.md, session 6, h-csv).
+ */
+export const BATCH_BYTES = 1 << 20;
 /** Row bytes sent but not yet encoded, at most (plus one row): the export's queue to its thread. */
 export const WINDOW_BYTES = 4 << 20;
 /**
