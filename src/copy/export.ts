@@ -6,7 +6,7 @@ import type { EncoderSpec } from "../encoders/create-encoder.js";
 import { planParquet } from "../encoders/parquet-encoder.js";
 import type { ColumnInfo } from "../encoders/types.js";
 import { EncoderThread } from "../encoders/worker/encoder-thread.js";
-import { PgError, SqlState } from "../errors.js";
+import { PgError } from "../errors.js";
 import type { ExportContext } from "../proxy/copy-hook.js";
 import { explainAwsSetup } from "./aws-setup-errors.js";
 import { checkTransactionAllowed, failClientTransaction } from "./client-transaction.js";
@@ -14,11 +14,13 @@ import { authorizeConnection } from "./connection-authorization.js";
 import type { AwsConnection, ConnectionRegistry } from "./connections.js";
 import { createStore } from "./connections.js";
 import { describeError, takeBackExport, withLeftBehind } from "./export-cleanup.js";
+import { notEmpty, rowTooBig } from "./export-errors.js";
 import type { ExportLimiter } from "./export-limiter.js";
 import { ExportLog } from "./export-log.js";
+import { ProgressNotices } from "./export-progress.js";
 import { buildManifest, buildRedshiftManifest, metadataKeys } from "./manifest.js";
 import { OutputBatches } from "./output-batches.js";
-import { finalMessage, type ProgressPhase, progressMessage } from "./progress-notice.js";
+import { finalMessage } from "./progress-notice.js";
 import { Sentinel } from "./sentinel.js";
 import { snapshotFor } from "./snapshot/choose-snapshot.js";
 import { resolveAwsConnection } from "./snapshot/materialize-connections.js";
@@ -27,7 +29,7 @@ import { watchForStall } from "./stall-watchdog.js";
 import type { CopyToStatement } from "./statement.js";
 import { checkFileTarget } from "./storage/file-root.js";
 import { checkKeyLengths } from "./storage/key-length.js";
-import { abortUploadsOf, type ListResult, type ObjectStore } from "./storage/object-store.js";
+import { abortUploadsOf, type ObjectStore } from "./storage/object-store.js";
 import { assertTargetUrl, formatTargetUrl, parseTargetUrl, type TargetUrl } from "./storage/target-url.js";
 import type { WrittenFile } from "./upload-sink.js";
 import { UpstreamClient } from "./upstream-client.js";
@@ -81,9 +83,6 @@ class Export {
   private manifestWritten = false;
   private rows = 0;
   private readonly report: ExportLog;
-  /** What the progress NOTICEs say the export is doing, and since when it reads. */
-  private progressPhase: ProgressPhase = "preparing";
-  private readStarted = 0;
 
   constructor(
     private readonly stmt: CopyToStatement,
@@ -121,13 +120,19 @@ class Export {
   }
 
   async run(): Promise<{ rows: number }> {
-    let progress: NodeJS.Timeout | undefined;
     this.report.start();
     const maxRow = this.deps.config.exports.maxRowBytes;
     this.ctx.upstream.refuseLarger(maxRow, (_type, bytes) => this.ac.abort(rowTooBig(bytes, maxRow)));
-    // From the start: opening a snapshot can wait on the upstream, a preflight on S3.
-    progress = setInterval(() => this.progressNotice(), this.deps.config.exports.progressIntervalMs);
-    progress.unref();
+    const progress = new ProgressNotices(
+      this.deps.config.exports.progressIntervalMs,
+      (message) => this.ctx.notice(message),
+      () => ({
+        rows: this.rows,
+        bytes: this.output?.bytes ?? 0,
+        files: this.output?.filesStarted ?? 0,
+        filesDone: this.output?.filesDone ?? 0,
+      }),
+    );
     try {
       const target = await this.resolveTarget();
       this.report.setTarget(formatTargetUrl(target));
@@ -143,17 +148,16 @@ class Export {
       });
       this.sentinel!.startHeartbeat(this.deps.config.exports.sentinelRefreshMs, this.signal, this.id);
       this.report.phase("read");
-      this.progressPhase = "reading";
-      this.readStarted = Date.now();
+      progress.enter("reading");
       await this.read();
       this.report.phase("upload");
-      this.progressPhase = "uploading";
+      progress.enter("uploading");
       const files = await this.output!.finish();
       this.report.phase("commit");
-      this.progressPhase = "committing";
+      progress.enter("committing");
       await this.commit(target, files, columns, typeNames, snapshot);
       await this.endSnapshot();
-      clearInterval(progress);
+      progress.stop();
       const where = formatTargetUrl(target);
       this.ctx.notice(
         finalMessage({
@@ -184,7 +188,7 @@ class Export {
       }
       throw final;
     } finally {
-      clearInterval(progress);
+      progress.stop();
       void this.sentinel?.stopHeartbeat();
       for (const e of this.encoders) e.dispose();
     }
@@ -483,19 +487,6 @@ class Export {
     await this.sentinel!.remove();
   }
 
-  private progressNotice(): void {
-    this.ctx.notice(
-      progressMessage({
-        phase: this.progressPhase,
-        rows: this.rows,
-        bytes: this.output?.bytes ?? 0,
-        files: this.output?.filesStarted ?? 0,
-        filesDone: this.output?.filesDone ?? 0,
-        readingMs: Date.now() - this.readStarted,
-      }),
-    );
-  }
-
   /** A cleanup that threw instead of reporting what it left: everything of this export may remain. */
   private cleanupThrew(err: PgError, cleanupError: unknown): PgError {
     this.ctx.log.error({ exportId: this.id, err: describeError(cleanupError) }, "cleanup failed");
@@ -537,33 +528,4 @@ class Export {
     if (result.status === "rejected") throw result.reason;
     return result.value;
   }
-}
-
-/** PostgreSQL's words for its own row size limit (heapam.c: "row is too big: size %zu, maximum size %zu"). */
-function rowTooBig(bytes: number, max: number): PgError {
-  return new PgError(SqlState.programLimitExceeded, `row is too big: size ${bytes}, maximum size ${max}`, {
-    detail: "The proxy holds a whole row in memory while it encodes it; exports.maxRowBytes bounds that.",
-    hint: "Raise exports.maxRowBytes in the proxy's config file (each export may then use a few times that much memory), or export the large column separately.",
-  });
-}
-
-/**
- * Materialize's words (src/storage-types/src/sinks/s3_oneshot_sink.rs, "contains {} objects"),
- * with the plural right; when a crashed export's sentinel is there, the HINT says how to clear it.
- */
-function notEmpty(store: ObjectStore, listed: ListResult, connection: string | undefined): PgError {
-  const n = listed.count;
-  const sentinel = listed.keys.find((k) => /(^|\/)mz-[^/]+-INCOMPLETE$/.test(k));
-  const cleanup = `copy-to-s3-proxy cleanup ${store.location}${connection === undefined ? "" : ` --connection ${connection}`}`;
-  return new PgError(
-    SqlState.systemError,
-    `S3 bucket path is not empty, contains ${n} object${n === 1 ? "" : "s"}`,
-    {
-      detail: `${store.location} already holds ${n} object${n === 1 ? "" : "s"}, e.g. ${sentinel ?? listed.keys[0] ?? ""}.`,
-      hint:
-        sentinel === undefined
-          ? "Export into an empty prefix, or remove the existing objects first."
-          : `${store.url(sentinel)} is the sentinel of an export that did not finish. If its proxy is gone, "${cleanup}" shows what it left and "${cleanup} --yes" removes it; then export again.`,
-    },
-  );
 }
