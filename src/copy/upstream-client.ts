@@ -82,6 +82,11 @@ export function parseRowDescription(buf: Buffer, start: number): FieldDesc[] {
   return out;
 }
 
+/** A cancelled statement still running this long after its CancelRequest gets another one. */
+export const CANCEL_RETRY_FIRST_MS = 1000;
+/** The longest wait between two CancelRequests for one statement. */
+export const CANCEL_RETRY_MAX_MS = 8000;
+
 export class UpstreamClient {
   private handler: Handler | null = null;
   private runHandler: RunHandler | null = null;
@@ -127,14 +132,34 @@ export class UpstreamClient {
     return new Promise<void>((resolve, reject) => {
       let error: PgError | null = null;
       let cancelling: Promise<void> | null = null;
+      let retry: ReturnType<typeof setTimeout> | undefined;
+      let retryMs = CANCEL_RETRY_FIRST_MS;
       let finished = false;
+      // PostgreSQL drops a CancelRequest that reaches a backend still reading its next command
+      // (postgres.c, ProcessInterrupts: "If we are reading a command from the client, just ignore
+      // the cancel request"), so a cancel sent just as a statement went out can be lost, and a
+      // statement that then waits (a FETCH of a slow query) would keep the export until the stall
+      // watchdog. The cancel is sent again while the statement runs, backing off to a bound.
+      const sendCancel = (): void => {
+        retry = undefined;
+        cancelling = this.ch
+          .cancel()
+          .catch(() => {})
+          .then(() => {
+            if (finished || this.ch.lost.aborted) return;
+            retry = setTimeout(sendCancel, retryMs);
+            retry.unref?.();
+            retryMs = Math.min(retryMs * 2, CANCEL_RETRY_MAX_MS);
+          });
+      };
       const onAbort = (): void => {
-        cancelling ??= this.ch.cancel().catch(() => {});
+        if (cancelling === null) sendCancel();
       };
       const onLost = (): void => finish(lostError());
       const finish = (err: PgError | null): void => {
         if (finished) return;
         finished = true;
+        if (retry !== undefined) clearTimeout(retry);
         this.handler = null;
         this.runHandler = null;
         signal?.removeEventListener("abort", onAbort);
