@@ -18,10 +18,11 @@ import { profilerArgs, workerEntry } from "./worker-entry.js";
 
 /**
  * Rows are sent in batches of this size (a larger row goes alone, in a buffer of its own). 1 MiB
- * rather than 256 KiB: a quarter of the messages and acks, ~0.1 CPU-s less per 1M CSV rows on the
- * relay's thread (docs/benchmarks.md, session 6, h-csv).
+ * batches were tried and undone: on a quiet machine they cost the relay's thread ~0.4 s more per
+ * 10M-row Parquet export (0.89 against 0.81 CPU-s per 1M rows) and saved nothing for CSV (0.79
+ * against 0.73) (docs/benchmarks.md, "Final figures, session 6").
  */
-export const BATCH_BYTES = 1 << 20;
+export const BATCH_BYTES = 256 << 10;
 /** Row bytes sent but not yet encoded, at most (plus one row): the export's queue to its thread. */
 export const WINDOW_BYTES = 4 << 20;
 /**
