@@ -6,12 +6,8 @@ import { readFileSync } from "node:fs";
 import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, test, vi } from "vitest";
 import { budgetUse, encoderBudget } from "../../src/encoders/worker/encoder-budget.js";
-import {
-  BATCH_BYTES,
-  type EncoderThread,
-  encoderThreadTestHooks,
-  WINDOW_BYTES,
-} from "../../src/encoders/worker/encoder-thread.js";
+import { type EncoderThread, encoderThreadTestHooks } from "../../src/encoders/worker/encoder-thread.js";
+import { BATCH_BYTES, WINDOW_BYTES } from "../../src/encoders/worker/row-batcher.js";
 import { motoAccess, type S3Access, S3Check, startCopyProxy } from "../support/copy-proxy.js";
 import { keyOf, sendCancel, waitUntil } from "../support/export-checks.js";
 import type { TestProxy } from "../support/proxy.js";

@@ -9,14 +9,13 @@ import { createCsvEncoder } from "../../src/encoders/csv-encoder.js";
 import type { ColumnInfo, FileSink } from "../../src/encoders/types.js";
 import { budgetHolders, budgetUse, encoderBudget } from "../../src/encoders/worker/encoder-budget.js";
 import {
-  BATCH_BYTES,
   EncoderThread,
   encoderThreadTestHooks,
   keepSpareEncoderThread,
   spareEncoderThreadId,
-  WINDOW_BYTES,
 } from "../../src/encoders/worker/encoder-thread.js";
 import { CHUNK_BYTES, RING_BUFFERS } from "../../src/encoders/worker/port-sink.js";
+import { BATCH_BYTES, WINDOW_BYTES } from "../../src/encoders/worker/row-batcher.js";
 import { waitUntil } from "../support/export-checks.js";
 
 /** A whole DataRow message of text values. */

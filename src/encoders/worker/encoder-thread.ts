@@ -1,10 +1,8 @@
 // The relay thread's handle on an export's encoder thread (./encoder-worker.ts). The relay keeps
 // the upstream socket (Node cannot hand a socket to a thread) and does one copy per socket read:
-// DataRow runs go into batch buffers that are transferred to the encoder thread, which sends them
-// back with its acknowledgement, so the buffers are reused. Credits bound the bytes on their way:
-// when WINDOW_BYTES are unacknowledged, writeRows() says so and the driver pauses the upstream
-// until drained(). Encoded file bytes come back (transferred) into the driver's FileSink, in chunk
-// buffers that go back to the thread once the sink is done with them (./port-sink.ts).
+// DataRow runs go to the thread in batches, under credits (./row-batcher.ts). Encoded file bytes
+// come back (transferred) into the driver's FileSink, in chunk buffers that go back to the thread
+// once the sink is done with them (./port-sink.ts).
 import { Worker } from "node:worker_threads";
 import { PgError, SqlState } from "../../errors.js";
 import type { EncoderSpec } from "../create-encoder.js";
@@ -14,24 +12,8 @@ import type { FileSink } from "../types.js";
 import { encoderBudget, releaseSlotsOf } from "./encoder-budget.js";
 import { RING_BUFFERS } from "./port-sink.js";
 import { type EncoderWorkerData, type FromEncoder, fromWireError, type ToEncoder } from "./protocol.js";
+import { RowBatcher } from "./row-batcher.js";
 import { profilerArgs, workerEntry } from "./worker-entry.js";
-
-/**
- * Rows are sent in batches of this size (a larger row goes alone, in a buffer of its own). 1 MiB
- * batches were tried and undone: on a quiet machine they cost the relay's thread ~0.4 s more per
- * 10M-row Parquet export (0.89 against 0.81 CPU-s per 1M rows) and saved nothing for CSV (0.79
- * against 0.73) (docs/benchmarks.md, "Final figures, session 6").
- */
-export const BATCH_BYTES = 256 << 10;
-/** Row bytes sent but not yet encoded, at most (plus one row): the export's queue to its thread. */
-export const WINDOW_BYTES = 4 << 20;
-/**
- * A batch that is not full leaves after this long: rows that trickle in (a slow query, a
- * SUBSCRIBE's sparse updates) reach their file, and the progress counts, without waiting for more.
- */
-const PARTIAL_BATCH_MS = 20;
-/** drained() resolves once the queue is down to this, so the upstream is not paused per batch. */
-const LOW_WATER = WINDOW_BYTES >>> 1;
 
 /** Tests only: a gate that blocks the encoder thread, and a look at each thread started. */
 export const encoderThreadTestHooks: {
@@ -163,9 +145,6 @@ interface Waiter {
  * for Parquet's WASM) wait in its queue, which the credits bound like any other.
  */
 export class EncoderThread {
-  /** Bytes sent and not yet acknowledged, and the most there ever were (for tests). */
-  inFlight = 0;
-  maxInFlight = 0;
   /** Result format to request per column: 0 text, 1 binary. */
   readonly resultFormats: readonly number[];
   /** Chunk buffers the thread allocated for this export, once finished (tests: the ring bounds it). */
@@ -186,16 +165,12 @@ export class EncoderThread {
   private broken = false;
   /** Ended without rows: the thread drops the export's encoder, then goes back to the pool. */
   private dropping = false;
-  private readonly pool: ArrayBuffer[] = [];
+  private readonly rows = new RowBatcher((buf, len) => this.sendBuffer(buf, len));
   /** Chunk buffers the sink is done with, going back to the thread with the next rows. */
   private returns: ArrayBuffer[] = [];
-  private batch: Buffer | null = null;
-  private batchLen = 0;
-  private readonly waiters: Waiter[] = [];
   private finishing: Waiter | null = null;
   private readonly started: Promise<void>;
   private onStarted: Waiter | null = null;
-  private partialTimer: NodeJS.Timeout | null = null;
 
   constructor(spec: EncoderSpec, opts: EncoderThreadOptions) {
     this.resultFormats = resultFormatsOf(spec);
@@ -270,9 +245,19 @@ export class EncoderThread {
     else signal.addEventListener("abort", stop, { once: true });
   }
 
+  /** Bytes sent and not yet acknowledged. */
+  get inFlight(): number {
+    return this.rows.inFlight;
+  }
+
+  /** The most bytes there ever were in flight (tests). */
+  get maxInFlight(): number {
+    return this.rows.maxInFlight;
+  }
+
   /** True while the queue to the thread is full: pause the rows and await drained(). */
   get congested(): boolean {
-    return this.inFlight >= WINDOW_BYTES;
+    return this.rows.congested;
   }
 
   /**
@@ -280,51 +265,28 @@ export class EncoderThread {
    * return). Returns false when the queue is full: await drained() before sending more.
    */
   writeRows(buf: Buffer, start: number, end: number): boolean {
-    const len = end - start;
     if (this.failure !== null) return true; // the export is ending; nothing more is encoded
     this.gotRows = true;
-    if (len > BATCH_BYTES) {
-      const own = Buffer.allocUnsafeSlow(len);
-      buf.copy(own, 0, start, end);
-      this.sendAlone(own);
-    } else {
-      const at = this.reserve(len);
-      buf.copy(this.batch!, at, start, end);
-      this.sendPartialSoon();
-    }
-    return !this.congested;
+    return this.rows.writeRows(buf, start, end);
   }
 
   /** One row as fields (`nFields` length-prefixed values at buf[pos..]): sent as a DataRow. */
   writeRow(buf: Buffer, pos: number, nFields: number): boolean {
     if (this.failure !== null) return true;
     this.gotRows = true;
-    let p = pos;
-    for (let i = 0; i < nFields; i++) p += 4 + Math.max(buf.readInt32BE(p), 0);
-    const len = 7 + (p - pos);
-    const big = len > BATCH_BYTES;
-    const at = big ? 0 : this.reserve(len);
-    const into = big ? Buffer.allocUnsafeSlow(len) : this.batch!;
-    into[at] = 0x44; // 'D'
-    into.writeInt32BE(len - 1, at + 1);
-    into.writeInt16BE(nFields, at + 5);
-    buf.copy(into, at + 7, pos, p);
-    if (big) this.sendAlone(into);
-    else this.sendPartialSoon();
-    return !this.congested;
+    return this.rows.writeRow(buf, pos, nFields);
   }
 
   /** Resolves once the queue is down to half (or rejects with the export's failure). */
   drained(): Promise<void> {
     if (this.failure !== null) return Promise.reject(this.failure);
-    if (this.inFlight <= LOW_WATER) return Promise.resolve();
-    return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
+    return this.rows.drained();
   }
 
   /** Sends what is left, and resolves once the encoder has finished its last file. */
   finish(): Promise<void> {
     if (this.failure !== null) return Promise.reject(this.failure);
-    this.sendBatch();
+    this.rows.sendBatch();
     this.post({ t: "finish" });
     return new Promise((resolve, reject) => {
       this.finishing = { resolve, reject };
@@ -344,7 +306,7 @@ export class EncoderThread {
   private end(reason: PgError): void {
     if (this.ended) return;
     this.ended = true;
-    if (this.partialTimer !== null) clearTimeout(this.partialTimer);
+    this.rows.stop();
     this.fail(reason);
     if (!this.gotRows && !this.broken) {
       this.dropping = true;
@@ -354,56 +316,6 @@ export class EncoderThread {
       return;
     }
     void this.worker.terminate();
-  }
-
-  /** Makes room for `len` (≤ BATCH_BYTES) bytes at the end of the batch; returns where they go. */
-  private reserve(len: number): number {
-    if (this.batch === null || this.batchLen + len > this.batch.length) {
-      this.sendBatch();
-      this.batch = Buffer.from(this.pool.pop() ?? new ArrayBuffer(BATCH_BYTES));
-    }
-    const at = this.batchLen;
-    this.batchLen += len;
-    return at;
-  }
-
-  private sendPartialSoon(): void {
-    if (this.partialTimer !== null) return;
-    this.partialTimer = setTimeout(() => {
-      this.partialTimer = null;
-      // Not while the queue is full: the batch waits (it is memory either way), so no more than
-      // one batch beyond the window is ever sent.
-      if (this.congested) this.sendPartialSoon();
-      else this.sendBatch();
-    }, PARTIAL_BATCH_MS);
-    this.partialTimer.unref();
-  }
-
-  /** A row larger than a batch: sent at once, in a buffer of its size (maxRowBytes bounds it). */
-  private sendAlone(own: Buffer): void {
-    this.sendBatch();
-    this.inFlight += own.length;
-    this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
-    this.sendBuffer(own.buffer as ArrayBuffer, own.length);
-  }
-
-  private sendBatch(): void {
-    if (this.partialTimer !== null) {
-      clearTimeout(this.partialTimer);
-      this.partialTimer = null;
-    }
-    const b = this.batch;
-    if (b === null) return;
-    const len = this.batchLen;
-    this.batch = null;
-    this.batchLen = 0;
-    if (len === 0) {
-      this.pool.push(b.buffer as ArrayBuffer);
-      return;
-    }
-    this.inFlight += len;
-    this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
-    this.sendBuffer(b.buffer as ArrayBuffer, len);
   }
 
   private sendBuffer(buf: ArrayBuffer, len: number): void {
@@ -432,11 +344,7 @@ export class EncoderThread {
     try {
       switch (m.t) {
         case "ack":
-          this.inFlight -= m.len;
-          if (m.buf.byteLength === BATCH_BYTES && this.pool.length < WINDOW_BYTES / BATCH_BYTES) {
-            this.pool.push(m.buf);
-          }
-          if (this.inFlight <= LOW_WATER) for (const w of this.waiters.splice(0)) w.resolve();
+          this.rows.acked(m.len, m.buf);
           break;
         case "open":
           this.sink!.openFile(m.index);
@@ -462,7 +370,7 @@ export class EncoderThread {
           this.ended = true;
           this.chunkBuffers = m.buffers;
           this.returns = [];
-          if (this.partialTimer !== null) clearTimeout(this.partialTimer);
+          this.rows.stop();
           returnThread(this.thread);
           f?.resolve();
           break;
@@ -485,11 +393,10 @@ export class EncoderThread {
   private fail(err: PgError): void {
     if (this.failure !== null) return;
     this.failure = err;
-    for (const w of this.waiters.splice(0)) w.reject(err);
+    this.rows.fail(err);
     this.finishing?.reject(err);
     this.finishing = null;
     this.onStarted?.reject(err);
-    this.batch = null;
     this.returns = [];
     if (!this.ended) this.onError?.(err);
   }
