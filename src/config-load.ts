@@ -41,7 +41,8 @@ function oneOf<T extends string>(v: string, allowed: readonly T[], what: string)
   throw new ConfigError(`${what}: expected one of ${allowed.join(", ")}, got "${v}"`);
 }
 
-function positiveInt(v: unknown, what: string, min = 0, max = Number.MAX_SAFE_INTEGER): number {
+/** `v` (a number, or a string of one) as an integer from `min` to `max`; else a ConfigError naming `what`. */
+function boundedInt(v: unknown, what: string, min = 0, max = Number.MAX_SAFE_INTEGER): number {
   const n = typeof v === "number" ? v : Number(v);
   if (!Number.isInteger(n) || n < min || n > max) {
     const range = max === Number.MAX_SAFE_INTEGER ? `≥ ${min}` : `from ${min} to ${max}`;
@@ -60,6 +61,26 @@ export interface ParsedCli {
 }
 
 type CliValues = ReturnType<typeof parseCliArgs>["values"];
+/** The flags that take an integer. */
+type IntFlag =
+  | "max-exports"
+  | "max-exports-per-user"
+  | "stall-timeout"
+  | "login-timeout"
+  | "max-client-conn"
+  | "drain-timeout";
+/** The `exports` keys that are integers with a default. */
+type ExportIntKey =
+  | "queueTimeoutMs"
+  | "partSize"
+  | "partsInFlight"
+  | "progressIntervalMs"
+  | "sentinelRefreshMs"
+  | "filesCompleting"
+  | "maxRowBytes"
+  | "s3MaxAttempts"
+  | "s3RequestTimeoutMs"
+  | "workerNice";
 
 export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): ParsedCli {
   let parsed: ReturnType<typeof parseCliArgs>;
@@ -132,84 +153,50 @@ function resolveSettings(
   if (typeof rawExports !== "object" || rawExports === null || Array.isArray(rawExports))
     throw new ConfigError('config key "exports": expected an object');
   const fileExports = trackReads(rawExports as Record<string, unknown>, seen.exports);
+  /** Key `exports.<key>` of the file, or its default. */
+  const exportInt = (key: ExportIntKey, min?: number, max?: number): number =>
+    boundedInt(fileExports[key] ?? DEFAULT_EXPORT_LIMITS[key], `exports.${key}`, min, max);
+  /** Flag `--<flag>`, else its variable, else the file's key, else `fallback`; errors name the flag. */
+  const flagInt = (flag: IntFlag, envName: string, key: string, fallback: unknown, min?: number): number =>
+    boundedInt(pick(v[flag], envName, key) ?? fallback, flag, min);
   const exportsCfg: ExportLimits = {
-    maxConcurrentExports: positiveInt(
-      pick(v["max-exports"], "C2S_MAX_EXPORTS", "maxConcurrentExports") ??
-        fileExports.maxConcurrentExports ??
-        DEFAULT_EXPORT_LIMITS.maxConcurrentExports,
+    maxConcurrentExports: flagInt(
       "max-exports",
+      "C2S_MAX_EXPORTS",
+      "maxConcurrentExports",
+      fileExports.maxConcurrentExports ?? DEFAULT_EXPORT_LIMITS.maxConcurrentExports,
       1,
     ),
     maxExportsPerUser: 0, // set below, from maxConcurrentExports when not given
-    queueTimeoutMs: positiveInt(
-      fileExports.queueTimeoutMs ?? DEFAULT_EXPORT_LIMITS.queueTimeoutMs,
-      "exports.queueTimeoutMs",
-    ),
-    partSize: positiveInt(
-      fileExports.partSize ?? DEFAULT_EXPORT_LIMITS.partSize,
-      "exports.partSize",
-      5 * 1024 * 1024,
-    ),
-    partsInFlight: positiveInt(
-      fileExports.partsInFlight ?? DEFAULT_EXPORT_LIMITS.partsInFlight,
-      "exports.partsInFlight",
-      1,
-    ),
-    progressIntervalMs: positiveInt(
-      fileExports.progressIntervalMs ?? DEFAULT_EXPORT_LIMITS.progressIntervalMs,
-      "exports.progressIntervalMs",
-      100,
-    ),
-    sentinelRefreshMs: positiveInt(
-      fileExports.sentinelRefreshMs ?? DEFAULT_EXPORT_LIMITS.sentinelRefreshMs,
-      "exports.sentinelRefreshMs",
-      1000,
-    ),
-    filesCompleting: positiveInt(
-      fileExports.filesCompleting ?? DEFAULT_EXPORT_LIMITS.filesCompleting,
-      "exports.filesCompleting",
-      1,
-    ),
+    queueTimeoutMs: exportInt("queueTimeoutMs"),
+    partSize: exportInt("partSize", 5 * 1024 * 1024),
+    partsInFlight: exportInt("partsInFlight", 1),
+    progressIntervalMs: exportInt("progressIntervalMs", 100),
+    sentinelRefreshMs: exportInt("sentinelRefreshMs", 1000),
+    filesCompleting: exportInt("filesCompleting", 1),
     maxMemoryPerExport:
       fileExports.maxMemoryPerExport === undefined
         ? undefined
-        : positiveInt(fileExports.maxMemoryPerExport, "exports.maxMemoryPerExport", 1),
-    maxRowBytes: positiveInt(
-      fileExports.maxRowBytes ?? DEFAULT_EXPORT_LIMITS.maxRowBytes,
-      "exports.maxRowBytes",
-      1024,
-    ),
-    s3MaxAttempts: positiveInt(
-      fileExports.s3MaxAttempts ?? DEFAULT_EXPORT_LIMITS.s3MaxAttempts,
-      "exports.s3MaxAttempts",
-      1,
-    ),
+        : boundedInt(fileExports.maxMemoryPerExport, "exports.maxMemoryPerExport", 1),
+    maxRowBytes: exportInt("maxRowBytes", 1024),
+    s3MaxAttempts: exportInt("s3MaxAttempts", 1),
     s3RetryMode: oneOf(
       String(fileExports.s3RetryMode ?? DEFAULT_EXPORT_LIMITS.s3RetryMode),
       ["standard", "adaptive"],
       "exports.s3RetryMode",
     ),
-    s3RequestTimeoutMs: positiveInt(
-      fileExports.s3RequestTimeoutMs ?? DEFAULT_EXPORT_LIMITS.s3RequestTimeoutMs,
-      "exports.s3RequestTimeoutMs",
-      1,
-    ),
-    stallTimeoutMs: positiveInt(
-      pick(v["stall-timeout"], "C2S_STALL_TIMEOUT", "stallTimeoutMs") ??
-        fileExports.stallTimeoutMs ??
-        DEFAULT_EXPORT_LIMITS.stallTimeoutMs,
+    s3RequestTimeoutMs: exportInt("s3RequestTimeoutMs", 1),
+    stallTimeoutMs: flagInt(
       "stall-timeout",
+      "C2S_STALL_TIMEOUT",
+      "stallTimeoutMs",
+      fileExports.stallTimeoutMs ?? DEFAULT_EXPORT_LIMITS.stallTimeoutMs,
     ),
-    workerNice: positiveInt(
-      fileExports.workerNice ?? DEFAULT_EXPORT_LIMITS.workerNice,
-      "exports.workerNice",
-      0,
-      19,
-    ),
+    workerNice: exportInt("workerNice", 0, 19),
     encoderThreads:
       fileExports.encoderThreads === "auto"
         ? autoEncoderThreads(availableParallelism())
-        : positiveInt(
+        : boundedInt(
             fileExports.encoderThreads ?? DEFAULT_EXPORT_LIMITS.encoderThreads,
             'exports.encoderThreads (or "auto")',
             1,
@@ -223,13 +210,13 @@ function resolveSettings(
     maxEncodingThreads:
       fileExports.maxEncodingThreads === "auto" || fileExports.maxEncodingThreads === undefined
         ? autoMaxEncodingThreads(availableParallelism())
-        : positiveInt(fileExports.maxEncodingThreads, 'exports.maxEncodingThreads (or "auto")', 0, 1024),
+        : boundedInt(fileExports.maxEncodingThreads, 'exports.maxEncodingThreads (or "auto")', 0, 1024),
   };
-  exportsCfg.maxExportsPerUser = positiveInt(
-    pick(v["max-exports-per-user"], "C2S_MAX_EXPORTS_PER_USER", "maxExportsPerUser") ??
-      fileExports.maxExportsPerUser ??
-      Math.ceil(exportsCfg.maxConcurrentExports / 2),
+  exportsCfg.maxExportsPerUser = flagInt(
     "max-exports-per-user",
+    "C2S_MAX_EXPORTS_PER_USER",
+    "maxExportsPerUser",
+    fileExports.maxExportsPerUser ?? Math.ceil(exportsCfg.maxConcurrentExports / 2),
     1,
   );
   if (
@@ -277,14 +264,12 @@ function resolveSettings(
     tlsCertFile,
     tlsKeyFile,
     clientTls,
-    loginTimeoutMs: positiveInt(
-      pick(v["login-timeout"], "C2S_LOGIN_TIMEOUT", "loginTimeoutMs") ?? DEFAULTS.loginTimeoutMs,
-      "login-timeout",
-    ),
-    maxClientConnections: positiveInt(
-      pick(v["max-client-conn"], "C2S_MAX_CLIENT_CONN", "maxClientConnections") ??
-        DEFAULTS.maxClientConnections,
+    loginTimeoutMs: flagInt("login-timeout", "C2S_LOGIN_TIMEOUT", "loginTimeoutMs", DEFAULTS.loginTimeoutMs),
+    maxClientConnections: flagInt(
       "max-client-conn",
+      "C2S_MAX_CLIENT_CONN",
+      "maxClientConnections",
+      DEFAULTS.maxClientConnections,
       1,
     ),
     fileRoot: absolute(pick(v["file-root"], "C2S_FILE_ROOT", "fileRoot")),
@@ -294,12 +279,9 @@ function resolveSettings(
       "log-level",
     ),
     adminListen: optionalHostPort(pick(v["admin-listen"], "C2S_ADMIN_LISTEN", "adminListen"), "admin-listen"),
-    drainTimeoutMs: positiveInt(
-      pick(v["drain-timeout"], "C2S_DRAIN_TIMEOUT", "drainTimeoutMs") ?? DEFAULTS.drainTimeoutMs,
-      "drain-timeout",
-    ),
-    cancelTimeoutMs: positiveInt(file.cancelTimeoutMs ?? DEFAULTS.cancelTimeoutMs, "cancelTimeoutMs", 1),
-    connectTimeoutMs: positiveInt(file.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs, "connectTimeoutMs", 1),
+    drainTimeoutMs: flagInt("drain-timeout", "C2S_DRAIN_TIMEOUT", "drainTimeoutMs", DEFAULTS.drainTimeoutMs),
+    cancelTimeoutMs: boundedInt(file.cancelTimeoutMs ?? DEFAULTS.cancelTimeoutMs, "cancelTimeoutMs", 1),
+    connectTimeoutMs: boundedInt(file.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs, "connectTimeoutMs", 1),
     exports: exportsCfg,
     connections: file.connections,
     jobs: file.jobs,
