@@ -3,13 +3,13 @@
 // or exports.workerPolicy must not serve the next export: that export gets a new thread at the new
 // setting, and the old one ends. The real CLI in its own process; each thread's niceness and
 // scheduling policy read from /proc/<pid>/task/<tid>/stat (proc(5) fields 19 and 41).
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { waitUntil } from "../support/export-checks.js";
-import { spawnCopyProxy } from "../support/proxy-process.js";
+import { reloadExports, spawnCopyProxy } from "../support/proxy-process.js";
 import { type ExportDatabase, freshExportDatabase } from "../support/proxy-stack.js";
 
 let db: ExportDatabase;
@@ -59,15 +59,6 @@ test("after a SIGHUP that changes workerNice or workerPolicy, the next export ru
     );
     expect(r.rowCount).toBe(1000);
   };
-  let reloads = 0;
-  const reloadWith = async (exports: Record<string, unknown>): Promise<void> => {
-    const cfg = JSON.parse(readFileSync(p.configFile, "utf8")) as { exports: Record<string, unknown> };
-    cfg.exports = { ...cfg.exports, ...exports };
-    writeFileSync(p.configFile, JSON.stringify(cfg));
-    p.proc.kill("SIGHUP");
-    reloads++;
-    await waitUntil("the reload", () => p.output().split('"configuration reloaded"').length > reloads);
-  };
   const pid = p.proc.pid!;
   const kept = (what: string, want: { nice: number; policy: number }) =>
     waitUntil(what, () => {
@@ -81,12 +72,12 @@ test("after a SIGHUP that changes workerNice or workerPolicy, the next export ru
     await exportOnce();
     await kept("the same kept thread at niceness 10", { nice: 10, policy: 0 });
 
-    await reloadWith({ workerNice: 15 });
+    await reloadExports(p, { workerNice: 15 });
     await exportOnce();
     // The thread at 10 ended; the export ran on one at 15, now the kept one.
     await kept("one kept thread, at niceness 15", { nice: 15, policy: 0 });
 
-    await reloadWith({ workerPolicy: "idle" });
+    await reloadExports(p, { workerPolicy: "idle" });
     await exportOnce();
     await kept("one kept thread, in SCHED_IDLE", { nice: 15, policy: SCHED_IDLE });
   } finally {

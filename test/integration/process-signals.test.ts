@@ -3,13 +3,13 @@
 // up (SPEC §2.2: no object, no multipart upload left, checked with an independent S3 client) and a
 // process exit with a sensible code; SIGHUP reloads the configuration and ends nothing.
 // The real CLI in its own process (test/support/proxy-process.ts), real PostgreSQL, moto.
-import { readFileSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import type { S3Check } from "../support/copy-proxy.js";
 import { expectNothingLeft, keyOf, sendCancel, waitUntil } from "../support/export-checks.js";
-import { type ProxyProcess, spawnCopyProxy } from "../support/proxy-process.js";
+import { type ProxyProcess, reloadConfig, reloadExports, spawnCopyProxy } from "../support/proxy-process.js";
 import { type ExportDatabase, freshExportDatabase } from "../support/proxy-stack.js";
 
 const DB = "process_signals";
@@ -171,11 +171,10 @@ test("SIGHUP reloads the config file (a new AWS connection) and the export in fl
     await waitUntil("the export to write its sentinel", async () =>
       (await check.keys(bucket, `${prefix}/`)).length > 0 ? true : null,
     );
-    const cfg = JSON.parse(readFileSync(p.configFile, "utf8")) as { connections: Record<string, unknown> };
-    cfg.connections.other = cfg.connections.default;
-    writeFileSync(p.configFile, JSON.stringify(cfg));
-    p.proc.kill("SIGHUP");
-    await waitUntil("the reload", () => p.output().includes('"configuration reloaded"'));
+    await reloadConfig<{ connections: Record<string, unknown> }>(p, (cfg) => ({
+      ...cfg,
+      connections: { ...cfg.connections, other: cfg.connections.default },
+    }));
 
     expect((await running).rowCount).toBe(5000);
     expect((await c.query(viaOther)).rowCount).toBe(1);
@@ -205,15 +204,6 @@ test("SIGHUP applies new export caps to the exports that start after it; a runni
   });
   const a = await client(p);
   const b = await client(p);
-  let reloads = 0;
-  const reloadWith = async (exports: Record<string, number>): Promise<void> => {
-    const cfg = JSON.parse(readFileSync(p.configFile, "utf8")) as { exports: Record<string, unknown> };
-    cfg.exports = { ...cfg.exports, ...exports };
-    writeFileSync(p.configFile, JSON.stringify(cfg));
-    p.proc.kill("SIGHUP");
-    reloads++;
-    await waitUntil("the reload", () => p.output().split('"configuration reloaded"').length > reloads);
-  };
   const small = (): Promise<string> =>
     b.query(`COPY (SELECT 1 AS x) TO 's3://${bucket}/s${++n}' WITH (FORMAT = 'csv')`).then(
       () => "ok",
@@ -224,10 +214,10 @@ test("SIGHUP applies new export caps to the exports that start after it; a runni
     expect(await small()).toBe(
       '53300 too many COPY ... TO exports running for role "postgres" (the limit is 1)',
     );
-    await reloadWith({ maxExportsPerUser: 2 });
+    await reloadExports(p, { maxExportsPerUser: 2 });
     expect(await small()).toBe("ok");
     // Below what runs now: the running export goes on, a new one is refused by the new cap.
-    await reloadWith({ maxConcurrentExports: 1, maxExportsPerUser: 1 });
+    await reloadExports(p, { maxConcurrentExports: 1, maxExportsPerUser: 1 });
     expect(await small()).toBe("53300 too many COPY ... TO exports running (the limit is 1)");
     expect(p.output()).not.toContain("these settings change only with a restart");
     await sendCancel(p.port, keyOf(a));

@@ -9,13 +9,12 @@
 // Everything in S3 is checked with an independent client (moto; Ceph RadosGW with C2S_CEPH=1).
 // Real processes run on the real clock: the jobs get short lease terms and instants a few
 // seconds ahead, and the test polls (waitUntil) instead of sleeping.
-import { readFileSync, writeFileSync } from "node:fs";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, inject, test } from "vitest";
 import { snapshotName } from "../../src/schedule/next-run.js";
 import { motoAccess, type S3Access, S3Check } from "../support/copy-proxy.js";
 import { C2S_WAIT_FUNCTION, waitUntil } from "../support/export-checks.js";
-import { type ProxyProcess, spawnCopyProxy } from "../support/proxy-process.js";
+import { type ProxyProcess, reloadConfig, spawnCopyProxy } from "../support/proxy-process.js";
 import { RawPg } from "../support/raw-pg.js";
 
 const DB = "schedule_processes";
@@ -62,16 +61,9 @@ async function start(s3: S3Access): Promise<ProxyProcess> {
   return p;
 }
 
-const count = (haystack: string, needle: string): number => haystack.split(needle).length - 1;
-
 /** Rewrites the process's config file with these jobs and sends SIGHUP; resolves once applied. */
-async function setJobs(p: ProxyProcess, jobs: unknown[]): Promise<void> {
-  const cfg = JSON.parse(readFileSync(p.configFile, "utf8")) as Record<string, unknown>;
-  writeFileSync(p.configFile, JSON.stringify({ ...cfg, jobs }));
-  const before = count(p.output(), '"configuration reloaded"');
-  p.proc.kill("SIGHUP");
-  await waitUntil("the reload", () => count(p.output(), '"configuration reloaded"') > before);
-}
+const setJobs = (p: ProxyProcess, jobs: unknown[]): Promise<void> =>
+  reloadConfig(p, (cfg) => ({ ...cfg, jobs }));
 
 async function consoleQuery<R>(p: ProxyProcess, sql: string): Promise<R[]> {
   const c = new pg.Client({ connectionString: p.url("postgres", DB) });

@@ -1,11 +1,12 @@
 // The proxy as its own process (the real CLI, src/cli.ts through tsx), for what only a process can
 // show: SIGTERM handling, kill -9, and the `cleanup` subcommand.
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import type { S3Access } from "./copy-proxy.js";
+import { waitUntil } from "./export-checks.js";
 import { freePort } from "./ports.js";
 
 const execFileP = promisify(execFile);
@@ -119,6 +120,32 @@ export async function spawnCopyProxy(opts: {
       await exited;
     },
   };
+}
+
+/** How many times `needle` occurs in `haystack`. */
+const occurrences = (haystack: string, needle: string): number => haystack.split(needle).length - 1;
+
+/**
+ * Rewrites the process's config file with `change` applied to its JSON, sends SIGHUP and resolves
+ * once the process has logged that this reload took effect.
+ */
+export async function reloadConfig<C = Record<string, unknown>>(
+  p: ProxyProcess,
+  change: (config: C) => C,
+): Promise<void> {
+  const config = JSON.parse(readFileSync(p.configFile, "utf8")) as C;
+  writeFileSync(p.configFile, JSON.stringify(change(config)));
+  const before = occurrences(p.output(), '"configuration reloaded"');
+  p.proc.kill("SIGHUP");
+  await waitUntil("the reload", () => occurrences(p.output(), '"configuration reloaded"') > before);
+}
+
+/** `reloadConfig` that merges `exports` into the file's `exports` section. */
+export function reloadExports(p: ProxyProcess, exports: Record<string, unknown>): Promise<void> {
+  return reloadConfig<{ exports?: Record<string, unknown> }>(p, (c) => ({
+    ...c,
+    exports: { ...c.exports, ...exports },
+  }));
 }
 
 /** Runs `copy-to-s3-proxy cleanup …` with the suite's S3 server as the default connection. */
