@@ -105,10 +105,6 @@ export class UpstreamClient {
     );
   }
 
-  get channel(): UpstreamChannel {
-    return this.ch;
-  }
-
   /** The transaction status the upstream last reported: 'I' idle, 'T' in a block, 'E' failed. */
   get txStatus(): string {
     return this.status;

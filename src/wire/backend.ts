@@ -59,7 +59,6 @@ export function dataRow(values: ReadonlyArray<string | null>): Buffer {
   }
   return frame(0x44 /* D */, ...parts);
 }
-export const emptyQueryResponse = (): Buffer => frame(0x49, Buffer.alloc(0));
 
 export function parameterDescription(oids: readonly number[]): Buffer {
   const body = Buffer.allocUnsafe(2 + 4 * oids.length);
