@@ -12,6 +12,8 @@ import { CreateBucketCommand, HeadObjectCommand, type S3Client } from "@aws-sdk/
 import { afterAll, beforeAll, describe, expect, inject, test } from "vitest";
 import { createStore, loadConnections } from "../../src/copy/connections.js";
 import type { ObjectStore, ObjectUpload, StoreOptions } from "../../src/copy/storage/object-store.js";
+import { createS3Client } from "../../src/copy/storage/s3-client.js";
+import { S3Store } from "../../src/copy/storage/s3-store.js";
 import { PgError } from "../../src/errors.js";
 import { startMoto } from "../support/moto.js";
 
@@ -272,6 +274,45 @@ describe("streaming uploads", () => {
     }
     expect(await up.end()).toEqual({ bytes: data.length });
     expect(sha(await cliGet(b, "reuse/r.csv"))).toBe(sha(data));
+  });
+
+  test("part buffers are reused from part to part and across files, and every object reads back byte-exact", async () => {
+    const b = await bucket();
+    // A client of its own, so that recording the part bodies touches no other test.
+    const own = createS3Client({
+      endpoint,
+      region: "us-east-1",
+      credentials: { accessKeyId: KEY_ID, secretAccessKey: SECRET },
+      maxAttempts: 2,
+      requestTimeoutMs: 30_000,
+    });
+    const bodies = new Set<ArrayBufferLike>();
+    let parts = 0;
+    own.middlewareStack.add(
+      (next, context) => async (args) => {
+        if (context.commandName === "UploadPartCommand" || context.commandName === "PutObjectCommand") {
+          bodies.add((args.input as { Body: Buffer }).Body.buffer);
+          parts++;
+        }
+        return next(args);
+      },
+      { step: "initialize", name: "recordPartBodies" },
+    );
+    const partsInFlight = 2;
+    const s = new S3Store({ client: own, bucket: b, prefix: "pool", partSize: 5 * MiB, partsInFlight });
+    const files = [randomBytes(23 * MiB + 3), randomBytes(11 * MiB), randomBytes(2 * MiB + 1)];
+    for (const [i, data] of files.entries()) {
+      const up = s.upload(`f${i}.csv`, signal());
+      await feed(up, data, MiB);
+      expect(await up.end()).toEqual({ bytes: data.length });
+    }
+    expect(parts).toBe(5 + 3 + 1);
+    // One part filling, `partsInFlight` sending, one full and waiting for a slot: never more
+    // buffers than that, however many parts and files.
+    expect(bodies.size).toBeLessThanOrEqual(partsInFlight + 2);
+    for (const [i, data] of files.entries()) expect(sha(await cliGet(b, `pool/f${i}.csv`))).toBe(sha(data));
+    expect(await cliUploads(b)).toEqual([]);
+    own.destroy();
   });
 
   test("abort() mid-upload leaves no multipart upload and no object", async () => {

@@ -23,6 +23,7 @@ import {
   type PendingUpload,
   toBuffer,
 } from "./object-store.js";
+import { PartBuffers } from "./part-buffers.js";
 import { sendWhole } from "./s3-client.js";
 import { httpStatus, isNoSuchBucket, s3Error, sanitized } from "./s3-errors.js";
 import { S3Upload } from "./s3-upload.js";
@@ -49,6 +50,8 @@ export class S3Store implements ObjectStore {
   readonly partSize: number;
   readonly partsInFlight: number;
   readonly settleMs: number;
+  /** The uploads' part buffers, reused (part-buffers.ts); as many kept free as one upload holds. */
+  readonly parts: PartBuffers;
   unknownUploadsPossible = false;
 
   constructor(c: S3StoreConfig) {
@@ -58,6 +61,7 @@ export class S3Store implements ObjectStore {
     this.prefix = c.prefix.replace(/^\/+|\/+$/g, "");
     this.partSize = c.partSize;
     this.partsInFlight = c.partsInFlight;
+    this.parts = new PartBuffers(c.partSize, c.partsInFlight + 1);
     this.location = `s3://${this.bucket}${this.prefix === "" ? "" : `/${this.prefix}`}`;
   }
 

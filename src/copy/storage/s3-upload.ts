@@ -102,7 +102,7 @@ export class S3Upload implements ObjectUpload {
         this.#cur = undefined;
       }
       if (this.#cur === undefined) {
-        this.#cur = Buffer.allocUnsafe(P);
+        this.#cur = this.#store.parts.take();
         this.#curLen = 0;
       }
       const n = src.copy(this.#cur, this.#curLen, off);
@@ -132,7 +132,10 @@ export class S3Upload implements ObjectUpload {
       if (this.#error) throw this.#error;
       if (this.#created === undefined && this.#full.length === 0) {
         // Smaller than one part (or empty): one PutObject, no multipart upload to leak.
-        const body = this.#cur === undefined ? Buffer.alloc(0) : this.#cur.subarray(0, this.#curLen);
+        const part = this.#cur;
+        const body = part === undefined ? Buffer.alloc(0) : part.subarray(0, this.#curLen);
+        this.#cur = undefined;
+        this.#curLen = 0;
         this.#object = "put";
         this.#objectOp = this.#store.call("PutObject", this.#key, undefined, () =>
           sendWhole(
@@ -147,6 +150,10 @@ export class S3Upload implements ObjectUpload {
             this.#opSignal,
           ),
         );
+        if (part !== undefined) {
+          const give = () => this.#store.parts.give(part);
+          this.#objectOp.then(give, give);
+        }
         await this.#objectOp;
       } else {
         if (this.#cur !== undefined && this.#curLen > 0) {
@@ -330,6 +337,7 @@ export class S3Upload implements ObjectUpload {
       .finally(() => {
         this.#inflight.delete(p);
         this.#inflightBytes -= body.length;
+        this.#store.parts.give(body); // no request reads it any more
         this.#pump();
       });
     this.#inflight.add(p);
@@ -341,6 +349,9 @@ export class S3Upload implements ObjectUpload {
     this.#error = err;
     this.#ops.abort(err);
     this.#signal.removeEventListener("abort", this.#onAbort);
+    // Parts not yet sent: no request has them.
+    for (const b of [...this.#full, ...(this.#cur === undefined ? [] : [this.#cur])])
+      this.#store.parts.give(b);
     this.#cur = undefined;
     this.#curLen = 0;
     this.#full = [];

@@ -1,0 +1,37 @@
+// The part buffers of one store's multipart uploads, reused from part to part.
+//
+// A fresh part-sized Buffer is fresh memory from the kernel: every page of it faults on the first
+// write, and it is unmapped again when the GC frees it. Filling 8 MiB parts that way cost the
+// relay's thread 1–2.5 ms of CPU per MiB (page faults, zeroing, munmap) against 0.03 ms to copy
+// into a reused buffer — about a quarter of the relay's CPU in an S3 export (docs/decisions.md,
+// "Part buffers are reused"). A buffer comes back once no request can read it any more: its
+// UploadPart/PutObject has settled (the SDK's retries resend the same buffer within one send()).
+//
+// Memory stays within what the uploads hold at their peak: a buffer is allocated only when none is
+// free, so live + free never exceeds the largest number ever live at once, which the uploads'
+// backpressure bounds (partSize × (partsInFlight + 1) per file). The free ones go with the store,
+// i.e. with the export.
+
+export class PartBuffers {
+  readonly #size: number;
+  readonly #free: Buffer[] = [];
+  readonly #max: number;
+
+  /** At most `max` free buffers are kept; a buffer given back beyond that is left to the GC. */
+  constructor(size: number, max: number) {
+    this.#size = size;
+    this.#max = max;
+  }
+
+  take(): Buffer {
+    return this.#free.pop() ?? Buffer.allocUnsafe(this.#size);
+  }
+
+  /** `buf` must be one take() returned (or a view of one), and nothing may read it any more. */
+  give(buf: Buffer): void {
+    if (this.#free.length >= this.#max || buf.buffer.byteLength !== this.#size) return;
+    this.#free.push(
+      buf.byteOffset === 0 && buf.length === this.#size ? buf : Buffer.from(buf.buffer, 0, this.#size),
+    );
+  }
+}
