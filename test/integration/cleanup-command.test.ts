@@ -29,6 +29,12 @@ async function awsUploads(prefix: string): Promise<string[]> {
   return (r.Uploads ?? []).map((u) => u.Key).sort();
 }
 
+/** Objects and open uploads under `prefix`, as the AWS CLI lists them (two CLI runs side by side). */
+async function awsState(prefix: string): Promise<{ objects: string[]; uploads: string[] }> {
+  const [objects, uploads] = await Promise.all([awsObjects(prefix), awsUploads(prefix)]);
+  return { objects, uploads };
+}
+
 async function put(key: string, body = "x"): Promise<void> {
   await check.client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body }));
 }
@@ -65,6 +71,25 @@ describe("cleanup on a prefix laid out by hand", () => {
   const C = "33333333-3333-4333-8333-333333333333";
   const D = "44444444-4444-4444-8444-444444444444";
   const E = "55555555-5555-4555-8555-555555555555";
+  // What beforeAll lays out under "p" (and "p2", which a listing of "p" also shows), sorted:
+  // the tests compare with it rather than with a listing of their own before the command.
+  const objectsLaidOut = [
+    `p/mz-${A}-INCOMPLETE`,
+    `p/mz-${A}-batch-0000-0000.csv`,
+    `p/mz-${B}-batch-0000-0000.csv`,
+    `p/_meta/mz-${B}-manifest.json`,
+    `p/sub/mz-${C}-INCOMPLETE`,
+    `p/sub/mz-${C}-batch-0000-0000.parquet`,
+    `p/sub/_meta/mz-${C}-manifest.json`,
+    "p/other/notes.txt",
+    `p2/mz-${E}-INCOMPLETE`,
+    `p2/mz-${E}-batch-0000-0000.csv`,
+  ].sort();
+  const uploadsLaidOut = [
+    `p/mz-${A}-batch-0000-0001.csv`,
+    `p/mz-${D}-batch-0001-10003.parquet`,
+    "p/other/big.bin",
+  ].sort();
 
   beforeAll(async () => {
     // Unfinished export A: a completed file, an open upload, the sentinel.
@@ -90,23 +115,21 @@ describe("cleanup on a prefix laid out by hand", () => {
   });
 
   test("by default a fresh sentinel (an export that may still be running) is left alone, files and uploads too", async () => {
-    const objectsBefore = await awsObjects("p");
-    const uploadsBefore = await awsUploads("p");
     const r = await runCleanupCli(s3, [`s3://${bucket}/p`, "--yes"]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain(`may still be running): export ${A} in s3://${bucket}/p`);
     expect(r.stdout).toContain(`may still be running): export ${C} in s3://${bucket}/p/sub`);
     // Only the upload whose export has no sentinel at all is an orphan.
     expect(r.stdout).toContain(`aborted multipart upload s3://${bucket}/p/mz-${D}-batch-0001-10003.parquet`);
-    expect(await awsObjects("p")).toEqual(objectsBefore);
-    expect((await awsUploads("p")).length).toBe(uploadsBefore.length - 1);
+    expect(await awsState("p")).toEqual({
+      objects: objectsLaidOut,
+      uploads: uploadsLaidOut.filter((k) => !k.includes(D)),
+    });
     // Put the orphan back for the tests below, which expect the layout as laid out.
     await openUpload(`p/mz-${D}-batch-0001-10003.parquet`);
   });
 
   test("the dry run lists what it would do and changes nothing", async () => {
-    const objectsBefore = await awsObjects("p");
-    const uploadsBefore = await awsUploads("p");
     const r = await runCleanupCli(s3, [`s3://${bucket}/p`, "--older-than", "0"]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain(
@@ -123,8 +146,7 @@ describe("cleanup on a prefix laid out by hand", () => {
     expect(r.stdout).toContain("dry run: nothing was changed");
     expect(r.stdout).not.toContain(B);
     expect(r.stdout).not.toContain(E);
-    expect(await awsObjects("p")).toEqual(objectsBefore);
-    expect(await awsUploads("p")).toEqual(uploadsBefore);
+    expect(await awsState("p")).toEqual({ objects: objectsLaidOut, uploads: uploadsLaidOut });
   });
 
   test("--yes removes what unfinished exports left, and only that", async () => {
@@ -141,16 +163,16 @@ describe("cleanup on a prefix laid out by hand", () => {
     expect(uploadAt).toBeGreaterThan(-1);
     expect(fileAt).toBeGreaterThan(uploadAt);
     expect(sentinelAt).toBeGreaterThan(fileAt);
-    expect(await awsObjects("p")).toEqual(
-      [
+    expect(await awsState("p")).toEqual({
+      objects: [
         `p/mz-${B}-batch-0000-0000.csv`,
         `p/_meta/mz-${B}-manifest.json`,
         "p/other/notes.txt",
         `p2/mz-${E}-INCOMPLETE`,
         `p2/mz-${E}-batch-0000-0000.csv`,
       ].sort(),
-    );
-    expect(await awsUploads("p")).toEqual(["p/other/big.bin"]);
+      uploads: ["p/other/big.bin"],
+    });
   });
 
   test("a second run has nothing to do", async () => {
@@ -160,14 +182,17 @@ describe("cleanup on a prefix laid out by hand", () => {
   });
 
   test("usage errors exit 2", async () => {
-    const r = await runCleanupCli(s3, []);
+    // Three processes side by side: each one's start-up is most of its time.
+    const [r, bad, empty] = await Promise.all([
+      runCleanupCli(s3, []),
+      runCleanupCli(s3, ["https://x/y"]),
+      runCleanupCli(s3, [`s3://${bucket}/a//b`]),
+    ]);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain("usage: cleanup s3://bucket/prefix");
-    const bad = await runCleanupCli(s3, ["https://x/y"]);
     expect(bad.code).toBe(1);
     // The statement's checks, in the words of the command: a prefix, not a "COPY TO target".
     expect(bad.stderr).toContain("only 's3://...' and 'gs://...' urls are supported as the cleanup prefix");
-    const empty = await runCleanupCli(s3, [`s3://${bucket}/a//b`]);
     expect(empty.code).toBe(1);
     expect(empty.stderr).toContain("cleanup prefix path must not contain empty segments");
     expect(`${bad.stderr}${empty.stderr}`).not.toContain("COPY TO");
@@ -227,15 +252,14 @@ describe("after kill -9 of a proxy mid-export", () => {
       await c.end().catch(() => {});
       await proxy.stop();
     }
-    const objects = await awsObjects(`${prefix}/`);
-    expect(objects.some((k) => k.endsWith("-INCOMPLETE"))).toBe(true);
-    expect(objects.some((k) => k.endsWith("-batch-0000-0000.csv"))).toBe(true);
-    expect((await awsUploads(`${prefix}/`)).length).toBeGreaterThan(0);
+    const left = await awsState(`${prefix}/`);
+    expect(left.objects.some((k) => k.endsWith("-INCOMPLETE"))).toBe(true);
+    expect(left.objects.some((k) => k.endsWith("-batch-0000-0000.csv"))).toBe(true);
+    expect(left.uploads.length).toBeGreaterThan(0);
 
     const r = await runCleanupCli(s3, [`s3://${bucket}/${prefix}`, "--yes", "--older-than", "0"]);
     expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
     expect(r.stdout).toMatch(/done: [1-9]\d* multipart uploads? aborted, [1-9]\d* objects? deleted/);
-    expect(await awsObjects(`${prefix}/`)).toEqual([]);
-    expect(await awsUploads(`${prefix}/`)).toEqual([]);
+    expect(await awsState(`${prefix}/`)).toEqual({ objects: [], uploads: [] });
   });
 });
