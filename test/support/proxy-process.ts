@@ -127,7 +127,9 @@ const occurrences = (haystack: string, needle: string): number => haystack.split
 
 /**
  * Rewrites the process's config file with `change` applied to its JSON, sends SIGHUP and resolves
- * once the process has logged that this reload took effect.
+ * once the process has logged that this reload took effect. A reload takes well under a second
+ * when the machine is idle; the wait is long for a busy one, and a reload that never comes fails
+ * with the process's last lines (what it was doing instead).
  */
 export async function reloadConfig<C = Record<string, unknown>>(
   p: ProxyProcess,
@@ -137,7 +139,11 @@ export async function reloadConfig<C = Record<string, unknown>>(
   writeFileSync(p.configFile, JSON.stringify(change(config)));
   const before = occurrences(p.output(), '"configuration reloaded"');
   p.proc.kill("SIGHUP");
-  await waitUntil("the reload", () => occurrences(p.output(), '"configuration reloaded"') > before);
+  try {
+    await waitUntil("the reload", () => occurrences(p.output(), '"configuration reloaded"') > before, 30_000);
+  } catch (e) {
+    throw new Error(`${(e as Error).message}; the process's last lines:\n${p.output().slice(-4000)}`);
+  }
 }
 
 /** `reloadConfig` that merges `exports` into the file's `exports` section. */
