@@ -7,7 +7,15 @@ import { afterEach, describe, expect, test } from "vitest";
 import type { EncoderSpec } from "../../src/encoders/create-encoder.js";
 import { createCsvEncoder } from "../../src/encoders/csv-encoder.js";
 import type { ColumnInfo, FileSink } from "../../src/encoders/types.js";
-import { budgetHolders, budgetUse, encoderBudget } from "../../src/encoders/worker/encoder-budget.js";
+import {
+  budgetAcquisitions,
+  budgetHolders,
+  budgetUse,
+  ENDLESS_SLICE,
+  encoderBudget,
+  SLICE_MS,
+  setBudgetSlice,
+} from "../../src/encoders/worker/encoder-budget.js";
 import {
   EncoderThread,
   encoderThreadTestHooks,
@@ -470,6 +478,86 @@ describe("the process's encoding budget (exports.maxEncodingThreads)", () => {
       expect(budgetUse(budget)).toEqual({ encoding: 0, waiting: 0 });
     });
   }
+
+  /** Rows filling `batches` full batches and a part of one more, as one DataRow each. */
+  const manyRows = (tag: string, batches: number): { rows: Buffer[]; csv: string } => {
+    const rows: Buffer[] = [];
+    const lines = ["id,note\n"];
+    let bytes = 0;
+    for (let i = 0; bytes < batches * BATCH_BYTES + 1000; i++) {
+      const r = dataRow([String(i), `${tag}${i}`]);
+      rows.push(r);
+      lines.push(`${i},${tag}${i}\n`);
+      bytes += r.length;
+    }
+    return { rows, csv: lines.join("") };
+  };
+
+  /**
+   * Two exports' threads, one slot, each thread with 6 full batches, a partial one and the
+   * finish queued before either begins (the test gate holds them until `go`); returns how many
+   * times the slot was taken until both finished.
+   */
+  async function twoQueuedExports(slice: number, go: () => Promise<void>): Promise<number> {
+    const budget = encoderBudget(1);
+    setBudgetSlice(budget, slice);
+    try {
+      const sinks = [new MemorySink(), new MemorySink()];
+      const data = [manyRows("a-", 6), manyRows("b-", 6)];
+      const ts = sinks.map((sink) => {
+        const t = new EncoderThread(csvSpec(), { nice: 10, maxEncoding: 1 });
+        threads.push(t);
+        t.attach(sink, new AbortController().signal, (e) => {
+          throw e;
+        });
+        return t;
+      });
+      await Promise.all(ts.map((t) => t.ready()));
+      const before = budgetAcquisitions(budget);
+      const done = ts.map((t, i) => {
+        for (const r of data[i]!.rows) expect(t.writeRows(r, 0, r.length)).toBe(true); // within the window
+        return t.finish();
+      });
+      await go();
+      await Promise.all(done);
+      expect(sinks.map((s) => s.texts())).toEqual(data.map((d) => [d.csv]));
+      expect(budgetUse(budget)).toEqual({ encoding: 0, waiting: 0 });
+      return budgetAcquisitions(budget) - before;
+    } finally {
+      setBudgetSlice(budget, SLICE_MS);
+    }
+  }
+
+  test("a thread keeps its slot from batch to batch while it has batches queued: one turn per export, not one per batch", async () => {
+    const gate = new Int32Array(new SharedArrayBuffer(4));
+    gate[0] = 1;
+    encoderThreadTestHooks.gate = gate;
+    // An endless turn: each thread encodes its 7 batches and its finish in one turn, the other
+    // waiting; handed on per batch, the slot would have been taken 16 times.
+    const go = async (): Promise<void> => {
+      Atomics.store(gate, 0, 0);
+      Atomics.notify(gate, 0);
+    };
+    expect(await twoQueuedExports(ENDLESS_SLICE, go)).toBe(2);
+  });
+
+  test("a thread whose turn is over hands the slot to a waiter although it has batches queued; both finish", async () => {
+    // One thread is inside its first batch (slot held), the other waits for the slot; a turn of
+    // 0 ms is over after that batch, so the holder gives the slot back with batches queued and
+    // the slot is taken again at least twice (the waiter's turn, the holder's next).
+    const gate = countingGate();
+    const budget = encoderBudget(1);
+    const go = async (): Promise<void> => {
+      await waitUntil(
+        "one thread inside its first batch, the other waiting for the slot",
+        () => Atomics.load(gate, 1) === 1 && budgetUse(budget).waiting === 1,
+        10_000,
+      );
+      open(gate);
+    };
+    expect(await twoQueuedExports(0, go)).toBeGreaterThanOrEqual(3);
+    expect(budgetUse(budget)).toEqual({ encoding: 0, waiting: 0 });
+  });
 
   test("a thread ended in the middle of a batch (a cancel) gives its slot to the next", async () => {
     const gate = countingGate();

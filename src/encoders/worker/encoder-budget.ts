@@ -1,27 +1,49 @@
 // A process-wide budget of encoding: at most K encoder threads encode at the same time (issue 13,
 // four exports at once; docs/isolation.md). Every export has its own encoder thread, and on a
 // small machine four of them, plus the four exports' PostgreSQL backends they keep reading, take
-// the cores the relay needs for everyone's queries. With the budget a thread takes a slot for
-// each batch of rows (and for the export's last encoding, `finish`) and gives it back after; a
-// thread without a slot blocks, so it stops acknowledging batches, its queue fills and the relay
-// pauses that export's upstream exactly as for a slow upload: backpressure, not buffering.
+// the cores the relay needs for everyone's queries. With the budget a thread takes a slot to
+// encode and gives it back after; a thread without a slot blocks, so it stops acknowledging
+// batches, its queue fills and the relay pauses that export's upstream exactly as for a slow
+// upload: backpressure, not buffering.
+//
+// Turns are time slices, not batches: a thread keeps its slot while it has batches queued, for a
+// slice (SLICE_MS) once others wait, then hands it on. Handing it on at every 256 KiB batch (the
+// first version) kept all four exports' backends and threads running in turn, each refilling
+// its window at a quarter of the pace, so the cores were shared by every export's parties at
+// once; with slices one export's parties run and the others' are parked on full sockets
+// (docs/isolation.md, "Time slices").
 //
 // The slots live in a SharedArrayBuffer: each slot holds the id of the thread in it (0 = free),
 // so the relay can free the slot of a thread it terminated in the middle of a batch (a cancel).
 // Waiters sleep on a generation counter (Atomics.wait), bumped at every release. A thread that
-// gives back its slot while others wait lets one of them take it before it asks again; without
-// that the thread that just released, already on a CPU with its next batch queued, would win the
-// slot back before the woken waiter is even scheduled, and one export would keep the budget.
+// asks for a slot while others wait lets one of them take it first; without that a thread that
+// has just released, already on a CPU with its next batch queued, would win the slot back before
+// the woken waiter is even scheduled, and one export would keep the budget.
 
 /** Layout of the shared Int32Array: counters, then one cell per slot (the owner's threadId). */
 const GEN = 0; // bumped on every release: waiters sleep on it
-const TAKEN = 1; // bumped on every acquisition: a polite releaser sleeps on it
+const TAKEN = 1; // bumped on every acquisition: a polite taker sleeps on it
 const WAITING = 2; // threads waiting for a slot now
 const ENCODING = 3; // threads holding a slot now (the same as the non-zero slots; for metrics and tests)
-const SLOTS = 4;
+const SLICE = 4; // a turn's length, ms, once others wait (SLICE_MS; tests change it)
+const SLOTS = 5;
 
-/** How long a releaser lets a waiter go first, at most (a waiter that was terminated never takes it). */
+/** How long a taker lets a waiter go first, at most (a waiter that was terminated never takes it). */
 const YIELD_MS = 50;
+
+/**
+ * A turn's length once others wait: long enough that a turn covers many batches (a 256 KiB
+ * batch is a few ms of encoding), short enough that a waiting export's upstream is not paused
+ * long (its stall watchdog, `exports.stallTimeoutMs`, counts a paused upstream as no progress).
+ */
+export const SLICE_MS = 1000;
+/**
+ * With more than this many waiters the slice shrinks (SLICE_MS × ROUND_SLICES / waiters), so a
+ * waiter's turn comes within about ROUND_SLICES × SLICE_MS however many exports wait.
+ */
+const ROUND_SLICES = 4;
+/** The longest slice a test can ask for: a thread then keeps its slot while it has batches. */
+export const ENDLESS_SLICE = 0x7fffffff;
 
 /** The shared cells of a budget of `slots` encoder threads. */
 export type EncoderBudget = Int32Array;
@@ -35,6 +57,7 @@ export function encoderBudget(slots: number): EncoderBudget {
   let b = budgets.get(slots);
   if (b === undefined) {
     b = new Int32Array(new SharedArrayBuffer((SLOTS + slots) * 4));
+    b[SLICE] = SLICE_MS;
     budgets.set(slots, b);
   }
   return b;
@@ -43,6 +66,16 @@ export function encoderBudget(slots: number): EncoderBudget {
 /** Threads encoding now and threads waiting for a slot now. */
 export function budgetUse(b: EncoderBudget): { encoding: number; waiting: number } {
   return { encoding: Atomics.load(b, ENCODING), waiting: Atomics.load(b, WAITING) };
+}
+
+/** How many times a slot was taken since the budget began (tests: turns, not batches). */
+export function budgetAcquisitions(b: EncoderBudget): number {
+  return Atomics.load(b, TAKEN);
+}
+
+/** Tests: the length of a turn once others wait (ENDLESS_SLICE: while the holder has batches). */
+export function setBudgetSlice(b: EncoderBudget, ms: number): void {
+  Atomics.store(b, SLICE, Math.min(Math.max(0, Math.round(ms)), ENDLESS_SLICE));
 }
 
 /** The threads holding a slot now (their threadIds; tests). */
@@ -57,11 +90,11 @@ export function budgetHolders(b: EncoderBudget): number[] {
 
 /**
  * Takes a slot for thread `id` (> 0), blocking the calling thread until one is free; returns the
- * slot's index for release(). `yielded`: this thread has just released a slot, so if others wait
- * it lets one of them go first.
+ * slot's index for release(). If others wait, one of them goes first: a free slot may be theirs,
+ * woken and not yet scheduled (and otherwise this thread would wait anyway).
  */
-export function acquireSlot(b: EncoderBudget, id: number, yielded = false): number {
-  if (yielded && Atomics.load(b, WAITING) > 0) {
+export function acquireSlot(b: EncoderBudget, id: number): number {
+  if (Atomics.load(b, WAITING) > 0) {
     const taken = Atomics.load(b, TAKEN);
     Atomics.wait(b, TAKEN, taken, YIELD_MS);
   }
@@ -94,4 +127,49 @@ export function releaseSlot(b: EncoderBudget, slot: number, id: number): void {
 /** Frees whatever slot thread `id` holds: the relay calls it once that thread has ended. */
 export function releaseSlotsOf(b: EncoderBudget, id: number): void {
   for (let i = SLOTS; i < b.length; i++) releaseSlot(b, i, id);
+}
+
+/**
+ * One encoder thread's turns: it takes a slot before encoding (take), and after each batch keeps
+ * it while it has another batch queued and its turn lasts (next), so a turn is a time slice of
+ * many batches, not one batch. With nothing queued the slot goes back at once: a thread waiting
+ * for rows must not hold up the others.
+ */
+export class BudgetTurns {
+  private slot = -1;
+  private since = 0;
+
+  constructor(
+    private readonly b: EncoderBudget,
+    private readonly id: number,
+    private readonly now: () => number = () => performance.now(),
+  ) {}
+
+  /** Before encoding: the slot this thread holds, or a new one (blocking until one is free). */
+  take(): void {
+    if (this.slot >= 0) return;
+    this.slot = acquireSlot(this.b, this.id);
+    this.since = this.now();
+  }
+
+  /**
+   * After encoding a batch. `queued`: another batch (or the finish) is ready for this thread.
+   * The slot is kept while there is and either nobody waits or the turn has time left.
+   */
+  next(queued: boolean): void {
+    if (this.slot < 0) return;
+    if (queued) {
+      const waiting = Atomics.load(this.b, WAITING);
+      if (waiting === 0) return;
+      const slice = Atomics.load(this.b, SLICE) * Math.min(1, ROUND_SLICES / waiting);
+      if (this.now() - this.since < slice) return;
+    }
+    this.release();
+  }
+
+  /** Gives the slot back (before the thread posts its `finished`, or after a failure). */
+  release(): void {
+    if (this.slot >= 0) releaseSlot(this.b, this.slot, this.id);
+    this.slot = -1;
+  }
 }

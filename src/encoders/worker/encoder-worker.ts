@@ -5,11 +5,11 @@
 import { execFileSync } from "node:child_process";
 import { readlinkSync } from "node:fs";
 import { getPriority, setPriority } from "node:os";
-import { parentPort, threadId, workerData } from "node:worker_threads";
+import { parentPort, receiveMessageOnPort, threadId, workerData } from "node:worker_threads";
 import { createEncoder } from "../create-encoder.js";
 import { useParquetWasm } from "../parquet/wasm-writer.js";
 import type { RowEncoder } from "../types.js";
-import { acquireSlot, type EncoderBudget, releaseSlot } from "./encoder-budget.js";
+import { BudgetTurns } from "./encoder-budget.js";
 import { PortSink } from "./port-sink.js";
 import { type EncoderWorkerData, type FromEncoder, type ToEncoder, toWireError } from "./protocol.js";
 
@@ -60,12 +60,15 @@ const sink = new PortSink(post);
 let encoder: RowEncoder | null = null;
 let failed = false;
 let gate: Int32Array | undefined;
-let budget: EncoderBudget | undefined;
+/** This thread's turns in the process's encoding budget; none = no limit. */
+let turns: BudgetTurns | undefined;
+/** `rows` and `finish` messages received and not yet being handled. */
+let pending = 0;
 
 async function begin(m: Extract<ToEncoder, { t: "start" }>): Promise<void> {
   failed = false;
   gate = m.gate;
-  budget = m.budget;
+  turns = m.budget === undefined ? undefined : new BudgetTurns(m.budget, threadId);
   sink.reset();
   try {
     if (m.spec.format === "parquet") await wasm;
@@ -78,18 +81,16 @@ async function begin(m: Extract<ToEncoder, { t: "start" }>): Promise<void> {
 }
 
 async function handle(m: Extract<ToEncoder, { t: "rows" | "finish" }>): Promise<void> {
+  pending--;
   if (failed) return; // the driver is ending the export; nothing more is encoded
   const enc = encoder!;
-  // Encoding takes a slot of the process's budget (batch by batch, and the last encoding at
-  // finish); while this thread waits for one its batches stay unacknowledged, so the export's
-  // upstream pauses. The slot goes back before anything is posted: once the relay has a
-  // `finished` it may end this thread, and a slot still held then would be lost to the others.
+  // Encoding needs a slot of the process's budget; while this thread waits for one its batches
+  // stay unacknowledged, so the export's upstream pauses. A slot is kept from batch to batch
+  // while more are queued, for a turn (./encoder-budget.ts). It goes back before `finished` is
+  // posted: the relay may then end this thread or keep it idle, and a slot held then would be
+  // lost to the others.
   if (m.t === "rows" && gate !== undefined) Atomics.wait(gate, 0, 1);
-  let slot = budget === undefined ? -1 : acquireSlot(budget, threadId, true);
-  const release = (): void => {
-    if (slot >= 0) releaseSlot(budget!, slot, threadId);
-    slot = -1;
-  };
+  turns?.take();
   try {
     if (m.t === "rows") {
       if (gate !== undefined && gate.length > 2) {
@@ -98,22 +99,36 @@ async function handle(m: Extract<ToEncoder, { t: "rows" | "finish" }>): Promise<
       }
       enc.writeRows(Buffer.from(m.buf, 0, m.len), 0, m.len);
       if (enc.wantsFlush) await enc.flush();
-      release();
+      if (turns !== undefined) turns.next(moreQueued());
       post({ t: "ack", buf: m.buf, len: m.len }, [m.buf]);
     } else {
       await enc.finish();
       // The thread may serve another export: the encoder's own threads and memory go now.
       encoder = null;
       enc.dispose();
-      release();
+      turns?.release();
       post({ t: "finished", buffers: sink.allocated });
       sink.reset();
     }
   } catch (e) {
-    release();
+    turns?.release();
     failed = true;
     post({ t: "error", error: toWireError(e) });
   }
+}
+
+/**
+ * Whether another batch (or the finish) is ready for this thread: one received already, or the
+ * next message waiting in the port, taken now (in order: everything received is queued before it).
+ * Messages reach the port's listener only when this thread's event loop turns, which it does not
+ * between batches handled back to back.
+ */
+function moreQueued(): boolean {
+  if (pending > 0) return true;
+  const next = receiveMessageOnPort(port);
+  if (next === undefined) return false;
+  receive(next.message as ToEncoder);
+  return pending > 0;
 }
 
 /** The export ended without its rows: no file of it is finished; the thread is free again. */
@@ -121,6 +136,7 @@ function drop(): void {
   const enc = encoder;
   encoder = null;
   failed = false;
+  turns?.release(); // none is held without rows; never one kept by an idle thread
   const buffers = sink.allocated;
   sink.reset();
   try {
@@ -139,7 +155,7 @@ const wasm = new Promise<void>((resolve) => {
 
 // Messages are handled one at a time, in order.
 let queue: Promise<void> = Promise.resolve();
-port.on("message", (m: ToEncoder) => {
+function receive(m: ToEncoder): void {
   if (m.t === "wasm") {
     useParquetWasm(m.wasm);
     wasmArrived();
@@ -148,6 +164,8 @@ port.on("message", (m: ToEncoder) => {
   else {
     // Returned chunk buffers are usable at once, before the rows ahead of them are encoded.
     if (m.t === "rows") sink.reclaim(m.free);
+    pending++;
     queue = queue.then(() => handle(m));
   }
-});
+}
+port.on("message", receive);
