@@ -9,7 +9,8 @@
 //                              [--scale 10] [--rate TPS|P%] [--load saturated,rated] [--no-build]
 //
 // --variants '[{"workerPolicy":"nice"},{"workerPolicy":"idle"}]': one proxy per build and entry
-// (its settings over --exports; an "env" object is extra environment, "ownSession" overrides
+// (its settings over --exports; an "env" object is extra environment, "nodeArgs" an array of
+// extra node options for the proxy process (e.g. V8's "--single-threaded-gc"), "ownSession" overrides
 // --own-session), all alternating in the same rounds. --own-session yes starts the proxies with
 // setsid (see docs/isolation.md on autogroups). --probe loads bench/lib/loop-probe.mjs into each
 // proxy and prints its event-loop delay and GC per window.
@@ -123,18 +124,20 @@ interface Variant {
   exports: Record<string, unknown>;
   env: Record<string, string>;
   ownSession: boolean;
+  nodeArgs: string[];
 }
 const VARIANTS: Variant[] =
   argv.variants === undefined
-    ? [{ label: "", exports: EXPORTS_CFG, env: {}, ownSession: OWN_SESSION }]
+    ? [{ label: "", exports: EXPORTS_CFG, env: {}, ownSession: OWN_SESSION, nodeArgs: [] }]
     : (JSON.parse(argv.variants) as Array<Record<string, unknown>>).map((v) => {
-        const { env, ownSession, ...exp } = v;
+        const { env, ownSession, nodeArgs, ...exp } = v;
         const label = JSON.stringify(v).replace(/["{}]/g, "").replace(/^env:/, "").replace(/C2S_/g, "");
         return {
           label,
           exports: { ...EXPORTS_CFG, ...exp },
           env: (env ?? {}) as Record<string, string>,
           ownSession: (ownSession as boolean | undefined) ?? OWN_SESSION,
+          nodeArgs: (nodeArgs ?? []) as string[],
         };
       });
 type WindowKind = "idle" | "parquet" | "csv" | "parquet4" | "csv4";
@@ -186,6 +189,9 @@ interface WindowResult {
   gcMaxMs: number;
   /** GC ms by kind (1 minor, 2 major, 4 incremental marking, 8 weak callbacks). */
   gcByKind: string;
+  /** With --probe: the main thread's stalls over 50 ms (s since the exports' start: ms, what),
+   * and when each export ended. */
+  stalls: string;
 }
 
 const EXPORT_OPTS: Record<Exclude<WindowKind, "idle">, { opts: string; n: number }> = {
@@ -233,7 +239,17 @@ class SchedSampler {
 async function probe(
   proc: ProxyProc,
   file: string,
-): Promise<{ p99: number; max: number; gcMs: number; gcMaxMs: number; gcByKind: object } | undefined> {
+): Promise<
+  | {
+      p99: number;
+      max: number;
+      gcMs: number;
+      gcMaxMs: number;
+      gcByKind: object;
+      stalls?: Array<[number, number, string]>;
+    }
+  | undefined
+> {
   if (!argv.probe) return undefined;
   const seq = (): number => {
     try {
@@ -251,6 +267,7 @@ async function probe(
     gcMs: number;
     gcMaxMs: number;
     gcByKind: object;
+    stalls?: Array<[number, number, string]>;
   };
 }
 
@@ -319,7 +336,10 @@ async function main(): Promise<void> {
             exports: v.exports,
             ownSession: v.ownSession,
             env: argv.probe ? { ...v.env, C2S_LOOP_PROBE_FILE: probeFile } : v.env,
-            nodeArgs: argv.probe ? ["--import", join(ROOT, "bench/lib/loop-probe.mjs")] : [],
+            nodeArgs: [
+              ...v.nodeArgs,
+              ...(argv.probe ? ["--import", join(ROOT, "bench/lib/loop-probe.mjs")] : []),
+            ],
           }),
         );
       }
@@ -355,6 +375,7 @@ async function main(): Promise<void> {
       let cpu1 = cpu0;
       let sched = { mainWaitNs: Number.NaN, lowCpuNs: Number.NaN, mainSlices: Number.NaN };
       let loop: Awaited<ReturnType<typeof probe>>;
+      const ends: number[] = [];
       if (kind !== "idle") {
         const { opts, n } = EXPORT_OPTS[kind];
         // Let both pgbench runs connect and get going before the export starts (not a test: a
@@ -374,6 +395,7 @@ async function main(): Promise<void> {
             const r = await psql(proxy.port, DB, `COPY ${TABLE} TO '${target}' WITH (${opts})`, "pipe");
             if (!r.stdout.includes(`COPY ${ROWS}`))
               throw new Error(`export printed ${JSON.stringify(r.stdout)}`);
+            ends.push((performance.now() - t0) / 1000);
           }),
         );
         toUs = Date.now() * 1000;
@@ -418,6 +440,14 @@ async function main(): Promise<void> {
         gcByKind: JSON.stringify(loop?.gcByKind ?? {}, (_k, v: unknown) =>
           typeof v === "number" ? Math.round(v) : v,
         ).replace(/"/g, ""),
+        stalls:
+          (loop?.stalls ?? [])
+            .map(
+              ([at, ms, what]) =>
+                `${(at / 1000 - (kind === "idle" ? Date.now() / 1000 - cpuSecs : fromUs / 1e6)).toFixed(1)}s:${ms}ms ${what}`,
+            )
+            .join(", ") +
+          (ends.length > 0 ? `; exports ended at ${ends.map((e) => `${e.toFixed(1)}s`).join(", ")}` : ""),
       };
     };
 
@@ -449,7 +479,7 @@ async function main(): Promise<void> {
             `  p99 ratio ${(r.proxy.p99Ms / r.direct.p99Ms).toFixed(2)}  proxy CPU main ${(r.mainCpu * 100).toFixed(0)}% all ${(r.totalCpu * 100).toFixed(0)}% lowered ${(r.lowCpu * 100).toFixed(0)}%` +
             `  main waits ${(r.mainWait * 100).toFixed(1)}% (${r.mainWaitEach.toFixed(2)} ms each)` +
             (argv.probe
-              ? `  loop delay p99 ${r.loopP99.toFixed(1)} max ${r.loopMax.toFixed(1)} ms, GC ${r.gcMs.toFixed(0)} ms (max ${r.gcMaxMs.toFixed(1)}, by kind ${r.gcByKind})`
+              ? `  loop delay p99 ${r.loopP99.toFixed(1)} max ${r.loopMax.toFixed(1)} ms, GC ${r.gcMs.toFixed(0)} ms (max ${r.gcMaxMs.toFixed(1)}, by kind ${r.gcByKind}); stalls > 50 ms: ${r.stalls || "none"}`
               : "") +
             `  load ${loadavg()[0]!.toFixed(1)}`,
         );

@@ -3,7 +3,9 @@
 // its garbage collections, per window. On SIGUSR2 it writes what it saw since the previous SIGUSR2
 // to $C2S_LOOP_PROBE_FILE as one JSON line (with a sequence number the bench waits for) and starts
 // over. Encoder threads start without the process's node options, so this runs on the main
-// thread only.
+// thread only. It also lists the long stalls (a 10 ms timer late by more than STALL_MS, and GC
+// pauses longer than that) with their wall-clock time, so a bench can place them in its window
+// (an export's start, its end) — a rate-limited p99 is made by the few longest stalls.
 import { renameSync, writeFileSync } from "node:fs";
 import { monitorEventLoopDelay, PerformanceObserver } from "node:perf_hooks";
 
@@ -12,6 +14,17 @@ if (file) {
   const h = monitorEventLoopDelay({ resolution: 1 });
   h.enable();
   let gc = { n: 0, ms: 0, maxMs: 0, byKind: {} };
+  const STALL_MS = 50;
+  /** [wall-clock ms at the stall's end, its length ms, "loop" | "gc<kind>"], since the last report. */
+  let stalls = [];
+  const TICK_MS = 10;
+  let last = performance.now();
+  setInterval(() => {
+    const now = performance.now();
+    const late = now - last - TICK_MS;
+    if (late > STALL_MS && stalls.length < 200) stalls.push([Date.now(), Math.round(late), "loop"]);
+    last = now;
+  }, TICK_MS).unref();
   new PerformanceObserver((list) => {
     for (const e of list.getEntries()) {
       gc.n++;
@@ -20,6 +33,12 @@ if (file) {
       gc.byKind[k] = (gc.byKind[k] ?? 0) + e.duration;
       gc.ms += e.duration;
       gc.maxMs = Math.max(gc.maxMs, e.duration);
+      if (e.duration > STALL_MS && stalls.length < 200)
+        stalls.push([
+          Math.round(performance.timeOrigin + e.startTime + e.duration),
+          Math.round(e.duration),
+          `gc${k}`,
+        ]);
     }
   }).observe({ entryTypes: ["gc"] });
   let seq = 0;
@@ -40,10 +59,12 @@ if (file) {
         gcByKind: gc.byKind,
         heapMB: process.memoryUsage().heapUsed / 2 ** 20,
         externalMB: process.memoryUsage().external / 2 ** 20,
+        stalls,
       })}\n`,
     );
     renameSync(`${file}.tmp`, file);
     h.reset();
     gc = { n: 0, ms: 0, maxMs: 0, byKind: {} };
+    stalls = [];
   });
 }
