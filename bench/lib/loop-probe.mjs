@@ -6,7 +6,7 @@
 // thread only. It also lists the long stalls (a 10 ms timer late by more than STALL_MS, and GC
 // pauses longer than that) with their wall-clock time, so a bench can place them in its window
 // (an export's start, its end) — a rate-limited p99 is made by the few longest stalls.
-import { renameSync, writeFileSync } from "node:fs";
+import { readFileSync, renameSync, writeFileSync } from "node:fs";
 import { monitorEventLoopDelay, PerformanceObserver } from "node:perf_hooks";
 
 const file = process.env.C2S_LOOP_PROBE_FILE;
@@ -15,15 +15,36 @@ if (file) {
   h.enable();
   let gc = { n: 0, ms: 0, maxMs: 0, byKind: {} };
   const STALL_MS = 50;
-  /** [wall-clock ms at the stall's end, its length ms, "loop" | "gc<kind>"], since the last report. */
+  /**
+   * [wall-clock ms at the stall's end, its length ms, what], since the last report; what: "gc<kind>",
+   * or for a late timer "loop run R wait W": of the stall, R ms this thread ran (busy: JS, GC,
+   * I/O callbacks) and W ms it was runnable but waiting for a CPU (proc(5) schedstat of this
+   * thread; the rest it slept).
+   */
   let stalls = [];
   const TICK_MS = 10;
+  const schedstat = () => {
+    try {
+      const [run, wait] = readFileSync("/proc/thread-self/schedstat", "utf8").split(" ");
+      return [Number(run) / 1e6, Number(wait) / 1e6];
+    } catch {
+      return [Number.NaN, Number.NaN];
+    }
+  };
   let last = performance.now();
+  let lastSched = schedstat();
   setInterval(() => {
     const now = performance.now();
     const late = now - last - TICK_MS;
-    if (late > STALL_MS && stalls.length < 200) stalls.push([Date.now(), Math.round(late), "loop"]);
+    const sched = schedstat();
+    if (late > STALL_MS && stalls.length < 200)
+      stalls.push([
+        Date.now(),
+        Math.round(late),
+        `loop run ${Math.round(sched[0] - lastSched[0])} wait ${Math.round(sched[1] - lastSched[1])}`,
+      ]);
     last = now;
+    lastSched = sched;
   }, TICK_MS).unref();
   new PerformanceObserver((list) => {
     for (const e of list.getEntries()) {
