@@ -559,6 +559,42 @@ describe("the process's encoding budget (exports.maxEncodingThreads)", () => {
     expect(budgetUse(budget)).toEqual({ encoding: 0, waiting: 0 });
   });
 
+  test("a thread builds its export's encoder only with a slot: a start-up waits while another encodes", async () => {
+    const gate = countingGate();
+    const budget = encoderBudget(1);
+    const a = new EncoderThread(csvSpec(), { nice: 10, maxEncoding: 1 });
+    threads.push(a);
+    const sinks = [new MemorySink(), new MemorySink()];
+    a.attach(sinks[0]!, new AbortController().signal, (e) => {
+      throw e;
+    });
+    const rowsA = rowsOf("a-");
+    a.writeRows(rowsA, 0, rowsA.length);
+    await waitUntil("the first thread inside its batch", () => Atomics.load(gate, 1) === 1, 10_000);
+    const b = new EncoderThread(csvSpec(), { nice: 10, maxEncoding: 1 });
+    threads.push(b);
+    b.attach(sinks[1]!, new AbortController().signal, (e) => {
+      throw e;
+    });
+    let bReady = false;
+    void b.ready().then(() => {
+      bReady = true;
+    });
+    await waitUntil(
+      "the second thread waiting for the slot to build its encoder",
+      () => budgetUse(budget).waiting === 1,
+      10_000,
+    );
+    expect(bReady).toBe(false);
+    open(gate);
+    await b.ready();
+    const rowsB = rowsOf("b-");
+    b.writeRows(rowsB, 0, rowsB.length);
+    await Promise.all([a.finish(), b.finish()]);
+    expect(sinks.map((s) => s.texts())).toEqual([[expected("a-")], [expected("b-")]]);
+    expect(budgetUse(budget)).toEqual({ encoding: 0, waiting: 0 });
+  });
+
   test("a thread ended in the middle of a batch (a cancel) gives its slot to the next", async () => {
     const gate = countingGate();
     const budget = encoderBudget(1);

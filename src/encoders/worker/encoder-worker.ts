@@ -72,9 +72,15 @@ async function begin(m: Extract<ToEncoder, { t: "start" }>): Promise<void> {
   sink.reset();
   try {
     if (m.spec.format === "parquet") await wasm;
+    // Building the encoder takes a slot too: in a new thread it loads the format's modules
+    // (Parquet: Arrow, the writer's WASM instance; ~0.4 CPU-s), and four exports starting at
+    // once did that beside the one encoding, in the very second their backends start too.
+    turns?.take();
     encoder = await createEncoder(m.spec, sink);
+    if (turns !== undefined) turns.next(moreQueued());
     post({ t: "ready", nice, idle });
   } catch (e) {
+    turns?.release();
     failed = true;
     post({ t: "error", error: toWireError(e) });
   }
