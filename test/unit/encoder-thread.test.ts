@@ -595,6 +595,37 @@ describe("the process's encoding budget (exports.maxEncodingThreads)", () => {
     expect(budgetUse(budget)).toEqual({ encoding: 0, waiting: 0 });
   });
 
+  test("a thread ended while it waits for a slot (a cancel) no longer counts as waiting", async () => {
+    const gate = countingGate();
+    const budget = encoderBudget(1);
+    const ctl = [new AbortController(), new AbortController()];
+    const sinks = [new MemorySink(), new MemorySink()];
+    const ts = ctl.map((c, i) => {
+      const t = new EncoderThread(csvSpec(), { nice: 10, maxEncoding: 1 });
+      threads.push(t);
+      t.attach(sinks[i]!, c.signal, () => {});
+      const rows = rowsOf(`t${i}-`);
+      t.writeRows(rows, 0, rows.length);
+      return t;
+    });
+    await waitUntil(
+      "one thread at the gate, one waiting",
+      () => Atomics.load(gate, 1) === 1 && budgetUse(budget).waiting === 1,
+      10_000,
+    );
+    const waiter = ts.findIndex((t) => !budgetHolders(budget).includes(t.threadId));
+    const cancelled = ts[waiter]!.finish();
+    ctl[waiter]!.abort(new Error("cancelled"));
+    await expect(cancelled).rejects.toMatchObject({ message: "cancelled" });
+    // Counted off once its thread has ended: a phantom waiter would make every holder hand its
+    // slot on after each turn and every taker wait for nobody.
+    await waitUntil("the cancelled waiter counted off", () => budgetUse(budget).waiting === 0, 10_000);
+    open(gate);
+    await ts[1 - waiter]!.finish();
+    expect(sinks[1 - waiter]!.texts()).toEqual([expected(`t${1 - waiter}-`)]);
+    expect(budgetUse(budget)).toEqual({ encoding: 0, waiting: 0 });
+  });
+
   test("a thread ended in the middle of a batch (a cancel) gives its slot to the next", async () => {
     const gate = countingGate();
     const budget = encoderBudget(1);

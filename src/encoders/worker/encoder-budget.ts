@@ -20,13 +20,23 @@
 // has just released, already on a CPU with its next batch queued, would win the slot back before
 // the woken waiter is even scheduled, and one export would keep the budget.
 
-/** Layout of the shared Int32Array: counters, then one cell per slot (the owner's threadId). */
+/** Layout of the shared Int32Array: counters, the waiters' cells, then one cell per slot (the
+ * owner's threadId). */
 const GEN = 0; // bumped on every release: waiters sleep on it
 const TAKEN = 1; // bumped on every acquisition: a polite taker sleeps on it
 const WAITING = 2; // threads waiting for a slot now
 const ENCODING = 3; // threads holding a slot now (the same as the non-zero slots; for metrics and tests)
 const SLICE = 4; // a turn's length, ms, once others wait (SLICE_MS; tests change it)
-const SLOTS = 5;
+/**
+ * Cells where waiting threads put their threadId: a thread terminated while it waits (a cancel)
+ * never decrements WAITING itself (termination skips even `finally`), so the relay does it when
+ * the thread's `exit` comes (releaseSlotsOf). A phantom waiter would make every holder hand its
+ * slot on after each turn and every taker wait YIELD_MS for nobody. Beyond this many waiters at
+ * once the others count without a cell (they are not corrected if terminated).
+ */
+const WAITERS = 5;
+const WAITER_CELLS = 64;
+const SLOTS = WAITERS + WAITER_CELLS;
 
 /** How long a taker lets a waiter go first, at most (a waiter that was terminated never takes it). */
 const YIELD_MS = 50;
@@ -110,9 +120,13 @@ export function acquireSlot(b: EncoderBudget, id: number): number {
         return i;
       }
     }
+    let cell = -1;
+    for (let i = WAITERS; i < SLOTS && cell < 0; i++)
+      if (Atomics.compareExchange(b, i, 0, id) === 0) cell = i;
     Atomics.add(b, WAITING, 1);
     Atomics.wait(b, GEN, gen);
-    Atomics.sub(b, WAITING, 1);
+    // A cell the relay cleared meanwhile (it saw this thread end) was counted off by it.
+    if (cell < 0 || Atomics.compareExchange(b, cell, id, 0) === id) Atomics.sub(b, WAITING, 1);
   }
 }
 
@@ -124,8 +138,11 @@ export function releaseSlot(b: EncoderBudget, slot: number, id: number): void {
   Atomics.notify(b, GEN, 1);
 }
 
-/** Frees whatever slot thread `id` holds: the relay calls it once that thread has ended. */
+/** Frees whatever slot thread `id` holds, and counts it off the waiters if it was waiting: the
+ * relay calls it once that thread has ended. */
 export function releaseSlotsOf(b: EncoderBudget, id: number): void {
+  for (let i = WAITERS; i < SLOTS; i++)
+    if (Atomics.compareExchange(b, i, id, 0) === id) Atomics.sub(b, WAITING, 1);
   for (let i = SLOTS; i < b.length; i++) releaseSlot(b, i, id);
 }
 
