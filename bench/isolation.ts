@@ -192,6 +192,8 @@ interface WindowResult {
   /** With --probe: the main thread's stalls over 50 ms (s since the exports' start: ms, what),
    * and when each export ended. */
   stalls: string;
+  /** CPU ms per second of the window's first seconds: main / other nice-0 threads / lowered. */
+  timeline: string;
 }
 
 const EXPORT_OPTS: Record<Exclude<WindowKind, "idle">, { opts: string; n: number }> = {
@@ -207,15 +209,35 @@ class SchedSampler {
   private first = new Map<number, ThreadSched>();
   private last = new Map<number, ThreadSched>();
   private timer: NodeJS.Timeout;
+  private readonly t0 = performance.now();
+  /** Per second of the window: CPU ms of the main thread, of the other threads at the relay's
+   * priority (V8's and libuv's pools, a new encoder thread before it lowers itself), of the
+   * lowered threads. */
+  readonly perSecond: Array<[number, number, number]> = [];
   constructor(private pid: number) {
     this.sample();
     this.timer = setInterval(() => this.sample(), 200);
   }
   private sample(): void {
+    const sec = Math.floor((performance.now() - this.t0) / 1000);
+    while (this.perSecond.length <= sec) this.perSecond.push([0, 0, 0]);
+    const bucket = this.perSecond[sec]!;
     for (const [tid, s] of threadSched(this.pid)) {
+      const prev = this.last.get(tid);
+      if (prev !== undefined) {
+        const ms = (s.cpuNs - prev.cpuNs) / 1e6;
+        bucket[tid === this.pid ? 0 : s.nice > 0 || s.policy !== 0 ? 2 : 1] += ms;
+      }
       if (!this.first.has(tid)) this.first.set(tid, s);
       this.last.set(tid, s);
     }
+  }
+  /** The first seconds as "main/others at nice 0/lowered" CPU ms per second. */
+  timeline(seconds = 6): string {
+    return this.perSecond
+      .slice(0, seconds)
+      .map((b) => b.map((x) => Math.round(x)).join("/"))
+      .join(" ");
   }
   /** Main thread's wait, ns; CPU ns of the lowered threads. */
   stop(): { mainWaitNs: number; lowCpuNs: number; mainSlices: number } {
@@ -374,6 +396,7 @@ async function main(): Promise<void> {
       let toUs = Number.POSITIVE_INFINITY;
       let cpu1 = cpu0;
       let sched = { mainWaitNs: Number.NaN, lowCpuNs: Number.NaN, mainSlices: Number.NaN };
+      let timeline = "";
       let loop: Awaited<ReturnType<typeof probe>>;
       const ends: number[] = [];
       if (kind !== "idle") {
@@ -401,6 +424,7 @@ async function main(): Promise<void> {
         toUs = Date.now() * 1000;
         exportSecs = (performance.now() - t0) / 1000;
         sched = sampler.stop();
+        timeline = sampler.timeline();
         loop = await probe(proxy, units[bi]!.probeFile);
         cpu1 = { main: cpuSeconds(proxy.pid, false, true), total: cpuSeconds(proxy.pid, false) };
         cpu0.main = c0.main;
@@ -440,6 +464,7 @@ async function main(): Promise<void> {
         gcByKind: JSON.stringify(loop?.gcByKind ?? {}, (_k, v: unknown) =>
           typeof v === "number" ? Math.round(v) : v,
         ).replace(/"/g, ""),
+        timeline,
         stalls:
           (loop?.stalls ?? [])
             .map(
@@ -479,7 +504,7 @@ async function main(): Promise<void> {
             `  p99 ratio ${(r.proxy.p99Ms / r.direct.p99Ms).toFixed(2)}  proxy CPU main ${(r.mainCpu * 100).toFixed(0)}% all ${(r.totalCpu * 100).toFixed(0)}% lowered ${(r.lowCpu * 100).toFixed(0)}%` +
             `  main waits ${(r.mainWait * 100).toFixed(1)}% (${r.mainWaitEach.toFixed(2)} ms each)` +
             (argv.probe
-              ? `  loop delay p99 ${r.loopP99.toFixed(1)} max ${r.loopMax.toFixed(1)} ms, GC ${r.gcMs.toFixed(0)} ms (max ${r.gcMaxMs.toFixed(1)}, by kind ${r.gcByKind}); stalls > 50 ms: ${r.stalls || "none"}`
+              ? `  CPU ms per s of the first seconds (main/others at nice 0/lowered): ${r.timeline}  loop delay p99 ${r.loopP99.toFixed(1)} max ${r.loopMax.toFixed(1)} ms, GC ${r.gcMs.toFixed(0)} ms (max ${r.gcMaxMs.toFixed(1)}, by kind ${r.gcByKind}); stalls > 50 ms: ${r.stalls || "none"}`
               : "") +
             `  load ${loadavg()[0]!.toFixed(1)}`,
         );
