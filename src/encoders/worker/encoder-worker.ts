@@ -75,9 +75,10 @@ async function begin(m: Extract<ToEncoder, { t: "start" }>): Promise<void> {
     // Building the encoder takes a slot too: in a new thread it loads the format's modules
     // (Parquet: Arrow, the writer's WASM instance; ~0.4 CPU-s), and four exports starting at
     // once did that beside the one encoding, in the very second their backends start too.
+    // Given back at once, rows queued or not: a turn is for encoding rows.
     turns?.take();
     encoder = await createEncoder(m.spec, sink);
-    if (turns !== undefined) turns.next(moreQueued());
+    turns?.release();
     post({ t: "ready", nice, idle });
   } catch (e) {
     turns?.release();
