@@ -303,10 +303,12 @@ describe("SIGTERM during an export", () => {
     try {
       await c.connect();
       const pid = (await c.query("SELECT pg_backend_pid() AS p")).rows[0].p;
-      await c.query("SET c2s.wait = '0.001'");
+      // ~2 s of rows in 50 sleeps of 40 ms: many short sleeps would each wait for a core on a busy
+      // machine, and the export could outlast the drain timeout.
+      await c.query("SET c2s.wait = '0.04'");
       const prefix = freshPrefix();
       const q = c.query(
-        `COPY (SELECT c2s_wait(g) AS g FROM generate_series(1, 1000) g) TO ${target(prefix)} WITH (FORMAT = 'csv')`,
+        `COPY (SELECT CASE WHEN g % 20 = 0 THEN c2s_wait(g) ELSE g END AS g FROM generate_series(1, 1000) g) TO ${target(prefix)} WITH (FORMAT = 'csv')`,
       );
       await waitUntil("export reading", async () =>
         (await check.keys(bucket, `${prefix}/`)).some((k) => k.endsWith("-INCOMPLETE")) ? true : null,
@@ -332,10 +334,11 @@ describe("SIGTERM during an export", () => {
     try {
       await c.connect();
       const pid = (await c.query("SELECT pg_backend_pid() AS p")).rows[0].p;
-      await c.query("SET c2s.wait = '0.0005'");
+      // ~20 s of rows, in sleeps of 10 ms every 20th row (not 0.5 ms every row: see above).
+      await c.query("SET c2s.wait = '0.01'");
       const prefix = freshPrefix();
       const q = c.query(
-        `COPY (SELECT c2s_wait(g) AS g, repeat('x', 4000) AS pad FROM generate_series(1, 40000) g) TO ${target(prefix)} WITH (FORMAT = 'csv')`,
+        `COPY (SELECT CASE WHEN g % 20 = 0 THEN c2s_wait(g) ELSE g END AS g, repeat('x', 4000) AS pad FROM generate_series(1, 40000) g) TO ${target(prefix)} WITH (FORMAT = 'csv')`,
       );
       const failed = q.then(
         () => null,

@@ -44,23 +44,34 @@ async function client(p: ProxyProcess): Promise<pg.Client> {
   return c;
 }
 
-/** A slow export (~20 s of rows), resolved once it has a multipart upload open in S3. */
+/**
+ * A slow export (~20 s of rows), resolved once it has a multipart upload open in S3. It sleeps
+ * 10 ms every 20th row, not 0.5 ms every row: on a busy machine each wake-up waits for a core, so
+ * 40000 short sleeps would take minutes.
+ */
 async function exportMidFlight(
   c: pg.Client,
 ): Promise<{ prefix: string; outcome: Promise<{ rows?: number; code?: string }> }> {
   const prefix = `s${++n}`;
-  await c.query("SET c2s.wait = '0.0005'");
+  await c.query("SET c2s.wait = '0.01'");
   const outcome = c
     .query(
-      `COPY (SELECT c2s_wait(g) AS g, repeat('x', 4000) AS pad FROM generate_series(1, 40000) g) TO 's3://${bucket}/${prefix}' WITH (FORMAT = 'csv')`,
+      `COPY (SELECT CASE WHEN g % 20 = 0 THEN c2s_wait(g) ELSE g END AS g, repeat('x', 4000) AS pad FROM generate_series(1, 40000) g) TO 's3://${bucket}/${prefix}' WITH (FORMAT = 'csv')`,
     )
     .then(
       (r) => ({ rows: r.rowCount ?? -1 }),
       (e: { code?: string }) => ({ code: e.code }),
     );
-  await waitUntil("a multipart upload open", async () =>
-    (await check.uploads(bucket, `${prefix}/`)).length > 0 ? true : null,
-  );
+  // An export that ended first (an error) is said so at once, not after the wait's time is out.
+  let ended: { rows?: number; code?: string } | undefined;
+  void outcome.then((o) => {
+    ended = o;
+  });
+  await waitUntil("a multipart upload open", async () => {
+    if (ended !== undefined)
+      throw new Error(`the export ended before its upload opened: ${JSON.stringify(ended)}`);
+    return (await check.uploads(bucket, `${prefix}/`)).length > 0 ? true : null;
+  });
   return { prefix, outcome };
 }
 
