@@ -56,6 +56,32 @@ describe("payload signing", () => {
     expect(s.headers["x-amz-content-sha256"]).toBe(sha256);
   });
 
+  test("the body's SHA-256 comes from WebCrypto (libuv's thread pool), not from the signer on the calling thread", async () => {
+    const client = createS3Client({ ...base, endpoint: "http://127.0.0.1:9" });
+    // The signer hashes with the class in config.sha256 (node:crypto, synchronous on this thread).
+    const proto = (client.config as unknown as { sha256: { prototype: { update(d: Uint8Array): void } } })
+      .sha256.prototype;
+    const update = proto.update;
+    const hashed: number[] = [];
+    proto.update = function (this: unknown, d: Uint8Array) {
+      hashed.push(d.length);
+      update.call(this, d);
+    };
+    try {
+      for (const command of [
+        part(false),
+        new PutObjectCommand({ Bucket: "b", Key: "p/m.json", Body: body }),
+      ]) {
+        const s = await sent(client, command);
+        expect(s.headers["x-amz-content-sha256"]).toBe(sha256);
+      }
+    } finally {
+      proto.update = update;
+    }
+    expect(hashed.length).toBeGreaterThan(0); // the signer did sign, with this class
+    expect(Math.max(...hashed)).toBeLessThan(body.length);
+  });
+
   test("an https:// S3-compatible endpoint (no checksums sent) keeps the SHA-256 too", async () => {
     const client = createS3Client({ ...base, endpoint: "https://127.0.0.1:9" });
     const s = await sent(client, part(false));
