@@ -340,6 +340,7 @@ class Export {
             compression: opts.compression === "gzip" ? "gzip" : "none",
             maxFileSize: opts.maxFileSize,
             columnNames: columns.map((c) => c.name),
+            columnTypes: columns.map((c) => c.typeOid),
           },
         }
       : {
