@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { gunzipSync } from "node:zlib";
 import { describe, expect, test } from "vitest";
 import { type CsvOptions, createCsvEncoder } from "../../src/encoders/csv-encoder.js";
+import { plainColumns } from "../../src/encoders/csv-plain-types.js";
 import type { FileSink } from "../../src/encoders/types.js";
 
 type Value = string | Buffer | null;
@@ -23,6 +24,28 @@ function dataRow(values: readonly Value[], prefix = 0): Buffer {
   // Trailing garbage: the encoder must stop at its fields.
   parts.push(Buffer.from([0xde, 0xad]));
   return Buffer.concat(parts);
+}
+
+/** A whole DataRow message: 'D', int32 length, int16 field count, fields. */
+function message(r: readonly Value[]): Buffer {
+  const body = dataRow(r).subarray(0, -2); // without the trailing garbage
+  const m = Buffer.alloc(7 + body.length);
+  m[0] = 0x44;
+  m.writeInt32BE(6 + body.length, 1);
+  m.writeInt16BE(r.length, 5);
+  body.copy(m, 7);
+  return m;
+}
+
+/** All rows as DataRow messages in one buffer through writeRows (the encoder thread's path). */
+async function encodeRuns(o: CsvOptions, rows: readonly (readonly Value[])[]): Promise<Buffer> {
+  const sink = new MemorySink();
+  const enc = createCsvEncoder(o, sink);
+  const buf = Buffer.concat(rows.map(message));
+  enc.writeRows(buf, 0, buf.length);
+  await enc.finish();
+  expect(sink.files).toHaveLength(1);
+  return sink.bytes(0);
 }
 
 interface File {
@@ -139,15 +162,6 @@ function model(o: CsvOptions, rows: readonly (readonly Value[])[]): Buffer {
 
 describe("writeRows", () => {
   test("whole DataRow messages in runs, at any offset, write what the model writes", async () => {
-    const message = (r: readonly Value[]): Buffer => {
-      const body = dataRow(r).subarray(0, -2); // without the trailing garbage
-      const m = Buffer.alloc(7 + body.length);
-      m[0] = 0x44;
-      m.writeInt32BE(6 + body.length, 1);
-      m.writeInt16BE(r.length, 5);
-      body.copy(m, 7);
-      return m;
-    };
     const values: Value[] = [
       "",
       null,
@@ -173,6 +187,32 @@ describe("writeRows", () => {
       await enc.finish();
       expect(sink.bytes(0)).toEqual(model(o, rows));
       expect(sink.files[0]!.rows).toBe(rows.length);
+    }
+  });
+
+  test("word-at-a-time scan: a byte that forces quoting at any position of a short value", async () => {
+    // Every length 0–13 with each special byte at each position, next to values whose length
+    // prefixes hold those bytes (10 = LF, 13 = CR, 34 = '"', 44 = ','): bytes after a value's end
+    // must not count as its own. After a row's last value comes the next message's 'D', which is
+    // special only with DELIMITER 'D'.
+    const rows: Value[][] = [];
+    for (let len = 0; len <= 13; len++) {
+      for (const special of [",", '"', "\n", "\r", "|", "'"]) {
+        for (let at = -1; at < len; at++) {
+          const v = Array.from({ length: len }, (_, i) =>
+            i === at ? special : String.fromCharCode(97 + i),
+          ).join("");
+          rows.push([v, "x".repeat(10), v, "y".repeat(44), v, "z".repeat(34), "w".repeat(13), v]);
+        }
+      }
+    }
+    const names = ["a", "b", "c", "d", "e", "f", "g", "h"];
+    for (const o of [
+      opts({ columnNames: names }),
+      opts({ columnNames: names, d: "|", q: "'", null: "NULL" }),
+      opts({ columnNames: names, d: "D" }),
+    ]) {
+      expect((await encodeRuns(o, rows)).equals(model(o, rows))).toBe(true);
     }
   });
 
