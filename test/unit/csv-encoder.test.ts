@@ -352,6 +352,27 @@ describe("quoting", () => {
   });
 });
 
+describe("typed columns", () => {
+  test("a type is copied unscanned only while neither delimiter nor quote is in its alphabet", () => {
+    // int4, text, float8, bool, date, timestamptz, uuid, a user type
+    const oids = [23, 25, 701, 16, 1082, 1184, 2950, 16500];
+    const c = (s: string): number => s.charCodeAt(0);
+    expect([...plainColumns(oids, c(","), c('"'))]).toEqual([1, 0, 1, 1, 1, 0, 1, 0]);
+    expect([...plainColumns(oids, c("-"), c('"'))]).toEqual([0, 0, 0, 1, 0, 0, 0, 0]);
+    expect([...plainColumns(oids, c("|"), c("e"))]).toEqual([1, 0, 0, 1, 0, 0, 0, 0]);
+    expect([...plainColumns(oids, c("\t"), c("t"))]).toEqual([1, 0, 0, 0, 0, 0, 1, 0]);
+  });
+
+  test("column names are text whatever the column's type; NULL strings still quoted", async () => {
+    const o = opts({ header: true, columnNames: ["a,b", 'q"', "0"], columnTypes: [23, 20, 21], null: "0" });
+    const rows: Value[][] = [
+      ["1", "-2", "0"],
+      [null, "0", "32767"],
+    ];
+    expect((await encodeRuns(o, rows)).toString()).toBe('"a,b","q""","0"\n1,-2,"0"\n0,"0",32767\n');
+  });
+});
+
 describe("header", () => {
   test("column names are quoted by the value rules", async () => {
     const o = opts({
