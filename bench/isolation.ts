@@ -10,7 +10,10 @@
 //
 // --variants '[{"workerPolicy":"nice"},{"workerPolicy":"idle"}]': one proxy per build and entry
 // (its settings over --exports; an "env" object is extra environment, "nodeArgs" an array of
-// extra node options for the proxy process (e.g. V8's "--single-threaded-gc"), "ownSession" overrides
+// extra node options for the proxy process (e.g. V8's "--single-threaded-gc"), "reniceHelpers" N
+// has the bench renice every thread of the proxy but its main one that runs at niceness 0 (V8's
+// compiler and GC threads, libuv's pool: they serve the encoder threads too) to N, every 200 ms
+// while a window runs (an experiment from outside, not a proxy setting); "ownSession" overrides
 // --own-session), all alternating in the same rounds. --own-session yes starts the proxies with
 // setsid (see docs/isolation.md on autogroups). --probe loads bench/lib/loop-probe.mjs into each
 // proxy and prints its event-loop delay and GC per window.
@@ -59,7 +62,7 @@
 // p99(proxy)/p99(direct) ≤ 2 during exports, ≤ 1.5 idle.
 import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { cpus, loadavg, totalmem } from "node:os";
+import { cpus, loadavg, setPriority, totalmem } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { CreateBucketCommand, S3Client } from "@aws-sdk/client-s3";
@@ -125,12 +128,22 @@ interface Variant {
   env: Record<string, string>;
   ownSession: boolean;
   nodeArgs: string[];
+  reniceHelpers: number | undefined;
 }
 const VARIANTS: Variant[] =
   argv.variants === undefined
-    ? [{ label: "", exports: EXPORTS_CFG, env: {}, ownSession: OWN_SESSION, nodeArgs: [] }]
+    ? [
+        {
+          label: "",
+          exports: EXPORTS_CFG,
+          env: {},
+          ownSession: OWN_SESSION,
+          nodeArgs: [],
+          reniceHelpers: undefined,
+        },
+      ]
     : (JSON.parse(argv.variants) as Array<Record<string, unknown>>).map((v) => {
-        const { env, ownSession, nodeArgs, ...exp } = v;
+        const { env, ownSession, nodeArgs, reniceHelpers, ...exp } = v;
         const label = JSON.stringify(v).replace(/["{}]/g, "").replace(/^env:/, "").replace(/C2S_/g, "");
         return {
           label,
@@ -138,6 +151,7 @@ const VARIANTS: Variant[] =
           env: (env ?? {}) as Record<string, string>,
           ownSession: (ownSession as boolean | undefined) ?? OWN_SESSION,
           nodeArgs: (nodeArgs ?? []) as string[],
+          reniceHelpers: reniceHelpers as number | undefined,
         };
       });
 type WindowKind = "idle" | "parquet" | "csv" | "parquet4" | "csv4";
@@ -214,7 +228,10 @@ class SchedSampler {
    * priority (V8's and libuv's pools, a new encoder thread before it lowers itself), of the
    * lowered threads. */
   readonly perSecond: Array<[number, number, number]> = [];
-  constructor(private pid: number) {
+  constructor(
+    private pid: number,
+    private renice?: number,
+  ) {
     this.sample();
     this.timer = setInterval(() => this.sample(), 200);
   }
@@ -230,6 +247,13 @@ class SchedSampler {
       }
       if (!this.first.has(tid)) this.first.set(tid, s);
       this.last.set(tid, s);
+      if (this.renice !== undefined && tid !== this.pid && s.nice === 0 && s.policy === 0) {
+        try {
+          setPriority(tid, this.renice);
+        } catch {
+          // ended meanwhile
+        }
+      }
     }
   }
   /** The first seconds as "main/others at nice 0/lowered" CPU ms per second. */
@@ -386,7 +410,7 @@ async function main(): Promise<void> {
         });
       runNo++;
       await probe(proxy, units[bi]!.probeFile);
-      let sampler = new SchedSampler(proxy.pid);
+      let sampler = new SchedSampler(proxy.pid, VARIANTS[bi % VARIANTS.length]!.reniceHelpers);
       const cpu0 = { main: cpuSeconds(proxy.pid, false, true), total: cpuSeconds(proxy.pid, false) };
       let t0 = performance.now();
       const runs = Promise.all([bench(proxy.port, "proxy"), bench(pg.port, "direct")]);
@@ -408,7 +432,7 @@ async function main(): Promise<void> {
         t0 = performance.now();
         const c0 = { main: cpuSeconds(proxy.pid, false, true), total: cpuSeconds(proxy.pid, false) };
         sampler.stop();
-        sampler = new SchedSampler(proxy.pid);
+        sampler = new SchedSampler(proxy.pid, VARIANTS[bi % VARIANTS.length]!.reniceHelpers);
         await probe(proxy, units[bi]!.probeFile);
         await Promise.all(
           Array.from({ length: n }, async () => {
