@@ -162,6 +162,72 @@ describe("fixed-width decoders", () => {
     expect(() => decode(Oid.timestamp, [i64(9223371331200000000n - 1n)])).toThrow(/after year/);
   });
 
+  it("column runs of fixed-width, date and timestamp values with NULLs first, between and last match one-by-one appends", () => {
+    // decode() checks the run path (32-bit big-endian reads) against append(); NULLs before the
+    // first value, after it and at the end exercise the validity bitmap in both.
+    const withNulls = (vals: Buffer[]): Val[] => [null, vals[0]!, null, null, ...vals.slice(1), null];
+    const ints = decode(
+      Oid.int8,
+      withNulls([i64(-1n), i64(-(1n << 63n)), i64((1n << 63n) - 1n), i64(0x0102030405060708n)]),
+    );
+    expect(Array.from(ints.toArray() as BigInt64Array)).toEqual([
+      0n,
+      -1n,
+      0n,
+      0n,
+      -(1n << 63n),
+      (1n << 63n) - 1n,
+      0x0102030405060708n,
+      0n,
+    ]);
+    expect([...ints].slice(0, 4)).toEqual([null, -1n, null, null]);
+    expect([...decode(Oid.int4, withNulls([i32(-2), i32(0x7fffffff), i32(-0x80000000)]))]).toEqual([
+      null,
+      -2,
+      null,
+      null,
+      0x7fffffff,
+      -0x80000000,
+      null,
+    ]);
+    expect([...decode(Oid.int2, withNulls([i16(-2), i16(258)]))]).toEqual([null, -2, null, null, 258, null]);
+    expect([...decode(Oid.float4, withNulls([f32(1.5), f32(-0)]))]).toEqual([
+      null,
+      1.5,
+      null,
+      null,
+      -0,
+      null,
+    ]);
+    // A NaN with a payload keeps its bits: 8-byte values go through two integer words.
+    const nan = Buffer.from("7ff8000000000001", "hex");
+    const floats = decode(Oid.float8, withNulls([nan, f64(-1e300), f64(Number.POSITIVE_INFINITY)]));
+    const bytes = Buffer.from(floats.data[0]!.values.buffer, floats.data[0]!.values.byteOffset, 8 * 6);
+    expect(bytes.subarray(8, 16)).toEqual(Buffer.from(nan).reverse());
+    expect([...floats].slice(4)).toEqual([-1e300, Number.POSITIVE_INFINITY, null]);
+    expect(
+      [...decode(Oid.date, withNulls([i32(1), i32(-10957)]))].map((d) => (d === null ? null : Number(d))),
+    ).toEqual([null, Date.UTC(2000, 0, 2), null, null, 0, null]);
+    const ts = decode(Oid.timestamptz, withNulls([i64(-1n), i64(4294967295n)]));
+    expect(Array.from(ts.data[0]!.values as unknown as BigInt64Array)).toEqual([
+      0n,
+      946684799999999n,
+      0n,
+      0n,
+      946689094967295n,
+      0n,
+    ]);
+    expect(ts.nullCount).toBe(4);
+    // Errors inside a run name the value as the one-value path does (decode() compares them).
+    expect(() => decode(Oid.timestamp, withNulls([i64(0n), i64(-(1n << 63n))]))).toThrow(/-infinity/);
+    expect(() => decode(Oid.date, withNulls([i32(0), i32(0x7fffffff)]))).toThrow(/date infinity/);
+    expect(() => decode(Oid.int8, withNulls([i64(0n), i32(1)]))).toThrow(/expected 8 bytes, got 4/);
+    expect(() => decode(Oid.date, withNulls([i32(0), i64(1n)]))).toThrow(/expected 4 bytes for date, got 8/);
+    expect(() => decode(Oid.timestamp, withNulls([i64(0n), i32(1)]))).toThrow(
+      /expected 8 bytes for timestamp, got 4/,
+    );
+  });
+
   it("time is microseconds since midnight, 24:00:00 included", () => {
     const v = decode(Oid.time, [i64(0n), i64(86400000000n), i64(45296789012n)]);
     expect(Array.from(v.data[0]!.values as unknown as BigInt64Array)).toEqual([

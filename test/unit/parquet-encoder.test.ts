@@ -8,6 +8,7 @@ import { DuckDBInstance } from "@duckdb/node-api";
 import { afterAll, describe, expect, it } from "vitest";
 import { createParquetEncoder, type ParquetEncoder } from "../../src/encoders/parquet-encoder.js";
 import type { ColumnInfo, FileSink } from "../../src/encoders/types.js";
+import { PgError } from "../../src/errors.js";
 
 const tmp = mkdtempSync(join(tmpdir(), "parquet-enc-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -212,6 +213,18 @@ describe("failures", () => {
       // A length word that disagrees with the fields it frames.
       const long = message(Buffer.concat([bodies[2]!, Buffer.alloc(2)]));
       expect(() => b.writeRows(long, 0, long.length)).toThrow(/DataRow length does not match its fields/);
+      // A field length running past the end of the batch: the same protocol error, not a RangeError
+      // from reading the next length word beyond the buffer.
+      const past = message(bodies[3]!);
+      past.writeInt32BE(1 << 20, 7);
+      let err: unknown;
+      try {
+        b.writeRows(past, 0, past.length);
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(PgError);
+      expect((err as PgError).code).toBe("08P01");
     } finally {
       b.dispose();
     }

@@ -81,6 +81,9 @@ export async function createParquetEncoder(opts: ParquetOptions, sink: FileSink)
   return encoder;
 }
 
+const fieldsMismatch = (): PgError =>
+  new PgError(SqlState.protocolViolation, "DataRow length does not match its fields");
+
 function leafCount(t: arrow.DataType): number {
   const children = t.children as arrow.Field[] | null | undefined;
   if (!children || children.length === 0) return 1;
@@ -132,7 +135,6 @@ export class ParquetEncoder implements RowEncoder {
   private fileRows = 0;
   private fileRowGroups = 0;
   private disposed = false;
-  totalRows = 0;
 
   constructor(
     private readonly opts: ParquetOptions,
@@ -193,10 +195,12 @@ export class ParquetEncoder implements RowEncoder {
     let len = this.fieldLen;
     let rows = 0;
     let p = start;
+    // Big-endian int32 reads through a DataView: one load and a byte swap once optimised.
+    const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
     while (p < end) {
       // Message header: 'D', int32 length (from here), int16 field count.
-      const next = p + 1 + ((buf[p + 1]! << 24) | (buf[p + 2]! << 16) | (buf[p + 3]! << 8) | buf[p + 4]!);
-      const nFields = (buf[p + 5]! << 8) | buf[p + 6]!;
+      const next = p + 1 + dv.getInt32(p + 1);
+      const nFields = dv.getUint16(p + 5);
       if (nFields !== nCols) {
         throw new PgError(SqlState.protocolViolation, `DataRow has ${nFields} fields, expected ${nCols}`);
       }
@@ -207,14 +211,15 @@ export class ParquetEncoder implements RowEncoder {
       }
       p += 7;
       for (let i = 0, k = rows; i < nCols; i++, k += cap) {
-        const l = (buf[p]! << 24) | (buf[p + 1]! << 16) | (buf[p + 2]! << 8) | buf[p + 3]!;
+        // A field running past its message would have the DataView read past the batch.
+        if (p + 4 > next) throw fieldsMismatch();
+        const l = dv.getInt32(p);
         p += 4;
         pos[k] = p;
         len[k] = l;
         if (l > 0) p += l;
       }
-      if (p !== next)
-        throw new PgError(SqlState.protocolViolation, "DataRow length does not match its fields");
+      if (p !== next) throw fieldsMismatch();
       rows++;
     }
     for (let i = 0; i < nCols; i++) b[i]!.appendColumn(buf, pos, len, i * cap, rows);
@@ -283,7 +288,6 @@ export class ParquetEncoder implements RowEncoder {
     }
     this.fileRows += job.rows;
     this.fileRowGroups++;
-    this.totalRows += job.rows;
     this.learn(w.fileBytes - before, job.raw);
     if (this.limit - w.fileBytes - this.footerEstimate(0) < this.limit / 64) await this.closeFile();
     this.byteCap = this.nextByteCap();

@@ -18,13 +18,28 @@ export class DateBuilder extends BaseBuilder {
   readonly type = new arrow.DateDay();
   private values = new Int32Array(1024);
 
-  // The base class's loop, repeated here so that its `append` call sees only this class.
   override appendColumn(buf: Buffer, pos: Int32Array, len: Int32Array, from: number, n: number): void {
+    if (this.length + n > this.values.length) this.values = grow(this.values, this.length + n);
+    const values = this.values;
+    const src = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+    const validity = this.validity;
+    let i = this.length;
     for (let k = from, end = from + n; k < end; k++) {
       const l = len[k]!;
-      if (l < 0) this.appendNull();
-      else this.append(buf, pos[k]!, l);
+      const d = l === 4 ? src.getInt32(pos[k]!) : DATE_PINF;
+      if (d === DATE_PINF || d === DATE_NINF) {
+        // NULLs, bad lengths and infinities: the one-value path says what is wrong.
+        this.length = i;
+        if (l < 0) this.appendNull();
+        else this.append(buf, pos[k]!, l);
+        i = this.length;
+        continue;
+      }
+      values[i] = d + EPOCH_SHIFT_DAYS;
+      if (validity.bits !== null) validity.setValid(i);
+      i++;
     }
+    this.length = i;
   }
   append(buf: Buffer, pos: number, len: number): void {
     if (len !== 4) this.invalid(`expected 4 bytes for date, got ${len}`);
@@ -79,13 +94,41 @@ export class TimestampBuilder extends BaseBuilder {
     this.type = new arrow.TimestampMicrosecond(tz ? "+00:00" : null);
   }
 
-  // The base class's loop, repeated here so that its `append` call sees only this class.
   override appendColumn(buf: Buffer, pos: Int32Array, len: Int32Array, from: number, n: number): void {
+    const need = (this.length + n) << 1;
+    if (need > this.values.length) this.values = grow(this.values, need);
+    const values = this.values;
+    const src = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+    const validity = this.validity;
+    let i = this.length;
     for (let k = from, end = from + n; k < end; k++) {
       const l = len[k]!;
+      if (l === 8) {
+        const p = pos[k]!;
+        const hi = src.getInt32(p);
+        const lo = src.getUint32(p + 4);
+        let lw = lo + SHIFT_US_LO;
+        let h = hi + SHIFT_US_HI;
+        if (lw >= TWO32) {
+          lw -= TWO32;
+          h++;
+        }
+        // Infinities (±2^63 before the shift) and years past 294000 overflow the high word:
+        // the one-value path below names them.
+        if (h <= 0x7fffffff && !(hi === -0x80000000 && lo === 0)) {
+          values[2 * i] = lw | 0;
+          values[2 * i + 1] = h;
+          if (validity.bits !== null) validity.setValid(i);
+          i++;
+          continue;
+        }
+      }
+      this.length = i;
       if (l < 0) this.appendNull();
       else this.append(buf, pos[k]!, l);
+      i = this.length;
     }
+    this.length = i;
   }
   append(buf: Buffer, pos: number, len: number): void {
     if (len !== 8) this.invalid(`expected 8 bytes for timestamp, got ${len}`);

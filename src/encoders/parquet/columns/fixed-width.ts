@@ -60,6 +60,12 @@ export class ReversedBytesBuilder extends BaseBuilder {
     const need = (this.length + n) * w;
     if (need > this.bytes.length) this.bytes = grow(this.bytes, need);
     const b = this.bytes;
+    // 4- and 8-byte values as 32-bit words: a big-endian read (one load and a byte swap once
+    // optimised) and a native-order store, instead of a load and a store per byte. 8-byte values
+    // are two words, low word first; their bits go through integers only, so a float's NaN
+    // payload is kept.
+    const src = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+    const words = new Int32Array(b.buffer, b.byteOffset, b.byteLength >> 2);
     const validity = this.validity;
     // The row count in a local: one store per run instead of one per value.
     let i = this.length;
@@ -73,22 +79,13 @@ export class ReversedBytesBuilder extends BaseBuilder {
         continue;
       }
       const p = pos[k]!;
-      const o = i * w;
       if (w === 8) {
-        b[o] = buf[p + 7]!;
-        b[o + 1] = buf[p + 6]!;
-        b[o + 2] = buf[p + 5]!;
-        b[o + 3] = buf[p + 4]!;
-        b[o + 4] = buf[p + 3]!;
-        b[o + 5] = buf[p + 2]!;
-        b[o + 6] = buf[p + 1]!;
-        b[o + 7] = buf[p]!;
+        words[2 * i] = src.getInt32(p + 4);
+        words[2 * i + 1] = src.getInt32(p);
       } else if (w === 4) {
-        b[o] = buf[p + 3]!;
-        b[o + 1] = buf[p + 2]!;
-        b[o + 2] = buf[p + 1]!;
-        b[o + 3] = buf[p]!;
+        words[i] = src.getInt32(p);
       } else {
+        const o = 2 * i;
         b[o] = buf[p + 1]!;
         b[o + 1] = buf[p]!;
       }
