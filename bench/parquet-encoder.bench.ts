@@ -23,6 +23,9 @@
 //         platform threads (GC, JIT) from /proc. Without a proxy or PostgreSQL: the figure that
 //         code changes in src/encoders/parquet move. `--warm N` first runs an export of N rows
 //         (a start-up warm-up); `--no-write` stops at the Arrow IPC (decode alone).
+//         `--compare <src>` alternates each export with one by the encoder under another source
+//         tree (e.g. `git archive main src | tar -x -C /tmp/base` → `--compare /tmp/base/src`)
+//         in the same process, and prints both medians: old and new code under the same load.
 import { execFileSync, spawnSync } from "node:child_process";
 import { parquetWasm } from "../src/encoders/parquet/wasm-writer.js";
 import { createParquetEncoder, type ParquetCompression } from "../src/encoders/parquet-encoder.js";
@@ -355,15 +358,31 @@ async function threadPath(): Promise<void> {
     const e = enc as { takeBatch(): Uint8Array; pool: ArrayBuffer[] };
     e.pool.push(e.takeBatch().buffer as ArrayBuffer);
   };
+  // --compare <src>: the same exports alternately by another source tree's encoder.
+  const ci = args.indexOf("--compare");
+  type Create = typeof createParquetEncoder;
+  const variants: Array<{ name: string; create: Create; perM: number[] }> = [
+    { name: "this checkout", create: createParquetEncoder, perM: [] },
+  ];
+  if (ci >= 0) {
+    const other = (await import(`${args[ci + 1]}/encoders/parquet-encoder.js`)) as {
+      createParquetEncoder: Create;
+    };
+    variants.unshift({ name: args[ci + 1]!, create: other.createParquetEncoder, perM: [] });
+  }
   // --warm N: a first export of N rows (a warm-up such as a proxy could run at start-up).
   const sizes = [...(opt("warm", 0) > 0 ? [opt("warm", 0)] : []), ...Array<number>(REPS).fill(ROWS)];
-  for (let rep = 0; rep < sizes.length; rep++) {
+  const runs = sizes.flatMap((size, rep) =>
+    (rep % 2 === 0 ? variants : [...variants].reverse()).map((v) => ({ size, v })),
+  );
+  for (let rep = 0; rep < runs.length; rep++) {
+    const { size, v } = runs[rep]!;
     const c0 = cpuNow();
     const t0 = performance.now();
     const sink = countingSink();
-    const enc = await createParquetEncoder({ compression, maxFileSize: 256 << 20, columns }, sink);
+    const enc = await v.create({ compression, maxFileSize: 256 << 20, columns }, sink);
     let rows = 0;
-    for (let k = 0; rows < sizes[rep]!; k++) {
+    for (let k = 0; rows < size; k++) {
       const b = batches[k % batches.length]!;
       enc.writeRows(b.buf, 0, b.buf.length);
       rows += b.rows;
@@ -378,11 +397,18 @@ async function threadPath(): Promise<void> {
     const secs = (performance.now() - t0) / 1000;
     const c1 = cpuNow();
     const per = (x: number) => ((x * 1e6) / rows).toFixed(3);
+    // Medians leave out each variant's first export (the process's JIT warm-up).
+    if (rep >= variants.length) v.perM.push(((c1.main - c0.main) * 1e6) / rows);
     console.log(
-      `  export ${rep + 1} (${rows} rows): ${secs.toFixed(2)} s, ${(sink.bytes / 1048576).toFixed(1)} MiB, CPU-s per 1M rows ` +
+      `  export ${rep + 1} (${rows} rows${variants.length > 1 ? `, ${v.name}` : ""}): ${secs.toFixed(2)} s, ${(sink.bytes / 1048576).toFixed(1)} MiB, CPU-s per 1M rows ` +
         `total ${per(c1.main - c0.main + c1.other - c0.other)}  this thread ${per(c1.main - c0.main)}  ` +
         `other threads ${per(c1.other - c0.other)}`,
     );
+  }
+  if (variants.length > 1) {
+    for (const v of variants) {
+      console.log(`  median CPU-s per 1M rows on this thread, ${v.name}: ${median(v.perM).toFixed(3)}`);
+    }
   }
 }
 
