@@ -24,7 +24,8 @@
 //         code changes in src/encoders/parquet move. `--warm N` first runs an export of N rows
 //         (a start-up warm-up); `--no-write` stops at the Arrow IPC (decode alone).
 //         `--compare <src>` alternates each export with one by the encoder under another source
-//         tree (e.g. `git archive main src | tar -x -C /tmp/base` → `--compare /tmp/base/src`)
+//         tree (inside this checkout, so its node_modules resolve: `git archive main src | tar -x -C .tmp/base`
+//         → `--compare $PWD/.tmp/base/src`)
 //         in the same process, and prints both medians: old and new code under the same load.
 import { execFileSync, spawnSync } from "node:child_process";
 import { parquetWasm } from "../src/encoders/parquet/wasm-writer.js";
