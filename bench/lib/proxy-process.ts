@@ -2,7 +2,15 @@
 // its own), built from this checkout or from any commit (`git archive` into a temporary directory,
 // this checkout's node_modules), so the proxies of two commits can run side by side in one bench.
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { appendFileSync, existsSync, mkdirSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  appendFileSync,
+  existsSync,
+  mkdirSync,
+  readlinkSync,
+  symlinkSync,
+  unlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { connect } from "node:net";
 import { join } from "node:path";
 import { freePort } from "../../test/support/ports.js";
@@ -40,11 +48,27 @@ export function buildProxy(
   if (!existsSync(join(dir, "dist/cli.js"))) {
     mkdirSync(dir, { recursive: true });
     execFileSync("sh", ["-c", `git -C '${ROOT}' archive ${commit} | tar -x -C '${dir}'`]);
-    if (!existsSync(join(dir, "node_modules")))
-      symlinkSync(join(ROOT, "node_modules"), join(dir, "node_modules"));
+    linkNodeModules(dir);
     execFileSync("npm", ["run", "build", "--silent"], { cwd: dir, stdio: "inherit" });
   }
+  // A kept build's link may point into a checkout that is gone (a removed worktree): the proxy
+  // then fails to start on its first import. It always runs on this checkout's node_modules.
+  linkNodeModules(dir);
   return { name: commit, dir };
+}
+
+function linkNodeModules(dir: string): void {
+  const link = join(dir, "node_modules");
+  const target = join(ROOT, "node_modules");
+  let current: string | undefined;
+  try {
+    current = readlinkSync(link);
+  } catch {
+    if (existsSync(link)) return; // a real directory, installed there on purpose
+  }
+  if (current === target) return;
+  if (current !== undefined) unlinkSync(link);
+  symlinkSync(target, link);
 }
 
 export interface ProxyProc {
