@@ -281,21 +281,18 @@ class SchedSampler {
   }
 }
 
+/** What bench/lib/loop-probe.mjs writes at each SIGUSR2. */
+interface ProbeFigures {
+  p99: number;
+  max: number;
+  gcMs: number;
+  gcMaxMs: number;
+  gcByKind: object;
+  stalls?: Array<[number, number, string]>;
+}
+
 /** With --probe: the proxy's loop-probe figures since the previous call (bench/lib/loop-probe.mjs). */
-async function probe(
-  proc: ProxyProc,
-  file: string,
-): Promise<
-  | {
-      p99: number;
-      max: number;
-      gcMs: number;
-      gcMaxMs: number;
-      gcByKind: object;
-      stalls?: Array<[number, number, string]>;
-    }
-  | undefined
-> {
+async function probe(proc: ProxyProc, file: string): Promise<ProbeFigures | undefined> {
   if (!argv.probe) return undefined;
   const seq = (): number => {
     try {
@@ -307,14 +304,7 @@ async function probe(
   const before = seq();
   process.kill(proc.pid, "SIGUSR2");
   for (let i = 0; i < 200 && seq() === before; i++) await new Promise((r) => setTimeout(r, 10));
-  return JSON.parse(readFileSync(file, "utf8")) as {
-    p99: number;
-    max: number;
-    gcMs: number;
-    gcMaxMs: number;
-    gcByKind: object;
-    stalls?: Array<[number, number, string]>;
-  };
+  return JSON.parse(readFileSync(file, "utf8")) as ProbeFigures;
 }
 
 async function main(): Promise<void> {

@@ -595,7 +595,8 @@ describe("the process's encoding budget (exports.maxEncodingThreads)", () => {
     expect(budgetUse(budget)).toEqual({ encoding: 0, waiting: 0 });
   });
 
-  test("a thread ended while it waits for a slot (a cancel) no longer counts as waiting", async () => {
+  /** Two CSV exports under a budget of 1: one thread holds the slot at the gate, one waits. */
+  async function twoThreadsOneWaiting() {
     const gate = countingGate();
     const budget = encoderBudget(1);
     const ctl = [new AbortController(), new AbortController()];
@@ -613,6 +614,11 @@ describe("the process's encoding budget (exports.maxEncodingThreads)", () => {
       () => Atomics.load(gate, 1) === 1 && budgetUse(budget).waiting === 1,
       10_000,
     );
+    return { gate, budget, ctl, sinks, ts };
+  }
+
+  test("a thread ended while it waits for a slot (a cancel) no longer counts as waiting", async () => {
+    const { gate, budget, ctl, sinks, ts } = await twoThreadsOneWaiting();
     const waiter = ts.findIndex((t) => !budgetHolders(budget).includes(t.threadId));
     const cancelled = ts[waiter]!.finish();
     ctl[waiter]!.abort(new Error("cancelled"));
@@ -627,23 +633,7 @@ describe("the process's encoding budget (exports.maxEncodingThreads)", () => {
   });
 
   test("a thread ended in the middle of a batch (a cancel) gives its slot to the next", async () => {
-    const gate = countingGate();
-    const budget = encoderBudget(1);
-    const ctl = [new AbortController(), new AbortController()];
-    const sinks = [new MemorySink(), new MemorySink()];
-    const ts = ctl.map((c, i) => {
-      const t = new EncoderThread(csvSpec(), { nice: 10, maxEncoding: 1 });
-      threads.push(t);
-      t.attach(sinks[i]!, c.signal, () => {});
-      const rows = rowsOf(`t${i}-`);
-      t.writeRows(rows, 0, rows.length);
-      return t;
-    });
-    await waitUntil(
-      "one thread at the gate, one waiting",
-      () => Atomics.load(gate, 1) === 1 && budgetUse(budget).waiting === 1,
-      10_000,
-    );
+    const { gate, budget, ctl, sinks, ts } = await twoThreadsOneWaiting();
     const holder = ts.findIndex((t) => budgetHolders(budget).includes(t.threadId));
     expect(holder).toBeGreaterThanOrEqual(0);
     const other = 1 - holder;
