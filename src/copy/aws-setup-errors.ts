@@ -3,7 +3,7 @@
 // which connection or where to set it. These are turned into an error that names the connection
 // and the setting as a flag, variable or config key, at the first S3 request (the preflight).
 import { PgError, SqlState } from "../errors.js";
-import type { AwsConnection } from "./connections.js";
+import type { AwsConnection } from "./aws-connection.js";
 
 const AMBIENT = "(default credentials)";
 

@@ -17,9 +17,10 @@
 
 import { DEFAULT_EXPORT_LIMITS } from "../config.js";
 import { PgError, SqlState } from "../errors.js";
+import type { AwsConnection } from "./aws-connection.js";
 import { explainAwsSetup } from "./aws-setup-errors.js";
-import type { AwsConnection, ConnectionRegistry } from "./connections.js";
-import { createStore } from "./connections.js";
+import type { ConnectionRegistry } from "./connections.js";
+import { createStore } from "./create-store.js";
 import { META_DIR } from "./manifest.js";
 import { plural } from "./progress-notice.js";
 import type { ObjectStore, PendingUpload, StoreOptions } from "./storage/object-store.js";

@@ -4,7 +4,7 @@
 // every superuser); a connection without it by every user who can log in through the proxy
 // (docs/security.md). The refusal names only the connection the user asked for.
 import { PgError, SqlState } from "../errors.js";
-import type { AwsConnection } from "./connections.js";
+import type { AwsConnection } from "./aws-connection.js";
 import type { UpstreamClient } from "./upstream-client.js";
 
 const lit = (s: string): string => `'${s.replace(/'/g, "''")}'`;

@@ -1,7 +1,7 @@
 // Wires scheduled snapshots into a proxy: parses `jobs`, answers the console statements, and runs
 // the jobs once the proxy listens.
 import type { Config, HostPort } from "../config.js";
-import { createStore } from "../copy/connections.js";
+import { createStore } from "../copy/create-store.js";
 import type { CopyToHook } from "../copy/hook.js";
 import { initParser } from "../copy/sql-tokens.js";
 import type { ObjectStore } from "../copy/storage/object-store.js";

@@ -4,7 +4,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { inspect } from "node:util";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { ConnectionConfigError, createStore, loadConnections } from "../../src/copy/connections.js";
+import { ConnectionConfigError } from "../../src/copy/connection-settings.js";
+import { loadConnections } from "../../src/copy/connections.js";
+import { createStore } from "../../src/copy/create-store.js";
 import { FileStore } from "../../src/copy/storage/file-store.js";
 import { S3Store } from "../../src/copy/storage/s3-store.js";
 import {

@@ -6,7 +6,7 @@ import { mkdir, mkdtemp, readdir, rename, rm, symlink } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
-import { createStore } from "../../src/copy/connections.js";
+import { createStore } from "../../src/copy/create-store.js";
 import { checkFileTarget } from "../../src/copy/storage/file-root.js";
 import type { ObjectStore } from "../../src/copy/storage/object-store.js";
 import { parseTargetUrl } from "../../src/copy/storage/target-url.js";

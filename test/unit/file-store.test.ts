@@ -4,7 +4,7 @@ import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
-import { createStore } from "../../src/copy/connections.js";
+import { createStore } from "../../src/copy/create-store.js";
 import { FileStore } from "../../src/copy/storage/file-store.js";
 import { PgError } from "../../src/errors.js";
 

@@ -18,7 +18,8 @@
 // external_id, …), mz_catalog.mz_schemas, mz_catalog.mz_databases; functions
 // has_connection_privilege(connection oid, privilege) and mz_is_superuser() (docs: sql/functions).
 import { PgError, SqlState } from "../../errors.js";
-import { AwsConnection, type ConnectionRegistry } from "../connections.js";
+import { AwsConnection } from "../aws-connection.js";
+import type { ConnectionRegistry } from "../connections.js";
 import type { UpstreamClient } from "../upstream-client.js";
 
 /** Connections built from the catalog, by registry and settings: reused across exports (their S3 clients). */
