@@ -3,7 +3,6 @@
 import { randomUUID } from "node:crypto";
 import type { Config } from "../config.js";
 import type { EncoderSpec } from "../encoders/create-encoder.js";
-import { planParquet } from "../encoders/parquet-encoder.js";
 import type { ColumnInfo } from "../encoders/types.js";
 import { EncoderThread } from "../encoders/worker/encoder-thread.js";
 import { PgError } from "../errors.js";
@@ -15,23 +14,24 @@ import { authorizeConnection } from "./connection-authorization.js";
 import type { ConnectionRegistry } from "./connections.js";
 import { createStore } from "./create-store.js";
 import { describeError, takeBackExport, withLeftBehind } from "./export-cleanup.js";
+import { encoderSpec } from "./export-encoder-spec.js";
 import { notEmpty, rowTooBig } from "./export-errors.js";
 import type { ExportLimiter } from "./export-limiter.js";
 import { ExportLog } from "./export-log.js";
+import { planExport } from "./export-plan.js";
 import { ProgressNotices } from "./export-progress.js";
+import { resolveTarget } from "./export-target.js";
 import { buildManifest, buildRedshiftManifest, metadataKeys } from "./manifest.js";
 import { OutputBatches } from "./output-batches.js";
 import { finalMessage } from "./progress-notice.js";
+import { RowRelay } from "./row-relay.js";
 import { Sentinel } from "./sentinel.js";
 import { snapshotFor } from "./snapshot/choose-snapshot.js";
 import { resolveAwsConnection } from "./snapshot/materialize-connections.js";
 import type { OpenedSnapshot, SnapshotInfo, SnapshotSource } from "./snapshot/snapshot-source.js";
-import { watchForStall } from "./stall-watchdog.js";
 import type { CopyToStatement } from "./statement.js";
-import { checkFileTarget } from "./storage/file-root.js";
-import { checkKeyLengths } from "./storage/key-length.js";
 import { abortUploadsOf, type ObjectStore } from "./storage/object-store.js";
-import { assertTargetUrl, formatTargetUrl, parseTargetUrl, type TargetUrl } from "./storage/target-url.js";
+import { formatTargetUrl, type TargetUrl } from "./storage/target-url.js";
 import type { WrittenFile } from "./upload-sink.js";
 import { UpstreamClient } from "./upstream-client.js";
 import { upstreamKindOf } from "./upstream-kind.js";
@@ -82,7 +82,8 @@ class Export {
   private sentinel: Sentinel | null = null;
   private committed = false;
   private manifestWritten = false;
-  private rows = 0;
+  /** Moves the snapshot's rows to the encoders, and counts them. */
+  private relay: RowRelay | null = null;
   private readonly report: ExportLog;
 
   constructor(
@@ -116,6 +117,10 @@ class Export {
     });
   }
 
+  private get rows(): number {
+    return this.relay?.rows ?? 0;
+  }
+
   private checkAborted(): void {
     if (this.signal.aborted) throw PgError.from(this.signal.reason);
   }
@@ -141,7 +146,7 @@ class Export {
       const { columns, typeNames, snapshot } = await this.plan();
       this.store = this.openStore(target, conn);
       // Its start-up overlaps the preflight's round trips instead of following them.
-      this.encoderSpecOf = this.encoderSpec(columns);
+      this.encoderSpecOf = encoderSpec(this.stmt.options, columns);
       this.startEncoder();
       this.report.phase("preflight");
       await this.preflight().catch((e: unknown) => {
@@ -215,62 +220,23 @@ class Export {
     return { rows: this.rows, bytes: this.output?.bytes ?? 0, files: this.output?.filesDone ?? 0 };
   }
 
-  private async resolveTarget(): Promise<TargetUrl> {
-    const t = this.stmt.target;
-    let text: string;
-    if (t.kind === "literal") text = t.value;
-    else {
-      // Evaluated once, in the client's session, before anything else (SPEC §1), with the
-      // parameters the client bound ($1 in a simple Query is the upstream's "there is no
-      // parameter $1").
-      const sql = `SELECT (${t.sql})::text`;
-      const params = this.ctx.params;
-      const r =
-        params === undefined || params.values.length === 0
-          ? await this.client.query(sql, this.signal)
-          : await this.client.queryParams(sql, params, this.signal);
-      text = assertTargetUrl(r.rows[0]?.[0] ?? null);
-    }
-    const target = parseTargetUrl(text);
-    checkFileTarget(target, this.deps.config.fileRoot);
-    // The longest names this export can write: its manifests, and a data file past file 9999.
-    checkKeyLengths(target, [
-      ...Object.values(metadataKeys(this.id)),
-      `mz-${this.id}-batch-0000-99999.csv.gz`,
-    ]);
-    return target;
+  private resolveTarget(): Promise<TargetUrl> {
+    return resolveTarget(
+      this.stmt.target,
+      { client: this.client, params: this.ctx.params, signal: this.signal },
+      this.id,
+      this.deps.config.fileRoot,
+    );
   }
 
-  private async plan(): Promise<OpenedSnapshot> {
-    const opts = this.stmt.options;
-    if (opts.ignored !== undefined) {
-      this.ctx.notice(
-        `ignoring COPY option${opts.ignored.length === 1 ? "" : "s"} ${opts.ignored.join(", ")}`,
-        "As Materialize's COPY TO does: CSV options apply only to FORMAT csv, FILES and PATTERN only to COPY FROM.",
-      );
-    }
-    // Opening waits on the upstream too (Materialize: the SUBSCRIBE's first progress row).
-    const stopWatching = watchForStall(
-      this.deps.config.exports.stallTimeoutMs,
-      { progress: () => 0, waitingForUploads: () => false },
-      (err) => this.ac.abort(err),
-    );
-    let opened: OpenedSnapshot;
-    try {
-      opened = await this.snapshot.open({ typeInfo: opts.format === "parquet" }, this.signal);
-    } finally {
-      stopWatching();
-    }
-    if (opts.format === "parquet") {
-      const { textColumns } = planParquet(opened.columns);
-      if (textColumns.length > 0) {
-        this.ctx.notice(
-          `exporting ${textColumns.length === 1 ? "column" : "columns"} ${textColumns.map((c) => `"${c}"`).join(", ")} as text`,
-          "Parquet has no type for these columns; their text output is written as UTF-8 strings.",
-        );
-      }
-    }
-    return opened;
+  private plan(): Promise<OpenedSnapshot> {
+    return planExport(this.stmt.options, {
+      snapshot: this.snapshot,
+      notice: (message, detail) => this.ctx.notice(message, detail),
+      stallTimeoutMs: this.deps.config.exports.stallTimeoutMs,
+      abort: (err) => this.ac.abort(err),
+      signal: this.signal,
+    });
   }
 
   /**
@@ -326,38 +292,6 @@ class Export {
     return t;
   }
 
-  /** The encoder as plain data, for the encoder thread to build. */
-  private encoderSpec(columns: ColumnInfo[]): EncoderSpec {
-    const opts = this.stmt.options;
-    return opts.format === "csv"
-      ? {
-          format: "csv",
-          options: {
-            header: opts.header,
-            delimiter: opts.delimiter.charCodeAt(0),
-            quote: opts.quote.charCodeAt(0),
-            escape: opts.escape.charCodeAt(0),
-            null: opts.null,
-            compression: opts.compression === "gzip" ? "gzip" : "none",
-            maxFileSize: opts.maxFileSize,
-            columnNames: columns.map((c) => c.name),
-            columnTypes: columns.map((c) => c.typeOid),
-          },
-        }
-      : {
-          format: "parquet",
-          options: {
-            compression:
-              opts.compression === "none" || opts.compression === "gzip" || opts.compression === "zstd"
-                ? opts.compression
-                : "snappy",
-            maxFileSize: opts.maxFileSize,
-            rowGroupSize: opts.rowGroupSize,
-            columns,
-          },
-        };
-  }
-
   private async read(): Promise<void> {
     const opts = this.stmt.options;
     const ext = opts.format === "csv" ? (opts.compression === "gzip" ? "csv.gz" : "csv") : "parquet";
@@ -375,71 +309,16 @@ class Export {
       (err) => this.ac.abort(err),
     );
     this.output = output;
-    const channel = this.ctx.upstream;
-    let flushing: Promise<void> | null = null;
-    let paused = false;
-    let resumes = 0;
-    const unpause = (): void => {
-      if (!paused) return;
-      paused = false;
-      resumes++;
-      channel.resume();
-    };
-    const stopWatching = watchForStall(
-      this.deps.config.exports.stallTimeoutMs,
-      { progress: () => this.rows + resumes, waitingForUploads: () => paused },
-      (err) => this.ac.abort(err),
-    );
-    // A cancel must not wait for the flush that paused the row stream: the upstream has to be
-    // read for its cancel to land (a backend blocked writing to us does not notice one), and the
-    // rows still arriving are dropped below.
-    this.signal.addEventListener("abort", unpause, { once: true });
-    const relieve = (): void => {
-      // Stop the row stream at this message, catch up, then let it flow again.
-      channel.pause();
-      paused = true;
-      flushing = output.drained().then(
-        () => {
-          flushing = null;
-          unpause();
-        },
-        (e: unknown) => {
-          flushing = null;
-          this.ac.abort(PgError.from(e));
-          unpause();
-        },
-      );
-    };
-    try {
-      const signal = this.signal;
-      const relieveIfDue = (): void => {
-        if (flushing === null && output.needsRelief) relieve();
-      };
-      await this.snapshot.read(
-        this.encoders[0]!.resultFormats,
-        {
-          // A read's worth of rows at a time: the queue to the encoder may overshoot by one read.
-          rows: (buf, start, end, count) => {
-            if (signal.aborted) return; // the statement is being cancelled upstream
-            output.writeRows(buf, start, end);
-            this.rows += count;
-            relieveIfDue();
-          },
-          row: (buf, pos, n) => {
-            if (signal.aborted) return;
-            output.writeRow(buf, pos, n);
-            this.rows++;
-            relieveIfDue();
-          },
-        },
-        signal,
-      );
-    } finally {
-      stopWatching();
-      this.signal.removeEventListener("abort", unpause);
-      // The encoders are disposed only once no flush of them runs any more.
-      while (flushing !== null) await flushing;
-    }
+    this.relay = new RowRelay({
+      snapshot: this.snapshot,
+      output,
+      channel: this.ctx.upstream,
+      resultFormats: this.encoders[0]!.resultFormats,
+      stallTimeoutMs: this.deps.config.exports.stallTimeoutMs,
+      abort: (err) => this.ac.abort(err),
+      signal: this.signal,
+    });
+    await this.relay.run();
     this.checkAborted();
     await output.finishEncoding();
     this.checkAborted();

@@ -1,0 +1,96 @@
+// The snapshot's rows into the export's encoder threads, a read's worth at a time. When the
+// threads fall behind, the upstream's row stream is paused at that message until they catch up
+// (backpressure, not buffering); a stall of either side ends the export (stall-watchdog.ts).
+
+import { PgError } from "../errors.js";
+import type { UpstreamChannel } from "../proxy/copy-hook.js";
+import type { OutputBatches } from "./output-batches.js";
+import type { SnapshotSource } from "./snapshot/snapshot-source.js";
+import { watchForStall } from "./stall-watchdog.js";
+
+export interface RowRelayDeps {
+  snapshot: SnapshotSource;
+  output: OutputBatches;
+  /** The session's upstream: paused and resumed here. */
+  channel: UpstreamChannel;
+  resultFormats: readonly number[];
+  stallTimeoutMs: number;
+  /** Ends the export (a stall, a failed flush). */
+  abort: (err: PgError) => void;
+  signal: AbortSignal;
+}
+
+export class RowRelay {
+  /** Rows handed to the encoders so far. */
+  rows = 0;
+
+  constructor(private readonly d: RowRelayDeps) {}
+
+  /** Until the snapshot is read (or the export aborted) and no flush of the encoders runs any more. */
+  async run(): Promise<void> {
+    const { output, channel, signal } = this.d;
+    let flushing: Promise<void> | null = null;
+    let paused = false;
+    let resumes = 0;
+    const unpause = (): void => {
+      if (!paused) return;
+      paused = false;
+      resumes++;
+      channel.resume();
+    };
+    const stopWatching = watchForStall(
+      this.d.stallTimeoutMs,
+      { progress: () => this.rows + resumes, waitingForUploads: () => paused },
+      (err) => this.d.abort(err),
+    );
+    // A cancel must not wait for the flush that paused the row stream: the upstream has to be
+    // read for its cancel to land (a backend blocked writing to us does not notice one), and the
+    // rows still arriving are dropped below.
+    signal.addEventListener("abort", unpause, { once: true });
+    const relieve = (): void => {
+      // Stop the row stream at this message, catch up, then let it flow again.
+      channel.pause();
+      paused = true;
+      flushing = output.drained().then(
+        () => {
+          flushing = null;
+          unpause();
+        },
+        (e: unknown) => {
+          flushing = null;
+          this.d.abort(PgError.from(e));
+          unpause();
+        },
+      );
+    };
+    try {
+      const relieveIfDue = (): void => {
+        if (flushing === null && output.needsRelief) relieve();
+      };
+      await this.d.snapshot.read(
+        this.d.resultFormats,
+        {
+          // A read's worth of rows at a time: the queue to the encoder may overshoot by one read.
+          rows: (buf, start, end, count) => {
+            if (signal.aborted) return; // the statement is being cancelled upstream
+            output.writeRows(buf, start, end);
+            this.rows += count;
+            relieveIfDue();
+          },
+          row: (buf, pos, n) => {
+            if (signal.aborted) return;
+            output.writeRow(buf, pos, n);
+            this.rows++;
+            relieveIfDue();
+          },
+        },
+        signal,
+      );
+    } finally {
+      stopWatching();
+      signal.removeEventListener("abort", unpause);
+      // The encoders are disposed only once no flush of them runs any more.
+      while (flushing !== null) await flushing;
+    }
+  }
+}
