@@ -12,19 +12,14 @@
 //
 // gzip and MAX FILE SIZE. A file must not exceed the limit *compressed*, but the compressed size of
 // a row is unknown until it is compressed. Each file is one gzip member (so every reader, not only
-// those that handle concatenated members, sees the whole file) whose raw-deflate body we build
-// from independent deflateRawSync() calls over blocks of rows, the way pigz does: every block ends
-// with a Z_SYNC_FLUSH (byte-aligned, not final) and is compressed with the previous 32 KiB of the
-// file as its preset dictionary, so back-references across blocks still work and the ratio is
-// that of one continuous stream. After each block the exact compressed size is known. A row joins
-// the pending block only while `compressed so far + bound(pending block)` stays within the limit,
-// with a deliberately loose worst-case bound (≥ zlib's deflateBound for any memLevel, plus the
-// flush marker); when it would not, the pending block is compressed first and the row re-checked
-// against the real size. Near the limit blocks get geometrically smaller, so a file ends within
-// about one row of the limit and never above it. Node's sync zlib calls are documented API (unlike
-// driving a Gzip stream synchronously), and zlib.crc32 gives the trailer's checksum.
-import { crc32, deflateRawSync, type ZlibOptions, constants as zc } from "node:zlib";
+// those that handle concatenated members, sees the whole file) built from blocks of rows whose
+// exact compressed size is known after each (./gzip-member.ts). A row joins the pending block only
+// while `compressed so far + bound(pending block)` stays within the limit, with a deliberately
+// loose worst-case bound; when it would not, the pending block is compressed first and the row
+// re-checked against the real size. Near the limit blocks get geometrically smaller, so a file ends
+// within about one row of the limit and never above it.
 import { plainColumns } from "./csv-plain-types.js";
+import { GzipMember } from "./gzip-member.js";
 import type { FileSink, RowEncoder } from "./types.js";
 
 export interface CsvOptions {
@@ -60,18 +55,6 @@ const ONES = 0x01010101;
 const HIGHS = 0x80808080 | 0;
 /** Keeps the first n (0–3) little-endian bytes of a word. */
 const LOW_BYTES = [0, 0xff, 0xffff, 0xffffff];
-const GZIP_HEADER = Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3]);
-/** Final empty fixed-Huffman deflate block (BFINAL=1, BTYPE=01, end-of-block code). */
-const DEFLATE_END = Buffer.from([0x03, 0x00]);
-/** Bytes every gzip file still needs after its last block: DEFLATE_END + CRC32 + ISIZE. */
-const GZIP_TAIL = DEFLATE_END.length + 8;
-const WINDOW = 32 * 1024;
-
-/** Worst-case raw deflate size of `u` bytes compressed with a sync flush. */
-function deflateBound(u: number): number {
-  return u + Math.ceil(u / 7) + 64;
-}
-
 export function createCsvEncoder(opts: CsvOptions, sink: FileSink): RowEncoder {
   return new CsvEncoder(opts, sink);
 }
@@ -92,7 +75,6 @@ class CsvEncoder implements RowEncoder {
   private readonly sink: FileSink;
   private readonly maxFileSize: number;
   private readonly gzip: boolean;
-  private readonly gzipLevel: number;
   private readonly delimiter: number;
   private readonly quote: number;
   private readonly escape: number;
@@ -122,12 +104,8 @@ class CsvEncoder implements RowEncoder {
   private rowsInFile = 0;
   /** Uncompressed mode: bytes of the current file, handed over or pending. */
   private fileBytes = 0;
-  // gzip state of the current file.
-  private compressed = 0;
-  private crc = 0;
-  private isize = 0;
-  private dict: Buffer | null = null;
-  private gzipHeaderPending = false;
+  /** gzip: the current file's member. */
+  private readonly member: GzipMember;
   private done = false;
 
   constructor(opts: CsvOptions, sink: FileSink) {
@@ -138,7 +116,7 @@ class CsvEncoder implements RowEncoder {
     this.sink = sink;
     this.maxFileSize = opts.maxFileSize;
     this.gzip = opts.compression === "gzip";
-    this.gzipLevel = opts.gzipLevel ?? 6;
+    this.member = new GzipMember(opts.gzipLevel ?? 6);
     this.extension = this.gzip ? "csv.gz" : "csv";
     this.resultFormats = opts.columnNames.map(() => 0);
     this.delimiter = opts.delimiter;
@@ -224,7 +202,7 @@ class CsvEncoder implements RowEncoder {
   private release(): void {
     this.setOut(Buffer.alloc(0));
     this.outPos = 0;
-    this.dict = null;
+    this.member.release();
     this.inBuf = null;
     this.inView = new DataView(new ArrayBuffer(0));
   }
@@ -423,32 +401,14 @@ class CsvEncoder implements RowEncoder {
   }
 
   private gzipFits(pendingBytes: number): boolean {
-    return this.compressed + deflateBound(pendingBytes) + GZIP_TAIL <= this.maxFileSize;
+    return this.member.fits(pendingBytes, this.maxFileSize);
   }
 
   private deflateBlock(data: Buffer): void {
-    this.crc = crc32(data, this.crc);
-    this.isize = (this.isize + data.length) >>> 0;
-    const zopts: ZlibOptions = {
-      level: this.gzipLevel,
-      finishFlush: zc.Z_SYNC_FLUSH,
-      chunkSize: 64 * 1024,
-    };
-    if (this.dict !== null) zopts.dictionary = this.dict;
-    let z = deflateRawSync(data, zopts);
-    // The next block may refer back up to one window into this file's uncompressed stream.
-    if (data.length >= WINDOW) {
-      this.dict = Buffer.from(data.subarray(data.length - WINDOW));
-    } else {
-      const prev = this.dict ?? Buffer.alloc(0);
-      const joined = Buffer.concat([prev, data]);
-      this.dict = joined.length > WINDOW ? joined.subarray(joined.length - WINDOW) : joined;
-    }
-    if (this.gzipHeaderPending) {
-      // A constant, never changed: a sink may keep it.
-      this.sink.write(GZIP_HEADER);
-      this.gzipHeaderPending = false;
-    }
+    let z = this.member.deflate(data);
+    const header = this.member.takeHeader();
+    // A constant, never changed: a sink may keep it.
+    if (header !== null) this.sink.write(header);
     if (this.sink.copies !== true && z.buffer.byteLength > 2 * z.length) {
       // A small result is a view of zlib's output chunk; a sink that keeps what it gets must not
       // pin the whole chunk.
@@ -456,7 +416,7 @@ class CsvEncoder implements RowEncoder {
       z.copy(exact);
       z = exact;
     }
-    this.compressed += z.length;
+    this.member.add(z.length);
     this.sink.write(z);
   }
 
@@ -465,13 +425,7 @@ class CsvEncoder implements RowEncoder {
     this.sink.openFile(this.fileIndex);
     this.rowsInFile = 0;
     this.fileBytes = 0;
-    if (this.gzip) {
-      this.compressed = GZIP_HEADER.length;
-      this.crc = 0;
-      this.isize = 0;
-      this.dict = null;
-      this.gzipHeaderPending = true;
-    }
+    if (this.gzip) this.member.begin();
     const h = this.headerLine;
     if (h !== null) {
       // Called with an empty buffer or with the first row of the file at out[0..outPos).
@@ -502,16 +456,7 @@ class CsvEncoder implements RowEncoder {
 
   /** Ends the current file; whatever is still in `out` belongs to the next one. */
   private finalizeFile(): void {
-    if (this.gzip) {
-      const head = this.gzipHeaderPending ? GZIP_HEADER.length : 0;
-      const tail = Buffer.allocUnsafeSlow(head + GZIP_TAIL);
-      if (head > 0) GZIP_HEADER.copy(tail, 0);
-      DEFLATE_END.copy(tail, head);
-      tail.writeUInt32LE(this.crc >>> 0, head + 2);
-      tail.writeUInt32LE(this.isize, head + 6);
-      this.sink.write(tail);
-      this.gzipHeaderPending = false;
-    }
+    if (this.gzip) this.sink.write(this.member.tail());
     this.sink.closeFile(this.rowsInFile);
   }
 }
