@@ -1,6 +1,6 @@
 // file:///abs/dir: a local directory behaving like an S3 prefix. Objects appear atomically (written
-// to a hidden temp name, fsynced, renamed); a temp file plays the part of an unfinished multipart
-// upload, so listUploads/abortUpload and the cleanup command work here too.
+// to a hidden temp name, fsynced, renamed: ./file-upload.ts); a temp file plays the part of an
+// unfinished multipart upload, so listUploads/abortUpload and the cleanup command work here too.
 //
 // Containment: keys are checked syntactically (no "..", no absolute keys) and every path is
 // resolved through realpath before use, against the root (--file-root; else the directory itself),
@@ -8,23 +8,19 @@
 // while an export runs — cannot lead a write, delete or listing outside it: parents are checked
 // before mkdir walks them, and every file created is checked again once it exists (and removed if
 // it landed outside). Listing never follows symlinks.
-import { randomBytes } from "node:crypto";
 import { constants, type Dirent } from "node:fs";
-import {
-  access,
-  type FileHandle,
-  lstat,
-  mkdir,
-  open,
-  readdir,
-  realpath,
-  rename,
-  unlink,
-} from "node:fs/promises";
+import { access, lstat, mkdir, readdir, realpath, unlink } from "node:fs/promises";
 import { basename, dirname, join, sep } from "node:path";
 import { pathToFileURL } from "node:url";
 import { PgError, SqlState } from "../../errors.js";
 import { outsideRoot } from "./file-root.js";
+import {
+  errnoCode as code,
+  FileUpload,
+  TEMP_NAME as TEMP,
+  tempName,
+  type UploadDirectory,
+} from "./file-upload.js";
 import {
   abortError,
   checkKey,
@@ -35,15 +31,7 @@ import {
   type ObjectUpload,
   type PendingUpload,
   toBuffer,
-  withCleanupFailure,
 } from "./object-store.js";
-
-const TEMP = /^\.(.+)\.([0-9a-f]{16})\.c2s-tmp$/;
-const tempName = (name: string, id: string) => `.${name}.${id}.c2s-tmp`;
-
-function code(err: unknown): string | undefined {
-  return (err as NodeJS.ErrnoException | null)?.code;
-}
 
 export interface FileStoreConfig {
   /** Absolute directory; created on the first write. */
@@ -54,7 +42,7 @@ export interface FileStoreConfig {
   root?: string | undefined;
 }
 
-export class FileStore implements ObjectStore {
+export class FileStore implements ObjectStore, UploadDirectory {
   readonly location: string;
   readonly dir: string;
   readonly bufferBytes: number;
@@ -311,158 +299,5 @@ export class FileStore implements ObjectStore {
       if (code(err) === "ENOENT") return false;
       throw this.fail("AbortMultipartUpload", err, key, signal);
     }
-  }
-}
-
-class FileUpload implements ObjectUpload {
-  readonly #store: FileStore;
-  readonly #key: string;
-  readonly #signal: AbortSignal;
-  readonly #id = randomBytes(8).toString("hex");
-  readonly #onAbort = () => this.#fail(abortError(this.#signal));
-  #fh: Promise<{ fh: FileHandle; temp: string; final: string }> | undefined;
-  /** Writes run one after another on this chain; it never rejects (failures go to #error). */
-  #chain: Promise<void> = Promise.resolve();
-  #queued = 0;
-  #bytes = 0;
-  #state: "open" | "ending" | "done" = "open";
-  /** The object is in place; an abort() racing end() must remove it again. */
-  #renamed = false;
-  #error: PgError | undefined;
-  #cleanup: Promise<void> | undefined;
-
-  constructor(store: FileStore, key: string, signal: AbortSignal) {
-    this.#store = store;
-    this.#key = key;
-    this.#signal = signal;
-    if (signal.aborted) this.#onAbort();
-    else signal.addEventListener("abort", this.#onAbort, { once: true });
-  }
-
-  get bytes(): number {
-    return this.#bytes;
-  }
-
-  get buffered(): number {
-    return this.#queued;
-  }
-
-  #open() {
-    this.#fh ??= (async () => {
-      const final = (await this.#store.keyPath(this.#key, true))!;
-      const temp = join(dirname(final), tempName(basename(final), this.#id));
-      // "wx": O_CREAT|O_EXCL, so a planted file or symlink at the temp name is never written through.
-      const fh = await open(temp, "wx", 0o644);
-      try {
-        await this.#store.assertCreatedInside(temp, this.#key);
-      } catch (err) {
-        await fh.close().catch(() => {});
-        throw err;
-      }
-      return { fh, temp, final };
-    })();
-    return this.#fh;
-  }
-
-  #enqueue(op: () => Promise<void>): void {
-    this.#chain = this.#chain.then(async () => {
-      if (this.#error) return;
-      try {
-        await op();
-      } catch (err) {
-        this.#fail(this.#store.fail("PutObject", err, this.#key, this.#signal));
-      }
-    });
-  }
-
-  write(chunk: Uint8Array, release?: () => void): boolean {
-    if (this.#error) throw this.#error;
-    if (this.#state !== "open") throw new PgError(SqlState.internalError, "write after end of upload");
-    const buf = toBuffer(chunk);
-    this.#queued += buf.length;
-    this.#bytes += buf.length;
-    this.#enqueue(async () => {
-      try {
-        const { fh } = await this.#open();
-        for (let off = 0; off < buf.length; ) {
-          const { bytesWritten } = await fh.write(buf, off, buf.length - off);
-          off += bytesWritten;
-        }
-      } finally {
-        this.#queued -= buf.length;
-        // No write of it is in flight any more (fh.write has settled), written or failed.
-        release?.();
-      }
-    });
-    return this.#queued <= this.#store.bufferBytes;
-  }
-
-  async drained(): Promise<void> {
-    while (this.#queued > this.#store.bufferBytes && !this.#error) await this.#chain;
-    if (this.#error) throw this.#error;
-  }
-
-  async end(): Promise<{ bytes: number }> {
-    if (this.#state !== "open") throw new PgError(SqlState.internalError, "upload ended twice");
-    this.#state = "ending";
-    this.#enqueue(async () => {
-      const { fh, temp, final } = await this.#open();
-      await fh.sync();
-      await fh.close();
-      if (this.#error) return;
-      if (this.#signal.aborted) throw abortError(this.#signal);
-      // The directory may have been swapped for a symlink since the temp file was created.
-      await this.#store.keyPath(this.#key, false);
-      await rename(temp, final);
-      this.#renamed = true;
-      await this.#store.assertCreatedInside(final, this.#key);
-    });
-    await this.#chain;
-    if (this.#error) {
-      try {
-        await this.#cleanup;
-      } catch (cleanupErr) {
-        throw withCleanupFailure(this.#error!, cleanupErr);
-      }
-      throw this.#error;
-    }
-    this.#state = "done";
-    this.#signal.removeEventListener("abort", this.#onAbort);
-    return { bytes: this.#bytes };
-  }
-
-  async abort(): Promise<void> {
-    if (this.#state === "done") return;
-    this.#fail(new PgError(SqlState.queryCanceled, "upload aborted"));
-    await this.#cleanup;
-  }
-
-  #fail(err: PgError): void {
-    if (this.#error !== undefined || this.#state === "done") return;
-    this.#error = err;
-    this.#signal.removeEventListener("abort", this.#onAbort);
-    this.#cleanup = (async () => {
-      await this.#chain;
-      if (this.#fh === undefined) return;
-      const opened = await this.#fh.catch(() => undefined);
-      if (opened === undefined) return;
-      await opened.fh.close().catch(() => {}); // already closed after end()'s sync
-      const path = this.#renamed ? opened.final : opened.temp;
-      try {
-        await unlink(path);
-      } catch (e) {
-        if (code(e) !== "ENOENT") {
-          throw new PgError(
-            SqlState.ioError,
-            `could not clean up the upload of ${this.#store.url(this.#key)}`,
-            {
-              detail: `left behind: ${path}`,
-              cause: e,
-            },
-          );
-        }
-      }
-    })();
-    this.#cleanup.catch(() => {});
   }
 }
