@@ -7,6 +7,15 @@
 //                              [--ref COMMIT[,COMMIT2]] [--exports JSON] [--variants JSON-ARRAY]
 //                              [--probe] [--own-session yes|no] [--clients 4] [--threads 2]
 //                              [--scale 10] [--rate TPS|P%] [--load saturated,rated] [--no-build]
+//                              [--yardstick pgbouncer]
+//
+// --yardstick pgbouncer: PgBouncer (session mode, as bench/proxy-overhead.sh runs it) as one more
+// path, in windows of its own alternating with the proxies' (same rotation, same -T and -R):
+// pgbench through PgBouncer and direct at the same time, the exports through the first proxy. Its
+// p99 ratio to direct is printed beside each proxy's, and in idle windows the CPU per relayed
+// transaction of the proxy's main thread (all its threads) beside PgBouncer's, from their
+// schedstat over the whole pgbench run. What any proxy's extra hop costs on this machine, to tell
+// it from what is ours (docs/isolation.md, "The PgBouncer yardstick").
 //
 // --variants '[{"workerPolicy":"nice"},{"workerPolicy":"idle"}]': one proxy per build and entry
 // (its settings over --exports; an "env" object is extra environment, "nodeArgs" an array of
@@ -70,6 +79,7 @@ import { startMoto } from "../test/support/moto.js";
 import { startPostgres } from "../test/support/postgres.js";
 import { tableSql } from "./lib/bench-table.js";
 import { activeSpanUs, runPgbench, type Txns, type WindowStats, windowStats } from "./lib/pgbench.js";
+import { type Pgbouncer, startPgbouncer } from "./lib/pgbouncer.js";
 import { cpuSeconds, type ThreadSched, threadSched } from "./lib/proc.js";
 import {
   buildProxies,
@@ -101,6 +111,7 @@ const { values: argv } = parseArgs({
     scale: { type: "string", default: "10" },
     rate: { type: "string" },
     load: { type: "string" },
+    yardstick: { type: "string" },
     "no-build": { type: "boolean", default: false },
     help: { type: "boolean", short: "h", default: false },
   },
@@ -172,6 +183,9 @@ if (!(Number(RATE_ARG) > 0) && !(RATE_PCT > 0)) throw new Error(`bad --rate ${ar
 let rate = RATE_PCT > 0 ? Number.NaN : Number(RATE_ARG);
 const loadTag = (l: Load): string => (l === "rated" ? " @rate" : "");
 if (TARGET !== "file" && TARGET !== "s3") throw new Error(`bad --target ${TARGET}`);
+if (argv.yardstick !== undefined && argv.yardstick !== "pgbouncer")
+  throw new Error(`bad --yardstick ${argv.yardstick} (pgbouncer is the one there is)`);
+const YARDSTICK = argv.yardstick === "pgbouncer";
 
 const WORK = mkdtempSync("/tmp/c2s-bench-isolation-");
 const DB = "bench";
@@ -184,6 +198,10 @@ interface WindowResult {
   direct: WindowStats;
   /** Window length, s. */
   secs: number;
+  /** Idle windows: CPU of the path's relay per transaction it relayed, µs: the proxy's main thread
+   * (PgBouncer's one thread), and all the process's threads. NaN in export windows. */
+  relayUsPerTx: number;
+  allUsPerTx: number;
   /** Wall time of the export(s), s (NaN for idle). */
   exportSecs: number;
   /** The proxy's CPU in the window as a share of one core: main thread, all threads. */
@@ -321,10 +339,12 @@ async function main(): Promise<void> {
   const [pg, moto] = await Promise.all([startPostgres(), TARGET === "s3" ? startMoto() : undefined]);
   const proxies: ProxyProc[] = [];
   const units: Array<{ name: string; probeFile: string }> = [];
+  let bouncer: Pgbouncer | undefined;
   cleanupOnSignal(() => rmSync(WORK, { recursive: true, force: true }));
   cleanupOnSignal(() => pg.stop());
   if (moto) cleanupOnSignal(() => moto.stop());
   cleanupOnSignal(() => Promise.all(proxies.map(stopProxy)));
+  cleanupOnSignal(() => bouncer?.stop());
   const results = new Map<string, WindowResult[]>(); // `${build} ${kind}`
   try {
     execFileSync(
@@ -379,12 +399,25 @@ async function main(): Promise<void> {
           }),
         );
       }
-    log(`proxies: ${units.map((u, i) => `${u.name} pid ${proxies[i]!.pid}`).join(", ")}`);
+    if (YARDSTICK) {
+      // The yardstick is a unit of its own, alternating with the proxies: its windows run pgbench
+      // through PgBouncer and direct, and the exports (which only the proxy can run) through the
+      // first proxy. Why not a third pgbench in the proxies' windows: docs/isolation.md.
+      bouncer = await startPgbouncer(pg.port);
+      units.push({ name: "pgbouncer", probeFile: "" });
+    }
+    log(`proxies: ${units.map((u, i) => `${u.name} pid ${proxies[i]?.pid ?? bouncer?.pid}`).join(", ")}`);
 
     let runNo = 0;
     const lastExportSecs = new Map<string, number>();
     const oneWindow = async (bi: number, kind: WindowKind, load: Load): Promise<WindowResult> => {
-      const proxy = proxies[bi]!;
+      const yard = bi >= proxies.length;
+      /** The proxy that runs the window's exports; pgbench's path (its port, its relay's pid). */
+      const proxy = proxies[yard ? 0 : bi]!;
+      const path = yard ? bouncer! : proxy;
+      const reniceHelpers = yard ? undefined : VARIANTS[bi % VARIANTS.length]!.reniceHelpers;
+      const probeUnit = async (): Promise<ProbeFigures | undefined> =>
+        yard ? undefined : probe(proxy, units[bi]!.probeFile);
       const key = `${units[bi]!.name} ${kind}${loadTag(load)}`;
       const prev = lastExportSecs.get(key);
       const secs = kind === "idle" ? IDLE_SECS : prev === undefined ? SECS : Math.ceil(prev + 2);
@@ -399,11 +432,12 @@ async function main(): Promise<void> {
           logPrefix: join(WORK, `pgbench-${name}-${runNo}`),
         });
       runNo++;
-      await probe(proxy, units[bi]!.probeFile);
-      let sampler = new SchedSampler(proxy.pid, VARIANTS[bi % VARIANTS.length]!.reniceHelpers);
-      const cpu0 = { main: cpuSeconds(proxy.pid, false, true), total: cpuSeconds(proxy.pid, false) };
+      await probeUnit();
+      let sampler = new SchedSampler(path.pid, reniceHelpers);
+      const cpu0 = { main: cpuSeconds(path.pid, false, true), total: cpuSeconds(path.pid, false) };
+      const relayNs0 = threadSched(path.pid).get(path.pid)?.cpuNs ?? Number.NaN;
       let t0 = performance.now();
-      const runs = Promise.all([bench(proxy.port, "proxy"), bench(pg.port, "direct")]);
+      const runs = Promise.all([bench(path.port, "proxy"), bench(pg.port, "direct")]);
       runs.catch(() => {}); // awaited below, after the export; a failure must not go unhandled meanwhile
       let exportSecs = Number.NaN;
       let fromUs = Number.NEGATIVE_INFINITY;
@@ -420,10 +454,10 @@ async function main(): Promise<void> {
         await new Promise((r) => setTimeout(r, 1000));
         fromUs = Date.now() * 1000;
         t0 = performance.now();
-        const c0 = { main: cpuSeconds(proxy.pid, false, true), total: cpuSeconds(proxy.pid, false) };
+        const c0 = { main: cpuSeconds(path.pid, false, true), total: cpuSeconds(path.pid, false) };
         sampler.stop();
-        sampler = new SchedSampler(proxy.pid, VARIANTS[bi % VARIANTS.length]!.reniceHelpers);
-        await probe(proxy, units[bi]!.probeFile);
+        sampler = new SchedSampler(path.pid, reniceHelpers);
+        await probeUnit();
         await Promise.all(
           Array.from({ length: n }, async () => {
             const prefix = `iso-${++runNo}`;
@@ -439,17 +473,19 @@ async function main(): Promise<void> {
         exportSecs = (performance.now() - t0) / 1000;
         sched = sampler.stop();
         timeline = sampler.timeline();
-        loop = await probe(proxy, units[bi]!.probeFile);
-        cpu1 = { main: cpuSeconds(proxy.pid, false, true), total: cpuSeconds(proxy.pid, false) };
+        loop = await probeUnit();
+        cpu1 = { main: cpuSeconds(path.pid, false, true), total: cpuSeconds(path.pid, false) };
         cpu0.main = c0.main;
         cpu0.total = c0.total;
         lastExportSecs.set(key, exportSecs);
       }
       const [px, dr] = await runs;
+      let relayNs = Number.NaN;
       if (kind === "idle") {
-        cpu1 = { main: cpuSeconds(proxy.pid, false, true), total: cpuSeconds(proxy.pid, false) };
+        cpu1 = { main: cpuSeconds(path.pid, false, true), total: cpuSeconds(path.pid, false) };
+        relayNs = (threadSched(path.pid).get(path.pid)?.cpuNs ?? Number.NaN) - relayNs0;
         sched = sampler.stop();
-        loop = await probe(proxy, units[bi]!.probeFile);
+        loop = await probeUnit();
       }
       const cpuSecs = kind === "idle" ? (performance.now() - t0) / 1000 : exportSecs;
       // Only while both runs were active, and (for an export window) the export ran.
@@ -465,6 +501,9 @@ async function main(): Promise<void> {
         proxy: windowStats(px, from, to),
         direct: windowStats(dr, from, to),
         secs: (to - from) / 1e6,
+        // Every transaction of the run went through the path while its CPU was counted.
+        relayUsPerTx: relayNs / 1e3 / px.endUs.length,
+        allUsPerTx: ((cpu1.total - cpu0.total) * 1e6) / px.endUs.length,
         exportSecs,
         mainCpu: (cpu1.main - cpu0.main) / cpuSecs,
         totalCpu: (cpu1.total - cpu0.total) / cpuSecs,
@@ -517,6 +556,9 @@ async function main(): Promise<void> {
               : "") +
             `  p99 ratio ${(r.proxy.p99Ms / r.direct.p99Ms).toFixed(2)}  proxy CPU main ${(r.mainCpu * 100).toFixed(0)}% all ${(r.totalCpu * 100).toFixed(0)}% lowered ${(r.lowCpu * 100).toFixed(0)}%` +
             `  main waits ${(r.mainWait * 100).toFixed(1)}% (${r.mainWaitEach.toFixed(2)} ms each)` +
+            (kind === "idle"
+              ? `  CPU per transaction main ${r.relayUsPerTx.toFixed(0)} µs all ${r.allUsPerTx.toFixed(0)} µs`
+              : "") +
             (argv.probe
               ? `  CPU ms per s of the first seconds (main/others at nice 0/lowered): ${r.timeline}  loop delay p99 ${r.loopP99.toFixed(1)} max ${r.loopMax.toFixed(1)} ms, GC ${r.gcMs.toFixed(0)} ms (max ${r.gcMaxMs.toFixed(1)}, by kind ${r.gcByKind}); stalls > 50 ms: ${r.stalls || "none"}`
               : "") +
@@ -526,6 +568,7 @@ async function main(): Promise<void> {
     }
   } finally {
     for (const p of proxies) await stopProxy(p);
+    await bouncer?.stop();
     await moto?.stop();
     await pg.stop();
     rmSync(WORK, { recursive: true, force: true });
@@ -613,10 +656,41 @@ function printSummary(
       );
     }
   }
+  if (names.includes("pgbouncer")) out.push(...yardstickTable(names, results));
   out.push(
     `\np99 through the proxy / p99 direct in the same window (median of rounds): ${ratios.join("; ")}`,
   );
   process.stdout.write(`${out.join("\n")}\n`);
+}
+
+/** Each proxy's p99 ratio to direct beside PgBouncer's (each against the direct run of its own
+ * windows), and in idle windows the relay's CPU per transaction beside PgBouncer's. */
+function yardstickTable(names: string[], results: Map<string, WindowResult[]>): string[] {
+  const out = [
+    "\n| window | load | proxy | p99 proxy/direct | p99 pgbouncer/direct | proxy ratio / pgbouncer ratio | CPU per transaction µs: proxy main thread (all threads) / pgbouncer |",
+    "|---|---|---|---:|---:|---:|---:|",
+  ];
+  const m = (rs: WindowResult[], f: (r: WindowResult) => number): number => median(rs.map(f));
+  const ratio = (r: WindowResult): number => r.proxy.p99Ms / r.direct.p99Ms;
+  for (const kind of KINDS)
+    for (const load of LOADS) {
+      const bs = results.get(`pgbouncer ${kind}${loadTag(load)}`);
+      if (!bs) continue;
+      for (const name of names) {
+        if (name === "pgbouncer") continue;
+        const ps = results.get(`${name} ${kind}${loadTag(load)}`);
+        if (!ps) continue;
+        const cpu =
+          kind === "idle"
+            ? `${m(ps, (r) => r.relayUsPerTx).toFixed(0)} (${m(ps, (r) => r.allUsPerTx).toFixed(0)}) / ${m(bs, (r) => r.relayUsPerTx).toFixed(0)}`
+            : "–";
+        out.push(
+          `| ${kind} | ${load === "rated" ? `-R ${rate}` : "saturated"} | ${name} | ${m(ps, ratio).toFixed(2)} (${ps.map((r) => ratio(r).toFixed(2)).join(", ")}) | ` +
+            `${m(bs, ratio).toFixed(2)} (${bs.map((r) => ratio(r).toFixed(2)).join(", ")}) | ${(m(ps, ratio) / m(bs, ratio)).toFixed(2)} | ${cpu} |`,
+        );
+      }
+    }
+  return out;
 }
 
 main().catch((e: unknown) => {
