@@ -10,20 +10,14 @@ import { canceled, PgError, SqlState } from "../errors.js";
 import type { Logger } from "../log.js";
 import { type Traffic, trafficOf } from "../metrics/metrics.js";
 import { backendKeyData, errorResponse, readyForQuery, type TxStatus } from "../wire/backend.js";
-import { frame } from "../wire/frame.js";
-import {
-  forEachMessage,
-  MessageStream,
-  Policy,
-  type PolicyTable,
-  policyTable,
-} from "../wire/message-stream.js";
+import { forEachMessage, MessageStream, Policy, policyTable } from "../wire/message-stream.js";
 import type { CancelRegistry } from "./cancel-registry.js";
 import type { BoundParams, CopyHook } from "./copy-hook.js";
 import { ExportLease } from "./export-lease.js";
 import { withStaticReads } from "./fast-socket.js";
 import { FlowGate } from "./flow-gate.js";
 import { CLIENT_RELAY, LocalStatements, MAX_COPY_TEXT } from "./local-statements.js";
+import { CLIENT_BEFORE_LOGIN, refusalBeforeLogin, SASL, withoutChannelBinding } from "./login-phase.js";
 import { sendUpstreamCancel } from "./upstream-connect.js";
 
 type Duplex = Socket | TLSSocket;
@@ -59,7 +53,6 @@ const T = {
   Z: 0x5a,
   A: 0x41,
   N: 0x4e,
-  p: 0x70,
 } as const;
 
 // Upstream → client (while an export runs, export-lease.ts's policy).
@@ -67,18 +60,12 @@ const UPSTREAM_RELAY = policyTable({ R: Policy.Take, K: Policy.Take, Z: Policy.O
 /** Until the next ReadyForQuery, which has a message to put in front of it. */
 const UPSTREAM_INJECT = policyTable({ R: Policy.Take, K: Policy.Take, Z: Policy.Take, S: Policy.Observe });
 
-/** Before the login: authentication responses are peeked (their length checked), Terminate passes. */
-const CLIENT_BEFORE_LOGIN: PolicyTable = new Uint8Array(256).fill(Policy.Peek);
-CLIENT_BEFORE_LOGIN["X".charCodeAt(0)] = Policy.Pass;
-/** PostgreSQL's PG_MAX_AUTH_TOKEN_LENGTH (src/include/libpq/auth.h). */
-const MAX_AUTH_TOKEN_LENGTH = 65535;
 /**
  * Largest client message assembled after the login: the longest statement parsed here
  * (local-statements.ts) and its header; messages that size or smaller are all that is ever taken.
  */
 const CLIENT_MAX_TAKE = MAX_COPY_TEXT + 5;
 
-const SASL = 10;
 const PEEK = 512;
 /**
  * onread buffers of plain-TCP sockets (allocated per session for its lifetime). The upstream's is
@@ -222,18 +209,13 @@ export class Session {
   }
 
   /**
-   * Before AuthenticationOk a client may only answer the upstream's authentication requests:
-   * PasswordMessage/SASL/GSS responses ('p') of at most PG_MAX_AUTH_TOKEN_LENGTH bytes, as
-   * PostgreSQL reads them (src/backend/libpq/auth.c, recv_password_packet), or Terminate. They
-   * stream through; anything else closes the connection, as PgBouncer does in its login phase.
-   * Refusing makes the stream fail: `maxTakeLength` is 0 until the login.
+   * Before AuthenticationOk (login-phase.ts). Refusing makes the stream fail: `maxTakeLength` is 0
+   * until the login.
    */
   private decideBeforeLogin(type: number, bodyLength: number): Policy.Pass | Policy.Take {
-    if (type === T.p && bodyLength + 4 <= MAX_AUTH_TOKEN_LENGTH) return Policy.Pass;
-    this.refusedBeforeLogin =
-      type === T.p
-        ? `authentication message of ${bodyLength + 4} bytes exceeds the limit of ${MAX_AUTH_TOKEN_LENGTH}`
-        : `expected password response, got message type ${type}`;
+    const refused = refusalBeforeLogin(type, bodyLength);
+    if (refused === null) return Policy.Pass;
+    this.refusedBeforeLogin = refused;
     return Policy.Take;
   }
 
@@ -533,22 +515,4 @@ export class Session {
 /** A copy of the message whose body is buf[start..end), header included (the buffer is reused). */
 function copyMessage(buf: Buffer, start: number, end: number): Buffer {
   return Buffer.from(buf.subarray(start - 5, end));
-}
-
-/** AuthenticationSASL without SCRAM-SHA-256-PLUS: channel binding cannot cross a TLS-terminating proxy. */
-function withoutChannelBinding(buf: Buffer, start: number, end: number): Buffer {
-  const mechs: string[] = [];
-  let i = start + 4;
-  while (i < end && buf[i] !== 0) {
-    const z = buf.indexOf(0, i);
-    mechs.push(buf.toString("utf8", i, z));
-    i = z + 1;
-  }
-  const kept = mechs.filter((m) => !m.endsWith("-PLUS"));
-  const body = Buffer.concat([
-    Buffer.from([0, 0, 0, SASL]),
-    ...kept.map((m) => Buffer.from(`${m}\0`)),
-    Buffer.from([0]),
-  ]);
-  return frame(T.R, body);
 }
