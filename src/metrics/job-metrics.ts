@@ -2,7 +2,8 @@
 // scheduler at each scrape (the same status() behind SHOW COPY_TO_S3 JOBS), and runs are counted
 // as they end. The only label is the job's name, which comes from the config file.
 import { Counter, Gauge } from "prom-client";
-import type { JobStatus, RunRecord } from "../schedule/scheduler.js";
+import type { RunRecord } from "../schedule/run-record.js";
+import type { JobStatus } from "../schedule/scheduler.js";
 import { registry } from "./metrics.js";
 
 const registers = [registry];

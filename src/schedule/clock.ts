@@ -1,4 +1,5 @@
 // Time as the scheduler sees it: injected, so tests move it by hand instead of sleeping.
+import { PgError } from "../errors.js";
 export interface Clock {
   now(): number;
   /** Calls `fn` once `ms` have passed on this clock. */
@@ -19,6 +20,22 @@ export const systemClock: Clock = {
   },
   clearTimer: (h) => clearTimeout(h as NodeJS.Timeout),
 };
+
+/** Waits `ms` on `clock`; rejects with the signal's reason when it is aborted first. */
+export function sleepOn(clock: Clock, ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(PgError.from(signal.reason));
+    const onAbort = (): void => {
+      clock.clearTimer(t);
+      reject(PgError.from(signal.reason));
+    };
+    const t = clock.setTimer(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+}
 
 /** A clock that only moves when told to (tests). */
 export class ManualClock implements Clock {

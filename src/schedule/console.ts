@@ -10,7 +10,8 @@
 
 import { PgError, SqlState } from "../errors.js";
 import { COPY_LABEL, type CopyHook, type LocalResult } from "../proxy/copy-hook.js";
-import type { RunRecord, Scheduler } from "./scheduler.js";
+import type { RunRecord } from "./run-record.js";
+import type { Scheduler } from "./scheduler.js";
 
 export type ConsoleStatement =
   | { console: "jobs" }

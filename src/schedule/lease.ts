@@ -21,7 +21,7 @@ import { PgError, SqlState } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { Clock } from "./clock.js";
 import type { JobSpec } from "./jobs.js";
-import type { HeldLease, OccurrenceLeases } from "./scheduler.js";
+import type { HeldLease, OccurrenceLeases } from "./occurrence-run.js";
 
 interface LeaseBody {
   owner: string;

@@ -9,7 +9,7 @@
 import type { ObjectStore } from "../copy/storage/object-store.js";
 import { PgError, SqlState } from "../errors.js";
 import type { JobSpec } from "./jobs.js";
-import type { SnapshotPublisher } from "./scheduler.js";
+import type { SnapshotPublisher } from "./occurrence-run.js";
 
 export const LATEST_KEY = "latest.json";
 const SNAPSHOT = /^snapshot=(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z)$/;

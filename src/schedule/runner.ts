@@ -7,7 +7,7 @@ import pg from "pg";
 import type { HostPort } from "../config.js";
 import { PgError, SqlState } from "../errors.js";
 import { copyStatement, type JobSpec, readSecret } from "./jobs.js";
-import type { SnapshotRunner } from "./scheduler.js";
+import type { SnapshotRunner } from "./occurrence-run.js";
 
 export class LoopbackRunner implements SnapshotRunner {
   constructor(

@@ -4,66 +4,11 @@
 // `<target>/snapshot=<ISO time>/`; after it completes, latest.json is moved to it and old snapshots
 // are pruned. With several proxies, a per-occurrence lease makes one of them run it.
 import { PgError, SqlState } from "../errors.js";
-import type { Logger } from "../log.js";
 import { jobRunEnded } from "../metrics/job-metrics.js";
-import type { Clock } from "./clock.js";
 import type { JobSpec } from "./jobs.js";
-import { nextOccurrence, snapshotName } from "./next-run.js";
-import type { RunSlots } from "./run-slots.js";
-
-export type RunState = "queued" | "waiting" | "running" | "retrying" | "succeeded" | "failed" | "skipped";
-
-export interface RunRecord {
-  job: string;
-  /** `snapshot=<ISO time>`: the run's prefix under the job's target. */
-  snapshot: string;
-  trigger: "schedule" | "manual";
-  state: RunState;
-  attempts: number;
-  /** ms since the epoch. */
-  scheduledAt: number;
-  startedAt: number;
-  endedAt: number | undefined;
-  rows: number | undefined;
-  error: string | undefined;
-}
-
-/** One export of a job into `prefixUrl` (an ordinary COPY TO). */
-export interface SnapshotRunner {
-  run(job: JobSpec, prefixUrl: string, signal: AbortSignal): Promise<{ rows: number }>;
-}
-
-/** The latest pointer and retention of a job's target. */
-export interface SnapshotPublisher {
-  /** Points `<target>/latest.json` at the completed snapshot (unless a newer one is there). */
-  publish(job: JobSpec, snapshot: string, signal: AbortSignal): Promise<void>;
-  /** Deletes snapshots retention no longer keeps; never `keep`'s, latest's or unfinished ones. */
-  prune(job: JobSpec, keep: readonly string[], now: number, signal: AbortSignal): Promise<string[]>;
-}
-
-/** Exactly one proxy runs an occurrence: the one that gets its lease. */
-export interface OccurrenceLeases {
-  /**
-   * The lease, or null when the occurrence is done (another proxy ran it), or when another proxy
-   * is running it: the time its lease expires unless renewed (ask again then).
-   */
-  acquire(
-    job: JobSpec,
-    snapshot: string,
-    signal: AbortSignal,
-  ): Promise<HeldLease | { busyUntil: number } | null>;
-}
-export interface HeldLease {
-  /** Marks the occurrence done (no other proxy takes it over) and stops renewing. */
-  finish(outcome: "succeeded" | "failed"): Promise<void>;
-  /** Aborted when the lease was lost (another proxy took it over): stop the run. */
-  readonly lost: AbortSignal;
-  /**
-   * Taken over from a proxy that died after its export completed: the snapshot is there, only
-   * latest.json, done.json and retention are left to do.
-   */
-  readonly complete?: boolean;
-}
+import { nextOccurrence } from "./next-run.js";
+import { type JobOutcomes, type OccurrenceDeps, runOccurrence } from "./occurrence-run.js";
+import { keepRecord, newRunRecord, type RunRecord } from "./run-record.js";
 
 export interface JobStatus {
   name: string;
@@ -78,28 +23,16 @@ export interface JobStatus {
   lastSuccess: number | undefined;
 }
 
-export interface SchedulerDeps {
-  clock: Clock;
-  runner: SnapshotRunner;
-  publisher: SnapshotPublisher;
-  leases?: OccurrenceLeases | undefined;
-  /** Room under the export caps: runs wait here ("queued") rather than be refused (run-slots.ts). */
-  slots?: RunSlots | undefined;
-  log: Logger;
+export interface SchedulerDeps extends OccurrenceDeps {
   /** Run records kept per job. */
   historySize?: number;
 }
 
-interface JobState {
-  spec: JobSpec;
+interface JobState extends JobOutcomes {
   next: number | undefined;
   running: Promise<void> | null;
   abort: AbortController | null;
-  suspended: boolean;
-  failures: number;
   history: RunRecord[];
-  lastError: string | undefined;
-  lastSuccess: number | undefined;
   /** Gone from the config while a run was going: that run finishes, nothing else starts. */
   removed: boolean;
 }
@@ -318,24 +251,11 @@ export class Scheduler {
   }
 
   private newRecord(j: JobState, at: number, trigger: RunRecord["trigger"], now: number): RunRecord {
-    return {
-      job: j.spec.name,
-      snapshot: snapshotName(at),
-      trigger,
-      state: "running",
-      attempts: 0,
-      scheduledAt: at,
-      startedAt: now,
-      endedAt: undefined,
-      rows: undefined,
-      error: undefined,
-    };
+    return newRunRecord(j.spec.name, at, trigger, now);
   }
 
   private record(j: JobState, r: RunRecord): void {
-    j.history.push(r);
-    const max = this.deps.historySize ?? 50;
-    if (j.history.length > max) j.history.splice(0, j.history.length - max);
+    keepRecord(j.history, r, this.deps.historySize ?? 50);
   }
 
   private launch(j: JobState, at: number, trigger: RunRecord["trigger"]): RunRecord {
@@ -343,154 +263,15 @@ export class Scheduler {
     this.record(j, rec);
     const ac = new AbortController();
     j.abort = ac;
-    j.running = this.execute(j, rec, ac.signal).finally(() => {
+    j.running = runOccurrence(j, rec, ac.signal, this.deps, {
+      stopped: () => this.stopped,
+      suspended: () => this.arm(),
+    }).finally(() => {
       j.running = null;
       j.abort = null;
       if (j.removed && this.jobs.get(j.spec.name) === j) this.jobs.delete(j.spec.name);
       jobRunEnded(rec);
     });
     return rec;
-  }
-
-  private async execute(j: JobState, rec: RunRecord, signal: AbortSignal): Promise<void> {
-    const { spec } = j;
-    const log = this.deps.log;
-    let lease: HeldLease | null = null;
-    // A slot under the export caps is held while an attempt runs, not while waiting for another
-    // proxy's lease or for a retry's backoff: other jobs of the user run meanwhile.
-    let release: (() => void) | undefined;
-    const free = (): void => {
-      release?.();
-      release = undefined;
-    };
-    const needSlot = (): boolean => this.deps.slots !== undefined && release === undefined;
-    const takeSlot = async (s: AbortSignal): Promise<void> => {
-      const was = rec.state;
-      rec.state = "queued";
-      release = await this.deps.slots!.acquire(spec.user, s);
-      rec.state = was;
-    };
-    try {
-      // Another proxy running this occurrence keeps it "waiting" here: if that proxy dies, its
-      // lease expires and this one takes the occurrence over.
-      while (this.deps.leases !== undefined && lease === null) {
-        // The slot first: a replica with room takes the lease, not one that would have to wait.
-        if (needSlot()) await takeSlot(signal);
-        const got = await this.deps.leases.acquire(spec, rec.snapshot, signal);
-        if (got === null) {
-          rec.state = "skipped";
-          rec.error = "another proxy ran this occurrence";
-          rec.endedAt = this.deps.clock.now();
-          return;
-        }
-        if ("busyUntil" in got) {
-          free();
-          rec.state = "waiting";
-          rec.error = "another proxy runs this occurrence";
-          await this.sleep(Math.max(1, got.busyUntil - this.deps.clock.now() + 1), signal);
-          continue;
-        }
-        lease = got;
-      }
-      const runSignal = lease === null ? signal : AbortSignal.any([signal, lease.lost]);
-      const prefixUrl = `${spec.target}/${rec.snapshot}`;
-      if (lease?.complete === true) {
-        log.warn(
-          { job: spec.name, snapshot: rec.snapshot },
-          "the taken-over occurrence's snapshot is complete: publishing it without running it again",
-        );
-      }
-      while (lease?.complete !== true) {
-        // Only awaited when there are caps: without, a run starts in the timer's own tick.
-        if (needSlot()) await takeSlot(runSignal);
-        rec.attempts++;
-        rec.state = "running";
-        log.info(
-          { job: spec.name, snapshot: rec.snapshot, attempt: rec.attempts, trigger: rec.trigger },
-          "scheduled snapshot starting",
-        );
-        try {
-          const { rows } = await this.deps.runner.run(spec, prefixUrl, runSignal);
-          rec.rows = rows;
-          free();
-          break;
-        } catch (e) {
-          free();
-          const err = PgError.from(e);
-          rec.error = err.message;
-          if (runSignal.aborted || rec.attempts > spec.retries) throw err;
-          rec.state = "retrying";
-          const wait = spec.backoffMs * 2 ** (rec.attempts - 1);
-          log.warn(
-            {
-              job: spec.name,
-              snapshot: rec.snapshot,
-              attempt: rec.attempts,
-              retryInMs: wait,
-              err: err.message,
-            },
-            "scheduled snapshot failed; retrying",
-          );
-          await this.sleep(wait, runSignal);
-        }
-      }
-      // The snapshot is complete (its sentinel is gone): only now may latest.json name it.
-      await this.deps.publisher.publish(spec, rec.snapshot, runSignal);
-      j.failures = 0;
-      j.lastError = undefined;
-      rec.error = undefined;
-      await lease?.finish("succeeded");
-      lease = null;
-      log.info(
-        { job: spec.name, snapshot: rec.snapshot, rows: rec.rows, attempts: rec.attempts },
-        "scheduled snapshot complete",
-      );
-      try {
-        const deleted = await this.deps.publisher.prune(spec, [rec.snapshot], this.deps.clock.now(), signal);
-        if (deleted.length > 0) log.info({ job: spec.name, deleted }, "old snapshots removed");
-      } catch (e) {
-        // The snapshot stands; pruning is tried again after the next run.
-        rec.error = `retention: ${PgError.from(e).message}`;
-        log.warn({ job: spec.name, err: PgError.from(e).message }, "could not remove old snapshots");
-      }
-      rec.state = "succeeded";
-      rec.endedAt = this.deps.clock.now();
-      j.lastSuccess = rec.endedAt;
-    } catch (e) {
-      const err = PgError.from(e);
-      rec.state = "failed";
-      rec.error = err.message;
-      rec.endedAt = this.deps.clock.now();
-      j.lastError = err.message;
-      j.failures++;
-      await lease?.finish("failed").catch(() => {});
-      if (j.failures >= spec.suspendAfter && !this.stopped) {
-        j.suspended = true;
-        this.arm();
-        log.error(
-          { job: spec.name, failures: j.failures, err: err.message },
-          `scheduled snapshot job suspended after ${j.failures} failed runs; RESUME COPY_TO_S3 JOB ${spec.name} to restart it`,
-        );
-      } else {
-        log.error({ job: spec.name, snapshot: rec.snapshot, err: err.message }, "scheduled snapshot failed");
-      }
-    } finally {
-      free();
-    }
-  }
-
-  private sleep(ms: number, signal: AbortSignal): Promise<void> {
-    return new Promise((resolve, reject) => {
-      if (signal.aborted) return reject(PgError.from(signal.reason));
-      const onAbort = (): void => {
-        this.deps.clock.clearTimer(t);
-        reject(PgError.from(signal.reason));
-      };
-      const t = this.deps.clock.setTimer(() => {
-        signal.removeEventListener("abort", onAbort);
-        resolve();
-      }, ms);
-      signal.addEventListener("abort", onAbort, { once: true });
-    });
   }
 }

@@ -12,10 +12,11 @@ import { type Clock, systemClock } from "./clock.js";
 import { withScheduleConsole } from "./console.js";
 import { type JobSpec, parseJobs } from "./jobs.js";
 import { StoreLeases } from "./lease.js";
+import type { OccurrenceLeases, SnapshotRunner } from "./occurrence-run.js";
 import { TargetPublisher } from "./publisher.js";
 import { CappedRunSlots } from "./run-slots.js";
 import { LoopbackRunner } from "./runner.js";
-import { type JobChanges, type OccurrenceLeases, Scheduler, type SnapshotRunner } from "./scheduler.js";
+import { type JobChanges, Scheduler } from "./scheduler.js";
 
 export interface Schedules {
   /** The COPY hook with the console statements added. */

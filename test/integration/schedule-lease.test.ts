@@ -19,7 +19,7 @@ import { type ProxyServer, startProxy } from "../../src/proxy/server.js";
 import { ManualClock } from "../../src/schedule/clock.js";
 import type { JobSpec } from "../../src/schedule/jobs.js";
 import { StoreLeases } from "../../src/schedule/lease.js";
-import type { HeldLease } from "../../src/schedule/scheduler.js";
+import type { HeldLease } from "../../src/schedule/occurrence-run.js";
 import { createSchedules, type Schedules } from "../../src/schedule/start.js";
 import { motoAccess, type S3Access, S3Check } from "../support/copy-proxy.js";
 import { waitUntil } from "../support/export-checks.js";

@@ -8,14 +8,14 @@ import { ManualClock } from "../../src/schedule/clock.js";
 import { parseConsole } from "../../src/schedule/console.js";
 import { copyStatement, type JobSpec, parseJobs } from "../../src/schedule/jobs.js";
 import { nextOccurrence, snapshotName } from "../../src/schedule/next-run.js";
+import type {
+  OccurrenceLeases,
+  SnapshotPublisher,
+  SnapshotRunner,
+} from "../../src/schedule/occurrence-run.js";
 import { type SnapshotDir, snapshotsToPrune } from "../../src/schedule/publisher.js";
 import { CappedRunSlots } from "../../src/schedule/run-slots.js";
-import {
-  type OccurrenceLeases,
-  Scheduler,
-  type SnapshotPublisher,
-  type SnapshotRunner,
-} from "../../src/schedule/scheduler.js";
+import { Scheduler } from "../../src/schedule/scheduler.js";
 
 const T0 = Date.parse("2026-12-02T09:59:30Z");
 const log = createLogger("silent");
