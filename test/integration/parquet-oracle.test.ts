@@ -59,10 +59,35 @@ async function describeColumns(sql: string): Promise<ColumnInfo[]> {
   return infos;
 }
 
+/**
+ * Runs `sql` and hands its DataRows to `encoder.writeRows` in ~64 KiB runs of whole messages, the
+ * way an export's encoder thread receives them (the row-at-a-time `writeRow` is the other path).
+ */
+async function feedInRuns(encoder: ParquetEncoder, sql: string, resultFormats: number[]): Promise<number> {
+  const msgs: Buffer[] = [];
+  const rows = await pg.execute(sql, resultFormats, (body) => {
+    const m = Buffer.alloc(5 + body.length);
+    m[0] = 0x44;
+    m.writeInt32BE(body.length + 4, 1);
+    body.copy(m, 5);
+    msgs.push(m);
+  });
+  for (let i = 0; i < msgs.length; ) {
+    let j = i;
+    for (let size = 0; j < msgs.length && size < 64 << 10; j++) size += msgs[j]!.length;
+    const run = Buffer.concat(msgs.slice(i, j));
+    encoder.writeRows(run, 0, run.length);
+    if (encoder.wantsFlush) await encoder.flush();
+    i = j;
+  }
+  return rows;
+}
+
 async function exportQuery(
   sql: string,
   opts: Partial<Omit<ParquetOptions, "columns">> = {},
   name = "x",
+  inRuns = false,
 ): Promise<Export> {
   const dir = mkdtempSync(join(tmp, `${name}-`));
   const columns = await describeColumns(sql);
@@ -90,10 +115,12 @@ async function exportQuery(
     sink,
   );
   try {
-    const rows = await pg.executeAsync(sql, plan.resultFormats, (buf, pos, n) => {
-      encoder.writeRow(buf, pos, n);
-      if (encoder.wantsFlush) return encoder.flush();
-    });
+    const rows = inRuns
+      ? await feedInRuns(encoder, sql, plan.resultFormats)
+      : await pg.executeAsync(sql, plan.resultFormats, (buf, pos, n) => {
+          encoder.writeRow(buf, pos, n);
+          if (encoder.wantsFlush) return encoder.flush();
+        });
     await encoder.finish();
     return { files, rowsPerFile, encoder, textColumns: plan.textColumns, rows };
   } finally {
@@ -301,15 +328,94 @@ describe("parquet oracle (PostgreSQL → encoder → DuckDB)", () => {
   });
 });
 
-describe("parquet values Parquet cannot hold (errors name the column and the value)", () => {
-  const expectError = async (sql: string, code: string, message: RegExp) => {
-    const err = await exportQuery(sql, {}, "err").then(
-      () => null,
-      (e: unknown) => e,
+describe("numerics at every scale (PostgreSQL → encoder → DuckDB)", () => {
+  // numeric(38, s) for scales across 0..38; each row a value made of md5 digits with 0..38-s
+  // integer and 0..s fractional digits (every fourth one near 14–17 digits, where the encoder's
+  // one-double path ends), a third of them negative; then chosen values (2^32, 2^53 ± 1, 10^15,
+  // 38 digits, 10^-38) rounded to each scale where they fit. DuckDB's text of each value must be
+  // PostgreSQL's.
+  const SCALES = [0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13, 14, 15, 16, 17, 18, 20, 24, 30, 37, 38];
+  const CHOSEN = [
+    "0",
+    "1",
+    "-1",
+    "0.5",
+    "-0.01",
+    "4294967295",
+    "4294967296",
+    "-4294967296",
+    "999999999999999",
+    "1000000000000000",
+    "-999999999999999.9",
+    "9007199254740991",
+    "9007199254740993",
+    "-9007199254740993",
+    "12345678901234.5678",
+    "18446744073709551616",
+    "-79228162514264337593543950336",
+    "99999999999999999999999999999999999999",
+    "-99999999999999999999999999999999999999",
+    "0.00000000000000000000000000000000000001",
+    "-0.00000000000000000000000000000000000001",
+  ];
+  const generated = (s: number): string => {
+    const k = `(CASE WHEN g % 4 = 0 THEN least(${38 - s}, greatest(0, ${14 - s} + (g / 4) % 4)) ELSE g % ${39 - s} END)`;
+    const f = `(CASE WHEN g % 4 = 0 THEN ${s} ELSE (g * 7) % ${s + 1} END)`;
+    return (
+      `((CASE WHEN g % 3 = 0 THEN '-' ELSE '' END) || coalesce(nullif(substr(d, 1, ${k}), ''), '0')` +
+      ` || (CASE WHEN ${f} > 0 THEN '.' || substr(d, 40, ${f}) ELSE '' END))::numeric`
     );
-    expect(err).toBeInstanceOf(PgError);
-    expect((err as PgError).code).toBe(code);
-    expect((err as PgError).message).toMatch(message);
+  };
+  const chosen = (s: number): string =>
+    `(CASE WHEN abs(round(t::numeric, ${s})) < 10::numeric ^ ${38 - s} THEN round(t::numeric, ${s}) END)`;
+  const cols = SCALES.map((s) => `n${s}`);
+  // The union drops typmods: the columns get theirs outside it.
+  const SQL =
+    `SELECT id, ${SCALES.map((s) => `n${s}::numeric(38,${s}) AS n${s}`).join(", ")} FROM (` +
+    `SELECT g AS id, ${SCALES.map((s) => `${generated(s)} AS n${s}`).join(", ")} FROM (SELECT g, ` +
+    `translate(md5(g::text) || md5((g + 7)::text) || md5((g + 13)::text), 'abcdef', '012345') AS d ` +
+    `FROM generate_series(1, 4000) g) x UNION ALL ` +
+    `SELECT 100000 + i AS id, ${SCALES.map((s) => `${chosen(s)} AS n${s}`).join(", ")} ` +
+    `FROM unnest(ARRAY[${CHOSEN.map((v) => `'${v}'`).join(", ")}]) WITH ORDINALITY AS c(t, i)) u`;
+
+  it.each([
+    ["row by row", false],
+    ["in runs of DataRows", true],
+  ])(
+    "reads back equal, value by value (%s)",
+    async (_, inRuns) => {
+      const ex = await exportQuery(`${SQL} ORDER BY id`, {}, "numerics", inRuns);
+      const pgRows = await pg.query(
+        `SELECT id, ${cols.map((c) => `${c}::text`).join(", ")} FROM (${SQL}) q ORDER BY id`,
+      );
+      const dRows = await duckRows(
+        `SELECT id, ${cols.map((c) => `${c}::VARCHAR`).join(", ")} FROM read_parquet(${fileList(ex.files)}) ORDER BY id`,
+      );
+      expect(pgRows.length).toBe(4000 + CHOSEN.length);
+      // DuckDB writes DECIMAL(38,38) without the leading zero (".5", "-.5").
+    expect(dRows.map((r) => r.map((v) => v?.replace(/^(-?)\./, "$10.") ?? null))).toEqual(pgRows);
+      const types = await duckRows(
+        `SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM read_parquet(${fileList(ex.files)})) WHERE column_name LIKE 'n%'`,
+      );
+      expect(types).toEqual(SCALES.map((s) => [`n${s}`, `DECIMAL(38,${s})`]));
+    },
+    120_000,
+  );
+});
+
+describe("parquet values Parquet cannot hold (errors name the column and the value)", () => {
+  // Both ways rows reach the encoder: one at a time, and in runs (whose loops report bad values
+  // as the one-value path does).
+  const expectError = async (sql: string, code: string, message: RegExp) => {
+    for (const inRuns of [false, true]) {
+      const err = await exportQuery(sql, {}, "err", inRuns).then(
+        () => null,
+        (e: unknown) => e,
+      );
+      expect(err, `inRuns=${inRuns}`).toBeInstanceOf(PgError);
+      expect((err as PgError).code).toBe(code);
+      expect((err as PgError).message).toMatch(message);
+    }
   };
 
   it("NaN and ±Infinity numerics", async () => {

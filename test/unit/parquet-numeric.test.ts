@@ -143,6 +143,73 @@ describe("numericToDecimal128", () => {
     }
   });
 
+  // Values whose unscaled integer has at most 15 digits take a shorter path (one double); these
+  // sit on both sides of its limits: 15/16 digits, 2^32, 2^53, a last base-10000 digit that
+  // reaches 1..3 decimal digits below the scale, and negatives (two's complement in all limbs).
+  it.each([
+    ["999999999999999", 0],
+    ["-999999999999999", 0],
+    ["1000000000000000", 0],
+    ["-1000000000000000", 0],
+    ["9007199254740991", 0],
+    ["9007199254740993", 0],
+    ["-9007199254740993", 0],
+    ["4294967295", 0],
+    ["-4294967295", 0],
+    ["-4294967296", 0],
+    ["-4294967297", 0],
+    ["9999999999999.99", 2],
+    ["-9999999999999.99", 2],
+    ["99999999999999.99", 2],
+    ["0.01", 2],
+    ["-0.01", 2],
+    ["0.001", 2],
+    ["0.0010", 3],
+    ["12.3", 1],
+    ["12.34", 1],
+    ["12.345", 3],
+    ["-12.3456", 3],
+    ["1234.5678", 4],
+    ["1234.5678", 5],
+    ["1", 14],
+    ["9", 14],
+    ["10", 14],
+    ["1", 15],
+    ["-1", 15],
+    ["0.1", 15],
+    ["0.000000000000001", 15],
+    ["0.0000000000000001", 15],
+    ["42949.67296", 5],
+    ["-42949.67296", 5],
+    ["12345678.9012345", 7],
+    ["1234567.89012345", 8],
+  ] as Array<[string, number]>)("short path: %s at scale %i", (text, scale) => {
+    const exp = oracle(text, scale);
+    const got = convert(text, scale);
+    expect(got.status).toBe(exp.status);
+    if (exp.status === NumericStatus.Ok) expect(got.limbs).toEqual(exp.limbs);
+  });
+
+  it("agrees with the BigInt oracle on 20000 random values of up to 18 digits", () => {
+    let seed = 777;
+    const rand = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+      return seed % n;
+    };
+    const digits = (n: number): string => Array.from({ length: n }, () => String(rand(10))).join("");
+    for (let k = 0; k < 20000; k++) {
+      const scale = rand(19);
+      const int = digits(rand(18 - Math.min(scale, 17)));
+      // Mostly no more fractional digits than the scale (the common case), sometimes more.
+      const frac = digits(rand(10) === 0 ? rand(scale + 4) : rand(scale + 1));
+      const text = `${rand(2) ? "-" : ""}${int || "0"}${frac ? `.${frac}` : ""}`;
+      const exp = oracle(text, scale);
+      const got = convert(text, scale);
+      expect(got.status, `${text} @${scale}`).toBe(exp.status);
+      if (exp.status === NumericStatus.Ok) expect(got.limbs, `${text} @${scale}`).toEqual(exp.limbs);
+    }
+  });
+
   it("accepts leading zero digits a sender might include", () => {
     // 0000 0012 . 5000 with weight 1: value 12.5.
     const b = Buffer.from([0, 3, 0, 1, 0, 0, 0, 1, 0, 0, 0, 12, 0x13, 0x88]);

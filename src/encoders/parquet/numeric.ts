@@ -5,7 +5,9 @@
 // PostgreSQL strips leading and trailing zero digits, so `ndigits` is small for typical values.
 //
 // The unscaled integer N = value·10^scale is built with Horner's rule on four 32-bit limbs held in
-// doubles (limb·10^4 + carry < 2^47, exact), so no BigInt is allocated per value.
+// doubles (limb·10^4 + carry < 2^47, exact), so no BigInt is allocated per value. Most values
+// (money, quantities: N < 10^15 < 2^53) take a shorter path first: N as one double, split into
+// the two low limbs, the upper two limbs being the sign's extension.
 
 export const NUMERIC_POS = 0x0000;
 export const NUMERIC_NEG = 0x4000;
@@ -28,6 +30,10 @@ export enum NumericStatus {
 
 const TWO32 = 4294967296;
 const POW10 = [1, 10, 100, 1000, 10000];
+/** Powers of ten exact as doubles, up to the short path's largest exponent (14). */
+const POW10_SHORT = [1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14];
+/** Digits of N that the short path holds exactly in one double (10^15 < 2^53). */
+const SHORT_DIGITS = 15;
 
 function decimalDigits(d: number): number {
   return d >= 1000 ? 4 : d >= 100 ? 3 : d >= 10 ? 2 : 1;
@@ -53,6 +59,35 @@ export function numericToDecimal128(
   if (sign !== NUMERIC_POS && sign !== NUMERIC_NEG) return NumericStatus.Special;
   if (len < 8 + 2 * ndigits) throw new RangeError("binary numeric truncated");
   let p = pos + 8;
+  if (ndigits > 0) {
+    const d0 = (buf[p]! << 8) | buf[p + 1]!;
+    // Exponent of the last digit once scaled: digits before it have exponents ≥ eLast + 4 > 0,
+    // so only the last one can reach below the scale (and then by at most three decimal digits).
+    const eLast = 4 * (weight - ndigits + 1) + scale;
+    if (d0 !== 0 && eLast > -4 && 4 * weight + decimalDigits(d0) + scale <= SHORT_DIGITS) {
+      // Horner over every digit but the last: at most 14 decimal digits, exact.
+      let v = 0;
+      const lastAt = p + 2 * (ndigits - 1);
+      for (let q = p; q < lastAt; q += 2) v = v * 10000 + ((buf[q]! << 8) | buf[q + 1]!);
+      const last = (buf[lastAt]! << 8) | buf[lastAt + 1]!;
+      if (eLast >= 0) {
+        v = (v * 10000 + last) * POW10_SHORT[eLast]!;
+      } else {
+        // The last digit reaches below the scale: its dropped decimal digits must be zero.
+        const drop = POW10[-eLast]!;
+        if (last % drop !== 0) return NumericStatus.Fraction;
+        v = v * POW10[4 + eLast]! + last / drop;
+      }
+      const s = sign === NUMERIC_NEG ? -v : v;
+      const hi = Math.floor(s / TWO32); // exact: a power of two
+      out[o] = s - hi * TWO32;
+      out[o + 1] = hi >>> 0;
+      const ext = hi < 0 ? 0xffffffff : 0;
+      out[o + 2] = ext;
+      out[o + 3] = ext;
+      return NumericStatus.Ok;
+    }
+  }
   // Skip leading zero digits (PostgreSQL does not send them, but be liberal in what we accept).
   let first = 0;
   while (first < ndigits && ((buf[p + 2 * first]! << 8) | buf[p + 2 * first + 1]!) === 0) first++;

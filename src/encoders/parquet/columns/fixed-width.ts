@@ -171,13 +171,33 @@ export class DecimalBuilder extends BaseBuilder {
     this.type = new arrow.Decimal(scale, DECIMAL_MAX_PRECISION, 128);
   }
 
-  // The base class's loop, repeated here so that its `append` call sees only this class.
+  // The run's room is made once; NULLs, truncated values and values Parquet cannot hold leave the
+  // loop for `appendNull`/`append`, which report them as one value at a time would.
   override appendColumn(buf: Buffer, pos: Int32Array, len: Int32Array, from: number, n: number): void {
+    const need = (this.length + n) << 2;
+    if (need > this.values.length) this.values = grow(this.values, need);
+    const out = this.values;
+    const scale = this.scale;
+    const validity = this.validity;
+    let i = this.length;
     for (let k = from, end = from + n; k < end; k++) {
       const l = len[k]!;
-      if (l < 0) this.appendNull();
-      else this.append(buf, pos[k]!, l);
+      const p = pos[k]!;
+      if (l < 8 || l < 8 + 2 * ((buf[p]! << 8) | buf[p + 1]!)) {
+        this.length = i;
+        if (l < 0) this.appendNull();
+        else this.append(buf, p, l); // reports the truncated value
+        i = this.length;
+        continue;
+      }
+      if (numericToDecimal128(buf, p, l, scale, out, i << 2) !== NumericStatus.Ok) {
+        this.length = i;
+        this.append(buf, p, l); // reports the value
+      }
+      if (validity.bits !== null) validity.setValid(i);
+      i++;
     }
+    this.length = i;
   }
   append(buf: Buffer, pos: number, len: number): void {
     if (len < 8 || len < 8 + 2 * buf.readUInt16BE(pos)) this.invalid(`truncated numeric (${len} bytes)`);
