@@ -40,6 +40,8 @@ export interface FileStoreConfig {
   bufferBytes: number;
   /** Every path must resolve (realpath) inside this directory; default: `dir` itself. */
   root?: string | undefined;
+  /** Bytes an upload writes between two writebacks of its file (default WRITEBACK_BYTES). */
+  writebackBytes?: number | undefined;
 }
 
 export class FileStore implements ObjectStore, UploadDirectory {
@@ -47,6 +49,7 @@ export class FileStore implements ObjectStore, UploadDirectory {
   readonly dir: string;
   readonly bufferBytes: number;
   readonly root: string | undefined;
+  readonly writebackBytes: number | undefined;
   /** A temp file is named by us before it is created: its id is always known. */
   readonly unknownUploadsPossible = false;
 
@@ -54,6 +57,7 @@ export class FileStore implements ObjectStore, UploadDirectory {
     this.dir = c.dir.replace(/\/+$/, "") || "/";
     this.root = c.root === undefined ? undefined : c.root.replace(/\/+$/, "") || "/";
     this.bufferBytes = c.bufferBytes;
+    this.writebackBytes = c.writebackBytes;
     this.location = pathToFileURL(this.dir).href;
   }
 

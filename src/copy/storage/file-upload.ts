@@ -2,6 +2,13 @@
 // exclusively, checked to lie inside), written in order, then fsynced, closed and renamed into
 // place. Until the rename it plays the part of an S3 multipart upload: listUploads finds it by its
 // name, abortUpload removes it, and a failure or abort removes it (or, after the rename, the object).
+//
+// Writeback while writing: every WRITEBACK_BYTES written, an fdatasync of the file so far starts
+// beside the writes (another thread of libuv's pool; the writes do not wait for it). The kernel
+// would otherwise leave the whole file dirty in memory (its background writeback starts at 10% of
+// RAM) and the fsync before the rename would write all of it while the export waits: ~0.1 s for a
+// 1M-row CSV file here, 10% of that export (docs/decisions.md, "file:// writeback while writing").
+// The fsync before the rename stays, and only has the last few MiB left to write.
 import { randomBytes } from "node:crypto";
 import { type FileHandle, open, rename, unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
@@ -16,6 +23,9 @@ export function errnoCode(err: unknown): string | undefined {
   return (err as NodeJS.ErrnoException | null)?.code;
 }
 
+/** Bytes written between two writebacks (fdatasync) of the file; a file smaller than this has none. */
+export const WRITEBACK_BYTES = 8 << 20;
+
 /** What an upload needs of its store (FileStore): paths checked against the root, errors, limits. */
 export interface UploadDirectory {
   /** Bytes queued before write() asks the caller to wait. */
@@ -24,6 +34,8 @@ export interface UploadDirectory {
   assertCreatedInside(path: string, rel: string): Promise<void>;
   fail(op: string, err: unknown, key: string, signal?: AbortSignal): PgError;
   url(key: string): string;
+  /** Bytes between two writebacks while writing (default WRITEBACK_BYTES; 0: none). */
+  readonly writebackBytes?: number | undefined;
 }
 
 export class FileUpload implements ObjectUpload {
@@ -37,6 +49,10 @@ export class FileUpload implements ObjectUpload {
   #chain: Promise<void> = Promise.resolve();
   #queued = 0;
   #bytes = 0;
+  /** Bytes written to the file since the last writeback began. */
+  #unsynced = 0;
+  /** The writeback in flight, if any; it never rejects (failures go to #error). */
+  #writeback: Promise<void> | undefined;
   #state: "open" | "ending" | "done" = "open";
   /** The object is in place; an abort() racing end() must remove it again. */
   #renamed = false;
@@ -100,6 +116,8 @@ export class FileUpload implements ObjectUpload {
           const { bytesWritten } = await fh.write(buf, off, buf.length - off);
           off += bytesWritten;
         }
+        this.#unsynced += buf.length;
+        this.#startWriteback(fh);
       } finally {
         this.#queued -= buf.length;
         // No write of it is in flight any more (fh.write has settled), written or failed.
@@ -107,6 +125,22 @@ export class FileUpload implements ObjectUpload {
       }
     });
     return this.#queued <= this.#store.bufferBytes;
+  }
+
+  /** Starts an fdatasync of what is written so far, when due and none is in flight. */
+  #startWriteback(fh: FileHandle): void {
+    const every = this.#store.writebackBytes ?? WRITEBACK_BYTES;
+    if (every <= 0 || this.#unsynced < every || this.#writeback !== undefined) return;
+    this.#unsynced = 0;
+    this.#writeback = fh.datasync().then(
+      () => {
+        this.#writeback = undefined;
+      },
+      (err: unknown) => {
+        this.#writeback = undefined;
+        this.#fail(this.#store.fail("PutObject", err, this.#key, this.#signal));
+      },
+    );
   }
 
   async drained(): Promise<void> {
@@ -119,6 +153,7 @@ export class FileUpload implements ObjectUpload {
     this.#state = "ending";
     this.#enqueue(async () => {
       const { fh, temp, final } = await this.#open();
+      await this.#writeback;
       await fh.sync();
       await fh.close();
       if (this.#error) return;
@@ -155,6 +190,7 @@ export class FileUpload implements ObjectUpload {
     this.#signal.removeEventListener("abort", this.#onAbort);
     this.#cleanup = (async () => {
       await this.#chain;
+      await this.#writeback; // settles (never rejects) before its file is closed and removed
       if (this.#fh === undefined) return;
       const opened = await this.#fh.catch(() => undefined);
       if (opened === undefined) return;
