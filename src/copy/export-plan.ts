@@ -26,7 +26,7 @@ export async function planExport(opts: CopyOptions, d: PlanDeps): Promise<Opened
   // Opening waits on the upstream too (Materialize: the SUBSCRIBE's first progress row).
   const stopWatching = watchForStall(
     d.stallTimeoutMs,
-    { progress: () => 0, waitingForUploads: () => false },
+    { progress: () => 0, waitingFor: () => "upstream" },
     (err) => d.abort(err),
   );
   let opened: OpenedSnapshot;

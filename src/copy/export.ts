@@ -315,6 +315,7 @@ class Export {
       channel: this.ctx.upstream,
       resultFormats: this.encoders[0]!.resultFormats,
       stallTimeoutMs: this.deps.config.exports.stallTimeoutMs,
+      encodingTurns: this.deps.config.exports.maxEncodingThreads,
       abort: (err) => this.ac.abort(err),
       signal: this.signal,
     });

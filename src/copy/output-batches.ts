@@ -28,8 +28,13 @@ export interface BatchThreads {
   max: number;
 }
 
+/** What a relieved row stream waits for (drained()): the encoder threads' queues, or the uploads. */
+export type OutputWait = "encoder" | "uploads";
+
 export class OutputBatches {
   private readonly batches: Batch[] = [];
+  /** What drained() waits for now; null when it does not run. */
+  waitingFor: OutputWait | null = null;
 
   /**
    * Batch k's thread encodes into files named `keyOf(k, index)`. Each thread is attached here;
@@ -89,13 +94,19 @@ export class OutputBatches {
    * drain, so the rows resume only when not every queue is full.
    */
   async drained(): Promise<void> {
-    do {
-      // The first thread down to half its queue; the others' answers come too and are ignored.
-      await new Promise<void>((resolve, reject) => {
-        for (const b of this.batches) b.thread.drained().then(resolve, reject);
-      });
-      await Promise.all(this.batches.map((b) => b.sink.drained()));
-    } while (this.allCongested);
+    try {
+      do {
+        // The first thread down to half its queue; the others' answers come too and are ignored.
+        this.waitingFor = "encoder";
+        await new Promise<void>((resolve, reject) => {
+          for (const b of this.batches) b.thread.drained().then(resolve, reject);
+        });
+        this.waitingFor = "uploads";
+        await Promise.all(this.batches.map((b) => b.sink.drained()));
+      } while (this.allCongested);
+    } finally {
+      this.waitingFor = null;
+    }
   }
 
   /**

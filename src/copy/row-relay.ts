@@ -1,6 +1,6 @@
 // The snapshot's rows into the export's encoder threads, a read's worth at a time. When the
 // threads fall behind, the upstream's row stream is paused at that message until they catch up
-// (backpressure, not buffering); a stall of either side ends the export (stall-watchdog.ts).
+// (backpressure, not buffering); a stall of any side ends the export (stall-watchdog.ts).
 
 import { PgError } from "../errors.js";
 import type { UpstreamChannel } from "../proxy/copy-hook.js";
@@ -15,6 +15,8 @@ export interface RowRelayDeps {
   channel: UpstreamChannel;
   resultFormats: readonly number[];
   stallTimeoutMs: number;
+  /** The encoding budget's slots (exports.maxEncodingThreads), for the stall's words. */
+  encodingTurns: number;
   /** Ends the export (a stall, a failed flush). */
   abort: (err: PgError) => void;
   signal: AbortSignal;
@@ -40,8 +42,12 @@ export class RowRelay {
     };
     const stopWatching = watchForStall(
       this.d.stallTimeoutMs,
-      { progress: () => this.rows + resumes, waitingForUploads: () => paused },
+      {
+        progress: () => this.rows + resumes,
+        waitingFor: () => (paused ? (output.waitingFor ?? "encoder") : "upstream"),
+      },
       (err) => this.d.abort(err),
+      this.d.encodingTurns,
     );
     // A cancel must not wait for the flush that paused the row stream: the upstream has to be
     // read for its cancel to land (a backend blocked writing to us does not notice one), and the
