@@ -207,6 +207,11 @@ function resolveSettings(
       ["idle", "nice"],
       "exports.workerPolicy",
     ),
+    encoderHost: oneOf(
+      String(fileExports.encoderHost ?? DEFAULT_EXPORT_LIMITS.encoderHost),
+      ["thread", "process"],
+      "exports.encoderHost",
+    ),
     maxEncodingThreads:
       fileExports.maxEncodingThreads === "auto" || fileExports.maxEncodingThreads === undefined
         ? autoMaxEncodingThreads(availableParallelism())

@@ -263,6 +263,13 @@ export const SETTINGS: readonly SettingHelp[] = [
       "nice: encoder threads run at exports.workerNice; idle: also as SCHED_IDLE (Linux, via util-linux chrt), using only CPU time nothing else in their scheduling group wants (best where the proxy has its own cgroup: a container, a systemd service)",
   },
   {
+    key: "exports.encoderHost",
+    default: "thread",
+    example: '"exports": { "encoderHost": "process" }',
+    meaning:
+      "thread: encoder threads run in the proxy's process; process: in one child process of the proxy (started at the first export, in a session of its own), all its threads and its Linux autogroup at exports.workerNice",
+  },
+  {
     key: "exports.maxEncodingThreads",
     default: "auto",
     example: '"exports": { "maxEncodingThreads": 0 }',
@@ -379,5 +386,6 @@ export const DEFAULT_EXPORT_LIMITS: ExportLimits = {
   workerNice: 10,
   encoderThreads: 1,
   workerPolicy: "nice",
+  encoderHost: "thread",
   maxEncodingThreads: autoMaxEncodingThreads(availableParallelism()),
 };

@@ -87,6 +87,12 @@ export interface ExportLimits {
    */
   workerPolicy: "idle" | "nice";
   /**
+   * Where the encoder threads run: "thread", in the proxy's process; "process", in one child
+   * process of the proxy (its encoder host), lowered as a whole and in a scheduling group of its
+   * own (docs/isolation.md, "Encoders in a process of their own").
+   */
+  encoderHost: "thread" | "process";
+  /**
    * At most this many encoder threads of the process encode at the same time (a slot per batch
    * of rows; the others wait with their export's upstream paused); 0 = no limit. "auto" in the
    * config file: one less than the cores, at least 1 (autoMaxEncodingThreads; docs/isolation.md).

@@ -282,11 +282,12 @@ class Export {
   }
 
   private startEncoder(): EncoderThread {
-    const { workerNice, workerPolicy, maxEncodingThreads } = this.deps.config.exports;
+    const { workerNice, workerPolicy, maxEncodingThreads, encoderHost } = this.deps.config.exports;
     const t = new EncoderThread(this.encoderSpecOf!, {
       nice: workerNice,
       idle: workerPolicy === "idle",
       maxEncoding: maxEncodingThreads,
+      host: encoderHost,
     });
     this.encoders.push(t);
     return t;

@@ -10,12 +10,17 @@ import { planParquet } from "../parquet/encoder.js";
 import { parquetWasm } from "../parquet/wasm-writer.js";
 import type { FileSink } from "../types.js";
 import { encoderBudget, releaseSlotsOf } from "./encoder-budget.js";
+import { type EncoderWorker, HostedWorker, hostedWorker, retireEncoderHost } from "./encoder-host.js";
 import { RING_BUFFERS } from "./port-sink.js";
 import { type EncoderWorkerData, type FromEncoder, fromWireError, type ToEncoder } from "./protocol.js";
 import { RowBatcher } from "./row-batcher.js";
 import { profilerArgs, workerEntry } from "./worker-entry.js";
 
-/** Tests only: a gate that blocks the encoder thread, and a look at each thread started. */
+/** Where encoder threads run: in this process, or in its encoder host process (exports.encoderHost). */
+export type EncoderHostKind = "thread" | "process";
+
+/** Tests only: a gate that blocks the encoder thread (threads of this process only: it is shared
+ * memory), and a look at each thread started. */
 export const encoderThreadTestHooks: {
   gate?: Int32Array;
   started?: (thread: EncoderThread) => void;
@@ -23,7 +28,8 @@ export const encoderThreadTestHooks: {
 
 /** A started encoder thread: serving an export, or idle between two. */
 interface PooledThread {
-  worker: Worker;
+  worker: EncoderWorker;
+  host: EncoderHostKind;
   /** The niceness it was started with (it cannot be lowered again without privileges). */
   nice: number;
   /** Whether it was asked to run in SCHED_IDLE (it cannot leave that class without privileges). */
@@ -46,7 +52,7 @@ let spareKeepers = 0;
  * Removes the listeners of whoever used the thread last. Not removeAllListeners(): Worker's own
  * 'newListener'/'removeListener' hooks, which ref its message port, must stay.
  */
-function unlisten(w: Worker): void {
+function unlisten(w: EncoderWorker): void {
   for (const event of ["message", "error", "exit"]) w.removeAllListeners(event);
 }
 
@@ -67,10 +73,12 @@ export function keepSpareEncoderThread(): () => void {
     if (released) return;
     released = true;
     spareKeepers--;
-    if (spareKeepers === 0 && spare !== null) {
+    if (spareKeepers > 0) return;
+    if (spare !== null) {
       endIdle(spare);
       spare = null;
     }
+    retireEncoderHost();
   };
 }
 
@@ -79,13 +87,13 @@ export function spareEncoderThreadId(): number | null {
   return spare?.worker.threadId ?? null;
 }
 
-function takeSpare(nice: number, idle: boolean): PooledThread | null {
+function takeSpare(nice: number, idle: boolean, host: EncoderHostKind): PooledThread | null {
   const p = spare;
   spare = null;
   if (p === null) return null;
   unlisten(p.worker);
-  if (p.nice === nice && p.idle === idle) return p;
-  endIdle(p); // started before the priority settings changed (SIGHUP)
+  if (p.nice === nice && p.idle === idle && p.host === host) return p;
+  endIdle(p); // started before the settings changed (SIGHUP)
   return null;
 }
 
@@ -105,13 +113,14 @@ function returnThread(p: PooledThread): void {
   spare = p;
 }
 
-function startThread(nice: number, idle: boolean): PooledThread {
+function startThread(nice: number, idle: boolean, host: EncoderHostKind): PooledThread {
+  if (host === "process") return { worker: hostedWorker(nice, idle), host, nice, idle, hasWasm: false };
   const data: EncoderWorkerData = { nice, idle };
   // None of the process's node options but the profiler's: inherited ones break the thread —
   // `--input-type` (`node --input-type=module -e …`) is refused for a file, and `--import`
   // modules (instrumentation, a test's hook) would run again in every export's thread.
   const worker = new Worker(workerEntry(), { workerData: data, execArgv: profilerArgs() });
-  return { worker, nice, idle, hasWasm: false };
+  return { worker, host, nice, idle, hasWasm: false };
 }
 
 export interface EncoderThreadOptions {
@@ -122,6 +131,8 @@ export interface EncoderThreadOptions {
   /** At most this many encoder threads of the process encode at once (./encoder-budget.ts);
    * 0 or none: no limit. */
   maxEncoding?: number;
+  /** Where the thread runs (default "thread": in this process). */
+  host?: EncoderHostKind;
 }
 
 /** The result format to request per column: 0 text, 1 binary (what the encoder will expect). */
@@ -154,7 +165,7 @@ export class EncoderThread {
   /** Whether the thread runs in the SCHED_IDLE class, once started. */
   idle = false;
   private readonly thread: PooledThread;
-  private readonly worker: Worker;
+  private readonly worker: EncoderWorker;
   private sink: FileSink | null = null;
   private onError: ((err: PgError) => void) | null = null;
   private failure: PgError | null = null;
@@ -175,14 +186,21 @@ export class EncoderThread {
   constructor(spec: EncoderSpec, opts: EncoderThreadOptions) {
     this.resultFormats = resultFormatsOf(spec);
     const idle = opts.idle ?? false;
-    this.thread = takeSpare(opts.nice, idle) ?? startThread(opts.nice, idle);
+    const host = opts.host ?? "thread";
+    this.thread = takeSpare(opts.nice, idle, host) ?? startThread(opts.nice, idle, host);
     this.worker = this.thread.worker;
     this.worker.ref();
-    const start: ToEncoder = { t: "start", spec };
-    if (encoderThreadTestHooks.gate !== undefined) start.gate = encoderThreadTestHooks.gate;
-    const budget = opts.maxEncoding ? encoderBudget(opts.maxEncoding) : undefined;
-    if (budget !== undefined) start.budget = budget;
-    this.post(start);
+    const start: Extract<ToEncoder, { t: "start" }> = { t: "start", spec };
+    // In the host both live there: the budget (every encoder thread is there) and parquet-wasm.
+    const hosted = this.worker instanceof HostedWorker ? this.worker : null;
+    let budget: Int32Array | undefined;
+    if (hosted !== null) hosted.postStart(start, opts.maxEncoding);
+    else {
+      if (encoderThreadTestHooks.gate !== undefined) start.gate = encoderThreadTestHooks.gate;
+      budget = opts.maxEncoding ? encoderBudget(opts.maxEncoding) : undefined;
+      if (budget !== undefined) start.budget = budget;
+      this.post(start);
+    }
     this.started = new Promise<void>((resolve, reject) => {
       this.onStarted = { resolve, reject };
     });
@@ -199,7 +217,7 @@ export class EncoderThread {
       if (budget !== undefined) releaseSlotsOf(budget, id);
       this.fail(threadFailed(`exited (${code})`));
     });
-    if (spec.format === "parquet" && !this.thread.hasWasm) {
+    if (spec.format === "parquet" && !this.thread.hasWasm && hosted === null) {
       // Compiled once per process, in this thread; the encoder thread waits for it.
       parquetWasm().then(
         (wasm) => {
@@ -327,6 +345,8 @@ export class EncoderThread {
 
   /** The sink no longer reads chunk buffer `buf`: it may go back to the thread for reuse. */
   private giveBack(buf: ArrayBuffer): void {
+    // A copy came from the host; the host reuses its own.
+    if (this.thread.host === "process") return;
     if (this.ended || this.failure !== null || this.returns.length >= RING_BUFFERS) return;
     this.returns.push(buf);
   }

@@ -16,20 +16,33 @@ import { threadId } from "node:worker_threads";
  * export here, against ~0.1 for the bundle or dist/, and the test suite runs hundreds of exports.
  */
 export function workerEntry(): URL {
-  const js = new URL("./encoder-worker.js", import.meta.url);
-  if (existsSync(fileURLToPath(js))) return js;
-  bundled ??= bundleWorker(fileURLToPath(new URL("./encoder-worker.ts", import.meta.url)));
-  return bundled;
+  return entryOf("encoder-worker");
 }
 
-let bundled: URL | undefined;
+/** The encoder host process's entry (./encoder-host-main.ts), found or bundled the same way. */
+export function hostEntry(): URL {
+  return entryOf("encoder-host-main");
+}
 
-function bundleWorker(entry: string): URL {
+const bundled = new Map<string, URL>();
+
+function entryOf(name: string): URL {
+  const js = new URL(`./${name}.js`, import.meta.url);
+  if (existsSync(fileURLToPath(js))) return js;
+  let url = bundled.get(name);
+  if (url === undefined) {
+    url = bundle(fileURLToPath(new URL(`./${name}.ts`, import.meta.url)), name);
+    bundled.set(name, url);
+  }
+  return url;
+}
+
+function bundle(entry: string, name: string): URL {
   const require = createRequire(import.meta.url);
   const esbuild = require("esbuild") as typeof import("esbuild");
   const { outputFiles } = esbuild.buildSync({
     entryPoints: [entry],
-    outfile: "encoder-worker.mjs",
+    outfile: `${name}.mjs`,
     write: false,
     bundle: true,
     packages: "external",
@@ -39,12 +52,12 @@ function bundleWorker(entry: string): URL {
     logLevel: "silent",
   });
   const code = outputFiles?.[0]?.contents;
-  if (code === undefined) throw new Error("esbuild wrote no bundle of the encoder worker");
+  if (code === undefined) throw new Error(`esbuild wrote no bundle of ${name}`);
   // Beside the packages, so the bundle's bare imports (parquet-wasm, apache-arrow) resolve as the
   // sources' do. Named by content: processes running the same sources share one file (written
   // whole, then renamed), and none is left per process (vitest kills its workers without 'exit').
   const dir = join(dirname(dirname(require.resolve("esbuild/package.json"))), ".cache", "copy-to-s3-proxy");
-  const out = join(dir, `encoder-worker-${createHash("sha256").update(code).digest("hex").slice(0, 16)}.mjs`);
+  const out = join(dir, `${name}-${createHash("sha256").update(code).digest("hex").slice(0, 16)}.mjs`);
   if (!existsSync(out)) {
     mkdirSync(dir, { recursive: true });
     const tmp = `${out}.${process.pid}.${threadId}.tmp`;

@@ -1,0 +1,147 @@
+// The encoder host: a child process of the proxy that runs every export's encoder thread
+// (./encoder-worker.ts, unchanged) when `exports.encoderHost` is "process" (docs/isolation.md,
+// "Encoders in a process of their own"). In a process of its own, in a session of its own, its
+// CPU is charged to a scheduling group of its own (Linux autogroup), and all its threads — V8's
+// platform threads and libuv's pool included, which run the encoders' GC and compilation — are
+// lowered, which nothing inside the proxy's process can do for the relay.
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { getPriority, setPriority } from "node:os";
+import { Worker } from "node:worker_threads";
+import { parquetWasm } from "../parquet/wasm-writer.js";
+import { type EncoderBudget, encoderBudget, releaseSlotsOf } from "./encoder-budget.js";
+import type { FromHost, HostArgs, ToHost } from "./host-protocol.js";
+import { RING_BUFFERS } from "./port-sink.js";
+import { type FromEncoder, toWireError } from "./protocol.js";
+
+const args = JSON.parse(process.argv[2] ?? "{}") as HostArgs;
+
+/**
+ * Lowers every thread that exists now (V8's platform threads start with the process); threads
+ * started later inherit the niceness of the thread that creates them, which is lowered first.
+ * Linux's setpriority(PRIO_PROCESS, tid) applies to that one thread.
+ */
+function lowerThreads(nice: number): void {
+  let tids: string[] = [];
+  try {
+    tids = readdirSync("/proc/self/task");
+  } catch {
+    // no /proc: the calling thread at least
+  }
+  const self = String(process.pid);
+  for (const tid of [self, ...tids.filter((t) => t !== self)]) {
+    try {
+      if (getPriority(Number(tid)) < nice) setPriority(Number(tid), nice);
+    } catch {
+      // the thread ended, or the platform has no per-thread priority
+    }
+  }
+  try {
+    if (getPriority() < nice) setPriority(nice);
+  } catch {
+    // a platform without priorities: run as we are
+  }
+}
+
+/**
+ * Linux autogroup (sched(7)): the group's nice value weighs the whole group against the others
+ * (every PostgreSQL backend is a group; so is the proxy's session); an unprivileged process may
+ * raise it. Returns the group's line as the kernel shows it ("" where there is none).
+ */
+function lowerAutogroup(nice: number): string {
+  try {
+    writeFileSync("/proc/self/autogroup", String(nice));
+  } catch {
+    // autogroup off or absent: the session is still a group of its own only with autogroup
+  }
+  try {
+    return readFileSync("/proc/self/autogroup", "utf8").trim();
+  } catch {
+    return "";
+  }
+}
+
+lowerThreads(args.nice);
+const autogroup = lowerAutogroup(args.nice);
+
+function send(m: FromHost): void {
+  process.send!(m);
+}
+
+interface Hosted {
+  worker: Worker;
+  /** The encoding budget its current export uses: a terminated thread's slot goes back there. */
+  budget: EncoderBudget | undefined;
+  hasWasm: boolean;
+  /** Chunk buffers already copied to the relay: back to the thread with its next rows. */
+  returns: ArrayBuffer[];
+}
+
+const threads = new Map<number, Hosted>();
+
+function spawn(w: number, nice: number, idle: boolean): void {
+  const worker = new Worker(new URL(args.workerUrl), { workerData: { nice, idle }, execArgv: args.execArgv });
+  const h: Hosted = { worker, budget: undefined, hasWasm: false, returns: [] };
+  threads.set(w, h);
+  worker.on("message", (m: FromEncoder) => {
+    if (m.t === "ack") {
+      send({ t: "ack", w, len: m.len });
+      return;
+    }
+    send({ t: "msg", w, m });
+    // Serialized already (send copies synchronously): the thread may refill it.
+    if (m.t === "chunk" && h.returns.length < RING_BUFFERS) h.returns.push(m.buf);
+  });
+  worker.on("error", (e) => send({ t: "error", w, message: e instanceof Error ? e.message : String(e) }));
+  worker.on("exit", (code) => {
+    // Terminated (a cancel, a failure) in the middle of a batch: its slot goes to the others.
+    if (h.budget !== undefined) releaseSlotsOf(h.budget, worker.threadId);
+    threads.delete(w);
+    send({ t: "exit", w, code });
+  });
+}
+
+function post(msg: Extract<ToHost, { t: "post" }>): void {
+  const h = threads.get(msg.w);
+  if (h === undefined) return;
+  const m = msg.m;
+  if (m.t === "start") {
+    h.returns = [];
+    h.budget = msg.slots ? encoderBudget(msg.slots) : undefined;
+    if (h.budget !== undefined) m.budget = h.budget;
+    if (m.spec.format === "parquet" && !h.hasWasm) {
+      // Compiled once per host, in its main thread, as the relay's thread does for threads.
+      h.hasWasm = true;
+      parquetWasm().then(
+        (wasm) => h.worker.postMessage({ t: "wasm", wasm }),
+        (e: unknown) => send({ t: "msg", w: msg.w, m: { t: "error", error: toWireError(e) } }),
+      );
+    }
+  }
+  if (m.t === "rows") {
+    m.free = h.returns;
+    h.returns = [];
+    h.worker.postMessage(m, [m.buf, ...m.free]);
+    return;
+  }
+  h.worker.postMessage(m);
+}
+
+process.on("message", (msg: ToHost) => {
+  switch (msg.t) {
+    case "spawn":
+      spawn(msg.w, msg.nice, msg.idle);
+      break;
+    case "post":
+      post(msg);
+      break;
+    case "terminate": {
+      const h = threads.get(msg.w);
+      if (h === undefined) send({ t: "exit", w: msg.w, code: 1 });
+      else void h.worker.terminate();
+      break;
+    }
+  }
+});
+// The proxy ended (shut down, crashed, killed): so does the host, and every export it encoded.
+process.on("disconnect", () => process.exit(0));
+send({ t: "up", pid: process.pid, nice: getPriority(), autogroup });

@@ -1,0 +1,252 @@
+// The relay's side of the encoder host (./encoder-host-main.ts): one child process per proxy
+// process, started at the first export that wants it, that runs the encoder threads. Each thread
+// is seen here through a HostedWorker, which behaves as the Worker it replaces (postMessage,
+// message/error/exit events, terminate, ref/unref, threadId), so ./encoder-thread.ts keeps one
+// logic (credits, acks, the ring, cancel = terminate, the spare thread) for both hosts.
+import { type ChildProcess, fork } from "node:child_process";
+import { EventEmitter } from "node:events";
+import type { FromHost, HostArgs, ToHost } from "./host-protocol.js";
+import type { FromEncoder, ToEncoder } from "./protocol.js";
+import { hostEntry, profilerArgs, workerEntry } from "./worker-entry.js";
+
+/** What EncoderThread needs of a thread, whichever process runs it (node:worker_threads' Worker has it). */
+export interface EncoderWorker {
+  readonly threadId: number;
+  postMessage(m: ToEncoder, transfer?: ArrayBuffer[]): void;
+  on(event: "message", listener: (m: FromEncoder) => void): unknown;
+  on(event: "error", listener: (e: Error) => void): unknown;
+  on(event: "exit", listener: (code: number) => void): unknown;
+  removeAllListeners(event: string): unknown;
+  terminate(): Promise<number>;
+  ref(): void;
+  unref(): void;
+}
+
+/** What the host reported once up (tests and benches: its pid, its lowered priority). */
+export interface HostState {
+  pid: number;
+  nice: number;
+  autogroup: string;
+}
+
+let current: EncoderHost | null = null;
+/** Ids of hosted threads: unique in this process (they stand for threadIds). */
+let nextId = 1;
+
+class EncoderHost {
+  readonly nice: number;
+  private readonly child: ChildProcess;
+  private readonly threads = new Map<number, HostedWorker>();
+  private refs = 0;
+  private gone = false;
+  /** No new threads go here (a newer host took over, or the proxy shut down): ends once empty. */
+  private retired = false;
+  readonly up: Promise<HostState>;
+
+  constructor(nice: number) {
+    this.nice = nice;
+    const args: HostArgs = { nice, workerUrl: workerEntry().href, execArgv: profilerArgs() };
+    // detached: setsid, so the host is a session, hence an autogroup, of its own, and a terminal's
+    // Ctrl-C (sent to the proxy's process group) does not reach it: the proxy ends it, and it ends
+    // itself when its IPC channel closes (the proxy exited, however).
+    this.child = fork(hostEntry(), [JSON.stringify(args)], {
+      detached: true,
+      serialization: "advanced",
+      stdio: ["ignore", "inherit", "inherit", "ipc"],
+      execArgv: profilerArgs(),
+    });
+    let upNow: (s: HostState) => void = () => {};
+    let failedUp: (e: Error) => void = () => {};
+    this.up = new Promise<HostState>((resolve, reject) => {
+      upNow = resolve;
+      failedUp = reject;
+    });
+    this.up.catch(() => {});
+    this.child.on("message", (m: FromHost) => {
+      if (m.t === "up") upNow({ pid: m.pid, nice: m.nice, autogroup: m.autogroup });
+      else this.threads.get(m.w)?.fromHost(m);
+    });
+    this.child.on("error", (e) => this.died(e.message, failedUp));
+    this.child.on("exit", (code, signal) => this.died(`exited (${signal ?? code})`, failedUp));
+    this.unrefChild();
+  }
+
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
+  spawn(nice: number, idle: boolean): HostedWorker {
+    const w = new HostedWorker(this, nextId++);
+    this.threads.set(w.threadId, w);
+    this.send({ t: "spawn", w: w.threadId, nice, idle });
+    if (this.gone) queueMicrotask(() => w.hostGone("is gone"));
+    return w;
+  }
+
+  send(m: ToHost): void {
+    if (this.gone) return;
+    try {
+      this.child.send(m);
+    } catch {
+      // the channel closed: 'exit' follows and fails every thread
+    }
+  }
+
+  ref(): void {
+    if (this.refs++ === 0) {
+      this.child.ref();
+      (this.child.channel as { ref?: () => void } | undefined)?.ref?.();
+    }
+  }
+
+  unref(): void {
+    if (--this.refs === 0) this.unrefChild();
+  }
+
+  /** Thread `id` has ended. */
+  forget(id: number): void {
+    this.threads.delete(id);
+    this.endIfDone();
+  }
+
+  retire(): void {
+    this.retired = true;
+    this.endIfDone();
+  }
+
+  private endIfDone(): void {
+    if (!this.retired || this.threads.size > 0 || this.gone) return;
+    this.gone = true;
+    if (current === this) current = null;
+    // The host exits when its channel closes.
+    if (this.child.connected) this.child.disconnect();
+  }
+
+  /** The host is idle or holds only idle threads: it must not keep the proxy's process alive. */
+  private unrefChild(): void {
+    this.child.unref();
+    (this.child.channel as { unref?: () => void } | undefined)?.unref?.();
+  }
+
+  private died(why: string, failedUp: (e: Error) => void): void {
+    const wasGone = this.gone;
+    this.gone = true;
+    if (current === this) current = null;
+    failedUp(new Error(`encoder host ${why}`));
+    if (wasGone && this.threads.size === 0) return;
+    for (const w of [...this.threads.values()]) w.hostGone(why);
+    this.threads.clear();
+  }
+}
+
+/** A thread of the encoder host, as the relay sees it. */
+export class HostedWorker extends EventEmitter implements EncoderWorker {
+  /** Row buffers sent and not yet acknowledged: the host acks without them (they were copied). */
+  private readonly sent: ArrayBuffer[] = [];
+  private refd = false;
+  private exited: Promise<number> | null = null;
+  private onExit: (code: number) => void = () => {};
+  private ended = false;
+
+  constructor(
+    private readonly host: EncoderHost,
+    readonly threadId: number,
+  ) {
+    super();
+    this.ref();
+  }
+
+  postMessage(m: ToEncoder): void {
+    if (this.ended) return;
+    if (m.t === "rows") {
+      this.sent.push(m.buf);
+      // Chunk buffers are not sent back: the host keeps its own copies for the thread's ring.
+      this.host.send({ t: "post", w: this.threadId, m: { t: "rows", buf: m.buf, len: m.len, free: [] } });
+    } else this.host.send({ t: "post", w: this.threadId, m });
+  }
+
+  /** A `start` that uses the host's encoding budget of `slots` slots. */
+  postStart(m: Extract<ToEncoder, { t: "start" }>, slots: number | undefined): void {
+    if (this.ended) return;
+    this.host.send(slots ? { t: "post", w: this.threadId, m, slots } : { t: "post", w: this.threadId, m });
+  }
+
+  terminate(): Promise<number> {
+    this.exited ??= new Promise((resolve) => {
+      this.onExit = resolve;
+    });
+    if (!this.ended) this.host.send({ t: "terminate", w: this.threadId });
+    return this.exited;
+  }
+
+  ref(): void {
+    if (this.refd || this.ended) return;
+    this.refd = true;
+    this.host.ref();
+  }
+
+  unref(): void {
+    if (!this.refd) return;
+    this.refd = false;
+    this.host.unref();
+  }
+
+  fromHost(m: Exclude<FromHost, { t: "up" }>): void {
+    switch (m.t) {
+      case "msg":
+        this.emit("message", m.m);
+        break;
+      case "ack":
+        this.emit("message", { t: "ack", len: m.len, buf: this.sent.shift()! });
+        break;
+      case "error":
+        this.emit("error", new Error(m.message));
+        break;
+      case "exit":
+        this.exit(m.code);
+        this.host.forget(this.threadId);
+        break;
+    }
+  }
+
+  /** The host process ended under this thread: it failed. */
+  hostGone(why: string): void {
+    if (this.ended) return;
+    // Like a Worker's, but an idle thread being ended has no listener left, and must not throw.
+    if (this.listenerCount("error") > 0) this.emit("error", new Error(`its encoder host process ${why}`));
+    this.exit(1);
+  }
+
+  private exit(code: number): void {
+    if (this.ended) return;
+    this.unref();
+    this.ended = true;
+    this.sent.length = 0;
+    this.emit("exit", code);
+    this.exited ??= Promise.resolve(code);
+    this.onExit(code);
+  }
+}
+
+/** A new encoder thread in this process's encoder host, started now if none runs (or if it runs
+ * at another niceness: a reload changed exports.workerNice; the old one ends with its threads). */
+export function hostedWorker(nice: number, idle: boolean): HostedWorker {
+  if (current !== null && current.nice !== nice) {
+    current.retire();
+    current = null;
+  }
+  current ??= new EncoderHost(nice);
+  return current.spawn(nice, idle);
+}
+
+/** The proxy shuts down: the host ends once its threads have (at once if it has none). */
+export function retireEncoderHost(): void {
+  const h = current;
+  current = null;
+  h?.retire();
+}
+
+/** The running host's state once it is up, or null if none runs (tests, benches). */
+export function encoderHostState(): Promise<HostState> | null {
+  return current?.up ?? null;
+}

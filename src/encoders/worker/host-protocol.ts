@@ -1,0 +1,36 @@
+// The messages between the relay's process and its encoder host (./encoder-host.ts,
+// ./encoder-host-main.ts), over the child's IPC channel with `serialization: "advanced"` (V8's
+// structured clone: ArrayBuffers are copied, never transferred, between processes). `w` names one
+// encoder thread of the host; the messages it exchanges with its driver are ./protocol.ts's.
+import type { FromEncoder, ToEncoder } from "./protocol.js";
+
+/** What the host is started with (its one command-line argument, as JSON). */
+export interface HostArgs {
+  /** Niceness of the whole host: every thread, and (Linux) its autogroup. */
+  nice: number;
+  /** The encoder thread's entry module (./worker-entry.ts). */
+  workerUrl: string;
+  /** Node options for the encoder threads (the profiler's only). */
+  execArgv: string[];
+}
+
+/** Relay → host. */
+export type ToHost =
+  /** Start encoder thread `w` (its workerData). */
+  | { t: "spawn"; w: number; nice: number; idle: boolean }
+  /**
+   * A message for thread `w`. `slots`: with a `start`, the host's encoding budget of that many
+   * slots (the budget's SharedArrayBuffer cannot cross processes: every encoder thread is here).
+   */
+  | { t: "post"; w: number; m: ToEncoder; slots?: number }
+  | { t: "terminate"; w: number };
+
+/** Host → relay. */
+export type FromHost =
+  /** The host is up, lowered: its pid, its main thread's niceness, its autogroup line (Linux). */
+  | { t: "up"; pid: number; nice: number; autogroup: string }
+  /** Thread `w`'s message; an ack comes without its buffer (the relay still has the one it sent). */
+  | { t: "msg"; w: number; m: FromEncoder }
+  | { t: "ack"; w: number; len: number }
+  | { t: "error"; w: number; message: string }
+  | { t: "exit"; w: number; code: number };

@@ -1,0 +1,249 @@
+// exports.encoderHost = "process": every export's encoder thread runs in one child process of the
+// proxy, its encoder host (src/encoders/worker/encoder-host.ts; docs/isolation.md, "Encoders in a
+// process of their own"). The files are the same as the threads' (PostgreSQL's own COPY bytes for
+// CSV, every value through DuckDB for Parquet); a cancel and the host's death end an export with
+// nothing half-done and the session usable; the host is lowered as a whole, in a session of its
+// own, and does not outlive a proxy killed with SIGKILL.
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type DuckDBConnection, DuckDBInstance } from "@duckdb/node-api";
+import pg from "pg";
+import { afterAll, afterEach, beforeAll, describe, expect, inject, test } from "vitest";
+import { encoderHostState } from "../../src/encoders/worker/encoder-host.js";
+import { type EncoderThread, encoderThreadTestHooks } from "../../src/encoders/worker/encoder-thread.js";
+import { motoAccess } from "../support/copy-proxy.js";
+import { expectNothingLeft, keyOf, sendCancel, waitUntil } from "../support/export-checks.js";
+import { spawnCopyProxy } from "../support/proxy-process.js";
+import { type ProxyStack, startProxyStack } from "../support/proxy-stack.js";
+import { expectSameCsv, UPSTREAMS } from "../support/upstreams.js";
+
+const DB = "encoder_host_process";
+const MiB = 1024 * 1024;
+/**
+ * Above the default of the threads' (0), low enough that the host, whose autogroup gets it too,
+ * is not starved by the machine's other work while the suite runs (docs/isolation.md).
+ */
+const NICE = 3;
+const pgPort = inject("pgPort");
+const linux = existsSync("/proc/self/task");
+/** PostgreSQL's own text output, unparsed. */
+const RAW_TEXT = { getTypeParser: () => (v: string) => v } as unknown as pg.CustomTypesConfig;
+
+let stack: ProxyStack;
+let client: pg.Client;
+let direct: pg.Client;
+let duck: DuckDBConnection;
+let root: string;
+const started: EncoderThread[] = [];
+
+beforeAll(async () => {
+  root = mkdtempSync(join(tmpdir(), "c2s-host-"));
+  stack = await startProxyStack({
+    database: DB,
+    bucket: "host",
+    args: ["--file-root", root],
+    config: { exports: { encoderHost: "process", workerNice: NICE, partSize: 5 * MiB, s3MaxAttempts: 2 } },
+  });
+  const { oracle } = stack;
+  // ~40 MB of CSV: many chunks and parts.
+  await oracle.query(
+    "CREATE TABLE wide AS SELECT g, md5(g::text) AS h, repeat(md5(g::text), 9) AS pad FROM generate_series(1, 120000) g",
+  );
+  // The bench table's types (bench/lib/bench-table.ts).
+  await oracle.query(`CREATE TABLE mixed AS SELECT g AS id, g::bigint * 1000003 AS big,
+      CASE WHEN g % 17 = 0 THEN NULL ELSE md5(g::text) END AS label, (g * 1.25)::numeric(12, 2) AS amount,
+      timestamptz '2024-01-01 00:00+00' + g * interval '1 second' AS at, g % 3 = 0 AS flag,
+      g / 7.0::float8 AS score, date '2020-01-01' + g % 1000 AS day
+    FROM generate_series(1, 150000) g`);
+  client = await stack.connect();
+  direct = new pg.Client({ port: pgPort, host: "127.0.0.1", user: "postgres", database: DB });
+  await direct.connect();
+  duck = await (await DuckDBInstance.create(":memory:")).connect();
+  encoderThreadTestHooks.started = (t) => started.push(t);
+}, 120_000);
+
+afterEach(() => {
+  started.length = 0;
+});
+
+afterAll(async () => {
+  delete encoderThreadTestHooks.started;
+  await direct?.end();
+  await stack?.stop();
+  if (root) rmSync(root, { recursive: true, force: true });
+});
+
+let n = 0;
+const freshPrefix = (): string => `h${++n}`;
+
+async function hostPid(): Promise<number> {
+  const state = encoderHostState();
+  expect(state).not.toBeNull();
+  return (await state!).pid;
+}
+
+const alive = (pid: number): boolean => {
+  try {
+    // A zombie has ended (its parent has not reaped it yet).
+    return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, "utf8"));
+  } catch {
+    return false;
+  }
+};
+
+/** Field `n` of proc(5)'s stat (6 session, 19 niceness) of a process's thread `tid` (or the process). */
+function statField(pid: number, n: number, tid?: string): number {
+  const stat = readFileSync(
+    tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`,
+    "utf8",
+  );
+  return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[n - 3]);
+}
+
+/** A COPY of wide's rows and then a slow tail, running until a test ends it. */
+async function runningExport(prefix: string): Promise<{ copy: Promise<pg.QueryResult> }> {
+  await client.query("SET c2s.wait = '0.05'");
+  const copy = client.query(
+    `COPY (SELECT g, h, pad FROM wide UNION ALL SELECT c2s_wait(g), '', '' FROM generate_series(1, 100000) g)
+     TO 's3://${stack.bucket}/${prefix}' WITH (FORMAT = 'csv')`,
+  );
+  copy.catch(() => {});
+  await waitUntil(
+    "a multipart upload under way",
+    async () => (await stack.check.uploads(stack.bucket, `${prefix}/`)).length > 0,
+    90_000,
+  );
+  return { copy }; // not the promise itself: the caller's await would wait for the COPY
+}
+
+describe("the same files as encoder threads in the proxy's process", () => {
+  test("CSV equals PostgreSQL's COPY output byte for byte, encoded in the host", async () => {
+    const prefix = freshPrefix();
+    const r = await client.query(
+      `COPY wide TO 's3://${stack.bucket}/${prefix}' WITH (FORMAT = 'csv', HEADER)`,
+    );
+    expect(r.rowCount).toBe(120000);
+    const keys = (await stack.check.keys(stack.bucket, `${prefix}/`)).filter((k) => k.endsWith(".csv"));
+    const got = Buffer.concat(await Promise.all(keys.map((k) => stack.check.get(stack.bucket, k))));
+    const want = (await stack.oracle.query("COPY wide TO STDOUT (FORMAT csv, HEADER)")).copyData;
+    expectSameCsv(got, want, UPSTREAMS[0]!, { header: true });
+    // The thread was the host's: it ran at the host's niceness, in another process.
+    expect(started[0]?.nice).toBe(NICE);
+    expect(await hostPid()).not.toBe(process.pid);
+  }, 120_000);
+
+  test("Parquet: DuckDB reads every value of the source", async () => {
+    const dir = join(root, freshPrefix());
+    expect((await client.query(`COPY mixed TO 'file://${dir}' WITH (FORMAT = 'parquet')`)).rowCount).toBe(
+      150000,
+    );
+    const got = (
+      await duck.runAndReadAll(
+        `SELECT id, big, label, amount::VARCHAR, epoch_us("at"), flag, score, day::VARCHAR
+         FROM read_parquet('${dir}/*.parquet') ORDER BY id`,
+      )
+    )
+      .getRows()
+      .map((r) => r.map((v) => (v === null ? null : String(v))));
+    const want = (
+      await direct.query({
+        text: `SELECT id, big, label, amount::text, (extract(epoch FROM at) * 1000000)::bigint, flag::text, score, day::text
+               FROM mixed ORDER BY id`,
+        rowMode: "array",
+        types: RAW_TEXT,
+      })
+    ).rows.map((r: Array<string | null>) =>
+      r.map((v, i) => (v === null ? null : i === 6 ? String(Number(v)) : v)),
+    );
+    expect(got.length).toBe(want.length);
+    expect(got).toEqual(want);
+    expect(started[0]?.nice).toBe(NICE);
+  }, 120_000);
+});
+
+describe("failures", () => {
+  test("a cancel mid-export: 57014 promptly, no object and no multipart upload left", async () => {
+    const prefix = freshPrefix();
+    const { copy } = await runningExport(prefix);
+    try {
+      await sendCancel(stack.proxy.port, keyOf(client));
+      await expect(copy).rejects.toMatchObject({ code: "57014" });
+    } finally {
+      await client.query("RESET c2s.wait");
+    }
+    await expectNothingLeft(stack.check, stack.bucket, prefix);
+    expect((await client.query("SELECT 1 AS one")).rows).toEqual([{ one: 1 }]);
+  }, 120_000);
+
+  test("the host killed mid-export: XX000 naming the encoder, nothing left, the session usable, the next export starts a new host", async () => {
+    const prefix = freshPrefix();
+    const { copy } = await runningExport(prefix);
+    const pid = await hostPid();
+    try {
+      process.kill(pid, "SIGKILL");
+      await expect(copy).rejects.toMatchObject({ code: "XX000", message: expect.stringMatching(/encoder/) });
+    } finally {
+      await client.query("RESET c2s.wait");
+    }
+    await expectNothingLeft(stack.check, stack.bucket, prefix);
+    expect((await client.query("SELECT 1 AS one")).rows).toEqual([{ one: 1 }]);
+    const next = freshPrefix();
+    expect(
+      (await client.query(`COPY (SELECT 1 AS x) TO 's3://${stack.bucket}/${next}' WITH (FORMAT = 'csv')`))
+        .rowCount,
+    ).toBe(1);
+    const again = await hostPid();
+    expect(again).not.toBe(pid);
+    expect(alive(again)).toBe(true);
+  }, 120_000);
+});
+
+describe.skipIf(!linux)("the host process (Linux)", () => {
+  test("every thread of the host at exports.workerNice, its autogroup too, in a session of its own", async () => {
+    await client.query(
+      `COPY (SELECT 1 AS x) TO 'file://${join(root, freshPrefix())}' WITH (FORMAT = 'parquet')`,
+    );
+    const pid = await hostPid();
+    const tids = readdirSync(`/proc/${pid}/task`);
+    expect(tids.length).toBeGreaterThan(4); // V8's platform threads, libuv's, the encoder thread
+    for (const tid of tids) expect(statField(pid, 19, tid)).toBeGreaterThanOrEqual(NICE);
+    // setsid(): the host leads a session (so an autogroup) of its own, not the proxy's.
+    expect(statField(pid, 6)).toBe(pid);
+    expect(statField(process.pid, 6)).not.toBe(pid);
+    if (readFileSync("/proc/sys/kernel/sched_autogroup_enabled", "utf8").trim() === "1")
+      expect(readFileSync(`/proc/${pid}/autogroup`, "utf8")).toMatch(new RegExp(`nice ${NICE}\\b`));
+  });
+
+  test("the host ends when its proxy is killed with SIGKILL", async () => {
+    const p = await spawnCopyProxy({
+      upstreamPort: pgPort,
+      s3: motoAccess(),
+      args: ["--file-root", root],
+      config: { exports: { encoderHost: "process" } },
+    });
+    try {
+      const c = new pg.Client({ connectionString: p.url("postgres", DB) });
+      await c.connect();
+      await c.query(`COPY (SELECT 1 AS x) TO 'file://${join(root, freshPrefix())}' WITH (FORMAT = 'csv')`);
+      await c.end();
+      const host = readdirSync("/proc")
+        .filter((d) => /^\d+$/.test(d))
+        .map(Number)
+        .find((pid) => {
+          try {
+            const cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8");
+            return statField(pid, 4) === p.proc.pid && cmd.includes("encoder-host-main");
+          } catch {
+            return false; // ended meanwhile
+          }
+        });
+      expect(host).toBeDefined();
+      p.proc.kill("SIGKILL");
+      await p.exited;
+      await waitUntil("the encoder host gone", () => !alive(host!));
+    } finally {
+      await p.stop();
+    }
+  }, 60_000);
+});
