@@ -130,12 +130,21 @@ describe("transient S3 faults are retried; the export is still exact", () => {
   test("random faults: 10% of all requests fail with 500, 5% are reset", async () => {
     const prefix = freshPrefix();
     faults.resetStats();
-    faults.setRules({ fault: "500", probability: 0.1 }, { fault: "reset", probability: 0.05 });
+    // Drawn per request from a seed (s3-fault-proxy.ts), not from the order requests arrive in: the
+    // same requests fail every run, and none more often than s3MaxAttempts - 1. These seeds fail
+    // two UploadParts, the sentinel's PutObject and a CompleteMultipartUpload among the export's
+    // 17 requests (random draws failed one run in a hundred: a request drew all four attempts).
+    faults.setRules(
+      { fault: "500", probability: 0.1, seed: 5, perRequest: 3 },
+      { fault: "reset", probability: 0.05, seed: 26, perRequest: 3 },
+    );
     try {
       expect((await client.query(WIDE(prefix))).rowCount).toBe(WIDE_ROWS);
     } finally {
       faults.clear();
     }
+    expect(faults.faultCount("500")).toBeGreaterThan(0);
+    expect(faults.faultCount("reset")).toBeGreaterThan(0);
     await expectWideExport(prefix);
   });
 });

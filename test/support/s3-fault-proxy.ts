@@ -29,7 +29,10 @@
 //   "delay-after" → forwarded at once; the answer goes out `stallMs` after the server's.
 // A rule matches by S3 operation (derived from method and query, e.g. "UploadPart") and key, and
 // fires with a probability, or on the Nth matching request (or from the Nth on), a limited number
-// of times. The proxy counts requests per operation, faults injected, and the most UploadPart
+// of times. A probability is drawn from a seed and the request itself (its operation, object name
+// without the export's id, part number, and how often that request came before), not from
+// Math.random: which requests fail does not depend on the order concurrent requests arrive in,
+// so a test meets the same faults every run. The proxy counts requests per operation, faults injected, and the most UploadPart
 // requests it saw in flight at once; waitFor() resolves when a request of some operation arrives;
 // it keeps, per forwarded request, when it went to the server and when the server's answer was
 // complete (serverBusyMs: the S3 server's own share of a stretch of time).
@@ -77,8 +80,17 @@ export interface FaultRule {
   /** Object keys (without the bucket) this rule applies to. */
   key?: RegExp;
   fault: Fault;
-  /** Chance per matching request (default 1). */
+  /** Chance per matching request (default 1), drawn from `seed` and the request (requestDraw). */
   probability?: number;
+  /** Seed of the `probability` draws (default 0). */
+  seed?: number;
+  /**
+   * Fires only while the request (its requestId) has met fewer faults than this, of any rule.
+   * Not an S3 behaviour (S3 promises no such limit): with the client's attempts minus one, every
+   * request finally gets through, so a test of retries cannot fail by drawing one request's every
+   * attempt (the AWS SDKs' standard retry mode gives up after `maxAttempts`).
+   */
+  perRequest?: number;
   /** Only the Nth matching request (1-based) — e.g. the 3rd UploadPart. */
   nth?: number;
   /** From the Nth matching request on (with `times`: a burst of consecutive faults). */
@@ -104,6 +116,29 @@ export interface SeenRequest {
 interface LiveRule extends FaultRule {
   matched: number;
   fired: number;
+}
+
+/**
+ * What makes a request the same one across runs and retries: its operation, the object's name
+ * without the export's id (ids and test prefixes differ every run) and its part number.
+ */
+export function requestId(op: S3Op, key: string, url: URL): string {
+  const name = key
+    .slice(key.lastIndexOf("/") + 1)
+    .replace(/[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}/g, "<id>");
+  return `${op} ${name} ${url.searchParams.get("partNumber") ?? ""}`;
+}
+
+/** A uniform draw in [0, 1) from `seed`, the request's id and how often it came before (FNV-1a, then murmur3's finalizer). */
+export function requestDraw(seed: number, id: string, n: number): number {
+  let h = 0x811c9dc5;
+  for (const c of `${seed}|${id}|${n}`) h = Math.imul(h ^ c.charCodeAt(0), 0x01000193);
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return (h >>> 0) / 2 ** 32;
 }
 
 export function classify(method: string, url: URL): { op: S3Op; bucket: string; key: string } {
@@ -151,6 +186,8 @@ export class S3FaultProxy {
   maxPartsInFlight = 0;
   private partsInFlight = 0;
   private rules: LiveRule[] = [];
+  /** Per requestId: times it came, and faults it met (since setRules). */
+  private readonly seenAs = new Map<string, { times: number; faults: number }>();
   private held: Array<() => void> = [];
   private readonly sockets = new Set<Socket>();
   private waiters: Array<{ op: S3Op | "*"; n: number; resolve: () => void }> = [];
@@ -178,6 +215,7 @@ export class S3FaultProxy {
   /** Replaces the fault rules (and their counters). */
   setRules(...rules: FaultRule[]): void {
     this.rules = rules.map((r) => ({ ...r, matched: 0, fired: 0 }));
+    this.seenAs.clear();
   }
 
   /** No more faults; parked requests are forwarded. */
@@ -238,7 +276,15 @@ export class S3FaultProxy {
     await new Promise<void>((r) => this.server.close(() => r()));
   }
 
-  private pick(op: S3Op, key: string): LiveRule | null {
+  private pick(op: S3Op, key: string, url: URL): LiveRule | null {
+    if (this.rules.length === 0) return null;
+    const id = requestId(op, key, url);
+    let seen = this.seenAs.get(id);
+    if (seen === undefined) {
+      seen = { times: 0, faults: 0 };
+      this.seenAs.set(id, seen);
+    }
+    const before = seen.times++;
     for (const r of this.rules) {
       const ops = r.op === undefined ? null : Array.isArray(r.op) ? r.op : [r.op];
       if (ops !== null && !ops.includes(op)) continue;
@@ -248,8 +294,10 @@ export class S3FaultProxy {
       if (r.fired >= limit) continue;
       if (r.nth !== undefined && r.matched !== r.nth) continue;
       if (r.from !== undefined && r.matched < r.from) continue;
-      if (r.probability !== undefined && Math.random() >= r.probability) continue;
+      if (r.perRequest !== undefined && seen.faults >= r.perRequest) continue;
+      if (r.probability !== undefined && requestDraw(r.seed ?? 0, id, before) >= r.probability) continue;
       r.fired++;
+      seen.faults++;
       return r;
     }
     return null;
@@ -258,7 +306,7 @@ export class S3FaultProxy {
   private handle(req: IncomingMessage, res: ServerResponse): void {
     const url = new URL(req.url ?? "/", "http://x");
     const { op, key } = classify(req.method ?? "GET", url);
-    const rule = this.pick(op, key);
+    const rule = this.pick(op, key, url);
     const fault = rule?.fault ?? null;
     this.counts.set(op, this.count(op) + 1);
     if (fault !== null) this.faults.set(fault, (this.faults.get(fault) ?? 0) + 1);
