@@ -51,6 +51,21 @@ const canceled = errorResponse({
   message: "canceling statement due to user request",
 });
 
+/**
+ * Runs `sql` on a channel that loses every CancelRequest and cancels it at once. `outcome`: the
+ * statement's SQLSTATE when it fails, "resolved" when it does not.
+ */
+function cancelledStatement(sql: string) {
+  const ch = channel();
+  const ac = new AbortController();
+  const outcome = new UpstreamClient(ch).query(sql, ac.signal).then(
+    () => "resolved",
+    (e: { code?: string }) => e.code,
+  );
+  ac.abort();
+  return { ch, outcome };
+}
+
 describe("UpstreamClient: a lost CancelRequest", () => {
   beforeEach(() => {
     vi.useFakeTimers();
@@ -60,15 +75,7 @@ describe("UpstreamClient: a lost CancelRequest", () => {
   });
 
   it("is sent again, backing off, until the statement ends; then never again", async () => {
-    const ch = channel();
-    const client = new UpstreamClient(ch);
-    const ac = new AbortController();
-    const q = client.query("FETCH 1000 c", ac.signal);
-    const outcome = q.then(
-      () => "resolved",
-      (e: { code?: string }) => e.code,
-    );
-    ac.abort();
+    const { ch, outcome } = cancelledStatement("FETCH 1000 c");
     await vi.advanceTimersByTimeAsync(0);
     expect(ch.cancels).toBe(1);
     // The statement keeps running: the first request was lost.
@@ -94,28 +101,20 @@ describe("UpstreamClient: a lost CancelRequest", () => {
   });
 
   it("is sent once when the statement ends before the retry is due", async () => {
-    const ch = channel();
-    const client = new UpstreamClient(ch);
-    const ac = new AbortController();
-    const q = client.query("SELECT pg_sleep(60)", ac.signal).catch((e: { code?: string }) => e.code);
-    ac.abort();
+    const { ch, outcome } = cancelledStatement("SELECT pg_sleep(60)");
     await vi.advanceTimersByTimeAsync(10);
     ch.deliver(canceled);
     ch.deliver(readyForQuery("I"));
-    expect(await q).toBe("57014");
+    expect(await outcome).toBe("57014");
     await vi.advanceTimersByTimeAsync(10 * CANCEL_RETRY_MAX_MS);
     expect(ch.cancels).toBe(1);
   });
 
   it("stops when the upstream connection is lost", async () => {
-    const ch = channel();
-    const client = new UpstreamClient(ch);
-    const ac = new AbortController();
-    const q = client.query("FETCH 1000 c", ac.signal).catch((e: { code?: string }) => e.code);
-    ac.abort();
+    const { ch, outcome } = cancelledStatement("FETCH 1000 c");
     await vi.advanceTimersByTimeAsync(0);
     ch.lose();
-    expect(await q).toBeDefined();
+    expect(await outcome).toBeDefined();
     await vi.advanceTimersByTimeAsync(10 * CANCEL_RETRY_MAX_MS);
     expect(ch.cancels).toBe(1);
   });
