@@ -59,7 +59,15 @@ import { startMoto } from "../test/support/moto.js";
 import { startPostgres } from "../test/support/postgres.js";
 import { summarizeCpuProfile } from "./cpuprofile-summary.js";
 import { tableSql } from "./lib/bench-table.js";
-import { cpuSeconds, findPid, findPids, postmasterPid, procStatusKb, threadSched } from "./lib/proc.js";
+import {
+  cpuSeconds,
+  findPid,
+  findPids,
+  postmasterPid,
+  threadSched,
+  treeCpuSeconds,
+  treeStatusKb,
+} from "./lib/proc.js";
 import {
   buildProxies,
   type ProxyBuild,
@@ -187,7 +195,7 @@ async function main(): Promise<void> {
       : [findPid((c) => c.includes("moto.server") && c.includes(` ${motoPort}`))];
   let proxyPids: number[] = [];
   const cpuNow = (): CpuSnap => ({
-    proxy: proxyPids.reduce((a, pid) => a + cpuSeconds(pid, false), 0),
+    proxy: proxyPids.reduce((a, pid) => a + treeCpuSeconds(pid), 0),
     proxyMain: proxyPids.reduce((a, pid) => a + cpuSeconds(pid, false, true), 0),
     pg: cpuSeconds(pgPid, true),
     moto: motoPids.reduce((a, pid) => a + cpuSeconds(pid, true), 0),
@@ -306,7 +314,7 @@ async function main(): Promise<void> {
           );
         }
         proxyPids = proxies.map((p) => p.pid);
-        const rssIdleKb = proxies.map((p) => procStatusKb(p.pid, "VmRSS"));
+        const rssIdleKb = proxies.map((p) => treeStatusKb(p.pid, "VmRSS"));
         const opts =
           v.format === "csv" ? "FORMAT = 'csv'" : `FORMAT = 'parquet', COMPRESSION = '${v.compression}'`;
         const runs: Record<string, () => Promise<RunResult>> = {};
@@ -314,13 +322,15 @@ async function main(): Promise<void> {
           const proxy = proxies[i]!;
           runs[exportRun(b)] = async () => {
             const prefix = `run-${++runNo}`;
-            const threads0 = threadSched(proxy.pid);
+            const threads0 = threadSched(proxy.pid, true);
             const target =
               TARGET === "file" ? `file://${join(WORK, "files", prefix)}` : `s3://${BUCKET}/${prefix}`;
             const r = await psql(proxy.port, `COPY ${table} TO '${target}' WITH (${opts})`, "pipe");
             if (!r.stdout.includes(`COPY ${n}`))
               throw new Error(`export printed ${JSON.stringify(r.stdout)}`);
-            log(`    ${b.name} threads: ${threadBreakdown(proxy.pid, threads0, threadSched(proxy.pid))}`);
+            log(
+              `    ${b.name} threads: ${threadBreakdown(proxy.pid, threads0, threadSched(proxy.pid, true))}`,
+            );
             const { bytes } = await exportedBytes(prefix);
             if (TARGET === "file") rmSync(join(WORK, "files", prefix), { recursive: true, force: true });
             else await resetS3();
@@ -385,7 +395,7 @@ async function main(): Promise<void> {
             );
           }
         }
-        const rssPeakKb = proxies.map((p) => procStatusKb(p.pid, "VmHWM"));
+        const rssPeakKb = proxies.map((p) => treeStatusKb(p.pid, "VmHWM"));
         for (const p of proxies) await stopProxy(p);
         proxyPids = [];
         let profile: string | undefined;

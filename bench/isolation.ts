@@ -80,7 +80,7 @@ import { startPostgres } from "../test/support/postgres.js";
 import { tableSql } from "./lib/bench-table.js";
 import { activeSpanUs, runPgbench, type Txns, type WindowStats, windowStats } from "./lib/pgbench.js";
 import { type Pgbouncer, startPgbouncer } from "./lib/pgbouncer.js";
-import { cpuSeconds, type ThreadSched, threadSched } from "./lib/proc.js";
+import { cpuSeconds, type ThreadSched, threadSched, treeCpuSeconds } from "./lib/proc.js";
 import {
   buildProxies,
   type ProxyProc,
@@ -257,7 +257,7 @@ class SchedSampler {
     const sec = Math.floor((performance.now() - this.t0) / 1000);
     while (this.perSecond.length <= sec) this.perSecond.push([0, 0, 0]);
     const bucket = this.perSecond[sec]!;
-    for (const [tid, s] of threadSched(this.pid)) {
+    for (const [tid, s] of threadSched(this.pid, true)) {
       const prev = this.last.get(tid);
       if (prev !== undefined) {
         const ms = (s.cpuNs - prev.cpuNs) / 1e6;
@@ -434,7 +434,7 @@ async function main(): Promise<void> {
       runNo++;
       await probeUnit();
       let sampler = new SchedSampler(path.pid, reniceHelpers);
-      const cpu0 = { main: cpuSeconds(path.pid, false, true), total: cpuSeconds(path.pid, false) };
+      const cpu0 = { main: cpuSeconds(path.pid, false, true), total: treeCpuSeconds(path.pid) };
       const relayNs0 = threadSched(path.pid).get(path.pid)?.cpuNs ?? Number.NaN;
       let t0 = performance.now();
       const runs = Promise.all([bench(path.port, "proxy"), bench(pg.port, "direct")]);
@@ -454,7 +454,7 @@ async function main(): Promise<void> {
         await new Promise((r) => setTimeout(r, 1000));
         fromUs = Date.now() * 1000;
         t0 = performance.now();
-        const c0 = { main: cpuSeconds(path.pid, false, true), total: cpuSeconds(path.pid, false) };
+        const c0 = { main: cpuSeconds(path.pid, false, true), total: treeCpuSeconds(path.pid) };
         sampler.stop();
         sampler = new SchedSampler(path.pid, reniceHelpers);
         await probeUnit();
@@ -474,7 +474,7 @@ async function main(): Promise<void> {
         sched = sampler.stop();
         timeline = sampler.timeline();
         loop = await probeUnit();
-        cpu1 = { main: cpuSeconds(path.pid, false, true), total: cpuSeconds(path.pid, false) };
+        cpu1 = { main: cpuSeconds(path.pid, false, true), total: treeCpuSeconds(path.pid) };
         cpu0.main = c0.main;
         cpu0.total = c0.total;
         lastExportSecs.set(key, exportSecs);
@@ -482,7 +482,7 @@ async function main(): Promise<void> {
       const [px, dr] = await runs;
       let relayNs = Number.NaN;
       if (kind === "idle") {
-        cpu1 = { main: cpuSeconds(path.pid, false, true), total: cpuSeconds(path.pid, false) };
+        cpu1 = { main: cpuSeconds(path.pid, false, true), total: treeCpuSeconds(path.pid) };
         relayNs = (threadSched(path.pid).get(path.pid)?.cpuNs ?? Number.NaN) - relayNs0;
         sched = sampler.stop();
         loop = await probeUnit();

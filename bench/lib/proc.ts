@@ -21,6 +21,42 @@ export function cpuSeconds(pid: number, withChildren: boolean, thread = false): 
   }
 }
 
+/**
+ * The live child processes of a process (from /proc/<pid>/task/<tid>/children: Linux 3.5+ with
+ * CONFIG_PROC_CHILDREN; none where it is missing or the process has ended).
+ */
+export function childPids(pid: number): number[] {
+  const out: number[] = [];
+  for (const tid of threadIds(pid)) {
+    try {
+      for (const c of readFileSync(`/proc/${pid}/task/${tid}/children`, "utf8").split(" "))
+        if (c.trim() !== "") out.push(Number(c));
+    } catch {
+      // the thread ended
+    }
+  }
+  return out;
+}
+
+/** A process and its live descendants: a proxy with its encoder host (exports.encoderHost). */
+export function processTree(pid: number): number[] {
+  const out = [pid];
+  for (let i = 0; i < out.length; i++) out.push(...childPids(out[i]!));
+  return out;
+}
+
+/**
+ * CPU seconds of a process and of everything it started: its live descendants read directly (a
+ * proxy's encoder host runs the encoders in a process of its own with exports.encoderHost
+ * "process": its CPU is the proxy's), its reaped ones through its cutime/cstime. With `thread`,
+ * its main thread alone (the relay), as cpuSeconds.
+ */
+export function treeCpuSeconds(pid: number, thread = false): number {
+  if (thread) return cpuSeconds(pid, false, true);
+  const [self, ...descendants] = processTree(pid);
+  return descendants.reduce((a, d) => a + (cpuSeconds(d, false) || 0), cpuSeconds(self!, true));
+}
+
 /** The live threads' ids of a process (none once it has ended). */
 function threadIds(pid: number): string[] {
   try {
@@ -61,6 +97,20 @@ export function findPids(match: (cmdline: string) => boolean): number[] {
 
 export const findPid = (match: (cmdline: string) => boolean): number => findPids(match)[0] ?? -1;
 
+/**
+ * procStatusKb summed over a process and its live descendants (a proxy and its encoder host). For
+ * VmHWM the sum of each one's peak: an upper bound of their peak together.
+ */
+export function treeStatusKb(pid: number, field: "VmHWM" | "VmRSS"): number {
+  return processTree(pid).reduce((a, p) => {
+    try {
+      return a + procStatusKb(p, field);
+    } catch {
+      return a; // ended meanwhile
+    }
+  }, 0);
+}
+
 /** VmHWM (peak resident set, what `/usr/bin/time -v` calls maximum resident set size) or VmRSS, kB. */
 export function procStatusKb(pid: number, field: "VmHWM" | "VmRSS"): number {
   const m = new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(readFileSync(`/proc/${pid}/status`, "utf8"));
@@ -83,9 +133,15 @@ export interface ThreadSched {
   policy: number;
 }
 
-/** Every live thread of a process by tid. */
-export function threadSched(pid: number): Map<number, ThreadSched> {
+/** Every live thread of a process by tid; with `descendants`, also those of its live descendants
+ * (a proxy's encoder host: tids are unique across processes). */
+export function threadSched(pid: number, descendants = false): Map<number, ThreadSched> {
   const out = new Map<number, ThreadSched>();
+  for (const p of descendants ? processTree(pid) : [pid]) addThreadSched(p, out);
+  return out;
+}
+
+function addThreadSched(pid: number, out: Map<number, ThreadSched>): void {
   for (const tid of threadIds(pid)) {
     try {
       const [cpu, wait, slices] = readFileSync(`/proc/${pid}/task/${tid}/schedstat`, "utf8").split(" ");
@@ -103,5 +159,4 @@ export function threadSched(pid: number): Map<number, ThreadSched> {
       // the thread exited
     }
   }
-  return out;
 }
