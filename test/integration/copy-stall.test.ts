@@ -1,47 +1,42 @@
 // The stall watchdog (exports.stallTimeoutMs) names what an export was waiting for when nothing
 // moved: rows from the upstream (mz-double-e2e.test.ts), its uploads, or its encoder — which, with
 // the encoding budget (exports.maxEncodingThreads), includes waiting for its turn to encode. The
-// proxy runs in this process, so the test can hold the budget's one slot itself.
-import pg from "pg";
-import { afterAll, beforeAll, describe, expect, inject, test } from "vitest";
+// proxy runs in this process, so the test can hold the budget's one slot itself; the uploads are
+// held by the S3 fault proxy.
+import type pg from "pg";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import {
   acquireSlot,
   budgetUse,
   encoderBudget,
   releaseSlot,
 } from "../../src/encoders/worker/encoder-budget.js";
-import { motoAccess, type S3Access, S3Check, startCopyProxy } from "../support/copy-proxy.js";
 import { expectNothingLeft, waitUntil } from "../support/export-checks.js";
-import type { TestProxy } from "../support/proxy.js";
-import { RawPg } from "../support/raw-pg.js";
+import { type ProxyStack, startProxyStack } from "../support/proxy-stack.js";
 
-const DB = "copy_stall";
-const pgPort = inject("pgPort");
-const s3: S3Access = motoAccess();
-const check = new S3Check(s3);
-let oracle: RawPg;
-let proxy: TestProxy;
+const MiB = 1024 * 1024;
+let stack: ProxyStack;
 let client: pg.Client;
-let bucket: string;
 
 beforeAll(async () => {
-  oracle = await RawPg.freshDatabase(pgPort, DB);
-  proxy = await startCopyProxy({
-    upstreamPort: pgPort,
-    s3,
+  stack = await startProxyStack({
+    database: "copy_stall",
+    bucket: "stall",
     args: ["--stall-timeout", "1000"],
-    config: { exports: { maxEncodingThreads: 1 } },
+    // One part uploading and one filling: ~45 MB of rows need many more.
+    config: { exports: { maxEncodingThreads: 1, partSize: 5 * MiB, partsInFlight: 1 } },
   });
-  client = new pg.Client({ connectionString: proxy.url("postgres", DB) });
-  await client.connect();
-  bucket = await check.bucket("stall");
+  client = await stack.connect();
 }, 60_000);
 
 afterAll(async () => {
   await client?.end();
-  await proxy?.shutdown(0);
-  await oracle?.close();
+  await stack?.stop();
 });
+
+/** ~45 MB of CSV rows: many times an encoder thread's queue and an upload's buffers. */
+const BIG = (prefix: string): string =>
+  `COPY (SELECT g, repeat('x', 200) FROM generate_series(1, 200000) g) TO 's3://${stack.bucket}/${prefix}' WITH (FORMAT = 'csv')`;
 
 describe("what a stalled export was waiting for", () => {
   test("its encoder waited for an encoding turn the whole time: 57014 naming the encoder and the budget, not the uploads", async () => {
@@ -50,9 +45,7 @@ describe("what a stalled export was waiting for", () => {
     const holder = 0x7ffffff0; // no real thread's id
     const slot = acquireSlot(budget, holder);
     try {
-      const copy = client.query(
-        `COPY (SELECT g, repeat('x', 200) FROM generate_series(1, 200000) g) TO 's3://${bucket}/turn' WITH (FORMAT = 'csv')`,
-      );
+      const copy = client.query(BIG("turn"));
       copy.catch(() => {});
       await waitUntil(
         "the export's encoder thread to wait for the slot",
@@ -67,7 +60,22 @@ describe("what a stalled export was waiting for", () => {
     } finally {
       releaseSlot(budget, slot, holder);
     }
-    await expectNothingLeft(check, bucket, "turn");
+    await expectNothingLeft(stack.check, stack.bucket, "turn");
+    expect((await client.query("SELECT 3 AS ok")).rows[0].ok).toBe(3);
+  });
+
+  test("its uploads got no answer: 57014 naming the uploads", async () => {
+    stack.faults.setRules({ op: "UploadPart", fault: "hold" });
+    try {
+      await expect(client.query(BIG("held"))).rejects.toMatchObject({
+        code: "57014",
+        message: expect.stringMatching(/^canceling COPY TO: the uploads made no progress for \d+ s$/),
+        detail: undefined,
+      });
+    } finally {
+      stack.faults.clear();
+    }
+    await expectNothingLeft(stack.check, stack.bucket, "held");
     expect((await client.query("SELECT 3 AS ok")).rows[0].ok).toBe(3);
   });
 });
