@@ -127,6 +127,6 @@ export interface Config {
   connections: unknown;
   /** The raw `jobs` section: scheduled snapshots (validated by src/schedule/jobs.ts). */
   jobs: unknown;
-  /** How Materialize catalog connections map to the proxy's identity (src/copy/connections.ts). */
+  /** How Materialize catalog connections map to the proxy's identity (src/copy/catalog-policy.ts). */
   catalogConnections: { identity: string | undefined; externalIdPrefix: string | undefined };
 }

@@ -95,7 +95,7 @@ export class Scheduler {
         out.added.push(spec.name);
       }
       if (JSON.stringify(j.spec) === JSON.stringify(spec)) continue;
-      // A run going on keeps the definition it started with (execute() holds its own spec).
+      // A run going on keeps the definition it started with (runOccurrence() holds its own spec).
       j.spec = spec;
       j.suspended = false;
       j.failures = 0;
