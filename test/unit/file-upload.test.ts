@@ -75,3 +75,23 @@ describe("FileUpload writeback", () => {
     expect(await s.listUploads("")).toEqual([]);
   });
 });
+
+describe("FileUpload fsync", () => {
+  test("a file with bytes is fsynced before its rename; an empty one (a sentinel) is renamed without one", async () => {
+    const probe = await open(join(base, "probe2"), "w");
+    const proto = Object.getPrototypeOf(probe) as { sync: () => Promise<void> };
+    await probe.close();
+    await rm(join(base, "probe2"));
+    const sync = vi.spyOn(proto, "sync");
+    try {
+      const s = new FileStore({ dir, bufferBytes: 1 << 20 });
+      await s.put("mz-1-INCOMPLETE", "", signal());
+      expect(sync).not.toHaveBeenCalled();
+      await s.put("mz-1-manifest.json", "{}", signal());
+      expect(sync).toHaveBeenCalledTimes(1);
+      expect((await readdir(dir)).sort()).toEqual(["mz-1-INCOMPLETE", "mz-1-manifest.json"]);
+    } finally {
+      sync.mockRestore();
+    }
+  });
+});

@@ -1,7 +1,8 @@
 // One object of a FileStore being written: a hidden temp file in the object's directory (created
-// exclusively, checked to lie inside), written in order, then fsynced, closed and renamed into
-// place. Until the rename it plays the part of an S3 multipart upload: listUploads finds it by its
-// name, abortUpload removes it, and a failure or abort removes it (or, after the rename, the object).
+// exclusively, checked to lie inside), written in order, then fsynced (unless empty), closed and
+// renamed into place. Until the rename it plays the part of an S3 multipart upload: listUploads
+// finds it by its name, abortUpload removes it, and a failure or abort removes it (or, after the
+// rename, the object).
 //
 // Writeback while writing: every WRITEBACK_BYTES written, an fdatasync of the file so far starts
 // beside the writes (another thread of libuv's pool; the writes do not wait for it). The kernel
@@ -154,7 +155,10 @@ export class FileUpload implements ObjectUpload {
     this.#enqueue(async () => {
       const { fh, temp, final } = await this.#open();
       await this.#writeback;
-      await fh.sync();
+      // An empty file (the sentinel; an empty result without a header) has no bytes to lose: the
+      // fsync would only commit the journal, waiting on every other file's data written since,
+      // and it never made the rename below durable anyway (docs/decisions.md).
+      if (this.#bytes > 0) await fh.sync();
       await fh.close();
       if (this.#error) return;
       if (this.#signal.aborted) throw abortError(this.#signal);
