@@ -86,6 +86,11 @@ export function parseRowDescription(buf: Buffer, start: number): FieldDesc[] {
 export const CANCEL_RETRY_FIRST_MS = 1000;
 /** The longest wait between two CancelRequests for one statement. */
 export const CANCEL_RETRY_MAX_MS = 8000;
+/**
+ * While rows stream, a read that emptied the socket is followed by this pause before the next
+ * (UpstreamChannel.bulkReads): the relay wakes about once per gap instead of once per packet.
+ */
+export const BULK_READ_GAP_MS = 1;
 
 export class UpstreamClient {
   private handler: Handler | null = null;
@@ -278,23 +283,28 @@ export class UpstreamClient {
     signal?: AbortSignal,
   ): Promise<string> {
     let tag = "";
-    await this.exchange(
-      [
-        frontend.bind(name, name, resultFormats),
-        frontend.execute(name),
-        frontend.close("S", name),
-        frontend.sync(),
-      ],
-      (type, buf, start, end) => {
-        // The message header is in front of the body, also for a message assembled from chunks.
-        if (type === M.DataRow) onRows(buf, start - 5, end, 1);
-        else if (type === M.CommandComplete) tag = buf.toString("utf8", start, end - 1);
-      },
-      signal,
-      (type, buf, start, end, count) => {
-        if (type === M.DataRow) onRows(buf, start, end, count);
-      },
-    );
+    this.ch.bulkReads?.(BULK_READ_GAP_MS);
+    try {
+      await this.exchange(
+        [
+          frontend.bind(name, name, resultFormats),
+          frontend.execute(name),
+          frontend.close("S", name),
+          frontend.sync(),
+        ],
+        (type, buf, start, end) => {
+          // The message header is in front of the body, also for a message assembled from chunks.
+          if (type === M.DataRow) onRows(buf, start - 5, end, 1);
+          else if (type === M.CommandComplete) tag = buf.toString("utf8", start, end - 1);
+        },
+        signal,
+        (type, buf, start, end, count) => {
+          if (type === M.DataRow) onRows(buf, start, end, count);
+        },
+      );
+    } finally {
+      this.ch.bulkReads?.(0);
+    }
     return tag;
   }
 }

@@ -23,6 +23,12 @@ export interface UpstreamChannel {
    * `run`, DataRows arrive there in runs (one call per read), else one by one at `h`.
    */
   setHandler(h: UpstreamMessageHandler, run?: UpstreamRunHandler): void;
+  /**
+   * While a statement streams rows: read the upstream in bulk (after a read that emptied the
+   * socket, wait `gapMs` before the next), 0 to read every packet as it comes again. Ends with
+   * the export at the latest.
+   */
+  bulkReads?(gapMs: number): void;
   /** Backpressure on the upstream reader, for when the encoder or the uploads fall behind. */
   pause(): void;
   resume(): void;

@@ -102,6 +102,7 @@ export class ExportLease {
       this.refused = null;
       host.upstreamStream.maxTakeLength = MAX_MESSAGE_LENGTH;
       host.upstreamStream.policy = host.relayPolicy;
+      host.upstreamGate.bulkReads(0);
       host.upstreamGate.release("export");
       host.upstreamStream.resume();
       if (host.upstreamLost.aborted) host.destroy();
@@ -116,6 +117,7 @@ export class ExportLease {
         this.handler = h;
         this.runHandler = run ?? null;
       },
+      bulkReads: (gapMs) => host.upstreamGate.bulkReads(gapMs),
       // The stream stops at the current message, so no row reaches the export while it catches up.
       pause: () => {
         host.upstreamStream.pause();

@@ -15,6 +15,23 @@ import { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { TLSSocket } from "node:tls";
 
+/** Called after each read's chunk has been handled: its length and the read buffer's size. */
+export type ReadObserver = (bytes: number, bufferSize: number) => void;
+
+/** The sockets withStaticReads made, to the observer of their reads (flow-gate.ts sets one). */
+const readObservers = new WeakMap<Socket, ReadObserver | null>();
+
+/**
+ * Has `observer` told about every read of `sock` from now on (null: no more). Returns false when
+ * `sock` does not read through onread (TLS, or a socket withStaticReads left alone): its reads are
+ * 'data' events, whose sizes say nothing about what the kernel had queued.
+ */
+export function observeReads(sock: Duplex, observer: ReadObserver | null): boolean {
+  if (!readObservers.has(sock as Socket)) return false;
+  readObservers.set(sock as Socket, observer);
+  return true;
+}
+
 /** Node internals of net.Socket that moving a handle touches (stable since Node 12). */
 interface SocketInternals {
   _handle: { reading?: boolean; writeQueueSize?: number; useUserBuffer?: unknown } | null;
@@ -69,9 +86,11 @@ export function withStaticReads(
       buffer,
       callback: (n: number, buf: Uint8Array) => {
         onChunk((buf as Buffer).subarray(0, n));
+        readObservers.get(fresh)?.(n, bufferSize);
       },
     },
   } as ConstructorParameters<typeof Socket>[0]);
+  readObservers.set(fresh, null);
   if (server !== null && server !== undefined) {
     const f = fresh as Socket & SocketInternals;
     f._server = server;
