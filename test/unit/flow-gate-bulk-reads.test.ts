@@ -1,0 +1,84 @@
+// FlowGate.bulkReads: while an export's rows stream, a read that empties the socket stops reading
+// until the gap is over; reads that fill the buffer go on back to back. Real loopback sockets,
+// moved to onread reads the way the session moves them (src/proxy/fast-socket.ts).
+import { connect, createServer, type Server, type Socket } from "node:net";
+import { afterEach, describe, expect, test } from "vitest";
+import { withStaticReads } from "../../src/proxy/fast-socket.js";
+import { FlowGate } from "../../src/proxy/flow-gate.js";
+import { waitUntil } from "../support/export-checks.js";
+
+const BUFFER = 16;
+
+let server: Server | null = null;
+const sockets: Socket[] = [];
+afterEach(async () => {
+  for (const s of sockets.splice(0)) s.destroy();
+  await new Promise((r) => (server ? server.close(r) : r(undefined)));
+  server = null;
+});
+
+/** A connected pair: `peer` writes, `reader` reads through onread into a BUFFER-byte buffer. */
+async function pair(): Promise<{ peer: Socket; reader: Socket; reads: number[] }> {
+  const accepted = new Promise<Socket>((resolve) => {
+    server = createServer(resolve);
+  });
+  await new Promise<void>((r) => server!.listen(0, "127.0.0.1", r));
+  const port = (server!.address() as { port: number }).port;
+  const peer = connect(port, "127.0.0.1");
+  await new Promise((r) => peer.once("connect", r));
+  const raw = await accepted;
+  const reads: number[] = [];
+  const reader = withStaticReads(raw, BUFFER, (c) => reads.push(c.length));
+  if (reader === null) throw new Error("the socket did not move to onread reads");
+  sockets.push(peer, reader);
+  reader.resume();
+  return { peer, reader, reads };
+}
+
+const sum = (a: number[]): number => a.reduce((x, y) => x + y, 0);
+
+describe("FlowGate.bulkReads", () => {
+  test("a read that empties the socket holds the next one until the gap is over", async () => {
+    const { peer, reader, reads } = await pair();
+    const gate = new FlowGate(reader);
+    gate.bulkReads(60_000); // a gap no test waits out: only bulkReads(0) ends it
+    peer.write(Buffer.alloc(5));
+    await waitUntil("the first read", () => sum(reads) === 5);
+    expect(reader.isPaused()).toBe(true);
+    peer.write(Buffer.alloc(7));
+    // Still held: the gate must be what lets the next bytes in.
+    gate.bulkReads(0);
+    expect(reader.isPaused()).toBe(false);
+    await waitUntil("the second read", () => sum(reads) === 12);
+  });
+
+  test("full reads go on back to back; the gap ends by itself", async () => {
+    const { peer, reader, reads } = await pair();
+    const gate = new FlowGate(reader);
+    gate.bulkReads(20);
+    peer.write(Buffer.alloc(BUFFER * 2 + 3));
+    await waitUntil("35 bytes", () => sum(reads) === BUFFER * 2 + 3);
+    expect(reads).toEqual([BUFFER, BUFFER, 3]);
+    expect(reader.isPaused()).toBe(true);
+    await waitUntil("the gap's end", () => !reader.isPaused());
+    peer.write(Buffer.alloc(4));
+    await waitUntil("the next read", () => sum(reads) === BUFFER * 2 + 7);
+    gate.bulkReads(0);
+  });
+
+  test("another reason to hold outlasts the gap; off, reads are not held", async () => {
+    const { peer, reader, reads } = await pair();
+    const gate = new FlowGate(reader);
+    gate.bulkReads(60_000);
+    peer.write(Buffer.alloc(3));
+    await waitUntil("the first read", () => sum(reads) === 3);
+    gate.hold("export"); // the encoders are behind
+    gate.bulkReads(0); // ends the gap
+    expect(reader.isPaused()).toBe(true);
+    gate.release("export");
+    expect(reader.isPaused()).toBe(false);
+    peer.write(Buffer.alloc(2));
+    await waitUntil("the next read", () => sum(reads) === 5);
+    expect(reader.isPaused()).toBe(false);
+  });
+});
