@@ -41,8 +41,10 @@
 // --cpu-prof     runs the proxy with `node --cpu-prof` and prints where its time went per variant
 //                (bench/cpuprofile-summary.ts; timings under the profiler are a little slower).
 // --node-args="…" extra node/V8 flags for the proxy process, e.g. --node-args=--trace-gc.
-// --proxy-log F  appends the proxy processes' stdout and stderr to file F, at log level info
-//                (each export's phase timings).
+// --proxy-log F  appends the proxy processes' stdout and stderr to file F, at log level info, and
+//                prints each export's phases (plan, preflight, read, upload, commit: the proxy's
+//                own "export complete" timings) beside it and their medians in the summary — the
+//                fixed costs of an export apart from its rows.
 // --exports JSON the proxy's "exports" settings, e.g. '{"partSize":5242880,"partsInFlight":2}';
 //                or an array of them, one per --ref, to alternate settings in one run, e.g.
 //                --ref .,. --exports '[{"encoderThreads":1},{"encoderThreads":2}]' (each proxy is
@@ -147,6 +149,8 @@ const exportRun = (b: ProxyBuild): string =>
 interface RunResult {
   ms: number;
   bytes: number;
+  /** The proxy's own phase timings of an export (--proxy-log), ms by phase. */
+  phases?: Record<string, number>;
   /** CPU seconds each party used during the run (all threads; reaped children included). */
   cpu?: CpuSnap;
 }
@@ -331,10 +335,12 @@ async function main(): Promise<void> {
             log(
               `    ${b.name} threads: ${threadBreakdown(proxy.pid, threads0, threadSched(proxy.pid, true))}`,
             );
+            const phases = argv["proxy-log"] === undefined ? undefined : await phasesOf(proxy, prefix);
+            if (phases) log(`    ${b.name} phases (ms): ${fmtPhases(phases)}`);
             const { bytes } = await exportedBytes(prefix);
             if (TARGET === "file") rmSync(join(WORK, "files", prefix), { recursive: true, force: true });
             else await resetS3();
-            return { ms: r.ms, bytes };
+            return { ms: r.ms, bytes, ...(phases ? { phases } : {}) };
           };
         }
         if (v.format === "csv") {
@@ -434,6 +440,39 @@ async function main(): Promise<void> {
 }
 
 /**
+ * The phase timings the proxy logged for the export into `prefix` ("export complete", info level):
+ * the line may reach us a moment after psql has exited, so it is waited for (up to 2 s).
+ */
+async function phasesOf(proxy: ProxyProc, prefix: string): Promise<Record<string, number> | undefined> {
+  const deadline = Date.now() + 2000;
+  for (;;) {
+    for (const line of proxy.stderr().split("\n")) {
+      if (!line.includes('"export complete"') || !line.includes(`/${prefix}"`)) continue;
+      try {
+        return (JSON.parse(line) as { phaseMs?: Record<string, number> }).phaseMs;
+      } catch {
+        // a line cut by the output buffer's start
+      }
+    }
+    if (Date.now() > deadline) return undefined;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+const PHASES = ["plan", "preflight", "read", "upload", "commit"];
+const fmtPhases = (p: Record<string, number>): string =>
+  PHASES.map((k) => `${k} ${p[k] === undefined ? "–" : Math.round(p[k])}`).join(", ");
+
+/** Medians by phase over the runs that have them (--proxy-log), or undefined. */
+function medianPhases(rs: RunResult[]): Record<string, number> | undefined {
+  const withPhases = rs.filter((r) => r.phases !== undefined);
+  if (withPhases.length === 0) return undefined;
+  return Object.fromEntries(
+    PHASES.map((k) => [k, median(withPhases.map((r) => r.phases![k] ?? Number.NaN))]),
+  );
+}
+
+/**
  * The proxy's CPU seconds during one export, per thread, largest first: its main thread (the relay),
  * then the others by thread id (the encoder thread is usually the largest; the rest are V8's GC
  * helpers and libuv's file I/O pool, which all share the name "node", so a name would not tell them
@@ -508,6 +547,10 @@ function printGroup(g: GroupResult): void {
     lines.push(
       `  proxy ${b.name} RSS: idle ${(g.rssIdleKb[i]! / 1024).toFixed(0)} MB, peak ${(g.rssPeakKb[i]! / 1024).toFixed(0)} MB`,
     );
+  for (const [name, rs] of Object.entries(g.runs)) {
+    const p = medianPhases(rs);
+    if (p) lines.push(`  ${name} phases, median ms: ${fmtPhases(p)}`);
+  }
   process.stdout.write(`${lines.join("\n")}\n`);
 }
 
@@ -538,6 +581,24 @@ function printSummary(
         `| ${g.rows.toLocaleString("en-US")} | ${g.variant.label} | ${name} | ${s.s.toFixed(2)} | ${fmtRate(s.rowsPerS)} | ${Number.isNaN(s.mbPerS) ? "–" : s.mbPerS.toFixed(1)} | ${ratios} | ${bi >= 0 ? `${(g.rssPeakKb[bi]! / 1024).toFixed(0)} MB` : ""} | ${cpuText(rs)} | ${cpuText(rs, g.rows)} |`,
       );
     }
+  }
+  const phaseLines = results.flatMap((g) =>
+    Object.entries(g.runs).flatMap(([name, rs]) => {
+      const p = medianPhases(rs);
+      return p
+        ? [
+            `| ${g.rows.toLocaleString("en-US")} | ${g.variant.label} | ${name} | ${PHASES.map((k) => Math.round(p[k]!)).join(" | ")} |`,
+          ]
+        : [];
+    }),
+  );
+  if (phaseLines.length > 0) {
+    out.push(`\nThe proxy's phases (its "export complete" log), median ms:\n`);
+    out.push(
+      `| rows | format | run | ${PHASES.join(" | ")} |`,
+      `|---:|---|---|${PHASES.map(() => "---:|").join("")}`,
+    );
+    out.push(...phaseLines);
   }
   out.push("\nTargets (issue #13 items 2 and 4):");
   const byVariant = new Map<string, GroupResult[]>();
