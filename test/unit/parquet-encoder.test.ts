@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DuckDBInstance } from "@duckdb/node-api";
 import { afterAll, describe, expect, it } from "vitest";
+import { outputPooled } from "../../src/encoders/parquet/wasm-writer.js";
 import { createParquetEncoder, type ParquetEncoder } from "../../src/encoders/parquet-encoder.js";
 import type { ColumnInfo, FileSink } from "../../src/encoders/types.js";
 import { PgError } from "../../src/errors.js";
@@ -268,6 +269,66 @@ describe("failures", () => {
     } finally {
       enc.dispose();
     }
+  });
+});
+
+describe("parquet-wasm output buffers", () => {
+  it("writes parquet-wasm's output into pooled buffers that return only through the sink's release", async () => {
+    // Three sinks see the same rows: one that copies and releases at once (as the export's
+    // PortSink does), one that keeps the views it was given and releases them only at the end,
+    // and one given no release (it keeps the chunks). Their bytes must be equal; the first must
+    // have seen the row groups' output in a few reused buffers.
+    const payloads = Array.from({ length: 4000 }, () => randomBytes(600)); // ~300 KB a row group
+    const run = async (sink: FileSink): Promise<void> => {
+      const enc = await createParquetEncoder(
+        { compression: "snappy", maxFileSize: 64 << 20, rowGroupSize: 500, columns: COLUMNS },
+        sink,
+      );
+      try {
+        await feed(
+          enc,
+          payloads.map((p, i) => row(i, p)),
+        );
+      } finally {
+        enc.dispose();
+      }
+    };
+    const copies: Buffer[] = [];
+    const seen = new Set<ArrayBufferLike>();
+    let large = 0;
+    await run({
+      copies: true,
+      openFile() {},
+      write(chunk, release) {
+        copies.push(Buffer.from(chunk));
+        if (chunk.byteLength >= 64 << 10) {
+          large++;
+          seen.add(chunk.buffer);
+        }
+        release?.();
+      },
+      closeFile() {},
+    });
+    const held: Uint8Array[] = [];
+    const releases: Array<() => void> = [];
+    await run({
+      openFile() {},
+      write(chunk, release) {
+        held.push(chunk);
+        if (release) releases.push(release);
+      },
+      closeFile() {},
+    });
+    const kept = new MemorySink();
+    await run(kept);
+    const expected = Buffer.concat(kept.files[0]!.chunks);
+    expect(Buffer.concat(held).equals(expected)).toBe(true);
+    for (const r of releases) r();
+    expect(Buffer.concat(copies).equals(expected)).toBe(true);
+    expect(outputPooled()).toBe(true);
+    expect(large).toBeGreaterThanOrEqual(8);
+    expect(seen.size).toBeLessThanOrEqual(2);
+    expect(await duckCount(kept.save("pooled"))).toEqual([4000]);
   });
 });
 

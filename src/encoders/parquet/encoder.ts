@@ -382,7 +382,13 @@ export class ParquetEncoder implements RowEncoder {
     this.fileRows = 0;
     this.fileRowGroups = 0;
     const sink = this.sink;
-    await this.worker!.open(first, this.opts.compression, (chunk) => sink.write(chunk), true, noDictionary);
+    await this.worker!.open(
+      first,
+      this.opts.compression,
+      (chunk, release) => sink.write(chunk, release),
+      true,
+      noDictionary,
+    );
   }
 
   /**

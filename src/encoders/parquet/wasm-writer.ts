@@ -15,6 +15,15 @@
 // is encoded and its bytes are in the output stream; one macrotask later they have been read.
 // parquet-wasm ignores write errors inside the stream, so the encoder only ever sends batches
 // with the file's schema (it builds them that way).
+//
+// Output buffers are reused. parquet-wasm's glue copies each piece of output out of WASM memory
+// into a new ArrayBuffer (its `__wbg_new_from_slice` import): ~3.6 MB per row group, every one
+// first-touched, then garbage that drives the thread's collections (4 mark-compacts per 1M rows of
+// an 11 MB heap, the external bytes are what triggers them). At instantiation that one import is
+// given a function that makes the same copy into a buffer from a small pool instead; the sink
+// hands the buffer back through `release` once it has read it (FileSink's contract). No view of
+// WASM memory escapes, so the glue's semantics are kept; if a parquet-wasm version names or calls
+// the import differently, the glue's own function stays in place (`outputPooled()` tells which).
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { pathToFileURL } from "node:url";
@@ -82,10 +91,79 @@ function instance(): Promise<ParquetWasmModule> {
   loaded ??= (async () => {
     const { module, esmUrl } = await parquetWasm();
     const pw = (await import(esmUrl)) as ParquetWasmModule;
-    pw.initSync({ module: module as WebAssembly.Module });
+    initPooled(pw, module);
     return pw;
   })();
   return loaded;
+}
+
+/** Pieces of output below this size keep the glue's own copy (metadata, footers). */
+const POOLED_MIN_BYTES = 64 << 10;
+/** Output buffers kept for reuse in this thread: one being read, one or two being written. */
+const POOL_BUFFERS = 4;
+const outputPool: ArrayBuffer[] = [];
+const poolable = new WeakSet<ArrayBuffer>();
+let pooling = false;
+
+/** Whether this thread's parquet-wasm writes its output into pooled buffers (see above). */
+export function outputPooled(): boolean {
+  return pooling;
+}
+
+function pooledBuffer(len: number): ArrayBuffer {
+  for (let i = 0; i < outputPool.length; i++) {
+    if (outputPool[i]!.byteLength >= len) return outputPool.splice(i, 1)[0]!;
+  }
+  // None fits: drop the smallest so the pool keeps its size; leave room for larger row groups.
+  if (outputPool.length >= POOL_BUFFERS - 1) {
+    outputPool.sort((a, b) => a.byteLength - b.byteLength);
+    outputPool.shift();
+  }
+  const b = new ArrayBuffer(len + (len >>> 2));
+  poolable.add(b);
+  return b;
+}
+
+function recycle(b: ArrayBuffer): void {
+  if (outputPool.length < POOL_BUFFERS) outputPool.push(b);
+}
+
+type Imports = Record<string, Record<string, unknown>>;
+type InstanceCtor = new (module: WasmModule, imports: Imports) => object;
+
+/**
+ * Runs the glue's `initSync` with its output-copy import replaced (see the top of this file). The
+ * glue instantiates synchronously inside `initSync`, so the constructor is swapped only for that call.
+ */
+function initPooled(pw: ParquetWasmModule, module: WasmModule): void {
+  const wa = (globalThis as unknown as { WebAssembly: { Instance: InstanceCtor } }).WebAssembly;
+  const original = wa.Instance;
+  // A Proxy, so that the glue's `new WebAssembly.Instance(module, imports)` still constructs.
+  const wrapped = new Proxy(original, {
+    construct(target, args: [WasmModule, Imports]) {
+      for (const ns of Object.values(args[1])) {
+        const key = Object.keys(ns).find((k) => k.startsWith("__wbg_new_from_slice_"));
+        const glue = key === undefined ? undefined : ns[key];
+        if (key === undefined || typeof glue !== "function") continue;
+        const glueCopy = glue as (ptr: number, len: number) => Uint8Array;
+        ns[key] = (ptr: number, len: number): Uint8Array => {
+          if (len < POOLED_MIN_BYTES) return glueCopy(ptr, len);
+          const out = new Uint8Array(pooledBuffer(len), 0, len);
+          // As the glue reads it: the pointer is an unsigned 32-bit address.
+          out.set(new Uint8Array(pw.wasmMemory().buffer as ArrayBuffer, ptr >>> 0, len));
+          return out;
+        };
+        pooling = true;
+      }
+      return Reflect.construct(target, args);
+    },
+  });
+  wa.Instance = wrapped;
+  try {
+    pw.initSync({ module: module as WebAssembly.Module });
+  } finally {
+    wa.Instance = original;
+  }
 }
 
 const nextMacrotask = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
@@ -116,7 +194,7 @@ export class ParquetWasmWriter {
   /** Receives the buffers of batches given away (`giveAway`), once parquet-wasm has copied them. */
   onRecycle: ((buffer: ArrayBuffer) => void) | null = null;
   private file: OpenFile | null = null;
-  private onChunk: ((chunk: Uint8Array) => void) | null = null;
+  private onChunk: ((chunk: Uint8Array, release?: () => void) => void) | null = null;
   private queue: Promise<void> = Promise.resolve();
   private failure: PgError | null = null;
   private terminated = false;
@@ -135,7 +213,7 @@ export class ParquetWasmWriter {
   open(
     ipc: Uint8Array,
     compression: Compression,
-    onChunk: (chunk: Uint8Array) => void,
+    onChunk: (chunk: Uint8Array, release?: () => void) => void,
     giveAway = false,
     noDictionary: readonly string[] = [],
   ): Promise<void> {
@@ -245,8 +323,10 @@ export class ParquetWasmWriter {
   private chunk(data: Uint8Array): void {
     if (this.failure !== null) return;
     this.fileBytes += data.byteLength;
+    const b = data.buffer;
     try {
-      this.onChunk?.(data);
+      // A pooled buffer goes back once the sink no longer reads it (at once, if it copies).
+      this.onChunk?.(data, b instanceof ArrayBuffer && poolable.has(b) ? () => recycle(b) : undefined);
     } catch (err) {
       this.failure = PgError.from(err);
     }
