@@ -279,6 +279,8 @@ export class ParquetWasmWriter {
   terminate(): void {
     if (this.terminated) return;
     this.terminated = true;
+    // A kept encoder thread holds no output buffers while it waits for the next export.
+    outputPool.length = 0;
     this.failure ??= new PgError(SqlState.queryCanceled, "parquet writer stopped");
     const f = this.file;
     this.file = null;
