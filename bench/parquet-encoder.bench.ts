@@ -27,6 +27,10 @@
 //         tree (inside this checkout, so its node_modules resolve: `git archive main src | tar -x -C .tmp/base`
 //         → `--compare $PWD/.tmp/base/src`)
 //         in the same process, and prints both medians: old and new code under the same load.
+//         Each tree must load parquet-wasm's glue as a module instance of its own, or the second
+//         tree's `initSync` returns the first one's (and its imports): give `import(esmUrl)` in
+//         both trees' parquet/wasm-writer.ts a query suffix (`${esmUrl}?base`, `${esmUrl}?head`) —
+//         a second instance in one process also runs faster than the first, so give both one.
 import { execFileSync, spawnSync } from "node:child_process";
 import { parquetWasm } from "../src/encoders/parquet/wasm-writer.js";
 import { createParquetEncoder, type ParquetCompression } from "../src/encoders/parquet-encoder.js";
