@@ -393,7 +393,7 @@ describe("numerics at every scale (PostgreSQL → encoder → DuckDB)", () => {
       );
       expect(pgRows.length).toBe(4000 + CHOSEN.length);
       // DuckDB writes DECIMAL(38,38) without the leading zero (".5", "-.5").
-    expect(dRows.map((r) => r.map((v) => v?.replace(/^(-?)\./, "$10.") ?? null))).toEqual(pgRows);
+      expect(dRows.map((r) => r.map((v) => v?.replace(/^(-?)\./, "$10.") ?? null))).toEqual(pgRows);
       const types = await duckRows(
         `SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM read_parquet(${fileList(ex.files)})) WHERE column_name LIKE 'n%'`,
       );
