@@ -2,10 +2,10 @@
 // as a yardstick for what any proxy's extra hop costs (configured as bench/proxy-overhead.sh does).
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { chmodSync, chownSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort } from "../../test/support/ports.js";
+import { waitPort } from "./proxy-process.js";
 
 export interface Pgbouncer {
   port: number;
@@ -61,21 +61,7 @@ export async function startPgbouncer(pgPort: number): Promise<Pgbouncer> {
   };
   proc.stdout!.on("data", keep);
   proc.stderr!.on("data", keep);
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    if (proc.exitCode !== null) throw new Error(`pgbouncer exited ${proc.exitCode}: ${out}`);
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = connect(port, "127.0.0.1");
-      s.once("connect", () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.once("error", () => resolve(false));
-    });
-    if (ok) break;
-    if (Date.now() > deadline) throw new Error(`pgbouncer did not listen on ${port}: ${out}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  await waitPort(port, proc, () => out, "pgbouncer");
   return {
     port,
     pid: proc.pid!,

@@ -78,10 +78,16 @@ export interface ProxyProc {
   stderr(): string;
 }
 
-async function waitPort(port: number, proc: ChildProcess, stderr: () => string): Promise<void> {
+/** Resolves once `proc` (named `what` in errors) accepts connections on `port`; throws if it exits first or takes over 15 s. */
+export async function waitPort(
+  port: number,
+  proc: ChildProcess,
+  stderr: () => string,
+  what = "proxy",
+): Promise<void> {
   const deadline = Date.now() + 15_000;
   for (;;) {
-    if (proc.exitCode !== null) throw new Error(`proxy exited ${proc.exitCode}: ${stderr()}`);
+    if (proc.exitCode !== null) throw new Error(`${what} exited ${proc.exitCode}: ${stderr()}`);
     const ok = await new Promise<boolean>((resolve) => {
       const s = connect(port, "127.0.0.1");
       s.once("connect", () => {
@@ -91,7 +97,7 @@ async function waitPort(port: number, proc: ChildProcess, stderr: () => string):
       s.once("error", () => resolve(false));
     });
     if (ok) return;
-    if (Date.now() > deadline) throw new Error(`proxy did not listen on ${port}: ${stderr()}`);
+    if (Date.now() > deadline) throw new Error(`${what} did not listen on ${port}: ${stderr()}`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }

@@ -15,6 +15,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, inject, test } from "
 import { type EncoderThread, encoderThreadTestHooks } from "../../src/encoders/worker/encoder-thread.js";
 import type { S3Check } from "../support/copy-proxy.js";
 import { expectNothingLeft, keyOf, sendCancel, waitUntil } from "../support/export-checks.js";
+import { createMixedTable, expectMixedParquet } from "../support/mixed-table.js";
 import type { TestProxy } from "../support/proxy.js";
 import { type ProxyStack, startProxyStack } from "../support/proxy-stack.js";
 import type { RawPg } from "../support/raw-pg.js";
@@ -35,7 +36,6 @@ let root: string;
 let duck: DuckDBConnection;
 let direct: pg.Client;
 /** PostgreSQL's own text output, unparsed. */
-const RAW_TEXT = { getTypeParser: () => (v: string) => v } as unknown as pg.CustomTypesConfig;
 const started: EncoderThread[] = [];
 const gates: Int32Array[] = [];
 
@@ -52,12 +52,7 @@ beforeAll(async () => {
   await oracle.query(
     "CREATE TABLE wide AS SELECT g, md5(g::text) AS h, repeat(md5(g::text), 9) AS pad FROM generate_series(1, 120000) g",
   );
-  // The bench table's types (bench/lib/bench-table.ts).
-  await oracle.query(`CREATE TABLE mixed AS SELECT g AS id, g::bigint * 1000003 AS big,
-      CASE WHEN g % 17 = 0 THEN NULL ELSE md5(g::text) END AS label, (g * 1.25)::numeric(12, 2) AS amount,
-      timestamptz '2024-01-01 00:00+00' + g * interval '1 second' AS at, g % 3 = 0 AS flag,
-      g / 7.0::float8 AS score, date '2020-01-01' + g % 1000 AS day
-    FROM generate_series(1, 150000) g`);
+  await oracle.query(createMixedTable(150000));
   client = await stack.connect();
   duck = await (await DuckDBInstance.create(":memory:")).connect();
   direct = new pg.Client({ port: pgPort, host: "127.0.0.1", user: "postgres", database: DB });
@@ -191,26 +186,7 @@ describe("Parquet over two encoder threads (file://)", () => {
       .filter((f) => f.endsWith(".parquet"))
       .sort();
     expect(new Set(files.map(batchOf))).toEqual(new Set([0, 1]));
-    const got = (
-      await duck.runAndReadAll(
-        `SELECT id, big, label, amount::VARCHAR, epoch_us("at"), flag, score, day::VARCHAR
-         FROM read_parquet('${dir}/*.parquet') ORDER BY id`,
-      )
-    )
-      .getRows()
-      .map((r) => r.map((v) => (v === null ? null : String(v))));
-    const want = (
-      await direct.query({
-        text: `SELECT id, big, label, amount::text, (extract(epoch FROM at) * 1000000)::bigint, flag::text, score, day::text
-               FROM mixed ORDER BY id`,
-        rowMode: "array",
-        types: RAW_TEXT,
-      })
-    ).rows.map((r: Array<string | null>) =>
-      r.map((v, i) => (v === null ? null : i === 6 ? String(Number(v)) : v)),
-    );
-    expect(got.length).toBe(want.length);
-    expect(got).toEqual(want);
+    await expectMixedParquet(duck, direct, dir);
     const manifest = JSON.parse(
       readFileSync(
         join(dir, "_meta", readdirSync(join(dir, "_meta")).find((f) => f.endsWith(".json"))!),

@@ -14,6 +14,7 @@ import { encoderHostState } from "../../src/encoders/worker/encoder-host.js";
 import { type EncoderThread, encoderThreadTestHooks } from "../../src/encoders/worker/encoder-thread.js";
 import { motoAccess } from "../support/copy-proxy.js";
 import { expectNothingLeft, keyOf, sendCancel, waitUntil } from "../support/export-checks.js";
+import { createMixedTable, expectMixedParquet } from "../support/mixed-table.js";
 import { spawnCopyProxy } from "../support/proxy-process.js";
 import { type ProxyStack, startProxyStack } from "../support/proxy-stack.js";
 import { expectSameCsv, UPSTREAMS } from "../support/upstreams.js";
@@ -28,7 +29,6 @@ const NICE = 3;
 const pgPort = inject("pgPort");
 const linux = existsSync("/proc/self/task");
 /** PostgreSQL's own text output, unparsed. */
-const RAW_TEXT = { getTypeParser: () => (v: string) => v } as unknown as pg.CustomTypesConfig;
 
 let stack: ProxyStack;
 let client: pg.Client;
@@ -50,12 +50,7 @@ beforeAll(async () => {
   await oracle.query(
     "CREATE TABLE wide AS SELECT g, md5(g::text) AS h, repeat(md5(g::text), 9) AS pad FROM generate_series(1, 120000) g",
   );
-  // The bench table's types (bench/lib/bench-table.ts).
-  await oracle.query(`CREATE TABLE mixed AS SELECT g AS id, g::bigint * 1000003 AS big,
-      CASE WHEN g % 17 = 0 THEN NULL ELSE md5(g::text) END AS label, (g * 1.25)::numeric(12, 2) AS amount,
-      timestamptz '2024-01-01 00:00+00' + g * interval '1 second' AS at, g % 3 = 0 AS flag,
-      g / 7.0::float8 AS score, date '2020-01-01' + g % 1000 AS day
-    FROM generate_series(1, 150000) g`);
+  await oracle.query(createMixedTable(150000));
   client = await stack.connect();
   direct = new pg.Client({ port: pgPort, host: "127.0.0.1", user: "postgres", database: DB });
   await direct.connect();
@@ -138,26 +133,7 @@ describe("the same files as encoder threads in the proxy's process", () => {
     expect((await client.query(`COPY mixed TO 'file://${dir}' WITH (FORMAT = 'parquet')`)).rowCount).toBe(
       150000,
     );
-    const got = (
-      await duck.runAndReadAll(
-        `SELECT id, big, label, amount::VARCHAR, epoch_us("at"), flag, score, day::VARCHAR
-         FROM read_parquet('${dir}/*.parquet') ORDER BY id`,
-      )
-    )
-      .getRows()
-      .map((r) => r.map((v) => (v === null ? null : String(v))));
-    const want = (
-      await direct.query({
-        text: `SELECT id, big, label, amount::text, (extract(epoch FROM at) * 1000000)::bigint, flag::text, score, day::text
-               FROM mixed ORDER BY id`,
-        rowMode: "array",
-        types: RAW_TEXT,
-      })
-    ).rows.map((r: Array<string | null>) =>
-      r.map((v, i) => (v === null ? null : i === 6 ? String(Number(v)) : v)),
-    );
-    expect(got.length).toBe(want.length);
-    expect(got).toEqual(want);
+    await expectMixedParquet(duck, direct, dir);
     expect(started[0]?.nice).toBe(NICE);
   }, 120_000);
 });
