@@ -116,30 +116,36 @@ const CASES: Array<[string, number]> = [
   ["-Infinity", 0],
 ];
 
+/** The conversion agrees with the BigInt oracle: same status, and the same limbs when it is Ok. */
+function expectAsOracle(text: string, scale: number): void {
+  const exp = oracle(text, scale);
+  const got = convert(text, scale);
+  expect(got.status, `${text} @${scale}`).toBe(exp.status);
+  if (exp.status === NumericStatus.Ok) expect(got.limbs, `${text} @${scale}`).toEqual(exp.limbs);
+}
+
+/** A seeded generator (an LCG), so a failing value is the same on every run. */
+function seeded(seed: number): { rand: (n: number) => number; digits: (n: number) => string } {
+  const rand = (n: number): number => {
+    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+    return seed % n;
+  };
+  return { rand, digits: (n) => Array.from({ length: n }, () => String(rand(10))).join("") };
+}
+
 describe("numericToDecimal128", () => {
   it.each(CASES)("%s at scale %i", (text, scale) => {
-    const exp = oracle(text, scale);
-    const got = convert(text, scale);
-    expect(got.status).toBe(exp.status);
-    if (exp.status === NumericStatus.Ok) expect(got.limbs).toEqual(exp.limbs);
+    expectAsOracle(text, scale);
   });
 
   it("agrees with the BigInt oracle on 20000 random values and scales", () => {
-    let seed = 12345;
-    const rand = (n: number): number => {
-      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
-      return seed % n;
-    };
-    const digits = (n: number): string => Array.from({ length: n }, () => String(rand(10))).join("");
+    const { rand, digits } = seeded(12345);
     for (let k = 0; k < 20000; k++) {
       const int = digits(rand(40));
       const frac = digits(rand(42));
       const text = `${rand(2) ? "-" : ""}${int || "0"}${frac ? `.${frac}` : ""}`;
       const scale = rand(39);
-      const exp = oracle(text, scale);
-      const got = convert(text, scale);
-      expect(got.status, `${text} @${scale}`).toBe(exp.status);
-      if (exp.status === NumericStatus.Ok) expect(got.limbs, `${text} @${scale}`).toEqual(exp.limbs);
+      expectAsOracle(text, scale);
     }
   });
 
@@ -184,29 +190,18 @@ describe("numericToDecimal128", () => {
     ["12345678.9012345", 7],
     ["1234567.89012345", 8],
   ] as Array<[string, number]>)("short path: %s at scale %i", (text, scale) => {
-    const exp = oracle(text, scale);
-    const got = convert(text, scale);
-    expect(got.status).toBe(exp.status);
-    if (exp.status === NumericStatus.Ok) expect(got.limbs).toEqual(exp.limbs);
+    expectAsOracle(text, scale);
   });
 
   it("agrees with the BigInt oracle on 20000 random values of up to 18 digits", () => {
-    let seed = 777;
-    const rand = (n: number): number => {
-      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
-      return seed % n;
-    };
-    const digits = (n: number): string => Array.from({ length: n }, () => String(rand(10))).join("");
+    const { rand, digits } = seeded(777);
     for (let k = 0; k < 20000; k++) {
       const scale = rand(19);
       const int = digits(rand(18 - Math.min(scale, 17)));
       // Mostly no more fractional digits than the scale (the common case), sometimes more.
       const frac = digits(rand(10) === 0 ? rand(scale + 4) : rand(scale + 1));
       const text = `${rand(2) ? "-" : ""}${int || "0"}${frac ? `.${frac}` : ""}`;
-      const exp = oracle(text, scale);
-      const got = convert(text, scale);
-      expect(got.status, `${text} @${scale}`).toBe(exp.status);
-      if (exp.status === NumericStatus.Ok) expect(got.limbs, `${text} @${scale}`).toEqual(exp.limbs);
+      expectAsOracle(text, scale);
     }
   });
 
