@@ -35,7 +35,6 @@ let bucket: string;
 let root: string;
 let duck: DuckDBConnection;
 let direct: pg.Client;
-/** PostgreSQL's own text output, unparsed. */
 const started: EncoderThread[] = [];
 const gates: Int32Array[] = [];
 

@@ -28,7 +28,6 @@ const MiB = 1024 * 1024;
 const NICE = 3;
 const pgPort = inject("pgPort");
 const linux = existsSync("/proc/self/task");
-/** PostgreSQL's own text output, unparsed. */
 
 let stack: ProxyStack;
 let client: pg.Client;
