@@ -48,19 +48,27 @@ export function watchForStall(
   return () => clearInterval(timer);
 }
 
+/** What the 57014 says for each cause: what made no progress, and a DETAIL when one helps. */
+const STALL_WORDS: Record<
+  StallCause,
+  { what: string; detail?: (encodingTurns: number) => string | undefined }
+> = {
+  upstream: { what: "no rows came from the upstream" },
+  encoder: {
+    what: "the encoder made no progress",
+    detail: (turns) =>
+      turns > 0
+        ? `At most ${turns} ${turns === 1 ? "export encodes" : "exports encode"} at once (exports.maxEncodingThreads): this export's encoder was waiting for its turn or still encoding.`
+        : undefined,
+  },
+  uploads: { what: "the uploads made no progress" },
+};
+
 function stalled(cause: StallCause, secs: number, encodingTurns: number): PgError {
-  const what =
-    cause === "upstream"
-      ? `no rows came from the upstream for ${secs} s`
-      : cause === "uploads"
-        ? `the uploads made no progress for ${secs} s`
-        : `the encoder made no progress for ${secs} s`;
-  return new PgError(SqlState.queryCanceled, `canceling COPY TO: ${what}`, {
-    ...(cause === "encoder" && encodingTurns > 0
-      ? {
-          detail: `At most ${encodingTurns} ${encodingTurns === 1 ? "export encodes" : "exports encode"} at once (exports.maxEncodingThreads): this export's encoder was waiting for its turn or still encoding.`,
-        }
-      : {}),
+  const words = STALL_WORDS[cause];
+  const detail = words.detail?.(encodingTurns);
+  return new PgError(SqlState.queryCanceled, `canceling COPY TO: ${words.what} for ${secs} s`, {
+    ...(detail === undefined ? {} : { detail }),
     hint: "The limit is exports.stallTimeoutMs (--stall-timeout); 0 turns the check off.",
   });
 }

@@ -79,10 +79,10 @@ test("no password, secret key or query text reaches the logs; every line is JSON
     await c.connect();
     await c.query("SELECT 'needle-in-query-text' AS x");
     await c.query(
-      "COPY (SELECT 'needle-in-export-query' AS y) TO 's3://logging/" + user + "' WITH (FORMAT = 'csv')",
+      `COPY (SELECT 'needle-in-export-query' AS y) TO 's3://logging/${user}' WITH (FORMAT = 'csv')`,
     );
     await expect(
-      c.query("COPY (SELECT 1) TO 's3://logging/" + user + "' WITH (FORMAT = 'csv')"),
+      c.query(`COPY (SELECT 1) TO 's3://logging/${user}' WITH (FORMAT = 'csv')`),
     ).rejects.toThrow();
     await c.end();
   }

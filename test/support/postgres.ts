@@ -120,8 +120,8 @@ export async function startPostgres(opts: { settings?: Record<string, string> } 
   writeFileSync(
     join(data, "postgresql.auto.conf"),
     Object.entries(settings)
-      .map(([k, v]) => `${k} = '${v}'`)
-      .join("\n") + "\n",
+      .map(([k, v]) => `${k} = '${v}'\n`)
+      .join(""),
   );
   if (isRoot) chownSync(join(data, "postgresql.auto.conf"), uidOf("postgres"), gidOf("postgres"));
   if (isRoot) chownSync(join(data, "pg_hba.conf"), uidOf("postgres"), gidOf("postgres"));
