@@ -45,6 +45,15 @@ function closedWith(s: Socket, waitMs = 10_000): Promise<{ data: Buffer; closed:
   });
 }
 
+/** How many backends are inside pg_sleep for a query that contains `marker`. */
+async function sleepers(c: pg.Client, marker: string): Promise<number> {
+  const q = await c.query(
+    "select count(*)::int as n from pg_stat_activity where wait_event = 'PgSleep' and position($1 in query) > 0 and pid <> pg_backend_pid()",
+    [marker],
+  );
+  return q.rows[0].n as number;
+}
+
 /** The SQLSTATE and message of the first ErrorResponse in `data`. */
 function error(data: Buffer): { code?: string; message?: string } {
   const i = data.indexOf(0x45);
@@ -65,7 +74,9 @@ describe("--login-timeout", () => {
   beforeAll(async () => {
     proxy = await startTestProxy({
       upstreamPort: pgPort,
-      args: ["--upstream-tls", "disable", "--login-timeout", "400"],
+      // Long enough for the logged-in client's own login on a loaded machine (the clock starts at
+      // its accept; a PostgreSQL backend's start can take a second there): that login must win.
+      args: ["--upstream-tls", "disable", "--login-timeout", "3000"],
     });
   });
   afterAll(async () => {
@@ -116,16 +127,17 @@ describe("--max-client-conn", () => {
         message: "no more connections allowed (max_client_conn)",
       });
       // A CancelRequest is not a client connection: it still reaches the busy session.
-      const sleeping = a.query("select pg_sleep(30)").then(
+      const sleeping = a.query("select pg_sleep(30) as max_client_conn_sleep").then(
         () => null,
         (e: { code?: string }) => e.code,
       );
-      await waitUntil("the sleep is running", async () => {
-        const q = await direct.query(
-          "select count(*)::int as n from pg_stat_activity where query = 'select pg_sleep(30)'",
-        );
-        return q.rows[0].n === 1;
-      });
+      // Inside pg_sleep, not merely sent: PostgreSQL drops a cancel that arrives while the backend
+      // still reads the query (postgres.c, ProcessInterrupts). The marker keeps the sleeps other
+      // test files run in the same server out of the count.
+      await waitUntil(
+        "the sleep is running",
+        async () => (await sleepers(direct, "max_client_conn_sleep")) === 1,
+      );
       // The CancelRequest comes on a fresh connection, as drivers send it.
       const key = a as unknown as { processID: number; secretKey: number };
       const msg = Buffer.alloc(16);
@@ -229,10 +241,14 @@ describe("--max-exports-per-user", () => {
     await other.connect();
     try {
       const holding = greedy.slice(0, 2).map((c, i) =>
-        c.query(`COPY (SELECT pg_sleep(30)) TO 's3://${bucket}/greedy${i}' WITH (FORMAT = 'csv')`).then(
-          () => null,
-          (e: { code?: string }) => e.code,
-        ),
+        c
+          .query(
+            `COPY (SELECT pg_sleep(30) AS greedy_hold) TO 's3://${bucket}/greedy${i}' WITH (FORMAT = 'csv')`,
+          )
+          .then(
+            () => null,
+            (e: { code?: string }) => e.code,
+          ),
       );
       await waitUntil("two exports of one user running", () =>
         [...proxy.sessions].filter((s) => s.exporting !== null).length === 2 ? true : null,
@@ -245,8 +261,14 @@ describe("--max-exports-per-user", () => {
       });
       const r = await other.query(`COPY (SELECT 1) TO 's3://${bucket}/other' WITH (FORMAT = 'csv')`);
       expect(r.rowCount).toBe(1);
+      // Both upstream queries inside pg_sleep before the cancel, which would otherwise miss one whose
+      // export was admitted but whose query had not started; only this test's sleeps are cancelled.
+      await waitUntil(
+        "both exports' queries sleeping",
+        async () => (await sleepers(direct, "greedy_hold")) === 2,
+      );
       await direct.query(
-        "select pg_cancel_backend(pid) from pg_stat_activity where query like '%pg_sleep(30)%' and pid <> pg_backend_pid()",
+        "select pg_cancel_backend(pid) from pg_stat_activity where wait_event = 'PgSleep' and query like '%greedy_hold%' and pid <> pg_backend_pid()",
       );
       expect(await Promise.all(holding)).toEqual(["57014", "57014"]);
     } finally {
