@@ -10,8 +10,13 @@ import { join } from "node:path";
 import { type DuckDBConnection, DuckDBInstance } from "@duckdb/node-api";
 import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, test } from "vitest";
-import { encoderHostState } from "../../src/encoders/worker/encoder-host.js";
+import {
+  encoderHostBudgets,
+  encoderHostState,
+  gateEncoderHost,
+} from "../../src/encoders/worker/encoder-host.js";
 import { type EncoderThread, encoderThreadTestHooks } from "../../src/encoders/worker/encoder-thread.js";
+import type { HostBudget } from "../../src/encoders/worker/host-protocol.js";
 import { motoAccess } from "../support/copy-proxy.js";
 import { expectNothingLeft, keyOf, sendCancel, waitUntil } from "../support/export-checks.js";
 import { createMixedTable, expectMixedParquet } from "../support/mixed-table.js";
@@ -42,7 +47,16 @@ beforeAll(async () => {
     database: DB,
     bucket: "host",
     args: ["--file-root", root],
-    config: { exports: { encoderHost: "process", workerNice: NICE, partSize: 5 * MiB, s3MaxAttempts: 2 } },
+    config: {
+      exports: {
+        encoderHost: "process",
+        workerNice: NICE,
+        // One export encodes at a time, whatever the machine's cores: the budget's tests count on it.
+        maxEncodingThreads: 1,
+        partSize: 5 * MiB,
+        s3MaxAttempts: 2,
+      },
+    },
   });
   const { oracle } = stack;
   // ~40 MB of CSV: many chunks and parts.
@@ -95,7 +109,11 @@ function statField(pid: number, n: number, tid?: string): number {
   return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[n - 3]);
 }
 
-/** A COPY of wide's rows and then a slow tail, running until a test ends it. */
+/**
+ * A COPY of wide's rows and then a slow tail, running until a test ends it. If it never gets going
+ * it is cancelled and c2s.wait reset before the failure is thrown: the session is free for the
+ * next test either way.
+ */
 async function runningExport(prefix: string): Promise<{ copy: Promise<pg.QueryResult> }> {
   await client.query("SET c2s.wait = '0.05'");
   const copy = client.query(
@@ -103,12 +121,24 @@ async function runningExport(prefix: string): Promise<{ copy: Promise<pg.QueryRe
      TO 's3://${stack.bucket}/${prefix}' WITH (FORMAT = 'csv')`,
   );
   copy.catch(() => {});
-  await waitUntil(
-    "a multipart upload under way",
-    async () => (await stack.check.uploads(stack.bucket, `${prefix}/`)).length > 0,
-    90_000,
-  );
+  try {
+    await waitUntil(
+      "a multipart upload under way",
+      async () => (await stack.check.uploads(stack.bucket, `${prefix}/`)).length > 0,
+      90_000,
+    );
+  } catch (e) {
+    await sendCancel(stack.proxy.port, keyOf(client));
+    await copy.catch(() => {});
+    await client.query("RESET c2s.wait");
+    throw e;
+  }
   return { copy }; // not the promise itself: the caller's await would wait for the COPY
+}
+
+/** The host's budget of one slot (the stack's exports.maxEncodingThreads) as the host sees it. */
+async function hostBudget(): Promise<HostBudget | undefined> {
+  return (await encoderHostBudgets())?.find((b) => b.slots === 1);
 }
 
 describe("the same files as encoder threads in the proxy's process", () => {
@@ -171,6 +201,54 @@ describe("failures", () => {
     const again = await hostPid();
     expect(again).not.toBe(pid);
     expect(alive(again)).toBe(true);
+  }, 120_000);
+});
+
+describe("the host's encoding budget", () => {
+  test("a thread cancelled holding its slot, and one cancelled waiting for it, leave the budget as found: the next export runs", async () => {
+    // A host up, and the gate set in it: the next exports' threads block inside their first batch.
+    await client.query(`COPY (SELECT 1 AS x) TO 'file://${join(root, freshPrefix())}' WITH (FORMAT = 'csv')`);
+    started.length = 0;
+    expect(gateEncoderHost(true)).toBe(true);
+    const other = await stack.connect();
+    const prefix = freshPrefix();
+    try {
+      const holding = client.query(`COPY wide TO 's3://${stack.bucket}/${prefix}' WITH (FORMAT = 'csv')`);
+      holding.catch(() => {});
+      await waitUntil("the first export's thread encoding, its slot taken", async () => {
+        const b = await hostBudget();
+        return (started[0]?.inFlight ?? 0) > 0 && b?.holders.length === 1 && b.encoding === 1;
+      });
+      const waiting = other.query(`COPY wide TO 'file://${join(root, freshPrefix())}' WITH (FORMAT = 'csv')`);
+      waiting.catch(() => {});
+      // Rows sent (so a cancel terminates the thread) while it waits for the slot.
+      await waitUntil(
+        "the second export's thread waiting for the slot",
+        async () => (started[1]?.inFlight ?? 0) > 0 && (await hostBudget())?.waiting === 1,
+      );
+
+      await sendCancel(stack.proxy.port, keyOf(other));
+      await expect(waiting).rejects.toMatchObject({ code: "57014" });
+      // A waiter left behind would make every holder hand its slot on after each turn, for nobody.
+      await waitUntil("the cancelled waiter counted off", async () => {
+        const b = await hostBudget();
+        return b?.waiting === 0 && b.holders.length === 1;
+      });
+
+      await sendCancel(stack.proxy.port, keyOf(client));
+      await expect(holding).rejects.toMatchObject({ code: "57014" });
+      // A slot left to a dead thread would block every later export in the host for good.
+      await waitUntil("the cancelled holder's slot free", async () => {
+        const b = await hostBudget();
+        return b?.encoding === 0 && b.holders.length === 0 && b.waiting === 0;
+      });
+      await expectNothingLeft(stack.check, stack.bucket, prefix);
+    } finally {
+      gateEncoderHost(false);
+      await other.end();
+    }
+    const dir = join(root, freshPrefix());
+    expect((await client.query(`COPY wide TO 'file://${dir}' WITH (FORMAT = 'csv')`)).rowCount).toBe(120000);
   }, 120_000);
 });
 

@@ -73,6 +73,11 @@ export function encoderBudget(slots: number): EncoderBudget {
   return b;
 }
 
+/** The process's budgets, by their number of slots (the encoder host's report). */
+export function encoderBudgets(): ReadonlyMap<number, EncoderBudget> {
+  return budgets;
+}
+
 /** Threads encoding now and threads waiting for a slot now. */
 export function budgetUse(b: EncoderBudget): { encoding: number; waiting: number } {
   return { encoding: Atomics.load(b, ENCODING), waiting: Atomics.load(b, WAITING) };

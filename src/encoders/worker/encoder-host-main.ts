@@ -8,8 +8,15 @@ import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { getPriority, setPriority } from "node:os";
 import { Worker } from "node:worker_threads";
 import { parquetWasm } from "../parquet/wasm-writer.js";
-import { type EncoderBudget, encoderBudget, releaseSlotsOf } from "./encoder-budget.js";
-import type { FromHost, HostArgs, ToHost } from "./host-protocol.js";
+import {
+  budgetHolders,
+  budgetUse,
+  type EncoderBudget,
+  encoderBudget,
+  encoderBudgets,
+  releaseSlotsOf,
+} from "./encoder-budget.js";
+import type { FromHost, HostArgs, HostBudget, ToHost } from "./host-protocol.js";
 import { RING_BUFFERS } from "./port-sink.js";
 import { type FromEncoder, toWireError } from "./protocol.js";
 
@@ -77,6 +84,14 @@ interface Hosted {
 }
 
 const threads = new Map<number, Hosted>();
+/** C2S_DEBUG_ENCODER_HOST: every thread's end is logged with the budgets' state (stderr). */
+const debug = Boolean(process.env.C2S_DEBUG_ENCODER_HOST);
+/** Tests only: the gate every thread started while it is set gets (ToHost "gate"). */
+let gate: Int32Array | undefined;
+
+function budgetsNow(): HostBudget[] {
+  return [...encoderBudgets()].map(([slots, b]) => ({ slots, ...budgetUse(b), holders: budgetHolders(b) }));
+}
 
 function spawn(w: number, nice: number, idle: boolean): void {
   const worker = new Worker(new URL(args.workerUrl), { workerData: { nice, idle }, execArgv: args.execArgv });
@@ -92,9 +107,14 @@ function spawn(w: number, nice: number, idle: boolean): void {
     if (m.t === "chunk" && h.returns.length < RING_BUFFERS) h.returns.push(m.buf);
   });
   worker.on("error", (e) => send({ t: "error", w, message: e instanceof Error ? e.message : String(e) }));
+  // Read now: once the thread has ended, Worker.threadId is -1.
+  const tid = worker.threadId;
   worker.on("exit", (code) => {
-    // Terminated (a cancel, a failure) in the middle of a batch: its slot goes to the others.
-    if (h.budget !== undefined) releaseSlotsOf(h.budget, worker.threadId);
+    // Terminated (a cancel, a failure) in the middle of a batch, or while waiting for a slot: its
+    // slot goes to the others, and it is no waiter any more.
+    if (h.budget !== undefined) releaseSlotsOf(h.budget, tid);
+    if (debug && h.budget !== undefined)
+      process.stderr.write(`encoder host: thread ${tid} exited (${code}); ${JSON.stringify(budgetsNow())}\n`);
     threads.delete(w);
     send({ t: "exit", w, code });
   });
@@ -108,6 +128,7 @@ function post(msg: Extract<ToHost, { t: "post" }>): void {
     h.returns = [];
     h.budget = msg.slots ? encoderBudget(msg.slots) : undefined;
     if (h.budget !== undefined) m.budget = h.budget;
+    if (gate !== undefined) m.gate = gate;
     if (m.spec.format === "parquet" && !h.hasWasm) {
       // Compiled once per host, in its main thread, as the relay's thread does for threads.
       h.hasWasm = true;
@@ -140,6 +161,19 @@ process.on("message", (msg: ToHost) => {
       else void h.worker.terminate();
       break;
     }
+    case "gate":
+      if (msg.closed) {
+        gate ??= new Int32Array(new SharedArrayBuffer(3 * 4));
+        Atomics.store(gate, 2, 1);
+      } else if (gate !== undefined) {
+        Atomics.store(gate, 2, 0);
+        Atomics.notify(gate, 2);
+        gate = undefined;
+      }
+      break;
+    case "budgets":
+      send({ t: "budgets", q: msg.q, budgets: budgetsNow() });
+      break;
   }
 });
 // The proxy ended (shut down, crashed, killed): so does the host, and every export it encoded.

@@ -5,7 +5,7 @@
 // logic (credits, acks, the ring, cancel = terminate, the spare thread) for both hosts.
 import { type ChildProcess, fork } from "node:child_process";
 import { EventEmitter } from "node:events";
-import type { FromHost, HostArgs, ToHost } from "./host-protocol.js";
+import type { FromHost, HostArgs, HostBudget, ToHost } from "./host-protocol.js";
 import type { FromEncoder, ToEncoder } from "./protocol.js";
 import { hostEntry, profilerArgs, workerEntry } from "./worker-entry.js";
 
@@ -42,6 +42,9 @@ class EncoderHost {
   /** No new threads go here (a newer host took over, or the proxy shut down): ends once empty. */
   private retired = false;
   readonly up: Promise<HostState>;
+  /** Budget reports asked for and not yet answered, by query number. */
+  private readonly asked = new Map<number, (b: HostBudget[]) => void>();
+  private nextQuery = 1;
 
   constructor(nice: number) {
     this.nice = nice;
@@ -64,7 +67,10 @@ class EncoderHost {
     this.up.catch(() => {});
     this.child.on("message", (m: FromHost) => {
       if (m.t === "up") upNow({ pid: m.pid, nice: m.nice, autogroup: m.autogroup });
-      else this.threads.get(m.w)?.fromHost(m);
+      else if (m.t === "budgets") {
+        this.asked.get(m.q)?.(m.budgets);
+        this.asked.delete(m.q);
+      } else this.threads.get(m.w)?.fromHost(m);
     });
     this.child.on("error", (e) => this.died(e.message, failedUp));
     this.child.on("exit", (code, signal) => this.died(`exited (${signal ?? code})`, failedUp));
@@ -90,6 +96,16 @@ class EncoderHost {
     } catch {
       // the channel closed: 'exit' follows and fails every thread
     }
+  }
+
+  /** The host's encoding budgets now (none if it is gone). */
+  budgets(): Promise<HostBudget[]> {
+    if (this.gone) return Promise.resolve([]);
+    const q = this.nextQuery++;
+    return new Promise((resolve) => {
+      this.asked.set(q, resolve);
+      this.send({ t: "budgets", q });
+    });
   }
 
   ref(): void {
@@ -133,6 +149,8 @@ class EncoderHost {
     this.gone = true;
     if (current === this) current = null;
     failedUp(new Error(`encoder host ${why}`));
+    for (const answer of this.asked.values()) answer([]);
+    this.asked.clear();
     if (wasGone && this.threads.size === 0) return;
     for (const w of [...this.threads.values()]) w.hostGone(why);
     this.threads.clear();
@@ -249,4 +267,20 @@ export function retireEncoderHost(): void {
 /** The running host's state once it is up, or null if none runs (tests, benches). */
 export function encoderHostState(): Promise<HostState> | null {
   return current?.up ?? null;
+}
+
+/** Tests and debugging: the running host's encoding budgets (slots, holders, waiters); null if none runs. */
+export function encoderHostBudgets(): Promise<HostBudget[]> | null {
+  return current?.budgets() ?? null;
+}
+
+/**
+ * Tests only: while closed, every export the running host starts from now on blocks inside each
+ * batch's encoding with its budget slot taken (what encoderThreadTestHooks.gate does to threads).
+ * Returns false if no host runs.
+ */
+export function gateEncoderHost(closed: boolean): boolean {
+  if (current === null) return false;
+  current.send({ t: "gate", closed });
+  return true;
 }

@@ -23,7 +23,22 @@ export type ToHost =
    * slots (the budget's SharedArrayBuffer cannot cross processes: every encoder thread is here).
    */
   | { t: "post"; w: number; m: ToEncoder; slots?: number }
-  | { t: "terminate"; w: number };
+  | { t: "terminate"; w: number }
+  /** Tests only: while `closed`, every thread started from now on blocks inside each batch's
+   * encoding, its budget slot taken (encoderThreadTestHooks.gate's gate[2], which cannot cross
+   * processes). */
+  | { t: "gate"; closed: boolean }
+  /** Tests and debugging: the host's encoding budgets now, answered by a `budgets` with `q`. */
+  | { t: "budgets"; q: number };
+
+/** One encoding budget of the host (./encoder-budget.ts). */
+export interface HostBudget {
+  slots: number;
+  encoding: number;
+  waiting: number;
+  /** The threadIds (the host's own) holding a slot. */
+  holders: number[];
+}
 
 /** Host → relay. */
 export type FromHost =
@@ -33,4 +48,5 @@ export type FromHost =
   | { t: "msg"; w: number; m: FromEncoder }
   | { t: "ack"; w: number; len: number }
   | { t: "error"; w: number; message: string }
-  | { t: "exit"; w: number; code: number };
+  | { t: "exit"; w: number; code: number }
+  | { t: "budgets"; q: number; budgets: HostBudget[] };
