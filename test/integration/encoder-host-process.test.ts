@@ -14,6 +14,7 @@ import {
   encoderHostBudgets,
   encoderHostState,
   gateEncoderHost,
+  HOST_ENV,
 } from "../../src/encoders/worker/encoder-host.js";
 import { type EncoderThread, encoderThreadTestHooks } from "../../src/encoders/worker/encoder-thread.js";
 import type { HostBudget } from "../../src/encoders/worker/host-protocol.js";
@@ -268,12 +269,18 @@ describe.skipIf(!linux)("the host process (Linux)", () => {
       expect(readFileSync(`/proc/${pid}/autogroup`, "utf8")).toMatch(new RegExp(`nice ${NICE}\\b`));
   });
 
-  test("the host ends when its proxy is killed with SIGKILL", async () => {
+  test("the host holds none of the proxy's environment but HOST_ENV (no credentials), and ends when its proxy is killed with SIGKILL", async () => {
+    const secrets = {
+      AWS_ACCESS_KEY_ID: "AKIAHOSTENVTEST",
+      AWS_SECRET_ACCESS_KEY: "host-env-test-secret",
+      PGPASSWORD: "host-env-test-password",
+    };
     const p = await spawnCopyProxy({
       upstreamPort: pgPort,
       s3: motoAccess(),
       args: ["--file-root", root],
       config: { exports: { encoderHost: "process" } },
+      env: secrets,
     });
     try {
       const c = new pg.Client({ connectionString: p.url("postgres", DB) });
@@ -292,6 +299,21 @@ describe.skipIf(!linux)("the host process (Linux)", () => {
           }
         });
       expect(host).toBeDefined();
+      // proc(5): the environment the host was started with (the proxy's own holds the secrets).
+      const env = (pid: number): Map<string, string> =>
+        new Map(
+          readFileSync(`/proc/${pid}/environ`, "utf8")
+            .split("\0")
+            .filter((kv) => kv.includes("="))
+            .map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]),
+        );
+      expect(env(p.proc.pid!).get("AWS_SECRET_ACCESS_KEY")).toBe(secrets.AWS_SECRET_ACCESS_KEY);
+      // fork() adds its channel's own (NODE_CHANNEL_FD, NODE_CHANNEL_SERIALIZATION_MODE).
+      const hostVars = [...env(host!).keys()].filter((k) => !k.startsWith("NODE_CHANNEL_"));
+      expect(hostVars.filter((k) => !(HOST_ENV as readonly string[]).includes(k))).toEqual([]);
+      expect(hostVars).toContain("PATH");
+      const values = [...env(host!).values()].join("\n");
+      for (const secret of Object.values(secrets)) expect(values).not.toContain(secret);
       p.proc.kill("SIGKILL");
       await p.exited;
       await waitUntil("the encoder host gone", () => !alive(host!));

@@ -29,6 +29,32 @@ export interface HostState {
   autogroup: string;
 }
 
+/**
+ * The only variables of the proxy's environment the host gets (as PgBouncer or systemd would give
+ * a helper): it talks to nothing but the proxy, so it needs no credentials — none of AWS_*, PG*,
+ * the config's `{ env: … }` secrets — and a compromised or dumped encoder holds none of them.
+ * PATH: `chrt` (exports.workerPolicy "idle"). NODE_OPTIONS: the operator's Node settings (memory
+ * limits) for every Node process of the proxy. TZ, LANG, LC_ALL: as the proxy formats. TMPDIR: as
+ * the proxy. NODE_V8_COVERAGE: a coverage run covers the host too. C2S_DEBUG_ENCODER_HOST: its
+ * own debug log (encoder-host-main.ts).
+ */
+export const HOST_ENV = [
+  "PATH",
+  "NODE_OPTIONS",
+  "TZ",
+  "LANG",
+  "LC_ALL",
+  "TMPDIR",
+  "NODE_V8_COVERAGE",
+  "C2S_DEBUG_ENCODER_HOST",
+] as const;
+
+function hostEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const k of HOST_ENV) if (process.env[k] !== undefined) env[k] = process.env[k];
+  return env;
+}
+
 let current: EncoderHost | null = null;
 /** Ids of hosted threads: unique in this process (they stand for threadIds). */
 let nextId = 1;
@@ -57,6 +83,7 @@ class EncoderHost {
       serialization: "advanced",
       stdio: ["ignore", "inherit", "inherit", "ipc"],
       execArgv: profilerArgs(),
+      env: hostEnv(),
     });
     let upNow: (s: HostState) => void = () => {};
     let failedUp: (e: Error) => void = () => {};
