@@ -56,19 +56,31 @@
 //   csv        one `… WITH (FORMAT = 'csv')`
 //   parquet4   four Parquet exports at once (one user, four sessions)
 //   csv4       four CSV exports at once
-// For an export window pgbench starts first, the export(s) 1 s later, and only transactions that
-// ended between the exports' start and the last export's end count (from pgbench's per-transaction
-// log: latency and completion time, so p50/p99 are computed here, over exactly those). pgbench's
-// -T is --secs in the first round and the previous round's export time + 2 s after, so later
-// windows cover the whole export. Windows run in an order rotated every round, proxies alternating.
+// An export window is --secs (default 15) seconds of constant export load, whatever the exports'
+// speed: pgbench starts first (-T secs + 3), the export streams 1 s later (one stream, or four for
+// parquet4/csv4), each stream starting its next export as soon as its last one ends and starting
+// none after the window's end (the exports running then finish, uncounted, before the next window);
+// only transactions that ended inside the --secs of load count (from pgbench's per-transaction
+// log: latency and completion time, so p50/p99 are computed here, over exactly those). So every
+// export window of every round and every proxy has the same length and the same load, and its p99
+// rests on --secs worth of transactions (the number is printed) rather than on one export's few
+// seconds; --rows sets how long each export is (how often one starts). Until session 9 a window
+// was one export (-T: --secs in the first round, the last export time + 2 s after): windows of
+// 2–3 s that moved 2–7× between rounds (docs/isolation.md, "Export windows of a fixed length").
+// Idle windows are --idle-secs long. Windows run in an order rotated every round, proxies alternating.
 //
-// Printed per proxy and window (medians over rounds): p50/p99/tps through the proxy and direct, the
-// per-round ratio p99 proxy/direct (median), the proxy's p99 beside its idle p99, the export's
-// duration, and the proxy's CPU in the window: main thread (the event loop) and all threads, as
-// a share of one core (/proc/<pid>/task/<pid>/stat, /proc/<pid>/stat), the CPU of the threads with
-// a niceness or a scheduling class of their own (the exports' encoder and writer threads), and how
-// much of the window the main thread was runnable but waiting for a CPU (its schedstat). Targets (issue #13):
-// p99(proxy)/p99(direct) ≤ 2 during exports, ≤ 1.5 idle.
+// Printed per proxy and window, as the median over rounds with the lowest and highest round in
+// brackets: p50/p99/tps through the proxy and direct, the number of transactions behind each p99,
+// the ratio p99 proxy/direct (the median of the per-window ratios, and beside it the ratio of the
+// p99s of all rounds' transactions pooled: bench/lib/export-window.ts says why the first is the
+// figure), the proxy's p99 beside its idle p99, the exports per window and each one's duration, the
+// proxy's CPU-s per 1M exported rows (its process tree from the first export's start to the last
+// one's end, relaying the window's pgbench included), and its CPU in the window: main thread (the
+// event loop) and all threads (its encoder host's included), the encoder host alone, as a share of
+// one core (/proc/<pid>/task/<pid>/stat, /proc/<pid>/stat, the host's /proc/<pid>/stat), the CPU of
+// the threads with a niceness or a scheduling class of their own (the exports' encoder and writer
+// threads, the host's), and how much of the window the main thread was runnable but waiting for a
+// CPU (its schedstat). Targets (issue #13): p99(proxy)/p99(direct) ≤ 2 during exports, ≤ 1.5 idle.
 import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { cpus, loadavg, setPriority, totalmem } from "node:os";
@@ -78,6 +90,15 @@ import { CreateBucketCommand, S3Client } from "@aws-sdk/client-s3";
 import { startMoto } from "../test/support/moto.js";
 import { startPostgres } from "../test/support/postgres.js";
 import { tableSql } from "./lib/bench-table.js";
+import {
+  backToBack,
+  type ExportRun,
+  fmtSpread,
+  latenciesIn,
+  type RatioSummary,
+  ratioSummary,
+  spread,
+} from "./lib/export-window.js";
 import { activeSpanUs, runPgbench, type Txns, type WindowStats, windowStats } from "./lib/pgbench.js";
 import { type Pgbouncer, startPgbouncer } from "./lib/pgbouncer.js";
 import { cpuSeconds, type ThreadSched, threadSched, treeCpuSeconds } from "./lib/proc.js";
@@ -196,17 +217,28 @@ const log = benchLog;
 interface WindowResult {
   proxy: WindowStats;
   direct: WindowStats;
+  /** The window's latencies, µs ascending, through the path and direct (for the pooled p99). */
+  proxyLat: Float64Array;
+  directLat: Float64Array;
   /** Window length, s. */
   secs: number;
   /** Idle windows: CPU of the path's relay per transaction it relayed, µs: the proxy's main thread
    * (PgBouncer's one thread), and all the process's threads. NaN in export windows. */
   relayUsPerTx: number;
   allUsPerTx: number;
-  /** Wall time of the export(s), s (NaN for idle). */
+  /** Median wall time of the window's exports, s (NaN for idle); how many ran (the last of each
+   * stream finishing after the window), how many ended inside the window. */
   exportSecs: number;
-  /** The proxy's CPU in the window as a share of one core: main thread, all threads. */
+  exportsRun: number;
+  exportsDoneInWindow: number;
+  /** CPU-s of the path's process tree (encoder host included) per 1M exported rows, from the first
+   * export's start to the last one's end; it includes relaying the window's pgbench. */
+  cpuPerMRows: number;
+  /** The proxy's CPU in the window as a share of one core: main thread, all threads with its
+   * encoder host's, the encoder host's alone (exports.encoderHost "process"). */
   mainCpu: number;
   totalCpu: number;
+  hostCpu: number;
   /** The main thread's time runnable but waiting for a CPU, as a share of the window. */
   mainWait: number;
   /** The main thread's mean wait for a CPU each time it became runnable, ms. */
@@ -409,7 +441,6 @@ async function main(): Promise<void> {
     log(`proxies: ${units.map((u, i) => `${u.name} pid ${proxies[i]?.pid ?? bouncer?.pid}`).join(", ")}`);
 
     let runNo = 0;
-    const lastExportSecs = new Map<string, number>();
     const oneWindow = async (bi: number, kind: WindowKind, load: Load): Promise<WindowResult> => {
       const yard = bi >= proxies.length;
       /** The proxy that runs the window's exports; pgbench's path (its port, its relay's pid). */
@@ -419,8 +450,8 @@ async function main(): Promise<void> {
       const probeUnit = async (): Promise<ProbeFigures | undefined> =>
         yard ? undefined : probe(proxy, units[bi]!.probeFile);
       const key = `${units[bi]!.name} ${kind}${loadTag(load)}`;
-      const prev = lastExportSecs.get(key);
-      const secs = kind === "idle" ? IDLE_SECS : prev === undefined ? SECS : Math.ceil(prev + 2);
+      // An export window's pgbench runs: 1 s lead-in, SECS of export load, 2 s to spare.
+      const secs = kind === "idle" ? IDLE_SECS : SECS + 3;
       const bench = (port: number, name: string): Promise<Txns> =>
         runPgbench({
           port,
@@ -432,21 +463,28 @@ async function main(): Promise<void> {
           logPrefix: join(WORK, `pgbench-${name}-${runNo}`),
         });
       runNo++;
+      /** CPU seconds: the path's main thread, it and its descendants (the encoder host), itself. */
+      const cpuNow = (): { main: number; total: number; self: number } => ({
+        main: cpuSeconds(path.pid, false, true),
+        total: treeCpuSeconds(path.pid),
+        self: cpuSeconds(path.pid, true),
+      });
       await probeUnit();
       let sampler = new SchedSampler(path.pid, reniceHelpers);
-      const cpu0 = { main: cpuSeconds(path.pid, false, true), total: treeCpuSeconds(path.pid) };
+      let cpu0 = cpuNow();
       const relayNs0 = threadSched(path.pid).get(path.pid)?.cpuNs ?? Number.NaN;
       let t0 = performance.now();
       const runs = Promise.all([bench(path.port, "proxy"), bench(pg.port, "direct")]);
       runs.catch(() => {}); // awaited below, after the export; a failure must not go unhandled meanwhile
-      let exportSecs = Number.NaN;
       let fromUs = Number.NEGATIVE_INFINITY;
       let toUs = Number.POSITIVE_INFINITY;
       let cpu1 = cpu0;
       let sched = { mainWaitNs: Number.NaN, lowCpuNs: Number.NaN, mainSlices: Number.NaN };
       let timeline = "";
       let loop: Awaited<ReturnType<typeof probe>>;
-      const ends: number[] = [];
+      let exports: ExportRun[] = [];
+      /** CPU-s of the path's process tree from the first export's start to the last one's end. */
+      let exportCpuS = Number.NaN;
       if (kind !== "idle") {
         const { opts, n } = EXPORT_OPTS[kind];
         // Let both pgbench runs connect and get going before the export starts (not a test: a
@@ -454,41 +492,51 @@ async function main(): Promise<void> {
         await new Promise((r) => setTimeout(r, 1000));
         fromUs = Date.now() * 1000;
         t0 = performance.now();
-        const c0 = { main: cpuSeconds(path.pid, false, true), total: treeCpuSeconds(path.pid) };
+        const c0 = cpuNow();
         sampler.stop();
         sampler = new SchedSampler(path.pid, reniceHelpers);
         await probeUnit();
-        await Promise.all(
-          Array.from({ length: n }, async () => {
+        // SECS of constant load: n streams of back-to-back exports (docs/isolation.md, "Export
+        // windows of a fixed length"); the figures of the window are taken at its end, the
+        // exports still running then finish uncounted.
+        const untilMs = t0 + SECS * 1000;
+        const windowEnd = (async () => {
+          await new Promise((r) => setTimeout(r, Math.max(0, untilMs - performance.now())));
+          toUs = Date.now() * 1000;
+          cpu1 = cpuNow();
+          sched = sampler.stop();
+          timeline = sampler.timeline();
+          loop = await probeUnit();
+        })();
+        const all = backToBack({
+          streams: n,
+          untilMs,
+          now: () => performance.now(),
+          runOne: async () => {
             const prefix = `iso-${++runNo}`;
             const target =
               TARGET === "file" ? `file://${join(WORK, "files", prefix)}` : `s3://${BUCKET}/${prefix}`;
             const r = await psql(proxy.port, DB, `COPY ${TABLE} TO '${target}' WITH (${opts})`, "pipe");
             if (!r.stdout.includes(`COPY ${ROWS}`))
               throw new Error(`export printed ${JSON.stringify(r.stdout)}`);
-            ends.push((performance.now() - t0) / 1000);
-          }),
-        );
-        toUs = Date.now() * 1000;
-        exportSecs = (performance.now() - t0) / 1000;
-        sched = sampler.stop();
-        timeline = sampler.timeline();
-        loop = await probeUnit();
-        cpu1 = { main: cpuSeconds(path.pid, false, true), total: treeCpuSeconds(path.pid) };
-        cpu0.main = c0.main;
-        cpu0.total = c0.total;
-        lastExportSecs.set(key, exportSecs);
+          },
+        });
+        all.catch(() => {}); // awaited after the window's end
+        await windowEnd;
+        exports = await all;
+        exportCpuS = cpuNow().total - c0.total;
+        cpu0 = c0;
       }
       const [px, dr] = await runs;
       let relayNs = Number.NaN;
       if (kind === "idle") {
-        cpu1 = { main: cpuSeconds(path.pid, false, true), total: treeCpuSeconds(path.pid) };
+        cpu1 = cpuNow();
         relayNs = (threadSched(path.pid).get(path.pid)?.cpuNs ?? Number.NaN) - relayNs0;
         sched = sampler.stop();
         loop = await probeUnit();
       }
-      const cpuSecs = kind === "idle" ? (performance.now() - t0) / 1000 : exportSecs;
-      // Only while both runs were active, and (for an export window) the export ran.
+      const cpuSecs = kind === "idle" ? (performance.now() - t0) / 1000 : (toUs - fromUs) / 1e6;
+      // Only while both runs were active, and (for an export window) the export load ran.
       const [pa, pb] = activeSpanUs(px);
       const [da, db] = activeSpanUs(dr);
       const from = Math.max(fromUs, pa, da);
@@ -497,16 +545,23 @@ async function main(): Promise<void> {
       rmSync(join(WORK, "files"), { recursive: true, force: true });
       mkdirSync(join(WORK, "files"), { recursive: true });
       await resetS3();
+      const durations = exports.map((e) => (e.endMs - e.startMs) / 1000);
       return {
         proxy: windowStats(px, from, to),
         direct: windowStats(dr, from, to),
+        proxyLat: latenciesIn(px, from, to),
+        directLat: latenciesIn(dr, from, to),
         secs: (to - from) / 1e6,
         // Every transaction of the run went through the path while its CPU was counted.
         relayUsPerTx: relayNs / 1e3 / px.endUs.length,
         allUsPerTx: ((cpu1.total - cpu0.total) * 1e6) / px.endUs.length,
-        exportSecs,
+        exportSecs: median(durations),
+        exportsRun: exports.length,
+        exportsDoneInWindow: exports.filter((e) => e.endMs <= t0 + SECS * 1000).length,
+        cpuPerMRows: exportCpuS / ((exports.length * ROWS) / 1e6),
         mainCpu: (cpu1.main - cpu0.main) / cpuSecs,
         totalCpu: (cpu1.total - cpu0.total) / cpuSecs,
+        hostCpu: (cpu1.total - cpu1.self - (cpu0.total - cpu0.self)) / cpuSecs,
         mainWait: sched.mainWaitNs / 1e9 / cpuSecs,
         mainWaitEach: sched.mainWaitNs / 1e6 / sched.mainSlices,
         lowCpu: sched.lowCpuNs / 1e9 / cpuSecs,
@@ -525,7 +580,9 @@ async function main(): Promise<void> {
                 `${(at / 1000 - (kind === "idle" ? Date.now() / 1000 - cpuSecs : fromUs / 1e6)).toFixed(1)}s:${ms}ms ${what}`,
             )
             .join(", ") +
-          (ends.length > 0 ? `; exports ended at ${ends.map((e) => `${e.toFixed(1)}s`).join(", ")}` : ""),
+          (exports.length > 0
+            ? `; exports ended at ${exports.map((e) => `${((e.endMs - t0) / 1000).toFixed(1)}s`).join(", ")}`
+            : ""),
       };
     };
 
@@ -547,14 +604,14 @@ async function main(): Promise<void> {
         const r = await oneWindow(bi, kind, load);
         results.set(key, [...(results.get(key) ?? []), r]);
         log(
-          `  round ${round + 1} ${key.padEnd(26)} window ${r.secs.toFixed(1)} s` +
-            `${Number.isNaN(r.exportSecs) ? "" : ` export ${r.exportSecs.toFixed(1)} s`}` +
+          `  round ${round + 1} ${key.padEnd(26)} window ${r.secs.toFixed(1)} s, ${r.proxy.n}/${r.direct.n} txns` +
+            `${Number.isNaN(r.exportSecs) ? "" : `  ${r.exportsRun} exports (${r.exportsDoneInWindow} ended in the window) ${r.exportSecs.toFixed(1)} s each, ${r.cpuPerMRows.toFixed(2)} CPU-s per 1M rows`}` +
             `  proxy p50 ${r.proxy.p50Ms.toFixed(2)} p99 ${r.proxy.p99Ms.toFixed(2)} ms ${fmtRate(r.proxy.tps)} tps` +
             `  direct p50 ${r.direct.p50Ms.toFixed(2)} p99 ${r.direct.p99Ms.toFixed(2)} ms ${fmtRate(r.direct.tps)} tps` +
             (load === "rated"
               ? `  schedule lag p99 proxy ${r.proxy.lagP99Ms.toFixed(2)} direct ${r.direct.lagP99Ms.toFixed(2)} ms`
               : "") +
-            `  p99 ratio ${(r.proxy.p99Ms / r.direct.p99Ms).toFixed(2)}  proxy CPU main ${(r.mainCpu * 100).toFixed(0)}% all ${(r.totalCpu * 100).toFixed(0)}% lowered ${(r.lowCpu * 100).toFixed(0)}%` +
+            `  p99 ratio ${(r.proxy.p99Ms / r.direct.p99Ms).toFixed(2)}  proxy CPU main ${(r.mainCpu * 100).toFixed(0)}% all ${(r.totalCpu * 100).toFixed(0)}% host ${(r.hostCpu * 100).toFixed(0)}% lowered ${(r.lowCpu * 100).toFixed(0)}%` +
             `  main waits ${(r.mainWait * 100).toFixed(1)}% (${r.mainWaitEach.toFixed(2)} ms each)` +
             (kind === "idle"
               ? `  CPU per transaction main ${r.relayUsPerTx.toFixed(0)} µs all ${r.allUsPerTx.toFixed(0)} µs`
@@ -587,32 +644,37 @@ function printSummary(
 ): void {
   const out: string[] = [];
   out.push(
-    `\n## bench/isolation.ts — ${meta.started.toISOString().slice(0, 16).replace("T", " ")} UTC, proxy ${names.join(" vs ")}, ${ROWS.toLocaleString("en-US")} rows, target ${TARGET}, ${ROUNDS} rounds`,
+    `\n## bench/isolation.ts — ${meta.started.toISOString().slice(0, 16).replace("T", " ")} UTC, proxy ${names.join(" vs ")}, ${ROWS.toLocaleString("en-US")} rows, target ${TARGET}, ${ROUNDS} rounds, export windows of ${SECS} s, idle windows of ${IDLE_SECS} s`,
   );
   out.push(
     `${cpus().length} cores, load average ${meta.load0.map((l) => l.toFixed(1)).join("/")} at start, ${meta.load1.map((l) => l.toFixed(1)).join("/")} at end; ` +
       `pgbench -n -S -c ${CLIENTS} -j ${THREADS} through the proxy and direct at the same time, scale ${argv.scale}` +
       `${LOADS.includes("rated") ? `; rated windows: pgbench -R ${rate} (${argv.rate ?? "50%"}), latency from the scheduled start (schedule lag included, as pgbench reports it)` : ""}` +
-      `; exports settings ${JSON.stringify(EXPORTS_CFG)}${argv.variants ? `, variants ${argv.variants}` : ""}\n`,
+      `; exports settings ${JSON.stringify(EXPORTS_CFG)}${argv.variants ? `, variants ${argv.variants}` : ""}` +
+      `; medians over rounds (lowest–highest round in brackets)\n`,
   );
   out.push(
-    "| proxy | window | load | window s | export s | proxy p50 / p99 ms | direct p50 / p99 ms | proxy / direct tps | **p99 proxy/direct** | target | proxy p99 / its idle p99 | schedule lag p99 proxy / direct ms | proxy CPU main / all / lowered threads | main thread waiting for a CPU |" +
+    "| proxy | window | load | transactions per p99 | exports per window, s each | proxy p50 / p99 ms | direct p50 / p99 ms | proxy / direct tps | **p99 proxy/direct** | pooled | target | proxy p99 / its idle p99 | schedule lag p99 proxy / direct ms | proxy CPU main / all / encoder host / lowered threads | CPU-s per 1M rows | main thread waiting for a CPU |" +
       (argv.probe ? " event-loop delay p99 / max ms | GC ms |" : ""),
   );
   out.push(
-    `|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|${argv.probe ? "---:|---:|" : ""}`,
+    `|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|${argv.probe ? "---:|---:|" : ""}`,
   );
   const m = (rs: WindowResult[], f: (r: WindowResult) => number): number => median(rs.map(f));
+  const sp = (rs: WindowResult[], f: (r: WindowResult) => number, digits = 2): string =>
+    fmtSpread(spread(rs.map(f)), digits);
+  const pct = (rs: WindowResult[], f: (r: WindowResult) => number): string =>
+    `${(m(rs, f) * 100).toFixed(0)}%`;
   const ratios: string[] = [];
   /** Per proxy and window: [load] → p99 ratio against direct, against its idle p99, export s. */
-  const beside = new Map<string, Map<Load, { ratio: number; vsIdle: number; exportSecs: number }>>();
+  const beside = new Map<string, Map<Load, { ratio: RatioSummary; vsIdle: number; exportSecs: number }>>();
   for (const name of names) {
     for (const kind of KINDS) {
       for (const load of LOADS) {
         const rs = results.get(`${name} ${kind}${loadTag(load)}`);
         if (!rs) continue;
         const idle = results.get(`${name} idle${loadTag(load)}`);
-        const ratio = m(rs, (r) => r.proxy.p99Ms / r.direct.p99Ms);
+        const ratio = summary(rs);
         const target = kind === "idle" ? 1.5 : 2;
         const vsIdle =
           idle && kind !== "idle" ? m(rs, (r) => r.proxy.p99Ms) / m(idle, (r) => r.proxy.p99Ms) : Number.NaN;
@@ -621,20 +683,22 @@ function printSummary(
         b.set(load, { ratio, vsIdle, exportSecs });
         beside.set(`${name}\t${kind}`, b);
         out.push(
-          `| ${name} | ${kind} | ${load === "rated" ? `-R ${rate}` : "saturated"} | ${m(rs, (r) => r.secs).toFixed(1)} | ${Number.isNaN(exportSecs) ? "–" : exportSecs.toFixed(1)} | ` +
-            `${m(rs, (r) => r.proxy.p50Ms).toFixed(2)} / ${m(rs, (r) => r.proxy.p99Ms).toFixed(2)} | ` +
-            `${m(rs, (r) => r.direct.p50Ms).toFixed(2)} / ${m(rs, (r) => r.direct.p99Ms).toFixed(2)} | ` +
+          `| ${name} | ${kind} | ${load === "rated" ? `-R ${rate}` : "saturated"} | ${fmtSpread(ratio.txns, 0)} | ` +
+            `${kind === "idle" ? "–" : `${sp(rs, (r) => r.exportsRun, 0)}, ${sp(rs, (r) => r.exportSecs, 1)}`} | ` +
+            `${m(rs, (r) => r.proxy.p50Ms).toFixed(2)} / ${sp(rs, (r) => r.proxy.p99Ms)} | ` +
+            `${m(rs, (r) => r.direct.p50Ms).toFixed(2)} / ${sp(rs, (r) => r.direct.p99Ms)} | ` +
             `${fmtRate(m(rs, (r) => r.proxy.tps))} / ${fmtRate(m(rs, (r) => r.direct.tps))} | ` +
-            `**${ratio.toFixed(2)}** (${rs.map((r) => (r.proxy.p99Ms / r.direct.p99Ms).toFixed(2)).join(", ")}) | ≤ ${target}: ${ratio <= target ? "MET" : "MISSED"} | ` +
+            `**${fmtSpread(ratio.ratio)}** | ${ratio.pooled.toFixed(2)} | ≤ ${target}: ${ratio.ratio.median <= target ? "MET" : "MISSED"} | ` +
             `${Number.isNaN(vsIdle) ? "–" : vsIdle.toFixed(2)} | ` +
             `${load === "rated" ? `${m(rs, (r) => r.proxy.lagP99Ms).toFixed(2)} / ${m(rs, (r) => r.direct.lagP99Ms).toFixed(2)}` : "–"} | ` +
-            `${(m(rs, (r) => r.mainCpu) * 100).toFixed(0)}% / ${(m(rs, (r) => r.totalCpu) * 100).toFixed(0)}% / ${(m(rs, (r) => r.lowCpu) * 100).toFixed(0)}% | ` +
+            `${pct(rs, (r) => r.mainCpu)} / ${pct(rs, (r) => r.totalCpu)} / ${pct(rs, (r) => r.hostCpu)} / ${pct(rs, (r) => r.lowCpu)} | ` +
+            `${kind === "idle" ? "–" : sp(rs, (r) => r.cpuPerMRows)} | ` +
             `${(m(rs, (r) => r.mainWait) * 100).toFixed(1)}% (${m(rs, (r) => r.mainWaitEach).toFixed(2)} ms each) |` +
             (argv.probe
               ? ` ${m(rs, (r) => r.loopP99).toFixed(1)} / ${m(rs, (r) => r.loopMax).toFixed(1)} | ${m(rs, (r) => r.gcMs).toFixed(0)} |`
               : ""),
         );
-        ratios.push(`${name} ${kind}${loadTag(load)}: ${ratio.toFixed(2)} (target ≤ ${target})`);
+        ratios.push(`${name} ${kind}${loadTag(load)}: ${fmtSpread(ratio.ratio)} (target ≤ ${target})`);
       }
     }
   }
@@ -651,17 +715,22 @@ function printSummary(
       const sat = b.get("saturated");
       const rat = b.get("rated");
       out.push(
-        `| ${name} | ${kind} | ${f(sat?.ratio)} | ${f(rat?.ratio)} | ${f(sat?.vsIdle)} | ${f(rat?.vsIdle)} | ` +
+        `| ${name} | ${kind} | ${sat ? fmtSpread(sat.ratio.ratio) : "–"} | ${rat ? fmtSpread(rat.ratio.ratio) : "–"} | ${f(sat?.vsIdle)} | ${f(rat?.vsIdle)} | ` +
           `${kind === "idle" ? "–" : `${sat?.exportSecs.toFixed(1) ?? "–"} / ${rat?.exportSecs.toFixed(1) ?? "–"}`} |`,
       );
     }
   }
   if (names.includes("pgbouncer")) out.push(...yardstickTable(names, results));
   out.push(
-    `\np99 through the proxy / p99 direct in the same window (median of rounds): ${ratios.join("; ")}`,
+    `\np99 through the proxy / p99 direct in the same window (median of rounds, lowest–highest): ${ratios.join("; ")}`,
   );
   process.stdout.write(`${out.join("\n")}\n`);
 }
+
+/** The windows' p99 ratios summed up (bench/lib/export-window.ts: why the median of the per-window
+ * ratios, and the pooled ratio beside it). */
+const summary = (rs: WindowResult[]): RatioSummary =>
+  ratioSummary(rs.map((r) => ({ path: r.proxyLat, direct: r.directLat })));
 
 /** Each proxy's p99 ratio to direct beside PgBouncer's (each against the direct run of its own
  * windows), and in idle windows the relay's CPU per transaction beside PgBouncer's. */
@@ -671,22 +740,23 @@ function yardstickTable(names: string[], results: Map<string, WindowResult[]>): 
     "|---|---|---|---:|---:|---:|---:|",
   ];
   const m = (rs: WindowResult[], f: (r: WindowResult) => number): number => median(rs.map(f));
-  const ratio = (r: WindowResult): number => r.proxy.p99Ms / r.direct.p99Ms;
   for (const kind of KINDS)
     for (const load of LOADS) {
       const bs = results.get(`pgbouncer ${kind}${loadTag(load)}`);
       if (!bs) continue;
+      const b = summary(bs);
       for (const name of names) {
         if (name === "pgbouncer") continue;
         const ps = results.get(`${name} ${kind}${loadTag(load)}`);
         if (!ps) continue;
+        const p = summary(ps);
         const cpu =
           kind === "idle"
             ? `${m(ps, (r) => r.relayUsPerTx).toFixed(0)} (${m(ps, (r) => r.allUsPerTx).toFixed(0)}) / ${m(bs, (r) => r.relayUsPerTx).toFixed(0)}`
             : "–";
         out.push(
-          `| ${kind} | ${load === "rated" ? `-R ${rate}` : "saturated"} | ${name} | ${m(ps, ratio).toFixed(2)} (${ps.map((r) => ratio(r).toFixed(2)).join(", ")}) | ` +
-            `${m(bs, ratio).toFixed(2)} (${bs.map((r) => ratio(r).toFixed(2)).join(", ")}) | ${(m(ps, ratio) / m(bs, ratio)).toFixed(2)} | ${cpu} |`,
+          `| ${kind} | ${load === "rated" ? `-R ${rate}` : "saturated"} | ${name} | ${fmtSpread(p.ratio)} | ` +
+            `${fmtSpread(b.ratio)} | ${(p.ratio.median / b.ratio.median).toFixed(2)} | ${cpu} |`,
         );
       }
     }

@@ -1,0 +1,122 @@
+// The isolation bench's export windows (bench/isolation.ts): a constant export load for a fixed
+// time, and how the p99 ratios of several such windows are summed up. Pure logic, unit-tested
+// (test/unit/export-window.test.ts): a wrong spread or a window that ends early would print a
+// plausible but wrong ratio.
+import { median, percentileSorted } from "./stats.js";
+
+/** One export of a window: which stream ran it, when it started and ended (ms, the `now` clock). */
+export interface ExportRun {
+  stream: number;
+  startMs: number;
+  endMs: number;
+}
+
+/**
+ * Keeps `streams` exports running until `untilMs`: each stream starts its next export as soon as
+ * its last one ends, and starts none at or after `untilMs` (the export running then is let finish:
+ * the caller stops counting at `untilMs`). So every window has the same length and, while it lasts,
+ * the same number of exports running, whatever the exports' speed. Resolves with every export run,
+ * in the order they ended.
+ */
+export async function backToBack(o: {
+  streams: number;
+  untilMs: number;
+  now: () => number;
+  runOne: (stream: number) => Promise<void>;
+}): Promise<ExportRun[]> {
+  const runs: ExportRun[] = [];
+  await Promise.all(
+    Array.from({ length: o.streams }, async (_, stream) => {
+      for (let start = o.now(); start < o.untilMs; start = o.now()) {
+        await o.runOne(stream);
+        runs.push({ stream, startMs: start, endMs: o.now() });
+      }
+    }),
+  );
+  return runs;
+}
+
+/** A median with the lowest and highest value beside it. */
+export interface Spread {
+  median: number;
+  min: number;
+  max: number;
+}
+
+export function spread(xs: readonly number[]): Spread {
+  const ok = xs.filter((x) => !Number.isNaN(x));
+  if (ok.length === 0) return { median: Number.NaN, min: Number.NaN, max: Number.NaN };
+  return { median: median(ok), min: Math.min(...ok), max: Math.max(...ok) };
+}
+
+/** "1.23 (0.98–1.61)"; one value alone without its brackets; "–" for none. */
+export function fmtSpread(s: Spread, digits = 2): string {
+  if (Number.isNaN(s.median)) return "–";
+  if (s.min === s.max) return s.median.toFixed(digits);
+  return `${s.median.toFixed(digits)} (${s.min.toFixed(digits)}–${s.max.toFixed(digits)})`;
+}
+
+/** One window's latencies (µs, ascending) through the path measured and straight to the upstream. */
+export interface PairedLatencies {
+  path: Float64Array;
+  direct: Float64Array;
+}
+
+export interface RatioSummary {
+  /** p99(path) / p99(direct) of each window, in the windows' order. */
+  perWindow: number[];
+  /** Median and range of `perWindow`: the figure the bench reports against the target. */
+  ratio: Spread;
+  /** p99 of every window's path latencies pooled / p99 of every window's direct latencies pooled. */
+  pooled: number;
+  /** Transactions behind each window's p99 (the smaller side of the window). */
+  txns: Spread;
+}
+
+/**
+ * Sums up the windows of one kind. The ratio the bench reports is the median of the per-window
+ * ratios: each ratio compares two runs that shared the same seconds of the same machine, and the
+ * median keeps one disturbed window (another program's burst) from deciding it. The ratio of the
+ * pooled p99s is printed beside it as a check: it rests on every transaction at once, but it pairs
+ * the tail of one window's path run with whichever window's direct run had the worst tail.
+ */
+export function ratioSummary(windows: readonly PairedLatencies[], p = 99): RatioSummary {
+  const perWindow = windows.map((w) => percentileSorted(w.path, p) / percentileSorted(w.direct, p));
+  const pool = (f: (w: PairedLatencies) => Float64Array): Float64Array => {
+    const all = new Float64Array(windows.reduce((n, w) => n + f(w).length, 0));
+    let at = 0;
+    for (const w of windows) {
+      all.set(f(w), at);
+      at += f(w).length;
+    }
+    return all.sort();
+  };
+  return {
+    perWindow,
+    ratio: spread(perWindow),
+    pooled:
+      percentileSorted(
+        pool((w) => w.path),
+        p,
+      ) /
+      percentileSorted(
+        pool((w) => w.direct),
+        p,
+      ),
+    txns: spread(windows.map((w) => Math.min(w.path.length, w.direct.length))),
+  };
+}
+
+/** The latencies (µs, ascending) of the transactions that ended in [fromUs, toUs). */
+export function latenciesIn(
+  t: { endUs: Float64Array; latencyUs: Float64Array },
+  fromUs: number,
+  toUs: number,
+): Float64Array {
+  const out: number[] = [];
+  for (let i = 0; i < t.endUs.length; i++) {
+    const e = t.endUs[i]!;
+    if (e >= fromUs && e < toUs) out.push(t.latencyUs[i]!);
+  }
+  return Float64Array.from(out).sort();
+}

@@ -1,0 +1,98 @@
+// The isolation bench's export windows (bench/lib/export-window.ts): a window that stops its
+// exports early or late, or a summary that mixes up windows, would print a plausible wrong ratio.
+import { describe, expect, it } from "vitest";
+import { backToBack, fmtSpread, latenciesIn, ratioSummary, spread } from "../../bench/lib/export-window.js";
+
+/** Latencies 1..n µs scaled by `k`, ascending: p99 of n = 1000 is 990·k. */
+const lat = (n: number, k = 1): Float64Array => Float64Array.from({ length: n }, (_, i) => (i + 1) * k);
+
+describe("back-to-back exports", () => {
+  it("keeps each stream busy until the window's end and starts nothing at or after it", async () => {
+    let clock = 0;
+    // Stream 0's exports take 3 ms, stream 1's 4 ms (a fake clock: no timing in the test).
+    const runs = await backToBack({
+      streams: 2,
+      untilMs: 10,
+      now: () => clock,
+      runOne: async (s) => {
+        const ends = clock + (s === 0 ? 3 : 4);
+        // Let the other stream run up to the same moment before this one's end is seen.
+        await Promise.resolve();
+        clock = Math.max(clock, ends);
+      },
+    });
+    const byStream = (s: number): Array<[number, number]> =>
+      runs.filter((r) => r.stream === s).map((r) => [r.startMs, r.endMs]);
+    // Every start is before 10; each next export starts when the previous one of its stream ended.
+    for (const s of [0, 1]) {
+      const r = byStream(s);
+      expect(r.length).toBeGreaterThan(1);
+      for (const [start] of r) expect(start).toBeLessThan(10);
+      for (let i = 1; i < r.length; i++) expect(r[i]![0]).toBe(r[i - 1]![1]);
+      // The last one started before 10 and ran past it: no gap in the load up to the end.
+      expect(r[r.length - 1]![1]).toBeGreaterThanOrEqual(10);
+    }
+  });
+
+  it("a window whose end has come starts no export", async () => {
+    let calls = 0;
+    const runs = await backToBack({
+      streams: 4,
+      untilMs: 5,
+      now: () => 5,
+      runOne: async () => {
+        calls++;
+      },
+    });
+    expect(calls).toBe(0);
+    expect(runs).toEqual([]);
+  });
+
+  it("an export that outlasts the window is the stream's only one", async () => {
+    let clock = 0;
+    const runs = await backToBack({
+      streams: 1,
+      untilMs: 10,
+      now: () => clock,
+      runOne: async () => {
+        clock += 25;
+      },
+    });
+    expect(runs).toEqual([{ stream: 0, startMs: 0, endMs: 25 }]);
+  });
+});
+
+describe("window summaries", () => {
+  it("median and range, NaN left out", () => {
+    expect(spread([3, 1, 2])).toEqual({ median: 2, min: 1, max: 3 });
+    expect(spread([4, Number.NaN, 1])).toEqual({ median: 2.5, min: 1, max: 4 });
+    expect(spread([]).median).toBeNaN();
+    expect(fmtSpread({ median: 1.5, min: 0.5, max: 3 })).toBe("1.50 (0.50–3.00)");
+    expect(fmtSpread({ median: 2, min: 2, max: 2 }, 1)).toBe("2.0");
+    expect(fmtSpread(spread([]))).toBe("–");
+  });
+
+  it("per-window ratios, their median and range, the pooled ratio, transactions behind each p99", () => {
+    const s = ratioSummary([
+      { path: lat(1000, 2), direct: lat(1000) }, // 1980 / 990 = 2
+      { path: lat(1000, 3), direct: lat(2000) }, // 2970 / 1980 = 1.5
+      { path: lat(500, 8), direct: lat(1000, 2) }, // 3960 / 1980 = 2
+    ]);
+    expect(s.perWindow).toEqual([2, 1.5, 2]);
+    expect(s.ratio).toEqual({ median: 2, min: 1.5, max: 2 });
+    expect(s.txns).toEqual({ median: 1000, min: 500, max: 1000 });
+    // Pooled: 2500 path latencies, their p99 the 2475th smallest; 4000 direct, the 3960th.
+    const pathAll = Float64Array.from([...lat(1000, 2), ...lat(1000, 3), ...lat(500, 8)]).sort();
+    const directAll = Float64Array.from([...lat(1000), ...lat(2000), ...lat(1000, 2)]).sort();
+    expect(s.pooled).toBe(pathAll[2474]! / directAll[3959]!);
+    expect(s.pooled).not.toBe(s.ratio.median);
+  });
+
+  it("keeps the transactions that ended inside the window, ascending", () => {
+    const t = {
+      endUs: Float64Array.from([100, 200, 300, 400, 500]),
+      latencyUs: Float64Array.from([9, 50, 7, 8, 1]),
+    };
+    expect([...latenciesIn(t, 200, 500)]).toEqual([7, 8, 50]);
+  });
+});
