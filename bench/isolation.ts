@@ -81,7 +81,7 @@
 // the threads with a niceness or a scheduling class of their own (the exports' encoder and writer
 // threads, the host's), and how much of the window the main thread was runnable but waiting for a
 // CPU (its schedstat). Targets (issue #13): p99(proxy)/p99(direct) ≤ 2 during exports, ≤ 1.5 idle.
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { cpus, loadavg, setPriority, totalmem } from "node:os";
 import { join } from "node:path";
@@ -97,6 +97,7 @@ import {
   latenciesIn,
   type RatioSummary,
   ratioSummary,
+  rowsFromProgress,
   spread,
 } from "./lib/export-window.js";
 import { activeSpanUs, runPgbench, type Txns, type WindowStats, windowStats } from "./lib/pgbench.js";
@@ -150,6 +151,8 @@ const OWN_SESSION = argv["own-session"] === "yes";
 const EXPORTS_CFG: Record<string, unknown> = {
   maxConcurrentExports: 4,
   maxExportsPerUser: 4,
+  // The rows an export stopped at a window's end got done are its last progress NOTICE's.
+  progressIntervalMs: 500,
   ...(argv.exports === undefined ? {} : (JSON.parse(argv.exports) as Record<string, unknown>)),
 };
 /** Proxies per build: one per --variants entry (its settings over --exports; an `env` key is the
@@ -226,13 +229,15 @@ interface WindowResult {
    * (PgBouncer's one thread), and all the process's threads. NaN in export windows. */
   relayUsPerTx: number;
   allUsPerTx: number;
-  /** Median wall time of the window's exports, s (NaN for idle); how many ran (the last of each
-   * stream finishing after the window), how many ended inside the window. */
+  /** Median wall time of the exports that ended inside the window, s (NaN for idle or none); how
+   * many did; rows exported per second per export stream (the stopped exports' rows included); the
+   * longest stop (CancelRequest to psql's exit), ms. */
   exportSecs: number;
-  exportsRun: number;
-  exportsDoneInWindow: number;
-  /** CPU-s of the path's process tree (encoder host included) per 1M exported rows, from the first
-   * export's start to the last one's end; it includes relaying the window's pgbench. */
+  exportsDone: number;
+  exportRowsPerSec: number;
+  stopMs: number;
+  /** CPU-s of the path's process tree (encoder host included) per 1M rows exported in the window;
+   * it includes relaying the window's pgbench. */
   cpuPerMRows: number;
   /** The proxy's CPU in the window as a share of one core: main thread, all threads with its
    * encoder host's, the encoder host's alone (exports.encoderHost "process"). */
@@ -355,6 +360,64 @@ async function probe(proc: ProxyProc, file: string): Promise<ProbeFigures | unde
   process.kill(proc.pid, "SIGUSR2");
   for (let i = 0; i < 200 && seq() === before; i++) await new Promise((r) => setTimeout(r, 10));
   return JSON.parse(readFileSync(file, "utf8")) as ProbeFigures;
+}
+
+/** An export through psql (the bench's client everywhere), stopped when `stop` resolves first: psql
+ * gets SIGINT, as from Ctrl-C, and sends the CancelRequest. Resolves with the rows exported: all, or
+ * as many as its last progress NOTICE said (exports.progressIntervalMs) when it was stopped, and
+ * how long the stop took, ms. */
+function exportOnce(
+  port: number,
+  sql: string,
+  stop: Promise<void>,
+): Promise<{ rows: number; stopped: boolean; stopMs: number }> {
+  const p = spawn(
+    "psql",
+    [
+      "-X",
+      "-h",
+      "127.0.0.1",
+      "-p",
+      String(port),
+      "-U",
+      "postgres",
+      "-d",
+      DB,
+      "-v",
+      "ON_ERROR_STOP=1",
+      "-c",
+      sql,
+    ],
+    { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, PGSSLMODE: "disable" } },
+  );
+  let stdout = "";
+  let stderr = "";
+  p.stdout.on("data", (d: Buffer) => {
+    stdout += d.toString();
+  });
+  p.stderr.on("data", (d: Buffer) => {
+    stderr = (stderr + d.toString()).slice(-16000);
+  });
+  let stoppedAt = Number.NaN;
+  let rowsAtStop: number | undefined;
+  void stop.then(() => {
+    if (p.exitCode !== null || p.signalCode !== null) return;
+    rowsAtStop = rowsFromProgress(stderr, ROWS) ?? 0;
+    stoppedAt = performance.now();
+    p.kill("SIGINT");
+  });
+  return new Promise((resolve, reject) => {
+    p.on("error", reject);
+    p.on("close", (code) => {
+      if (code === 0 && stdout.includes(`COPY ${ROWS}`))
+        resolve({ rows: ROWS, stopped: false, stopMs: Number.NaN });
+      // Stopped: cancelled ("canceling statement due to user request"), or stopped before it got
+      // going (psql interrupted while connecting: nothing exported).
+      else if (!Number.isNaN(stoppedAt))
+        resolve({ rows: rowsAtStop ?? 0, stopped: true, stopMs: performance.now() - stoppedAt });
+      else reject(new Error(`export exited ${code}: ${stdout} ${stderr.slice(-2000)}`));
+    });
+  });
 }
 
 async function main(): Promise<void> {
@@ -499,9 +562,7 @@ async function main(): Promise<void> {
       let sched = { mainWaitNs: Number.NaN, lowCpuNs: Number.NaN, mainSlices: Number.NaN };
       let timeline = "";
       let loop: Awaited<ReturnType<typeof probe>>;
-      let exports: ExportRun[] = [];
-      /** CPU-s of the path's process tree from the first export's start to the last one's end. */
-      let exportCpuS = Number.NaN;
+      let exports: Array<ExportRun<{ rows: number; stopped: boolean; stopMs: number }>> = [];
       if (kind !== "idle") {
         const { opts, n } = EXPORT_OPTS[kind];
         // Let both pgbench runs connect and get going before the export starts (not a test: a
@@ -514,8 +575,8 @@ async function main(): Promise<void> {
         sampler = new SchedSampler(path.pid, reniceHelpers);
         await probeUnit();
         // SECS of constant load: n streams of back-to-back exports (docs/isolation.md, "Export
-        // windows of a fixed length"); the figures of the window are taken at its end, the
-        // exports still running then finish uncounted.
+        // windows of a fixed length"); at the window's end its figures are taken and the exports
+        // still running are stopped (their rows so far count).
         const untilMs = t0 + SECS * 1000;
         const windowEnd = (async () => {
           await new Promise((r) => setTimeout(r, Math.max(0, untilMs - performance.now())));
@@ -523,25 +584,22 @@ async function main(): Promise<void> {
           cpu1 = cpuNow();
           sched = sampler.stop();
           timeline = sampler.timeline();
-          loop = await probeUnit();
         })();
         const all = backToBack({
           streams: n,
           untilMs,
           now: () => performance.now(),
-          runOne: async () => {
+          runOne: () => {
             const prefix = `iso-${++runNo}`;
             const target =
               TARGET === "file" ? `file://${join(WORK, "files", prefix)}` : `s3://${BUCKET}/${prefix}`;
-            const r = await psql(proxy.port, DB, `COPY ${TABLE} TO '${target}' WITH (${opts})`, "pipe");
-            if (!r.stdout.includes(`COPY ${ROWS}`))
-              throw new Error(`export printed ${JSON.stringify(r.stdout)}`);
+            return exportOnce(proxy.port, `COPY ${TABLE} TO '${target}' WITH (${opts})`, windowEnd);
           },
         });
         all.catch(() => {}); // awaited after the window's end
         await windowEnd;
+        loop = await probeUnit();
         exports = await all;
-        exportCpuS = cpuNow().total - c0.total;
         cpu0 = c0;
       }
       const [px, dr] = await runs;
@@ -562,7 +620,8 @@ async function main(): Promise<void> {
       rmSync(join(WORK, "files"), { recursive: true, force: true });
       mkdirSync(join(WORK, "files"), { recursive: true });
       await resetS3();
-      const durations = exports.map((e) => (e.endMs - e.startMs) / 1000);
+      const done = exports.filter((e) => !e.result.stopped && e.endMs <= t0 + SECS * 1000);
+      const rows = exports.reduce((a, e) => a + e.result.rows, 0);
       return {
         proxy: windowStats(px, from, to),
         direct: windowStats(dr, from, to),
@@ -572,11 +631,12 @@ async function main(): Promise<void> {
         // Every transaction of the run went through the path while its CPU was counted.
         relayUsPerTx: relayNs / 1e3 / px.endUs.length,
         allUsPerTx: ((cpu1.total - cpu0.total) * 1e6) / px.endUs.length,
-        exportSecs: median(durations),
-        exportsRun: exports.length,
-        exportsDoneInWindow: exports.filter((e) => e.endMs <= t0 + SECS * 1000).length,
+        exportSecs: median(done.map((e) => (e.endMs - e.startMs) / 1000)),
+        exportsDone: done.length,
+        exportRowsPerSec: rows / cpuSecs / (kind === "idle" ? 1 : EXPORT_OPTS[kind].n),
+        stopMs: Math.max(...exports.map((e) => e.result.stopMs).filter((x) => !Number.isNaN(x)), Number.NaN),
         // PgBouncer's windows: the exports run through the first proxy, this is PgBouncer's CPU.
-        cpuPerMRows: yard ? Number.NaN : exportCpuS / ((exports.length * ROWS) / 1e6),
+        cpuPerMRows: yard ? Number.NaN : ((cpu1.total - cpu0.total) * 1e6) / rows,
         mainCpu: (cpu1.main - cpu0.main) / cpuSecs,
         totalCpu: (cpu1.total - cpu0.total) / cpuSecs,
         hostCpu: Math.max(0, cpu1.total - cpu1.self - (cpu0.total - cpu0.self)) / cpuSecs,
@@ -623,7 +683,7 @@ async function main(): Promise<void> {
         results.set(key, [...(results.get(key) ?? []), r]);
         log(
           `  round ${round + 1} ${key.padEnd(26)} window ${r.secs.toFixed(1)} s, ${r.proxy.n}/${r.direct.n} txns` +
-            `${Number.isNaN(r.exportSecs) ? "" : `  ${r.exportsRun} exports (${r.exportsDoneInWindow} ended in the window) ${r.exportSecs.toFixed(1)} s each, ${r.cpuPerMRows.toFixed(2)} CPU-s per 1M rows`}` +
+            `${kind === "idle" ? "" : `  ${r.exportsDone} exports done (${r.exportSecs.toFixed(1)} s each), ${fmtRate(r.exportRowsPerSec)} rows/s per stream (${(ROWS / r.exportRowsPerSec).toFixed(1)} s per export), ${r.cpuPerMRows.toFixed(2)} CPU-s per 1M rows, stop ${r.stopMs.toFixed(0)} ms`}` +
             `  proxy p50 ${r.proxy.p50Ms.toFixed(2)} p99 ${r.proxy.p99Ms.toFixed(2)} ms ${fmtRate(r.proxy.tps)} tps` +
             `  direct p50 ${r.direct.p50Ms.toFixed(2)} p99 ${r.direct.p99Ms.toFixed(2)} ms ${fmtRate(r.direct.tps)} tps` +
             (load === "rated"
@@ -672,7 +732,7 @@ function printSummary(
       `; medians over rounds (lowest–highest round in brackets)\n`,
   );
   out.push(
-    "| proxy | window | load | transactions per p99 | exports per window, s each | proxy p50 / p99 ms | direct p50 / p99 ms | proxy / direct tps | **p99 proxy/direct** | pooled | target | proxy p99 / its idle p99 | schedule lag p99 proxy / direct ms | proxy CPU main / all / encoder host / lowered threads | CPU-s per 1M rows | main thread waiting for a CPU |" +
+    "| proxy | window | load | transactions per p99 | s per export (from rows/s per stream); exports done per window | proxy p50 / p99 ms | direct p50 / p99 ms | proxy / direct tps | **p99 proxy/direct** | pooled | target | proxy p99 / its idle p99 | schedule lag p99 proxy / direct ms | proxy CPU main / all / encoder host / lowered threads | CPU-s per 1M rows | main thread waiting for a CPU |" +
       (argv.probe ? " event-loop delay p99 / max ms | GC ms |" : ""),
   );
   out.push(
@@ -696,13 +756,13 @@ function printSummary(
         const target = kind === "idle" ? 1.5 : 2;
         const vsIdle =
           idle && kind !== "idle" ? m(rs, (r) => r.proxy.p99Ms) / m(idle, (r) => r.proxy.p99Ms) : Number.NaN;
-        const exportSecs = kind === "idle" ? Number.NaN : m(rs, (r) => r.exportSecs);
+        const exportSecs = kind === "idle" ? Number.NaN : m(rs, (r) => ROWS / r.exportRowsPerSec);
         const b = beside.get(`${name}\t${kind}`) ?? new Map();
         b.set(load, { ratio, vsIdle, exportSecs });
         beside.set(`${name}\t${kind}`, b);
         out.push(
           `| ${name} | ${kind} | ${load === "rated" ? `-R ${rate}` : "saturated"} | ${fmtSpread(ratio.txns, 0)} | ` +
-            `${kind === "idle" ? "–" : `${sp(rs, (r) => r.exportsRun, 0)}, ${sp(rs, (r) => r.exportSecs, 1)}`} | ` +
+            `${kind === "idle" ? "–" : `${sp(rs, (r) => ROWS / r.exportRowsPerSec, 1)}; ${sp(rs, (r) => r.exportsDone, 0)}`} | ` +
             `${m(rs, (r) => r.proxy.p50Ms).toFixed(2)} / ${sp(rs, (r) => r.proxy.p99Ms)} | ` +
             `${m(rs, (r) => r.direct.p50Ms).toFixed(2)} / ${sp(rs, (r) => r.direct.p99Ms)} | ` +
             `${fmtRate(m(rs, (r) => r.proxy.tps))} / ${fmtRate(m(rs, (r) => r.direct.tps))} | ` +

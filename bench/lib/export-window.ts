@@ -4,36 +4,52 @@
 // plausible but wrong ratio.
 import { median, percentileSorted } from "./stats.js";
 
-/** One export of a window: which stream ran it, when it started and ended (ms, the `now` clock). */
-export interface ExportRun {
+/** One export of a window: which stream ran it, when it started and ended (ms, the `now` clock),
+ * and what it returned. */
+export interface ExportRun<T = void> {
   stream: number;
   startMs: number;
   endMs: number;
+  result: T;
 }
 
 /**
  * Keeps `streams` exports running until `untilMs`: each stream starts its next export as soon as
- * its last one ends, and starts none at or after `untilMs` (the export running then is let finish:
- * the caller stops counting at `untilMs`). So every window has the same length and, while it lasts,
- * the same number of exports running, whatever the exports' speed. Resolves with every export run,
- * in the order they ended.
+ * its last one ends, and starts none at or after `untilMs` (the caller stops the one running then,
+ * and stops counting, at `untilMs`). So every window has the same length and, while it lasts, the
+ * same number of exports running, whatever the exports' speed. Resolves with every export run, in
+ * the order they ended.
  */
-export async function backToBack(o: {
+export async function backToBack<T>(o: {
   streams: number;
   untilMs: number;
   now: () => number;
-  runOne: (stream: number) => Promise<void>;
-}): Promise<ExportRun[]> {
-  const runs: ExportRun[] = [];
+  runOne: (stream: number) => Promise<T>;
+}): Promise<Array<ExportRun<T>>> {
+  const runs: Array<ExportRun<T>> = [];
   await Promise.all(
     Array.from({ length: o.streams }, async (_, stream) => {
       for (let start = o.now(); start < o.untilMs; start = o.now()) {
-        await o.runOne(stream);
-        runs.push({ stream, startMs: start, endMs: o.now() });
+        const result = await o.runOne(stream);
+        runs.push({ stream, startMs: start, endMs: o.now(), result });
       }
     }),
   );
   return runs;
+}
+
+/**
+ * How many rows an export had read by its last progress NOTICE (the proxy's
+ * src/copy/progress-notice.ts words, as psql prints them on stderr), or undefined before the first.
+ * For an export stopped at a window's end: what it got done in the window.
+ */
+export function rowsFromProgress(stderr: string, totalRows: number): number | undefined {
+  let rows: number | undefined;
+  const re =
+    /COPY TO progress: (?:reading: ([\d,]+) rows?\b|uploading: .*?all ([\d,]+) rows? read|(committing))/g;
+  for (let m = re.exec(stderr); m !== null; m = re.exec(stderr))
+    rows = m[3] !== undefined ? totalRows : Number((m[1] ?? m[2])!.replace(/,/g, ""));
+  return rows;
 }
 
 /** A median with the lowest and highest value beside it. */

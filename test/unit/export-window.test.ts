@@ -1,7 +1,15 @@
 // The isolation bench's export windows (bench/lib/export-window.ts): a window that stops its
 // exports early or late, or a summary that mixes up windows, would print a plausible wrong ratio.
 import { describe, expect, it } from "vitest";
-import { backToBack, fmtSpread, latenciesIn, ratioSummary, spread } from "../../bench/lib/export-window.js";
+import {
+  backToBack,
+  fmtSpread,
+  latenciesIn,
+  ratioSummary,
+  rowsFromProgress,
+  spread,
+} from "../../bench/lib/export-window.js";
+import { progressMessage } from "../../src/copy/progress-notice.js";
 
 /** Latencies 1..n µs scaled by `k`, ascending: p99 of n = 1000 is 990·k. */
 const lat = (n: number, k = 1): Float64Array => Float64Array.from({ length: n }, (_, i) => (i + 1) * k);
@@ -95,5 +103,32 @@ describe("window summaries", () => {
       latencyUs: Float64Array.from([9, 50, 7, 8, 1]),
     };
     expect([...latenciesIn(t, 200, 500)]).toEqual([7, 8, 50]);
+  });
+});
+
+describe("rows of a stopped export", () => {
+  // The proxy's own words (src/copy/progress-notice.ts), as psql prints a NOTICE on stderr.
+  const notice = (p: Parameters<typeof progressMessage>[0]): string => `NOTICE:  ${progressMessage(p)}\n`;
+  const base = { bytes: 5_000_000, files: 2, filesDone: 1, readingMs: 2000 };
+  it("takes the last progress NOTICE's rows", () => {
+    const stderr =
+      notice({ ...base, phase: "preparing", rows: 0 }) +
+      notice({ ...base, phase: "reading", rows: 1 }) +
+      notice({ ...base, phase: "reading", rows: 1_234_567 }) +
+      "ERROR:  canceling statement due to user request\n";
+    expect(rowsFromProgress(stderr, 2_000_000)).toBe(1_234_567);
+  });
+  it("after the read: all rows, whether uploading or committing", () => {
+    const reading = notice({ ...base, phase: "reading", rows: 900_000 });
+    expect(
+      rowsFromProgress(reading + notice({ ...base, phase: "uploading", rows: 1_999_999 }), 2_000_000),
+    ).toBe(1_999_999);
+    expect(rowsFromProgress(reading + notice({ ...base, phase: "committing", rows: 5 }), 2_000_000)).toBe(
+      2_000_000,
+    );
+  });
+  it("none before the first NOTICE", () => {
+    expect(rowsFromProgress(notice({ ...base, phase: "preparing", rows: 0 }), 10)).toBeUndefined();
+    expect(rowsFromProgress("", 10)).toBeUndefined();
   });
 });
