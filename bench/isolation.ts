@@ -58,9 +58,10 @@
 //   csv4       four CSV exports at once
 // An export window is --secs (default 15) seconds of constant export load, whatever the exports'
 // speed: pgbench starts first (-T secs + 2), the export streams 1 s later (one stream, or four for
-// parquet4/csv4), each stream starting its next export as soon as its last one ends and starting
-// none after the window's end (the exports running then finish, uncounted, before the next window);
-// only transactions that ended inside the --secs of load count (from pgbench's per-transaction
+// parquet4/csv4), each stream starting its next export as soon as its last one ends; at the
+// window's end the exports running are stopped (psql's Ctrl-C: the CancelRequest), their rows so
+// far taken from their last progress NOTICE (exports.progressIntervalMs 500 here); only
+// transactions that ended inside the --secs of load count (from pgbench's per-transaction
 // log: latency and completion time, so p50/p99 are computed here, over exactly those). So every
 // export window of every round and every proxy has the same length and the same load, and its p99
 // rests on --secs worth of transactions (the number is printed) rather than on one export's few
@@ -73,9 +74,9 @@
 // brackets: p50/p99/tps through the proxy and direct, the number of transactions behind each p99,
 // the ratio p99 proxy/direct (the median of the per-window ratios, and beside it the ratio of the
 // p99s of all rounds' transactions pooled: bench/lib/export-window.ts says why the first is the
-// figure), the proxy's p99 beside its idle p99, the exports per window and each one's duration, the
-// proxy's CPU-s per 1M exported rows (its process tree from the first export's start to the last
-// one's end, relaying the window's pgbench included), and its CPU in the window: main thread (the
+// figure), the proxy's p99 beside its idle p99, the rows exported per second of the window (all
+// streams) and the exports that finished in it, the proxy's CPU-s per 1M rows exported in the
+// window (its process tree, relaying the window's pgbench included), and its CPU in the window: main thread (the
 // event loop) and all threads (its encoder host's included), the encoder host alone, as a share of
 // one core (/proc/<pid>/task/<pid>/stat, /proc/<pid>/stat, the host's /proc/<pid>/stat), the CPU of
 // the threads with a niceness or a scheduling class of their own (the exports' encoder and writer
@@ -230,8 +231,8 @@ interface WindowResult {
   relayUsPerTx: number;
   allUsPerTx: number;
   /** Median wall time of the exports that ended inside the window, s (NaN for idle or none); how
-   * many did; rows exported per second per export stream (the stopped exports' rows included); the
-   * longest stop (CancelRequest to psql's exit), ms. */
+   * many did; rows exported per second of the window, all streams (the stopped exports' rows
+   * included); the longest stop (CancelRequest to psql's exit), ms. */
   exportSecs: number;
   exportsDone: number;
   exportRowsPerSec: number;
@@ -633,8 +634,11 @@ async function main(): Promise<void> {
         allUsPerTx: ((cpu1.total - cpu0.total) * 1e6) / px.endUs.length,
         exportSecs: median(done.map((e) => (e.endMs - e.startMs) / 1000)),
         exportsDone: done.length,
-        exportRowsPerSec: rows / cpuSecs / (kind === "idle" ? 1 : EXPORT_OPTS[kind].n),
-        stopMs: Math.max(...exports.map((e) => e.result.stopMs).filter((x) => !Number.isNaN(x)), Number.NaN),
+        exportRowsPerSec: rows / cpuSecs,
+        stopMs: exports.reduce(
+          (a, e) => (e.result.stopMs > a || Number.isNaN(a) ? e.result.stopMs : a),
+          Number.NaN,
+        ),
         // PgBouncer's windows: the exports run through the first proxy, this is PgBouncer's CPU.
         cpuPerMRows: yard ? Number.NaN : ((cpu1.total - cpu0.total) * 1e6) / rows,
         mainCpu: (cpu1.main - cpu0.main) / cpuSecs,
@@ -683,7 +687,7 @@ async function main(): Promise<void> {
         results.set(key, [...(results.get(key) ?? []), r]);
         log(
           `  round ${round + 1} ${key.padEnd(26)} window ${r.secs.toFixed(1)} s, ${r.proxy.n}/${r.direct.n} txns` +
-            `${kind === "idle" ? "" : `  ${r.exportsDone} exports done (${r.exportSecs.toFixed(1)} s each), ${fmtRate(r.exportRowsPerSec)} rows/s per stream (${(ROWS / r.exportRowsPerSec).toFixed(1)} s per export), ${r.cpuPerMRows.toFixed(2)} CPU-s per 1M rows, stop ${r.stopMs.toFixed(0)} ms`}` +
+            `${kind === "idle" ? "" : `  ${r.exportsDone} exports done (${r.exportSecs.toFixed(1)} s each), ${fmtRate(r.exportRowsPerSec)} rows/s exported, ${r.cpuPerMRows.toFixed(2)} CPU-s per 1M rows, stop ${r.stopMs.toFixed(0)} ms`}` +
             `  proxy p50 ${r.proxy.p50Ms.toFixed(2)} p99 ${r.proxy.p99Ms.toFixed(2)} ms ${fmtRate(r.proxy.tps)} tps` +
             `  direct p50 ${r.direct.p50Ms.toFixed(2)} p99 ${r.direct.p99Ms.toFixed(2)} ms ${fmtRate(r.direct.tps)} tps` +
             (load === "rated"
@@ -732,7 +736,7 @@ function printSummary(
       `; medians over rounds (lowest–highest round in brackets)\n`,
   );
   out.push(
-    "| proxy | window | load | transactions per p99 | s per export (from rows/s per stream); exports done per window | proxy p50 / p99 ms | direct p50 / p99 ms | proxy / direct tps | **p99 proxy/direct** | pooled | target | proxy p99 / its idle p99 | schedule lag p99 proxy / direct ms | proxy CPU main / all / encoder host / lowered threads | CPU-s per 1M rows | main thread waiting for a CPU |" +
+    "| proxy | window | load | transactions per p99 | exported rows/s in the window (all streams); exports done per window | proxy p50 / p99 ms | direct p50 / p99 ms | proxy / direct tps | **p99 proxy/direct** | pooled | target | proxy p99 / its idle p99 | schedule lag p99 proxy / direct ms | proxy CPU main / all / encoder host / lowered threads | CPU-s per 1M rows | main thread waiting for a CPU |" +
       (argv.probe ? " event-loop delay p99 / max ms | GC ms |" : ""),
   );
   out.push(
@@ -756,13 +760,13 @@ function printSummary(
         const target = kind === "idle" ? 1.5 : 2;
         const vsIdle =
           idle && kind !== "idle" ? m(rs, (r) => r.proxy.p99Ms) / m(idle, (r) => r.proxy.p99Ms) : Number.NaN;
-        const exportSecs = kind === "idle" ? Number.NaN : m(rs, (r) => ROWS / r.exportRowsPerSec);
+        const exportSecs = kind === "idle" ? Number.NaN : m(rs, (r) => r.exportRowsPerSec / 1000);
         const b = beside.get(`${name}\t${kind}`) ?? new Map();
         b.set(load, { ratio, vsIdle, exportSecs });
         beside.set(`${name}\t${kind}`, b);
         out.push(
           `| ${name} | ${kind} | ${load === "rated" ? `-R ${rate}` : "saturated"} | ${fmtSpread(ratio.txns, 0)} | ` +
-            `${kind === "idle" ? "–" : `${sp(rs, (r) => ROWS / r.exportRowsPerSec, 1)}; ${sp(rs, (r) => r.exportsDone, 0)}`} | ` +
+            `${kind === "idle" ? "–" : `${sp(rs, (r) => r.exportRowsPerSec / 1000, 0)}k; ${sp(rs, (r) => r.exportsDone, 0)}`} | ` +
             `${m(rs, (r) => r.proxy.p50Ms).toFixed(2)} / ${sp(rs, (r) => r.proxy.p99Ms)} | ` +
             `${m(rs, (r) => r.direct.p50Ms).toFixed(2)} / ${sp(rs, (r) => r.direct.p99Ms)} | ` +
             `${fmtRate(m(rs, (r) => r.proxy.tps))} / ${fmtRate(m(rs, (r) => r.direct.tps))} | ` +
@@ -784,7 +788,7 @@ function printSummary(
     // The two loads beside each other: what the machine's CPU shares do to the ratios (saturated)
     // and what a client at a rate both paths can serve sees (rated).
     out.push(
-      "\n| proxy | window | p99 proxy/direct saturated | p99 proxy/direct rated | proxy p99 / its idle p99 saturated | rated | export s saturated / rated |",
+      "\n| proxy | window | p99 proxy/direct saturated | p99 proxy/direct rated | proxy p99 / its idle p99 saturated | rated | exported k rows/s saturated / rated |",
     );
     out.push("|---|---|---:|---:|---:|---:|---:|");
     const f = (x: number | undefined): string => (x === undefined || Number.isNaN(x) ? "–" : x.toFixed(2));
@@ -794,7 +798,7 @@ function printSummary(
       const rat = b.get("rated");
       out.push(
         `| ${name} | ${kind} | ${sat ? fmtSpread(sat.ratio.ratio) : "–"} | ${rat ? fmtSpread(rat.ratio.ratio) : "–"} | ${f(sat?.vsIdle)} | ${f(rat?.vsIdle)} | ` +
-          `${kind === "idle" ? "–" : `${sat?.exportSecs.toFixed(1) ?? "–"} / ${rat?.exportSecs.toFixed(1) ?? "–"}`} |`,
+          `${kind === "idle" ? "–" : `${sat?.exportSecs.toFixed(0) ?? "–"} / ${rat?.exportSecs.toFixed(0) ?? "–"}`} |`,
       );
     }
   }
