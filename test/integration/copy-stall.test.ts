@@ -22,7 +22,10 @@ beforeAll(async () => {
   stack = await startProxyStack({
     database: "copy_stall",
     bucket: "stall",
-    args: ["--stall-timeout", "1000"],
+    // Longer than any pause the test does not arrange, on a loaded machine: an encoder thread
+    // starting, or falling behind, pauses the row stream too (the "encoder" cause), and at 1 s the
+    // uploads test ended on that instead of on its held uploads (load 8).
+    args: ["--stall-timeout", "5000"],
     // One part uploading and one filling: ~45 MB of rows need many more.
     config: { exports: { maxEncodingThreads: 1, partSize: 5 * MiB, partsInFlight: 1 } },
   });
@@ -33,6 +36,20 @@ afterAll(async () => {
   await client?.end();
   await stack?.stop();
 });
+
+/** How `p` ended, once it has: a failed test then says what ended the export. */
+function settled(p: Promise<unknown>): { error?: string } {
+  const out: { error?: string } = {};
+  p.then(
+    () => {
+      out.error = "it completed";
+    },
+    (e: { code?: string; message?: string }) => {
+      out.error = `${e.code} ${e.message}`;
+    },
+  );
+  return out;
+}
 
 /** ~45 MB of CSV rows: many times an encoder thread's queue and an upload's buffers. */
 const BIG = (prefix: string): string =>
@@ -46,11 +63,12 @@ describe("what a stalled export was waiting for", () => {
     const slot = acquireSlot(budget, holder);
     try {
       const copy = client.query(BIG("turn"));
-      copy.catch(() => {});
-      await waitUntil(
-        "the export's encoder thread to wait for the slot",
-        () => budgetUse(budget).waiting === 1,
-      );
+      const ended = settled(copy);
+      await waitUntil("the export's encoder thread to wait for the slot", () => {
+        if (ended.error !== undefined)
+          throw new Error(`the export ended before its encoder waited for the slot: ${ended.error}`);
+        return budgetUse(budget).waiting === 1;
+      });
       await expect(copy).rejects.toMatchObject({
         code: "57014",
         message: expect.stringMatching(/^canceling COPY TO: the encoder made no progress for \d+ s$/),

@@ -6,6 +6,7 @@ import { connect, type Socket } from "node:net";
 import pg from "pg";
 import { serialize } from "pg-protocol";
 import { afterAll, beforeAll, describe, expect, inject, test } from "vitest";
+import { untilWaiting } from "../support/backends.js";
 import { motoAccess, S3Check, startCopyProxy } from "../support/copy-proxy.js";
 import { waitUntil } from "../support/export-checks.js";
 import { startTestProxy, type TestProxy } from "../support/proxy.js";
@@ -43,15 +44,6 @@ function closedWith(s: Socket, waitMs = 10_000): Promise<{ data: Buffer; closed:
       resolve({ data: Buffer.concat(chunks), closed: true });
     });
   });
-}
-
-/** How many backends are inside pg_sleep for a query that contains `marker`. */
-async function sleepers(c: pg.Client, marker: string): Promise<number> {
-  const q = await c.query(
-    "select count(*)::int as n from pg_stat_activity where wait_event = 'PgSleep' and position($1 in query) > 0 and pid <> pg_backend_pid()",
-    [marker],
-  );
-  return q.rows[0].n as number;
 }
 
 /** The SQLSTATE and message of the first ErrorResponse in `data`. */
@@ -131,13 +123,8 @@ describe("--max-client-conn", () => {
         () => null,
         (e: { code?: string }) => e.code,
       );
-      // Inside pg_sleep, not merely sent: PostgreSQL drops a cancel that arrives while the backend
-      // still reads the query (postgres.c, ProcessInterrupts). The marker keeps the sleeps other
-      // test files run in the same server out of the count.
-      await waitUntil(
-        "the sleep is running",
-        async () => (await sleepers(direct, "max_client_conn_sleep")) === 1,
-      );
+      // Inside pg_sleep, not merely sent (test/support/backends.ts says why).
+      await untilWaiting(direct, "max_client_conn_sleep");
       // The CancelRequest comes on a fresh connection, as drivers send it.
       const key = a as unknown as { processID: number; secretKey: number };
       const msg = Buffer.alloc(16);
@@ -263,10 +250,7 @@ describe("--max-exports-per-user", () => {
       expect(r.rowCount).toBe(1);
       // Both upstream queries inside pg_sleep before the cancel, which would otherwise miss one whose
       // export was admitted but whose query had not started; only this test's sleeps are cancelled.
-      await waitUntil(
-        "both exports' queries sleeping",
-        async () => (await sleepers(direct, "greedy_hold")) === 2,
-      );
+      await untilWaiting(direct, "greedy_hold", 2);
       await direct.query(
         "select pg_cancel_backend(pid) from pg_stat_activity where wait_event = 'PgSleep' and query like '%greedy_hold%' and pid <> pg_backend_pid()",
       );

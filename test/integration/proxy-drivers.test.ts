@@ -5,16 +5,21 @@ import { connect as tlsConnect } from "node:tls";
 import pg from "pg";
 import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, inject, test } from "vitest";
+import { untilWaiting } from "../support/backends.js";
 import { startTestProxy, type TestProxy } from "../support/proxy.js";
 
 const pgPort = inject("pgPort");
 const certFile = inject("pgCertFile");
 const keyFile = inject("pgKeyFile");
 
+/** Straight to PostgreSQL: sees what the proxied sessions' backends are doing. */
+let direct: pg.Client;
 let plain: TestProxy; // no client TLS, upstream TLS disabled
 let tls: TestProxy; // client TLS terminated at the proxy, upstream TLS required
 
 beforeAll(async () => {
+  direct = new pg.Client({ host: "127.0.0.1", port: pgPort, user: "postgres", database: "postgres" });
+  await direct.connect();
   plain = await startTestProxy({ upstreamPort: pgPort, args: ["--upstream-tls", "disable"] });
   tls = await startTestProxy({
     upstreamPort: pgPort,
@@ -22,7 +27,7 @@ beforeAll(async () => {
   });
 });
 afterAll(async () => {
-  await Promise.all([plain?.shutdown(0), tls?.shutdown(0)]);
+  await Promise.all([plain?.shutdown(0), tls?.shutdown(0), direct?.end()]);
 });
 
 async function withClient<T>(config: pg.ClientConfig, f: (c: pg.Client) => Promise<T>): Promise<T> {
@@ -172,11 +177,17 @@ describe("postgres.js through the proxy", () => {
   test("query.cancel() cancels pg_sleep with 57014", async () => {
     const sql = postgres(plain.url(), { max: 1 });
     try {
-      const q = sql`select pg_sleep(30)`;
-      const started = Date.now();
-      setTimeout(() => q.cancel(), 300);
-      await expect(q).rejects.toMatchObject({ code: "57014" });
-      expect(Date.now() - started).toBeLessThan(10_000);
+      const q = sql`select pg_sleep(30) as postgres_js_cancelled`;
+      // postgres.js sends a query once it is awaited, and cancels one it has not sent yet by itself
+      // (with the same 57014): the cancel must find it sleeping upstream to go through the proxy.
+      const outcome = q.then(
+        () => "completed",
+        (e: { code?: string }) => e.code,
+      );
+      await untilWaiting(direct, "postgres_js_cancelled");
+      q.cancel();
+      // 57014, not the 30 s sleep's end: the cancel reached the upstream.
+      expect(await outcome).toBe("57014");
       expect((await sql`select 1 as ok`)[0]!.ok).toBe(1);
     } finally {
       await sql.end();
@@ -219,11 +230,13 @@ describe("cancel", () => {
       await c.connect();
       try {
         const { processID, secretKey } = c as unknown as { processID: number; secretKey: number };
-        const started = Date.now();
-        const q = c.query("select pg_sleep(30)");
-        setTimeout(() => void sendCancel(proxy.port, processID, secretKey, overTls), 300);
+        const marker = overTls ? "cancelled_over_tls" : "cancelled_in_plain_text";
+        const q = c.query(`select pg_sleep(30) as ${marker}`);
+        q.catch(() => {});
+        await untilWaiting(direct, marker);
+        await sendCancel(proxy.port, processID, secretKey, overTls);
+        // 57014, not the 30 s sleep's end: the cancel reached the upstream.
         await expect(q).rejects.toMatchObject({ code: "57014" });
-        expect(Date.now() - started).toBeLessThan(10_000);
         expect((await c.query("select 1 as ok")).rows[0].ok).toBe(1);
       } finally {
         await c.end();
@@ -232,13 +245,37 @@ describe("cancel", () => {
   }
 
   test("a cancel with the wrong secret or an unknown pid does nothing", async () => {
-    await withClient({ connectionString: plain.url() }, async (c) => {
+    // Both queries wait on a lock this test holds, so the cancels come while they run (a cancel
+    // that came before would be dropped by PostgreSQL anyway, and prove nothing). The witness gets
+    // a right cancel after the two wrong ones, which the proxy forwards in the order they came: once
+    // the witness is cancelled, a wrongly honoured cancel would have reached the upstream too.
+    const c = new pg.Client({ connectionString: plain.url() });
+    const witness = new pg.Client({ connectionString: plain.url() });
+    await c.connect();
+    await witness.connect();
+    await direct.query("select pg_advisory_lock(7311)");
+    let locked = true;
+    try {
       const { processID, secretKey } = c as unknown as { processID: number; secretKey: number };
-      const q = c.query("select pg_sleep(0.8) as done");
+      const q = c.query("select pg_advisory_xact_lock(7311)::text as done, 'wrong_cancels' as marker");
+      q.catch(() => {});
+      const w = witness.query("select pg_advisory_xact_lock(7311)::text, 'right_cancel' as marker");
+      w.catch(() => {});
+      await untilWaiting(direct, "wrong_cancels", 1, "advisory");
+      await untilWaiting(direct, "right_cancel", 1, "advisory");
       await sendCancel(plain.port, processID, secretKey ^ 1, false);
       await sendCancel(plain.port, processID ^ 0x1234, secretKey, false);
+      const key = witness as unknown as { processID: number; secretKey: number };
+      await sendCancel(plain.port, key.processID, key.secretKey, false);
+      await expect(w).rejects.toMatchObject({ code: "57014" });
+      await direct.query("select pg_advisory_unlock(7311)");
+      locked = false;
       expect((await q).rows[0].done).toBe("");
-    });
+    } finally {
+      if (locked) await direct.query("select pg_advisory_unlock(7311)");
+      await c.end();
+      await witness.end();
+    }
   });
 
   test("the client sees the proxy's key, not the upstream's", async () => {
