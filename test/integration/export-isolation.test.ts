@@ -113,8 +113,9 @@ describe("an export's rows are encoded off the relay's thread", () => {
       started[0]?.congested ? started[0] : undefined,
     );
     await waitUntil("the export's upstream backend to wait for the proxy to read", async () => {
+      // In this file's database: copy-stall.test.ts reads the same rows, and files run side by side.
       const r = await oracle.query(
-        `SELECT 1 FROM pg_stat_activity WHERE wait_event = 'ClientWrite' AND query LIKE '%generate_series(1, ${rows})%'`,
+        `SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event = 'ClientWrite' AND query LIKE '%generate_series(1, ${rows})%'`,
       );
       return r.rows.length === 1;
     });
