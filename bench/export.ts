@@ -44,7 +44,9 @@
 // --proxy-log F  appends the proxy processes' stdout and stderr to file F, at log level info, and
 //                prints each export's phases (plan, preflight, read, upload, commit: the proxy's
 //                own "export complete" timings) beside it and their medians in the summary — the
-//                fixed costs of an export apart from its rows.
+//                fixed costs of an export apart from its rows. The read phase is split into `first
+//                row` (query to first row), `rows` (first to last row) and `tail` (last row to every
+//                file encoded); `outside` is psql's time beyond the export (start, session set-up).
 // --exports JSON the proxy's "exports" settings, e.g. '{"partSize":5242880,"partsInFlight":2}';
 //                or an array of them, one per --ref, to alternate settings in one run, e.g.
 //                --ref .,. --exports '[{"encoderThreads":1},{"encoderThreads":2}]' (each proxy is
@@ -335,7 +337,7 @@ async function main(): Promise<void> {
             log(
               `    ${b.name} threads: ${threadBreakdown(proxy.pid, threads0, threadSched(proxy.pid, true))}`,
             );
-            const phases = argv["proxy-log"] === undefined ? undefined : await phasesOf(proxy, prefix);
+            const phases = argv["proxy-log"] === undefined ? undefined : await phasesOf(proxy, prefix, r.ms);
             if (phases) log(`    ${b.name} phases (ms): ${fmtPhases(phases)}`);
             const { bytes } = await exportedBytes(prefix);
             if (TARGET === "file") rmSync(join(WORK, "files", prefix), { recursive: true, force: true });
@@ -441,25 +443,43 @@ async function main(): Promise<void> {
 
 /**
  * The phase timings the proxy logged for the export into `prefix` ("export complete", info level):
- * the line may reach us a moment after psql has exited, so it is waited for (up to 2 s).
+ * the line may reach us a moment after psql has exited, so it is waited for (up to 2 s). The read
+ * phase is split where the proxy logs its moments (readMs): `first row` (from the query's start to
+ * the first row), `rows` (first to last row) and `tail` (last row to every file encoded); `outside`
+ * is the psql run's time beyond the export's own (psql's start, the session through the proxy).
  */
-async function phasesOf(proxy: ProxyProc, prefix: string): Promise<Record<string, number> | undefined> {
+async function phasesOf(
+  proxy: ProxyProc,
+  prefix: string,
+  wallMs: number,
+): Promise<Record<string, number> | undefined> {
   const deadline = Date.now() + 2000;
   for (;;) {
     for (const line of proxy.stderr().split("\n")) {
       if (!line.includes('"export complete"') || !line.includes(`/${prefix}"`)) continue;
+      let logged: { ms?: number; phaseMs?: Record<string, number>; readMs?: Record<string, number> };
       try {
-        return (JSON.parse(line) as { phaseMs?: Record<string, number> }).phaseMs;
+        logged = JSON.parse(line) as typeof logged;
       } catch {
-        // a line cut by the output buffer's start
+        continue; // a line cut by the output buffer's start
       }
+      const p: Record<string, number> = { ...logged.phaseMs };
+      const first = logged.readMs?.firstRow;
+      const last = logged.readMs?.lastRow;
+      if (first !== undefined && last !== undefined && p.read !== undefined) {
+        p["first row"] = first;
+        p.rows = last - first;
+        p.tail = p.read - last;
+      }
+      if (logged.ms !== undefined) p.outside = wallMs - logged.ms;
+      return p;
     }
     if (Date.now() > deadline) return undefined;
     await new Promise((r) => setTimeout(r, 20));
   }
 }
 
-const PHASES = ["plan", "preflight", "read", "upload", "commit"];
+const PHASES = ["plan", "preflight", "read", "first row", "rows", "tail", "upload", "commit", "outside"];
 const fmtPhases = (p: Record<string, number>): string =>
   PHASES.map((k) => `${k} ${p[k] === undefined ? "–" : Math.round(p[k])}`).join(", ");
 
@@ -587,7 +607,7 @@ function printSummary(
       const p = medianPhases(rs);
       return p
         ? [
-            `| ${g.rows.toLocaleString("en-US")} | ${g.variant.label} | ${name} | ${PHASES.map((k) => Math.round(p[k]!)).join(" | ")} |`,
+            `| ${g.rows.toLocaleString("en-US")} | ${g.variant.label} | ${name} | ${PHASES.map((k) => (Number.isNaN(p[k]!) ? "–" : Math.round(p[k]!))).join(" | ")} |`,
           ]
         : [];
     }),

@@ -9,6 +9,13 @@ import { exportEnded, exportStarted } from "../metrics/metrics.js";
 /** The steps of an export (SPEC §2), in order; the end line names the last one reached. */
 export type ExportPhase = "plan" | "preflight" | "read" | "upload" | "commit";
 
+/**
+ * Moments inside the read phase, in ms after it began: the first and the last rows handed to the
+ * encoders. What follows the last row until the read phase ends is the encoders' tail (the last
+ * row groups encoded and written).
+ */
+export type ReadMark = "firstRow" | "lastRow";
+
 export interface ExportIdentity {
   exportId: string;
   user: string;
@@ -28,6 +35,7 @@ export class ExportLog {
   private phaseStarted = this.started;
   private current: ExportPhase = "plan";
   private readonly phaseMs: Partial<Record<ExportPhase, number>> = {};
+  private readonly readMs: Partial<Record<ReadMark, number>> = {};
   private target: string | undefined;
 
   constructor(
@@ -56,10 +64,22 @@ export class ExportLog {
     this.current = next;
   }
 
+  /** `at` (Date.now()) of a moment of the read phase, if it happened (an empty result has no rows). */
+  mark(what: ReadMark, at: number | undefined): void {
+    if (at !== undefined && this.current === "read") this.readMs[what] = at - this.phaseStarted;
+  }
+
   complete(totals: ExportTotals): void {
     this.phase(this.current);
     this.log.info(
-      { ...this.who, target: this.target, ...totals, ms: Date.now() - this.started, phaseMs: this.phaseMs },
+      {
+        ...this.who,
+        target: this.target,
+        ...totals,
+        ms: Date.now() - this.started,
+        phaseMs: this.phaseMs,
+        readMs: this.readMs,
+      },
       "export complete",
     );
     exportEnded("completed", "", this.who.format, totals, this.elapsedMs / 1000);

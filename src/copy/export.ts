@@ -321,6 +321,8 @@ class Export {
       signal: this.signal,
     });
     await this.relay.run();
+    this.report.mark("firstRow", this.relay.firstRowAt);
+    this.report.mark("lastRow", this.relay.lastRowAt);
     this.checkAborted();
     await output.finishEncoding();
     this.checkAborted();

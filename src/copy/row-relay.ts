@@ -25,6 +25,9 @@ export interface RowRelayDeps {
 export class RowRelay {
   /** Rows handed to the encoders so far. */
   rows = 0;
+  /** When (Date.now()) the first and the latest rows were handed to the encoders (the export's log). */
+  firstRowAt: number | undefined;
+  lastRowAt: number | undefined;
 
   constructor(private readonly d: RowRelayDeps) {}
 
@@ -81,17 +84,21 @@ export class RowRelay {
             if (signal.aborted) return; // the statement is being cancelled upstream
             output.writeRows(buf, start, end);
             this.rows += count;
+            this.lastRowAt = Date.now();
+            this.firstRowAt ??= this.lastRowAt;
             relieveIfDue();
           },
           row: (buf, pos, n) => {
             if (signal.aborted) return;
             output.writeRow(buf, pos, n);
-            this.rows++;
+            if (this.rows++ === 0) this.firstRowAt = Date.now();
             relieveIfDue();
           },
         },
         signal,
       );
+      // Rows one by one (Materialize) are not timed each: their last is taken as the read's end.
+      if (this.rows > 0 && this.lastRowAt === undefined) this.lastRowAt = Date.now();
     } finally {
       stopWatching();
       signal.removeEventListener("abort", unpause);
