@@ -119,13 +119,15 @@ export class UpstreamClient {
    * Sends `msgs` and feeds replies to `onMessage` until ReadyForQuery. Rejects with the first
    * server error (after ReadyForQuery, so the session is in a known state), or at once if the
    * upstream is lost. `signal` cancels the running statement upstream. Runs of DataRows go to
-   * `onRun` when given, else one by one to `onMessage`.
+   * `onRun` when given, else one by one to `onMessage`. `readies`: the requests pipelined in
+   * `msgs`, each answered up to its own ReadyForQuery (the ones before the last reach `onMessage`).
    */
   private exchange(
     msgs: Buffer[],
     onMessage: Handler,
     signal?: AbortSignal,
     onRun?: RunHandler,
+    readies = 1,
   ): Promise<void> {
     if (this.busy) return Promise.reject(new PgError(SqlState.internalError, "upstream client is busy"));
     if (this.ch.lost.aborted) return Promise.reject(lostError());
@@ -188,6 +190,10 @@ export class UpstreamClient {
         }
         if (type === M.Ready) {
           this.status = String.fromCharCode(buf[start]!);
+          if (--readies > 0) {
+            if (error === null) onMessage(type, buf, start, end);
+            return;
+          }
           finish(error);
           return;
         }
@@ -259,17 +265,76 @@ export class UpstreamClient {
     return result;
   }
 
-  /** Prepares `sql` as statement `name` and returns its result columns ([] for no result). */
-  async prepare(name: string, sql: string, signal?: AbortSignal): Promise<FieldDesc[]> {
-    let fields: FieldDesc[] = [];
+  /**
+   * Simple queries sent in one write and answered in order (one round trip for all), each one's
+   * (small) result as text. As with `query`, the first error rejects, once all are answered; the
+   * server runs each query whatever the ones before did (only an extended-protocol error skips
+   * to the next Sync), so later ones see the transaction state the earlier ones left.
+   */
+  async queries(sqls: readonly string[], signal?: AbortSignal): Promise<TextResult[]> {
+    const results: TextResult[] = sqls.map(() => ({ fields: [], rows: [], tag: "" }));
+    let i = 0;
     await this.exchange(
-      [frontend.parse(name, sql), frontend.describe("S", name), frontend.sync()],
-      (type, buf, start) => {
-        if (type === M.RowDescription) fields = parseRowDescription(buf, start);
+      sqls.map((sql) => frontend.query(sql)),
+      (type, buf, start, end) => {
+        const result = results[i]!;
+        if (type === M.Ready) i++;
+        else if (type === M.RowDescription) result.fields = parseRowDescription(buf, start);
+        else if (type === M.DataRow) result.rows.push(textRow(buf, start));
+        else if (type === M.CommandComplete) result.tag = buf.toString("utf8", start, end - 1);
+        else if (type === M.CopyOut || type === M.CopyIn) {
+          throw new PgError(SqlState.featureNotSupported, "COPY is not allowed here");
+        }
       },
       signal,
+      undefined,
+      sqls.length,
     );
-    return fields;
+    return results;
+  }
+
+  /** Prepares `sql` as statement `name` and returns its result columns ([] for no result). */
+  async prepare(name: string, sql: string, signal?: AbortSignal): Promise<FieldDesc[]> {
+    return (await this.queryAndPrepare(null, name, sql, signal)).fields;
+  }
+
+  /**
+   * A simple query (`before`, unless null) and then the prepare of `sql` as statement `name`, in
+   * one write: one round trip for both. The prepare runs whatever the query did (in the
+   * transaction state it left), and the first error rejects, once both are answered.
+   */
+  async queryAndPrepare(
+    before: string | null,
+    name: string,
+    sql: string,
+    signal?: AbortSignal,
+  ): Promise<{ result: TextResult; fields: FieldDesc[] }> {
+    const result: TextResult = { fields: [], rows: [], tag: "" };
+    let fields: FieldDesc[] = [];
+    let preparing = before === null;
+    await this.exchange(
+      [
+        ...(before === null ? [] : [frontend.query(before)]),
+        frontend.parse(name, sql),
+        frontend.describe("S", name),
+        frontend.sync(),
+      ],
+      (type, buf, start, end) => {
+        if (type === M.Ready) preparing = true;
+        else if (preparing) {
+          if (type === M.RowDescription) fields = parseRowDescription(buf, start);
+        } else if (type === M.RowDescription) result.fields = parseRowDescription(buf, start);
+        else if (type === M.DataRow) result.rows.push(textRow(buf, start));
+        else if (type === M.CommandComplete) result.tag = buf.toString("utf8", start, end - 1);
+        else if (type === M.CopyOut || type === M.CopyIn) {
+          throw new PgError(SqlState.featureNotSupported, "COPY is not allowed here");
+        }
+      },
+      signal,
+      undefined,
+      before === null ? 1 : 2,
+    );
+    return { result, fields };
   }
 
   /**

@@ -43,35 +43,31 @@ export class PostgresSnapshot implements SnapshotSource {
   ) {}
 
   async open(opts: { typeInfo: boolean }, signal: AbortSignal): Promise<OpenedSnapshot> {
-    if (this.clientTransaction) {
-      this.inSavepoint = true;
-      await this.client.query(
-        `SAVEPOINT ${SAVEPOINT}; SET LOCAL idle_in_transaction_session_timeout = 0; SET TRANSACTION READ ONLY`,
-        signal,
-      );
-    } else {
-      this.inTransaction = true;
-      await this.client.query(
-        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL idle_in_transaction_session_timeout = 0",
-        signal,
-      );
-    }
-    const snap = await this.client.query(
-      "SELECT now()::text, pg_catalog.pg_current_snapshot()::text",
-      signal,
-    );
+    // Two round trips: the transaction, the snapshot and the prepare in one write (each runs in
+    // the state the one before left: the snapshot is fixed by the first SELECT, the prepare runs in
+    // it); then what the described columns need to know of their types. An error in the first
+    // write fails the ones after it in the aborted transaction, and the first error is reported.
+    const begin = this.clientTransaction
+      ? `SAVEPOINT ${SAVEPOINT}; SET LOCAL idle_in_transaction_session_timeout = 0; SET TRANSACTION READ ONLY`
+      : "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL idle_in_transaction_session_timeout = 0";
+    if (this.clientTransaction) this.inSavepoint = true;
+    else this.inTransaction = true;
     const sql = this.source.kind === "query" ? this.source.sql : `SELECT * FROM ${this.source.name}`;
     this.prepared = true;
-    const fields = await this.client.prepare(STMT, sql, signal);
+    const { result: snap, fields } = await this.client.queryAndPrepare(
+      `${begin}; SELECT now()::text, pg_catalog.pg_current_snapshot()::text`,
+      STMT,
+      sql,
+      signal,
+    );
     const columns: ColumnInfo[] = fields.map((f) => ({
       name: f.name,
       typeOid: f.typeOid,
       typeMod: f.typeMod,
     }));
-    if (opts.typeInfo) await this.describeTypes(columns, signal);
     return {
       columns,
-      typeNames: await this.typeNames(fields, signal),
+      typeNames: await this.describeTypes(fields, opts.typeInfo ? columns : [], signal),
       snapshot: {
         upstream: "postgres",
         at: snap.rows[0]?.[0] ?? "",
@@ -80,26 +76,34 @@ export class PostgresSnapshot implements SnapshotSource {
     };
   }
 
-  private async describeTypes(columns: ColumnInfo[], signal: AbortSignal): Promise<void> {
-    const oids = oidsNeedingCatalog(columns);
-    if (oids.length === 0) return;
-    const r = await this.client.query(typeCatalogQuery(oids), signal);
-    const names = r.fields.map((f) => f.name);
-    const rows = r.rows.map(
-      (row) => Object.fromEntries(names.map((n, i) => [n, row[i]])) as unknown as TypeCatalogRow,
-    );
-    for (const c of columns) c.type = typeInfoFromCatalog(rows, c.typeOid);
-  }
-
-  private async typeNames(fields: readonly FieldDesc[], signal: AbortSignal): Promise<string[]> {
+  /**
+   * The SQL type names of `fields` (for the manifest), and the catalog's description of the types
+   * of `columns` the wire does not fully describe (ColumnInfo.type), in one round trip.
+   */
+  private async describeTypes(
+    fields: readonly FieldDesc[],
+    columns: ColumnInfo[],
+    signal: AbortSignal,
+  ): Promise<string[]> {
     if (fields.length === 0) return [];
     const oids = fields.map((f) => f.typeOid).join(",");
     const mods = fields.map((f) => f.typeMod).join(",");
-    const r = await this.client.query(
-      `SELECT pg_catalog.format_type(t.o, NULLIF(t.m, -1)) FROM unnest('{${oids}}'::oid[], '{${mods}}'::int4[]) WITH ORDINALITY AS t(o, m, n) ORDER BY t.n`,
+    const catalogOids = oidsNeedingCatalog(columns);
+    const [names, catalog] = await this.client.queries(
+      [
+        `SELECT pg_catalog.format_type(t.o, NULLIF(t.m, -1)) FROM unnest('{${oids}}'::oid[], '{${mods}}'::int4[]) WITH ORDINALITY AS t(o, m, n) ORDER BY t.n`,
+        ...(catalogOids.length === 0 ? [] : [typeCatalogQuery(catalogOids)]),
+      ],
       signal,
     );
-    return r.rows.map((row) => row[0] ?? "unknown");
+    if (catalog !== undefined) {
+      const keys = catalog.fields.map((f) => f.name);
+      const rows = catalog.rows.map(
+        (row) => Object.fromEntries(keys.map((n, i) => [n, row[i]])) as unknown as TypeCatalogRow,
+      );
+      for (const c of columns) c.type = typeInfoFromCatalog(rows, c.typeOid);
+    }
+    return names!.rows.map((row) => row[0] ?? "unknown");
   }
 
   async read(resultFormats: readonly number[], sink: RowSink, signal: AbortSignal): Promise<void> {
