@@ -274,9 +274,16 @@ class Export {
   private async preflight(): Promise<void> {
     const store = this.store!;
     // The whole prefix is listed anyway (for the count): look at a page of keys for a sentinel.
-    const listed = await store.list("", this.signal, 1000);
-    if (listed.count > 0) throw notEmpty(store, listed, this.stmt.options.awsConnection);
-    await store.probeDelete(`mz-${this.id}-delete-probe`, this.signal);
+    // The delete probe (of a key of this export's own, which nobody else writes) goes out beside
+    // the listing, one round trip instead of two; the listing's answer is still judged first, so a
+    // prefix in use is refused as such whatever the probe says.
+    const [listing, probe] = await Promise.allSettled([
+      store.list("", this.signal, 1000),
+      store.probeDelete(`mz-${this.id}-delete-probe`, this.signal),
+    ]);
+    if (listing.status === "rejected") throw listing.reason;
+    if (listing.value.count > 0) throw notEmpty(store, listing.value, this.stmt.options.awsConnection);
+    if (probe.status === "rejected") throw probe.reason;
     this.sentinel = new Sentinel(store, this.id, this.ctx.log);
     await this.sentinel.write(this.signal);
   }
