@@ -5,6 +5,7 @@
 // platform threads and libuv's pool included, which run the encoders' GC and compilation — are
 // lowered, which nothing inside the proxy's process can do for the relay.
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { Socket } from "node:net";
 import { getPriority, setPriority } from "node:os";
 import { Worker } from "node:worker_threads";
 import { parquetWasm } from "../parquet/wasm-writer.js";
@@ -16,9 +17,11 @@ import {
   encoderBudgets,
   releaseSlotsOf,
 } from "./encoder-budget.js";
-import type { FromHost, HostArgs, HostBudget, ToHost } from "./host-protocol.js";
+import { FrameReader, FrameWriter } from "./host-frames.js";
+import { type FromHost, HOST_DATA_FD, type HostArgs, type HostBudget, type ToHost } from "./host-protocol.js";
 import { RING_BUFFERS } from "./port-sink.js";
 import { type FromEncoder, toWireError } from "./protocol.js";
+import { BATCH_BYTES, WINDOW_BYTES } from "./row-batcher.js";
 
 const args = JSON.parse(process.argv[2] ?? "{}") as HostArgs;
 
@@ -70,8 +73,12 @@ function lowerAutogroup(nice: number): string {
 lowerThreads(args.nice);
 const autogroup = lowerAutogroup(args.nice);
 
+/** The data channel from and to the relay (fd 4; ./host-frames.ts). */
+const channel = new Socket({ fd: HOST_DATA_FD, readable: true, writable: true });
+const frames = new FrameWriter(channel);
+
 function send(m: FromHost): void {
-  process.send!(m);
+  frames.message(0, m);
 }
 
 interface Hosted {
@@ -79,11 +86,15 @@ interface Hosted {
   /** The encoding budget its current export uses: a terminated thread's slot goes back there. */
   budget: EncoderBudget | undefined;
   hasWasm: boolean;
-  /** Chunk buffers already copied to the relay: back to the thread with its next rows. */
+  /** Chunk buffers already written to the relay: back to the thread with its next rows. */
   returns: ArrayBuffer[];
+  /** Row buffers the thread has acknowledged: the next batches from the relay are read into them. */
+  rowBuffers: ArrayBuffer[];
 }
 
 const threads = new Map<number, Hosted>();
+/** Acknowledged row buffers kept per thread, at most: its window's worth (row-batcher.ts). */
+const ROW_BUFFERS = WINDOW_BYTES / BATCH_BYTES;
 /** C2S_DEBUG_ENCODER_HOST: every thread's end is logged with the budgets' state (stderr). */
 const debug = Boolean(process.env.C2S_DEBUG_ENCODER_HOST);
 /** Tests only: the gate every thread started while it is set gets (ToHost "gate"). */
@@ -95,16 +106,29 @@ function budgetsNow(): HostBudget[] {
 
 function spawn(w: number, nice: number, idle: boolean): void {
   const worker = new Worker(new URL(args.workerUrl), { workerData: { nice, idle }, execArgv: args.execArgv });
-  const h: Hosted = { worker, budget: undefined, hasWasm: false, returns: [] };
+  const h: Hosted = { worker, budget: undefined, hasWasm: false, returns: [], rowBuffers: [] };
   threads.set(w, h);
   worker.on("message", (m: FromEncoder) => {
-    if (m.t === "ack") {
-      send({ t: "ack", w, len: m.len });
-      return;
+    switch (m.t) {
+      case "ack":
+        if (m.buf.byteLength === BATCH_BYTES && h.rowBuffers.length < ROW_BUFFERS) h.rowBuffers.push(m.buf);
+        frames.ack(w, m.len);
+        break;
+      case "chunk": {
+        const buf = m.buf;
+        // Written as it is: the thread may refill it once the socket has taken it.
+        frames.bytes(w, new Uint8Array(buf, 0, m.len), () => {
+          if (h.returns.length < RING_BUFFERS) h.returns.push(buf);
+        });
+        break;
+      }
+      case "finished":
+        h.rowBuffers = []; // an idle thread's host holds none
+        send({ t: "msg", w, m });
+        break;
+      default:
+        send({ t: "msg", w, m });
     }
-    send({ t: "msg", w, m });
-    // Serialized already (send copies synchronously): the thread may refill it.
-    if (m.t === "chunk" && h.returns.length < RING_BUFFERS) h.returns.push(m.buf);
   });
   worker.on("error", (e) => send({ t: "error", w, message: e instanceof Error ? e.message : String(e) }));
   // Read now: once the thread has ended, Worker.threadId is -1.
@@ -138,16 +162,20 @@ function post(msg: Extract<ToHost, { t: "post" }>): void {
       );
     }
   }
-  if (m.t === "rows") {
-    m.free = h.returns;
-    h.returns = [];
-    h.worker.postMessage(m, [m.buf, ...m.free]);
-    return;
-  }
   h.worker.postMessage(m);
 }
 
-process.on("message", (msg: ToHost) => {
+/** Row batch `w` read into `into` (a view from the start of its buffer): to the thread, transferred. */
+function rows(w: number, into: Uint8Array): void {
+  const h = threads.get(w);
+  if (h === undefined) return; // terminated meanwhile
+  const free = h.returns;
+  h.returns = [];
+  const buf = into.buffer as ArrayBuffer;
+  h.worker.postMessage({ t: "rows", buf, len: into.byteLength, free }, [buf, ...free]);
+}
+
+function receive(msg: ToHost): void {
   switch (msg.t) {
     case "spawn":
       spawn(msg.w, msg.nice, msg.idle);
@@ -175,7 +203,20 @@ process.on("message", (msg: ToHost) => {
       send({ t: "budgets", q: msg.q, budgets: budgetsNow() });
       break;
   }
+}
+
+const reader = new FrameReader({
+  target(w, len) {
+    const pooled = len <= BATCH_BYTES ? threads.get(w)?.rowBuffers.pop() : undefined;
+    return new Uint8Array(pooled ?? new ArrayBuffer(Math.max(len, BATCH_BYTES)), 0, len);
+  },
+  bytes: rows,
+  message: (_w, m) => receive(m as ToHost),
+  ack() {}, // none go this way
 });
+channel.on("data", (chunk: Buffer) => reader.push(chunk));
 // The proxy ended (shut down, crashed, killed): so does the host, and every export it encoded.
 process.on("disconnect", () => process.exit(0));
-send({ t: "up", pid: process.pid, nice: getPriority(), autogroup });
+channel.on("error", () => process.exit(0));
+channel.on("end", () => process.exit(0));
+process.send!({ t: "up", pid: process.pid, nice: getPriority(), autogroup } satisfies FromHost);

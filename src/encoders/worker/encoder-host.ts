@@ -5,7 +5,10 @@
 // logic (credits, acks, the ring, cancel = terminate, the spare thread) for both hosts.
 import { type ChildProcess, fork } from "node:child_process";
 import { EventEmitter } from "node:events";
+import type { Socket } from "node:net";
+import { FrameReader, FrameWriter } from "./host-frames.js";
 import type { FromHost, HostArgs, HostBudget, ToHost } from "./host-protocol.js";
+import { CHUNK_BYTES, RING_BUFFERS } from "./port-sink.js";
 import type { FromEncoder, ToEncoder } from "./protocol.js";
 import { hostEntry, profilerArgs, workerEntry } from "./worker-entry.js";
 
@@ -62,6 +65,9 @@ let nextId = 1;
 class EncoderHost {
   readonly nice: number;
   private readonly child: ChildProcess;
+  /** The data channel (./host-frames.ts): every thread's messages, rows and chunks. */
+  private readonly data: Socket;
+  private readonly frames: FrameWriter;
   private readonly threads = new Map<number, HostedWorker>();
   private refs = 0;
   private gone = false;
@@ -81,7 +87,8 @@ class EncoderHost {
     this.child = fork(hostEntry(), [JSON.stringify(args)], {
       detached: true,
       serialization: "advanced",
-      stdio: ["ignore", "inherit", "inherit", "ipc"],
+      // fd 4 (HOST_DATA_FD): a socket pair, the data channel.
+      stdio: ["ignore", "inherit", "inherit", "ipc", "pipe"],
       execArgv: profilerArgs(),
       env: hostEnv(),
     });
@@ -92,12 +99,18 @@ class EncoderHost {
       failedUp = reject;
     });
     this.up.catch(() => {});
+    this.data = this.child.stdio[4] as Socket;
+    this.frames = new FrameWriter(this.data);
+    const reader = new FrameReader({
+      target: (w, len) => this.threads.get(w)?.chunkInto(len) ?? new Uint8Array(len),
+      bytes: (w, into) => this.threads.get(w)?.chunk(into),
+      ack: (w, len) => this.threads.get(w)?.acked(len),
+      message: (_w, m) => this.receive(m as FromHost),
+    });
+    this.data.on("data", (chunk: Buffer) => reader.push(chunk));
+    this.data.on("error", () => {}); // the host died: its 'exit' fails the threads
     this.child.on("message", (m: FromHost) => {
       if (m.t === "up") upNow({ pid: m.pid, nice: m.nice, autogroup: m.autogroup });
-      else if (m.t === "budgets") {
-        this.asked.get(m.q)?.(m.budgets);
-        this.asked.delete(m.q);
-      } else this.threads.get(m.w)?.fromHost(m);
     });
     this.child.on("error", (e) => this.died(e.message, failedUp));
     this.child.on("exit", (code, signal) => this.died(`exited (${signal ?? code})`, failedUp));
@@ -106,6 +119,13 @@ class EncoderHost {
 
   get pid(): number | undefined {
     return this.child.pid;
+  }
+
+  private receive(m: FromHost): void {
+    if (m.t === "budgets") {
+      this.asked.get(m.q)?.(m.budgets);
+      this.asked.delete(m.q);
+    } else if (m.t !== "up") this.threads.get(m.w)?.fromHost(m);
   }
 
   spawn(nice: number, idle: boolean): HostedWorker {
@@ -117,12 +137,12 @@ class EncoderHost {
   }
 
   send(m: ToHost): void {
-    if (this.gone) return;
-    try {
-      this.child.send(m);
-    } catch {
-      // the channel closed: 'exit' follows and fails every thread
-    }
+    if (!this.gone) this.frames.message(0, m);
+  }
+
+  /** Row batch `buf[0..len)` for thread `w`: written as it is (the buffer comes back with the ack). */
+  sendRows(w: number, buf: ArrayBuffer, len: number): void {
+    if (!this.gone) this.frames.bytes(w, new Uint8Array(buf, 0, len));
   }
 
   /** The host's encoding budgets now (none if it is gone). */
@@ -138,6 +158,7 @@ class EncoderHost {
   ref(): void {
     if (this.refs++ === 0) {
       this.child.ref();
+      this.data.ref();
       (this.child.channel as { ref?: () => void } | undefined)?.ref?.();
     }
   }
@@ -163,11 +184,13 @@ class EncoderHost {
     if (current === this) current = null;
     // The host exits when its channel closes.
     if (this.child.connected) this.child.disconnect();
+    this.data.end();
   }
 
   /** The host is idle or holds only idle threads: it must not keep the proxy's process alive. */
   private unrefChild(): void {
     this.child.unref();
+    this.data.unref();
     (this.child.channel as { unref?: () => void } | undefined)?.unref?.();
   }
 
@@ -176,6 +199,7 @@ class EncoderHost {
     this.gone = true;
     if (current === this) current = null;
     failedUp(new Error(`encoder host ${why}`));
+    this.data.destroy();
     for (const answer of this.asked.values()) answer([]);
     this.asked.clear();
     if (wasGone && this.threads.size === 0) return;
@@ -188,6 +212,8 @@ class EncoderHost {
 export class HostedWorker extends EventEmitter implements EncoderWorker {
   /** Row buffers sent and not yet acknowledged: the host acks without them (they were copied). */
   private readonly sent: ArrayBuffer[] = [];
+  /** Chunk buffers the relay's store is done with: the next chunks from the host are read into them. */
+  private readonly chunks: ArrayBuffer[] = [];
   private refd = false;
   private exited: Promise<number> | null = null;
   private onExit: (code: number) => void = () => {};
@@ -205,8 +231,10 @@ export class HostedWorker extends EventEmitter implements EncoderWorker {
     if (this.ended) return;
     if (m.t === "rows") {
       this.sent.push(m.buf);
-      // Chunk buffers are not sent back: the host keeps its own copies for the thread's ring.
-      this.host.send({ t: "post", w: this.threadId, m: { t: "rows", buf: m.buf, len: m.len, free: [] } });
+      // Chunk buffers stay on this side (the host keeps its own for the thread's ring).
+      for (const b of m.free)
+        if (b.byteLength === CHUNK_BYTES && this.chunks.length < RING_BUFFERS) this.chunks.push(b);
+      this.host.sendRows(this.threadId, m.buf, m.len);
     } else this.host.send({ t: "post", w: this.threadId, m });
   }
 
@@ -236,13 +264,25 @@ export class HostedWorker extends EventEmitter implements EncoderWorker {
     this.host.unref();
   }
 
-  fromHost(m: Exclude<FromHost, { t: "up" }>): void {
+  /** Where the next chunk from the host, of `len` bytes, is read into. */
+  chunkInto(len: number): Uint8Array {
+    const pooled = len <= CHUNK_BYTES ? this.chunks.pop() : undefined;
+    return new Uint8Array(pooled ?? new ArrayBuffer(Math.max(len, CHUNK_BYTES)), 0, len);
+  }
+
+  /** A chunk has been read (into what chunkInto gave). */
+  chunk(into: Uint8Array): void {
+    if (!this.ended) this.emit("message", { t: "chunk", buf: into.buffer, len: into.byteLength });
+  }
+
+  acked(len: number): void {
+    if (!this.ended) this.emit("message", { t: "ack", len, buf: this.sent.shift()! });
+  }
+
+  fromHost(m: Exclude<FromHost, { t: "up" | "budgets" }>): void {
     switch (m.t) {
       case "msg":
         this.emit("message", m.m);
-        break;
-      case "ack":
-        this.emit("message", { t: "ack", len: m.len, buf: this.sent.shift()! });
         break;
       case "error":
         this.emit("error", new Error(m.message));
@@ -267,6 +307,7 @@ export class HostedWorker extends EventEmitter implements EncoderWorker {
     this.unref();
     this.ended = true;
     this.sent.length = 0;
+    this.chunks.length = 0;
     this.emit("exit", code);
     this.exited ??= Promise.resolve(code);
     this.onExit(code);

@@ -345,8 +345,6 @@ export class EncoderThread {
 
   /** The sink no longer reads chunk buffer `buf`: it may go back to the thread for reuse. */
   private giveBack(buf: ArrayBuffer): void {
-    // A copy came from the host; the host reuses its own.
-    if (this.thread.host === "process") return;
     if (this.ended || this.failure !== null || this.returns.length >= RING_BUFFERS) return;
     this.returns.push(buf);
   }

@@ -1,8 +1,13 @@
 // The messages between the relay's process and its encoder host (./encoder-host.ts,
-// ./encoder-host-main.ts), over the child's IPC channel with `serialization: "advanced"` (V8's
-// structured clone: ArrayBuffers are copied, never transferred, between processes). `w` names one
-// encoder thread of the host; the messages it exchanges with its driver are ./protocol.ts's.
+// ./encoder-host-main.ts). `w` names one encoder thread of the host; the messages it exchanges
+// with its driver are ./protocol.ts's. They travel on the host's data channel (HOST_DATA_FD,
+// framed by ./host-frames.ts), where row batches, encoded chunks and acks are frames of raw bytes
+// of their own; the Node IPC channel carries only the host's `up` and tells it when the proxy is
+// gone (its `disconnect`).
 import type { FromEncoder, ToEncoder } from "./protocol.js";
+
+/** The host's fd of the data channel's socket pair (stdio: ignore, inherit, inherit, ipc, pipe). */
+export const HOST_DATA_FD = 4;
 
 /** What the host is started with (its one command-line argument, as JSON). */
 export interface HostArgs {
@@ -19,7 +24,7 @@ export type ToHost =
   /** Start encoder thread `w` (its workerData). */
   | { t: "spawn"; w: number; nice: number; idle: boolean }
   /**
-   * A message for thread `w`. `slots`: with a `start`, the host's encoding budget of that many
+   * A message for thread `w`, except `rows` (a bytes frame: the batch itself). `slots`: with a `start`, the host's encoding budget of that many
    * slots (the budget's SharedArrayBuffer cannot cross processes: every encoder thread is here).
    */
   | { t: "post"; w: number; m: ToEncoder; slots?: number }
@@ -44,9 +49,11 @@ export interface HostBudget {
 export type FromHost =
   /** The host is up, lowered: its pid, its main thread's niceness, its autogroup line (Linux). */
   | { t: "up"; pid: number; nice: number; autogroup: string }
-  /** Thread `w`'s message; an ack comes without its buffer (the relay still has the one it sent). */
+  /**
+   * Thread `w`'s message, except `chunk` (a bytes frame: the chunk itself) and `ack` (an ack frame,
+   * without its buffer: the relay still has the one it sent).
+   */
   | { t: "msg"; w: number; m: FromEncoder }
-  | { t: "ack"; w: number; len: number }
   | { t: "error"; w: number; message: string }
   | { t: "exit"; w: number; code: number }
   | { t: "budgets"; q: number; budgets: HostBudget[] };
