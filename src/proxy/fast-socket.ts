@@ -14,6 +14,7 @@
 import { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { TLSSocket } from "node:tls";
+import { getSystemErrorName } from "node:util";
 
 /** Called after each read's chunk has been handled: its length and the read buffer's size. */
 export type ReadObserver = (bytes: number, bufferSize: number) => void;
@@ -34,10 +35,56 @@ export function observeReads(sock: Duplex, observer: ReadObserver | null): boole
 
 /** Node internals of net.Socket that moving a handle touches (stable since Node 12). */
 interface SocketInternals {
-  _handle: { reading?: boolean; writeQueueSize?: number; useUserBuffer?: unknown } | null;
+  _handle: {
+    reading?: boolean;
+    writeQueueSize?: number;
+    useUserBuffer?: unknown;
+    writeBuffer?(req: WriteReq, data: Buffer): number;
+    onread?: (this: unknown, arrayBuffer: unknown) => unknown;
+  } | null;
   _server: unknown;
   server: unknown;
 }
+
+/** A libuv write request as Node's stream_wrap binding makes them (lib/internal/stream_base_commons.js). */
+interface WriteReq {
+  handle: unknown;
+  oncomplete: (this: WriteReq, status: number) => void;
+  async: boolean;
+  bytes: number;
+  buffer: Buffer | null;
+  /** Ours: the writer whose write this is. */
+  writer: DirectWriter | null;
+}
+
+/**
+ * Node's `stream_wrap` binding: the write request class, and the shared state words that say how
+ * many bytes a read brought and whether the last write completed at once, which net.Socket's own
+ * reads and writes use. Reached through process.binding, which Node 20, 22 and 24 still allow for
+ * this module without a warning; null (Node's own read and write paths) where it is missing.
+ */
+const streamWrap = ((): {
+  WriteWrap: new () => WriteReq;
+  streamBaseState: Int32Array;
+  kLastWriteWasAsync: number;
+  kReadBytesOrError: number;
+} | null => {
+  try {
+    const b = (process as unknown as { binding(name: string): Record<string, unknown> }).binding(
+      "stream_wrap",
+    );
+    if (
+      typeof b.WriteWrap !== "function" ||
+      !(b.streamBaseState instanceof Int32Array) ||
+      typeof b.kLastWriteWasAsync !== "number" ||
+      typeof b.kReadBytesOrError !== "number"
+    )
+      return null;
+    return b as never;
+  } catch {
+    return null;
+  }
+})();
 
 /**
  * Moves `sock`'s handle into a new, paused net.Socket that hands each read to `onChunk` as a view
@@ -91,10 +138,106 @@ export function withStaticReads(
     },
   } as ConstructorParameters<typeof Socket>[0]);
   readObservers.set(fresh, null);
+  // The handle calls its `onread` with each read; Node's (onStreamRead) only passes it on to
+  // the callback above for a read of data, after bookkeeping for features these sockets do not
+  // use (idle timeouts, a callback that asks to stop): data goes to `onChunk` directly, and
+  // everything else (end of stream, errors) still to Node's.
+  const h = fresh as Socket & SocketInternals;
+  const sw = streamWrap;
+  if (sw !== null && h._handle !== null && typeof h._handle.onread === "function") {
+    const nodeOnread = h._handle.onread;
+    const state = sw.streamBaseState;
+    const kRead = sw.kReadBytesOrError;
+    h._handle.onread = function (this: unknown, arrayBuffer: unknown): unknown {
+      const n = state[kRead]!;
+      if (n > 0 && !fresh.destroyed) {
+        onChunk(buffer.subarray(0, n));
+        readObservers.get(fresh)?.(n, bufferSize);
+        return undefined;
+      }
+      return nodeOnread.call(this, arrayBuffer);
+    };
+  }
   if (server !== null && server !== undefined) {
     const f = fresh as Socket & SocketInternals;
     f._server = server;
     f.server = server;
   }
   return fresh;
+}
+
+/**
+ * Writes to a socket withStaticReads made straight through its libuv handle, the way net.Socket's
+ * own write ends up writing (StreamBase::WriteBuffer: one write(2) at once, libuv queues what the
+ * kernel did not take), without the Writable stream around it: its bookkeeping and the
+ * process.nextTick it schedules after every write cost the relay's thread more per forwarded
+ * message than the system call (docs/decisions.md, "The relay writes through the handle").
+ *
+ * Order: a write while the socket's Writable holds anything goes through socket.write, behind it;
+ * socket.write after a direct write that libuv is still finishing reaches the same handle's queue
+ * behind it. So mixing both keeps the bytes in order, and end() (a shutdown libuv runs once its
+ * write queue is empty) still comes after them.
+ */
+export class DirectWriter {
+  /** Direct writes libuv has not finished (the kernel took only part at once). */
+  private pending = 0;
+
+  private constructor(private readonly socket: Socket) {}
+
+  /** A writer for `sock`: direct for sockets withStaticReads made, else socket.write. */
+  static for(sock: Duplex): DirectWriter | null {
+    if (streamWrap === null || !readObservers.has(sock as Socket)) return null;
+    return new DirectWriter(sock as Socket);
+  }
+
+  /**
+   * Like socket.write: false when the bytes could not all be handed to the kernel at once, and
+   * then 'drain' is emitted on the socket once they have been.
+   */
+  write(buf: Buffer): boolean {
+    const s = this.socket;
+    const h = (s as Socket & SocketInternals)._handle;
+    if (s.writableLength !== 0 || s.destroyed || s.writableEnded || h === null || h.writeBuffer === undefined)
+      return s.write(buf);
+    const sw = streamWrap!;
+    const req = new sw.WriteWrap();
+    req.handle = h;
+    req.oncomplete = afterDirectWrite;
+    req.async = false;
+    req.bytes = 0;
+    req.buffer = null;
+    req.writer = null;
+    const err = h.writeBuffer(req, buf);
+    if (err !== 0) {
+      s.destroy(writeError(err));
+      return false;
+    }
+    if (sw.streamBaseState[sw.kLastWriteWasAsync] === 0) return true;
+    // libuv writes the rest from this memory later: keep it alive until then.
+    req.buffer = buf;
+    req.writer = this;
+    this.pending++;
+    return false;
+  }
+
+  /** @internal */
+  done(status: number): void {
+    this.pending--;
+    const s = this.socket;
+    if (s.destroyed) return;
+    if (status < 0) s.destroy(writeError(status));
+    else if (this.pending === 0) s.emit("drain");
+  }
+}
+
+function afterDirectWrite(this: WriteReq, status: number): void {
+  const w = this.writer;
+  this.writer = null;
+  this.buffer = null;
+  w?.done(status);
+}
+
+function writeError(errno: number): Error {
+  const code = getSystemErrorName(errno);
+  return Object.assign(new Error(`write ${code}`), { errno, code, syscall: "write" });
 }

@@ -14,7 +14,7 @@ import { forEachMessage, MessageStream, Policy, policyTable } from "../wire/mess
 import type { CancelRegistry } from "./cancel-registry.js";
 import type { BoundParams, CopyHook } from "./copy-hook.js";
 import { ExportLease } from "./export-lease.js";
-import { withStaticReads } from "./fast-socket.js";
+import { DirectWriter, withStaticReads } from "./fast-socket.js";
 import { FlowGate } from "./flow-gate.js";
 import { CLIENT_RELAY, LocalStatements, MAX_COPY_TEXT } from "./local-statements.js";
 import { CLIENT_BEFORE_LOGIN, refusalBeforeLogin, SASL, withoutChannelBinding } from "./login-phase.js";
@@ -95,6 +95,9 @@ export class Session {
   /** The socket reads through onread (fast-socket.ts), not 'data' events. */
   private readonly clientOnread: boolean;
   private readonly upstreamOnread: boolean;
+  /** The relay's writes (fast-socket.ts): straight to the handle where the socket allows it. */
+  private readonly clientWriter: DirectWriter | null;
+  private readonly upstreamWriter: DirectWriter | null;
 
   /** Queries/Syncs forwarded whose ReadyForQuery has not come back; the startup counts as one. */
   private pending = 1;
@@ -134,6 +137,8 @@ export class Session {
     this.upstream = fastUpstream ?? init.upstream;
     this.clientOnread = fastClient !== null;
     this.upstreamOnread = fastUpstream !== null;
+    this.clientWriter = DirectWriter.for(this.client);
+    this.upstreamWriter = DirectWriter.for(this.upstream);
     this.log = deps.log.child({ session: init.id });
     this.clientGate = new FlowGate(this.client);
     this.upstreamGate = new FlowGate(this.upstream);
@@ -246,12 +251,16 @@ export class Session {
   // ---- relay ------------------------------------------------------------------------------
 
   private toUpstream(b: Buffer): void {
-    if (!this.upstream.write(b)) this.clientGate.holdUntilDrain(this.upstream, "upstream-buffer");
+    const w = this.upstreamWriter;
+    if (!(w === null ? this.upstream.write(b) : w.write(b)))
+      this.clientGate.holdUntilDrain(this.upstream, "upstream-buffer");
   }
 
   private toClient(b: Buffer): void {
     if (this.closed) return;
-    if (!this.client.write(b)) this.upstreamGate.holdUntilDrain(this.client, "client-buffer");
+    const w = this.clientWriter;
+    if (!(w === null ? this.client.write(b) : w.write(b)))
+      this.upstreamGate.holdUntilDrain(this.client, "client-buffer");
   }
 
   private observeClient(type: number): void {

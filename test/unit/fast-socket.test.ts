@@ -1,0 +1,125 @@
+// withStaticReads' reads and DirectWriter's writes (src/proxy/fast-socket.ts): both go straight
+// between the relay and the socket's libuv handle. DirectWriter: What arrives must be
+// exactly what was written, in order, whether the kernel took each write at once or libuv had to
+// finish it later, and mixed with socket.write (the session's own messages take that way).
+// Real loopback sockets, moved to onread reads the way the session moves them.
+import { randomBytes } from "node:crypto";
+import { connect, createServer, type Server, type Socket } from "node:net";
+import { afterEach, describe, expect, test } from "vitest";
+import { DirectWriter, withStaticReads } from "../../src/proxy/fast-socket.js";
+import { waitUntil } from "../support/export-checks.js";
+
+let server: Server | null = null;
+const sockets: Socket[] = [];
+afterEach(async () => {
+  for (const s of sockets.splice(0)) s.destroy();
+  await new Promise((r) => (server ? server.close(r) : r(undefined)));
+  server = null;
+});
+
+/**
+ * A connected pair: `sock` (moved to onread reads, as a session's) writes through `writer`;
+ * `peer` collects what arrives, paused until the test resumes it (so the kernel's buffers fill
+ * and writes complete only in part).
+ */
+async function pair(): Promise<{ sock: Socket; writer: DirectWriter; peer: Socket; received: Buffer[] }> {
+  const accepted = new Promise<Socket>((resolve) => {
+    server = createServer(resolve);
+  });
+  await new Promise<void>((r) => server!.listen(0, "127.0.0.1", r));
+  const port = (server!.address() as { port: number }).port;
+  const peer = connect(port, "127.0.0.1");
+  await new Promise((r) => peer.once("connect", r));
+  peer.pause();
+  const received: Buffer[] = [];
+  peer.on("data", (d: Buffer) => received.push(d));
+  const raw = await accepted;
+  const sock = withStaticReads(raw, 1024, () => {});
+  if (sock === null) throw new Error("the socket did not move to onread reads");
+  sockets.push(peer, sock);
+  sock.resume();
+  const writer = DirectWriter.for(sock);
+  if (writer === null) throw new Error("no direct writes on this Node");
+  return { sock, writer, peer, received };
+}
+
+const total = (bufs: Buffer[]): number => bufs.reduce((n, b) => n + b.length, 0);
+
+describe("DirectWriter", () => {
+  test("a write the kernel takes only in part returns false, arrives whole, and 'drain' follows", async () => {
+    const { sock, writer, peer, received } = await pair();
+    const big = randomBytes(16 << 20); // more than loopback's socket buffers hold
+    let drained = false;
+    expect(writer.write(big)).toBe(false);
+    sock.once("drain", () => {
+      drained = true;
+    });
+    peer.resume();
+    await waitUntil("all bytes", () => total(received) === big.length);
+    await waitUntil("'drain'", () => drained);
+    expect(Buffer.concat(received).equals(big)).toBe(true);
+    // The socket's byte count (the metrics' traffic) includes direct writes.
+    expect(sock.bytesWritten).toBe(big.length);
+  });
+
+  test("mixed with socket.write and ended, every byte arrives in the order written", async () => {
+    const { sock, writer, peer, received } = await pair();
+    let ended = false;
+    peer.on("end", () => {
+      ended = true;
+    });
+    // Sizes from one byte to 512 KiB, in an order that has both kinds of write land while the
+    // other kind's bytes are still queued (in libuv's queue, or in the Writable's buffer).
+    const sent: Buffer[] = [];
+    for (let i = 0; i < 120; i++) {
+      const b = randomBytes(i % 7 === 0 ? 512 << 10 : ((i * 7919) % 3000) + 1);
+      sent.push(b);
+      if (i % 3 === 0) sock.write(b);
+      else writer.write(b);
+    }
+    sock.end();
+    peer.resume();
+    await waitUntil("the peer's end", () => ended);
+    expect(total(received)).toBe(total(sent));
+    expect(Buffer.concat(received).equals(Buffer.concat(sent))).toBe(true);
+  });
+
+  test("a write to a destroyed socket does not throw and sends nothing", async () => {
+    const { sock, writer, peer, received } = await pair();
+    let closed = false;
+    peer.on("close", () => {
+      closed = true;
+    });
+    peer.resume();
+    sock.destroy();
+    writer.write(Buffer.from("late"));
+    await waitUntil("the peer's close", () => closed);
+    expect(total(received)).toBe(0);
+  });
+});
+
+describe("withStaticReads", () => {
+  test("every byte the peer sends reaches onChunk in order, then the peer's end ends the socket", async () => {
+    const accepted = new Promise<Socket>((resolve) => {
+      server = createServer(resolve);
+    });
+    await new Promise<void>((r) => server!.listen(0, "127.0.0.1", r));
+    const peer = connect((server!.address() as { port: number }).port, "127.0.0.1");
+    await new Promise((r) => peer.once("connect", r));
+    const got: Buffer[] = [];
+    // A 1 KiB read buffer: most reads fill it, the last of each write does not.
+    const sock = withStaticReads(await accepted, 1024, (c) => got.push(Buffer.from(c)));
+    if (sock === null) throw new Error("the socket did not move to onread reads");
+    sockets.push(peer, sock);
+    let ended = false;
+    sock.on("end", () => {
+      ended = true;
+    });
+    sock.resume();
+    const sent = randomBytes(300_000);
+    peer.end(sent);
+    await waitUntil("the socket's end", () => ended);
+    expect(Buffer.concat(got).equals(sent)).toBe(true);
+    expect(sock.bytesRead).toBe(sent.length);
+  });
+});
