@@ -74,3 +74,16 @@ function matchCopy(buf: Buffer, i: number): boolean {
     (buf[i + 3]! | 0x20) === 0x79
   );
 }
+
+/**
+ * Whether buf[from..to) holds "://", a URL's mark: the hint that a COPY TO S3 may hide behind
+ * other statements. A plain loop, not Buffer.includes: every Query the relay forwards passes
+ * here, and a string search is a call into C++ that costs more than the few dozen bytes of an
+ * ordinary statement's head.
+ */
+export function hasUrlMark(buf: Buffer, from = 0, to = buf.length): boolean {
+  for (let i = from; i + 2 < to; i++) {
+    if (buf[i] === 0x3a && buf[i + 1] === 0x2f && buf[i + 2] === 0x2f) return true;
+  }
+  return false;
+}

@@ -16,7 +16,7 @@ import { frame } from "../wire/frame.js";
 import { frontend } from "../wire/frontend.js";
 import { Policy, type PolicyTable, policyTable } from "../wire/message-stream.js";
 import { type BoundParams, COPY_LABEL, type CopyHook } from "./copy-hook.js";
-import { sniffCopy } from "./copy-sniff.js";
+import { hasUrlMark, sniffCopy } from "./copy-sniff.js";
 import { boundParams, cstring, declaredTypes, paramTypes } from "./extended-messages.js";
 
 /** What the local statements need from the session. */
@@ -136,7 +136,7 @@ export class LocalStatements {
           (s === "yes"
             ? bodyLength <= MAX_COPY_TEXT
             : bodyLength <= MAX_HINTED_TEXT &&
-              ((s === "unknown" && !whole) || head.includes("://") || this.host.copy.claims?.(head) === true))
+              ((s === "unknown" && !whole) || hasUrlMark(head) || this.host.copy.claims?.(head) === true))
         ) {
           return Policy.Take;
         }

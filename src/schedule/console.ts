@@ -56,6 +56,9 @@ export function withScheduleConsole(
         i++;
       const c = (buf[i] ?? 0) | 0x20;
       if (c !== head[0] && c !== head[4]) return false;
+      // And the second: an ordinary SELECT or SET (the relay's every query) stops here too.
+      const c2 = (buf[i + 1] ?? 0) | 0x20;
+      if (c === head[0] ? c2 !== head[1] && c2 !== head[14] : c2 !== head[5] && c2 !== head[8]) return false;
       return CLAIM.test(buf.toString("latin1", i, Math.min(buf.length, i + 40)));
     },
     label: (stmt) => (isConsole(stmt) ? labelOf(stmt) : (inner.label?.(stmt) ?? COPY_LABEL)),
