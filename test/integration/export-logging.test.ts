@@ -82,6 +82,12 @@ test("a completed export: start and end at info, with target, format, user and t
   });
   expect(end.bytes).toBeGreaterThan(3000);
   expect(typeof end.ms).toBe("number");
+  // The read phase's moments (bench/export.ts --proxy-log): first row, last row, within the phase.
+  const read = (end.phaseMs as Record<string, number>).read!;
+  const { firstRow, lastRow } = end.readMs as Record<string, number>;
+  expect(firstRow).toBeGreaterThanOrEqual(0);
+  expect(lastRow).toBeGreaterThanOrEqual(firstRow!);
+  expect(lastRow).toBeLessThanOrEqual(read);
 });
 
 test("a failed export: its end at warn, with the SQLSTATE and the phase it reached", async () => {
