@@ -481,7 +481,7 @@ async function phasesOf(
 
 const PHASES = ["plan", "preflight", "read", "first row", "rows", "tail", "upload", "commit", "outside"];
 const fmtPhases = (p: Record<string, number>): string =>
-  PHASES.map((k) => `${k} ${p[k] === undefined ? "–" : Math.round(p[k])}`).join(", ");
+  PHASES.map((k) => `${k} ${p[k] === undefined || Number.isNaN(p[k]) ? "–" : Math.round(p[k])}`).join(", ");
 
 /** Medians by phase over the runs that have them (--proxy-log), or undefined. */
 function medianPhases(rs: RunResult[]): Record<string, number> | undefined {
