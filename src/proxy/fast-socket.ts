@@ -181,6 +181,8 @@ export function withStaticReads(
 export class DirectWriter {
   /** Direct writes libuv has not finished (the kernel took only part at once). */
   private pending = 0;
+  /** A request object no libuv request holds, for the next write. */
+  private spare: WriteReq | null = null;
 
   private constructor(private readonly socket: Socket) {}
 
@@ -200,20 +202,29 @@ export class DirectWriter {
     if (s.writableLength !== 0 || s.destroyed || s.writableEnded || h === null || h.writeBuffer === undefined)
       return s.write(buf);
     const sw = streamWrap!;
-    const req = new sw.WriteWrap();
+    // A write the kernel takes at once never binds its request object to a libuv request
+    // (StreamBase::Write makes one only for what is left): the same object serves the next write.
+    let req = this.spare;
+    this.spare = null;
+    if (req === null) {
+      req = new sw.WriteWrap();
+      req.oncomplete = afterDirectWrite;
+      req.async = false;
+      req.bytes = 0;
+      req.buffer = null;
+      req.writer = null;
+    }
     req.handle = h;
-    req.oncomplete = afterDirectWrite;
-    req.async = false;
-    req.bytes = 0;
-    req.buffer = null;
-    req.writer = null;
     const err = h.writeBuffer(req, buf);
     if (err !== 0) {
       s.destroy(writeError(err));
       return false;
     }
-    if (sw.streamBaseState[sw.kLastWriteWasAsync] === 0) return true;
-    // libuv writes the rest from this memory later: keep it alive until then.
+    if (sw.streamBaseState[sw.kLastWriteWasAsync] === 0) {
+      this.spare = req;
+      return true;
+    }
+    // This request is libuv's now; it writes the rest from this memory later: keep it alive.
     req.buffer = buf;
     req.writer = this;
     this.pending++;
