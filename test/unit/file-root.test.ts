@@ -10,6 +10,7 @@ import { createStore } from "../../src/copy/create-store.js";
 import { checkFileTarget } from "../../src/copy/storage/file-root.js";
 import type { ObjectStore } from "../../src/copy/storage/object-store.js";
 import { parseTargetUrl } from "../../src/copy/storage/target-url.js";
+import { waitUntil } from "../support/export-checks.js";
 
 let base: string;
 let root: string;
@@ -89,8 +90,10 @@ describe("--file-root containment", () => {
     up.write(Buffer.from("first rows\n"));
     await up.drained();
     // Wait until the temp file exists, then swap the directory for a link out of the root.
-    for (let i = 0; i < 500 && (await readdir(join(root, "live")).catch(() => [])).length === 0; i++)
-      await new Promise((r) => setTimeout(r, 5));
+    await waitUntil(
+      "the upload's temp file",
+      async () => (await readdir(join(root, "live")).catch(() => [])).length > 0,
+    );
     await rename(join(root, "live"), join(root, "moved"));
     await symlink(elsewhere, join(root, "live"));
     up.write(Buffer.from("more rows\n"));
