@@ -40,25 +40,24 @@ const iso = (ms: number | undefined): string | null => (ms === undefined ? null 
 const text = (v: string | number | boolean | undefined): string | null =>
   v === undefined ? null : String(v);
 
+/** The first two letters of SHOW, SUSPEND, RUN and RESUME, lower case, as (byte << 8) | byte. */
+const VERB_STARTS = new Set(["sh", "su", "ru", "re"].map((v) => (v.charCodeAt(0) << 8) | v.charCodeAt(1)));
+
 /** Wraps the COPY hook: console statements are answered here, everything else goes to `inner`. */
 export function withScheduleConsole(
   inner: CopyHook,
   scheduler: Scheduler | null,
   operatorsOf: (job: string) => readonly string[],
 ): CopyHook {
-  const head = Buffer.from("showrunresumesuspend");
   return {
     recognize: (sql, params) => parseConsole(sql) ?? inner.recognize(sql, params),
     claims: (buf) => {
-      // The cheap part first: the first non-blank byte must start one of the four verbs.
       let i = 0;
       while (i < buf.length && (buf[i] === 0x20 || buf[i] === 0x09 || buf[i] === 0x0a || buf[i] === 0x0d))
         i++;
-      const c = (buf[i] ?? 0) | 0x20;
-      if (c !== head[0] && c !== head[4]) return false;
-      // And the second: an ordinary SELECT or SET (the relay's every query) stops here too.
-      const c2 = (buf[i + 1] ?? 0) | 0x20;
-      if (c === head[0] ? c2 !== head[1] && c2 !== head[14] : c2 !== head[5] && c2 !== head[8]) return false;
+      // The cheap part first: the first two bytes must start one of the four verbs, so an
+      // ordinary SELECT or SET (the relay's every query) stops here.
+      if (!VERB_STARTS.has((((buf[i] ?? 0) | 0x20) << 8) | ((buf[i + 1] ?? 0) | 0x20))) return false;
       return CLAIM.test(buf.toString("latin1", i, Math.min(buf.length, i + 40)));
     },
     label: (stmt) => (isConsole(stmt) ? labelOf(stmt) : (inner.label?.(stmt) ?? COPY_LABEL)),
