@@ -230,14 +230,7 @@ export class UpstreamClient {
     const result: TextResult = { fields: [], rows: [], tag: "" };
     await this.exchange(
       [frontend.query(sql)],
-      (type, buf, start, end) => {
-        if (type === M.RowDescription) result.fields = parseRowDescription(buf, start);
-        else if (type === M.DataRow) result.rows.push(textRow(buf, start));
-        else if (type === M.CommandComplete) result.tag = buf.toString("utf8", start, end - 1);
-        else if (type === M.CopyOut || type === M.CopyIn) {
-          throw new PgError(SqlState.featureNotSupported, "COPY is not allowed here");
-        }
-      },
+      (type, buf, start, end) => collectText(result, type, buf, start, end),
       signal,
     );
     return result;
@@ -277,14 +270,8 @@ export class UpstreamClient {
     await this.exchange(
       sqls.map((sql) => frontend.query(sql)),
       (type, buf, start, end) => {
-        const result = results[i]!;
         if (type === M.Ready) i++;
-        else if (type === M.RowDescription) result.fields = parseRowDescription(buf, start);
-        else if (type === M.DataRow) result.rows.push(textRow(buf, start));
-        else if (type === M.CommandComplete) result.tag = buf.toString("utf8", start, end - 1);
-        else if (type === M.CopyOut || type === M.CopyIn) {
-          throw new PgError(SqlState.featureNotSupported, "COPY is not allowed here");
-        }
+        else collectText(results[i]!, type, buf, start, end);
       },
       signal,
       undefined,
@@ -321,14 +308,8 @@ export class UpstreamClient {
       ],
       (type, buf, start, end) => {
         if (type === M.Ready) preparing = true;
-        else if (preparing) {
-          if (type === M.RowDescription) fields = parseRowDescription(buf, start);
-        } else if (type === M.RowDescription) result.fields = parseRowDescription(buf, start);
-        else if (type === M.DataRow) result.rows.push(textRow(buf, start));
-        else if (type === M.CommandComplete) result.tag = buf.toString("utf8", start, end - 1);
-        else if (type === M.CopyOut || type === M.CopyIn) {
-          throw new PgError(SqlState.featureNotSupported, "COPY is not allowed here");
-        }
+        else if (!preparing) collectText(result, type, buf, start, end);
+        else if (type === M.RowDescription) fields = parseRowDescription(buf, start);
       },
       signal,
       undefined,
@@ -394,4 +375,14 @@ function textRow(buf: Buffer, start: number): Array<string | null> {
     }
   }
   return row;
+}
+
+/** Fills `result` from a simple query's answer (its columns, rows and tag); a COPY is refused. */
+function collectText(result: TextResult, type: number, buf: Buffer, start: number, end: number): void {
+  if (type === M.RowDescription) result.fields = parseRowDescription(buf, start);
+  else if (type === M.DataRow) result.rows.push(textRow(buf, start));
+  else if (type === M.CommandComplete) result.tag = buf.toString("utf8", start, end - 1);
+  else if (type === M.CopyOut || type === M.CopyIn) {
+    throw new PgError(SqlState.featureNotSupported, "COPY is not allowed here");
+  }
 }
