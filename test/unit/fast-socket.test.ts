@@ -4,18 +4,13 @@
 // finish it later, and mixed with socket.write (the session's own messages take that way).
 // Real loopback sockets, moved to onread reads the way the session moves them.
 import { randomBytes } from "node:crypto";
-import { connect, createServer, type Server, type Socket } from "node:net";
+import type { Socket } from "node:net";
 import { afterEach, describe, expect, test } from "vitest";
-import { DirectWriter, withStaticReads } from "../../src/proxy/fast-socket.js";
+import { DirectWriter } from "../../src/proxy/fast-socket.js";
 import { waitUntil } from "../support/export-checks.js";
+import { closeOnreadPairs, onreadPair } from "../support/onread-pair.js";
 
-let server: Server | null = null;
-const sockets: Socket[] = [];
-afterEach(async () => {
-  for (const s of sockets.splice(0)) s.destroy();
-  await new Promise((r) => (server ? server.close(r) : r(undefined)));
-  server = null;
-});
+afterEach(closeOnreadPairs);
 
 /**
  * A connected pair: `sock` (moved to onread reads, as a session's) writes through `writer`;
@@ -23,21 +18,9 @@ afterEach(async () => {
  * and writes complete only in part).
  */
 async function pair(): Promise<{ sock: Socket; writer: DirectWriter; peer: Socket; received: Buffer[] }> {
-  const accepted = new Promise<Socket>((resolve) => {
-    server = createServer(resolve);
-  });
-  await new Promise<void>((r) => server!.listen(0, "127.0.0.1", r));
-  const port = (server!.address() as { port: number }).port;
-  const peer = connect(port, "127.0.0.1");
-  await new Promise((r) => peer.once("connect", r));
-  peer.pause();
+  const { peer, sock } = await onreadPair(1024, () => {}, true);
   const received: Buffer[] = [];
   peer.on("data", (d: Buffer) => received.push(d));
-  const raw = await accepted;
-  const sock = withStaticReads(raw, 1024, () => {});
-  if (sock === null) throw new Error("the socket did not move to onread reads");
-  sockets.push(peer, sock);
-  sock.resume();
   const writer = DirectWriter.for(sock);
   if (writer === null) throw new Error("no direct writes on this Node");
   return { sock, writer, peer, received };
@@ -100,22 +83,13 @@ describe("DirectWriter", () => {
 
 describe("withStaticReads", () => {
   test("every byte the peer sends reaches onChunk in order, then the peer's end ends the socket", async () => {
-    const accepted = new Promise<Socket>((resolve) => {
-      server = createServer(resolve);
-    });
-    await new Promise<void>((r) => server!.listen(0, "127.0.0.1", r));
-    const peer = connect((server!.address() as { port: number }).port, "127.0.0.1");
-    await new Promise((r) => peer.once("connect", r));
     const got: Buffer[] = [];
     // A 1 KiB read buffer: most reads fill it, the last of each write does not.
-    const sock = withStaticReads(await accepted, 1024, (c) => got.push(Buffer.from(c)));
-    if (sock === null) throw new Error("the socket did not move to onread reads");
-    sockets.push(peer, sock);
+    const { peer, sock } = await onreadPair(1024, (c) => got.push(Buffer.from(c)));
     let ended = false;
     sock.on("end", () => {
       ended = true;
     });
-    sock.resume();
     const sent = randomBytes(300_000);
     peer.end(sent);
     await waitUntil("the socket's end", () => ended);

@@ -1,38 +1,21 @@
 // FlowGate.bulkReads: while an export's rows stream, a read that empties the socket stops reading
 // until the gap is over; reads that fill the buffer go on back to back. Real loopback sockets,
 // moved to onread reads the way the session moves them (src/proxy/fast-socket.ts).
-import { connect, createServer, type Server, type Socket } from "node:net";
+import type { Socket } from "node:net";
 import { afterEach, describe, expect, test } from "vitest";
-import { withStaticReads } from "../../src/proxy/fast-socket.js";
 import { FlowGate } from "../../src/proxy/flow-gate.js";
 import { waitUntil } from "../support/export-checks.js";
+import { closeOnreadPairs, onreadPair } from "../support/onread-pair.js";
 
 const BUFFER = 16;
 
-let server: Server | null = null;
-const sockets: Socket[] = [];
-afterEach(async () => {
-  for (const s of sockets.splice(0)) s.destroy();
-  await new Promise((r) => (server ? server.close(r) : r(undefined)));
-  server = null;
-});
+afterEach(closeOnreadPairs);
 
 /** A connected pair: `peer` writes, `reader` reads through onread into a BUFFER-byte buffer. */
 async function pair(): Promise<{ peer: Socket; reader: Socket; reads: number[] }> {
-  const accepted = new Promise<Socket>((resolve) => {
-    server = createServer(resolve);
-  });
-  await new Promise<void>((r) => server!.listen(0, "127.0.0.1", r));
-  const port = (server!.address() as { port: number }).port;
-  const peer = connect(port, "127.0.0.1");
-  await new Promise((r) => peer.once("connect", r));
-  const raw = await accepted;
   const reads: number[] = [];
-  const reader = withStaticReads(raw, BUFFER, (c) => reads.push(c.length));
-  if (reader === null) throw new Error("the socket did not move to onread reads");
-  sockets.push(peer, reader);
-  reader.resume();
-  return { peer, reader, reads };
+  const { peer, sock } = await onreadPair(BUFFER, (c) => reads.push(c.length));
+  return { peer, reader: sock, reads };
 }
 
 const sum = (a: number[]): number => a.reduce((x, y) => x + y, 0);
