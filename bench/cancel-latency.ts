@@ -36,7 +36,7 @@ import {
 import { startMoto } from "../test/support/moto.js";
 import { startPostgres } from "../test/support/postgres.js";
 import { spawnCopyProxy } from "../test/support/proxy-process.js";
-import { RawPg } from "../test/support/raw-pg.js";
+import { RawPg, startupMessage } from "../test/support/raw-pg.js";
 import { S3FaultProxy, type SeenRequest } from "../test/support/s3-fault-proxy.js";
 
 const { values: argv } = parseArgs({
@@ -106,12 +106,7 @@ class Wire {
     const sock = connect({ host: "127.0.0.1", port, noDelay: true });
     await new Promise((r, j) => sock.once("connect", r).once("error", j));
     const w = new Wire(sock);
-    const params = Buffer.from(`user\0postgres\0database\0${database}\0\0`);
-    const startup = Buffer.alloc(8 + params.length);
-    startup.writeInt32BE(startup.length, 0);
-    startup.writeInt32BE(196608, 4);
-    params.copy(startup, 8);
-    sock.write(startup);
+    sock.write(startupMessage("postgres", database));
     await w.next("Z");
     w.msgs.length = 0;
     return w;

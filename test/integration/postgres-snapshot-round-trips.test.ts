@@ -9,7 +9,7 @@ import { PostgresSnapshot } from "../../src/copy/snapshot/postgres-snapshot.js";
 import type { CopySource } from "../../src/copy/statement.js";
 import { UpstreamClient } from "../../src/copy/upstream-client.js";
 import type { UpstreamChannel, UpstreamMessageHandler } from "../../src/proxy/copy-hook.js";
-import { RawPg } from "../support/raw-pg.js";
+import { RawPg, startupMessage } from "../support/raw-pg.js";
 
 const pgPort = inject("pgPort");
 const DB = "snapshot_round_trips";
@@ -48,12 +48,7 @@ async function session(): Promise<{ ch: UpstreamChannel; roundTrips: () => numbe
     }
     pending = pending.subarray(p);
   });
-  const params = Buffer.from(`user\0postgres\0database\0${DB}\0\0`);
-  const startup = Buffer.alloc(8 + params.length);
-  startup.writeInt32BE(startup.length, 0);
-  startup.writeInt32BE(196608, 4);
-  params.copy(startup, 8);
-  sock.write(startup);
+  sock.write(startupMessage("postgres", DB));
   await ready;
   const ch: UpstreamChannel = {
     setHandler(h: UpstreamMessageHandler): void {

@@ -3,6 +3,16 @@
 // output exactly as PostgreSQL printed it. No driver in between to parse or re-render anything.
 import { connect, type Socket } from "node:net";
 
+/** A protocol 3.0 StartupMessage for `user` on `database`. */
+export function startupMessage(user: string, database: string): Buffer {
+  const params = Buffer.from(`user\0${user}\0database\0${database}\0\0`, "utf8");
+  const startup = Buffer.allocUnsafe(8 + params.length);
+  startup.writeInt32BE(startup.length, 0);
+  startup.writeInt32BE(196608, 4); // protocol 3.0
+  params.copy(startup, 8);
+  return startup;
+}
+
 export interface RawField {
   name: string;
   tableOid: number;
@@ -77,15 +87,7 @@ export class RawPg {
       sock.once("error", reject);
     });
     const c = new RawPg(sock);
-    const params = Buffer.from(
-      `user\0${opts.user ?? "postgres"}\0database\0${opts.database ?? "postgres"}\0\0`,
-      "utf8",
-    );
-    const startup = Buffer.allocUnsafe(8 + params.length);
-    startup.writeInt32BE(startup.length, 0);
-    startup.writeInt32BE(196608, 4); // protocol 3.0
-    params.copy(startup, 8);
-    sock.write(startup);
+    sock.write(startupMessage(opts.user ?? "postgres", opts.database ?? "postgres"));
     for (;;) {
       const m = await c.next();
       if (m.type === 0x52 /* R */ && m.body.readInt32BE(0) !== 0) {
