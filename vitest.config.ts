@@ -10,8 +10,11 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 120_000,
     // CI runs on a shared 2-core machine where the servers, the proxy and the tests all compete;
-    // a test that fails there once is run once more (and the report still shows the flake).
+    // a test that fails there once is run once more. One that passes only then is listed at the
+    // end of the run (test/support/retry-reporter.ts; .ci/run passes the same reporters), so the
+    // flake is seen and fixed rather than hidden; it does not fail the run (docs/decisions.md).
     retry: process.env.CI ? 1 : 0,
+    reporters: ["default", "./test/support/retry-reporter.ts"],
     pool: "forks",
     // Two cores: more parallel files only fight over them.
     poolOptions: { forks: { maxForks: 2, minForks: 1 } },
