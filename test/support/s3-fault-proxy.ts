@@ -27,7 +27,8 @@
 //   "hold-after"→ forwarded at once; the server's answer is parked until release(): a Complete
 //                 that "could take several minutes to finalize", here with the server done first.
 //   "delay-after" → forwarded at once; the answer goes out `stallMs` after the server's.
-// A rule matches by S3 operation (derived from method and query, e.g. "UploadPart") and key, and
+// A rule matches by S3 operation (derived from method and query, e.g. "UploadPart"), key or one
+// request's identity (requestId), and
 // fires with a probability, or on the Nth matching request (or from the Nth on), a limited number
 // of times. A probability is drawn from a seed and the request itself (its operation, object name
 // without the export's id, part number, and how often that request came before), not from
@@ -79,6 +80,12 @@ export interface FaultRule {
   op?: S3Op | S3Op[];
   /** Object keys (without the bucket) this rule applies to. */
   key?: RegExp;
+  /**
+   * Only this request (its requestId: operation, object name without the export's id, part
+   * number), e.g. a SeenRequest's `id` from an earlier export: the same request of every export,
+   * also when retries elsewhere change how many requests come before it.
+   */
+  request?: string;
   fault: Fault;
   /** Chance per matching request (default 1), drawn from `seed` and the request (requestDraw). */
   probability?: number;
@@ -103,6 +110,8 @@ export interface FaultRule {
 
 export interface SeenRequest {
   op: S3Op;
+  /** requestId: the same for this request in every export, and for its retries. */
+  id: string;
   method: string;
   key: string;
   fault: Fault | null;
@@ -276,9 +285,8 @@ export class S3FaultProxy {
     await new Promise<void>((r) => this.server.close(() => r()));
   }
 
-  private pick(op: S3Op, key: string, url: URL): LiveRule | null {
+  private pick(op: S3Op, key: string, id: string): LiveRule | null {
     if (this.rules.length === 0) return null;
-    const id = requestId(op, key, url);
     let seen = this.seenAs.get(id);
     if (seen === undefined) {
       seen = { times: 0, faults: 0 };
@@ -289,6 +297,7 @@ export class S3FaultProxy {
       const ops = r.op === undefined ? null : Array.isArray(r.op) ? r.op : [r.op];
       if (ops !== null && !ops.includes(op)) continue;
       if (r.key !== undefined && !r.key.test(key)) continue;
+      if (r.request !== undefined && r.request !== id) continue;
       r.matched++;
       const limit = r.times ?? (r.nth !== undefined ? 1 : Number.POSITIVE_INFINITY);
       if (r.fired >= limit) continue;
@@ -306,11 +315,12 @@ export class S3FaultProxy {
   private handle(req: IncomingMessage, res: ServerResponse): void {
     const url = new URL(req.url ?? "/", "http://x");
     const { op, key } = classify(req.method ?? "GET", url);
-    const rule = this.pick(op, key, url);
+    const id = requestId(op, key, url);
+    const rule = this.pick(op, key, id);
     const fault = rule?.fault ?? null;
     this.counts.set(op, this.count(op) + 1);
     if (fault !== null) this.faults.set(fault, (this.faults.get(fault) ?? 0) + 1);
-    const seen: SeenRequest = { op, method: req.method ?? "", key, fault, at: performance.now() };
+    const seen: SeenRequest = { op, id, method: req.method ?? "", key, fault, at: performance.now() };
     this.log.push(seen);
     let settled = false;
     if (op === "UploadPart") {
