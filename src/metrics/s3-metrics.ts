@@ -33,18 +33,27 @@ function codeOf(e: SdkErrorShape | undefined): string {
   return code === "" || code === "Error" ? "Unknown" : code;
 }
 
-export function addS3Metrics(client: S3Client): void {
+/** Where the counts go: this thread's registry, or (the upload thread) a message to the relay's. */
+export interface S3MetricsSink {
+  attempt: typeof s3Attempt;
+  operation: typeof s3Operation;
+}
+
+export function addS3Metrics(
+  client: S3Client,
+  sink: S3MetricsSink = { attempt: s3Attempt, operation: s3Operation },
+): void {
   client.middlewareStack.add(
     (next, context) => async (args) => {
       const op = operationOf(context.commandName);
       try {
         const out = await next(args);
         const meta = (out.output as { $metadata?: { attempts?: number } } | undefined)?.$metadata;
-        s3Operation(op, meta?.attempts ?? 1, undefined);
+        sink.operation(op, meta?.attempts ?? 1, undefined);
         return out;
       } catch (e) {
         const err = e as SdkErrorShape | undefined;
-        s3Operation(op, err?.$metadata?.attempts ?? 1, codeOf(err));
+        sink.operation(op, err?.$metadata?.attempts ?? 1, codeOf(err));
         throw e;
       }
     },
@@ -58,10 +67,14 @@ export function addS3Metrics(client: S3Client): void {
       try {
         const out = await next(args);
         const status = (out.response as { statusCode?: number } | undefined)?.statusCode;
-        s3Attempt(op, status === undefined ? "network" : String(status), (performance.now() - began) / 1000);
+        sink.attempt(
+          op,
+          status === undefined ? "network" : String(status),
+          (performance.now() - began) / 1000,
+        );
         return out;
       } catch (e) {
-        s3Attempt(op, statusOf(e as SdkErrorShape | undefined), (performance.now() - began) / 1000);
+        sink.attempt(op, statusOf(e as SdkErrorShape | undefined), (performance.now() - began) / 1000);
         throw e;
       }
     },

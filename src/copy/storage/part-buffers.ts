@@ -6,6 +6,8 @@
 // into a reused buffer — about a quarter of the relay's CPU in an S3 export (docs/decisions.md,
 // "Part buffers are reused"). A buffer comes back once no request can read it any more: its
 // UploadPart/PutObject has settled (the SDK's retries resend the same buffer within one send()).
+// A part sent by the upload thread lends it its ArrayBuffer (transferred, not copied) and gets it
+// back with the answer; one lost with a thread that died is simply not given back.
 //
 // Memory stays within what the uploads hold at their peak: a buffer is allocated only when none is
 // free, so live + free never exceeds the largest number ever live at once, which the uploads'
@@ -23,8 +25,14 @@ export class PartBuffers {
     this.#max = max;
   }
 
+  /** Buffers allocated so far (the rest of the takes were reuses). */
+  allocated = 0;
+
   take(): Buffer {
-    return this.#free.pop() ?? Buffer.allocUnsafe(this.#size);
+    const b = this.#free.pop();
+    if (b !== undefined) return b;
+    this.allocated++;
+    return Buffer.allocUnsafe(this.#size);
   }
 
   /** `buf` must be one take() returned (or a view of one), and nothing may read it any more. */

@@ -3,7 +3,8 @@
 // sending a command whose effect outlives its request without cutting an attempt short.
 import { createHash, webcrypto } from "node:crypto";
 import { S3Client, type S3ClientConfig } from "@aws-sdk/client-s3";
-import { addS3Metrics } from "../../metrics/s3-metrics.js";
+import { addS3Metrics, type S3MetricsSink } from "../../metrics/s3-metrics.js";
+import type { ThreadClientSettings } from "./upload-protocol.js";
 
 export interface S3ClientSettings {
   /** S3-compatible endpoint (MinIO, Ceph, R2, moto…); implies path-style addressing. */
@@ -15,6 +16,16 @@ export interface S3ClientSettings {
   /** Default "standard": exponential backoff with full jitter, retry quota per client. */
   retryMode?: "standard" | "adaptive" | undefined;
   requestTimeoutMs: number;
+  /** Where the client's request counts go (default: this thread's metrics registry). */
+  metrics?: S3MetricsSink | undefined;
+}
+
+/** How each client createS3Client built was configured, so the upload thread can build its twin. */
+const settingsOf = new WeakMap<S3Client, ThreadClientSettings>();
+
+/** The settings (not the credentials) of a client createS3Client built; undefined for any other. */
+export function threadSettingsOf(client: S3Client): ThreadClientSettings | undefined {
+  return settingsOf.get(client);
 }
 
 /** Smaller bodies are hashed by the signer, on the calling thread: a thread-pool round trip costs more. */
@@ -47,7 +58,14 @@ export function createS3Client(s: S3ClientSettings): S3Client {
   if (region !== undefined) config.region = region;
   if (s.credentials !== undefined) config.credentials = s.credentials;
   const client = new S3Client(config);
-  addS3Metrics(client);
+  settingsOf.set(client, {
+    endpoint: s.endpoint,
+    region: s.region,
+    maxAttempts: s.maxAttempts,
+    retryMode: s.retryMode,
+    requestTimeoutMs: s.requestTimeoutMs,
+  });
+  addS3Metrics(client, s.metrics);
   // SigV4 hashes every part with SHA-256 unless the payload is declared unsigned (5-11% of the
   // proxy's CPU on an export). Over TLS, with a CRC32 checksum on the part (AWS: WHEN_SUPPORTED
   // above), that hash protects nothing more, and the AWS CLI (botocore) sends UNSIGNED-PAYLOAD in

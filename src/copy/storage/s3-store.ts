@@ -9,6 +9,7 @@ import {
   ListObjectsV2Command,
   PutObjectCommand,
   type S3Client,
+  UploadPartCommand,
 } from "@aws-sdk/client-s3";
 import { PgError, SqlState } from "../../errors.js";
 import { contentTypeOf } from "./content-type.js";
@@ -27,6 +28,8 @@ import { PartBuffers } from "./part-buffers.js";
 import { sendWhole } from "./s3-client.js";
 import { httpStatus, isNoSuchBucket, s3Error, sanitized } from "./s3-errors.js";
 import { S3Upload } from "./s3-upload.js";
+import type { PartResult } from "./upload-protocol.js";
+import { threadCanSend, uploadThread } from "./upload-thread.js";
 
 export interface S3StoreConfig {
   client: S3Client;
@@ -40,6 +43,18 @@ export interface S3StoreConfig {
    * to appear (the upload is gone, so the server completed it or is completing it).
    */
   settleMs?: number;
+  /**
+   * UploadParts go out from the process's upload thread (upload-thread.ts) when the client was
+   * built by createS3Client (default); false: from this thread, through `client` itself.
+   */
+  uploadThread?: boolean;
+  /** Niceness of the upload thread (0 = the relay's own priority). */
+  uploadNice?: number;
+}
+
+/** A part's buffer while it may be lent out: `body` is undefined while the upload thread has it. */
+export interface HeldPart {
+  body: Buffer | undefined;
 }
 
 export class S3Store implements ObjectStore {
@@ -53,9 +68,13 @@ export class S3Store implements ObjectStore {
   /** The uploads' part buffers, reused (part-buffers.ts); as many kept free as one upload holds. */
   readonly parts: PartBuffers;
   unknownUploadsPossible = false;
+  readonly #threaded: boolean;
+  readonly #uploadNice: number;
 
   constructor(c: S3StoreConfig) {
     this.client = c.client;
+    this.#threaded = c.uploadThread !== false && threadCanSend(c.client);
+    this.#uploadNice = c.uploadNice ?? 0;
     this.settleMs = c.settleMs ?? 120_000;
     this.bucket = c.bucket;
     this.prefix = c.prefix.replace(/^\/+|\/+$/g, "");
@@ -92,6 +111,51 @@ export class S3Store implements ObjectStore {
       return await fn();
     } catch (err) {
       throw s3Error(op, err, this.url(key), signal);
+    }
+  }
+
+  /**
+   * One UploadPart of `held.body`, settled (its request ended) when this settles. From the upload
+   * thread, the buffer is lent there (held.body undefined meanwhile) and comes back with the
+   * answer; a thread that died keeps it. The SDK's errors come back as the same errors.
+   */
+  async sendPart(
+    key: string,
+    uploadId: string,
+    partNumber: number,
+    held: HeldPart,
+    signal: AbortSignal,
+  ): Promise<Omit<PartResult, "threadId">> {
+    const body = held.body!;
+    const Key = this.fullKey(key);
+    if (!this.#threaded) {
+      return this.client.send(
+        new UploadPartCommand({
+          Bucket: this.bucket,
+          Key,
+          UploadId: uploadId,
+          PartNumber: partNumber,
+          Body: body,
+          ContentLength: body.length,
+        }),
+        { abortSignal: signal },
+      );
+    }
+    held.body = undefined;
+    try {
+      const r = await uploadThread().send(
+        this.client,
+        { bucket: this.bucket, key: Key, uploadId, partNumber },
+        body,
+        signal,
+        this.#uploadNice,
+      );
+      held.body = r.body;
+      return r.result;
+    } catch (e) {
+      const { error, body: back } = e as { error: unknown; body: Buffer | undefined };
+      held.body = back;
+      throw error;
     }
   }
 

@@ -23,14 +23,13 @@ import {
   CompleteMultipartUploadCommand,
   CreateMultipartUploadCommand,
   PutObjectCommand,
-  UploadPartCommand,
 } from "@aws-sdk/client-s3";
 import { PgError, SqlState } from "../../errors.js";
 import { contentTypeOf } from "./content-type.js";
 import { abortError, MAX_PARTS, type ObjectUpload, toBuffer, withCleanupFailure } from "./object-store.js";
 import { sendWhole } from "./s3-client.js";
 import { httpStatus, isNoSuchUpload, s3Error } from "./s3-errors.js";
-import type { S3Store } from "./s3-store.js";
+import type { HeldPart, S3Store } from "./s3-store.js";
 
 type Checksums = Pick<
   CompletedPart,
@@ -308,22 +307,15 @@ export class S3Upload implements ObjectUpload {
       );
       return;
     }
-    this.#inflightBytes += body.length;
+    const length = body.length;
+    this.#inflightBytes += length;
     const created = this.#ensureCreated();
+    /** The part's buffer, while this thread has it (not while the upload thread does). */
+    const held: HeldPart = { body };
     const p = (async () => {
       const UploadId = await created;
       const out = await this.#store.call("UploadPart", this.#key, this.#opSignal, () =>
-        this.#store.client.send(
-          new UploadPartCommand({
-            Bucket: this.#store.bucket,
-            Key: this.#fullKey,
-            UploadId,
-            PartNumber,
-            Body: body,
-            ContentLength: body.length,
-          }),
-          { abortSignal: this.#opSignal },
-        ),
+        this.#store.sendPart(this.#key, UploadId, PartNumber, held, this.#opSignal),
       );
       const sums: Checksums = {};
       if (out.ChecksumCRC32) sums.ChecksumCRC32 = out.ChecksumCRC32;
@@ -336,8 +328,8 @@ export class S3Upload implements ObjectUpload {
       .catch((err: unknown) => this.#fail(PgError.from(err, SqlState.ioError)))
       .finally(() => {
         this.#inflight.delete(p);
-        this.#inflightBytes -= body.length;
-        this.#store.parts.give(body); // no request reads it any more
+        this.#inflightBytes -= length;
+        if (held.body !== undefined) this.#store.parts.give(held.body); // no request reads it any more
         this.#pump();
       });
     this.#inflight.add(p);

@@ -4,7 +4,7 @@
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, renameSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
-import { dirname, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { threadId } from "node:worker_threads";
 
@@ -27,12 +27,17 @@ export function hostEntry(): URL {
 const bundled = new Map<string, URL>();
 
 function entryOf(name: string): URL {
-  const js = new URL(`./${name}.js`, import.meta.url);
+  return entryAt(new URL(`./${name}.js`, import.meta.url));
+}
+
+/** A worker's entry given as its compiled module's URL (`.js`), found or bundled the same way. */
+export function entryAt(js: URL): URL {
   if (existsSync(fileURLToPath(js))) return js;
-  let url = bundled.get(name);
+  const ts = fileURLToPath(js).replace(/\.js$/, ".ts");
+  let url = bundled.get(ts);
   if (url === undefined) {
-    url = bundle(fileURLToPath(new URL(`./${name}.ts`, import.meta.url)), name);
-    bundled.set(name, url);
+    url = bundle(ts, basename(ts, ".ts"));
+    bundled.set(ts, url);
   }
   return url;
 }
