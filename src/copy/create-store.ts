@@ -32,5 +32,6 @@ export function createStore(
     prefix: target.prefix,
     partSize: o.partSize,
     partsInFlight: o.partsInFlight,
+    uploadNice: o.uploadNice,
   });
 }

@@ -266,6 +266,8 @@ class Export {
         maxAttempts: e.s3MaxAttempts,
         retryMode: e.s3RetryMode,
         requestTimeoutMs: e.s3RequestTimeoutMs,
+        // The part uploads are the export's work too: they yield to the relay as its encoders do.
+        uploadNice: e.workerNice,
       },
       this.deps.config.fileRoot,
     );

@@ -86,6 +86,8 @@ export interface StoreOptions {
   retryMode?: "standard" | "adaptive";
   /** Socket idle timeout of an S3 request. */
   requestTimeoutMs?: number;
+  /** Niceness of the S3 upload thread (exports.workerNice; 0 = the relay's own priority). */
+  uploadNice?: number;
 }
 
 export const MIN_PART_SIZE = 5 * 1024 * 1024;
@@ -98,6 +100,7 @@ export const STORE_DEFAULTS: Required<StoreOptions> = {
   maxAttempts: 5,
   retryMode: "standard",
   requestTimeoutMs: 120_000,
+  uploadNice: 0,
 };
 
 export function resolveStoreOptions(o: StoreOptions = {}): Required<StoreOptions> {
@@ -107,6 +110,7 @@ export function resolveStoreOptions(o: StoreOptions = {}): Required<StoreOptions
     maxAttempts: o.maxAttempts ?? STORE_DEFAULTS.maxAttempts,
     retryMode: o.retryMode ?? STORE_DEFAULTS.retryMode,
     requestTimeoutMs: o.requestTimeoutMs ?? STORE_DEFAULTS.requestTimeoutMs,
+    uploadNice: o.uploadNice ?? STORE_DEFAULTS.uploadNice,
   };
   const bad = (what: string) =>
     new PgError(SqlState.invalidParameterValue, `invalid storage setting: ${what}`);

@@ -48,7 +48,7 @@ export interface S3StoreConfig {
    * built by createS3Client (default); false: from this thread, through `client` itself.
    */
   uploadThread?: boolean;
-  /** Niceness of the upload thread (0 = the relay's own priority). */
+  /** Niceness of the upload thread (exports.workerNice; 0 = the relay's own priority). */
   uploadNice?: number;
 }
 
@@ -143,12 +143,11 @@ export class S3Store implements ObjectStore {
     }
     held.body = undefined;
     try {
-      const r = await uploadThread().send(
+      const r = await uploadThread(this.#uploadNice).send(
         this.client,
         { bucket: this.bucket, key: Key, uploadId, partNumber },
         body,
         signal,
-        this.#uploadNice,
       );
       held.body = r.body;
       return r.result;

@@ -54,7 +54,6 @@ export interface WireCredentials {
 export type ToUploadThread =
   | { t: "client"; client: number; settings: ThreadClientSettings }
   | { t: "drop"; client: number }
-  | { t: "nice"; nice: number }
   | {
       t: "part";
       req: number;
@@ -71,8 +70,12 @@ export type FromUploadThread =
   | { t: "settled"; req: number; buf: ArrayBuffer; result?: PartResult; error?: WireS3Error }
   | { t: "credentials"; ask: number; client: number }
   | { t: "attempt"; op: string; status: string; seconds: number }
-  | { t: "operation"; op: string; attempts: number; code: string | undefined }
-  | { t: "nice"; nice: number };
+  | { t: "operation"; op: string; attempts: number; code: string | undefined };
+
+export interface UploadWorkerData {
+  /** Niceness the thread lowers itself to (exports.workerNice). */
+  nice: number;
+}
 
 /** The fields of an SDK (or network) error that s3-errors.ts and the metrics use. */
 export function toWireS3Error(err: unknown, service: boolean): WireS3Error {

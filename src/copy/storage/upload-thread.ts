@@ -37,9 +37,16 @@ export const uploadThreadTestHooks: { current: () => UploadThread | undefined } 
 
 let shared: UploadThread | undefined;
 
-/** The process's upload thread, started if there is none (or the last one died). */
-export function uploadThread(): UploadThread {
-  if (shared === undefined || shared.dead) shared = new UploadThread();
+/**
+ * The process's upload thread at niceness `nice`, started if there is none, if the last one died,
+ * or if it runs at another niceness (a reload changed exports.workerNice: a thread cannot raise
+ * its own priority back, so a new one starts and the old one ends once its parts have settled).
+ */
+export function uploadThread(nice: number): UploadThread {
+  if (shared !== undefined && !shared.dead && shared.nice === nice) return shared;
+  const old = shared;
+  shared = new UploadThread(nice);
+  old?.retire();
   return shared;
 }
 
@@ -72,14 +79,18 @@ export class UploadThread {
     this.#post({ t: "drop", client: id });
   });
   #nextReq = 1;
-  #nice = 0;
+  #retiring = false;
   #died: PgError | undefined;
+  /** The niceness asked for (the thread stays at the process's own if that is nicer already). */
+  readonly nice: number;
   /** Parts sent through this thread (tests and the record). */
   partsSent = 0;
 
-  constructor() {
+  constructor(nice: number) {
+    this.nice = nice;
     // None of the process's node options but the profiler's (as the encoder threads: worker-entry.ts).
     this.#worker = new Worker(entryAt(new URL("./upload-worker.js", import.meta.url)), {
+      workerData: { nice },
       execArgv: profilerArgs(),
     });
     this.#worker.unref(); // held only while parts are in flight (#post of a part refs it)
@@ -95,6 +106,12 @@ export class UploadThread {
 
   get dead(): boolean {
     return this.#died !== undefined;
+  }
+
+  /** No more parts come: the thread ends once those it holds have settled. */
+  retire(): void {
+    this.#retiring = true;
+    if (this.#pending.size === 0) void this.#worker.terminate();
   }
 
   /** Tests only: ends the thread as a crash would. */
@@ -113,14 +130,9 @@ export class UploadThread {
     part: PartRequest,
     body: Buffer,
     signal: AbortSignal,
-    nice: number,
   ): Promise<{ result: PartResult; body: Buffer }> {
     if (this.#died !== undefined) return Promise.reject({ error: this.#died, body });
     const clientId = this.#register(client);
-    if (nice !== this.#nice) {
-      this.#nice = nice;
-      this.#post({ t: "nice", nice });
-    }
     const req = this.#nextReq++;
     const buf = body.buffer as ArrayBuffer;
     return new Promise((resolve, reject) => {
@@ -186,8 +198,6 @@ export class UploadThread {
       case "operation":
         s3Operation(m.op, m.attempts, m.code);
         break;
-      case "nice":
-        break;
     }
   }
 
@@ -217,7 +227,9 @@ export class UploadThread {
 
   #settled(req: number): void {
     this.#pending.delete(req);
-    if (this.#pending.size === 0) this.#worker.unref();
+    if (this.#pending.size > 0) return;
+    this.#worker.unref();
+    if (this.#retiring) void this.#worker.terminate();
   }
 
   #die(why: string): void {

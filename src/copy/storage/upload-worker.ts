@@ -6,7 +6,7 @@
 // assumed roles, the default chain) and caches them as before. A part's buffer arrives
 // transferred and goes back transferred once its request has settled: nothing here reads it after.
 import { getPriority, setPriority } from "node:os";
-import { parentPort, threadId } from "node:worker_threads";
+import { parentPort, threadId, workerData } from "node:worker_threads";
 import { type S3Client, S3ServiceException, UploadPartCommand } from "@aws-sdk/client-s3";
 import { createS3Client } from "./s3-client.js";
 import {
@@ -14,6 +14,7 @@ import {
   type ThreadClientSettings,
   type ToUploadThread,
   toWireS3Error,
+  type UploadWorkerData,
   type WireCredentials,
 } from "./upload-protocol.js";
 
@@ -45,17 +46,20 @@ function clientOf(id: number, settings: ThreadClientSettings): S3Client {
 }
 
 /**
- * Niceness of this thread (Linux applies setpriority(0) to the calling thread only). Raising it
- * back needs privileges, so a thread once lowered stays at least that low.
+ * Lowers this thread to `nice`, as the encoder threads are (Linux applies setpriority(0) to the
+ * calling thread only); never SCHED_IDLE, whatever exports.workerPolicy says: a request starved
+ * mid-body would hold its socket silent until S3 drops it (docs/decisions.md). Raising a priority
+ * needs privileges, so a process already nicer keeps its own.
  */
-function renice(nice: number): number {
+function lowerPriority(nice: number): void {
   try {
     if (nice > getPriority()) setPriority(nice);
-    return getPriority();
   } catch {
-    return Number.NaN;
+    // a platform without per-thread priorities: run as we are
   }
 }
+
+lowerPriority((workerData as UploadWorkerData).nice);
 
 async function part(m: Extract<ToUploadThread, { t: "part" }>): Promise<void> {
   const ac = new AbortController();
@@ -111,9 +115,6 @@ port.on("message", (m: ToUploadThread) => {
     case "drop":
       clients.get(m.client)?.destroy();
       clients.delete(m.client);
-      break;
-    case "nice":
-      post({ t: "nice", nice: renice(m.nice) });
       break;
     case "part":
       void part(m);
