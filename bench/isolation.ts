@@ -7,7 +7,14 @@
 //                              [--ref COMMIT[,COMMIT2]] [--exports JSON] [--variants JSON-ARRAY]
 //                              [--probe] [--own-session yes|no] [--clients 4] [--threads 2]
 //                              [--scale 10] [--rate TPS|P%] [--load saturated,rated] [--no-build]
-//                              [--yardstick pgbouncer]
+//                              [--yardstick pgbouncer] [--sched-trace SECS]
+//
+// --sched-trace SECS: in every window, SECS seconds of the scheduler's switches and wake-ups on all
+// CPUs (`perf record -e sched:sched_switch …`, needs root or perf_event_paranoid ≤ 0), starting 1 s
+// into the window's load: how long the relay thread waited for a CPU each time it was woken, how
+// long it ran each time (a turn of its event loop), and what ran on the CPUs while it waited — the
+// exports' encoder threads, the proxy's other threads, the export's PostgreSQL backend, the other
+// backends, pgbench, idle CPUs, the machine's other work (bench/lib/sched-trace.ts).
 //
 // --yardstick pgbouncer: PgBouncer (session mode, as bench/proxy-overhead.sh runs it) as one more
 // path, in windows of its own alternating with the proxies' (same rotation, same -T and -R):
@@ -19,7 +26,10 @@
 //
 // --variants '[{"workerPolicy":"nice"},{"workerPolicy":"idle"}]': one proxy per build and entry
 // (its settings over --exports; an "env" object is extra environment, "nodeArgs" an array of
-// extra node options for the proxy process (e.g. V8's "--single-threaded-gc"), "reniceHelpers" N
+// extra node options for the proxy process (e.g. V8's "--single-threaded-gc"), "relaySliceUs" N has the
+// bench ask the scheduler for an N µs slice for the proxy's main thread once it runs (sched_setattr
+// through perl, with SCHED_FLAG_RESET_ON_FORK; what the proxy's own relaySliceUs setting does, for
+// builds that lack it), "reniceHelpers" N
 // has the bench renice every thread of the proxy but its main one that runs at niceness 0 (V8's
 // compiler and GC threads, libuv's pool: they serve the encoder threads too) to N, every 200 ms
 // while a window runs (an experiment from outside, not a proxy setting); "ownSession" overrides
@@ -103,7 +113,7 @@ import {
 } from "./lib/export-window.js";
 import { activeSpanUs, runPgbench, type Txns, type WindowStats, windowStats } from "./lib/pgbench.js";
 import { type Pgbouncer, startPgbouncer } from "./lib/pgbouncer.js";
-import { cpuSeconds, type ThreadSched, threadSched, treeCpuSeconds } from "./lib/proc.js";
+import { childPids, cpuSeconds, type ThreadSched, threadSched, treeCpuSeconds } from "./lib/proc.js";
 import {
   buildProxies,
   type ProxyProc,
@@ -113,6 +123,14 @@ import {
   stopProxy,
 } from "./lib/proxy-process.js";
 import { psql } from "./lib/psql.js";
+import {
+  analyseSchedTrace,
+  fmtSchedTrace,
+  readSched,
+  recordSched,
+  type SchedTraceSummary,
+  TRACE_CLASSES,
+} from "./lib/sched-trace.js";
 import { fmtRate, median } from "./lib/stats.js";
 import { benchLog, cleanupOnSignal, printHeaderAndExit } from "./lib/usage.js";
 
@@ -135,6 +153,7 @@ const { values: argv } = parseArgs({
     rate: { type: "string" },
     load: { type: "string" },
     yardstick: { type: "string" },
+    "sched-trace": { type: "string" },
     "no-build": { type: "boolean", default: false },
     help: { type: "boolean", short: "h", default: false },
   },
@@ -165,6 +184,7 @@ interface Variant {
   ownSession: boolean;
   nodeArgs: string[];
   reniceHelpers: number | undefined;
+  relaySliceUs: number | undefined;
 }
 const VARIANTS: Variant[] =
   argv.variants === undefined
@@ -176,10 +196,11 @@ const VARIANTS: Variant[] =
           ownSession: OWN_SESSION,
           nodeArgs: [],
           reniceHelpers: undefined,
+          relaySliceUs: undefined,
         },
       ]
     : (JSON.parse(argv.variants) as Array<Record<string, unknown>>).map((v) => {
-        const { env, ownSession, nodeArgs, reniceHelpers, ...exp } = v;
+        const { env, ownSession, nodeArgs, reniceHelpers, relaySliceUs, ...exp } = v;
         const label = JSON.stringify(v).replace(/["{}]/g, "").replace(/^env:/, "").replace(/C2S_/g, "");
         return {
           label,
@@ -188,6 +209,7 @@ const VARIANTS: Variant[] =
           ownSession: (ownSession as boolean | undefined) ?? OWN_SESSION,
           nodeArgs: (nodeArgs ?? []) as string[],
           reniceHelpers: reniceHelpers as number | undefined,
+          relaySliceUs: relaySliceUs as number | undefined,
         };
       });
 type WindowKind = "idle" | "parquet" | "csv" | "parquet4" | "csv4";
@@ -211,6 +233,8 @@ if (TARGET !== "file" && TARGET !== "s3") throw new Error(`bad --target ${TARGET
 if (argv.yardstick !== undefined && argv.yardstick !== "pgbouncer")
   throw new Error(`bad --yardstick ${argv.yardstick} (pgbouncer is the one there is)`);
 const YARDSTICK = argv.yardstick === "pgbouncer";
+const TRACE_SECS = argv["sched-trace"] === undefined ? 0 : Number(argv["sched-trace"]);
+if (!(TRACE_SECS >= 0)) throw new Error(`bad --sched-trace ${argv["sched-trace"]}`);
 
 const WORK = mkdtempSync("/tmp/c2s-bench-isolation-");
 const DB = "bench";
@@ -262,6 +286,8 @@ interface WindowResult {
   /** With --probe: the main thread's stalls over 50 ms (s since the exports' start: ms, what),
    * and when each export ended. */
   stalls: string;
+  /** With --sched-trace: the relay's waits and runs, and who ran while it waited. */
+  trace: SchedTraceSummary | undefined;
   /** CPU ms per second of the window's first seconds: main / other nice-0 threads / lowered. */
   timeline: string;
 }
@@ -312,6 +338,10 @@ class SchedSampler {
       }
     }
   }
+  /** The threads seen with a niceness or scheduling class of their own (the exports' encoders). */
+  loweredTids(): Set<number> {
+    return new Set([...this.last].filter(([, s]) => s.nice > 0 || s.policy !== 0).map(([tid]) => tid));
+  }
   /** The first seconds as "main/others at nice 0/lowered" CPU ms per second. */
   timeline(seconds = 6): string {
     return this.perSecond
@@ -335,6 +365,17 @@ class SchedSampler {
     }
     return { mainWaitNs, lowCpuNs, mainSlices };
   }
+}
+
+/**
+ * An experiment from outside ("relaySliceUs" in --variants): the proxy's main thread asks the
+ * scheduler for a slice of `us` µs (sched_setattr(2) with SCHED_OTHER and sched_runtime, Linux
+ * 6.12+ EEVDF; unprivileged), through perl's syscall() as Node has no call for it.
+ */
+function setSlice(tid: number, us: number): void {
+  const script = `my $a=pack("LLQlLQQQ",48,0,1,0,0,${Math.round(us * 1000)},0,0); syscall(314,${tid},$a,0)==0 or die "sched_setattr: $!"; my $b="\\0"x56; syscall(315,${tid},$b,56,0); print((unpack("LLQlLQQQ",$b))[5])`;
+  const got = execFileSync("perl", ["-e", script], { encoding: "utf8" });
+  log(`  pid ${tid}: slice ${Number(got) / 1000} µs`);
 }
 
 /** What bench/lib/loop-probe.mjs writes at each SIGUSR2. */
@@ -495,6 +536,10 @@ async function main(): Promise<void> {
           }),
         );
       }
+    for (const [i, p] of proxies.entries()) {
+      const us = VARIANTS[i % VARIANTS.length]!.relaySliceUs;
+      if (us !== undefined) setSlice(p.pid, us);
+    }
     if (YARDSTICK) {
       // The yardstick is a unit of its own, alternating with the proxies: its windows run pgbench
       // through PgBouncer and direct, and the exports (which only the proxy can run) through the
@@ -552,11 +597,28 @@ async function main(): Promise<void> {
       });
       await probeUnit();
       let sampler = new SchedSampler(path.pid, reniceHelpers);
+      /** With --sched-trace: TRACE_SECS of the scheduler, from 1 s into the window's load. */
+      const traceSoon = async (): Promise<SchedTraceSummary | undefined> => {
+        if (TRACE_SECS === 0) return undefined;
+        await new Promise((r) => setTimeout(r, 1000));
+        const postmaster = Number(
+          readFileSync(join(pg.dir, "data", "postmaster.pid"), "utf8").split("\n")[0],
+        );
+        const ourPg = new Set([postmaster, ...childPids(postmaster)]);
+        const file = join(WORK, `sched-${runNo}.data`);
+        await recordSched(file, TRACE_SECS);
+        const text = await readSched(file);
+        rmSync(file, { force: true });
+        return analyseSchedTrace(text, path.pid, path.pid, sampler.loweredTids(), ourPg);
+      };
+      let tracing: Promise<SchedTraceSummary | undefined> = Promise.resolve(undefined);
       let cpu0 = cpuNow();
       const relayNs0 = threadSched(path.pid).get(path.pid)?.cpuNs ?? Number.NaN;
       let t0 = performance.now();
       const runs = Promise.all([bench(path.port, "proxy"), bench(pg.port, "direct")]);
       runs.catch(() => {}); // awaited below, after the export; a failure must not go unhandled meanwhile
+      if (kind === "idle") tracing = traceSoon();
+      tracing.catch(() => {});
       let fromUs = Number.NEGATIVE_INFINITY;
       let toUs = Number.POSITIVE_INFINITY;
       let cpu1 = cpu0;
@@ -574,6 +636,8 @@ async function main(): Promise<void> {
         const c0 = cpuNow();
         sampler.stop();
         sampler = new SchedSampler(path.pid, reniceHelpers);
+        tracing = traceSoon();
+        tracing.catch(() => {});
         await probeUnit();
         // SECS of constant load: n streams of back-to-back exports (docs/isolation.md, "Export
         // windows of a fixed length"); at the window's end its figures are taken and the exports
@@ -604,6 +668,7 @@ async function main(): Promise<void> {
         cpu0 = c0;
       }
       const [px, dr] = await runs;
+      const trace = await tracing;
       let relayNs = Number.NaN;
       if (kind === "idle") {
         cpu1 = cpuNow();
@@ -655,6 +720,7 @@ async function main(): Promise<void> {
           typeof v === "number" ? Math.round(v) : v,
         ).replace(/"/g, ""),
         timeline,
+        trace,
         stalls:
           (loop?.stalls ?? [])
             .map(
@@ -701,6 +767,7 @@ async function main(): Promise<void> {
             (argv.probe
               ? `  CPU ms per s of the first seconds (main/others at nice 0/lowered): ${r.timeline}  loop delay p99 ${r.loopP99.toFixed(1)} max ${r.loopMax.toFixed(1)} ms, GC ${r.gcMs.toFixed(0)} ms (max ${r.gcMaxMs.toFixed(1)}, by kind ${r.gcByKind}); stalls > 50 ms: ${r.stalls || "none"}`
               : "") +
+            (r.trace ? `  ${fmtSchedTrace(r.trace)}` : "") +
             `  load ${loadavg()[0]!.toFixed(1)}`,
         );
       }
@@ -803,10 +870,36 @@ function printSummary(
     }
   }
   if (names.includes("pgbouncer")) out.push(...yardstickTable(names, results));
+  if (TRACE_SECS > 0) out.push(...traceTable(names, results));
   out.push(
     `\np99 through the proxy / p99 direct in the same window (median of rounds, lowest–highest): ${ratios.join("; ")}`,
   );
   process.stdout.write(`${out.join("\n")}\n`);
+}
+
+/** With --sched-trace: per proxy and window, medians over rounds of the relay's waits and runs, and
+ * of who ran while it waited (ms per traced second, summed over CPUs). */
+function traceTable(names: string[], results: Map<string, WindowResult[]>): string[] {
+  const out = [
+    `\n| proxy | window | load | relay waits ms/s | wait p99 µs | runs ms/s | run p99 / max µs | waits displacing an encoder: n/s, p50 / p99 µs | … the export's backend | … other tasks of ours (V8, libuv) | while it waited, ms/s: ${TRACE_CLASSES.join(" / ")} |`,
+    "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+  ];
+  for (const name of names)
+    for (const kind of KINDS)
+      for (const load of LOADS) {
+        const rs = (results.get(`${name} ${kind}${loadTag(load)}`) ?? []).filter((r) => r.trace);
+        if (rs.length === 0) continue;
+        const m = (f: (t: SchedTraceSummary) => number, d = 0): string =>
+          median(rs.map((r) => f(r.trace!))).toFixed(d);
+        const by = (c: (typeof TRACE_CLASSES)[number]): string =>
+          `${m((t) => t.endedBy[c].n / t.secs)}, ${m((t) => t.endedBy[c].p50Us)} / ${m((t) => t.endedBy[c].p99Us)}`;
+        out.push(
+          `| ${name} | ${kind} | ${load === "rated" ? `-R ${rate}` : "saturated"} | ${m((t) => t.waitMs / t.secs)} | ${m((t) => t.waitP99Us)} | ` +
+            `${m((t) => t.runMs / t.secs)} | ${m((t) => t.runP99Us)} / ${m((t) => t.runMaxUs)} | ${by("encoder")} | ${by("pg-export")} | ${by("proxy-other")} | ` +
+            `${TRACE_CLASSES.map((c) => m((t) => t.duringWaitMs[c] / t.secs)).join(" / ")} |`,
+        );
+      }
+  return out;
 }
 
 /** The windows' p99 ratios summed up (bench/lib/export-window.ts: why the median of the per-window
