@@ -212,6 +212,12 @@ function resolveSettings(
       ["thread", "process"],
       "exports.encoderHost",
     ),
+    warmUp: oneOf(
+      pick(v["warm-up"], "C2S_WARM_UP", "warmUp") ??
+        String(fileExports.warmUp ?? DEFAULT_EXPORT_LIMITS.warmUp),
+      ["none", "compile", "thread"],
+      "warm-up",
+    ),
     maxEncodingThreads:
       fileExports.maxEncodingThreads === "auto" || fileExports.maxEncodingThreads === undefined
         ? autoMaxEncodingThreads(availableParallelism())
@@ -349,6 +355,7 @@ export const CLI_OPTIONS = {
   "drain-timeout": { type: "string" },
   "max-exports": { type: "string" },
   "stall-timeout": { type: "string" },
+  "warm-up": { type: "string" },
   "max-exports-per-user": { type: "string" },
   "client-tls": { type: "string" },
   "login-timeout": { type: "string" },

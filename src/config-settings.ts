@@ -270,6 +270,15 @@ export const SETTINGS: readonly SettingHelp[] = [
       "thread: encoder threads run in the proxy's process; process: in one child process of the proxy (started at the first export, in a session of its own), all its threads and its Linux autogroup at exports.workerNice",
   },
   {
+    flag: "--warm-up MODE",
+    env: "C2S_WARM_UP",
+    key: "exports.warmUp",
+    default: "compile",
+    example: "--warm-up thread",
+    meaning:
+      "prepared in the background once the proxy listens, for its first export: compile (parquet-wasm compiled; ~0.1-0.3 CPU-s, a few MB), thread (also the spare encoder thread started and warmed by a 2048-row synthetic export; ~0.5-0.8 CPU-s, ~30 MB kept), none",
+  },
+  {
     key: "exports.maxEncodingThreads",
     default: "auto",
     example: '"exports": { "maxEncodingThreads": 0 }',
@@ -387,5 +396,6 @@ export const DEFAULT_EXPORT_LIMITS: ExportLimits = {
   encoderThreads: 1,
   workerPolicy: "nice",
   encoderHost: "thread",
+  warmUp: "compile",
   maxEncodingThreads: autoMaxEncodingThreads(availableParallelism()),
 };

@@ -93,6 +93,13 @@ export interface ExportLimits {
    */
   encoderHost: "thread" | "process";
   /**
+   * What the proxy prepares in the background once it listens, so that its first export does not
+   * pay it (src/encoders/worker/encoder-warm-up.ts; docs/decisions.md "The first export of a
+   * proxy"): "compile" parquet-wasm; "thread" also the spare encoder thread, warmed by a small
+   * synthetic export; "none" nothing.
+   */
+  warmUp: "none" | "compile" | "thread";
+  /**
    * At most this many encoder threads of the process encode at the same time (a slot per batch
    * of rows; the others wait with their export's upstream paused); 0 = no limit. "auto" in the
    * config file: one less than the cores, at least 1 (autoMaxEncodingThreads; docs/isolation.md).

@@ -39,6 +39,7 @@ const RESTART_ONLY = [
   "fileRoot",
   "cancelTimeoutMs",
   "connectTimeoutMs",
+  "exports.warmUp",
 ] as const;
 
 /** How long the last log lines may take to reach a slow reader before the process exits anyway. */

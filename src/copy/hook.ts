@@ -1,6 +1,7 @@
 // Wires the COPY TO S3 feature into the proxy's CopyHook seam.
 import type { Config } from "../config.js";
 import { keepSpareEncoderThread } from "../encoders/worker/encoder-thread.js";
+import { warmUpEncoders } from "../encoders/worker/encoder-warm-up.js";
 import type { Logger } from "../log.js";
 import type { CopyHook } from "../proxy/copy-hook.js";
 import { ConnectionSource } from "./connection-source.js";
@@ -38,6 +39,20 @@ export async function createCopyHook(config: Config, log: Logger): Promise<CopyT
   const deps = { config, connections: connections.current, limiter };
   // An export's encoder thread is kept for the next export until the proxy shuts down.
   const releaseSpare = keepSpareEncoderThread();
+  // The warm-up (exports.warmUp) runs once the proxy listens; the shutdown ends it.
+  const warm = new AbortController();
+  const listening = (): void => {
+    const { warmUp, workerNice, workerPolicy, encoderHost } = config.exports;
+    if (warmUp === "none") return;
+    const t0 = performance.now();
+    void warmUpEncoders(
+      warmUp,
+      { nice: workerNice, idle: workerPolicy === "idle", host: encoderHost },
+      warm.signal,
+    ).then((outcome) =>
+      log.info({ warmUp, outcome, ms: Math.round(performance.now() - t0) }, "exports warm-up ended"),
+    );
+  };
   return {
     recognize: (sql, upstreamParameters) =>
       parseCopyTo(sql, { dialect: upstreamKindOf(config.upstreamKind, upstreamParameters) }),
@@ -48,7 +63,11 @@ export async function createCopyHook(config: Config, log: Logger): Promise<CopyT
       deps.config = { ...config, exports: next.exports };
       limiter.reconfigure(next.exports);
     },
-    shutdown: releaseSpare,
+    listening,
+    shutdown: () => {
+      warm.abort();
+      releaseSpare();
+    },
     connections,
   };
 }

@@ -105,6 +105,11 @@ export interface CopyHook<S = any> {
   /** The statement as an error refusing it names it (e.g. "SHOW COPY_TO_S3 JOBS"); absent: a COPY. */
   label?(stmt: S): string;
   /**
+   * The proxy listens: what is kept ready for statements may be prepared now, in the background
+   * (never delaying a client). Called once.
+   */
+  listening?(): void;
+  /**
    * The proxy is shutting down: no statement starts any more. Let go of what is kept ready for
    * later ones (an idle encoder thread); running exports finish or are aborted as before.
    */

@@ -306,6 +306,7 @@ export async function startProxy(config: Config, log: Logger, copy: CopyHook | n
     port: typeof addr === "object" && addr ? addr.port : config.listen.port,
   };
   log.info({ listen: address, upstream: config.upstream }, "proxy listening");
+  copy?.listening?.();
 
   let shutdownPromise: Promise<void> | null = null;
   let deadline = Number.POSITIVE_INFINITY;

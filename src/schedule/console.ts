@@ -67,6 +67,7 @@ export function withScheduleConsole(
       const result = answer(stmt, scheduler, ctx.user, operatorsOf);
       return { rows: result.rows.length, result };
     },
+    listening: () => inner.listening?.(),
     shutdown: () => inner.shutdown?.(),
   };
 }

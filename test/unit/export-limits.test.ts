@@ -41,6 +41,18 @@ describe("export limits", () => {
     expect(() => loadConfig(["--stall-timeout", "-1"], {})).toThrow(ConfigError);
   });
 
+  test("exports.warmUp: compile by default; --warm-up > C2S_WARM_UP > config file; one of none, compile, thread", () => {
+    expect(loadConfig([], {}).config.exports.warmUp).toBe("compile");
+    expect(loadConfig(withFile({ warmUp: "none" }), {}).config.exports.warmUp).toBe("none");
+    expect(loadConfig(withFile({ warmUp: "none" }), { C2S_WARM_UP: "thread" }).config.exports.warmUp).toBe(
+      "thread",
+    );
+    expect(loadConfig(["--warm-up", "none"], { C2S_WARM_UP: "thread" }).config.exports.warmUp).toBe("none");
+    expect(() => loadConfig(["--warm-up", "eager"], {})).toThrow(
+      /warm-up: expected one of none, compile, thread/,
+    );
+  });
+
   test("the config file sets them", () => {
     const e = loadConfig(
       withFile({ s3MaxAttempts: 8, s3RetryMode: "adaptive", s3RequestTimeoutMs: 5000, filesCompleting: 1 }),
