@@ -3,6 +3,7 @@
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { freePort } from "./ports.js";
+import { waitForStart } from "./process-start.js";
 
 export interface S3Server {
   endpoint: string;
@@ -40,20 +41,20 @@ export async function startMoto(o: MotoOptions = {}): Promise<S3Server> {
     stderr = (stderr + d.toString()).slice(-4000);
   });
   const endpoint = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    if (proc.exitCode !== null) throw new Error(`moto exited: ${stderr}`);
+  const up = async (): Promise<boolean> => {
     try {
       const r = await fetch(`${endpoint}/moto-api/`);
-      if (r.ok || r.status < 500) break;
+      return r.ok || r.status < 500;
     } catch {
-      /* not up yet */
+      return false; // not up yet
     }
-    if (Date.now() > deadline) {
-      proc.kill("SIGKILL");
-      throw new Error(`moto did not start: ${stderr}`);
-    }
-    await new Promise((r) => setTimeout(r, 100));
+  };
+  try {
+    // ~0.8 CPU-s on an idle machine.
+    await waitForStart(proc, up, { what: "moto", cpuSeconds: 20, output: () => stderr });
+  } catch (e) {
+    proc.kill("SIGKILL");
+    throw e;
   }
   const stop = async (): Promise<void> => {
     if (proc.exitCode !== null) return;
