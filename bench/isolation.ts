@@ -109,6 +109,7 @@ import {
   type RatioSummary,
   ratioSummary,
   rowsFromProgress,
+  slowTransactions,
   spread,
 } from "./lib/export-window.js";
 import { activeSpanUs, runPgbench, type Txns, type WindowStats, windowStats } from "./lib/pgbench.js";
@@ -286,6 +287,9 @@ interface WindowResult {
   /** With --probe: the main thread's stalls over 50 ms (s since the exports' start: ms, what),
    * and when each export ended. */
   stalls: string;
+  /** Transactions through the path slower than the direct p99 of the window: how many, the share
+   * that started late against the schedule (queued behind a stall), the 10 ms slices they fell in. */
+  slow: { n: number; laggedShare: number; buckets: number };
   /** With --sched-trace: the relay's waits and runs, and who ran while it waited. */
   trace: SchedTraceSummary | undefined;
   /** CPU ms per second of the window's first seconds: main / other nice-0 threads / lowered. */
@@ -686,11 +690,13 @@ async function main(): Promise<void> {
       rmSync(join(WORK, "files"), { recursive: true, force: true });
       mkdirSync(join(WORK, "files"), { recursive: true });
       await resetS3();
+      const direct = windowStats(dr, from, to);
       const done = exports.filter((e) => !e.result.stopped && e.endMs <= t0 + SECS * 1000);
       const rows = exports.reduce((a, e) => a + e.result.rows, 0);
       return {
         proxy: windowStats(px, from, to),
-        direct: windowStats(dr, from, to),
+        direct,
+        slow: slowTransactions(px, from, to, direct.p99Ms * 1000),
         proxyLat: latenciesIn(px, from, to),
         directLat: latenciesIn(dr, from, to),
         secs: (to - from) / 1e6,
@@ -759,7 +765,7 @@ async function main(): Promise<void> {
             (load === "rated"
               ? `  schedule lag p99 proxy ${r.proxy.lagP99Ms.toFixed(2)} direct ${r.direct.lagP99Ms.toFixed(2)} ms`
               : "") +
-            `  p99 ratio ${(r.proxy.p99Ms / r.direct.p99Ms).toFixed(2)}  proxy CPU main ${(r.mainCpu * 100).toFixed(0)}% all ${(r.totalCpu * 100).toFixed(0)}% host ${(r.hostCpu * 100).toFixed(0)}% lowered ${(r.lowCpu * 100).toFixed(0)}%` +
+            `  p99 ratio ${(r.proxy.p99Ms / r.direct.p99Ms).toFixed(2)}  ${r.slow.n} slower than direct p99 (${(r.slow.laggedShare * 100).toFixed(0)}% started late, in ${r.slow.buckets} slices of 10 ms)  proxy CPU main ${(r.mainCpu * 100).toFixed(0)}% all ${(r.totalCpu * 100).toFixed(0)}% host ${(r.hostCpu * 100).toFixed(0)}% lowered ${(r.lowCpu * 100).toFixed(0)}%` +
             `  main waits ${(r.mainWait * 100).toFixed(1)}% (${r.mainWaitEach.toFixed(2)} ms each)` +
             (kind === "idle"
               ? `  CPU per transaction main ${r.relayUsPerTx.toFixed(0)} µs all ${r.allUsPerTx.toFixed(0)} µs`
@@ -870,6 +876,19 @@ function printSummary(
     }
   }
   if (names.includes("pgbouncer")) out.push(...yardstickTable(names, results));
+  out.push(
+    "\n| proxy | window | load | transactions slower than the direct p99 | … of them started late (schedule lag > half their latency) | 10 ms slices they ended in |",
+    "|---|---|---|---:|---:|---:|",
+  );
+  for (const name of names)
+    for (const kind of KINDS)
+      for (const load of LOADS) {
+        const rs = results.get(`${name} ${kind}${loadTag(load)}`);
+        if (!rs) continue;
+        out.push(
+          `| ${name} | ${kind} | ${load === "rated" ? `-R ${rate}` : "saturated"} | ${sp(rs, (r) => r.slow.n, 0)} | ${sp(rs, (r) => r.slow.laggedShare * 100, 0)}% | ${sp(rs, (r) => r.slow.buckets, 0)} |`,
+        );
+      }
   if (TRACE_SECS > 0) out.push(...traceTable(names, results));
   out.push(
     `\np99 through the proxy / p99 direct in the same window (median of rounds, lowest–highest): ${ratios.join("; ")}`,

@@ -136,3 +136,32 @@ export function latenciesIn(
   }
   return Float64Array.from(out).sort();
 }
+
+/**
+ * Whether a window's slow transactions through the proxy came in bursts (a stall of the relay:
+ * every transaction in flight or arriving meanwhile is late, and at a fixed rate the next ones
+ * start late too) or spread out (each slow on its own: a wait here and there). Slow: a latency
+ * above `thresholdUs` (the direct run's p99 in the same window). Returns how many there were, the
+ * share of them that started late against pgbench's schedule by more than half their latency
+ * (queued behind an earlier slow one: schedule lag), and how many distinct `bucketMs` slices of
+ * the window they ended in (few slices for many slow transactions: bursts).
+ */
+export function slowTransactions(
+  t: { endUs: Float64Array; latencyUs: Float64Array; lagUs: Float64Array },
+  fromUs: number,
+  toUs: number,
+  thresholdUs: number,
+  bucketMs = 10,
+): { n: number; laggedShare: number; buckets: number } {
+  let n = 0;
+  let lagged = 0;
+  const buckets = new Set<number>();
+  for (let i = 0; i < t.endUs.length; i++) {
+    const e = t.endUs[i]!;
+    if (e < fromUs || e >= toUs || !(t.latencyUs[i]! > thresholdUs)) continue;
+    n++;
+    if (t.lagUs[i]! > t.latencyUs[i]! / 2) lagged++;
+    buckets.add(Math.floor(e / (bucketMs * 1000)));
+  }
+  return { n, laggedShare: n > 0 ? lagged / n : Number.NaN, buckets: buckets.size };
+}

@@ -7,6 +7,7 @@ import {
   latenciesIn,
   ratioSummary,
   rowsFromProgress,
+  slowTransactions,
   spread,
 } from "../../bench/lib/export-window.js";
 import { progressMessage } from "../../src/copy/progress-notice.js";
@@ -130,5 +131,21 @@ describe("rows of a stopped export", () => {
   it("none before the first NOTICE", () => {
     expect(rowsFromProgress(notice({ ...base, phase: "preparing", rows: 0 }), 10)).toBeUndefined();
     expect(rowsFromProgress("", 10)).toBeUndefined();
+  });
+});
+
+describe("slowTransactions", () => {
+  it("counts the slow ones in the window, those that started late, and the slices they ended in", () => {
+    // µs: four slow (> 1000) in the window, two of them ending in the same 10 ms slice and late
+    // against the schedule; one slow outside the window; the rest fast.
+    const endUs = Float64Array.from([5_000, 21_000, 22_000, 23_000, 55_000, 60_000, 99_000]);
+    const latencyUs = Float64Array.from([200, 3_000, 2_500, 300, 1_500, 200, 9_000]);
+    const lagUs = Float64Array.from([0, 100, 2_000, 0, 1_200, 0, 0]);
+    expect(slowTransactions({ endUs, latencyUs, lagUs }, 0, 90_000, 1_000)).toEqual({
+      n: 3,
+      laggedShare: 2 / 3,
+      buckets: 2,
+    });
+    expect(slowTransactions({ endUs, latencyUs, lagUs }, 0, 90_000, 10_000).n).toBe(0);
   });
 });
