@@ -44,14 +44,20 @@ export async function createCopyHook(config: Config, log: Logger): Promise<CopyT
   const listening = (): void => {
     const { warmUp, workerNice, workerPolicy, encoderHost } = config.exports;
     if (warmUp === "none") return;
-    const t0 = performance.now();
-    void warmUpEncoders(
-      warmUp,
-      { nice: workerNice, idle: workerPolicy === "idle", host: encoderHost },
-      warm.signal,
-    ).then((outcome) =>
-      log.info({ warmUp, outcome, ms: Math.round(performance.now() - t0) }, "exports warm-up ended"),
-    );
+    // On the next turn of the loop, not now: "proxy listening" is already logged, and the CLI
+    // installs its signal handlers (lifecycle.ts) only when startProxy has returned. The warm-up's
+    // synchronous start (reading and handing over parquet-wasm's MBs) in between left a SIGHUP
+    // sent on that line with Node's default action: the process was killed (3 of 3 times).
+    setImmediate(() => {
+      const t0 = performance.now();
+      void warmUpEncoders(
+        warmUp,
+        { nice: workerNice, idle: workerPolicy === "idle", host: encoderHost },
+        warm.signal,
+      ).then((outcome) =>
+        log.info({ warmUp, outcome, ms: Math.round(performance.now() - t0) }, "exports warm-up ended"),
+      );
+    });
   };
   return {
     recognize: (sql, upstreamParameters) =>

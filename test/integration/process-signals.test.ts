@@ -206,6 +206,20 @@ test("SIGHUP reloads the config file (a new AWS connection) and the export in fl
   }
 });
 
+test("a SIGHUP sent as soon as the process logs that it listens reloads it, never ends it", async () => {
+  // "proxy listening" is what operators and tests take for ready: a signal sent on it must meet
+  // the proxy's handlers, not Node's default action for SIGHUP (the process killed).
+  const p = await start(["--drain-timeout", "300"]);
+  try {
+    await reloadConfig(p, (cfg) => cfg);
+    expect(p.proc.exitCode).toBeNull();
+    expect(p.proc.signalCode).toBeNull();
+  } finally {
+    p.proc.kill("SIGTERM");
+    expect(await exitOf(p)).toEqual({ code: 0, signal: null });
+  }
+});
+
 test("SIGHUP applies new export caps to the exports that start after it; a running export keeps its slot", async () => {
   const p = await spawnCopyProxy({
     upstreamPort: db.pgPort,

@@ -143,7 +143,17 @@ export async function reloadConfig<C = Record<string, unknown>>(
   const before = occurrences(p.output(), '"configuration reloaded"');
   p.proc.kill("SIGHUP");
   try {
-    await waitUntil("the reload", () => occurrences(p.output(), '"configuration reloaded"') > before, 30_000);
+    await waitUntil(
+      "the reload",
+      () => {
+        const { exitCode, signalCode } = p.proc;
+        if (exitCode !== null || signalCode !== null) {
+          throw new Error(`the process ended (${exitCode ?? signalCode}) instead of reloading`);
+        }
+        return occurrences(p.output(), '"configuration reloaded"') > before;
+      },
+      30_000,
+    );
   } catch (e) {
     throw new Error(`${(e as Error).message}; the process's last lines:\n${p.output().slice(-4000)}`);
   }
