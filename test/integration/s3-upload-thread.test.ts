@@ -16,6 +16,8 @@ import { loadConnections } from "../../src/copy/connections.js";
 import { createStore } from "../../src/copy/create-store.js";
 import type { ObjectStore, ObjectUpload } from "../../src/copy/storage/object-store.js";
 import { uploadThreadTestHooks } from "../../src/copy/storage/upload-thread.js";
+import { expectNothingLeft, failure } from "../support/export-checks.js";
+import { type ProxyStack, startProxyStack } from "../support/proxy-stack.js";
 import { S3FaultProxy } from "../support/s3-fault-proxy.js";
 
 const endpoint = inject("s3Endpoint");
@@ -172,4 +174,47 @@ describe("the S3 upload thread", () => {
       client().send(new HeadObjectCommand({ Bucket: b, Key: "crash/k.csv" })),
     ).resolves.toMatchObject({ ContentLength: data.length });
   });
+});
+
+describe("an export whose upload thread dies", () => {
+  let stack: ProxyStack;
+  beforeAll(async () => {
+    // The proxy runs in this process (test/support/copy-proxy.ts): its upload thread is the hooks'.
+    stack = await startProxyStack({
+      database: "upload_thread",
+      bucket: "upthread",
+      config: { exports: { partSize: 5 * MiB, partsInFlight: 2, s3MaxAttempts: 2 } },
+    });
+  }, 60_000);
+  afterAll(async () => {
+    await stack?.stop();
+  });
+
+  const copy = (prefix: string) =>
+    `COPY (SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 100000) g) TO 's3://${stack.bucket}/${prefix}' WITH (FORMAT = 'csv')`;
+
+  test("fails with XX000, leaves the prefix as found, and the next export succeeds on a new thread", async () => {
+    const c = await stack.connect();
+    stack.faults.resetStats();
+    stack.faults.setRules({ op: "UploadPart", fault: "hold" });
+    let thread: ReturnType<typeof uploadThreadTestHooks.current>;
+    const t0 = performance.now();
+    const q = c.query(copy("dies"));
+    try {
+      await stack.faults.waitFor("UploadPart", 2);
+      thread = uploadThreadTestHooks.current();
+      expect(thread?.inFlight).toBeGreaterThan(0);
+      await thread!.terminate();
+      const { err } = await failure(q, () => t0);
+      expect(err).toMatchObject({ code: "XX000", message: "the S3 upload thread stopped" });
+    } finally {
+      stack.faults.clear();
+    }
+    await expectNothingLeft(stack.check, stack.bucket, "dies");
+
+    const r = await c.query(copy("next"));
+    expect(r.rowCount).toBe(100000);
+    expect(uploadThreadTestHooks.current()).not.toBe(thread);
+    expect((await stack.check.keys(stack.bucket, "next/")).length).toBeGreaterThan(0);
+  }, 120_000);
 });
