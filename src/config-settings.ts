@@ -246,7 +246,8 @@ export const SETTINGS: readonly SettingHelp[] = [
     key: "exports.workerNice",
     default: "10",
     example: '"exports": { "workerNice": 19 }',
-    meaning: "niceness (0-19) of each export's encoder thread, so the relay wins the CPU over exports",
+    meaning:
+      "niceness (0-19) of each export's encoder thread and of the process's S3 upload thread, so the relay wins the CPU over exports",
   },
   {
     key: "exports.encoderThreads",
