@@ -320,6 +320,11 @@ async function main(): Promise<void> {
           );
         }
         proxyPids = proxies.map((p) => p.pid);
+        // Each proxy's start-up work (its exports.warmUp, in the background once it listens) is
+        // over before anything is measured: the first round is the first export of a proxy that
+        // has been up a while, as a user's first export after a deploy would be.
+        const idleCpu = await untilIdle(proxyPids);
+        log(`  proxies idle after start-up: CPU-s ${idleCpu.map((c) => c.toFixed(2)).join(", ")}`);
         const rssIdleKb = proxies.map((p) => treeStatusKb(p.pid, "VmRSS"));
         const opts =
           v.format === "csv" ? "FORMAT = 'csv'" : `FORMAT = 'parquet', COMPRESSION = '${v.compression}'`;
@@ -498,6 +503,19 @@ function medianPhases(rs: RunResult[]): Record<string, number> | undefined {
  * helpers and libuv's file I/O pool, which all share the name "node", so a name would not tell them
  * apart). Threads that started during the run count from zero.
  */
+/**
+ * Waits (up to 15 s) until every proxy's process tree has used under 20 ms of CPU in 500 ms;
+ * returns the CPU-s each used from its start until then.
+ */
+async function untilIdle(pids: readonly number[]): Promise<number[]> {
+  for (let i = 0; i < 30; i++) {
+    const a = pids.map((p) => treeCpuSeconds(p));
+    await new Promise((r) => setTimeout(r, 500));
+    if (pids.every((p, k) => treeCpuSeconds(p) - a[k]! < 0.02)) break;
+  }
+  return pids.map((p) => treeCpuSeconds(p));
+}
+
 function threadBreakdown(
   pid: number,
   before: ReturnType<typeof threadSched>,
@@ -509,7 +527,8 @@ function threadBreakdown(
   const others = used.filter(([tid, s]) => tid !== pid && s >= 0.005).sort((a, b) => b[1] - a[1]);
   const shown = others.slice(0, 6).map(([tid, s]) => `${tid}:${s.toFixed(2)}`);
   const rest = others.slice(6).reduce((a, [, s]) => a + s, 0);
-  return `main ${main.toFixed(2)} s, others ${shown.join(" ")}${rest > 0 ? ` +${rest.toFixed(2)}` : ""}`;
+  const total = used.reduce((a, [, s]) => a + Math.max(s, 0), 0);
+  return `total ${total.toFixed(2)} CPU-s, main ${main.toFixed(2)} s, others ${shown.join(" ")}${rest > 0 ? ` +${rest.toFixed(2)}` : ""}`;
 }
 
 interface GroupResult {
