@@ -23,6 +23,12 @@ export interface TextResult {
 }
 
 /** One row: `buf[pos..]` holds `nFields` values (int32 length + bytes each). */
+/** One request of UpstreamClient.pipeline: a simple query, or (`prepare`: its name) a prepare. */
+export interface PipelineStep {
+  sql: string;
+  prepare?: string;
+}
+
 export type RowCallback = (buf: Buffer, pos: number, nFields: number) => void;
 
 /**
@@ -276,6 +282,34 @@ export class UpstreamClient {
       signal,
       undefined,
       sqls.length,
+    );
+    return results;
+  }
+
+  /**
+   * Simple queries and prepares (`prepare`: the statement's name) sent in one write and answered
+   * in order, each up to its own ReadyForQuery: one round trip for all. A query's result comes as
+   * text; a prepare's described columns are its result's `fields`. Each runs in the state the ones
+   * before left: in a failed transaction PostgreSQL and Materialize answer every later statement
+   * but ROLLBACK/COMMIT with 25P02, and a Parse so refused skips its Describe up to its Sync. The
+   * first error rejects, once all are answered.
+   */
+  async pipeline(steps: readonly PipelineStep[], signal?: AbortSignal): Promise<TextResult[]> {
+    const results: TextResult[] = steps.map(() => ({ fields: [], rows: [], tag: "" }));
+    let i = 0;
+    await this.exchange(
+      steps.flatMap((s) =>
+        s.prepare === undefined
+          ? [frontend.query(s.sql)]
+          : [frontend.parse(s.prepare, s.sql), frontend.describe("S", s.prepare), frontend.sync()],
+      ),
+      (type, buf, start, end) => {
+        if (type === M.Ready) i++;
+        else collectText(results[i]!, type, buf, start, end);
+      },
+      signal,
+      undefined,
+      steps.length,
     );
     return results;
   }

@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { motoAccess, type S3Access, S3Check, startCopyProxy } from "../support/copy-proxy.js";
 import { waitUntil } from "../support/export-checks.js";
 import { basicSetup, type MzEnv, materializeScenarios, typesSetup } from "../support/mz-e2e.js";
+import { materializeRoundTripScenarios } from "../support/mz-round-trips.js";
 import { materializeTypeScenarios } from "../support/mz-types-e2e.js";
 import type { TestProxy } from "../support/proxy.js";
 import { S3FaultProxy } from "../support/s3-fault-proxy.js";
@@ -164,5 +165,35 @@ describe.skipIf(!MZ_URL)(`COPY TO S3 through the proxy in front of a real Materi
     );
     expect(r.rowCount).toBe(5);
     expect((await check.keys(bucket, "catalog-role/")).some((k) => k.endsWith(".csv"))).toBe(true);
+  });
+});
+
+// Opening the snapshot: one round trip, two with the peek, an error mid-write as Materialize
+// answers it (test/support/mz-round-trips.ts; the double runs them in mz-snapshot-round-trips.test.ts).
+describe.skipIf(!MZ_URL)(`Materialize snapshot round trips against a real Materialize${skipped}`, () => {
+  const RT_SCHEMA = "c2s_round_trips";
+  let direct: pg.Client;
+  beforeAll(async () => {
+    direct = new pg.Client({ connectionString: MZ_URL });
+    await direct.connect();
+    await direct.query(`DROP SCHEMA IF EXISTS ${RT_SCHEMA} CASCADE`);
+    await direct.query(`CREATE SCHEMA ${RT_SCHEMA}`);
+    await direct.query(`CREATE TABLE ${RT_SCHEMA}.rt (a int, b text)`);
+    await direct.query(`INSERT INTO ${RT_SCHEMA}.rt SELECT g, 'row ' || g FROM generate_series(1, 25) g`);
+  }, 60_000);
+  afterAll(async () => {
+    await direct?.query(`DROP SCHEMA IF EXISTS ${RT_SCHEMA} CASCADE`).catch(() => {});
+    await direct?.end();
+  });
+  materializeRoundTripScenarios(() => {
+    const url = new URL(MZ_URL!);
+    return {
+      port: Number(url.port || 6875),
+      host: url.hostname,
+      user: decodeURIComponent(url.username || "materialize"),
+      database: url.pathname.slice(1) || "materialize",
+      table: `${RT_SCHEMA}.rt`,
+      rows: 25,
+    };
   });
 });

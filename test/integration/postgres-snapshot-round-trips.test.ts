@@ -3,71 +3,18 @@
 // (and the catalog's description of user-defined types) in another. Against a real PostgreSQL,
 // over a bare socket: a round trip is a burst of the client's writes that waits for the server's
 // answer, and PostgreSQL's own answers decide what an error in the pipelined write does.
-import { connect, type Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, inject, test } from "vitest";
 import { PostgresSnapshot } from "../../src/copy/snapshot/postgres-snapshot.js";
 import type { CopySource } from "../../src/copy/statement.js";
 import { UpstreamClient } from "../../src/copy/upstream-client.js";
-import type { UpstreamChannel, UpstreamMessageHandler } from "../../src/proxy/copy-hook.js";
-import { RawPg, startupMessage } from "../support/raw-pg.js";
+import { countingSession } from "../support/counting-channel.js";
+import { RawPg } from "../support/raw-pg.js";
 
 const pgPort = inject("pgPort");
 const DB = "snapshot_round_trips";
 
 /** An UpstreamChannel on a fresh session of the test's database, counting the client's write bursts. */
-async function session(): Promise<{ ch: UpstreamChannel; roundTrips: () => number; close: () => void }> {
-  const sock: Socket = connect({ host: "127.0.0.1", port: pgPort, noDelay: true });
-  await new Promise<void>((resolve, reject) => {
-    sock.once("connect", resolve);
-    sock.once("error", reject);
-  });
-  let handler: UpstreamMessageHandler = () => {};
-  let pending = Buffer.alloc(0);
-  let started: () => void = () => {};
-  const ready = new Promise<void>((resolve) => {
-    started = resolve;
-  });
-  let starting = true;
-  let bursts = 0;
-  let answered = true; // the server spoke since the client's last write
-  sock.on("data", (d: Buffer) => {
-    answered = true;
-    pending = Buffer.concat([pending, d]);
-    let p = 0;
-    while (pending.length - p >= 5) {
-      const end = p + 1 + pending.readInt32BE(p + 1);
-      if (end > pending.length) break;
-      const type = pending[p]!;
-      if (starting) {
-        if (type === 0x5a) {
-          starting = false;
-          started();
-        }
-      } else handler(type, pending, p + 5, end);
-      p = end;
-    }
-    pending = pending.subarray(p);
-  });
-  sock.write(startupMessage("postgres", DB));
-  await ready;
-  const ch: UpstreamChannel = {
-    setHandler(h: UpstreamMessageHandler): void {
-      handler = h;
-    },
-    send(msg: Buffer): boolean {
-      if (answered) bursts++;
-      answered = false;
-      return sock.write(msg);
-    },
-    pause(): void {},
-    resume(): void {},
-    cancel: () => Promise.resolve(),
-    parameters: new Map<string, string>(),
-    lost: new AbortController().signal,
-    refuseLarger(): void {},
-  };
-  return { ch, roundTrips: () => bursts, close: () => sock.destroy() };
-}
+const session = () => countingSession(pgPort, "postgres", DB);
 
 const prepared = async (client: UpstreamClient): Promise<string[]> =>
   (await client.query("SELECT name FROM pg_prepared_statements ORDER BY name")).rows.map((r) => r[0]!);

@@ -83,6 +83,17 @@
 //      statement due to user request" (protocol.rs:2509-2514; test/testdrive/cancel-subscribe.td).
 //  R12 A failed transaction answers 25P02 "current transaction is aborted, commands ignored until
 //      end of transaction block" until ROLLBACK (docs: sql/begin; PostgreSQL-compatible).
+//  R12a Pipelined messages (several sent before any answer) are answered in order, each in the
+//      state the ones before left (src/pgwire/src/protocol.rs `advance_ready` reads one message at
+//      a time). A simple Query's error does not skip the next Query: `query` (protocol.rs:1177-1227)
+//      leaves its statement loop and still ends with `ready()`. An error inside an explicit
+//      transaction fails it (`send_error_and_get_state`, protocol.rs:3069-3103: InTransaction →
+//      `fail_transaction`); then every Query statement but COMMIT/ROLLBACK is answered 25P02 and
+//      ReadyForQuery 'E' (protocol.rs:1190-1194), and so is a Parse (protocol.rs:1284-1285), after
+//      which everything up to the next Sync is dropped unanswered (`aborted_txn_error` returns
+//      State::Drain; `advance_drain`, protocol.rs:1035-1047, skips to Sync); the same skip follows
+//      any extended-protocol error. Whether the transaction has failed is judged after the answers
+//      to everything before (a pipelined ROLLBACK ends a failed transaction for what follows it).
 //  R14 SUBSCRIBE refuses what a maintained dataflow cannot evaluate: now()/current_timestamp,
 //      current_user, session_user, current_database() → 0A000 "cannot materialize call to
 //      current_timestamp" (…current_user, …), with the detail "See:
@@ -762,6 +773,17 @@ function numericBinaryOfInteger(digits: string): Buffer {
 const IDENT = '(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)';
 const unquote = (s: string): string =>
   s.startsWith('"') ? s.slice(1, -1).replace(/""/g, '"') : s.toLowerCase();
+
+/** R12: what a failed transaction answers to everything but COMMIT/ROLLBACK (docs: sql/begin). */
+const ABORTED = new DoubleError({
+  code: "25P02",
+  message: "current transaction is aborted, commands ignored until end of transaction block",
+});
+
+/** Statements a failed transaction still runs (protocol.rs `is_txn_exit_stmt`: COMMIT, ROLLBACK). */
+function isTxnExit(stmt: string): boolean {
+  return /^(rollback|abort|commit|end)\b/i.test(stmt);
+}
 
 function stripStatement(sql: string): string {
   return sql
@@ -1474,6 +1496,11 @@ class DoubleSession {
         const raw = body.toString("utf8", z + 1, z2);
         const sql = translateMzSql(raw);
         if (sql !== raw) body = Buffer.concat([body.subarray(0, z + 1), Buffer.from(sql), body.subarray(z2)]);
+        if (this.skipping) return; // R12a: dropped until Sync
+        if (!isTxnExit(stripStatement(sql)) && (await this.failedTransaction())) {
+          this.localError(ABORTED); // R12a: 25P02, then everything up to Sync is dropped
+          return;
+        }
         this.localStatements.delete(name);
         let local: Local | null;
         try {
@@ -1496,6 +1523,7 @@ class DoubleSession {
         return;
       }
       case "B": {
+        if (this.skipping) return; // R12a: dropped until Sync
         const z = body.indexOf(0);
         const portal = body.toString("utf8", 0, z);
         const z2 = body.indexOf(0, z + 1);
@@ -1533,6 +1561,7 @@ class DoubleSession {
         return;
       }
       case "D": {
+        if (this.skipping) return; // R12a: dropped until Sync
         const kind = String.fromCharCode(body[0]!);
         const name = body.toString("utf8", 1, body.length - 1);
         const local =
@@ -1554,6 +1583,7 @@ class DoubleSession {
         return;
       }
       case "E": {
+        if (this.skipping) return; // R12a: dropped until Sync
         const portal = body.toString("utf8", 0, body.indexOf(0));
         const lp = this.localPortals.get(portal);
         if (!lp) {
@@ -1571,6 +1601,7 @@ class DoubleSession {
         return;
       }
       case "C": {
+        if (this.skipping) return; // R12a: dropped until Sync
         const kind = String.fromCharCode(body[0]!);
         const name = body.toString("utf8", 1, body.length - 1);
         const map = kind === "S" ? this.localStatements : this.localPortals;
@@ -1615,6 +1646,15 @@ class DoubleSession {
     }
   }
 
+  /**
+   * R12a: whether the transaction has failed, once what was forwarded before has been answered (a
+   * pipelined ROLLBACK may be on its way; a forwarded statement may have failed in PostgreSQL).
+   */
+  private async failedTransaction(): Promise<boolean> {
+    if (this.exps.length > 0) await this.beforeLocal();
+    return this.localFailed || this.txStatus === "E";
+  }
+
   private status(): string {
     if (this.txStatus === "T" && this.localFailed) return "E";
     return this.txStatus;
@@ -1630,14 +1670,9 @@ class DoubleSession {
 
   private async onQuery(sql: string): Promise<void> {
     const stmt = stripStatement(sql);
-    if (this.localFailed && !/^(rollback|abort|commit|end)\b/i.test(stmt)) {
-      await this.waitDrained();
-      this.toClient(
-        errorMsg({
-          code: "25P02",
-          message: "current transaction is aborted, commands ignored until end of transaction block",
-        }),
-      );
+    if (!isTxnExit(stmt) && (await this.failedTransaction())) {
+      // R12, R12a
+      this.toClient(errorMsg(ABORTED.fields));
       this.toClient(ready("E"));
       return;
     }

@@ -33,6 +33,17 @@
 // (`src/pgwire/src/protocol.rs` `advance_ready`). The export bounds such waits itself
 // (exports.stallTimeoutMs).
 //
+// Round trips: BEGIN, the SET LOCAL, the DECLARE, the cursor's description and the first FETCH go
+// out in one write (UpstreamClient.pipeline), and the peek's ROLLBACK, BEGIN, SET LOCAL, DECLARE and
+// description in one more when SUBSCRIBE refuses the query. Materialize answers each message in the
+// state the ones before left (Materialize `src/pgwire/src/protocol.rs`): a simple Query's error
+// does not skip the next Query (`query` ends with `ready()` after the failing statement), but once
+// the explicit transaction has failed (`send_error_and_get_state` → `fail_transaction`) every later
+// statement but COMMIT/ROLLBACK is answered 25P02 (`query`: `is_aborted_txn` →
+// `aborted_txn_error`), and a Parse so refused skips its Describe up to its Sync (`parse`, then
+// `advance_drain`). So nothing after a failure runs, and the first error is the one reported, as
+// when each statement waited for the one before.
+//
 // For Parquet, what Materialize's catalog says of the columns is read first, before the
 // transaction (materialize-catalog-columns.ts).
 import { randomBytes } from "node:crypto";
@@ -53,6 +64,9 @@ export interface MaterializeSnapshotOptions {
   /** Rows per FETCH. */
   fetchRows?: number;
 }
+
+/** The export's transaction, with no idle-in-transaction timeout for it only (see the top). */
+const BEGIN = [{ sql: "BEGIN" }, { sql: "SET LOCAL idle_in_transaction_session_timeout = 0" }] as const;
 
 const FIXED = 3; // mz_timestamp, mz_progressed, mz_diff
 /** The AS OF of a SUBSCRIBE without a timestamp dependency (timestamp_selection.rs). */
@@ -80,44 +94,52 @@ export class MaterializeSnapshot implements SnapshotSource {
     return this.source.kind === "query" ? this.source.sql : `SELECT * FROM ${this.source.name}`;
   }
 
-  /** BEGIN, and no idle-in-transaction timeout for this transaction only (see the top). */
-  private async begin(signal: AbortSignal): Promise<void> {
-    await this.client.query("BEGIN", signal);
-    this.inTransaction = true;
-    await this.client.query("SET LOCAL idle_in_transaction_session_timeout = 0", signal);
-  }
-
   async open(opts: { typeInfo: boolean }, signal: AbortSignal): Promise<OpenedSnapshot> {
     // Catalog work first: DDL (the temporary view) cannot run inside the SUBSCRIBE's transaction.
     const catalog = opts.typeInfo ? await this.catalogColumns(signal) : null;
 
-    await this.begin(signal);
+    // One round trip: the transaction, its setting, the cursor, its description and T, in one
+    // write (see "Round trips" at the top). Whatever of it ran, abandon() rolls it back.
+    this.inTransaction = true;
     let fields: FieldDesc[];
     let first: string | null = null;
     try {
-      await this.client.query(
-        `DECLARE ${CURSOR} CURSOR FOR SUBSCRIBE (${this.sql}\n) WITH (PROGRESS)`,
+      const r = await this.client.pipeline(
+        [
+          ...BEGIN,
+          { sql: `DECLARE ${CURSOR} CURSOR FOR SUBSCRIBE (${this.sql}\n) WITH (PROGRESS)` },
+          // Described, never executed (FETCH 0 is "no rows" in Materialize, "the current row" in
+          // PostgreSQL): the cursor's columns.
+          { sql: `FETCH 0 ${CURSOR}`, prepare: UNNAMED },
+          // T: the first update is a progress message at the AS OF time (docs: SUBSCRIBE ›
+          // PROGRESS). FETCH 1, so that no snapshot row is read before the encoder says which
+          // formats it wants. Materialize plans the SUBSCRIBE here, at its first FETCH
+          // (test/testdrive/fetch-tail-as-of.td).
+          { sql: `FETCH 1 ${CURSOR}` },
+        ],
         signal,
       );
-      fields = await this.dataFields(signal);
-      // T: the first update is a progress message at the AS OF time (docs: SUBSCRIBE › PROGRESS).
-      // FETCH 1, so that no snapshot row is read before the encoder says which formats it wants.
-      // Materialize plans the SUBSCRIBE here, at its first FETCH (test/testdrive/fetch-tail-as-of.td).
-      const r = await this.client.query(`FETCH 1 ${CURSOR}`, signal);
-      const row = r.rows[0];
+      fields = await this.dataFields(r[3]!.fields, signal);
+      const row = r[4]!.rows[0];
       if (row === undefined) {
         throw new PgError(SqlState.protocolViolation, "SUBSCRIBE ended before its first progress row");
       }
       first = row[0] ?? null;
     } catch (e) {
       if (!refusedBySubscribe(e)) throw e;
-      // now(), current_user, …: what COPY TO evaluates once, at its snapshot time.
-      this.inTransaction = false;
-      await this.client.query("ROLLBACK", signal);
-      await this.begin(signal);
-      await this.client.query(`DECLARE ${CURSOR} CURSOR FOR ${this.sql}\n`, signal);
+      // now(), current_user, …: what COPY TO evaluates once, at its snapshot time. The failed
+      // transaction ends and the peek's begins, in one write again.
+      const r = await this.client.pipeline(
+        [
+          { sql: "ROLLBACK" },
+          ...BEGIN,
+          { sql: `DECLARE ${CURSOR} CURSOR FOR ${this.sql}\n` },
+          { sql: this.sql, prepare: UNNAMED },
+        ],
+        signal,
+      );
       this.mode = "peek";
-      fields = await this.client.prepare(UNNAMED, this.sql, signal);
+      fields = r[4]!.fields;
     }
     this.columns = fields.map((f, i) => {
       const c: ColumnInfo = {
@@ -161,11 +183,9 @@ export class MaterializeSnapshot implements SnapshotSource {
     };
   }
 
-  /** The data columns of the cursor (FETCH's description minus the three SUBSCRIBE columns). */
-  private async dataFields(signal: AbortSignal): Promise<FieldDesc[]> {
-    // Described, never executed (FETCH 0 is "no rows" in Materialize, "the current row" in PostgreSQL).
-    const fields = await this.client.prepare(UNNAMED, `FETCH 0 ${CURSOR}`, signal);
-    if (fields.length >= FIXED && fields[0]!.name === "mz_timestamp") return fields.slice(FIXED);
+  /** The data columns of the cursor: `described` (FETCH's description) minus the three SUBSCRIBE columns. */
+  private async dataFields(described: FieldDesc[], signal: AbortSignal): Promise<FieldDesc[]> {
+    if (described.length >= FIXED && described[0]!.name === "mz_timestamp") return described.slice(FIXED);
     // A server that does not describe FETCH: describe the query itself.
     return this.client.prepare(UNNAMED, this.sql, signal);
   }
