@@ -328,6 +328,7 @@ class Export {
       encodingTurns: this.deps.config.exports.maxEncodingThreads,
       abort: (err) => this.ac.abort(err),
       signal: this.signal,
+      maxRowBytes: this.deps.config.exports.maxRowBytes,
     });
     await this.relay.run();
     this.report.mark("firstRow", this.relay.firstRowAt);

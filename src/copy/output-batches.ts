@@ -65,6 +65,14 @@ export class OutputBatches {
     return this.batches.length >= this.threads.max && this.batches.every((b) => b.thread.congested);
   }
 
+  /**
+   * The thread that takes every row (one batch at most: exports.encoderThreads 1), for a loan of
+   * the upstream to its encoder host; null when rows may go to more than one thread.
+   */
+  get soleThread(): EncoderThread | null {
+    return this.threads.max === 1 && this.batches.length === 1 ? this.batches[0]!.thread : null;
+  }
+
   /** Whole DataRow messages `buf[start..end)`, to one batch (the caller's buffer is free on return). */
   writeRows(buf: Buffer, start: number, end: number): void {
     const b = this.leastQueued();

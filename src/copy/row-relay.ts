@@ -2,6 +2,7 @@
 // threads fall behind, the upstream's row stream is paused at that message until they catch up
 // (backpressure, not buffering); a stall of any side ends the export (stall-watchdog.ts).
 
+import type { HostLoan } from "../encoders/worker/encoder-host.js";
 import { PgError } from "../errors.js";
 import type { UpstreamChannel } from "../proxy/copy-hook.js";
 import type { OutputBatches } from "./output-batches.js";
@@ -20,7 +21,12 @@ export interface RowRelayDeps {
   /** Ends the export (a stall, a failed flush). */
   abort: (err: PgError) => void;
   signal: AbortSignal;
+  /** exports.maxRowBytes: the largest row the encoder host takes when it reads the rows itself. */
+  maxRowBytes: number;
 }
+
+/** Tests only: how many row bytes the relay's own thread handed to the encoders (a loan's are not). */
+export const rowRelayTestHooks: { relayedBytes: number } = { relayedBytes: 0 };
 
 export class RowRelay {
   /** Rows handed to the encoders so far. */
@@ -47,7 +53,8 @@ export class RowRelay {
       this.d.stallTimeoutMs,
       {
         progress: () => this.rows + resumes,
-        waitingFor: () => (paused ? (output.waitingFor ?? "encoder") : "upstream"),
+        waitingFor: () =>
+          paused || loanHeld ? (output.waitingFor ?? "encoder") : loanFull ? "encoder" : "upstream",
       },
       (err) => this.d.abort(err),
       this.d.encodingTurns,
@@ -72,6 +79,74 @@ export class RowRelay {
         },
       );
     };
+    // The encoder host reading the rows itself (a loan of the upstream socket), if it does.
+    let loan: HostLoan | null = null;
+    /** The host waits for its thread (its window is full): what a stall waits for then. */
+    let loanFull = false;
+    let loanHeld = false;
+    const dropLoan = (): void => loan?.drop();
+    signal.addEventListener("abort", dropLoan, { once: true });
+    // The relay's uploads fall behind while the host reads: it stops reading until they catch up.
+    const holdLoanIfDue = (): void => {
+      if (loan === null || loanHeld || !output.needsRelief) return;
+      loanHeld = true;
+      loan.hold(true);
+      const held = loan;
+      flushing = output.drained().then(
+        () => {
+          flushing = null;
+          loanHeld = false;
+          resumes++;
+          held.hold(false);
+        },
+        (e: unknown) => {
+          flushing = null;
+          loanHeld = false;
+          this.d.abort(PgError.from(e));
+          held.hold(false);
+        },
+      );
+    };
+    /**
+     * With the encoder host (exports.encoderHost "process") and one encoder thread, the relay
+     * lends the host the upstream socket once the first rows have come: the host reads the rest of
+     * the statement's DataRows itself, and gives the stream back at its first other message
+     * (docs/isolation.md, "The host reads the rows itself"). The relay's thread then reads none of
+     * the rows. Not for TLS upstreams (lend() says no), Materialize (rowsAsSent) or several threads.
+     */
+    const lendIfPossible = (): boolean => {
+      if (loan !== null || flushing !== null || signal.aborted || this.d.snapshot.rowsAsSent !== true)
+        return false;
+      const thread = output.soleThread;
+      if (thread === null || !thread.canLend) return false;
+      const lent = channel.lend?.() ?? null;
+      if (lent === null) return false;
+      const base = this.rows;
+      loan = thread.lend(lent, this.d.maxRowBytes, {
+        rows: (n, full) => {
+          loanFull = full;
+          if (base + n !== this.rows) {
+            this.rows = base + n;
+            this.lastRowAt = Date.now();
+          }
+          holdLoanIfDue();
+        },
+        back: (n) => {
+          loan = null;
+          loanFull = false;
+          if (base + n !== this.rows) {
+            this.rows = base + n;
+            this.lastRowAt = Date.now();
+          }
+        },
+        // The upstream is lost (lent.lose()): the statement fails with the session's upstream.
+        failed: () => {
+          loan = null;
+        },
+      });
+      if (loan === null) lent.back(Buffer.alloc(0)); // not taken after all: read on here
+      return loan !== null;
+    };
     try {
       const relieveIfDue = (): void => {
         if (flushing === null && output.needsRelief) relieve();
@@ -83,10 +158,11 @@ export class RowRelay {
           rows: (buf, start, end, count) => {
             if (signal.aborted) return; // the statement is being cancelled upstream
             output.writeRows(buf, start, end);
+            rowRelayTestHooks.relayedBytes += end - start;
             this.rows += count;
             this.lastRowAt = Date.now();
             this.firstRowAt ??= this.lastRowAt;
-            relieveIfDue();
+            if (!lendIfPossible()) relieveIfDue();
           },
           row: (buf, pos, n) => {
             if (signal.aborted) return;
@@ -102,6 +178,7 @@ export class RowRelay {
     } finally {
       stopWatching();
       signal.removeEventListener("abort", unpause);
+      signal.removeEventListener("abort", dropLoan);
       // The encoders are disposed only once no flush of them runs any more.
       while (flushing !== null) await flushing;
     }

@@ -1,5 +1,6 @@
 // What the wire layer needs from the COPY TO S3 feature, and what it offers it. The session owns
 // the sockets; an export borrows the upstream leg through an UpstreamChannel while it runs.
+import type { Socket } from "node:net";
 import type { Logger } from "../log.js";
 
 export type UpstreamMessageHandler = (type: number, buf: Buffer, start: number, end: number) => void;
@@ -14,6 +15,27 @@ export type UpstreamRunHandler = (
   end: number,
   count: number,
 ) => void;
+
+/**
+ * The upstream socket lent to another reader for one statement's rows (the encoder host,
+ * docs/isolation.md "The host reads the rows itself"). While lent, the relay reads nothing from it.
+ */
+export interface UpstreamLoan {
+  /** The session's upstream socket: plain TCP, not reading. Send it, never read or close it. */
+  readonly socket: Socket;
+  /**
+   * The bytes the relay had already read past the current message (whole or partial messages),
+   * which the borrower must take before the socket's. Valid once the current read's handling has
+   * returned (take it in a microtask, not in the callback that asked for the loan).
+   */
+  leftover(): Buffer;
+  /** The borrower is done: `rest` (from a message boundary on) is relayed first, then the socket's. */
+  back(rest: Buffer): void;
+  /** The borrower consumed bytes it cannot give back (it died): the session's upstream is lost. */
+  lose(): void;
+  /** The borrower read `bytes` more from the socket (the session's traffic counts them). */
+  counted(bytes: number): void;
+}
 
 export interface UpstreamChannel {
   /** Writes a frontend message to the upstream. Returns false when the socket buffer is full. */
@@ -43,6 +65,12 @@ export interface UpstreamChannel {
    * and reported to `onRefused` instead of `setHandler`'s handlers. Until the export ends.
    */
   refuseLarger(maxBytes: number, onRefused: (type: number, bytes: number) => void): void;
+  /**
+   * Stops reading the upstream at the current message and lends its socket (call it from a
+   * message handler); null where it cannot be lent: a TLS upstream (its state is this process's),
+   * a socket not reading through onread, the stream paused for another reason.
+   */
+  lend?(): UpstreamLoan | null;
 }
 
 export interface ExportContext {

@@ -14,6 +14,7 @@ import type {
   CopyHook,
   ExportContext,
   UpstreamChannel,
+  UpstreamLoan,
   UpstreamMessageHandler,
   UpstreamRunHandler,
 } from "./copy-hook.js";
@@ -45,6 +46,12 @@ export interface LeaseHost {
   released(): void;
   /** The upstream was lost during the export: the session cannot go on. */
   destroy(): void;
+  /** The upstream socket reads through onread (fast-socket.ts): plain TCP, lendable. */
+  readonly upstreamOnread: boolean;
+  /** The upstream's byte stream can no longer be trusted: treat it as lost. */
+  loseUpstream(): void;
+  /** Bytes of the upstream that another reader read from the lent socket (the traffic metrics). */
+  countUpstream(bytes: number): void;
 }
 
 export class ExportLease {
@@ -134,6 +141,36 @@ export class ExportLease {
         host.upstreamStream.maxTakeLength = maxBytes;
         this.refused = onRefused;
       },
+      lend: () => this.lend(),
+    };
+  }
+
+  private lend(): UpstreamLoan | null {
+    const host = this.host;
+    if (!host.upstreamOnread || host.upstreamLost.aborted || host.upstreamStream.queued > 0) return null;
+    // The stream stops after the current message (the rest of this read goes to its backlog, which
+    // the borrower takes), and the socket stops reading at once (readStop).
+    host.upstreamStream.pause();
+    host.upstreamGate.hold("lent");
+    let out = true;
+    return {
+      socket: host.upstream as Socket,
+      leftover: () => host.upstreamStream.takeBacklog(),
+      back: (rest) => {
+        if (!out) return;
+        out = false;
+        // The socket reads again from the next turn of the loop on, after `rest`; released first,
+        // because handling `rest` may lend the socket again (rows after a NoticeResponse).
+        host.upstreamGate.release("lent");
+        host.upstreamStream.resume();
+        if (rest.length > 0) host.upstreamStream.push(rest);
+      },
+      lose: () => {
+        if (!out) return;
+        out = false;
+        host.loseUpstream();
+      },
+      counted: (bytes) => host.countUpstream(bytes),
     };
   }
 }

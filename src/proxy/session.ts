@@ -119,6 +119,8 @@ export class Session {
   /** The running export's hold on the upstream (export-lease.ts); null when none runs. */
   private lease: ExportLease | null = null;
   private readonly upstreamLost = new AbortController();
+  /** Upstream bytes the encoder host read from the lent socket (export-lease.ts): traffic too. */
+  private lentBytes = 0;
 
   constructor(
     private readonly deps: SessionDeps,
@@ -383,6 +385,11 @@ export class Session {
         this.lease = null;
       },
       destroy: () => this.destroy(),
+      upstreamOnread: this.upstreamOnread,
+      loseUpstream: () => this.upstreamLost.abort(),
+      countUpstream: (bytes) => {
+        this.lentBytes += bytes;
+      },
     });
     this.lease = lease;
     return lease.run(stmt, extended, params);
@@ -495,7 +502,9 @@ export class Session {
 
   /** Bytes on the wire of both legs so far (the metrics' received/sent bytes). */
   get traffic(): Traffic {
-    return trafficOf(this.client, this.upstream);
+    const t = trafficOf(this.client, this.upstream);
+    t.fromUpstream += this.lentBytes;
+    return t;
   }
 
   destroy(): void {

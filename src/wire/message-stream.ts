@@ -373,6 +373,18 @@ export class MessageStream {
     }
   }
 
+  /**
+   * Takes out everything queued while paused (the stream is paused at a message boundary, so the
+   * bytes start with a message): an export handing its row stream to another reader
+   * (export-lease.ts) gives it what was already read. The stream stays paused.
+   */
+  takeBacklog(): Buffer {
+    const out = this.backlog.length === 1 ? this.backlog[0]! : Buffer.concat(this.backlog, this.backlogLen);
+    this.backlog = [];
+    this.backlogLen = 0;
+    return out;
+  }
+
   /** Bytes queued while paused. */
   get queued(): number {
     return this.backlogLen;

@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { type DuckDBConnection, DuckDBInstance } from "@duckdb/node-api";
 import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, test } from "vitest";
+import { rowRelayTestHooks } from "../../src/copy/row-relay.js";
 import {
   encoderHostBudgets,
   encoderHostState,
@@ -18,7 +19,7 @@ import {
 } from "../../src/encoders/worker/encoder-host.js";
 import { type EncoderThread, encoderThreadTestHooks } from "../../src/encoders/worker/encoder-thread.js";
 import type { HostBudget } from "../../src/encoders/worker/host-protocol.js";
-import { motoAccess } from "../support/copy-proxy.js";
+import { motoAccess, startCopyProxy } from "../support/copy-proxy.js";
 import { expectNothingLeft, keyOf, sendCancel, waitUntil } from "../support/export-checks.js";
 import { createMixedTable, expectMixedParquet } from "../support/mixed-table.js";
 import { spawnCopyProxy } from "../support/proxy-process.js";
@@ -137,6 +138,18 @@ async function runningExport(prefix: string): Promise<{ copy: Promise<pg.QueryRe
   return { copy }; // not the promise itself: the caller's await would wait for the COPY
 }
 
+/**
+ * Row bytes the relay's own thread handed to the encoders during `run` (row-relay.ts counts them).
+ * With the host reading the rows itself (a loan of the upstream socket) only the first read's rows
+ * go through the relay: at most its 64 KiB read buffer's worth.
+ */
+async function relayedDuring<T>(run: () => Promise<T>): Promise<{ result: T; relayed: number }> {
+  const before = rowRelayTestHooks.relayedBytes;
+  const result = await run();
+  return { result, relayed: rowRelayTestHooks.relayedBytes - before };
+}
+const FIRST_READ = 64 * 1024;
+
 /** The host's budget of one slot (the stack's exports.maxEncodingThreads) as the host sees it. */
 async function hostBudget(): Promise<HostBudget | undefined> {
   return (await encoderHostBudgets())?.find((b) => b.slots === 1);
@@ -145,10 +158,13 @@ async function hostBudget(): Promise<HostBudget | undefined> {
 describe("the same files as encoder threads in the proxy's process", () => {
   test("CSV equals PostgreSQL's COPY output byte for byte, encoded in the host", async () => {
     const prefix = freshPrefix();
-    const r = await client.query(
-      `COPY wide TO 's3://${stack.bucket}/${prefix}' WITH (FORMAT = 'csv', HEADER)`,
+    const { result: r, relayed } = await relayedDuring(() =>
+      client.query(`COPY wide TO 's3://${stack.bucket}/${prefix}' WITH (FORMAT = 'csv', HEADER)`),
     );
     expect(r.rowCount).toBe(120000);
+    // ~40 MB of rows, read by the host: the relay's thread handled only the first read's.
+    expect(relayed).toBeGreaterThan(0);
+    expect(relayed).toBeLessThanOrEqual(FIRST_READ);
     const keys = (await stack.check.keys(stack.bucket, `${prefix}/`)).filter((k) => k.endsWith(".csv"));
     const got = Buffer.concat(await Promise.all(keys.map((k) => stack.check.get(stack.bucket, k))));
     const want = (await stack.oracle.query("COPY wide TO STDOUT (FORMAT csv, HEADER)")).copyData;
@@ -160,9 +176,11 @@ describe("the same files as encoder threads in the proxy's process", () => {
 
   test("Parquet: DuckDB reads every value of the source", async () => {
     const dir = join(root, freshPrefix());
-    expect((await client.query(`COPY mixed TO 'file://${dir}' WITH (FORMAT = 'parquet')`)).rowCount).toBe(
-      150000,
+    const { result, relayed } = await relayedDuring(() =>
+      client.query(`COPY mixed TO 'file://${dir}' WITH (FORMAT = 'parquet')`),
     );
+    expect(result.rowCount).toBe(150000);
+    expect(relayed).toBeLessThanOrEqual(FIRST_READ);
     await expectMixedParquet(duck, direct, dir);
     expect(started[0]?.nice).toBe(NICE);
   }, 120_000);
@@ -171,6 +189,7 @@ describe("the same files as encoder threads in the proxy's process", () => {
 describe("failures", () => {
   test("a cancel mid-export: 57014 promptly, no object and no multipart upload left", async () => {
     const prefix = freshPrefix();
+    const before = rowRelayTestHooks.relayedBytes;
     const { copy } = await runningExport(prefix);
     try {
       await sendCancel(stack.proxy.port, keyOf(client));
@@ -178,30 +197,75 @@ describe("failures", () => {
     } finally {
       await client.query("RESET c2s.wait");
     }
+    // The host read the rows, and the ErrorResponse of the cancel, which it gave back.
+    expect(rowRelayTestHooks.relayedBytes - before).toBeLessThanOrEqual(FIRST_READ);
     await expectNothingLeft(stack.check, stack.bucket, prefix);
     expect((await client.query("SELECT 1 AS one")).rows).toEqual([{ one: 1 }]);
   }, 120_000);
 
-  test("the host killed mid-export: XX000 naming the encoder, nothing left, the session usable, the next export starts a new host", async () => {
+  test("the host killed while it reads the rows: XX000 naming the encoder, then the session ends (its upstream stream is lost), nothing left, other sessions unaffected, the next export starts a new host", async () => {
     const prefix = freshPrefix();
+    const other = await stack.connect();
+    const killed = client;
+    const ended = new Promise<void>((resolve) => {
+      killed.on("error", () => resolve());
+      killed.on("end", () => resolve());
+    });
     const { copy } = await runningExport(prefix);
     const pid = await hostPid();
     try {
       process.kill(pid, "SIGKILL");
+      // The host had read bytes of the row stream it cannot give back: the session's upstream can
+      // no longer be trusted, so after the export's own error the session ends.
       await expect(copy).rejects.toMatchObject({ code: "XX000", message: expect.stringMatching(/encoder/) });
+      await ended;
+      await expectNothingLeft(stack.check, stack.bucket, prefix);
+      expect((await other.query("SELECT 1 AS one")).rows).toEqual([{ one: 1 }]);
     } finally {
-      await client.query("RESET c2s.wait");
+      client = await stack.connect();
+      await killed.end().catch(() => {});
     }
-    await expectNothingLeft(stack.check, stack.bucket, prefix);
-    expect((await client.query("SELECT 1 AS one")).rows).toEqual([{ one: 1 }]);
     const next = freshPrefix();
     expect(
-      (await client.query(`COPY (SELECT 1 AS x) TO 's3://${stack.bucket}/${next}' WITH (FORMAT = 'csv')`))
+      (await other.query(`COPY (SELECT 1 AS x) TO 's3://${stack.bucket}/${next}' WITH (FORMAT = 'csv')`))
         .rowCount,
     ).toBe(1);
     const again = await hostPid();
     expect(again).not.toBe(pid);
     expect(alive(again)).toBe(true);
+    await other.end();
+  }, 120_000);
+
+  test("the host killed after the rows were given back (the thread still encoding): XX000, the session usable", async () => {
+    const backend = (await client.query("SELECT pg_backend_pid() AS pid")).rows[0].pid as number;
+    expect(gateEncoderHost(true)).toBe(true);
+    const prefix = freshPrefix();
+    const copy = client.query(
+      `COPY (SELECT g, md5(g::text) FROM generate_series(1, 20000) g) TO 's3://${stack.bucket}/${prefix}' WITH (FORMAT = 'csv')`,
+    );
+    copy.catch(() => {});
+    let pid = 0;
+    try {
+      await waitUntil(
+        "the thread encoding (held by the gate)",
+        async () => (await hostBudget())?.encoding === 1,
+      );
+      // Every row read and the snapshot's transaction ended: the stream is the relay's again.
+      await waitUntil(
+        "the export's backend idle",
+        async () =>
+          (await direct.query("SELECT state FROM pg_stat_activity WHERE pid = $1", [backend])).rows[0]
+            ?.state === "idle",
+      );
+      pid = await hostPid();
+      process.kill(pid, "SIGKILL");
+    } finally {
+      gateEncoderHost(false);
+    }
+    await expect(copy).rejects.toMatchObject({ code: "XX000", message: expect.stringMatching(/encoder/) });
+    await expectNothingLeft(stack.check, stack.bucket, prefix);
+    expect((await client.query("SELECT 1 AS one")).rows).toEqual([{ one: 1 }]);
+    await waitUntil("the killed host reaped", () => !alive(pid));
   }, 120_000);
 });
 
@@ -321,4 +385,88 @@ describe.skipIf(!linux)("the host process (Linux)", () => {
       await p.stop();
     }
   }, 60_000);
+});
+
+describe("the host reads the rows itself (the upstream socket lent to it)", () => {
+  test("rows the relay had read past the first ones are not lost: a first row larger than a read, then small rows", async () => {
+    // The first DataRow spans reads, so it is assembled and handled alone; the rest of the read
+    // that completed it (whole small rows, and a part of one) was read by the relay before it
+    // lent the socket, and goes to the host with it.
+    const sql =
+      "SELECT g, CASE WHEN g = 1 THEN repeat('x', 100000) ELSE md5(g::text) END AS v FROM generate_series(1, 200000) g";
+    const dir = join(root, freshPrefix());
+    const { result, relayed } = await relayedDuring(() =>
+      client.query(`COPY (${sql}) TO 'file://${dir}' WITH (FORMAT = 'csv')`),
+    );
+    expect(result.rowCount).toBe(200000);
+    expect(relayed).toBeLessThanOrEqual(FIRST_READ + 100100);
+    const got = Buffer.concat(
+      readdirSync(dir)
+        .filter((f) => f.endsWith(".csv"))
+        .sort()
+        .map((f) => readFileSync(join(dir, f))),
+    );
+    const want = (await stack.oracle.query(`COPY (${sql}) TO STDOUT (FORMAT csv)`)).copyData;
+    expectSameCsv(got, want, UPSTREAMS[0]!, { header: false });
+  }, 120_000);
+
+  test("the session goes on as before after the rows are given back: a query, another export, a transaction with an export in it", async () => {
+    const dir = join(root, freshPrefix());
+    expect((await client.query(`COPY wide TO 'file://${dir}' WITH (FORMAT = 'csv')`)).rowCount).toBe(120000);
+    expect((await client.query("SELECT count(*)::int AS n FROM wide")).rows).toEqual([{ n: 120000 }]);
+    const again = join(root, freshPrefix());
+    const { result, relayed } = await relayedDuring(() =>
+      client.query(`COPY mixed TO 'file://${again}' WITH (FORMAT = 'parquet')`),
+    );
+    expect(result.rowCount).toBe(150000);
+    expect(relayed).toBeLessThanOrEqual(FIRST_READ);
+    await client.query("BEGIN");
+    try {
+      await client.query("CREATE TEMP TABLE loan_tx AS SELECT g FROM generate_series(1, 50000) g");
+      const inTx = join(root, freshPrefix());
+      expect((await client.query(`COPY loan_tx TO 'file://${inTx}' WITH (FORMAT = 'csv')`)).rowCount).toBe(
+        50000,
+      );
+      // The export read the transaction's own uncommitted rows and left it open and usable.
+      expect((await client.query("SELECT count(*)::int AS n FROM loan_tx")).rows).toEqual([{ n: 50000 }]);
+      await client.query("COMMIT");
+    } catch (e) {
+      await client.query("ROLLBACK");
+      throw e;
+    }
+    // Extended protocol (a bound parameter) right after.
+    expect((await client.query("SELECT $1::int + 1 AS n", [41])).rows).toEqual([{ n: 42 }]);
+  }, 120_000);
+
+  test("a row over exports.maxRowBytes in the middle of the lent stream: 54000 as with threads, nothing left, the session usable", async () => {
+    const limit = 256 * 1024;
+    const sql = `SELECT g, CASE WHEN g = 30000 THEN repeat('y', ${2 * limit}) ELSE md5(g::text) END AS v FROM generate_series(1, 60000) g`;
+    const results: Record<string, string | undefined> = {};
+    for (const encoderHost of ["thread", "process"]) {
+      const p = await startCopyProxy({
+        upstreamPort: pgPort,
+        s3: motoAccess(),
+        args: ["--file-root", root],
+        config: { exports: { encoderHost, workerNice: NICE, maxRowBytes: limit } },
+      });
+      const c = new pg.Client({ connectionString: p.url("postgres", DB) });
+      await c.connect();
+      try {
+        const prefix = freshPrefix();
+        const err = await c
+          .query(`COPY (${sql}) TO 's3://${stack.bucket}/${prefix}' WITH (FORMAT = 'csv')`)
+          .then(
+            () => null,
+            (e: { code?: string }) => e,
+          );
+        results[encoderHost] = err?.code;
+        await expectNothingLeft(stack.check, stack.bucket, prefix);
+        expect((await c.query("SELECT 1 AS one")).rows).toEqual([{ one: 1 }]);
+      } finally {
+        await c.end();
+        await p.shutdown(0);
+      }
+    }
+    expect(results).toEqual({ thread: "54000", process: "54000" });
+  }, 120_000);
 });

@@ -45,6 +45,10 @@ class KindSnapshot implements SnapshotSource {
     return this.inner.open(opts, signal);
   }
 
+  get rowsAsSent(): boolean {
+    return this.inner?.rowsAsSent === true;
+  }
+
   read(resultFormats: readonly number[], sink: RowSink, signal: AbortSignal): Promise<void> {
     if (this.inner === null) throw new Error("snapshot read before open");
     return this.inner.read(resultFormats, sink, signal);

@@ -29,6 +29,8 @@ const STMT = "copy_to_s3_proxy_export";
 const SAVEPOINT = "copy_to_s3_proxy_export";
 
 export class PostgresSnapshot implements SnapshotSource {
+  /** One Execute's DataRows, to the end (no FETCH loop): a loan to the encoder host may read them. */
+  readonly rowsAsSent = true;
   /** The export's own transaction is open. */
   private inTransaction = false;
   /** The export's savepoint in the client's transaction is set. */

@@ -37,6 +37,12 @@ export interface SnapshotSource {
    */
   read(resultFormats: readonly number[], sink: RowSink, signal: AbortSignal): Promise<void>;
   /**
+   * read()'s `rows` are the statement's DataRows as the upstream sent them, so the encoder host
+   * may read them off the upstream socket itself (row-relay.ts). Absent: the rows are the
+   * source's to pick (Materialize's SUBSCRIBE and FETCH).
+   */
+  readonly rowsAsSent?: boolean;
+  /**
    * After a successful export: gives back what the snapshot still holds (in a client's
    * transaction, the export's savepoint). Absent: nothing is held after read().
    */

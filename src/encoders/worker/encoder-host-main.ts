@@ -18,10 +18,18 @@ import {
   releaseSlotsOf,
 } from "./encoder-budget.js";
 import { FrameReader, FrameWriter } from "./host-frames.js";
-import { type FromHost, HOST_DATA_FD, type HostArgs, type HostBudget, type ToHost } from "./host-protocol.js";
+import {
+  type FromHost,
+  HOST_DATA_FD,
+  type HostArgs,
+  type HostBudget,
+  type LoanSocketMessage,
+  type ToHost,
+} from "./host-protocol.js";
 import { RING_BUFFERS } from "./port-sink.js";
 import { type FromEncoder, toWireError } from "./protocol.js";
 import { BATCH_BYTES, WINDOW_BYTES } from "./row-batcher.js";
+import { RowLoan } from "./row-loan.js";
 
 const args = JSON.parse(process.argv[2] ?? "{}") as HostArgs;
 
@@ -90,6 +98,11 @@ interface Hosted {
   returns: ArrayBuffer[];
   /** Row buffers the thread has acknowledged: the next batches from the relay are read into them. */
   rowBuffers: ArrayBuffer[];
+  /**
+   * Whose each batch posted to the thread and not yet acknowledged was, in order (the thread acks
+   * in order): the relay's (null, its ack goes back to the relay) or a loan's (the host's own).
+   */
+  batches: Array<RowLoan | null>;
 }
 
 const threads = new Map<number, Hosted>();
@@ -106,14 +119,17 @@ function budgetsNow(): HostBudget[] {
 
 function spawn(w: number, nice: number, idle: boolean): void {
   const worker = new Worker(new URL(args.workerUrl), { workerData: { nice, idle }, execArgv: args.execArgv });
-  const h: Hosted = { worker, budget: undefined, hasWasm: false, returns: [], rowBuffers: [] };
+  const h: Hosted = { worker, budget: undefined, hasWasm: false, returns: [], rowBuffers: [], batches: [] };
   threads.set(w, h);
   worker.on("message", (m: FromEncoder) => {
     switch (m.t) {
-      case "ack":
+      case "ack": {
         if (m.buf.byteLength === BATCH_BYTES && h.rowBuffers.length < ROW_BUFFERS) h.rowBuffers.push(m.buf);
-        frames.ack(w, m.len);
+        const loan = h.batches.shift() ?? null;
+        if (loan === null) frames.ack(w, m.len);
+        else loan.acked(m.len);
         break;
+      }
       case "chunk": {
         const buf = m.buf;
         // Written as it is: the thread may refill it once the socket has taken it.
@@ -167,13 +183,78 @@ function post(msg: Extract<ToHost, { t: "post" }>): void {
 
 /** Row batch `w` read into `into` (a view from the start of its buffer): to the thread, transferred. */
 function rows(w: number, into: Uint8Array): void {
+  postRows(w, into.buffer as ArrayBuffer, into.byteLength, null);
+}
+
+/** Rows `buf[0..len)` to thread `w`, from the relay (`loan` null) or read by a loan. False if it is gone. */
+function postRows(w: number, buf: ArrayBuffer, len: number, loan: RowLoan | null): boolean {
   const h = threads.get(w);
-  if (h === undefined) return; // terminated meanwhile
+  if (h === undefined) return false; // terminated meanwhile
   const free = h.returns;
   h.returns = [];
-  const buf = into.buffer as ArrayBuffer;
-  h.worker.postMessage({ t: "rows", buf, len: into.byteLength, free }, [buf, ...free]);
+  h.batches.push(loan);
+  h.worker.postMessage({ t: "rows", buf, len, free }, [buf, ...free]);
+  return true;
 }
+
+// ---- row loans (./row-loan.ts): the relay's upstream socket, lent for one statement's rows ----
+
+/** Loans whose two halves have not both arrived: the data frame (`loan`) and the socket (IPC). */
+const loanFrames = new Map<number, Extract<ToHost, { t: "loan" }>>();
+const loanSockets = new Map<number, Socket>();
+const loans = new Map<number, RowLoan>();
+/** Holds and drops that came before their loan was complete. */
+const early = new Map<number, { held: boolean; dropped: boolean }>();
+
+function earlyOf(h: number): { held: boolean; dropped: boolean } {
+  let e = early.get(h);
+  if (e === undefined) {
+    e = { held: false, dropped: false };
+    early.set(h, e);
+  }
+  return e;
+}
+
+function loanPart(h: number): void {
+  const m = loanFrames.get(h);
+  const sock = loanSockets.get(h);
+  if (m === undefined || sock === undefined) return;
+  loanFrames.delete(h);
+  loanSockets.delete(h);
+  let loan: RowLoan | null = null;
+  let ended = false;
+  loan = new RowLoan(
+    sock,
+    Buffer.from(m.leftover.buffer, m.leftover.byteOffset, m.leftover.byteLength),
+    m.maxRowBytes,
+    {
+      buffer: () => threads.get(m.w)?.rowBuffers.pop() ?? new ArrayBuffer(BATCH_BYTES),
+      send: (buf, len) => postRows(m.w, buf, len, loan),
+      progress: (rows, full, read) => send({ t: "loanRows", h, rows, full, read }),
+      back: (rows, rest, read, error) => {
+        ended = true;
+        loans.delete(h);
+        send(
+          error === undefined
+            ? { t: "loanBack", h, rows, rest, read }
+            : { t: "loanBack", h, rows, rest, read, error },
+        );
+      },
+    },
+  );
+  const e = early.get(h);
+  early.delete(h);
+  if (ended) return;
+  loans.set(h, loan);
+  if (e?.held) loan.hold(true);
+  if (e?.dropped) loan.drop();
+}
+
+process.on("message", (m: LoanSocketMessage, sock?: Socket) => {
+  if (m?.t !== "loan" || sock === undefined) return;
+  loanSockets.set(m.h, sock);
+  loanPart(m.h);
+});
 
 function receive(msg: ToHost): void {
   switch (msg.t) {
@@ -202,6 +283,22 @@ function receive(msg: ToHost): void {
     case "budgets":
       send({ t: "budgets", q: msg.q, budgets: budgetsNow() });
       break;
+    case "loan":
+      loanFrames.set(msg.h, msg);
+      loanPart(msg.h);
+      break;
+    case "loanHold": {
+      const loan = loans.get(msg.h);
+      if (loan !== undefined) loan.hold(msg.held);
+      else if (loanFrames.has(msg.h) || loanSockets.has(msg.h)) earlyOf(msg.h).held = msg.held;
+      break;
+    }
+    case "loanDrop": {
+      const loan = loans.get(msg.h);
+      if (loan !== undefined) loan.drop();
+      else if (loanFrames.has(msg.h) || loanSockets.has(msg.h)) earlyOf(msg.h).dropped = true;
+      break;
+    }
   }
 }
 

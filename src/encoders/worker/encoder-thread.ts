@@ -10,7 +10,15 @@ import { planParquet } from "../parquet/encoder.js";
 import { parquetWasm } from "../parquet/wasm-writer.js";
 import type { FileSink } from "../types.js";
 import { encoderBudget, releaseSlotsOf } from "./encoder-budget.js";
-import { type EncoderWorker, HostedWorker, hostedWorker, retireEncoderHost } from "./encoder-host.js";
+import {
+  type EncoderWorker,
+  HostedWorker,
+  type HostLoan,
+  hostedWorker,
+  type LentSocket,
+  type LoanEvents,
+  retireEncoderHost,
+} from "./encoder-host.js";
 import { RING_BUFFERS } from "./port-sink.js";
 import { type EncoderWorkerData, type FromEncoder, fromWireError, type ToEncoder } from "./protocol.js";
 import { RowBatcher } from "./row-batcher.js";
@@ -293,6 +301,22 @@ export class EncoderThread {
     if (this.failure !== null) return true;
     this.gotRows = true;
     return this.rows.writeRow(buf, pos, nFields);
+  }
+
+  /** The thread is the encoder host's and its export goes on: lend() would take the loan. */
+  get canLend(): boolean {
+    return this.worker instanceof HostedWorker && this.failure === null && !this.ended;
+  }
+
+  /**
+   * In the encoder host: lends it the upstream socket, whose next DataRows it reads into this
+   * thread's batches itself (./row-loan.ts), behind the rows sent so far. Null where it cannot:
+   * a thread of this process, or one whose export is ending.
+   */
+  lend(lent: LentSocket, maxRowBytes: number, events: LoanEvents): HostLoan | null {
+    if (!this.canLend) return null;
+    this.rows.sendBatch();
+    return (this.worker as HostedWorker).lend(lent, maxRowBytes, events);
   }
 
   /** Resolves once the queue is down to half (or rejects with the export's failure). */

@@ -34,7 +34,17 @@ export type ToHost =
    * processes). */
   | { t: "gate"; closed: boolean }
   /** Tests and debugging: the host's encoding budgets now, answered by a `budgets` with `q`. */
-  | { t: "budgets"; q: number };
+  | { t: "budgets"; q: number }
+  /**
+   * Loan `h`: read thread `w`'s rows from the upstream socket sent with the IPC message
+   * `{ t: "loan", h }` (./row-loan.ts), `leftover` first; DataRows up to `maxRowBytes` (header
+   * included) only. Behind every row batch the relay sent the thread before it.
+   */
+  | { t: "loan"; h: number; w: number; leftover: Uint8Array; maxRowBytes: number }
+  /** Stop reading loan `h`'s socket until released (the relay's uploads are behind). */
+  | { t: "loanHold"; h: number; held: boolean }
+  /** The export of loan `h` is ending (cancel, failure): read on, dropping the rows, to the end. */
+  | { t: "loanDrop"; h: number };
 
 /** One encoding budget of the host (./encoder-budget.ts). */
 export interface HostBudget {
@@ -56,4 +66,21 @@ export type FromHost =
   | { t: "msg"; w: number; m: FromEncoder }
   | { t: "error"; w: number; message: string }
   | { t: "exit"; w: number; code: number }
-  | { t: "budgets"; q: number; budgets: HostBudget[] };
+  | { t: "budgets"; q: number; budgets: HostBudget[] }
+  /**
+   * Loan `h` has sent its thread `rows` rows in all so far; `full`: it waits for the thread.
+   * `read`: bytes it read from the socket since its last report (the session's traffic).
+   */
+  | { t: "loanRows"; h: number; rows: number; full: boolean; read: number }
+  /**
+   * Loan `h` has ended: `rows` rows in all; `rest` is what the host read from the first message
+   * that is not a DataRow it takes on (the relay reads it first); its copy of the socket is closed.
+   * `error`: the socket failed or ended (the upstream is lost).
+   */
+  | { t: "loanBack"; h: number; rows: number; rest: Uint8Array; read: number; error?: string };
+
+/** The IPC message (Node's channel, which can carry a socket) that comes with the socket of loan `h`. */
+export interface LoanSocketMessage {
+  t: "loan";
+  h: number;
+}

@@ -18,7 +18,7 @@ export const WINDOW_BYTES = 4 << 20;
  * A batch that is not full leaves after this long: rows that trickle in (a slow query, a
  * SUBSCRIBE's sparse updates) reach their file, and the progress counts, without waiting for more.
  */
-const PARTIAL_BATCH_MS = 20;
+export const PARTIAL_BATCH_MS = 20;
 /** drained() resolves once the queue is down to this, so the upstream is not paused per batch. */
 const LOW_WATER = WINDOW_BYTES >>> 1;
 
