@@ -27,6 +27,7 @@
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { pathToFileURL } from "node:url";
+import { Worker } from "node:worker_threads";
 import { PgError, SqlState } from "../../errors.js";
 
 export type Compression = "snappy" | "zstd" | "gzip" | "none";
@@ -66,16 +67,56 @@ export function useParquetWasm(wasm: ParquetWasm): void {
   compiled = Promise.resolve(wasm);
 }
 
+const require = createRequire(import.meta.url);
+const WASM_FILE = require.resolve("parquet-wasm/esm/parquet_wasm_bg.wasm");
+const ESM_URL = pathToFileURL(require.resolve("parquet-wasm/esm/parquet_wasm.js")).href;
+
 /** parquet-wasm's ESM build, compiled once per process and shared by every worker. */
 export function parquetWasm(): Promise<ParquetWasm> {
-  compiled ??= (async () => {
-    const require = createRequire(import.meta.url);
-    const module = await wasmApi.compile(
-      readFileSync(require.resolve("parquet-wasm/esm/parquet_wasm_bg.wasm")),
-    );
-    return { module, esmUrl: pathToFileURL(require.resolve("parquet-wasm/esm/parquet_wasm.js")).href };
-  })();
+  compiled ??= (async () => ({ module: await wasmApi.compile(readFileSync(WASM_FILE)), esmUrl: ESM_URL }))();
   return compiled;
+}
+
+/** Tests only: awaited before the warm-up's compile begins (a test holds it there). */
+export const parquetWasmTestHooks: { beforeCompile?: () => Promise<void> } = {};
+
+/**
+ * The compile of parquetWasm(), done in a short-lived thread of its own (the proxy's warm-up):
+ * WebAssembly.compile reads and decodes the module's 4.7 MB on the calling thread before V8's
+ * own threads compile it, which held the relay's event loop 50–460 ms at load 15 here (a thread
+ * of its own: no more than an idle loop's delay; docs/decisions.md, "The first export of a
+ * proxy"). The module comes back to this thread (it is shared, not copied) and serves every
+ * export as parquetWasm()'s. A failure or `signal` leaves the compile to the first export.
+ */
+export function compileParquetWasmOffThread(signal?: AbortSignal): Promise<ParquetWasm> {
+  if (compiled !== null) return compiled;
+  const mine: Promise<ParquetWasm> = (async () => {
+    await parquetWasmTestHooks.beforeCompile?.();
+    if (signal?.aborted) throw new Error("aborted");
+    // CommonJS source run by the thread; none of the process's node options (as encoder threads).
+    const code = `const { parentPort, workerData } = require("node:worker_threads");
+      WebAssembly.compile(require("node:fs").readFileSync(workerData)).then((m) => parentPort.postMessage(m));`;
+    const worker = new Worker(code, { eval: true, workerData: WASM_FILE, execArgv: [] });
+    worker.unref();
+    const stop = (): void => void worker.terminate();
+    signal?.addEventListener("abort", stop, { once: true });
+    try {
+      const module = await new Promise<WasmModule>((resolve, reject) => {
+        worker.once("message", resolve);
+        worker.once("error", reject);
+        worker.once("exit", (code) => reject(new Error(`parquet-wasm's compile thread exited (${code})`)));
+      });
+      return { module, esmUrl: ESM_URL };
+    } finally {
+      signal?.removeEventListener("abort", stop);
+      void worker.terminate();
+    }
+  })();
+  compiled = mine;
+  mine.catch(() => {
+    if (compiled === mine) compiled = null; // the first export compiles it itself
+  });
+  return mine;
 }
 
 type ParquetWasmModule = typeof import("parquet-wasm/esm/parquet_wasm.js");

@@ -1,9 +1,9 @@
 // The proxy's warm-up at start-up (exports.warmUp): what a proxy's first Parquet export would
 // otherwise pay itself, done in the background once the proxy listens (docs/decisions.md, "The
 // first export of a proxy").
-//   "compile"  parquet-wasm compiled (WebAssembly.compile: V8 compiles on its own threads; the
-//              relay thread only reads the file and hands it over). The first export's thread
-//              then instantiates an already compiled module.
+//   "compile"  parquet-wasm compiled, in a short-lived thread of its own (not on the relay's:
+//              ../parquet/wasm-writer.ts). The first export's thread then instantiates an already
+//              compiled module.
 //   "thread"   also the spare encoder thread (./encoder-thread.ts) started, by a small export of
 //              synthetic rows through it: Arrow and parquet-wasm loaded and instantiated in that
 //              thread, the encoder's code run once, and the thread kept for the first real export.
@@ -12,7 +12,7 @@
 // its own), so "compile" does nothing there and "thread" starts the host with its spare thread.
 import type { PgError } from "../../errors.js";
 import type { EncoderSpec } from "../create-encoder.js";
-import { parquetWasm } from "../parquet/wasm-writer.js";
+import { compileParquetWasmOffThread } from "../parquet/wasm-writer.js";
 import type { ColumnInfo, FileSink } from "../types.js";
 import { EncoderThread, type EncoderThreadOptions, spareEncoderThreadId } from "./encoder-thread.js";
 
@@ -34,44 +34,41 @@ const COLUMNS: readonly ColumnInfo[] = [
   { name: "d", typeOid: 1082, typeMod: -1 },
 ];
 
-/** The synthetic rows as PostgreSQL sends them: whole DataRow messages, binary values. */
+/** Bytes of a synthetic row: DataRow header 7, 8 field lengths, the values (text: 8 bytes). */
+const ROW_BYTES = 7 + 8 * 4 + (4 + 8 + 8 + 12 + 8 + 1 + 8 + 4);
+
+/**
+ * The synthetic rows as PostgreSQL sends them: whole DataRow messages, binary values, written in
+ * place into one buffer (this runs on the relay's thread: no allocation per value).
+ */
 function syntheticRows(n: number): Buffer {
-  const rows: Buffer[] = [];
+  const b = Buffer.alloc(n * ROW_BYTES);
+  let at = 0;
+  const field = (len: number): number => {
+    b.writeInt32BE(len, at);
+    at += 4 + len;
+    return at - len;
+  };
   for (let i = 0; i < n; i++) {
-    const values: Buffer[] = [];
-    const i4 = Buffer.alloc(4);
-    i4.writeInt32BE(i);
-    const i8 = Buffer.alloc(8);
-    i8.writeBigInt64BE(BigInt(i) * 1_000_003n);
+    b[at] = 0x44; // 'D'
+    b.writeInt32BE(ROW_BYTES - 1, at + 1);
+    b.writeInt16BE(COLUMNS.length, at + 5);
+    at += 7;
+    b.writeInt32BE(i, field(4));
+    b.writeBigInt64BE(BigInt(i) * 1_000_003n, field(8));
+    b.write(`label ${String(i % 97).padStart(2, "0")}`, field(8), "latin1");
     // numeric(12,2) 1..9999 + .01..0.99: ndigits 2, weight 0, sign +, dscale 2, base-10000 digits.
-    const num = Buffer.alloc(12);
-    num.writeInt16BE(2, 0);
-    num.writeInt16BE(0, 2);
-    num.writeUInt16BE(0, 4);
-    num.writeInt16BE(2, 6);
-    num.writeInt16BE((i % 9999) + 1, 8);
-    num.writeInt16BE(((i % 99) + 1) * 100, 10);
-    const ts = Buffer.alloc(8);
-    ts.writeBigInt64BE(757_382_400_000_000n + BigInt(i) * 1_000_000n);
-    const f8 = Buffer.alloc(8);
-    f8.writeDoubleBE(i / 7);
-    const d = Buffer.alloc(4);
-    d.writeInt32BE(8766 + (i % 366));
-    values.push(i4, i8, Buffer.from(`label ${i % 97}`), num, ts, Buffer.from([i & 1]), f8, d);
-    const len = 4 + 2 + values.reduce((a, v) => a + 4 + v.length, 0);
-    const row = Buffer.alloc(1 + len);
-    row[0] = 0x44; // 'D'
-    row.writeInt32BE(len, 1);
-    row.writeInt16BE(values.length, 5);
-    let at = 7;
-    for (const v of values) {
-      row.writeInt32BE(v.length, at);
-      v.copy(row, at + 4);
-      at += 4 + v.length;
-    }
-    rows.push(row);
+    const num = field(12);
+    b.writeInt16BE(2, num);
+    b.writeInt16BE(2, num + 6);
+    b.writeInt16BE((i % 9999) + 1, num + 8);
+    b.writeInt16BE(((i % 99) + 1) * 100, num + 10);
+    b.writeBigInt64BE(757_382_400_000_000n + BigInt(i) * 1_000_000n, field(8));
+    b[field(1)] = i & 1;
+    b.writeDoubleBE(i / 7, field(8));
+    b.writeInt32BE(8766 + (i % 366), field(4));
   }
-  return Buffer.concat(rows);
+  return b;
 }
 
 /** Takes the encoded bytes and drops them. */
@@ -96,7 +93,7 @@ export async function warmUpEncoders(
     const hosted = opts.host === "process";
     if (mode === "none" || (mode === "compile" && hosted) || signal.aborted) outcome = "skipped";
     else {
-      if (!hosted) await parquetWasm();
+      if (!hosted) await compileParquetWasmOffThread(signal);
       // A spare thread kept already (another proxy of this process warmed it, or an export ran).
       if (mode === "thread" && !signal.aborted && spareEncoderThreadId() === null)
         await syntheticExport(opts, signal, rows);
