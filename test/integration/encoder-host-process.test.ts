@@ -438,6 +438,39 @@ describe("the host reads the rows itself (the upstream socket lent to it)", () =
     expect((await client.query("SELECT $1::int + 1 AS n", [41])).rows).toEqual([{ n: 42 }]);
   }, 120_000);
 
+  test("a TLS upstream is not lent (its TLS state is the proxy's): the relay reads the rows, the files are the same", async () => {
+    const p = await startCopyProxy({
+      upstreamPort: pgPort,
+      s3: motoAccess(),
+      args: ["--file-root", root, "--upstream-tls", "require"],
+      config: { exports: { encoderHost: "process", workerNice: NICE } },
+    });
+    const c = new pg.Client({ connectionString: p.url("postgres", DB) });
+    await c.connect();
+    try {
+      expect((await c.query("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")).rows).toEqual([
+        { ssl: true },
+      ]);
+      const dir = join(root, freshPrefix());
+      const { result, relayed } = await relayedDuring(() =>
+        c.query(`COPY wide TO 'file://${dir}' WITH (FORMAT = 'csv')`),
+      );
+      expect(result.rowCount).toBe(120000);
+      expect(relayed).toBeGreaterThan(30 * MiB);
+      const got = Buffer.concat(
+        readdirSync(dir)
+          .filter((f) => f.endsWith(".csv"))
+          .sort()
+          .map((f) => readFileSync(join(dir, f))),
+      );
+      const want = (await stack.oracle.query("COPY wide TO STDOUT (FORMAT csv)")).copyData;
+      expectSameCsv(got, want, UPSTREAMS[0]!, { header: false });
+    } finally {
+      await c.end();
+      await p.shutdown(0);
+    }
+  }, 120_000);
+
   test("a row over exports.maxRowBytes in the middle of the lent stream: 54000 as with threads, nothing left, the session usable", async () => {
     const limit = 256 * 1024;
     const sql = `SELECT g, CASE WHEN g = 30000 THEN repeat('y', ${2 * limit}) ELSE md5(g::text) END AS v FROM generate_series(1, 60000) g`;
