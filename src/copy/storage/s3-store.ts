@@ -29,7 +29,7 @@ import { sendWhole } from "./s3-client.js";
 import { httpStatus, isNoSuchBucket, s3Error, sanitized } from "./s3-errors.js";
 import { S3Upload } from "./s3-upload.js";
 import type { PartResult } from "./upload-protocol.js";
-import { threadCanSend, uploadThread } from "./upload-thread.js";
+import { threadCanSend, type UploadThread, uploadThread } from "./upload-thread.js";
 
 export interface S3StoreConfig {
   client: S3Client;
@@ -141,9 +141,15 @@ export class S3Store implements ObjectStore {
         { abortSignal: signal },
       );
     }
+    let thread: UploadThread;
+    try {
+      thread = uploadThread(this.#uploadNice);
+    } catch (err) {
+      throw new PgError(SqlState.internalError, "could not start the S3 upload thread", { cause: err });
+    }
     held.body = undefined;
     try {
-      const r = await uploadThread(this.#uploadNice).send(
+      const r = await thread.send(
         this.client,
         { bucket: this.bucket, key: Key, uploadId, partNumber },
         body,
