@@ -277,7 +277,7 @@ export const SETTINGS: readonly SettingHelp[] = [
     default: "compile",
     example: "--warm-up thread",
     meaning:
-      "prepared in the background once the proxy listens, for its first export: compile (parquet-wasm compiled; ~0.1-0.3 CPU-s, a few MB), thread (also the spare encoder thread started and warmed by a 2048-row synthetic export; ~0.5-0.8 CPU-s, ~30 MB kept), none",
+      "prepared in the background once the proxy listens, for its first export: compile (parquet-wasm compiled in a thread of its own; ~0.1-0.25 CPU-s, 4-10 MB), thread (also the spare encoder thread started and warmed by a 2048-row synthetic export; ~0.6-1.0 CPU-s, 35-50 MB kept), none",
   },
   {
     key: "exports.maxEncodingThreads",
