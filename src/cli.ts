@@ -94,6 +94,10 @@ async function main(): Promise<number> {
       () => (started === undefined ? "starting" : started.draining ? "draining" : "ready"),
       serveLog,
     ));
+  // startProxy logs "proxy listening" (what operators and tests take for ready) before the
+  // handlers below exist; a signal in between would meet Node's default action (SIGHUP: the
+  // process killed; seen under load). Such a signal waits here and is raised again once they do.
+  const held = holdSignals();
   const proxy = await startProxy(config, serveLog, schedules.hook);
   started = proxy;
   schedules.start(() => proxy.address);
@@ -108,10 +112,25 @@ async function main(): Promise<number> {
     schedules,
     admin: admin || undefined,
   });
+  held.release();
   for (const err of early) control.logBroken(err);
   if (demo) await demo.showAround(proxy.address);
   else void warnIfUpstreamUnreachable(config, serveLog);
   return -1;
+}
+
+/** Until release(): SIGHUP, SIGINT, SIGTERM and SIGQUIT are kept; then raised again, in order. */
+function holdSignals(): { release(): void } {
+  const signals = ["SIGHUP", "SIGINT", "SIGTERM", "SIGQUIT"] as const;
+  const got: NodeJS.Signals[] = [];
+  const keep = (s: NodeJS.Signals): void => void got.push(s);
+  for (const s of signals) process.on(s, keep);
+  return {
+    release: () => {
+      for (const s of signals) process.off(s, keep);
+      for (const s of got) process.kill(process.pid, s);
+    },
+  };
 }
 
 main().then(

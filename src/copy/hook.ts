@@ -44,10 +44,9 @@ export async function createCopyHook(config: Config, log: Logger): Promise<CopyT
   const listening = (): void => {
     const { warmUp, workerNice, workerPolicy, encoderHost } = config.exports;
     if (warmUp === "none") return;
-    // On the next turn of the loop, not now: "proxy listening" is already logged, and the CLI
-    // installs its signal handlers (lifecycle.ts) only when startProxy has returned. The warm-up's
-    // synchronous start (reading and handing over parquet-wasm's MBs) in between left a SIGHUP
-    // sent on that line with Node's default action: the process was killed (3 of 3 times).
+    // On the next turn of the loop, not now: its synchronous start (reading and handing over
+    // parquet-wasm's MBs) would delay the rest of the proxy's start, the CLI's signal handlers
+    // (lifecycle.ts) among them.
     setImmediate(() => {
       const t0 = performance.now();
       void warmUpEncoders(
