@@ -19,6 +19,7 @@ import {
   mzSearchPath,
 } from "../support/mz-double.js";
 import { freshPrefix } from "../support/mz-e2e.js";
+import { freshPgDatabase } from "../support/postgres.js";
 import type { TestProxy } from "../support/proxy.js";
 
 const DB = "mz_catalog_conn";
@@ -72,13 +73,7 @@ const copy = (conn: string, prefix = freshPrefix()) =>
 beforeAll(async () => {
   s3 = await startMoto();
   check = new S3Check(s3);
-  const admin = new pg.Client({ port: pgPort, host: "127.0.0.1", user: "postgres" });
-  await admin.connect();
-  await admin.query(`DROP DATABASE IF EXISTS ${DB} WITH (FORCE)`);
-  await admin.query(`CREATE DATABASE ${DB}`);
-  await admin.end();
-  direct = new pg.Client({ port: pgPort, host: "127.0.0.1", user: "postgres", database: DB });
-  await direct.connect();
+  direct = await freshPgDatabase(pgPort, DB);
   for (const sql of MZ_CATALOG_SETUP) await direct.query(sql);
   await direct.query(mzSearchPath(DB));
   await direct.query("DROP ROLE IF EXISTS mzc_nousage; CREATE ROLE mzc_nousage LOGIN");

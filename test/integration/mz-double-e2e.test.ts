@@ -16,6 +16,7 @@ import {
   typesSetup,
 } from "../support/mz-e2e.js";
 import { materializeTypeScenarios } from "../support/mz-types-e2e.js";
+import { freshPgDatabase } from "../support/postgres.js";
 import type { TestProxy } from "../support/proxy.js";
 import { S3FaultProxy } from "../support/s3-fault-proxy.js";
 
@@ -30,13 +31,7 @@ let direct: pg.Client;
 let bucket: string;
 
 beforeAll(async () => {
-  const admin = new pg.Client({ port: pgPort, host: "127.0.0.1", user: "postgres" });
-  await admin.connect();
-  await admin.query(`DROP DATABASE IF EXISTS ${DB} WITH (FORCE)`);
-  await admin.query(`CREATE DATABASE ${DB}`);
-  await admin.end();
-  direct = new pg.Client({ port: pgPort, host: "127.0.0.1", user: "postgres", database: DB });
-  await direct.connect();
+  direct = await freshPgDatabase(pgPort, DB);
   for (const sql of MZ_TYPES_SETUP) await direct.query(sql);
   await direct.query(mzSearchPath(DB));
   await direct.query('SET search_path = "$user", public, mz_catalog');

@@ -7,6 +7,7 @@ import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, inject, test } from "vitest";
 import { waitUntil } from "../support/export-checks.js";
 import { MaterializeWireDouble, MZ_TYPES_SETUP, MZ_VERSION, mzSearchPath } from "../support/mz-double.js";
+import { freshPgDatabase } from "../support/postgres.js";
 import { WireClient } from "../support/wire-client.js";
 
 const DB = "mz_double_rules";
@@ -18,13 +19,7 @@ let c: pg.Client;
 const RAW = { getTypeParser: () => (v: string) => v } as unknown as pg.CustomTypesConfig;
 
 beforeAll(async () => {
-  const admin = new pg.Client({ port: pgPort, host: "127.0.0.1", user: "postgres" });
-  await admin.connect();
-  await admin.query(`DROP DATABASE IF EXISTS ${DB} WITH (FORCE)`);
-  await admin.query(`CREATE DATABASE ${DB}`);
-  await admin.end();
-  const direct = new pg.Client({ port: pgPort, host: "127.0.0.1", user: "postgres", database: DB });
-  await direct.connect();
+  const direct = await freshPgDatabase(pgPort, DB);
   for (const sql of MZ_TYPES_SETUP) await direct.query(sql);
   await direct.query(mzSearchPath(DB));
   await direct.query(

@@ -10,6 +10,7 @@ import { motoAccess, S3Check, startCopyProxy } from "../support/copy-proxy.js";
 import { MaterializeWireDouble, MZ_TYPES_SETUP, mzSearchPath } from "../support/mz-double.js";
 import { MZ_SQL_SETUP } from "../support/mz-double-sql.js";
 import { freshPrefix, parseCsv } from "../support/mz-e2e.js";
+import { freshPgDatabase } from "../support/postgres.js";
 import type { TestProxy } from "../support/proxy.js";
 
 const DB = "mz_only_sql";
@@ -22,13 +23,7 @@ let client: pg.Client;
 let bucket: string;
 
 beforeAll(async () => {
-  const admin = new pg.Client({ port: pgPort, host: "127.0.0.1", user: "postgres" });
-  await admin.connect();
-  await admin.query(`DROP DATABASE IF EXISTS ${DB} WITH (FORCE)`);
-  await admin.query(`CREATE DATABASE ${DB}`);
-  await admin.end();
-  const direct = new pg.Client({ port: pgPort, host: "127.0.0.1", user: "postgres", database: DB });
-  await direct.connect();
+  const direct = await freshPgDatabase(pgPort, DB);
   for (const sql of [...MZ_TYPES_SETUP, ...MZ_SQL_SETUP]) await direct.query(sql);
   await direct.query(mzSearchPath(DB));
   await direct.query(

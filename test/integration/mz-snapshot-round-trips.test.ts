@@ -2,23 +2,17 @@
 // peek takes over), through the MaterializeWireDouble, which answers pipelined messages as
 // Materialize's pgwire code does (rule R12a). The same scenarios run against a real Materialize
 // in materialize-real.test.ts when MZ_URL is set.
-import pg from "pg";
 import { afterAll, beforeAll, describe, inject } from "vitest";
 import { MaterializeWireDouble, MZ_TYPES_SETUP, mzSearchPath } from "../support/mz-double.js";
 import { materializeRoundTripScenarios } from "../support/mz-round-trips.js";
+import { freshPgDatabase } from "../support/postgres.js";
 
 const DB = "mz_round_trips";
 const pgPort = inject("pgPort");
 let dbl: MaterializeWireDouble;
 
 beforeAll(async () => {
-  const admin = new pg.Client({ port: pgPort, host: "127.0.0.1", user: "postgres" });
-  await admin.connect();
-  await admin.query(`DROP DATABASE IF EXISTS ${DB} WITH (FORCE)`);
-  await admin.query(`CREATE DATABASE ${DB}`);
-  await admin.end();
-  const direct = new pg.Client({ port: pgPort, host: "127.0.0.1", user: "postgres", database: DB });
-  await direct.connect();
+  const direct = await freshPgDatabase(pgPort, DB);
   for (const sql of MZ_TYPES_SETUP) await direct.query(sql);
   await direct.query(mzSearchPath(DB));
   await direct.query("CREATE TABLE rt (a int, b text)");

@@ -4,6 +4,7 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import pg from "pg";
 import { freePort } from "./ports.js";
 
 export interface PgServer {
@@ -181,4 +182,22 @@ function uidOf(user: string): number {
 }
 function gidOf(user: string): number {
   return Number(execFileSync("id", ["-g", user], { encoding: "utf8" }).trim());
+}
+
+/**
+ * A database of its own for one test file, dropped first if an earlier run left it, and a
+ * node-postgres client connected to it directly (not through any proxy): the file's set-up and oracle.
+ */
+export async function freshPgDatabase(port: number, database: string): Promise<pg.Client> {
+  const admin = new pg.Client({ port, host: "127.0.0.1", user: "postgres" });
+  await admin.connect();
+  try {
+    await admin.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
+    await admin.query(`CREATE DATABASE ${database}`);
+  } finally {
+    await admin.end();
+  }
+  const client = new pg.Client({ port, host: "127.0.0.1", user: "postgres", database });
+  await client.connect();
+  return client;
 }
