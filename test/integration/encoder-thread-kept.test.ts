@@ -9,19 +9,10 @@ import { encoderThreadTestHooks, spareEncoderThreadId } from "../../src/encoders
 import { motoAccess, startCopyProxy } from "../support/copy-proxy.js";
 import { waitUntil } from "../support/export-checks.js";
 import type { TestProxy } from "../support/proxy.js";
+import { threadsAtNiceness } from "../support/thread-niceness.js";
 
 const pgPort = inject("pgPort");
-/** This process's threads at the encoder threads' niceness (10 by default; the rest run at 0). */
-function encoderThreads(): number {
-  return readdirSync("/proc/self/task").filter((tid) => {
-    try {
-      const stat = readFileSync(`/proc/self/task/${tid}/stat`, "utf8");
-      return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16]) === 10;
-    } catch {
-      return false; // ended meanwhile
-    }
-  }).length;
-}
+const encoderThreads = (): number => threadsAtNiceness(10);
 let root: string;
 let proxy: TestProxy | undefined;
 let client: pg.Client | undefined;

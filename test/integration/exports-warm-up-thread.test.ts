@@ -3,7 +3,7 @@
 // export is held), and the first real export gets that thread. A shutdown during the warm-up ends
 // it and leaves no thread. With exports.encoderHost "process" the same happens in the encoder
 // host; "compile" there starts nothing (the relay never uses parquet-wasm itself).
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
@@ -18,6 +18,7 @@ import { type WarmUp, warmUpTestHooks } from "../../src/encoders/worker/encoder-
 import { motoAccess, startCopyProxy } from "../support/copy-proxy.js";
 import { waitUntil } from "../support/export-checks.js";
 import type { TestProxy } from "../support/proxy.js";
+import { threadsAtNiceness } from "../support/thread-niceness.js";
 
 const pgPort = inject("pgPort");
 let root: string;
@@ -26,17 +27,7 @@ let client: pg.Client | undefined;
 const started: EncoderThread[] = [];
 const ended: Array<{ mode: WarmUp; outcome: string }> = [];
 
-/** This process's threads at the encoder threads' niceness (10 by default; the rest run at 0). */
-function encoderThreads(): number {
-  return readdirSync("/proc/self/task").filter((tid) => {
-    try {
-      const stat = readFileSync(`/proc/self/task/${tid}/stat`, "utf8");
-      return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16]) === 10;
-    } catch {
-      return false; // ended meanwhile
-    }
-  }).length;
-}
+const encoderThreads = (): number => threadsAtNiceness(10);
 
 /** While gate[0] is 1, encoder threads started from now on block before each batch of rows. */
 function closeGate(): Int32Array {
