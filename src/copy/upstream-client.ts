@@ -233,7 +233,7 @@ export class UpstreamClient {
 
   /** A simple query whose (small) result is returned as text. */
   async query(sql: string, signal?: AbortSignal): Promise<TextResult> {
-    const result: TextResult = { fields: [], rows: [], tag: "" };
+    const result = emptyResult();
     await this.exchange(
       [frontend.query(sql)],
       (type, buf, start, end) => collectText(result, type, buf, start, end),
@@ -247,7 +247,7 @@ export class UpstreamClient {
    * small result returned as text.
    */
   async queryParams(sql: string, params: BoundParams, signal?: AbortSignal): Promise<TextResult> {
-    const result: TextResult = { fields: [], rows: [], tag: "" };
+    const result = emptyResult();
     await this.exchange(
       [
         frontend.parse("", sql, params.types),
@@ -271,19 +271,10 @@ export class UpstreamClient {
    * to the next Sync), so later ones see the transaction state the earlier ones left.
    */
   async queries(sqls: readonly string[], signal?: AbortSignal): Promise<TextResult[]> {
-    const results: TextResult[] = sqls.map(() => ({ fields: [], rows: [], tag: "" }));
-    let i = 0;
-    await this.exchange(
-      sqls.map((sql) => frontend.query(sql)),
-      (type, buf, start, end) => {
-        if (type === M.Ready) i++;
-        else collectText(results[i]!, type, buf, start, end);
-      },
+    return this.pipeline(
+      sqls.map((sql) => ({ sql })),
       signal,
-      undefined,
-      sqls.length,
     );
-    return results;
   }
 
   /**
@@ -295,7 +286,7 @@ export class UpstreamClient {
    * first error rejects, once all are answered.
    */
   async pipeline(steps: readonly PipelineStep[], signal?: AbortSignal): Promise<TextResult[]> {
-    const results: TextResult[] = steps.map(() => ({ fields: [], rows: [], tag: "" }));
+    const results: TextResult[] = steps.map(emptyResult);
     let i = 0;
     await this.exchange(
       steps.flatMap((s) =>
@@ -330,26 +321,11 @@ export class UpstreamClient {
     sql: string,
     signal?: AbortSignal,
   ): Promise<{ result: TextResult; fields: FieldDesc[] }> {
-    const result: TextResult = { fields: [], rows: [], tag: "" };
-    let fields: FieldDesc[] = [];
-    let preparing = before === null;
-    await this.exchange(
-      [
-        ...(before === null ? [] : [frontend.query(before)]),
-        frontend.parse(name, sql),
-        frontend.describe("S", name),
-        frontend.sync(),
-      ],
-      (type, buf, start, end) => {
-        if (type === M.Ready) preparing = true;
-        else if (!preparing) collectText(result, type, buf, start, end);
-        else if (type === M.RowDescription) fields = parseRowDescription(buf, start);
-      },
-      signal,
-      undefined,
-      before === null ? 1 : 2,
-    );
-    return { result, fields };
+    const prepared: PipelineStep = { sql, prepare: name };
+    if (before === null)
+      return { result: emptyResult(), fields: (await this.pipeline([prepared], signal))[0]!.fields };
+    const [result, prep] = await this.pipeline([{ sql: before }, prepared], signal);
+    return { result: result!, fields: prep!.fields };
   }
 
   /**
@@ -412,6 +388,10 @@ function textRow(buf: Buffer, start: number): Array<string | null> {
 }
 
 /** Fills `result` from a simple query's answer (its columns, rows and tag); a COPY is refused. */
+function emptyResult(): TextResult {
+  return { fields: [], rows: [], tag: "" };
+}
+
 function collectText(result: TextResult, type: number, buf: Buffer, start: number, end: number): void {
   if (type === M.RowDescription) result.fields = parseRowDescription(buf, start);
   else if (type === M.DataRow) result.rows.push(textRow(buf, start));
