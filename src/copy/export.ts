@@ -313,7 +313,7 @@ class Export {
         max: this.deps.config.exports.encoderThreads,
       },
       this.store!,
-      (batch, i) => `mz-${this.id}-batch-${pad4(batch)}-${pad4(i)}.${ext}`,
+      { prefix: (batch) => `mz-${this.id}-batch-${pad4(batch)}-`, suffix: `.${ext}` },
       this.signal,
       this.deps.config.exports.filesCompleting,
       (err) => this.ac.abort(err),

@@ -7,14 +7,25 @@
 // batches only when they got rows; the order of rows across files is not defined. Batch k > 0 gets
 // its thread only once every thread before it has a full queue: an export its first thread keeps
 // up with never pays for another (a Parquet thread's start-up costs a few tenths of a CPU-second).
+// A file:// target's files are written by the encoder threads themselves (./thread-files.ts), where
+// they are threads of this process; otherwise each file's bytes come back here to an upload.
 import type { EncoderThread } from "../encoders/worker/encoder-thread.js";
+import { fileKey } from "../encoders/worker/protocol.js";
 import type { PgError } from "../errors.js";
+import { FileStore } from "./storage/file-store.js";
 import type { ObjectStore } from "./storage/object-store.js";
-import { type CleanupFailure, UploadSink, type WrittenFile } from "./upload-sink.js";
+import { ThreadFiles } from "./thread-files.js";
+import { type BatchSink, type CleanupFailure, UploadSink, type WrittenFile } from "./upload-sink.js";
+
+/** Batch k's file i is `${prefix(k)}${i, 4 digits at least}${suffix}`. */
+export interface BatchKeys {
+  prefix(batch: number): string;
+  suffix: string;
+}
 
 interface Batch {
   thread: EncoderThread;
-  sink: UploadSink;
+  sink: BatchSink;
   /** Rows were dealt to it: its thread is finished (not just stopped) at the end. */
   used: boolean;
 }
@@ -37,13 +48,13 @@ export class OutputBatches {
   waitingFor: OutputWait | null = null;
 
   /**
-   * Batch k's thread encodes into files named `keyOf(k, index)`. Each thread is attached here;
-   * `onError` hears the first failure of any of them.
+   * Batch k's thread encodes into files named by `keys`. Each thread is attached here; `onError`
+   * hears the first failure of any of them.
    */
   constructor(
     private readonly threads: BatchThreads,
     private readonly store: ObjectStore,
-    private readonly keyOf: (batch: number, index: number) => string,
+    private readonly keys: BatchKeys,
     private readonly signal: AbortSignal,
     private readonly filesCompleting: number,
     private readonly onError: (err: PgError) => void,
@@ -53,8 +64,25 @@ export class OutputBatches {
 
   private add(thread: EncoderThread): Batch {
     const k = this.batches.length;
-    const sink = new UploadSink(this.store, (i) => this.keyOf(k, i), this.signal, this.filesCompleting);
-    thread.attach(sink, this.signal, this.onError);
+    const keyPrefix = this.keys.prefix(k);
+    const { suffix } = this.keys;
+    let sink: BatchSink;
+    if (this.store instanceof FileStore && thread.writesFiles) {
+      const files = new ThreadFiles(this.store, { ...this.store.target, keyPrefix, suffix }, () =>
+        thread.stopped(),
+      );
+      thread.attach(files, this.signal, this.onError);
+      sink = files;
+    } else {
+      const uploads = new UploadSink(
+        this.store,
+        (i) => fileKey({ keyPrefix, suffix }, i),
+        this.signal,
+        this.filesCompleting,
+      );
+      thread.attach(uploads, this.signal, this.onError);
+      sink = uploads;
+    }
     const b = { thread, sink, used: false };
     this.batches.push(b);
     return b;
@@ -159,7 +187,7 @@ export class OutputBatches {
     return this.sum((s) => s.filesDone);
   }
 
-  private sum(f: (s: UploadSink) => number): number {
+  private sum(f: (s: BatchSink) => number): number {
     let n = 0;
     for (const b of this.batches) n += f(b.sink);
     return n;

@@ -19,7 +19,22 @@ export interface CleanupFailure {
   message: string;
 }
 
-export class UploadSink implements FileSink {
+/** What an export's output batch (./output-batches.ts) asks of where its thread's files go. */
+export interface BatchSink {
+  /** True when the encoder should stop feeding until drained() resolves. */
+  readonly needsDrain: boolean;
+  drained(): Promise<void>;
+  /** Waits for every file to complete; throws the first failure. The files by index. */
+  finish(): Promise<WrittenFile[]>;
+  /** Takes back everything of the batch, with `extra` keys; resolves with what could not be removed. */
+  takeBack(extra?: readonly string[]): Promise<CleanupFailure[]>;
+  /** Bytes written (or handed to uploads) so far, for progress. */
+  readonly bytes: number;
+  readonly filesStarted: number;
+  readonly filesDone: number;
+}
+
+export class UploadSink implements FileSink, BatchSink {
   private current: { index: number; key: string; upload: ObjectUpload } | null = null;
   /** Uploads not known to be finished or cleaned up, by key (a failed end() stays until takeBack). */
   private readonly open = new Map<ObjectUpload, string>();

@@ -32,6 +32,7 @@ import {
   type PendingUpload,
   toBuffer,
 } from "./object-store.js";
+import type { FileTarget } from "./sync-file-upload.js";
 
 export interface FileStoreConfig {
   /** Absolute directory; created on the first write. */
@@ -42,6 +43,35 @@ export interface FileStoreConfig {
   root?: string | undefined;
   /** Bytes an upload writes between two writebacks of its file (default WRITEBACK_BYTES). */
   writebackBytes?: number | undefined;
+}
+
+/**
+ * A file operation's failure as the S3 store would word it (58030, naming the S3 operation whose
+ * part the file plays): the same words whichever thread made the call (./sync-file-upload.ts).
+ */
+export function fileOpError(op: string, err: unknown, url: string): PgError {
+  if (err instanceof PgError) return err;
+  const c = code(err);
+  const msg =
+    c === "EACCES" || c === "EPERM"
+      ? `AccessDenied error when using ${op}`
+      : `${c ?? "I/O"} error when using ${op}`;
+  return new PgError(SqlState.ioError, msg, {
+    detail: `${url}: ${err instanceof Error ? err.message : String(err)}`,
+    cause: err,
+  });
+}
+
+/** A key that resolves outside the directory (or the root): a symlink leads elsewhere. */
+export function escapeError(root: string | undefined, rel: string, location: string): PgError {
+  if (root !== undefined) return outsideRoot();
+  return new PgError(
+    SqlState.insufficientPrivilege,
+    `object key ${JSON.stringify(rel)} resolves outside ${location}`,
+    {
+      hint: "A symbolic link inside the target directory points elsewhere.",
+    },
+  );
 }
 
 export class FileStore implements ObjectStore, UploadDirectory {
@@ -61,6 +91,11 @@ export class FileStore implements ObjectStore, UploadDirectory {
     this.location = pathToFileURL(this.dir).href;
   }
 
+  /** What an encoder thread needs to write this store's objects itself (./sync-file-upload.ts). */
+  get target(): FileTarget {
+    return { dir: this.dir, root: this.root, writebackBytes: this.writebackBytes };
+  }
+
   url(key: string): string {
     return key === "" ? this.location : pathToFileURL(join(this.dir, key)).href;
   }
@@ -68,15 +103,7 @@ export class FileStore implements ObjectStore, UploadDirectory {
   fail(op: string, err: unknown, key: string, signal?: AbortSignal): PgError {
     if (err instanceof PgError) return err;
     if (signal?.aborted) return abortError(signal);
-    const c = code(err);
-    const msg =
-      c === "EACCES" || c === "EPERM"
-        ? `AccessDenied error when using ${op}`
-        : `${c ?? "I/O"} error when using ${op}`;
-    return new PgError(SqlState.ioError, msg, {
-      detail: `${this.url(key)}: ${err instanceof Error ? err.message : String(err)}`,
-      cause: err,
-    });
+    return fileOpError(op, err, this.url(key));
   }
 
   /**
@@ -151,14 +178,7 @@ export class FileStore implements ObjectStore, UploadDirectory {
   }
 
   #escape(rel: string): PgError {
-    if (this.root !== undefined) return outsideRoot();
-    return new PgError(
-      SqlState.insufficientPrivilege,
-      `object key ${JSON.stringify(rel)} resolves outside ${this.location}`,
-      {
-        hint: "A symbolic link inside the target directory points elsewhere.",
-      },
-    );
+    return escapeError(this.root, rel, this.location);
   }
 
   async list(prefix: string, signal: AbortSignal, limit = 1000): Promise<ListResult> {

@@ -39,6 +39,9 @@ export interface UploadDirectory {
   readonly writebackBytes?: number | undefined;
 }
 
+/** Tests only: each write of a FileUpload (in the relay's thread), by key and byte count. */
+export const fileUploadTestHooks: { wrote?: (key: string, bytes: number) => void } = {};
+
 export class FileUpload implements ObjectUpload {
   readonly #store: UploadDirectory;
   readonly #key: string;
@@ -108,6 +111,7 @@ export class FileUpload implements ObjectUpload {
     if (this.#error) throw this.#error;
     if (this.#state !== "open") throw new PgError(SqlState.internalError, "write after end of upload");
     const buf = toBuffer(chunk);
+    fileUploadTestHooks.wrote?.(this.#key, buf.length);
     this.#queued += buf.length;
     this.#bytes += buf.length;
     this.#enqueue(async () => {

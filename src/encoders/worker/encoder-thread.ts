@@ -20,7 +20,13 @@ import {
   retireEncoderHost,
 } from "./encoder-host.js";
 import { RING_BUFFERS } from "./port-sink.js";
-import { type EncoderWorkerData, type FromEncoder, fromWireError, type ToEncoder } from "./protocol.js";
+import {
+  type EncoderWorkerData,
+  type FileOutput,
+  type FromEncoder,
+  fromWireError,
+  type ToEncoder,
+} from "./protocol.js";
 import { RowBatcher } from "./row-batcher.js";
 import { profilerArgs, workerEntry } from "./worker-entry.js";
 
@@ -31,6 +37,8 @@ export type EncoderHostKind = "thread" | "process";
  * memory), and a look at each thread started. */
 export const encoderThreadTestHooks: {
   gate?: Int32Array;
+  /** Holds a thread that writes its files after each rename, before it tells of it (protocol.ts). */
+  renamed?: Int32Array;
   started?: (thread: EncoderThread) => void;
 } = {};
 
@@ -154,6 +162,20 @@ function threadFailed(what: string): PgError {
   return new PgError(SqlState.internalError, `encoder thread ${what}`);
 }
 
+/**
+ * Where an export's files go when its encoder thread writes them itself (a file:// target,
+ * ./file-writer-sink.ts): the driver is told per file, in the order things happened there.
+ */
+export interface ThreadWrittenFiles {
+  readonly output: FileOutput;
+  /** File `index` is about to be created as temp file `uploadId`. */
+  opened(index: number, uploadId: string): void;
+  /** Bytes of the current file written since the last word. */
+  wrote(bytes: number): void;
+  /** File `index` is complete and in place. */
+  done(index: number, rows: number, bytes: number): void;
+}
+
 interface Waiter {
   resolve: () => void;
   reject: (e: unknown) => void;
@@ -175,6 +197,11 @@ export class EncoderThread {
   private readonly thread: PooledThread;
   private readonly worker: EncoderWorker;
   private sink: FileSink | null = null;
+  /** The export's files, when the thread writes them (attach() with a ThreadWrittenFiles). */
+  private files: ThreadWrittenFiles | null = null;
+  /** Resolves once the thread touches none of this export's files any more (stopped()). */
+  private readonly stoppedP: Promise<void>;
+  private onStopped: () => void = () => {};
   private onError: ((err: PgError) => void) | null = null;
   private failure: PgError | null = null;
   private ended = false;
@@ -213,6 +240,9 @@ export class EncoderThread {
       this.onStarted = { resolve, reject };
     });
     this.started.catch(() => {}); // the failure reaches the driver through onError
+    this.stoppedP = new Promise<void>((resolve) => {
+      this.onStopped = resolve;
+    });
     this.worker.on("message", (m: FromEncoder) => this.receive(m));
     this.worker.on("error", (e) => {
       this.broken = true;
@@ -224,6 +254,8 @@ export class EncoderThread {
       // Terminated (a cancel, a failure) in the middle of a batch: its slot goes to the others.
       if (budget !== undefined) releaseSlotsOf(budget, id);
       this.fail(threadFailed(`exited (${code})`));
+      // Every message it posted has been emitted before 'exit' (Node drains the port first).
+      this.onStopped();
     });
     if (spec.format === "parquet" && !this.thread.hasWasm && hosted === null) {
       // Compiled once per process, in this thread; the encoder thread waits for it.
@@ -256,11 +288,33 @@ export class EncoderThread {
   }
 
   /**
-   * Where the encoded files go, and whom to tell when encoding fails. `signal` ends the thread at
-   * once (a cancel does not wait for rows already sent to be encoded).
+   * The thread can write an export's files itself (a thread of this process; the encoder host's
+   * hand their bytes back as chunks).
    */
-  attach(sink: FileSink, signal: AbortSignal, onError: (err: PgError) => void): void {
-    this.sink = sink;
+  get writesFiles(): boolean {
+    return !(this.worker instanceof HostedWorker);
+  }
+
+  /**
+   * Resolves once the thread no longer touches this export's files: it has finished (or dropped)
+   * the export, or it has exited. Every file it told of has been told by then.
+   */
+  stopped(): Promise<void> {
+    return this.stoppedP;
+  }
+
+  /**
+   * Where the encoded files go, and whom to tell when encoding fails. `signal` ends the thread at
+   * once (a cancel does not wait for rows already sent to be encoded). A ThreadWrittenFiles (only
+   * where writesFiles) has the thread write the files itself; a FileSink gets their bytes.
+   */
+  attach(sink: FileSink | ThreadWrittenFiles, signal: AbortSignal, onError: (err: PgError) => void): void {
+    if ("output" in sink) {
+      this.files = sink;
+      const files: Extract<ToEncoder, { t: "files" }> = { t: "files", output: sink.output };
+      if (encoderThreadTestHooks.renamed !== undefined) files.renamed = encoderThreadTestHooks.renamed;
+      this.post(files);
+    } else this.sink = sink;
     this.onError = onError;
     if (this.failure !== null) {
       const err = this.failure;
@@ -378,6 +432,12 @@ export class EncoderThread {
   }
 
   private receive(m: FromEncoder): void {
+    // Told even after a failure: the driver takes back every file the thread may have made.
+    if (m.t === "file-open" || m.t === "file-bytes" || m.t === "file-done") {
+      this.toldOfFile(m);
+      return;
+    }
+    if (m.t === "finished") this.onStopped();
     if (this.dropping) {
       if (m.t === "finished" && !this.broken) returnThread(this.thread);
       return;
@@ -430,6 +490,14 @@ export class EncoderThread {
       // The sink refused (an upload failed): the export ends with that.
       this.fail(PgError.from(e));
     }
+  }
+
+  private toldOfFile(m: Extract<FromEncoder, { t: "file-open" | "file-bytes" | "file-done" }>): void {
+    const files = this.files;
+    if (files === null) return;
+    if (m.t === "file-open") files.opened(m.index, m.uploadId);
+    else if (m.t === "file-bytes") files.wrote(m.bytes);
+    else files.done(m.index, m.rows, m.bytes);
   }
 
   private fail(err: PgError): void {

@@ -6,10 +6,12 @@ import { execFileSync } from "node:child_process";
 import { readlinkSync } from "node:fs";
 import { getPriority, setPriority } from "node:os";
 import { parentPort, receiveMessageOnPort, threadId, workerData } from "node:worker_threads";
+import { PgError, SqlState } from "../../errors.js";
 import { createEncoder } from "../create-encoder.js";
 import { useParquetWasm } from "../parquet/wasm-writer.js";
-import type { RowEncoder } from "../types.js";
+import type { FileSink, RowEncoder } from "../types.js";
 import { BudgetTurns } from "./encoder-budget.js";
+import { FileWriterSink } from "./file-writer-sink.js";
 import { PortSink } from "./port-sink.js";
 import { type EncoderWorkerData, type FromEncoder, type ToEncoder, toWireError } from "./protocol.js";
 
@@ -55,7 +57,16 @@ function idleClass(): boolean {
 
 const nice = lowerPriority(data.nice);
 const idle = data.idle === true && idleClass();
-const sink = new PortSink(post);
+const portSink = new PortSink(post);
+/** The export's files when this thread writes them itself (a `files` message: file:// targets). */
+let files: FileWriterSink | null = null;
+/** The encoder's sink: this thread's own file writes, else chunks to the driver over the port. */
+const sink: FileSink = {
+  copies: true,
+  openFile: (index) => (files ?? portSink).openFile(index),
+  write: (chunk, release) => (files ?? portSink).write(chunk, release),
+  closeFile: (rows) => (files ?? portSink).closeFile(rows),
+};
 /** The current export's encoder and state: one export at a time, the next after `finished`. */
 let encoder: RowEncoder | null = null;
 let failed = false;
@@ -69,7 +80,8 @@ async function begin(m: Extract<ToEncoder, { t: "start" }>): Promise<void> {
   failed = false;
   gate = m.gate;
   turns = m.budget === undefined ? undefined : new BudgetTurns(m.budget, threadId);
-  sink.reset();
+  portSink.reset();
+  files = null;
   try {
     if (m.spec.format === "parquet") await wasm;
     // Building the encoder takes a slot too: in a new thread it loads the format's modules
@@ -114,13 +126,16 @@ async function handle(m: Extract<ToEncoder, { t: "rows" | "finish" }>): Promise<
       encoder = null;
       enc.dispose();
       turns?.release();
-      post({ t: "finished", buffers: sink.allocated });
-      sink.reset();
+      files = null;
+      post({ t: "finished", buffers: portSink.allocated });
+      portSink.reset();
     }
   } catch (e) {
     turns?.release();
     failed = true;
-    post({ t: "error", error: toWireError(e) });
+    // The file being written goes before the driver hears of the failure.
+    const err = files?.abort(PgError.from(e)) ?? e;
+    post({ t: "error", error: toWireError(err) });
   }
 }
 
@@ -144,8 +159,12 @@ function drop(): void {
   encoder = null;
   failed = false;
   turns?.release(); // none is held without rows; never one kept by an idle thread
-  const buffers = sink.allocated;
-  sink.reset();
+  const buffers = portSink.allocated;
+  portSink.reset();
+  // A file the dropped encoder began (an empty result's, its finish sent before the drop) goes.
+  // (Its cleanup's failure, if any, the driver meets again taking the file back.)
+  files?.abort(new PgError(SqlState.queryCanceled, "encoder dropped"));
+  files = null;
   try {
     enc?.dispose();
   } catch {
@@ -168,9 +187,14 @@ function receive(m: ToEncoder): void {
     wasmArrived();
   } else if (m.t === "start") queue = queue.then(() => begin(m));
   else if (m.t === "drop") queue = queue.then(drop);
-  else {
+  else if (m.t === "files") {
+    const { output, renamed } = m;
+    queue = queue.then(() => {
+      files = new FileWriterSink(output, post, undefined, renamed);
+    });
+  } else {
     // Returned chunk buffers are usable at once, before the rows ahead of them are encoded.
-    if (m.t === "rows") sink.reclaim(m.free);
+    if (m.t === "rows") portSink.reclaim(m.free);
     pending++;
     queue = queue.then(() => handle(m));
   }

@@ -1,6 +1,7 @@
 // The messages between an export's driver (the relay's thread) and its encoder thread. Plain data
 // only: structured clone keeps no classes, so errors travel as their ErrorResponse fields.
 
+import type { FileTarget } from "../../copy/storage/sync-file-upload.js";
 import { PgError } from "../../errors.js";
 import type { EncoderSpec } from "../create-encoder.js";
 import type { ParquetWasm } from "../parquet/wasm-writer.js";
@@ -40,7 +41,19 @@ export type ToEncoder =
    */
   | { t: "drop" }
   /** parquet-wasm as the relay's thread compiled it: a Parquet encoder waits for it. */
-  | { t: "wasm"; wasm: ParquetWasm };
+  | { t: "wasm"; wasm: ParquetWasm }
+  // Output: where the files go.
+  /**
+   * This export's files go to a file:// target, written by the thread itself (after `start`,
+   * before any rows); without it they go to the driver as `open`/`chunk`/`close`.
+   */
+  | {
+      t: "files";
+      output: FileOutput;
+      /** Tests only: after each file's rename, before its word, the thread counts itself in
+       * renamed[1] and blocks while renamed[0] is 1. */
+      renamed?: Int32Array;
+    };
 
 /** Encoder thread → driver, in the order things happened there. */
 export type FromEncoder =
@@ -51,9 +64,29 @@ export type FromEncoder =
   /** File bytes `buf[0..len)`; the buffer is the driver's until it sends it back (`free`). */
   | { t: "chunk"; buf: ArrayBuffer; len: number }
   | { t: "close"; rows: number }
+  // Output written by the thread itself (after a `files`): the driver is told per file.
+  /** File `index` is about to be created, as temp file `uploadId` (before it exists). */
+  | { t: "file-open"; index: number; uploadId: string }
+  /** Bytes of the current file written since the last word (progress). */
+  | { t: "file-bytes"; bytes: number }
+  /** File `index` is complete and in place (renamed) with `rows` rows and `bytes` bytes. */
+  | { t: "file-done"; index: number; rows: number; bytes: number }
   /** The export is encoded; `buffers`: chunk buffers its thread allocated (tests). */
   | { t: "finished"; buffers: number }
   | { t: "error"; error: WireError };
+
+/** A file:// target as its encoder thread writes it: file `i` of the batch is fileKey(output, i). */
+export interface FileOutput extends FileTarget {
+  /** `mz-<id>-batch-<BBBB>-` */
+  keyPrefix: string;
+  /** `.csv`, `.csv.gz`, `.parquet` */
+  suffix: string;
+}
+
+/** The key of a batch's file `index` (Materialize's `S3KeyManager::data_key`: 4 digits at least). */
+export function fileKey(o: { keyPrefix: string; suffix: string }, index: number): string {
+  return `${o.keyPrefix}${String(index).padStart(4, "0")}${o.suffix}`;
+}
 
 /** What a client may see of an error: the fields of its ErrorResponse, never a stack. */
 export interface WireError {
