@@ -14,11 +14,16 @@ import { rowRelayTestHooks } from "../../src/copy/row-relay.js";
 import {
   encoderHostBudgets,
   encoderHostState,
+  encoderHostWriters,
   gateEncoderHost,
   HOST_ENV,
+  holdEncoderHostReads,
 } from "../../src/encoders/worker/encoder-host.js";
 import { type EncoderThread, encoderThreadTestHooks } from "../../src/encoders/worker/encoder-thread.js";
+import { QUEUE_BYTES } from "../../src/encoders/worker/host-frames.js";
 import type { HostBudget } from "../../src/encoders/worker/host-protocol.js";
+import { CHUNK_BYTES } from "../../src/encoders/worker/port-sink.js";
+import { WINDOW_BYTES } from "../../src/encoders/worker/row-batcher.js";
 import { motoAccess, startCopyProxy } from "../support/copy-proxy.js";
 import { expectNothingLeft, keyOf, sendCancel, waitUntil } from "../support/export-checks.js";
 import { createMixedTable, expectMixedParquet } from "../support/mixed-table.js";
@@ -501,5 +506,56 @@ describe("the host reads the rows itself (the upstream socket lent to it)", () =
       }
     }
     expect(results).toEqual({ thread: "54000", process: "54000" });
+  }, 120_000);
+});
+
+describe("backpressure on the data channel", () => {
+  test("a relay that stops reading the host's frames: what waits in the host's socket stays bounded (the upstream waits in ClientWrite), and the export completes byte for byte once it reads again", async () => {
+    // A host up (this test may run alone).
+    await client.query(`COPY (SELECT 1 AS x) TO 'file://${join(root, freshPrefix())}' WITH (FORMAT = 'csv')`);
+    const backend = (await client.query("SELECT pg_backend_pid() AS pid")).rows[0].pid as number;
+    // ~80 MB of CSV: many times the bound.
+    const sql = "SELECT g, h, pad FROM wide, generate_series(1, 2) AS k(k)";
+    const dir = join(root, freshPrefix());
+    expect(holdEncoderHostReads(true)).toBe(true);
+    let copy: Promise<pg.QueryResult> | null = null;
+    try {
+      copy = client.query(`COPY (${sql}) TO 'file://${dir}' WITH (FORMAT = 'csv')`);
+      copy.catch(() => {});
+      // Held: the host stops feeding its thread, its loan stops reading, so PostgreSQL waits to
+      // write. Without the hold the host reads on, and its socket queues the whole export.
+      let last = -1;
+      let steady = 0;
+      const held = await waitUntil(
+        "the upstream waiting to write, the host's queue steady",
+        async () => {
+          const w = (await encoderHostWriters())?.host;
+          const wait = (
+            await direct.query("SELECT wait_event FROM pg_stat_activity WHERE pid = $1", [backend])
+          ).rows[0]?.wait_event;
+          steady =
+            w !== null && w !== undefined && w.queued === last && wait === "ClientWrite" ? steady + 1 : 0;
+          last = w?.queued ?? -1;
+          return steady >= 10 ? w : undefined;
+        },
+        60_000,
+      );
+      expect(held.congested).toBe(true);
+      // The bound, then what the thread encodes of the rows it already has (a window), a chunk over.
+      expect(held.most).toBeGreaterThanOrEqual(QUEUE_BYTES);
+      expect(held.most).toBeLessThanOrEqual(QUEUE_BYTES + WINDOW_BYTES + CHUNK_BYTES);
+    } finally {
+      holdEncoderHostReads(false);
+    }
+    expect((await copy!).rowCount).toBe(240000);
+    const got = Buffer.concat(
+      readdirSync(dir)
+        .filter((f) => f.endsWith(".csv"))
+        .sort()
+        .map((f) => readFileSync(join(dir, f))),
+    );
+    const want = (await stack.oracle.query(`COPY (${sql}) TO STDOUT (FORMAT csv)`)).copyData;
+    expectSameCsv(got, want, UPSTREAMS[0]!, { header: false });
+    expect((await client.query("SELECT 1 AS one")).rows).toEqual([{ one: 1 }]);
   }, 120_000);
 });

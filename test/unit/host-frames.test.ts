@@ -72,6 +72,37 @@ describe("frames over a real socket", () => {
     expect(Buffer.from(targets[0]!).equals(big)).toBe(true);
     expect(written).toBe(2);
   });
+
+  test("a writer whose reader has stopped says so at its limit, and calls back once the reader has caught up", async () => {
+    const { got, handler } = collector();
+    const reader = new FrameReader(handler);
+    b.removeAllListeners("data");
+    b.pause();
+    const limit = 1 << 20;
+    const writer = new FrameWriter(a, limit);
+    let drained = false;
+    writer.drained(() => {
+      drained = true;
+    });
+    expect(drained).toBe(true); // nothing waits: at once
+    drained = false;
+    let frames = 0;
+    // What the kernel takes first does not count: write until the socket itself holds `limit`.
+    while (!writer.congested) {
+      writer.bytes(1, randomBytes(64 << 10));
+      frames++;
+    }
+    expect(writer.queued).toBeGreaterThanOrEqual(limit);
+    writer.drained(() => {
+      drained = true;
+    });
+    expect(drained).toBe(false);
+    b.on("data", (c: Buffer) => reader.push(c));
+    b.resume();
+    await waitUntil("the writer drained", () => drained || undefined);
+    expect(writer.congested).toBe(false);
+    await waitUntil("every frame read", () => got.length === frames || undefined);
+  });
 });
 
 test("a stream cut at every byte, or in one piece, parses to the same frames", () => {

@@ -25,9 +25,10 @@ import {
   type HostBudget,
   type LoanSocketMessage,
   type ToHost,
+  type WriterQuery,
 } from "./host-protocol.js";
 import { RING_BUFFERS } from "./port-sink.js";
-import { type FromEncoder, toWireError } from "./protocol.js";
+import { type FromEncoder, type ToEncoder, toWireError } from "./protocol.js";
 import { BATCH_BYTES, WINDOW_BYTES } from "./row-batcher.js";
 import { RowLoan } from "./row-loan.js";
 
@@ -81,9 +82,24 @@ function lowerAutogroup(nice: number): string {
 lowerThreads(args.nice);
 const autogroup = lowerAutogroup(args.nice);
 
-/** The data channel from and to the relay (fd 4; ./host-frames.ts). */
-const channel = new Socket({ fd: HOST_DATA_FD, readable: true, writable: true });
+/** The data channel's read buffer. */
+const CHANNEL_READ = 64 << 10;
+/** The data channel from and to the relay (fd 4; ./host-frames.ts), read into one reused buffer. */
+const channel = new Socket({
+  fd: HOST_DATA_FD,
+  readable: true,
+  writable: true,
+  onread: {
+    buffer: Buffer.allocUnsafe(CHANNEL_READ),
+    callback: (n: number, buf: Uint8Array) => fromRelay(n, buf),
+  },
+} as ConstructorParameters<typeof Socket>[0]);
 const frames = new FrameWriter(channel);
+/**
+ * The relay is QUEUE_BYTES behind reading our frames: nothing more goes to the threads (their row
+ * batches wait here, bounded by the relay's window; loans stop reading) until it has caught up.
+ */
+let congested = false;
 
 function send(m: FromHost): void {
   frames.message(0, m);
@@ -103,6 +119,8 @@ interface Hosted {
    * in order): the relay's (null, its ack goes back to the relay) or a loan's (the host's own).
    */
   batches: Array<RowLoan | null>;
+  /** What waits for the relay to catch up (congested), in order: rows, and the messages behind them. */
+  held: Array<{ m: ToEncoder; transfer: ArrayBuffer[] }>;
 }
 
 const threads = new Map<number, Hosted>();
@@ -119,7 +137,15 @@ function budgetsNow(): HostBudget[] {
 
 function spawn(w: number, nice: number, idle: boolean): void {
   const worker = new Worker(new URL(args.workerUrl), { workerData: { nice, idle }, execArgv: args.execArgv });
-  const h: Hosted = { worker, budget: undefined, hasWasm: false, returns: [], rowBuffers: [], batches: [] };
+  const h: Hosted = {
+    worker,
+    budget: undefined,
+    hasWasm: false,
+    returns: [],
+    rowBuffers: [],
+    batches: [],
+    held: [],
+  };
   threads.set(w, h);
   worker.on("message", (m: FromEncoder) => {
     switch (m.t) {
@@ -136,6 +162,7 @@ function spawn(w: number, nice: number, idle: boolean): void {
         frames.bytes(w, new Uint8Array(buf, 0, m.len), () => {
           if (h.returns.length < RING_BUFFERS) h.returns.push(buf);
         });
+        if (frames.congested) hold();
         break;
       }
       case "finished":
@@ -156,6 +183,7 @@ function spawn(w: number, nice: number, idle: boolean): void {
     if (debug && h.budget !== undefined)
       process.stderr.write(`encoder host: thread ${tid} exited (${code}); ${JSON.stringify(budgetsNow())}\n`);
     threads.delete(w);
+    h.held = [];
     send({ t: "exit", w, code });
   });
 }
@@ -173,12 +201,34 @@ function post(msg: Extract<ToHost, { t: "post" }>): void {
       // Compiled once per host, in its main thread, as the relay's thread does for threads.
       h.hasWasm = true;
       parquetWasm().then(
-        (wasm) => h.worker.postMessage({ t: "wasm", wasm }),
+        (wasm) => toThread(h, { t: "wasm", wasm }),
         (e: unknown) => send({ t: "msg", w: msg.w, m: { t: "error", error: toWireError(e) } }),
       );
     }
   }
-  h.worker.postMessage(m);
+  toThread(h, m);
+}
+
+/** Posts to a thread, unless the relay is behind (or rows wait already: the order is kept). */
+function toThread(h: Hosted, m: ToEncoder, transfer: ArrayBuffer[] = []): void {
+  if (congested || h.held.length > 0) h.held.push({ m, transfer });
+  else h.worker.postMessage(m, transfer);
+}
+
+/** The relay has fallen QUEUE_BYTES behind: hold the threads' input until it has caught up. */
+function hold(): void {
+  if (congested) return;
+  congested = true;
+  for (const loan of loans.values()) loan.hold(true);
+  frames.drained(() => {
+    congested = false;
+    for (const [h, loan] of loans) loan.hold(loanHeld.get(h) ?? false);
+    for (const t of threads.values()) {
+      const held = t.held;
+      t.held = [];
+      for (const { m, transfer } of held) t.worker.postMessage(m, transfer);
+    }
+  });
 }
 
 /** Row batch `w` read into `into` (a view from the start of its buffer): to the thread, transferred. */
@@ -193,7 +243,7 @@ function postRows(w: number, buf: ArrayBuffer, len: number, loan: RowLoan | null
   const free = h.returns;
   h.returns = [];
   h.batches.push(loan);
-  h.worker.postMessage({ t: "rows", buf, len, free }, [buf, ...free]);
+  toThread(h, { t: "rows", buf, len, free }, [buf, ...free]);
   return true;
 }
 
@@ -203,6 +253,8 @@ function postRows(w: number, buf: ArrayBuffer, len: number, loan: RowLoan | null
 const loanFrames = new Map<number, Extract<ToHost, { t: "loan" }>>();
 const loanSockets = new Map<number, Socket>();
 const loans = new Map<number, RowLoan>();
+/** Whether the relay holds each running loan (its uploads are behind): held too while congested. */
+const loanHeld = new Map<number, boolean>();
 /** Holds and drops that came before their loan was complete. */
 const early = new Map<number, { held: boolean; dropped: boolean }>();
 
@@ -234,6 +286,7 @@ function loanPart(h: number): void {
       back: (rows, rest, read, error) => {
         ended = true;
         loans.delete(h);
+        loanHeld.delete(h);
         send(
           error === undefined
             ? { t: "loanBack", h, rows, rest, read }
@@ -246,11 +299,17 @@ function loanPart(h: number): void {
   early.delete(h);
   if (ended) return;
   loans.set(h, loan);
-  if (e?.held) loan.hold(true);
+  loanHeld.set(h, e?.held ?? false);
+  if (e?.held || congested) loan.hold(true);
   if (e?.dropped) loan.drop();
 }
 
-process.on("message", (m: LoanSocketMessage, sock?: Socket) => {
+process.on("message", (m: LoanSocketMessage | WriterQuery, sock?: Socket) => {
+  if (m?.t === "writer") {
+    const state = { queued: frames.queued, most: frames.mostQueued, congested };
+    process.send!({ t: "writer", q: m.q, ...state } satisfies FromHost);
+    return;
+  }
   if (m?.t !== "loan" || sock === undefined) return;
   loanSockets.set(m.h, sock);
   loanPart(m.h);
@@ -289,8 +348,10 @@ function receive(msg: ToHost): void {
       break;
     case "loanHold": {
       const loan = loans.get(msg.h);
-      if (loan !== undefined) loan.hold(msg.held);
-      else if (loanFrames.has(msg.h) || loanSockets.has(msg.h)) earlyOf(msg.h).held = msg.held;
+      if (loan !== undefined) {
+        loanHeld.set(msg.h, msg.held);
+        loan.hold(msg.held || congested);
+      } else if (loanFrames.has(msg.h) || loanSockets.has(msg.h)) earlyOf(msg.h).held = msg.held;
       break;
     }
     case "loanDrop": {
@@ -311,7 +372,11 @@ const reader = new FrameReader({
   message: (_w, m) => receive(m as ToHost),
   ack() {}, // none go this way
 });
-channel.on("data", (chunk: Buffer) => reader.push(chunk));
+
+function fromRelay(n: number, buf: Uint8Array): void {
+  // The reader copies what it keeps: the buffer is read into again.
+  reader.push(Buffer.from(buf.buffer, buf.byteOffset, n));
+}
 // The proxy ended (shut down, crashed, killed): so does the host, and every export it encoded.
 process.on("disconnect", () => process.exit(0));
 channel.on("error", () => process.exit(0));

@@ -6,8 +6,17 @@
 import { type ChildProcess, fork } from "node:child_process";
 import { EventEmitter } from "node:events";
 import type { Socket } from "node:net";
+import { withStaticReads } from "../../proxy/fast-socket.js";
 import { FrameReader, FrameWriter } from "./host-frames.js";
-import type { FromHost, HostArgs, HostBudget, LoanSocketMessage, ToHost } from "./host-protocol.js";
+import type {
+  FromHost,
+  HostArgs,
+  HostBudget,
+  LoanSocketMessage,
+  ToHost,
+  WriterQuery,
+  WriterState,
+} from "./host-protocol.js";
 import { CHUNK_BYTES, RING_BUFFERS } from "./port-sink.js";
 import type { FromEncoder, ToEncoder } from "./protocol.js";
 import { hostEntry, profilerArgs, workerEntry } from "./worker-entry.js";
@@ -93,6 +102,8 @@ let current: EncoderHost | null = null;
 let nextId = 1;
 /** Ids of row loans, unique in this process. */
 let nextLoan = 1;
+/** The data channel's read buffer. */
+const CHANNEL_READ = 64 << 10;
 
 class EncoderHost {
   readonly nice: number;
@@ -108,6 +119,8 @@ class EncoderHost {
   readonly up: Promise<HostState>;
   /** Budget reports asked for and not yet answered, by query number. */
   private readonly asked = new Map<number, (b: HostBudget[]) => void>();
+  /** Writer states asked for and not yet answered, by query number. */
+  private readonly askedWriter = new Map<number, (s: WriterState | null) => void>();
   private nextQuery = 1;
   /** Row loans running (./row-loan.ts is the host's side). */
   private readonly loans = new Map<number, { lent: LentSocket; events: LoanEvents }>();
@@ -133,18 +146,27 @@ class EncoderHost {
       failedUp = reject;
     });
     this.up.catch(() => {});
-    this.data = this.child.stdio[4] as Socket;
-    this.frames = new FrameWriter(this.data);
     const reader = new FrameReader({
       target: (w, len) => this.threads.get(w)?.chunkInto(len) ?? new Uint8Array(len),
       bytes: (w, into) => this.threads.get(w)?.chunk(into),
       ack: (w, len) => this.threads.get(w)?.acked(len),
       message: (_w, m) => this.receive(m as FromHost),
     });
-    this.data.on("data", (chunk: Buffer) => reader.push(chunk));
+    // Read into one reused buffer (the reader copies what it keeps): a Buffer per read of the
+    // encoded chunks was external memory the relay's isolate collected late.
+    const pipe = this.child.stdio[4] as Socket;
+    const fast = withStaticReads(pipe, CHANNEL_READ, (chunk) => reader.push(chunk));
+    this.data = fast ?? pipe;
+    if (fast === null) pipe.on("data", (chunk: Buffer) => reader.push(chunk));
+    else fast.resume();
+    this.frames = new FrameWriter(this.data);
     this.data.on("error", () => {}); // the host died: its 'exit' fails the threads
     this.child.on("message", (m: FromHost) => {
       if (m.t === "up") upNow({ pid: m.pid, nice: m.nice, autogroup: m.autogroup });
+      else if (m.t === "writer") {
+        this.askedWriter.get(m.q)?.({ queued: m.queued, most: m.most, congested: m.congested });
+        this.askedWriter.delete(m.q);
+      }
     });
     this.child.on("error", (e) => this.died(e.message, failedUp));
     this.child.on("exit", (code, signal) => this.died(`exited (${signal ?? code})`, failedUp));
@@ -175,7 +197,7 @@ class EncoderHost {
       }
       loan.lent.back(Buffer.from(m.rest.buffer, m.rest.byteOffset, m.rest.byteLength));
       loan.events.back(m.rows);
-    } else if (m.t !== "up") this.threads.get(m.w)?.fromHost(m);
+    } else if (m.t !== "up" && m.t !== "writer") this.threads.get(m.w)?.fromHost(m);
   }
 
   /**
@@ -251,6 +273,30 @@ class EncoderHost {
     });
   }
 
+  /**
+   * Tests and debugging: both writers of the data channel, the relay's and the host's (asked on
+   * the IPC channel, which goes on when the data channel is held); the host's is null if it is gone.
+   */
+  writers(): Promise<{ relay: WriterState; host: WriterState | null }> {
+    const relay = {
+      queued: this.frames.queued,
+      most: this.frames.mostQueued,
+      congested: this.frames.congested,
+    };
+    if (this.gone || !this.child.connected) return Promise.resolve({ relay, host: null });
+    const q = this.nextQuery++;
+    return new Promise((resolve) => {
+      this.askedWriter.set(q, (host) => resolve({ relay, host }));
+      this.child.send({ t: "writer", q } satisfies WriterQuery);
+    });
+  }
+
+  /** Tests only: stops (true) or restarts the relay's reading of the data channel. */
+  holdReads(held: boolean): void {
+    if (held) this.data.pause();
+    else this.data.resume();
+  }
+
   ref(): void {
     if (this.refs++ === 0) {
       this.child.ref();
@@ -298,6 +344,8 @@ class EncoderHost {
     this.data.destroy();
     for (const answer of this.asked.values()) answer([]);
     this.asked.clear();
+    for (const answer of this.askedWriter.values()) answer(null);
+    this.askedWriter.clear();
     // The threads fail first: their exports' error is theirs (XX000), not the lost upstream's.
     if (!(wasGone && this.threads.size === 0)) {
       for (const w of [...this.threads.values()]) w.hostGone(why);
@@ -384,7 +432,7 @@ export class HostedWorker extends EventEmitter implements EncoderWorker {
     if (!this.ended) this.emit("message", { t: "ack", len, buf: this.sent.shift()! });
   }
 
-  fromHost(m: Exclude<FromHost, { t: "up" | "budgets" }>): void {
+  fromHost(m: Exclude<FromHost, { t: "up" | "budgets" | "writer" }>): void {
     switch (m.t) {
       case "msg":
         this.emit("message", m.m);
@@ -445,6 +493,21 @@ export function encoderHostState(): Promise<HostState> | null {
 /** Tests and debugging: the running host's encoding budgets (slots, holders, waiters); null if none runs. */
 export function encoderHostBudgets(): Promise<HostBudget[]> | null {
   return current?.budgets() ?? null;
+}
+
+/** Tests and debugging: the running host's data channel writers (EncoderHost.writers); null if none runs. */
+export function encoderHostWriters(): Promise<{ relay: WriterState; host: WriterState | null }> | null {
+  return current?.writers() ?? null;
+}
+
+/**
+ * Tests only: while held, the relay reads nothing of the running host's data channel (a relay that
+ * has fallen behind). Returns false if no host runs.
+ */
+export function holdEncoderHostReads(held: boolean): boolean {
+  if (current === null) return false;
+  current.holdReads(held);
+  return true;
 }
 
 /**

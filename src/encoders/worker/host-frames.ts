@@ -5,6 +5,11 @@
 // out of the socket's reads). The thread's other messages (start, finish, open, close, errors,
 // exits) travel on the same socket, v8-serialized, because their order with the bytes matters: a
 // `close` must not overtake its file's last chunk, nor a `finish` its export's last rows.
+//
+// Backpressure: a writer says when the other side has fallen `QUEUE_BYTES` behind (congested), and
+// calls its producer back once it has caught up (drained); the producer holds what it makes until
+// then, so what waits in a socket is bounded by that constant, not by the export's size
+// (docs/isolation.md, "The host's data channel under backpressure").
 import type { Socket } from "node:net";
 import { deserialize, serialize } from "node:v8";
 
@@ -23,8 +28,49 @@ const HEADER = 9;
 /** Bodies up to this size are copied into their header's buffer: one small write, not two. */
 const SMALL = 4096;
 
+/**
+ * Bytes a writer may have waiting in its socket (written, not yet taken by the other side) before
+ * its producer must wait: four encoded chunks (port-sink.ts), the size of a thread's row window.
+ */
+export const QUEUE_BYTES = 4 << 20;
+
 export class FrameWriter {
-  constructor(private readonly socket: Socket) {}
+  /** The most bytes that ever waited in the socket just after a write (tests: the bound holds). */
+  mostQueued = 0;
+  private readonly waiters: Array<() => void> = [];
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly limit = QUEUE_BYTES,
+  ) {}
+
+  /** Bytes written and not yet taken by the other side. */
+  get queued(): number {
+    return this.socket.writableLength;
+  }
+
+  /** The other side is `limit` bytes behind: make nothing more until drained() calls back. */
+  get congested(): boolean {
+    return this.socket.writableLength >= this.limit && !this.socket.destroyed;
+  }
+
+  /**
+   * Calls `then` once everything waiting has been written (at once, synchronously, if the writer
+   * is not congested). A destroyed socket never drains: its end is handled elsewhere.
+   */
+  drained(then: () => void): void {
+    if (!this.congested) {
+      then();
+      return;
+    }
+    this.waiters.push(then);
+    // Congested means the last write() returned false (the socket's own high-water mark is far
+    // below `limit`), so the stream emits 'drain' once its queue is empty.
+    if (this.waiters.length === 1)
+      this.socket.once("drain", () => {
+        for (const w of this.waiters.splice(0)) w();
+      });
+  }
 
   message(w: number, m: unknown): void {
     this.frame(FRAME.message, w, serialize(m));
@@ -62,6 +108,7 @@ export class FrameWriter {
   private write(b: Uint8Array, written?: () => void): void {
     if (this.socket.destroyed) return; // the other side is gone: its end is handled elsewhere
     this.socket.write(b, written === undefined ? undefined : () => written());
+    if (this.socket.writableLength > this.mostQueued) this.mostQueued = this.socket.writableLength;
   }
 }
 

@@ -77,7 +77,27 @@ export type FromHost =
    * that is not a DataRow it takes on (the relay reads it first); its copy of the socket is closed.
    * `error`: the socket failed or ended (the upstream is lost).
    */
-  | { t: "loanBack"; h: number; rows: number; rest: Uint8Array; read: number; error?: string };
+  | { t: "loanBack"; h: number; rows: number; rest: Uint8Array; read: number; error?: string }
+  /** The answer to a WriterQuery (on the IPC channel). */
+  | ({ t: "writer"; q: number } & WriterState);
+
+/**
+ * Tests and debugging: the state of the host's data channel writer, asked on the IPC channel (which
+ * goes on when the data channel is held), answered by a FromHost `writer` with the same `q`.
+ */
+export interface WriterQuery {
+  t: "writer";
+  q: number;
+}
+
+/** A data channel writer's state (./host-frames.ts). */
+export interface WriterState {
+  /** Bytes written and not yet taken by the other side. */
+  queued: number;
+  /** The most there ever were. */
+  most: number;
+  congested: boolean;
+}
 
 /** The IPC message (Node's channel, which can carry a socket) that comes with the socket of loan `h`. */
 export interface LoanSocketMessage {
