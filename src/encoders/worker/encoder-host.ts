@@ -8,18 +8,14 @@ import { EventEmitter } from "node:events";
 import type { Socket } from "node:net";
 import { withStaticReads } from "../../proxy/fast-socket.js";
 import { FrameReader, FrameWriter } from "./host-frames.js";
-import type {
-  FromHost,
-  HostArgs,
-  HostBudget,
-  LoanSocketMessage,
-  ToHost,
-  WriterQuery,
-  WriterState,
-} from "./host-protocol.js";
+import type { FromHost, HostArgs, HostBudget, ToHost, WriterQuery, WriterState } from "./host-protocol.js";
 import { CHUNK_BYTES, RING_BUFFERS } from "./port-sink.js";
 import type { FromEncoder, ToEncoder } from "./protocol.js";
+import { type HostLoan, type LentSocket, type LoanEvents, SocketLender } from "./socket-lender.js";
 import { hostEntry, profilerArgs, workerEntry } from "./worker-entry.js";
+
+// The loan's types, where the relay's code (./encoder-thread.ts, ../../copy/row-relay.ts) has them.
+export type { HostLoan, LentSocket, LoanEvents };
 
 /** What EncoderThread needs of a thread, whichever process runs it (node:worker_threads' Worker has it). */
 export interface EncoderWorker {
@@ -32,36 +28,6 @@ export interface EncoderWorker {
   terminate(): Promise<number>;
   ref(): void;
   unref(): void;
-}
-
-/**
- * The relay's upstream socket lent for one statement's rows (the proxy's UpstreamLoan, which this
- * is the shape of: the encoders know nothing of the proxy's sessions).
- */
-export interface LentSocket {
-  readonly socket: Socket;
-  leftover(): Buffer;
-  back(rest: Buffer): void;
-  lose(): void;
-  counted(bytes: number): void;
-}
-
-/** What a row loan tells the relay. */
-export interface LoanEvents {
-  /** `rows` rows sent to the thread so far; `full`: the host waits for the thread to catch up. */
-  rows(rows: number, full: boolean): void;
-  /** The loan has ended with `rows` rows; the relay reads the upstream again. */
-  back(rows: number): void;
-  /** The loan ended with bytes the host read and cannot give back: the upstream is lost. */
-  failed(why: string): void;
-}
-
-/** A running loan, from the relay's side. */
-export interface HostLoan {
-  /** Stops (true) or restarts (false) the host's reading: the relay's uploads are behind. */
-  hold(held: boolean): void;
-  /** The export is ending: the host reads the rest of the rows and drops them. */
-  drop(): void;
 }
 
 /** What the host reported once up (tests and benches: its pid, its lowered priority). */
@@ -100,8 +66,6 @@ function hostEnv(): NodeJS.ProcessEnv {
 let current: EncoderHost | null = null;
 /** Ids of hosted threads: unique in this process (they stand for threadIds). */
 let nextId = 1;
-/** Ids of row loans, unique in this process. */
-let nextLoan = 1;
 /** The data channel's read buffer. */
 const CHANNEL_READ = 64 << 10;
 
@@ -122,8 +86,8 @@ class EncoderHost {
   /** Writer states asked for and not yet answered, by query number. */
   private readonly askedWriter = new Map<number, (s: WriterState | null) => void>();
   private nextQuery = 1;
-  /** Row loans running (./row-loan.ts is the host's side). */
-  private readonly loans = new Map<number, { lent: LentSocket; events: LoanEvents }>();
+  /** Its row loans: the upstream sockets lent to it (./socket-lender.ts). */
+  private readonly lender: SocketLender;
 
   constructor(nice: number) {
     this.nice = nice;
@@ -170,6 +134,13 @@ class EncoderHost {
     });
     this.child.on("error", (e) => this.died(e.message, failedUp));
     this.child.on("exit", (code, signal) => this.died(`exited (${signal ?? code})`, failedUp));
+    this.lender = new SocketLender({
+      send: (m) => this.send(m),
+      // Node sends the descriptor with SCM_RIGHTS; keepOpen: the relay's stays open (and is the
+      // connection's again once the loan ends).
+      sendSocket: (m, socket, sent) => this.child.send(m, socket, { keepOpen: true }, sent),
+      gone: () => this.gone,
+    });
     this.unrefChild();
   }
 
@@ -178,72 +149,16 @@ class EncoderHost {
   }
 
   private receive(m: FromHost): void {
+    if (this.lender.receive(m)) return;
     if (m.t === "budgets") {
       this.asked.get(m.q)?.(m.budgets);
       this.asked.delete(m.q);
-    } else if (m.t === "loanRows") {
-      const loan = this.loans.get(m.h);
-      loan?.lent.counted(m.read);
-      loan?.events.rows(m.rows, m.full);
-    } else if (m.t === "loanBack") {
-      const loan = this.loans.get(m.h);
-      if (loan === undefined) return;
-      this.loans.delete(m.h);
-      loan.lent.counted(m.read);
-      if (m.error !== undefined) {
-        loan.lent.lose();
-        loan.events.failed(m.error);
-        return;
-      }
-      loan.lent.back(Buffer.from(m.rest.buffer, m.rest.byteOffset, m.rest.byteLength));
-      loan.events.back(m.rows);
     } else if (m.t !== "up" && m.t !== "writer") this.threads.get(m.w)?.fromHost(m);
   }
 
-  /**
-   * Lends the host `lent`'s socket for thread `w`'s rows: from the next microtask on (the bytes the
-   * relay has read past the current message are known only once its read has been handled), after
-   * every row batch sent to the thread before.
-   */
+  /** Lends the host `lent`'s socket for thread `w`'s rows (SocketLender.lend). */
   lend(w: number, lent: LentSocket, maxRowBytes: number, events: LoanEvents): HostLoan {
-    const h = nextLoan++;
-    this.loans.set(h, { lent, events });
-    let sent = false;
-    let dropped = false;
-    queueMicrotask(() => {
-      if (!this.loans.has(h)) return;
-      if (this.gone) {
-        this.loanFailed(h, "is gone");
-        return;
-      }
-      const leftover = lent.leftover();
-      this.send({ t: "loan", h, w, leftover, maxRowBytes });
-      sent = true;
-      if (dropped) this.send({ t: "loanDrop", h });
-      // Node sends the descriptor with SCM_RIGHTS; keepOpen: the relay's stays open (and is the
-      // connection's again once the loan ends).
-      this.child.send({ t: "loan", h } satisfies LoanSocketMessage, lent.socket, { keepOpen: true }, (e) => {
-        if (e) this.loanFailed(h, `could not be given the upstream socket: ${e.message}`);
-      });
-    });
-    return {
-      // Only from a `rows` event on, so after the loan's frame.
-      hold: (held) => {
-        if (this.loans.has(h)) this.send({ t: "loanHold", h, held });
-      },
-      drop: () => {
-        dropped = true;
-        if (sent && this.loans.has(h)) this.send({ t: "loanDrop", h });
-      },
-    };
-  }
-
-  private loanFailed(h: number, why: string): void {
-    const loan = this.loans.get(h);
-    if (loan === undefined) return;
-    this.loans.delete(h);
-    loan.lent.lose();
-    loan.events.failed(`its encoder host process ${why}`);
+    return this.lender.lend(w, lent, maxRowBytes, events);
   }
 
   spawn(nice: number, idle: boolean): HostedWorker {
@@ -351,7 +266,7 @@ class EncoderHost {
       for (const w of [...this.threads.values()]) w.hostGone(why);
       this.threads.clear();
     }
-    for (const h of [...this.loans.keys()]) this.loanFailed(h, why);
+    this.lender.failAll(why);
   }
 }
 
