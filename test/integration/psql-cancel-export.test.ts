@@ -1,8 +1,10 @@
 // A real Ctrl-C in a real psql (tmux send-keys C-c: SIGINT → libpq's CancelRequest on a new
-// connection) while psql waits for a COPY ... TO 's3://...': psql prints 57014's message within a
-// second, nothing is left under the prefix, the session is idle outside a transaction, and the
-// same COPY typed again completes. Once while the rows are read, once over TLS while the uploads
-// are stuck and the row stream is paused.
+// connection) while psql waits for a COPY ... TO 's3://...': psql prints 57014's message where the
+// COPY would otherwise have completed (the rows are slow) or never ended (the uploads are held until
+// the test lets them go), nothing is left under the prefix, the session is idle outside a
+// transaction, and the same COPY typed again completes. Once while the rows are read, once over TLS
+// while the uploads are stuck and the row stream is paused. How fast the cancel is answered is
+// bench/cancel-latency.ts's to measure, not a test's.
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -19,6 +21,8 @@ const DB = "psql_cancel_export";
 const SOCKET = `c2s-psql-cancel-${process.pid}`;
 const dir = mkdtempSync(join(tmpdir(), "c2s-tmux-cancel-"));
 const prompt = `${DB}=#`;
+/** psql's line for 57014. */
+const CANCELED = "ERROR:  canceling statement due to user request";
 
 let stack: ProxyStack;
 let check: S3Check;
@@ -164,17 +168,20 @@ describe("Ctrl-C in psql aborts a COPY TO S3", () => {
         type(c.window, copy);
         await c.reached(pid);
         tmux("send-keys", "-t", c.window, "C-c");
-        await waitFor(
+        // The statement's end, whichever it is: the cancel's error, or the COPY done (the rows
+        // went on: the cancel was lost). The uploads stay held meanwhile, so in the second case
+        // only an answered cancel ends it.
+        const ended = await waitFor(
           c.window,
-          (s) => s.includes("ERROR:  canceling statement due to user request") && endsWithPrompt(s),
+          (s) => (s.includes(CANCELED) || s.includes(`COPY ${c.rows}`)) && endsWithPrompt(s),
           copy,
-          5_000,
+          60_000,
         );
+        expect(ended).toContain(CANCELED);
+        expect(ended).not.toContain(`COPY ${c.rows}`);
       } finally {
         faults.clear();
       }
-      // Ctrl-C → the error on screen within waitFor's 5 s, while the phase would last until the
-      // test lets it go; the latency itself is bench/cancel-latency.ts's to measure.
       await expectNothingLeft(check, bucket, prefix, oracle, pid);
       type(c.window, c.after);
       await waitFor(c.window, endsWithPrompt, c.after);
