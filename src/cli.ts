@@ -94,12 +94,12 @@ async function main(): Promise<number> {
       () => (started === undefined ? "starting" : started.draining ? "draining" : "ready"),
       serveLog,
     ));
-  // startProxy logs "proxy listening" (what operators and tests take for ready) before the
-  // handlers below exist; a signal in between would meet Node's default action (SIGHUP: the
-  // process killed; seen under load). Such a signal waits here and is raised again once they do.
+  // The proxy says it is ready ("proxy listening", what operators and tests take for ready; the
+  // admin's readiness) only once the handlers below exist: a signal sent on that line must meet
+  // them, not Node's default action (SIGHUP: the process killed; seen under load). A signal sent
+  // before waits here and is raised again once they do.
   const held = holdSignals();
-  const proxy = await startProxy(config, serveLog, schedules.hook);
-  started = proxy;
+  const proxy = await startProxy(config, serveLog, schedules.hook, { announce: false });
   schedules.start(() => proxy.address);
   control = controlProcess({
     argv: process.argv.slice(2),
@@ -112,6 +112,8 @@ async function main(): Promise<number> {
     schedules,
     admin: admin || undefined,
   });
+  started = proxy;
+  proxy.announce();
   held.release();
   for (const err of early) control.logBroken(err);
   if (demo) await demo.showAround(proxy.address);

@@ -35,10 +35,25 @@ export interface ProxyServer {
   shutdown(drainTimeoutMs?: number): Promise<void>;
   /** New TLS certificate and key for connections from now on (SIGHUP); throws if unreadable. */
   reloadTls(certFile: string | undefined, keyFile: string | undefined): void;
+  /** Logs "proxy listening" (what operators and tests take for ready), once. */
+  announce(): void;
   [Symbol.asyncDispose](): Promise<void>;
 }
 
-export async function startProxy(config: Config, log: Logger, copy: CopyHook | null): Promise<ProxyServer> {
+export interface StartOptions {
+  /**
+   * False: startProxy does not log that it listens; its caller calls announce() once it can serve
+   * (the CLI: once its signal handlers exist). Default true.
+   */
+  announce?: boolean;
+}
+
+export async function startProxy(
+  config: Config,
+  log: Logger,
+  copy: CopyHook | null,
+  opts: StartOptions = {},
+): Promise<ProxyServer> {
   const registry = new CancelRegistry();
   const sessions = new Set<Session>();
   const handshakes = new Set<Socket>();
@@ -305,7 +320,13 @@ export async function startProxy(config: Config, log: Logger, copy: CopyHook | n
     host: config.listen.host,
     port: typeof addr === "object" && addr ? addr.port : config.listen.port,
   };
-  log.info({ listen: address, upstream: config.upstream }, "proxy listening");
+  let announced = false;
+  const announce = (): void => {
+    if (announced) return;
+    announced = true;
+    log.info({ listen: address, upstream: config.upstream }, "proxy listening");
+  };
+  if (opts.announce !== false) announce();
   copy?.listening?.();
 
   let shutdownPromise: Promise<void> | null = null;
@@ -347,6 +368,7 @@ export async function startProxy(config: Config, log: Logger, copy: CopyHook | n
       return stopping;
     },
     shutdown,
+    announce,
     reloadTls: (certFile, keyFile) => {
       tlsContext = tlsContextOf(certFile, keyFile);
     },
