@@ -14,6 +14,7 @@ import { rowRelayTestHooks } from "../../src/copy/row-relay.js";
 import {
   encoderHostBudgets,
   encoderHostState,
+  encoderHostTestHooks,
   encoderHostWriters,
   gateEncoderHost,
   HOST_ENV,
@@ -22,7 +23,7 @@ import {
 import { type EncoderThread, encoderThreadTestHooks } from "../../src/encoders/worker/encoder-thread.js";
 import { QUEUE_BYTES } from "../../src/encoders/worker/host-frames.js";
 import type { HostBudget } from "../../src/encoders/worker/host-protocol.js";
-import { CHUNK_BYTES } from "../../src/encoders/worker/port-sink.js";
+import { CHUNK_BYTES, RING_BUFFERS } from "../../src/encoders/worker/port-sink.js";
 import { WINDOW_BYTES } from "../../src/encoders/worker/row-batcher.js";
 import { motoAccess, startCopyProxy } from "../support/copy-proxy.js";
 import { expectNothingLeft, keyOf, sendCancel, waitUntil } from "../support/export-checks.js";
@@ -163,10 +164,13 @@ async function hostBudget(): Promise<HostBudget | undefined> {
 describe("the same files as encoder threads in the proxy's process", () => {
   test("CSV equals PostgreSQL's COPY output byte for byte, encoded in the host", async () => {
     const prefix = freshPrefix();
+    const buffers = encoderHostTestHooks.chunkBuffers;
     const { result: r, relayed } = await relayedDuring(() =>
       client.query(`COPY wide TO 's3://${stack.bucket}/${prefix}' WITH (FORMAT = 'csv', HEADER)`),
     );
     expect(r.rowCount).toBe(120000);
+    // ~40 chunks came back into the relay's few pooled buffers, not one new 1 MiB buffer each.
+    expect(encoderHostTestHooks.chunkBuffers - buffers).toBeLessThanOrEqual(RING_BUFFERS);
     // ~40 MB of rows, read by the host: the relay's thread handled only the first read's.
     expect(relayed).toBeGreaterThan(0);
     expect(relayed).toBeLessThanOrEqual(FIRST_READ);

@@ -63,6 +63,9 @@ function hostEnv(): NodeJS.ProcessEnv {
   return env;
 }
 
+/** Tests only: chunk buffers the relay has allocated for chunks from its hosts (the pool bounds them). */
+export const encoderHostTestHooks = { chunkBuffers: 0 };
+
 let current: EncoderHost | null = null;
 /** Ids of hosted threads: unique in this process (they stand for threadIds). */
 let nextId = 1;
@@ -294,8 +297,7 @@ export class HostedWorker extends EventEmitter implements EncoderWorker {
     if (m.t === "rows") {
       this.sent.push(m.buf);
       // Chunk buffers stay on this side (the host keeps its own for the thread's ring).
-      for (const b of m.free)
-        if (b.byteLength === CHUNK_BYTES && this.chunks.length < RING_BUFFERS) this.chunks.push(b);
+      for (const b of m.free) this.reclaim(b);
       this.host.sendRows(this.threadId, m.buf, m.len);
     } else this.host.send({ t: "post", w: this.threadId, m });
   }
@@ -332,10 +334,20 @@ export class HostedWorker extends EventEmitter implements EncoderWorker {
     this.host.unref();
   }
 
+  /** Chunk buffer `buf` is free again (the relay's store is done with it): the next chunks go there. */
+  reclaim(buf: ArrayBuffer): void {
+    if (!this.ended && buf.byteLength === CHUNK_BYTES && this.chunks.length < RING_BUFFERS)
+      this.chunks.push(buf);
+  }
+
   /** Where the next chunk from the host, of `len` bytes, is read into. */
   chunkInto(len: number): Uint8Array {
-    const pooled = len <= CHUNK_BYTES ? this.chunks.pop() : undefined;
-    return new Uint8Array(pooled ?? new ArrayBuffer(Math.max(len, CHUNK_BYTES)), 0, len);
+    let pooled = len <= CHUNK_BYTES ? this.chunks.pop() : undefined;
+    if (pooled === undefined) {
+      encoderHostTestHooks.chunkBuffers++;
+      pooled = new ArrayBuffer(Math.max(len, CHUNK_BYTES));
+    }
+    return new Uint8Array(pooled, 0, len);
   }
 
   /** A chunk has been read (into what chunkInto gave). */

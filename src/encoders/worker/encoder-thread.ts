@@ -423,6 +423,13 @@ export class EncoderThread {
 
   /** The sink no longer reads chunk buffer `buf`: it may go back to the thread for reuse. */
   private giveBack(buf: ArrayBuffer): void {
+    // A hosted thread's chunk buffers never go to its host (it has its own): straight back to the
+    // pool they are read into. Riding on row batches, they never came back while the host read the
+    // rows itself (a loan), and every chunk was a new 1 MiB buffer of the relay's.
+    if (this.worker instanceof HostedWorker) {
+      this.worker.reclaim(buf);
+      return;
+    }
     if (this.ended || this.failure !== null || this.returns.length >= RING_BUFFERS) return;
     this.returns.push(buf);
   }
