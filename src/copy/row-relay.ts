@@ -3,6 +3,7 @@
 // (backpressure, not buffering); a stall of any side ends the export (stall-watchdog.ts).
 
 import type { HostLoan } from "../encoders/worker/encoder-host.js";
+import type { RingWriter } from "../encoders/worker/row-ring.js";
 import { PgError } from "../errors.js";
 import type { UpstreamChannel } from "../proxy/copy-hook.js";
 import type { OutputBatches } from "./output-batches.js";
@@ -54,7 +55,11 @@ export class RowRelay {
       {
         progress: () => this.rows + resumes,
         waitingFor: () =>
-          paused || loanHeld ? (output.waitingFor ?? "encoder") : loanFull ? "encoder" : "upstream",
+          paused || loanHeld
+            ? (output.waitingFor ?? "encoder")
+            : loanFull || ringFull
+              ? "encoder"
+              : "upstream",
       },
       (err) => this.d.abort(err),
       this.d.encodingTurns,
@@ -147,10 +152,56 @@ export class RowRelay {
       if (loan === null) lent.back(Buffer.alloc(0)); // not taken after all: read on here
       return loan !== null;
     };
-    try {
-      const relieveIfDue = (): void => {
-        if (flushing === null && output.needsRelief) relieve();
+    const relieveIfDue = (): void => {
+      if (flushing === null && output.needsRelief) relieve();
+    };
+    // The rows going to the thread through a ring, unframed (exports.encoderHost "thread").
+    let ring: RingWriter | null = null;
+    /** The ring is full: the upstream waits for the thread. */
+    let ringFull = false;
+    /**
+     * With encoder threads in this process and one of them, the relay stops framing the rows once
+     * the first have come: each upstream read goes as it is into a ring the thread reads, frames
+     * and gives back at its first other message (docs/isolation.md, "Rows to the encoder thread
+     * without framing"). TLS upstreams too (the relay has the plaintext). Not for Materialize
+     * (rowsAsSent) or several threads.
+     */
+    const ringIfPossible = (): boolean => {
+      if (ring !== null || flushing !== null || signal.aborted || this.d.snapshot.rowsAsSent !== true)
+        return false;
+      const thread = output.soleThread;
+      if (thread === null || !thread.canRing) return false;
+      let writer: RingWriter | null = null;
+      // Called from the end of this read on, never before ring() below has returned.
+      const diversion = channel.divert?.((chunk) => writer!.write(chunk)) ?? null;
+      if (diversion === null) return false;
+      const base = this.rows;
+      const counted = (n: number): void => {
+        if (base + n === this.rows) return;
+        this.rows = base + n;
+        this.lastRowAt = Date.now();
       };
+      writer = thread.ring(this.d.maxRowBytes, {
+        rows: (n) => {
+          counted(n);
+          relieveIfDue();
+        },
+        full: (held) => {
+          ringFull = held;
+          if (held) diversion.hold();
+          else diversion.release();
+        },
+        back: (n, rest, skip) => {
+          ring = null;
+          ringFull = false;
+          counted(n);
+          diversion.back(rest, skip);
+        },
+      });
+      ring = writer;
+      return true;
+    };
+    try {
       await this.d.snapshot.read(
         this.d.resultFormats,
         {
@@ -162,7 +213,7 @@ export class RowRelay {
             this.rows += count;
             this.lastRowAt = Date.now();
             this.firstRowAt ??= this.lastRowAt;
-            if (!lendIfPossible()) relieveIfDue();
+            if (!lendIfPossible() && !ringIfPossible()) relieveIfDue();
           },
           row: (buf, pos, n) => {
             if (signal.aborted) return;

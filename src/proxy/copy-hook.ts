@@ -37,6 +37,22 @@ export interface UpstreamLoan {
   counted(bytes: number): void;
 }
 
+/**
+ * The upstream's bytes diverted, unframed, to another reader for one statement's rows (an
+ * export's encoder thread, docs/isolation.md "Rows to the encoder thread without framing"). The
+ * relay still reads the socket (TLS included) and hands each read's bytes on as they are.
+ */
+export interface UpstreamDiversion {
+  /** The reader cannot take another read: stop reading the upstream until release(). */
+  hold(): void;
+  release(): void;
+  /**
+   * The reader is done: `rest` (from a message boundary on) is framed by the relay first, after
+   * skipping the next `skip` bytes of the upstream unseen, then the socket's bytes as they come.
+   */
+  back(rest: Buffer, skip?: number): void;
+}
+
 export interface UpstreamChannel {
   /** Writes a frontend message to the upstream. Returns false when the socket buffer is full. */
   send(msg: Buffer): boolean;
@@ -71,6 +87,13 @@ export interface UpstreamChannel {
    * a socket not reading through onread, the stream paused for another reason.
    */
   lend?(): UpstreamLoan | null;
+  /**
+   * From the end of the current message on, every upstream read goes to `to` as it is (a view of
+   * a reused buffer: copy it before returning), unframed, until the diversion's back(). Call it
+   * from a message handler; null where it cannot: the stream paused with bytes queued, the
+   * upstream lost.
+   */
+  divert?(to: (chunk: Buffer) => void): UpstreamDiversion | null;
 }
 
 export interface ExportContext {

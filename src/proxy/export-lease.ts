@@ -14,6 +14,7 @@ import type {
   CopyHook,
   ExportContext,
   UpstreamChannel,
+  UpstreamDiversion,
   UpstreamLoan,
   UpstreamMessageHandler,
   UpstreamRunHandler,
@@ -142,6 +143,26 @@ export class ExportLease {
         this.refused = onRefused;
       },
       lend: () => this.lend(),
+      divert: (to) => this.divert(to),
+    };
+  }
+
+  private divert(to: (chunk: Buffer) => void): UpstreamDiversion | null {
+    const host = this.host;
+    const stream = host.upstreamStream;
+    if (host.upstreamLost.aborted || stream.queued > 0 || !stream.atBoundary) return null;
+    stream.divert(to);
+    let out = true;
+    return {
+      hold: () => host.upstreamGate.hold("ring"),
+      release: () => host.upstreamGate.release("ring"),
+      back: (rest, skip = 0) => {
+        if (!out) return;
+        out = false;
+        // Released first: framing `rest` may divert again (rows after a NoticeResponse).
+        host.upstreamGate.release("ring");
+        stream.undivert(rest, skip);
+      },
     };
   }
 

@@ -92,6 +92,8 @@ export class MessageStream {
   private paused = false;
   private backlog: Buffer[] = [];
   private backlogLen = 0;
+  /** While set, every input chunk goes there as it is, unframed (an export's row ring). */
+  private diverted: ((chunk: Buffer) => void) | null = null;
 
   constructor(
     policy: PolicyTable,
@@ -117,6 +119,10 @@ export class MessageStream {
   /** `reused`: `chunk` is overwritten after the call, so nothing may keep a view of it. */
   private feed(chunk: Buffer, reused: boolean): void {
     if (this.dead) return;
+    if (this.diverted !== null) {
+      this.diverted(chunk);
+      return;
+    }
     if (this.paused) {
       const kept = reused ? copyOf(chunk, 0, chunk.length) : chunk;
       this.backlog.push(kept);
@@ -134,6 +140,14 @@ export class MessageStream {
     };
 
     while (pos < len) {
+      // A handler of the message just taken may have diverted the stream (TS cannot know).
+      const to = this.diverted as ((chunk: Buffer) => void) | null;
+      if (to !== null) {
+        // The rest of the chunk goes there too.
+        flushRun(pos);
+        to(chunk.subarray(pos));
+        return;
+      }
       if (this.paused) {
         flushRun(pos);
         const rest = reused ? copyOf(chunk, pos, len) : chunk.subarray(pos);
@@ -383,6 +397,28 @@ export class MessageStream {
     this.backlog = [];
     this.backlogLen = 0;
     return out;
+  }
+
+  /**
+   * From now on every input chunk goes to `to` as it is (a view of a reused buffer when
+   * `reusesInput`: copy it), unframed, ahead of any pause, until undivert(): an export's rows to
+   * its encoder thread, which frames them (src/encoders/worker/row-ring.ts). Call it at a message
+   * boundary with nothing queued (from a take/takeRun handler): the rest of the current chunk
+   * goes there too.
+   */
+  divert(to: (chunk: Buffer) => void): void {
+    this.diverted = to;
+  }
+
+  /**
+   * The diverted bytes' reader is done: `rest` (from a message boundary on, ours to keep) is read
+   * first, after skipping the next `skip` input bytes unseen (the rest of a message the reader
+   * took in part), then the input as it comes.
+   */
+  undivert(rest: Buffer, skip = 0): void {
+    this.diverted = null;
+    if (skip > 0) this.dropRest(skip);
+    if (rest.length > 0) this.feed(rest, false);
   }
 
   /** Bytes queued while paused. */

@@ -28,6 +28,7 @@ import {
   type ToEncoder,
 } from "./protocol.js";
 import { RowBatcher } from "./row-batcher.js";
+import { type RingEvents, RingWriter } from "./row-ring.js";
 import { profilerArgs, workerEntry } from "./worker-entry.js";
 
 /** Where encoder threads run: in this process, or in its encoder host process (exports.encoderHost). */
@@ -215,6 +216,8 @@ export class EncoderThread {
   /** Chunk buffers the sink is done with, going back to the thread with the next rows. */
   private returns: ArrayBuffer[] = [];
   private finishing: Waiter | null = null;
+  /** The ring the statement's rows go through now (./row-ring.ts), if they do. */
+  private ringWriter: RingWriter | null = null;
   private readonly started: Promise<void>;
   private onStarted: Waiter | null = null;
 
@@ -373,6 +376,34 @@ export class EncoderThread {
     return (this.worker as HostedWorker).lend(lent, maxRowBytes, events);
   }
 
+  /** A thread of this process whose export goes on: ring() would take the rows. */
+  get canRing(): boolean {
+    return !(this.worker instanceof HostedWorker) && this.failure === null && !this.ended;
+  }
+
+  /**
+   * The statement's next bytes go to the thread through a ring, unframed (./row-ring.ts), behind
+   * the rows sent so far: the relay writes each upstream read there, the thread frames the
+   * DataRows and gives the stream back at its first other message (`events.back`). If the thread
+   * ends first (a cancel terminates it, or it dies), the relay takes the stream back from the
+   * thread's last message boundary once it has stopped. Only where canRing.
+   */
+  ring(maxRowBytes: number, events: RingEvents): RingWriter {
+    this.rows.sendBatch();
+    this.gotRows = true;
+    const writer = new RingWriter({
+      rows: events.rows,
+      full: events.full,
+      back: (rows, rest, skip) => {
+        if (this.ringWriter === writer) this.ringWriter = null;
+        events.back(rows, rest, skip);
+      },
+    });
+    this.ringWriter = writer;
+    this.post({ t: "ring", sab: writer.sab, maxRowBytes });
+    return writer;
+  }
+
   /** Resolves once the queue is down to half (or rejects with the export's failure). */
   drained(): Promise<void> {
     if (this.failure !== null) return Promise.reject(this.failure);
@@ -411,7 +442,13 @@ export class EncoderThread {
       this.post({ t: "drop" });
       return;
     }
-    void this.worker.terminate();
+    const stopped = this.worker.terminate();
+    // The thread may be mid-ring: once it can no longer touch it, the relay reads on from there.
+    const ring = this.ringWriter;
+    if (ring !== null) {
+      const takeOver = (): void => ring.takeOver();
+      stopped.then(takeOver, takeOver);
+    }
   }
 
   private sendBuffer(buf: ArrayBuffer, len: number): void {
@@ -431,7 +468,9 @@ export class EncoderThread {
       return;
     }
     if (this.ended || this.failure !== null || this.returns.length >= RING_BUFFERS) return;
-    this.returns.push(buf);
+    // While the rows come through the row ring no `rows` message would carry it back.
+    if (this.ringWriter !== null) this.post({ t: "free", free: [buf] }, [buf]);
+    else this.returns.push(buf);
   }
 
   private post(m: ToEncoder, transfer: ArrayBuffer[] = []): void {
@@ -486,6 +525,9 @@ export class EncoderThread {
         }
         case "error":
           this.fail(fromWireError(m.error));
+          break;
+        case "ringBack":
+          this.ringWriter?.stopped();
           break;
         case "ready":
           this.nice = m.nice;

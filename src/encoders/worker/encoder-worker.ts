@@ -14,6 +14,8 @@ import { BudgetTurns } from "./encoder-budget.js";
 import { FileWriterSink } from "./file-writer-sink.js";
 import { PortSink } from "./port-sink.js";
 import { type EncoderWorkerData, type FromEncoder, type ToEncoder, toWireError } from "./protocol.js";
+import { RingReader } from "./ring-reader.js";
+import { BATCH_BYTES, PARTIAL_BATCH_MS } from "./row-batcher.js";
 
 const port = parentPort!;
 const data = workerData as EncoderWorkerData;
@@ -103,24 +105,12 @@ async function handle(m: Extract<ToEncoder, { t: "rows" | "finish" }>): Promise<
   pending--;
   if (failed) return; // the driver is ending the export; nothing more is encoded
   const enc = encoder!;
-  // Encoding needs a slot of the process's budget; while this thread waits for one its batches
-  // stay unacknowledged, so the export's upstream pauses. A slot is kept from batch to batch
-  // while more are queued, for a turn (./encoder-budget.ts). It goes back before `finished` is
-  // posted: the relay may then end this thread or keep it idle, and a slot held then would be
-  // lost to the others.
-  if (m.t === "rows" && gate !== undefined) Atomics.wait(gate, 0, 1);
-  turns?.take();
   try {
     if (m.t === "rows") {
-      if (gate !== undefined && gate.length > 2) {
-        Atomics.add(gate, 1, 1); // threads encoding at once
-        Atomics.wait(gate, 2, 1);
-      }
-      enc.writeRows(Buffer.from(m.buf, 0, m.len), 0, m.len);
-      if (enc.wantsFlush) await enc.flush();
-      if (turns !== undefined) turns.next(moreQueued());
+      await encodeBatch(enc, Buffer.from(m.buf, 0, m.len), moreQueued);
       post({ t: "ack", buf: m.buf, len: m.len }, [m.buf]);
     } else {
+      turns?.take();
       await enc.finish();
       // The thread may serve another export: the encoder's own threads and memory go now.
       encoder = null;
@@ -138,6 +128,100 @@ async function handle(m: Extract<ToEncoder, { t: "rows" | "finish" }>): Promise<
     post({ t: "error", error: toWireError(err) });
   }
 }
+
+/**
+ * Encodes one batch of whole DataRows. Encoding needs a slot of the process's budget; while this
+ * thread waits for one its rows stay unacknowledged (or in the ring), so the export's upstream
+ * pauses. A slot is kept from batch to batch while `more()` are queued, for a turn
+ * (./encoder-budget.ts). It goes back before `finished` is posted: the relay may then end this
+ * thread or keep it idle, and a slot held then would be lost to the others. Throws the encoder's
+ * error (the caller gives the slot back).
+ */
+async function encodeBatch(enc: RowEncoder, rows: Buffer, more: () => boolean): Promise<void> {
+  if (gate !== undefined) Atomics.wait(gate, 0, 1);
+  turns?.take();
+  if (gate !== undefined && gate.length > 2) {
+    Atomics.add(gate, 1, 1); // threads encoding at once
+    Atomics.wait(gate, 2, 1);
+  }
+  enc.writeRows(rows, 0, rows.length);
+  if (enc.wantsFlush) await enc.flush();
+  if (turns !== undefined) turns.next(more());
+}
+
+/**
+ * The statement's rows through the relay's ring (./ring-reader.ts): framed here into batches of
+ * BATCH_BYTES (a partial one is encoded once the ring has stayed empty for PARTIAL_BATCH_MS, as
+ * the relay's batches leave), until the first message that is not a DataRow, which the relay
+ * takes back (`ringBack`, posted before the last batches are encoded). On an encoder's error the
+ * ring is left as it is: the relay ends this thread and reads on from its last message boundary.
+ */
+async function ringRows(m: Extract<ToEncoder, { t: "ring" }>): Promise<void> {
+  pending--;
+  if (failed) return;
+  const enc = encoder!;
+  const ready: Array<{ buf: Buffer; len: number }> = [];
+  let batch: Buffer | null = null;
+  let batchLen = 0;
+  const queueBatch = (): void => {
+    if (batch !== null && batchLen > 0) ready.push({ buf: batch, len: batchLen });
+    batch = null;
+    batchLen = 0;
+  };
+  const ring = new RingReader(m.sab, m.maxRowBytes, {
+    rows: (buf, start, end, _count, own) => {
+      if (own) {
+        queueBatch();
+        ready.push({ buf: buf.subarray(start, end), len: end - start });
+        return;
+      }
+      const n = end - start;
+      if (batch === null || batchLen + n > batch.length) {
+        queueBatch();
+        batch = spareBatches.pop() ?? Buffer.allocUnsafeSlow(BATCH_BYTES);
+      }
+      buf.copy(batch, batchLen, start, end);
+      batchLen += n;
+    },
+  });
+  const more = (): boolean => ready.length > 0 || ring.available > 0 || moreQueued();
+  const encodeReady = async (): Promise<void> => {
+    for (let r = ready.shift(); r !== undefined; r = ready.shift()) {
+      await encodeBatch(enc, r.buf.subarray(0, r.len), more);
+      if (r.buf.length === BATCH_BYTES && spareBatches.length < 2) spareBatches.push(r.buf);
+    }
+  };
+  try {
+    for (;;) {
+      const took = ring.take(BATCH_BYTES);
+      if (took < 0) post({ t: "ringBack" });
+      await encodeReady();
+      if (took < 0) {
+        queueBatch();
+        await encodeReady();
+        return;
+      }
+      if (took === 0) {
+        if (batchLen === 0) await ring.waitForBytes();
+        else if (!(await ring.waitForBytes(PARTIAL_BATCH_MS))) {
+          queueBatch();
+          await encodeReady();
+        }
+      }
+      // Chunk buffers the relay gave back (`free`), which wait in the port while this loop runs.
+      for (let next = receiveMessageOnPort(port); next !== undefined; next = receiveMessageOnPort(port))
+        receive(next.message as ToEncoder);
+    }
+  } catch (e) {
+    turns?.release();
+    failed = true;
+    // The file being written goes before the driver hears of the failure.
+    const err = files?.abort(PgError.from(e)) ?? e;
+    post({ t: "error", error: toWireError(err) });
+  }
+}
+/** Batch buffers of the ring's rows, reused. */
+const spareBatches: Buffer[] = [];
 
 /**
  * Whether another batch (or the finish) is ready for this thread: one received already, or the
@@ -185,13 +269,17 @@ function receive(m: ToEncoder): void {
   if (m.t === "wasm") {
     useParquetWasm(m.wasm);
     wasmArrived();
-  } else if (m.t === "start") queue = queue.then(() => begin(m));
+  } else if (m.t === "free") portSink.reclaim(m.free);
+  else if (m.t === "start") queue = queue.then(() => begin(m));
   else if (m.t === "drop") queue = queue.then(drop);
   else if (m.t === "files") {
     const { output, renamed } = m;
     queue = queue.then(() => {
       files = new FileWriterSink(output, post, undefined, renamed);
     });
+  } else if (m.t === "ring") {
+    pending++;
+    queue = queue.then(() => ringRows(m));
   } else {
     // Returned chunk buffers are usable at once, before the rows ahead of them are encoded.
     if (m.t === "rows") portSink.reclaim(m.free);

@@ -53,7 +53,15 @@ export type ToEncoder =
       /** Tests only: after each file's rename, before its word, the thread counts itself in
        * renamed[1] and blocks while renamed[0] is 1. */
       renamed?: Int32Array;
-    };
+    }
+  // Rows input through the row ring (./row-ring.ts, ./ring-reader.ts).
+  /**
+   * From here on (after the rows sent before) the statement's rows come through this ring as the
+   * upstream's bytes: frame its DataRows until the first other message, then `ringBack`.
+   */
+  | { t: "ring"; sab: SharedArrayBuffer; maxRowBytes: number }
+  /** Chunk buffers the relay's store no longer reads, while no `rows` message carries them. */
+  | { t: "free"; free: ArrayBuffer[] };
 
 /** Encoder thread → driver, in the order things happened there. */
 export type FromEncoder =
@@ -73,7 +81,9 @@ export type FromEncoder =
   | { t: "file-done"; index: number; rows: number; bytes: number }
   /** The export is encoded; `buffers`: chunk buffers its thread allocated (tests). */
   | { t: "finished"; buffers: number }
-  | { t: "error"; error: WireError };
+  | { t: "error"; error: WireError }
+  /** The ring's thread stopped at a message it does not take (at the ring's Read): the relay's again. */
+  | { t: "ringBack" };
 
 /** A file:// target as its encoder thread writes it: file `i` of the batch is fileKey(output, i). */
 export interface FileOutput extends FileTarget {

@@ -10,10 +10,9 @@
 // relay pauses the upstream.
 import type { Socket } from "node:net";
 import { withStaticReads } from "../../proxy/fast-socket.js";
-import { MAX_MESSAGE_LENGTH } from "../../wire/message-stream.js";
-import { BATCH_BYTES, PARTIAL_BATCH_MS, WINDOW_BYTES } from "./row-batcher.js";
+import { DataRowReader } from "./data-row-reader.js";
+import { PARTIAL_BATCH_MS, WINDOW_BYTES } from "./row-batcher.js";
 
-const DATA_ROW = 0x44;
 /** The socket's read buffer (the relay's upstream reads use the same size). */
 const READ_BUFFER = 64 << 10;
 const LOW_WATER = WINDOW_BYTES >>> 1;
@@ -41,9 +40,8 @@ export class RowLoan {
   private batch: Buffer | null = null;
   private batchLen = 0;
   private timer: NodeJS.Timeout | null = null;
-  /** A message that began in an earlier read: its bytes so far (`need`: its whole size, once known). */
-  private carry: Buffer | null = null;
-  private carryLen = 0;
+  /** Frames the DataRows (the relay's checks); what it does not take is given back. */
+  private readonly reader: DataRowReader;
   private held = false;
   private full = false;
   /** The export is ending: rows are read and dropped until the stream's first other message. */
@@ -56,9 +54,12 @@ export class RowLoan {
   constructor(
     received: Socket,
     leftover: Buffer,
-    private readonly maxRowBytes: number,
+    maxRowBytes: number,
     private readonly target: LoanTarget,
   ) {
+    this.reader = new DataRowReader(maxRowBytes, {
+      rows: (buf, start, end, count, own) => this.rowsOut(buf, start, end, count, own),
+    });
     // The socket Node made of the handle started reading at once: what it has read comes first.
     const early: Buffer[] = [];
     for (;;) {
@@ -122,70 +123,10 @@ export class RowLoan {
   /** The next bytes of the stream. Nothing keeps a view of `chunk` (it may be a reused read buffer). */
   private feed(chunk: Buffer): void {
     if (this.done) return;
-    let pos = 0;
-    const len = chunk.length;
-    if (this.carry !== null) {
-      const c = this.carry;
-      if (this.carryLen < 5) {
-        const n = Math.min(5 - this.carryLen, len);
-        chunk.copy(c, this.carryLen, 0, n);
-        this.carryLen += n;
-        pos = n;
-        if (this.carryLen < 5) return;
-        const total = this.sizeOf(c, 0);
-        if (total < 0) {
-          this.giveBack(Buffer.concat([c.subarray(0, 5), chunk.subarray(pos)]));
-          return;
-        }
-        if (total > c.length) {
-          this.carry = Buffer.allocUnsafeSlow(total);
-          c.copy(this.carry, 0, 0, 5);
-        }
-      }
-      const whole = this.carry!;
-      const total = 1 + whole.readInt32BE(1);
-      const n = Math.min(total - this.carryLen, len - pos);
-      chunk.copy(whole, this.carryLen, pos, pos + n);
-      this.carryLen += n;
-      pos += n;
-      if (this.carryLen < total) return;
-      this.carry = null;
-      this.rowsOut(whole, 0, total, 1, total > BATCH_BYTES);
-      if (this.done) return;
-    }
-    const start = pos;
-    let count = 0;
-    while (len - pos >= 5) {
-      const total = this.sizeOf(chunk, pos);
-      if (total < 0) {
-        this.rowsOut(chunk, start, pos, count, false);
-        this.giveBack(Buffer.from(chunk.subarray(pos)));
-        return;
-      }
-      if (len - pos < total) break;
-      pos += total;
-      count++;
-    }
-    this.rowsOut(chunk, start, pos, count, false);
-    if (pos < len) {
-      // The next message's first bytes: kept (a copy: the read buffer is reused).
-      const rest = len - pos;
-      const total = rest >= 5 ? this.sizeOf(chunk, pos) : 5;
-      this.carry = Buffer.allocUnsafeSlow(Math.max(total, 5));
-      chunk.copy(this.carry, 0, pos, len);
-      this.carryLen = rest;
-    }
-  }
-
-  /** The whole size of the DataRow at `buf[pos..]` (header complete), or -1 if the host does not take it. */
-  private sizeOf(buf: Buffer, pos: number): number {
-    if (buf[pos] !== DATA_ROW) return -1;
-    const l = buf.readInt32BE(pos + 1);
-    // The relay's stream (message-stream.ts) fails on these lengths, and drops a row larger than
-    // exports.maxRowBytes with 54000: it judges them as it always did. A row's fields are the
-    // encoder's to check (08P01), as they are with the relay reading.
-    if (l < 4 || l > MAX_MESSAGE_LENGTH || 1 + l > this.maxRowBytes) return -1;
-    return 1 + l;
+    const refused = this.reader.feed(chunk);
+    if (refused === null || this.done) return;
+    const rest = chunk.subarray(refused.at);
+    this.giveBack(refused.head.length > 0 ? Buffer.concat([refused.head, rest]) : Buffer.from(rest));
   }
 
   /** `count` whole DataRows `buf[start..end)` to the thread; `own`: buf is a row's own buffer, sent as it is. */
@@ -263,7 +204,7 @@ export class RowLoan {
     this.done = true;
     if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
-    this.carry = null;
+    this.reader.reset();
     this.sock.pause();
     this.sock.removeAllListeners();
     this.sock.on("error", () => {});

@@ -1,0 +1,260 @@
+// The relay's side of the row ring (docs/isolation.md, "Rows to the encoder thread without
+// framing"): once an export's rows flow, each upstream read's bytes go as they are into a
+// SharedArrayBuffer ring that the export's encoder thread reads (./ring-reader.ts). The relay does
+// one copy and an Atomics store per read, and frames nothing: the thread frames the DataRows
+// (./data-row-reader.ts) and, at the first message that is not one, stops and leaves that message
+// where it is in the ring; the relay takes it and everything after it back into its own stream.
+//
+// Positions are byte counts of the stream since the ring began, modulo 2^32 (Int32 words that
+// wrap); the bytes at position p are at data[p & (RING_BYTES - 1)]. The relay alone advances
+// WRITE, the thread alone READ (the start of what it still needs).
+import { WINDOW_BYTES } from "./row-batcher.js";
+
+/** The ring's data bytes: the export's queue to its thread (the window of the batches it replaces). */
+export const RING_BYTES = WINDOW_BYTES;
+const MASK = RING_BYTES - 1;
+/** Below this much free space the relay stops reading the upstream: a whole read must fit. */
+export const RING_HEADROOM = 64 << 10;
+/** The thread wakes a held relay once this much is free. */
+export const RING_LOW_WATER = RING_BYTES >>> 1;
+
+/** Int32 words of the control block. */
+export const Word = {
+  /** The relay has written the stream up to here. */
+  Write: 0,
+  /** The thread needs the stream from here on (everything before it is free). */
+  Read: 1,
+  /** Bumped (and notified) by the relay when it writes while the thread waits. */
+  DataSeq: 2,
+  ThreadWaiting: 3,
+  /** Bumped (and notified) by the thread when it frees enough while the relay waits. */
+  SpaceSeq: 4,
+  RelayWaiting: 5,
+  /** 1: the thread stopped at a message it does not take, which begins at Read. */
+  Stopped: 6,
+  /**
+   * 1 while the thread frees a row larger than a batch as it goes (it keeps its own copy): the
+   * row ends at BigEnd, where the relay would take over if the thread died meanwhile.
+   */
+  Big: 7,
+  BigEnd: 8,
+} as const;
+export type WordIndex = (typeof Word)[keyof typeof Word];
+const CONTROL_WORDS = 16;
+/** Rows the thread has framed so far (a BigInt64 after the control words). */
+const ROWS_OFFSET = CONTROL_WORDS * 4;
+const DATA_OFFSET = ROWS_OFFSET + 8;
+
+export interface RingViews {
+  control: Int32Array;
+  rows: BigInt64Array;
+  data: Buffer;
+}
+
+export function ringViews(sab: SharedArrayBuffer): RingViews {
+  return {
+    control: new Int32Array(sab, 0, CONTROL_WORDS),
+    rows: new BigInt64Array(sab, ROWS_OFFSET, 1),
+    data: Buffer.from(sab, DATA_OFFSET, RING_BYTES),
+  };
+}
+
+/** Atomics.waitAsync (Node 16+; not in TypeScript's ES2023 library). */
+export const waitAsync = (
+  Atomics as unknown as {
+    waitAsync(
+      a: Int32Array,
+      index: number,
+      value: number,
+      timeoutMs?: number,
+    ):
+      | { async: false; value: "not-equal" | "timed-out" }
+      | { async: true; value: Promise<"ok" | "timed-out"> };
+  }
+).waitAsync;
+
+/** Bumps `seq` and wakes its waiter. */
+export function wake(control: Int32Array, seq: WordIndex): void {
+  Atomics.add(control, seq, 1);
+  Atomics.notify(control, seq);
+}
+
+/** Tests only: bytes the relay put into row rings (rows it did not frame). */
+export const rowRingTestHooks: { bytes: number } = { bytes: 0 };
+
+/** What the relay's row stream does with a ring's ends and holds. */
+export interface RingEvents {
+  /** Rows the thread has framed so far (this ring's), after a read or a wake-up. */
+  rows(n: number): void;
+  /** The ring cannot take another read: hold the upstream (true) until it can (false). */
+  full(held: boolean): void;
+  /**
+   * The ring has ended: `rest` (from a message boundary on) is the relay's to read first, after
+   * skipping the next `skip` bytes of the upstream (the rest of a large row, only after the thread's death).
+   */
+  back(rows: number, rest: Buffer, skip: number): void;
+}
+
+export class RingWriter {
+  readonly sab = new SharedArrayBuffer(DATA_OFFSET + RING_BYTES);
+  private readonly v = ringViews(this.sab);
+  /** Bytes of reads that did not fit (copies), written before anything newer. */
+  private overflow: Buffer[] = [];
+  private held = false;
+  private done = false;
+  private lastRows = 0;
+
+  constructor(private readonly events: RingEvents) {}
+
+  /** The ring still takes the stream (it has not been given back). */
+  get active(): boolean {
+    return !this.done;
+  }
+
+  /** The relay's next upstream bytes (a reused read buffer: copied before return). */
+  write(chunk: Buffer): void {
+    if (this.done) return;
+    if (this.overflow.length > 0) this.overflow.push(Buffer.from(chunk));
+    else {
+      const n = this.put(chunk, 0);
+      if (n < chunk.length) this.overflow.push(Buffer.from(chunk.subarray(n)));
+    }
+    this.reportRows();
+    if (!this.held && RING_BYTES - this.used() < RING_HEADROOM) this.hold();
+  }
+
+  /** The thread stopped at a message it does not take: that message on is the relay's again. */
+  stopped(): void {
+    if (this.done || Atomics.load(this.v.control, Word.Stopped) !== 1) return;
+    this.end(Atomics.load(this.v.control, Word.Read));
+  }
+
+  /**
+   * The thread is gone (terminated by a cancel, or dead) while the ring was in use: the relay
+   * reads on from the thread's last message boundary (the end of a large row it was freeing, the
+   * message it stopped at, or the start of what it still needed).
+   */
+  takeOver(): void {
+    if (this.done) return;
+    const c = this.v.control;
+    const read = Atomics.load(c, Word.Read);
+    const bigEnd = Atomics.load(c, Word.BigEnd);
+    // Inside a large row (Read before its end): what comes after it. Read past it is a message
+    // boundary (the thread died before clearing Big); so is Read whenever Big is clear.
+    const inBig =
+      Atomics.load(c, Word.Stopped) === 0 && Atomics.load(c, Word.Big) === 1 && ((bigEnd - read) | 0) > 0;
+    this.end(inBig ? bigEnd : read);
+  }
+
+  /** Rows the thread has framed so far. */
+  get rows(): number {
+    return Number(Atomics.load(this.v.rows, 0));
+  }
+
+  private used(): number {
+    const c = this.v.control;
+    return (Atomics.load(c, Word.Write) - Atomics.load(c, Word.Read)) | 0;
+  }
+
+  /** Copies what fits of `chunk[from..]` into the ring and wakes a waiting thread; returns where it stopped. */
+  private put(chunk: Buffer, from: number): number {
+    const c = this.v.control;
+    const w = Atomics.load(c, Word.Write);
+    const n = Math.min(chunk.length - from, RING_BYTES - this.used());
+    if (n <= 0) return from;
+    const off = w & MASK;
+    const first = Math.min(n, RING_BYTES - off);
+    chunk.copy(this.v.data, off, from, from + first);
+    if (first < n) chunk.copy(this.v.data, 0, from + first, from + n);
+    Atomics.store(c, Word.Write, (w + n) | 0);
+    rowRingTestHooks.bytes += n;
+    if (Atomics.load(c, Word.ThreadWaiting) === 1) {
+      Atomics.store(c, Word.ThreadWaiting, 0);
+      wake(c, Word.DataSeq);
+    }
+    return from + n;
+  }
+
+  private reportRows(): void {
+    const n = this.rows;
+    if (n === this.lastRows) return;
+    this.lastRows = n;
+    this.events.rows(n);
+  }
+
+  /** Holds the upstream until the thread has freed half the ring (it wakes us: no polling). */
+  private hold(): void {
+    this.held = true;
+    this.events.full(true);
+    this.waitForSpace();
+  }
+
+  private waitForSpace(): void {
+    const c = this.v.control;
+    Atomics.store(c, Word.RelayWaiting, 1);
+    const seq = Atomics.load(c, Word.SpaceSeq);
+    if (RING_BYTES - this.used() >= RING_LOW_WATER) {
+      Atomics.store(c, Word.RelayWaiting, 0);
+      this.spaceFreed();
+      return;
+    }
+    const r = waitAsync(c, Word.SpaceSeq, seq);
+    if (r.async) void r.value.then(() => this.spaceFreed());
+    else queueMicrotask(() => this.spaceFreed());
+  }
+
+  private spaceFreed(): void {
+    if (this.done) return;
+    while (this.overflow.length > 0) {
+      const b = this.overflow[0]!;
+      const n = this.put(b, 0);
+      if (n < b.length) {
+        this.overflow[0] = b.subarray(n);
+        break;
+      }
+      this.overflow.shift();
+    }
+    this.reportRows();
+    if (this.overflow.length > 0 || RING_BYTES - this.used() < RING_HEADROOM) {
+      this.waitForSpace();
+      return;
+    }
+    this.held = false;
+    this.events.full(false);
+  }
+
+  /**
+   * The ring's bytes from `from` to the write position, then the overflow, back to the relay. A
+   * `from` past the write position (the end of a large row not yet all read) makes the relay skip
+   * the bytes up to it as they come.
+   */
+  private end(from: number): void {
+    this.done = true;
+    const c = this.v.control;
+    const w = Atomics.load(c, Word.Write);
+    const n = Math.max((w - from) | 0, 0);
+    let skip = Math.max((from - w) | 0, 0);
+    let extra = 0;
+    for (const b of this.overflow) extra += b.length;
+    let rest = Buffer.allocUnsafe(n + extra);
+    const off = from & MASK;
+    const first = Math.min(n, RING_BYTES - off);
+    this.v.data.copy(rest, 0, off, off + first);
+    if (first < n) this.v.data.copy(rest, first, 0, n - first);
+    let at = n;
+    for (const b of this.overflow) at += b.copy(rest, at);
+    this.overflow = [];
+    if (skip > 0) {
+      const k = Math.min(skip, rest.length);
+      rest = rest.subarray(k);
+      skip -= k;
+    }
+    // A wait of ours still pending resolves now (and finds the ring done).
+    wake(c, Word.SpaceSeq);
+    const rows = this.rows;
+    const wasHeld = this.held;
+    this.held = false;
+    if (wasHeld) this.events.full(false);
+    this.events.back(rows, rest, skip);
+  }
+}
