@@ -1,0 +1,220 @@
+// The row ring between the relay and an export's encoder thread (src/encoders/worker/row-ring.ts,
+// ring-reader.ts), both ends in this thread: every DataRow reaches the reader whole and in order
+// however the bytes are split (by the relay's reads and by the thread's takes, at every offset,
+// across the ring's end and the positions' 2^32 wrap), and at the first message the reader does
+// not take (CommandComplete, a NoticeResponse, a row over exports.maxRowBytes, a bad length word)
+// that message and every byte after it go back to the relay. A reader that dies is taken over at
+// its last message boundary; a full ring holds the upstream until the reader frees half of it.
+import { describe, expect, test } from "vitest";
+import { RingReader } from "../../src/encoders/worker/ring-reader.js";
+import { BATCH_BYTES } from "../../src/encoders/worker/row-batcher.js";
+import { RING_BYTES, RingWriter, ringViews, Word } from "../../src/encoders/worker/row-ring.js";
+
+function dataRow(value: string | Buffer): Buffer {
+  const v = typeof value === "string" ? Buffer.from(value) : value;
+  const b = Buffer.alloc(1 + 4 + 2 + 4 + v.length);
+  b[0] = 0x44;
+  b.writeInt32BE(b.length - 1, 1);
+  b.writeInt16BE(1, 5);
+  b.writeInt32BE(v.length, 7);
+  v.copy(b, 11);
+  return b;
+}
+
+function message(type: string, body: Buffer): Buffer {
+  const b = Buffer.alloc(5 + body.length);
+  b[0] = type.charCodeAt(0);
+  b.writeInt32BE(4 + body.length, 1);
+  body.copy(b, 5);
+  return b;
+}
+
+const commandComplete = (tag: string): Buffer => message("C", Buffer.from(`${tag}\0`));
+const readyForQuery = message("Z", Buffer.from("I"));
+
+interface Ring {
+  writer: RingWriter;
+  reader: RingReader;
+  /** The rows the reader framed, back to back. */
+  framed: () => Buffer;
+  /** What the relay got back, once it did. */
+  back: { rows: number; rest: Buffer; skip: number } | null;
+  full: boolean[];
+}
+
+/** A ring whose positions start at `at` (the ring's end and the Int32 wrap are reachable). */
+function ring(at = 0, maxRowBytes = 1 << 30): Ring {
+  const out: Buffer[] = [];
+  const r: Ring = {
+    writer: null as unknown as RingWriter,
+    reader: null as unknown as RingReader,
+    framed: () => Buffer.concat(out),
+    back: null,
+    full: [],
+  };
+  r.writer = new RingWriter({
+    rows: () => {},
+    full: (held) => r.full.push(held),
+    back: (rows, rest, skip) => {
+      r.back = { rows, rest: Buffer.from(rest), skip };
+    },
+  });
+  const { control } = ringViews(r.writer.sab);
+  Atomics.store(control, Word.Write, at | 0);
+  Atomics.store(control, Word.Read, at | 0);
+  r.reader = new RingReader(r.writer.sab, maxRowBytes, {
+    rows: (buf, start, end) => {
+      out.push(Buffer.from(buf.subarray(start, end)));
+    },
+  });
+  return r;
+}
+
+/** Lets the reader take everything there, `limit` bytes at a time; true once it stopped. */
+function drain(r: Ring, limit: number): boolean {
+  for (;;) {
+    const n = r.reader.take(limit);
+    if (n < 0) return true;
+    if (n === 0) return false;
+  }
+}
+
+const ROWS = Buffer.concat([dataRow("a"), dataRow(""), dataRow("héllo wörld"), dataRow("x".repeat(40))]);
+const TAIL = Buffer.concat([commandComplete("SELECT 4"), readyForQuery]);
+const STREAM = Buffer.concat([ROWS, TAIL]);
+
+describe("framing", () => {
+  // At the start, just before the ring's end, and just before the positions' Int32 wrap.
+  for (const at of [0, RING_BYTES - 37, 0x7fffffff - 20]) {
+    test(`split in two reads at every offset, taken in pieces of 1, 7 and 4096 bytes (positions from ${at})`, () => {
+      for (const limit of [1, 7, 4096]) {
+        for (let k = 0; k <= STREAM.length; k++) {
+          const r = ring(at);
+          r.writer.write(STREAM.subarray(0, k));
+          let stopped = drain(r, limit);
+          r.writer.write(STREAM.subarray(k));
+          stopped = stopped || drain(r, limit);
+          expect(stopped).toBe(true);
+          r.writer.stopped();
+          expect(r.framed().equals(ROWS)).toBe(true);
+          expect(r.back?.rows).toBe(4);
+          expect(r.back?.rest.equals(TAIL)).toBe(true);
+          expect(r.back?.skip).toBe(0);
+        }
+      }
+    });
+  }
+
+  test("a NoticeResponse between rows: it and the rows after it go back", () => {
+    const notice = message("N", Buffer.from("SNOTICE\0Mhi\0\0"));
+    const after = Buffer.concat([notice, dataRow("later"), commandComplete("SELECT 3")]);
+    const r = ring();
+    r.writer.write(Buffer.concat([dataRow("one"), dataRow("two"), after]));
+    expect(drain(r, BATCH_BYTES)).toBe(true);
+    r.writer.stopped();
+    expect(r.framed().equals(Buffer.concat([dataRow("one"), dataRow("two")]))).toBe(true);
+    expect(r.back?.rest.equals(after)).toBe(true);
+  });
+
+  test("bytes the relay wrote after the reader stopped come back after the message", () => {
+    const r = ring();
+    r.writer.write(Buffer.concat([dataRow("one"), commandComplete("SELECT 1")]));
+    expect(drain(r, BATCH_BYTES)).toBe(true);
+    r.writer.write(readyForQuery);
+    r.writer.stopped();
+    expect(r.back?.rest.equals(Buffer.concat([commandComplete("SELECT 1"), readyForQuery]))).toBe(true);
+  });
+
+  test("a row over maxRowBytes and a bad length word are the relay's to judge", () => {
+    const big = dataRow("y".repeat(200));
+    const r = ring(0, 100);
+    r.writer.write(Buffer.concat([dataRow("ok"), big, dataRow("after")]));
+    expect(drain(r, 3)).toBe(true);
+    r.writer.stopped();
+    expect(r.framed().equals(dataRow("ok"))).toBe(true);
+    expect(r.back?.rest.equals(Buffer.concat([big, dataRow("after")]))).toBe(true);
+
+    const bad = Buffer.from([0x44, 0, 0, 0, 2, 1, 2, 3]);
+    const s = ring();
+    s.writer.write(Buffer.concat([dataRow("ok"), bad]));
+    expect(drain(s, 5)).toBe(true);
+    s.writer.stopped();
+    expect(s.back?.rest.equals(bad)).toBe(true);
+  });
+
+  test("rows larger than a batch are framed whole across the ring's end", () => {
+    const big = dataRow(Buffer.alloc(BATCH_BYTES + 1000, 7));
+    const rows = Buffer.concat([dataRow("a"), big, dataRow("b"), big, dataRow("c")]);
+    const r = ring(RING_BYTES - 5000);
+    for (let i = 0; i < rows.length; i += 65536) {
+      r.writer.write(rows.subarray(i, i + 65536));
+      expect(drain(r, BATCH_BYTES)).toBe(false);
+    }
+    r.writer.write(TAIL);
+    expect(drain(r, BATCH_BYTES)).toBe(true);
+    r.writer.stopped();
+    expect(r.framed().equals(rows)).toBe(true);
+    expect(r.back?.rest.equals(TAIL)).toBe(true);
+  });
+});
+
+describe("the reader gone (a cancel terminates the thread)", () => {
+  test("mid small row: the relay reads on from that row's start", () => {
+    const r = ring(RING_BYTES - 10);
+    const rest = Buffer.concat([dataRow("second"), commandComplete("SELECT 2")]);
+    r.writer.write(Buffer.concat([dataRow("first"), rest.subarray(0, 6)]));
+    drain(r, BATCH_BYTES);
+    r.writer.write(rest.subarray(6));
+    r.writer.takeOver();
+    expect(r.back?.rest.equals(rest)).toBe(true);
+    expect(r.back?.skip).toBe(0);
+  });
+
+  test("mid large row: the relay skips the rest of it, including the bytes not yet read", () => {
+    const big = dataRow(Buffer.alloc(BATCH_BYTES * 2, 1));
+    const r = ring();
+    r.writer.write(Buffer.concat([dataRow("first"), big.subarray(0, BATCH_BYTES + 100)]));
+    drain(r, 4096);
+    r.writer.takeOver();
+    expect(r.back?.rest.length).toBe(0);
+    expect(r.back?.skip).toBe(big.length - BATCH_BYTES - 100);
+
+    // All of it written, the reader gone before it took the end: the rest from after the row.
+    const s = ring();
+    const tail = commandComplete("SELECT 2");
+    s.writer.write(Buffer.concat([big.subarray(0, BATCH_BYTES + 100)]));
+    drain(s, 4096);
+    s.writer.write(Buffer.concat([big.subarray(BATCH_BYTES + 100), tail]));
+    s.writer.takeOver();
+    expect(s.back?.rest.equals(tail)).toBe(true);
+    expect(s.back?.skip).toBe(0);
+  });
+});
+
+describe("backpressure", () => {
+  test("a full ring holds the upstream; the reader freeing half of it wakes the relay (no polling); no byte is lost", async () => {
+    const r = ring();
+    const rows: Buffer[] = [];
+    for (let i = 0; rows.length * 1000 < RING_BYTES + 200_000; i++)
+      rows.push(dataRow(String(i).padEnd(989, ".")));
+    const all = Buffer.concat(rows);
+    // Reads of 64 KiB until the relay is told to hold, then two more (a read already under way).
+    let at = 0;
+    while (r.full.length === 0) {
+      r.writer.write(all.subarray(at, at + 65536));
+      at += 65536;
+    }
+    r.writer.write(all.subarray(at, at + 65536));
+    at += 65536;
+    expect(r.full).toEqual([true]);
+    drain(r, BATCH_BYTES);
+    // The wake-up is a task the notify posts to this thread's loop.
+    for (let i = 0; i < 200 && r.full.length < 2; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(r.full).toEqual([true, false]);
+    r.writer.write(Buffer.concat([all.subarray(at), TAIL]));
+    expect(drain(r, BATCH_BYTES)).toBe(true);
+    r.writer.stopped();
+    expect(r.framed().equals(all)).toBe(true);
+    expect(r.back?.rest.equals(TAIL)).toBe(true);
+  });
+});
