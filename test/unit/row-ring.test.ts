@@ -209,7 +209,8 @@ describe("backpressure", () => {
     expect(r.full).toEqual([true]);
     drain(r, BATCH_BYTES);
     // The wake-up is a task the notify posts to this thread's loop.
-    for (let i = 0; i < 200 && r.full.length < 2; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    for (let i = 0; i < 200 && r.full.length < 2; i++)
+      await new Promise((resolve) => setTimeout(resolve, 10));
     expect(r.full).toEqual([true, false]);
     r.writer.write(Buffer.concat([all.subarray(at), TAIL]));
     expect(drain(r, BATCH_BYTES)).toBe(true);

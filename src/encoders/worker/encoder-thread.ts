@@ -218,6 +218,8 @@ export class EncoderThread {
   private finishing: Waiter | null = null;
   /** The ring the statement's rows go through now (./row-ring.ts), if they do. */
   private ringWriter: RingWriter | null = null;
+  /** The most bytes the export's earlier rings held (tests). */
+  private ringMaxQueued = 0;
   private readonly started: Promise<void>;
   private onStarted: Waiter | null = null;
 
@@ -328,19 +330,19 @@ export class EncoderThread {
     else signal.addEventListener("abort", stop, { once: true });
   }
 
-  /** Bytes sent and not yet acknowledged. */
+  /** Bytes sent and not yet acknowledged (or in the row ring, not yet taken). */
   get inFlight(): number {
-    return this.rows.inFlight;
+    return this.rows.inFlight + (this.ringWriter?.queued ?? 0);
   }
 
   /** The most bytes there ever were in flight (tests). */
   get maxInFlight(): number {
-    return this.rows.maxInFlight;
+    return Math.max(this.rows.maxInFlight, this.ringMaxQueued, this.ringWriter?.maxQueued ?? 0);
   }
 
   /** True while the queue to the thread is full: pause the rows and await drained(). */
   get congested(): boolean {
-    return this.rows.congested;
+    return this.rows.congested || this.ringWriter?.full === true;
   }
 
   /**
@@ -395,6 +397,7 @@ export class EncoderThread {
       rows: events.rows,
       full: events.full,
       back: (rows, rest, skip) => {
+        this.ringMaxQueued = Math.max(this.ringMaxQueued, writer.maxQueued);
         if (this.ringWriter === writer) this.ringWriter = null;
         events.back(rows, rest, skip);
       },
@@ -407,6 +410,9 @@ export class EncoderThread {
   /** Resolves once the queue is down to half (or rejects with the export's failure). */
   drained(): Promise<void> {
     if (this.failure !== null) return Promise.reject(this.failure);
+    // A full ring: once the thread has freed half of it (or the ring has ended).
+    const ring = this.ringWriter;
+    if (ring?.full === true) return ring.notFull().then(() => this.drained());
     return this.rows.drained();
   }
 

@@ -202,6 +202,8 @@ async function ringRows(m: Extract<ToEncoder, { t: "ring" }>): Promise<void> {
         return;
       }
       if (took === 0) {
+        // A thread waiting for rows must not hold up the others: its slot goes back.
+        turns?.release();
         if (batchLen === 0) await ring.waitForBytes();
         else if (!(await ring.waitForBytes(PARTIAL_BATCH_MS))) {
           queueBatch();

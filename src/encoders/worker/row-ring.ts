@@ -100,9 +100,13 @@ export class RingWriter {
   private readonly v = ringViews(this.sab);
   /** Bytes of reads that did not fit (copies), written before anything newer. */
   private overflow: Buffer[] = [];
+  private overflowLen = 0;
   private held = false;
+  private unheld: Array<() => void> = [];
   private done = false;
   private lastRows = 0;
+  /** The most bytes there ever were queued (tests: the ring bounds them). */
+  maxQueued = 0;
 
   constructor(private readonly events: RingEvents) {}
 
@@ -111,16 +115,39 @@ export class RingWriter {
     return !this.done;
   }
 
+  /** Bytes written and not yet taken by the thread (the queue to it). */
+  get queued(): number {
+    return this.used() + this.overflowLen;
+  }
+
+  /** The ring cannot take another read: the upstream is held. */
+  get full(): boolean {
+    return this.held;
+  }
+
+  /** Resolves once the ring takes reads again (or has ended). */
+  notFull(): Promise<void> {
+    if (!this.held) return Promise.resolve();
+    return new Promise((resolve) => this.unheld.push(resolve));
+  }
+
   /** The relay's next upstream bytes (a reused read buffer: copied before return). */
   write(chunk: Buffer): void {
     if (this.done) return;
-    if (this.overflow.length > 0) this.overflow.push(Buffer.from(chunk));
+    if (this.overflow.length > 0) this.keep(chunk);
     else {
       const n = this.put(chunk, 0);
-      if (n < chunk.length) this.overflow.push(Buffer.from(chunk.subarray(n)));
+      if (n < chunk.length) this.keep(chunk.subarray(n));
     }
+    this.maxQueued = Math.max(this.maxQueued, this.queued);
     this.reportRows();
     if (!this.held && RING_BYTES - this.used() < RING_HEADROOM) this.hold();
+  }
+
+  /** A copy of bytes that did not fit (at most about a read: the upstream is held meanwhile). */
+  private keep(bytes: Buffer): void {
+    this.overflow.push(Buffer.from(bytes));
+    this.overflowLen += bytes.length;
   }
 
   /** The thread stopped at a message it does not take: that message on is the relay's again. */
@@ -208,6 +235,7 @@ export class RingWriter {
     while (this.overflow.length > 0) {
       const b = this.overflow[0]!;
       const n = this.put(b, 0);
+      this.overflowLen -= n;
       if (n < b.length) {
         this.overflow[0] = b.subarray(n);
         break;
@@ -219,8 +247,13 @@ export class RingWriter {
       this.waitForSpace();
       return;
     }
+    this.unhold();
+  }
+
+  private unhold(): void {
     this.held = false;
     this.events.full(false);
+    for (const f of this.unheld.splice(0)) f();
   }
 
   /**
@@ -244,6 +277,7 @@ export class RingWriter {
     let at = n;
     for (const b of this.overflow) at += b.copy(rest, at);
     this.overflow = [];
+    this.overflowLen = 0;
     if (skip > 0) {
       const k = Math.min(skip, rest.length);
       rest = rest.subarray(k);
@@ -252,9 +286,7 @@ export class RingWriter {
     // A wait of ours still pending resolves now (and finds the ring done).
     wake(c, Word.SpaceSeq);
     const rows = this.rows;
-    const wasHeld = this.held;
-    this.held = false;
-    if (wasHeld) this.events.full(false);
+    if (this.held) this.unhold();
     this.events.back(rows, rest, skip);
   }
 }
