@@ -1,7 +1,7 @@
 // What the S3 client signs: the part body's SHA-256, or UNSIGNED-PAYLOAD where the AWS CLI sends it
 // (TLS plus a CRC32 checksum). The request is caught at the transport, before any network: the
 // question is what createS3Client puts into the signature, not how a server answers.
-import { createHash } from "node:crypto";
+import { createHash, webcrypto } from "node:crypto";
 import { PutObjectCommand, type S3Client, UploadPartCommand } from "@aws-sdk/client-s3";
 import { describe, expect, test } from "vitest";
 import { createS3Client } from "../../src/copy/storage/s3-client.js";
@@ -80,6 +80,43 @@ describe("payload signing", () => {
     }
     expect(hashed.length).toBeGreaterThan(0); // the signer did sign, with this class
     expect(Math.max(...hashed)).toBeLessThan(body.length);
+  });
+
+  test("the upload thread's client (hashInPlace) hashes the body where it is: no WebCrypto copy, the same SHA-256", async () => {
+    // WebCrypto copies the body into fresh native memory before hashing it; in the upload thread
+    // those 8 MiB copies stayed resident (docs/decisions.md, "S3 part uploads off the relay's thread").
+    const client = createS3Client({ ...base, endpoint: "http://127.0.0.1:9", hashInPlace: true });
+    const subtle = webcrypto.subtle as { digest: typeof webcrypto.subtle.digest };
+    const digest = subtle.digest;
+    const digested: number[] = [];
+    subtle.digest = function (this: unknown, algorithm, data) {
+      digested.push((data as Uint8Array).byteLength);
+      return digest.call(this, algorithm, data);
+    } as typeof digest;
+    try {
+      for (const command of [
+        part(false),
+        new PutObjectCommand({ Bucket: "b", Key: "p/m.json", Body: body }),
+      ]) {
+        const s = await sent(client, command);
+        expect(s.headers["x-amz-content-sha256"]).toBe(sha256);
+        expect(s.headers.authorization).toMatch(/SignedHeaders=[^,]*x-amz-content-sha256/);
+      }
+    } finally {
+      subtle.digest = digest;
+    }
+    expect(digested).toEqual([]);
+    // The relay's client (the default) still leaves the hash to WebCrypto's pool: the witness sees it.
+    subtle.digest = function (this: unknown, algorithm, data) {
+      digested.push((data as Uint8Array).byteLength);
+      return digest.call(this, algorithm, data);
+    } as typeof digest;
+    try {
+      await sent(createS3Client({ ...base, endpoint: "http://127.0.0.1:9" }), part(false));
+    } finally {
+      subtle.digest = digest;
+    }
+    expect(digested).toEqual([body.length]);
   });
 
   test("an https:// S3-compatible endpoint (no checksums sent) keeps the SHA-256 too", async () => {

@@ -1,5 +1,5 @@
 // The S3 client as exports use it: retries, timeouts and checksums for AWS and for S3-compatible
-// servers, the request middleware (unsigned payloads over TLS, payload hashes off the calling thread otherwise, Content-MD5 on DeleteObjects), and
+// servers, the request middleware (unsigned payloads over TLS, payload hashes off the relay's thread otherwise, Content-MD5 on DeleteObjects), and
 // sending a command whose effect outlives its request without cutting an attempt short.
 import { createHash, webcrypto } from "node:crypto";
 import { S3Client, type S3ClientConfig } from "@aws-sdk/client-s3";
@@ -18,6 +18,13 @@ export interface S3ClientSettings {
   requestTimeoutMs: number;
   /** Where the client's request counts go (default: this thread's metrics registry). */
   metrics?: S3MetricsSink | undefined;
+  /**
+   * Signed bodies are hashed on the calling thread, in place, instead of by WebCrypto: for the
+   * upload thread's clients, which are off the relay's thread already. WebCrypto copies every
+   * body into fresh native memory first, and the upload thread kept those copies resident
+   * (docs/decisions.md, "S3 part uploads off the relay's thread").
+   */
+  hashInPlace?: boolean | undefined;
 }
 
 /** How each client createS3Client built was configured, so the upload thread can build its twin. */
@@ -73,8 +80,9 @@ export function createS3Client(s: S3ClientSettings): S3Client {
   //
   // Where the body stays signed, its SHA-256 is computed by WebCrypto, which hashes on libuv's
   // thread pool, and set as x-amz-content-sha256, which the signer then uses as it is: the relay's
-  // thread only copies the part for the pool (0.13 against 0.6 ms of its CPU per MiB). The header
-  // is set once per send, before the retry middleware, and every attempt sends the same body.
+  // thread only copies the part for the pool (0.13 against 0.6 ms of its CPU per MiB). The upload
+  // thread's clients (hashInPlace) hash the body where it is, with no copy. The header is set once
+  // per send, before the retry middleware, and every attempt sends the same body.
   client.middlewareStack.add(
     (next, context) => async (args) => {
       const req = args.request as { protocol?: string; headers?: Record<string, string>; body?: unknown };
@@ -90,8 +98,9 @@ export function createS3Client(s: S3ClientSettings): S3Client {
           req.body.length >= OFF_THREAD_HASH_BYTES &&
           !names.includes("x-amz-content-sha256")
         ) {
-          const digest = await webcrypto.subtle.digest("SHA-256", req.body);
-          req.headers["x-amz-content-sha256"] = Buffer.from(digest).toString("hex");
+          req.headers["x-amz-content-sha256"] = s.hashInPlace
+            ? createHash("sha256").update(req.body).digest("hex")
+            : Buffer.from(await webcrypto.subtle.digest("SHA-256", req.body)).toString("hex");
         }
       }
       return next(args);

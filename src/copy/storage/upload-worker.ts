@@ -1,5 +1,5 @@
 // The S3 upload thread: sends the UploadParts of every export of the process, so that the SDK's
-// request machinery, the payload hash's copy, the sockets' writes, the answers' parsing and the GC
+// request machinery, the payload hash, the sockets' writes, the answers' parsing and the GC
 // of all that stay off the relay's event loop (docs/decisions.md, "S3 part uploads off the
 // relay's thread"). Each client here is the twin of one the relay built (same createS3Client
 // settings); its credentials are asked of the relay, whose client resolves them (static keys,
@@ -42,7 +42,7 @@ function clientOf(id: number, settings: ThreadClientSettings): S3Client {
       asks.set(ask, { resolve, reject });
       post({ t: "credentials", ask, client: id });
     });
-  return createS3Client({ ...settings, credentials, metrics });
+  return createS3Client({ ...settings, credentials, metrics, hashInPlace: true });
 }
 
 /**
