@@ -82,11 +82,16 @@ describe("SyncFileUpload", () => {
   test("writebacks while writing go to the pool on a second descriptor of the same file, one at a time; the fsync at the end in the thread", async () => {
     const asyncSyncs: number[] = [];
     const threadSyncs: number[] = [];
+    let answering = 0;
     const f: SyncFs = {
       ...realFs,
       fdatasync: ((fd: number, cb: (err: NodeJS.ErrnoException | null) => void) => {
         asyncSyncs.push(fd);
-        fs.fdatasync(fd, cb);
+        answering++;
+        fs.fdatasync(fd, (err) => {
+          answering--;
+          cb(err);
+        });
       }) as typeof fs.fdatasync,
       fdatasyncSync: (fd) => {
         threadSyncs.push(fd);
@@ -98,8 +103,8 @@ describe("SyncFileUpload", () => {
     const data = randomBytes(20 * CHUNK);
     for (let off = 0; off < data.length; off += CHUNK) {
       up.write(data, off, CHUNK);
-      // Each writeback's answer arrives before the next chunk (the thread's loop turns).
-      await new Promise((r) => setTimeout(r, 5));
+      // Each writeback's answer arrives before the next chunk (as the thread's loop turns).
+      while (answering > 0) await new Promise((r) => setImmediate(r));
     }
     expect(asyncSyncs).toHaveLength(5);
     expect(new Set(asyncSyncs).size).toBe(1);
