@@ -31,6 +31,14 @@ export enum Policy {
   Drop = 5,
 }
 
+/**
+ * A run given to takeRun holds at most this many bytes (a socket read's worth; more only for a
+ * single message): fed a long backlog (bytes given back by a reader of diverted input, a paused
+ * stream's queue), the handler can still change the stream's course (divert it again) after a
+ * read's worth, instead of being handed megabytes of rows at once.
+ */
+export const MAX_RUN_BYTES = 64 << 10;
+
 /** Largest message PostgreSQL accepts (PQ_LARGE_MESSAGE_LIMIT is 1 GiB - 1) plus the length word. */
 export const MAX_MESSAGE_LENGTH = 0x40000000 + 4;
 
@@ -264,6 +272,7 @@ export class MessageStream {
             const l = chunk.readInt32BE(end + 1);
             // Anything unusual (a bad length, a message too big or not whole) is left to the loop.
             if (l < 4 || l >= this.maxTakeLength || len - end < 1 + l) break;
+            if (end + 1 + l - pos > MAX_RUN_BYTES) break;
             end += 1 + l;
             count++;
           }

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "vitest";
 import { frame } from "../../src/wire/frame.js";
-import { MessageStream, Policy, policyTable } from "../../src/wire/message-stream.js";
+import { MAX_RUN_BYTES, MessageStream, Policy, policyTable } from "../../src/wire/message-stream.js";
 
 const msg = (type: string, body: Buffer | string): Buffer =>
   frame(type, typeof body === "string" ? Buffer.from(body) : body);
@@ -172,6 +172,26 @@ describe("MessageStream TakeRun (an export's DataRows)", () => {
       await new Promise((resolve) => setTimeout(resolve, 0));
       expect(r.seen).toEqual(want);
     }
+  });
+  test("a long chunk of rows comes in runs of at most MAX_RUN_BYTES, in order", () => {
+    const many = Array.from({ length: 5000 }, (_, i) => row(i));
+    const runs: number[] = [];
+    const seen: Buffer[] = [];
+    const s = new MessageStream(table, {
+      forward: () => {},
+      takeRun: (_t, buf, st, en) => {
+        runs.push(en - st);
+        seen.push(Buffer.from(buf.subarray(st, en)));
+      },
+      violation: (r) => {
+        throw new Error(r);
+      },
+    });
+    const input = Buffer.concat(many);
+    s.push(input);
+    expect(Buffer.concat(seen).equals(input)).toBe(true);
+    expect(runs.length).toBeGreaterThan(1);
+    expect(Math.max(...runs)).toBeLessThanOrEqual(MAX_RUN_BYTES);
   });
   test("a bad length behind a run is still a violation", () => {
     const reasons: string[] = [];
