@@ -26,6 +26,15 @@ import type { HostBudget } from "../../src/encoders/worker/host-protocol.js";
 import { CHUNK_BYTES, RING_BUFFERS } from "../../src/encoders/worker/port-sink.js";
 import { WINDOW_BYTES } from "../../src/encoders/worker/row-batcher.js";
 import { motoAccess, startCopyProxy } from "../support/copy-proxy.js";
+import {
+  CREATE_WIDE,
+  csvFiles,
+  type DivertedSession,
+  expectFirstRowLargerThanARead,
+  expectSessionGoesOn,
+  FIRST_READ,
+  relayedDuring,
+} from "../support/diverted-rows.js";
 import { expectNothingLeft, keyOf, sendCancel, waitUntil } from "../support/export-checks.js";
 import { createMixedTable, expectMixedParquet } from "../support/mixed-table.js";
 import { spawnCopyProxy } from "../support/proxy-process.js";
@@ -68,9 +77,7 @@ beforeAll(async () => {
   });
   const { oracle } = stack;
   // ~40 MB of CSV: many chunks and parts.
-  await oracle.query(
-    "CREATE TABLE wide AS SELECT g, md5(g::text) AS h, repeat(md5(g::text), 9) AS pad FROM generate_series(1, 120000) g",
-  );
+  await oracle.query(CREATE_WIDE);
   await oracle.query(createMixedTable(150000));
   client = await stack.connect();
   direct = new pg.Client({ port: pgPort, host: "127.0.0.1", user: "postgres", database: DB });
@@ -92,6 +99,11 @@ afterAll(async () => {
 
 let n = 0;
 const freshPrefix = (): string => `h${++n}`;
+const session = (): DivertedSession => ({
+  client,
+  oracle: stack.oracle,
+  freshDir: () => join(root, freshPrefix()),
+});
 
 async function hostPid(): Promise<number> {
   const state = encoderHostState();
@@ -143,18 +155,6 @@ async function runningExport(prefix: string): Promise<{ copy: Promise<pg.QueryRe
   }
   return { copy }; // not the promise itself: the caller's await would wait for the COPY
 }
-
-/**
- * Row bytes the relay's own thread handed to the encoders during `run` (row-relay.ts counts them).
- * With the host reading the rows itself (a loan of the upstream socket) only the first read's rows
- * go through the relay: at most its 64 KiB read buffer's worth.
- */
-async function relayedDuring<T>(run: () => Promise<T>): Promise<{ result: T; relayed: number }> {
-  const before = rowRelayTestHooks.relayedBytes;
-  const result = await run();
-  return { result, relayed: rowRelayTestHooks.relayedBytes - before };
-}
-const FIRST_READ = 64 * 1024;
 
 /** The host's budget of one slot (the stack's exports.maxEncodingThreads) as the host sees it. */
 async function hostBudget(): Promise<HostBudget | undefined> {
@@ -398,53 +398,11 @@ describe.skipIf(!linux)("the host process (Linux)", () => {
 
 describe("the host reads the rows itself (the upstream socket lent to it)", () => {
   test("rows the relay had read past the first ones are not lost: a first row larger than a read, then small rows", async () => {
-    // The first DataRow spans reads, so it is assembled and handled alone; the rest of the read
-    // that completed it (whole small rows, and a part of one) was read by the relay before it
-    // lent the socket, and goes to the host with it.
-    const sql =
-      "SELECT g, CASE WHEN g = 1 THEN repeat('x', 100000) ELSE md5(g::text) END AS v FROM generate_series(1, 200000) g";
-    const dir = join(root, freshPrefix());
-    const { result, relayed } = await relayedDuring(() =>
-      client.query(`COPY (${sql}) TO 'file://${dir}' WITH (FORMAT = 'csv')`),
-    );
-    expect(result.rowCount).toBe(200000);
-    expect(relayed).toBeLessThanOrEqual(FIRST_READ + 100100);
-    const got = Buffer.concat(
-      readdirSync(dir)
-        .filter((f) => f.endsWith(".csv"))
-        .sort()
-        .map((f) => readFileSync(join(dir, f))),
-    );
-    const want = (await stack.oracle.query(`COPY (${sql}) TO STDOUT (FORMAT csv)`)).copyData;
-    expectSameCsv(got, want, UPSTREAMS[0]!, { header: false });
+    await expectFirstRowLargerThanARead(session());
   }, 120_000);
 
   test("the session goes on as before after the rows are given back: a query, another export, a transaction with an export in it", async () => {
-    const dir = join(root, freshPrefix());
-    expect((await client.query(`COPY wide TO 'file://${dir}' WITH (FORMAT = 'csv')`)).rowCount).toBe(120000);
-    expect((await client.query("SELECT count(*)::int AS n FROM wide")).rows).toEqual([{ n: 120000 }]);
-    const again = join(root, freshPrefix());
-    const { result, relayed } = await relayedDuring(() =>
-      client.query(`COPY mixed TO 'file://${again}' WITH (FORMAT = 'parquet')`),
-    );
-    expect(result.rowCount).toBe(150000);
-    expect(relayed).toBeLessThanOrEqual(FIRST_READ);
-    await client.query("BEGIN");
-    try {
-      await client.query("CREATE TEMP TABLE loan_tx AS SELECT g FROM generate_series(1, 50000) g");
-      const inTx = join(root, freshPrefix());
-      expect((await client.query(`COPY loan_tx TO 'file://${inTx}' WITH (FORMAT = 'csv')`)).rowCount).toBe(
-        50000,
-      );
-      // The export read the transaction's own uncommitted rows and left it open and usable.
-      expect((await client.query("SELECT count(*)::int AS n FROM loan_tx")).rows).toEqual([{ n: 50000 }]);
-      await client.query("COMMIT");
-    } catch (e) {
-      await client.query("ROLLBACK");
-      throw e;
-    }
-    // Extended protocol (a bound parameter) right after.
-    expect((await client.query("SELECT $1::int + 1 AS n", [41])).rows).toEqual([{ n: 42 }]);
+    await expectSessionGoesOn(session(), "loan_tx");
   }, 120_000);
 
   test("a TLS upstream is not lent (its TLS state is the proxy's): the relay reads the rows, the files are the same", async () => {
@@ -466,12 +424,7 @@ describe("the host reads the rows itself (the upstream socket lent to it)", () =
       );
       expect(result.rowCount).toBe(120000);
       expect(relayed).toBeGreaterThan(30 * MiB);
-      const got = Buffer.concat(
-        readdirSync(dir)
-          .filter((f) => f.endsWith(".csv"))
-          .sort()
-          .map((f) => readFileSync(join(dir, f))),
-      );
+      const got = csvFiles(dir);
       const want = (await stack.oracle.query("COPY wide TO STDOUT (FORMAT csv)")).copyData;
       expectSameCsv(got, want, UPSTREAMS[0]!, { header: false });
     } finally {
@@ -552,12 +505,7 @@ describe("backpressure on the data channel", () => {
       holdEncoderHostReads(false);
     }
     expect((await copy!).rowCount).toBe(240000);
-    const got = Buffer.concat(
-      readdirSync(dir)
-        .filter((f) => f.endsWith(".csv"))
-        .sort()
-        .map((f) => readFileSync(join(dir, f))),
-    );
+    const got = csvFiles(dir);
     const want = (await stack.oracle.query(`COPY (${sql}) TO STDOUT (FORMAT csv)`)).copyData;
     expectSameCsv(got, want, UPSTREAMS[0]!, { header: false });
     expect((await client.query("SELECT 1 AS one")).rows).toEqual([{ one: 1 }]);

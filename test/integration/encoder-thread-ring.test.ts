@@ -5,15 +5,23 @@
 // The files are PostgreSQL's own COPY bytes (CSV) and every value through DuckDB (Parquet); what
 // follows the rows — CommandComplete, a NOTICE between rows, an oversized row, a cancel's error —
 // is the relay's again, and the session goes on as before.
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type DuckDBConnection, DuckDBInstance } from "@duckdb/node-api";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, inject, test } from "vitest";
-import { rowRelayTestHooks } from "../../src/copy/row-relay.js";
 import { rowRingTestHooks } from "../../src/encoders/worker/row-ring.js";
 import { motoAccess, startCopyProxy } from "../support/copy-proxy.js";
+import {
+  CREATE_WIDE,
+  csvFiles,
+  type DivertedSession,
+  expectFirstRowLargerThanARead,
+  expectSessionGoesOn,
+  FIRST_READ,
+  relayedDuring,
+} from "../support/diverted-rows.js";
 import { expectNothingLeft, keyOf, sendCancel, waitUntil } from "../support/export-checks.js";
 import { createMixedTable, expectMixedParquet } from "../support/mixed-table.js";
 import { type ProxyStack, startProxyStack } from "../support/proxy-stack.js";
@@ -22,8 +30,6 @@ import { expectSameCsv, UPSTREAMS } from "../support/upstreams.js";
 const DB = "encoder_thread_ring";
 const MiB = 1024 * 1024;
 const pgPort = inject("pgPort");
-/** The relay's upstream read buffer: the rows of the first read are framed by the relay. */
-const FIRST_READ = 64 * 1024;
 
 let stack: ProxyStack;
 let client: pg.Client;
@@ -41,9 +47,7 @@ beforeAll(async () => {
   });
   const { oracle } = stack;
   // ~40 MB of CSV: many ring laps.
-  await oracle.query(
-    "CREATE TABLE wide AS SELECT g, md5(g::text) AS h, repeat(md5(g::text), 9) AS pad FROM generate_series(1, 120000) g",
-  );
+  await oracle.query(CREATE_WIDE);
   await oracle.query(createMixedTable(150000));
   // A NOTICE from the middle of a result: the backend sends it between two DataRows.
   await oracle.query(`CREATE FUNCTION c2s_note(v int, at int) RETURNS int LANGUAGE plpgsql AS $$
@@ -62,29 +66,11 @@ afterAll(async () => {
 
 let n = 0;
 const freshPrefix = (): string => `r${++n}`;
-
-/** Row bytes the relay framed and batched itself during `run`, and bytes it put into rings unframed. */
-async function relayedDuring<T>(
-  run: () => Promise<T>,
-): Promise<{ result: T; relayed: number; ringed: number }> {
-  const before = rowRelayTestHooks.relayedBytes;
-  const ringBefore = rowRingTestHooks.bytes;
-  const result = await run();
-  return {
-    result,
-    relayed: rowRelayTestHooks.relayedBytes - before,
-    ringed: rowRingTestHooks.bytes - ringBefore,
-  };
-}
-
-function csvFiles(dir: string): Buffer {
-  return Buffer.concat(
-    readdirSync(dir)
-      .filter((f) => f.endsWith(".csv"))
-      .sort()
-      .map((f) => readFileSync(join(dir, f))),
-  );
-}
+const session = (): DivertedSession => ({
+  client,
+  oracle: stack.oracle,
+  freshDir: () => join(root, freshPrefix()),
+});
 
 async function oracleCsv(sql: string): Promise<Buffer> {
   return (await stack.oracle.query(`COPY (${sql}) TO STDOUT (FORMAT csv)`)).copyData;
@@ -118,17 +104,7 @@ describe("the rows go to the thread through the ring, unframed by the relay", ()
   }, 120_000);
 
   test("rows the relay had read past the first ones are not lost: a first row larger than a read, then small rows", async () => {
-    // The first DataRow spans reads, so the relay assembles it; the rest of the read that
-    // completed it goes into the ring first.
-    const sql =
-      "SELECT g, CASE WHEN g = 1 THEN repeat('x', 100000) ELSE md5(g::text) END AS v FROM generate_series(1, 200000) g";
-    const dir = join(root, freshPrefix());
-    const { result, relayed } = await relayedDuring(() =>
-      client.query(`COPY (${sql}) TO 'file://${dir}' WITH (FORMAT = 'csv')`),
-    );
-    expect(result.rowCount).toBe(200000);
-    expect(relayed).toBeLessThanOrEqual(FIRST_READ + 100100);
-    expectSameCsv(csvFiles(dir), await oracleCsv(sql), UPSTREAMS[0]!, { header: false });
+    await expectFirstRowLargerThanARead(session());
   }, 120_000);
 
   test("rows larger than a batch and than a read among small ones, framed by the thread across ring laps", async () => {
@@ -147,30 +123,7 @@ describe("the rows go to the thread through the ring, unframed by the relay", ()
 
 describe("what follows the rows is the relay's again", () => {
   test("the session goes on as before: a query, another export, an export inside BEGIN/COMMIT, the extended protocol", async () => {
-    const dir = join(root, freshPrefix());
-    expect((await client.query(`COPY wide TO 'file://${dir}' WITH (FORMAT = 'csv')`)).rowCount).toBe(120000);
-    expect((await client.query("SELECT count(*)::int AS n FROM wide")).rows).toEqual([{ n: 120000 }]);
-    const again = join(root, freshPrefix());
-    const { result, relayed } = await relayedDuring(() =>
-      client.query(`COPY mixed TO 'file://${again}' WITH (FORMAT = 'parquet')`),
-    );
-    expect(result.rowCount).toBe(150000);
-    expect(relayed).toBeLessThanOrEqual(FIRST_READ);
-    await client.query("BEGIN");
-    try {
-      await client.query("CREATE TEMP TABLE ring_tx AS SELECT g FROM generate_series(1, 50000) g");
-      const inTx = join(root, freshPrefix());
-      expect((await client.query(`COPY ring_tx TO 'file://${inTx}' WITH (FORMAT = 'csv')`)).rowCount).toBe(
-        50000,
-      );
-      // The export read the transaction's own uncommitted rows and left it open and usable.
-      expect((await client.query("SELECT count(*)::int AS n FROM ring_tx")).rows).toEqual([{ n: 50000 }]);
-      await client.query("COMMIT");
-    } catch (e) {
-      await client.query("ROLLBACK");
-      throw e;
-    }
-    expect((await client.query("SELECT $1::int + 1 AS n", [41])).rows).toEqual([{ n: 42 }]);
+    await expectSessionGoesOn(session(), "ring_tx");
   }, 120_000);
 
   test("a NOTICE between rows reaches the client; the rows after it go through a ring again; the file is whole", async () => {

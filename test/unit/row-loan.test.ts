@@ -7,27 +7,14 @@ import { createServer, type Server, type Socket, connect as tcpConnect } from "n
 import { afterEach, describe, expect, test } from "vitest";
 import { BATCH_BYTES } from "../../src/encoders/worker/row-batcher.js";
 import { type LoanTarget, RowLoan } from "../../src/encoders/worker/row-loan.js";
+import { commandComplete, readyForQuery } from "../../src/wire/backend.js";
+import { frame, int16, int32 } from "../../src/wire/frame.js";
 
-function dataRow(value: string): Buffer {
+/** A one-field DataRow (the rows' shape does not matter to the readers, only their framing). */
+const dataRow = (value: string | Buffer): Buffer => {
   const v = Buffer.from(value);
-  const b = Buffer.alloc(1 + 4 + 2 + 4 + v.length);
-  b[0] = 0x44;
-  b.writeInt32BE(b.length - 1, 1);
-  b.writeInt16BE(1, 5);
-  b.writeInt32BE(v.length, 7);
-  v.copy(b, 11);
-  return b;
-}
-
-function message(type: string, body: Buffer): Buffer {
-  const b = Buffer.alloc(5 + body.length);
-  b[0] = type.charCodeAt(0);
-  b.writeInt32BE(4 + body.length, 1);
-  body.copy(b, 5);
-  return b;
-}
-
-const commandComplete = (tag: string): Buffer => message("C", Buffer.from(`${tag}\0`));
+  return frame("D", int16(1), int32(v.length), v);
+};
 
 interface Loaned {
   /** The upstream's end: write to it as PostgreSQL would. */
@@ -88,7 +75,7 @@ describe("a lent socket's rows", () => {
     const all = Buffer.concat(rows);
     // The relay read the first bytes: two rows and a part of the third.
     const cut = rows[0]!.length + rows[1]!.length + 3;
-    const tail = Buffer.concat([commandComplete("SELECT 3000"), message("Z", Buffer.from("I"))]);
+    const tail = Buffer.concat([commandComplete("SELECT 3000"), readyForQuery("I")]);
     const { upstream, batches, back } = await lend(all.subarray(0, cut));
     await trickle(upstream, Buffer.concat([all.subarray(cut), tail]), 777);
     const b = await back;
@@ -122,7 +109,7 @@ describe("a lent socket's rows", () => {
   });
 
   test("a NoticeResponse between rows: given back there, with the rows after it", async () => {
-    const notice = message("N", Buffer.from("SNOTICE\0Mhello\0\0"));
+    const notice = frame("N", Buffer.from("SNOTICE\0Mhello\0\0"));
     const after = Buffer.concat([dataRow("c"), commandComplete("SELECT 3")]);
     const { upstream, batches, back } = await lend(Buffer.alloc(0));
     upstream.write(Buffer.concat([dataRow("a"), dataRow("b"), notice, after]));
@@ -143,7 +130,7 @@ describe("a lent socket's rows", () => {
   test("dropped (the export is ending): the rows are read and not sent, the rest still given back", async () => {
     const { upstream, batches, back, loan } = await lend(Buffer.alloc(0));
     loan.drop();
-    const tail = message("E", Buffer.from("SERROR\0C57014\0Mcanceling statement due to user request\0\0"));
+    const tail = frame("E", Buffer.from("SERROR\0C57014\0Mcanceling statement due to user request\0\0"));
     upstream.write(Buffer.concat([dataRow("a"), dataRow("b"), tail]));
     const b = await back;
     expect(batches).toEqual([]);

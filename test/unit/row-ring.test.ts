@@ -9,28 +9,15 @@ import { describe, expect, test } from "vitest";
 import { RingReader } from "../../src/encoders/worker/ring-reader.js";
 import { BATCH_BYTES } from "../../src/encoders/worker/row-batcher.js";
 import { RING_BYTES, RingWriter, ringViews, Word } from "../../src/encoders/worker/row-ring.js";
+import { commandComplete, readyForQuery } from "../../src/wire/backend.js";
+import { frame, int16, int32 } from "../../src/wire/frame.js";
 
-function dataRow(value: string | Buffer): Buffer {
-  const v = typeof value === "string" ? Buffer.from(value) : value;
-  const b = Buffer.alloc(1 + 4 + 2 + 4 + v.length);
-  b[0] = 0x44;
-  b.writeInt32BE(b.length - 1, 1);
-  b.writeInt16BE(1, 5);
-  b.writeInt32BE(v.length, 7);
-  v.copy(b, 11);
-  return b;
-}
-
-function message(type: string, body: Buffer): Buffer {
-  const b = Buffer.alloc(5 + body.length);
-  b[0] = type.charCodeAt(0);
-  b.writeInt32BE(4 + body.length, 1);
-  body.copy(b, 5);
-  return b;
-}
-
-const commandComplete = (tag: string): Buffer => message("C", Buffer.from(`${tag}\0`));
-const readyForQuery = message("Z", Buffer.from("I"));
+/** A one-field DataRow (the rows' shape does not matter to the readers, only their framing). */
+const dataRow = (value: string | Buffer): Buffer => {
+  const v = Buffer.from(value);
+  return frame("D", int16(1), int32(v.length), v);
+};
+const ready = readyForQuery("I");
 
 interface Ring {
   writer: RingWriter;
@@ -80,7 +67,7 @@ function drain(r: Ring, limit: number): boolean {
 }
 
 const ROWS = Buffer.concat([dataRow("a"), dataRow(""), dataRow("héllo wörld"), dataRow("x".repeat(40))]);
-const TAIL = Buffer.concat([commandComplete("SELECT 4"), readyForQuery]);
+const TAIL = Buffer.concat([commandComplete("SELECT 4"), ready]);
 const STREAM = Buffer.concat([ROWS, TAIL]);
 
 describe("framing", () => {
@@ -106,7 +93,7 @@ describe("framing", () => {
   }
 
   test("a NoticeResponse between rows: it and the rows after it go back", () => {
-    const notice = message("N", Buffer.from("SNOTICE\0Mhi\0\0"));
+    const notice = frame("N", Buffer.from("SNOTICE\0Mhi\0\0"));
     const after = Buffer.concat([notice, dataRow("later"), commandComplete("SELECT 3")]);
     const r = ring();
     r.writer.write(Buffer.concat([dataRow("one"), dataRow("two"), after]));
@@ -120,9 +107,9 @@ describe("framing", () => {
     const r = ring();
     r.writer.write(Buffer.concat([dataRow("one"), commandComplete("SELECT 1")]));
     expect(drain(r, BATCH_BYTES)).toBe(true);
-    r.writer.write(readyForQuery);
+    r.writer.write(ready);
     r.writer.stopped();
-    expect(r.back?.rest.equals(Buffer.concat([commandComplete("SELECT 1"), readyForQuery]))).toBe(true);
+    expect(r.back?.rest.equals(Buffer.concat([commandComplete("SELECT 1"), ready]))).toBe(true);
   });
 
   test("a row over maxRowBytes and a bad length word are the relay's to judge", () => {
