@@ -107,6 +107,8 @@ export class RingWriter {
   private lastRows = 0;
   /** The most bytes there ever were queued (tests: the ring bounds them). */
   maxQueued = 0;
+  /** See copyIn. */
+  private scratch: Buffer = Buffer.alloc(0);
 
   constructor(private readonly events: RingEvents) {}
 
@@ -183,6 +185,30 @@ export class RingWriter {
     return (Atomics.load(c, Word.Write) - Atomics.load(c, Word.Read)) | 0;
   }
 
+  /**
+   * Copies `chunk[from..from + n)` to the ring at `off`, its first `first` bytes there and the rest
+   * from the ring's start. V8 copies into shared memory with relaxed atomic stores, a word at a
+   * time only where source and target lie at the same offset modulo 8, else a byte at a time:
+   * a 64 KiB read took 19.5 µs against 2.6 µs (and 0.9 µs into unshared memory), and in a profile
+   * of rated export windows this copy was the relay's largest export cost. So a read whose
+   * offsets do not agree is first copied (at memcpy speed) into a scratch buffer at the target's
+   * offset modulo 8: 3.8 µs in all.
+   */
+  private copyIn(chunk: Buffer, from: number, n: number, off: number, first: number): void {
+    const data = this.v.data;
+    let src = chunk;
+    let at = from;
+    if (((chunk.byteOffset + from - (data.byteOffset + off)) & 7) !== 0) {
+      const shift = (data.byteOffset + off) & 7;
+      if (this.scratch.length < shift + n) this.scratch = Buffer.allocUnsafeSlow(shift + n);
+      chunk.copy(this.scratch, shift, from, from + n);
+      src = this.scratch;
+      at = shift;
+    }
+    src.copy(data, off, at, at + first);
+    if (first < n) src.copy(data, 0, at + first, at + n);
+  }
+
   /** Copies what fits of `chunk[from..]` into the ring and wakes a waiting thread; returns where it stopped. */
   private put(chunk: Buffer, from: number): number {
     const c = this.v.control;
@@ -191,8 +217,7 @@ export class RingWriter {
     if (n <= 0) return from;
     const off = w & MASK;
     const first = Math.min(n, RING_BYTES - off);
-    chunk.copy(this.v.data, off, from, from + first);
-    if (first < n) chunk.copy(this.v.data, 0, from + first, from + n);
+    this.copyIn(chunk, from, n, off, first);
     Atomics.store(c, Word.Write, (w + n) | 0);
     rowRingTestHooks.bytes += n;
     if (Atomics.load(c, Word.ThreadWaiting) === 1) {
