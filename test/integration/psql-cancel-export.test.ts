@@ -70,16 +70,24 @@ function openPsql(name: string, port: number, sslmode: "disable" | "require"): v
   const cmd = ["env", "PSQL_HISTORY=/dev/null", "PAGER=", "psql", "-X", "-P", "pager=off", `'${conn}'`].join(
     " ",
   );
+  // A retried test finds its first attempt's window (and psql) still there: end it first.
+  try {
+    tmux("kill-session", "-t", name);
+  } catch {
+    // none yet
+  }
   tmux("new-session", "-d", "-s", name, "-x", "220", "-y", "50", cmd);
 }
 
 /** The upstream backend behind the psql window (the only other session on this database). */
 async function backendOf(): Promise<number> {
-  const r = await oracle.query(
-    `SELECT pid FROM pg_stat_activity WHERE datname = '${DB}' AND pid <> pg_backend_pid() AND backend_type = 'client backend'`,
-  );
-  if (r.rows.length !== 1) throw new Error(`expected one psql backend, found ${r.rows.length}`);
-  return Number(readText(r.rows[0]!));
+  // Polled: a retried attempt's earlier psql backend may still be on its way out.
+  return waitUntil("one psql backend", async () => {
+    const r = await oracle.query(
+      `SELECT pid FROM pg_stat_activity WHERE datname = '${DB}' AND pid <> pg_backend_pid() AND backend_type = 'client backend'`,
+    );
+    return r.rows.length === 1 ? Number(readText(r.rows[0]!)) : null;
+  });
 }
 
 beforeAll(async () => {
@@ -137,12 +145,19 @@ describe("Ctrl-C in psql aborts a COPY TO S3", () => {
       arrange: () => faults.setRules({ op: "UploadPart", fault: "hold" }),
       reached: async (pid: number) => {
         await faults.waitFor("UploadPart");
-        await waitUntil("the upstream blocked writing to the paused proxy", async () => {
-          const r = await oracle.query(
-            `SELECT 1 FROM pg_stat_activity WHERE pid = ${pid} AND wait_event = 'ClientWrite'`,
-          );
-          return r.rows.length > 0 ? true : null;
-        });
+        // A hang guard, not a bound: before the upstream waits, the nice-10 encoder thread must
+        // fill the held uploads' buffers, the chunk ring and the row ring (~30 MB of CSV), which
+        // took over 20 s once under the full suite's load.
+        await waitUntil(
+          "the upstream blocked writing to the paused proxy",
+          async () => {
+            const r = await oracle.query(
+              `SELECT 1 FROM pg_stat_activity WHERE pid = ${pid} AND wait_event = 'ClientWrite'`,
+            );
+            return r.rows.length > 0 ? true : null;
+          },
+          90_000,
+        );
       },
       after: "SELECT 1 AS done;",
       rows: 300000,
