@@ -96,6 +96,7 @@ async function child(mode: string): Promise<void> {
   // What the relay's process has loaded once it listens (the encoder thread's driver imports the
   // Parquet planner, hence Arrow).
   const et = await import("../src/encoders/worker/encoder-thread.js");
+  const pool = await import("../src/encoders/worker/thread-pool.js");
   // Running from the sources, the encoder thread's entry is bundled once per process (a proxy
   // from dist/ has it compiled): done before anything is measured.
   (await import("../src/encoders/worker/worker-entry.js")).workerEntry();
@@ -106,7 +107,7 @@ async function child(mode: string): Promise<void> {
     format: "parquet",
     options: { compression: "snappy", maxFileSize: 256 << 20, columns: benchTableColumns() },
   };
-  const release = et.keepSpareEncoderThread();
+  const release = pool.keepSpareEncoderThread();
   await settle();
   const opts = { nice: 0 };
   let loopMaxMs = 0;

@@ -1,7 +1,7 @@
 // Wires the COPY TO S3 feature into the proxy's CopyHook seam.
 import type { Config } from "../config.js";
-import { keepSpareEncoderThread } from "../encoders/worker/encoder-thread.js";
 import { warmUpEncoders } from "../encoders/worker/encoder-warm-up.js";
+import { keepSpareEncoderThread } from "../encoders/worker/thread-pool.js";
 import type { Logger } from "../log.js";
 import type { CopyHook } from "../proxy/copy-hook.js";
 import { ConnectionSource } from "./connection-source.js";

@@ -2,8 +2,9 @@
 // ../encoders/worker/file-writer-sink.ts). The relay writes none of their bytes: it hears of each
 // file before it exists, of its progress, and of its completion, and that is what it needs for the
 // manifest, the progress NOTICEs, the export log, and — SPEC §2.2 — for taking it all back.
-import type { ThreadWrittenFiles } from "../encoders/worker/encoder-thread.js";
+
 import { type FileOutput, fileKey } from "../encoders/worker/protocol.js";
+import type { ThreadWrittenFiles } from "../encoders/worker/thread-written-files.js";
 import { PgError } from "../errors.js";
 import type { ObjectStore } from "./storage/object-store.js";
 import type { BatchSink, CleanupFailure, WrittenFile } from "./upload-sink.js";

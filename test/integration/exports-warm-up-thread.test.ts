@@ -9,12 +9,9 @@ import { join } from "node:path";
 import pg from "pg";
 import { afterAll, afterEach, beforeAll, expect, inject, test } from "vitest";
 import { encoderHostState } from "../../src/encoders/worker/encoder-host.js";
-import {
-  type EncoderThread,
-  encoderThreadTestHooks,
-  spareEncoderThreadId,
-} from "../../src/encoders/worker/encoder-thread.js";
+import { type EncoderThread, encoderThreadTestHooks } from "../../src/encoders/worker/encoder-thread.js";
 import { type WarmUp, warmUpTestHooks } from "../../src/encoders/worker/encoder-warm-up.js";
+import { spareEncoderThreadId } from "../../src/encoders/worker/thread-pool.js";
 import { motoAccess, startCopyProxy } from "../support/copy-proxy.js";
 import { waitUntil } from "../support/export-checks.js";
 import type { TestProxy } from "../support/proxy.js";

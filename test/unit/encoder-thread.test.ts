@@ -16,14 +16,10 @@ import {
   SLICE_MS,
   setBudgetSlice,
 } from "../../src/encoders/worker/encoder-budget.js";
-import {
-  EncoderThread,
-  encoderThreadTestHooks,
-  keepSpareEncoderThread,
-  spareEncoderThreadId,
-} from "../../src/encoders/worker/encoder-thread.js";
+import { EncoderThread, encoderThreadTestHooks } from "../../src/encoders/worker/encoder-thread.js";
 import { CHUNK_BYTES, RING_BUFFERS } from "../../src/encoders/worker/port-sink.js";
 import { BATCH_BYTES, WINDOW_BYTES } from "../../src/encoders/worker/row-batcher.js";
+import { keepSpareEncoderThread, spareEncoderThreadId } from "../../src/encoders/worker/thread-pool.js";
 import { waitUntil } from "../support/export-checks.js";
 
 /** A whole DataRow message of text values. */

@@ -2,8 +2,9 @@
 // the upstream socket (Node cannot hand a socket to a thread) and does one copy per socket read:
 // DataRow runs go to the thread in batches, under credits (./row-batcher.ts). Encoded file bytes
 // come back (transferred) into the driver's FileSink, in chunk buffers that go back to the thread
-// once the sink is done with them (./port-sink.ts).
-import { Worker } from "node:worker_threads";
+// once the sink is done with them (./port-sink.ts). Where the thread comes from and goes after
+// is ./thread-pool.ts; the row ring it may read is driven by ./thread-ring.ts; the files it may
+// write itself are told of through ./thread-written-files.ts.
 import { PgError, SqlState } from "../../errors.js";
 import type { EncoderSpec } from "../create-encoder.js";
 import { planParquet } from "../parquet/encoder.js";
@@ -14,25 +15,16 @@ import {
   type EncoderWorker,
   HostedWorker,
   type HostLoan,
-  hostedWorker,
   type LentSocket,
   type LoanEvents,
-  retireEncoderHost,
 } from "./encoder-host.js";
 import { RING_BUFFERS } from "./port-sink.js";
-import {
-  type EncoderWorkerData,
-  type FileOutput,
-  type FromEncoder,
-  fromWireError,
-  type ToEncoder,
-} from "./protocol.js";
+import { type FromEncoder, fromWireError, type ToEncoder } from "./protocol.js";
 import { RowBatcher } from "./row-batcher.js";
-import { type RingEvents, RingWriter } from "./row-ring.js";
-import { profilerArgs, workerEntry } from "./worker-entry.js";
-
-/** Where encoder threads run: in this process, or in its encoder host process (exports.encoderHost). */
-export type EncoderHostKind = "thread" | "process";
+import type { RingEvents, RingWriter } from "./row-ring.js";
+import { type EncoderHostKind, type PooledThread, returnThread, takeThread } from "./thread-pool.js";
+import { ThreadRing } from "./thread-ring.js";
+import { ThreadFileWords, type ThreadWrittenFiles } from "./thread-written-files.js";
 
 /** Tests only: a gate that blocks the encoder thread (threads of this process only: it is shared
  * memory), and a look at each thread started. */
@@ -42,103 +34,6 @@ export const encoderThreadTestHooks: {
   renamed?: Int32Array;
   started?: (thread: EncoderThread) => void;
 } = {};
-
-/** A started encoder thread: serving an export, or idle between two. */
-interface PooledThread {
-  worker: EncoderWorker;
-  host: EncoderHostKind;
-  /** The niceness it was started with (it cannot be lowered again without privileges). */
-  nice: number;
-  /** Whether it was asked to run in SCHED_IDLE (it cannot leave that class without privileges). */
-  idle: boolean;
-  /** parquet-wasm has been sent to it (once per thread). */
-  hasWasm: boolean;
-}
-
-/**
- * The idle thread kept for the next export, at most one. A thread that has encoded an export is
- * kept rather than ended: a fresh one costs its start-up (~0.1 CPU-s, 170–270 ms here) and, more,
- * its first rows run cold code — the first 100k CSV rows took 200–250 ms in a fresh isolate and
- * 60–90 ms in a warm one. Idle, it is unref'd (it never keeps the process alive) and does nothing.
- */
-let spare: PooledThread | null = null;
-/** Proxies running and not shutting down: a spare is kept only while there is one. */
-let spareKeepers = 0;
-
-/**
- * Removes the listeners of whoever used the thread last. Not removeAllListeners(): Worker's own
- * 'newListener'/'removeListener' hooks, which ref its message port, must stay.
- */
-function unlisten(w: EncoderWorker): void {
-  for (const event of ["message", "error", "exit"]) w.removeAllListeners(event);
-}
-
-function endIdle(p: PooledThread): void {
-  unlisten(p.worker);
-  void p.worker.terminate();
-}
-
-/**
- * A proxy keeps an idle encoder thread for its next export from now until the returned function
- * is called (at the start of its shutdown, which also ends the idle thread). Without a keeper
- * (tests of the thread alone, the cleanup command) every thread ends with its export.
- */
-export function keepSpareEncoderThread(): () => void {
-  spareKeepers++;
-  let released = false;
-  return () => {
-    if (released) return;
-    released = true;
-    spareKeepers--;
-    if (spareKeepers > 0) return;
-    if (spare !== null) {
-      endIdle(spare);
-      spare = null;
-    }
-    retireEncoderHost();
-  };
-}
-
-/** Tests only: the idle thread's id, if there is one. */
-export function spareEncoderThreadId(): number | null {
-  return spare?.worker.threadId ?? null;
-}
-
-function takeSpare(nice: number, idle: boolean, host: EncoderHostKind): PooledThread | null {
-  const p = spare;
-  spare = null;
-  if (p === null) return null;
-  unlisten(p.worker);
-  if (p.nice === nice && p.idle === idle && p.host === host) return p;
-  endIdle(p); // started before the settings changed (SIGHUP)
-  return null;
-}
-
-/** Keeps `p` for the next export if a proxy wants one and none is kept yet; else ends it. */
-function returnThread(p: PooledThread): void {
-  unlisten(p.worker);
-  if (spareKeepers === 0 || spare !== null) {
-    void p.worker.terminate();
-    return;
-  }
-  const gone = (): void => {
-    if (spare === p) spare = null;
-  };
-  p.worker.on("exit", gone);
-  p.worker.on("error", gone);
-  p.worker.unref();
-  spare = p;
-}
-
-function startThread(nice: number, idle: boolean, host: EncoderHostKind): PooledThread {
-  if (host === "process") return { worker: hostedWorker(nice, idle), host, nice, idle, hasWasm: false };
-  const data: EncoderWorkerData = { nice, idle };
-  // None of the process's node options but the profiler's: inherited ones break the thread —
-  // `--input-type` (`node --input-type=module -e …`) is refused for a file, and `--import`
-  // modules (instrumentation, a test's hook) would run again in every export's thread.
-  const worker = new Worker(workerEntry(), { workerData: data, execArgv: profilerArgs() });
-  return { worker, host, nice, idle, hasWasm: false };
-}
 
 export interface EncoderThreadOptions {
   /** Niceness of the thread (0 = the relay's own priority, 19 = the lowest). */
@@ -163,20 +58,6 @@ function threadFailed(what: string): PgError {
   return new PgError(SqlState.internalError, `encoder thread ${what}`);
 }
 
-/**
- * Where an export's files go when its encoder thread writes them itself (a file:// target,
- * ./file-writer-sink.ts): the driver is told per file, in the order things happened there.
- */
-export interface ThreadWrittenFiles {
-  readonly output: FileOutput;
-  /** File `index` is about to be created as temp file `uploadId`. */
-  opened(index: number, uploadId: string): void;
-  /** Bytes of the current file written since the last word. */
-  wrote(bytes: number): void;
-  /** File `index` is complete and in place. */
-  done(index: number, rows: number, bytes: number): void;
-}
-
 interface Waiter {
   resolve: () => void;
   reject: (e: unknown) => void;
@@ -199,10 +80,7 @@ export class EncoderThread {
   private readonly worker: EncoderWorker;
   private sink: FileSink | null = null;
   /** The export's files, when the thread writes them (attach() with a ThreadWrittenFiles). */
-  private files: ThreadWrittenFiles | null = null;
-  /** Resolves once the thread touches none of this export's files any more (stopped()). */
-  private readonly stoppedP: Promise<void>;
-  private onStopped: () => void = () => {};
+  private readonly files = new ThreadFileWords();
   private onError: ((err: PgError) => void) | null = null;
   private failure: PgError | null = null;
   private ended = false;
@@ -216,10 +94,8 @@ export class EncoderThread {
   /** Chunk buffers the sink is done with, going back to the thread with the next rows. */
   private returns: ArrayBuffer[] = [];
   private finishing: Waiter | null = null;
-  /** The ring the statement's rows go through now (./row-ring.ts), if they do. */
-  private ringWriter: RingWriter | null = null;
-  /** The most bytes the export's earlier rings held (tests). */
-  private ringMaxQueued = 0;
+  /** The ring the statement's rows go through, if they do. */
+  private readonly rowRing = new ThreadRing((m) => this.post(m));
   private readonly started: Promise<void>;
   private onStarted: Waiter | null = null;
 
@@ -227,7 +103,7 @@ export class EncoderThread {
     this.resultFormats = resultFormatsOf(spec);
     const idle = opts.idle ?? false;
     const host = opts.host ?? "thread";
-    this.thread = takeSpare(opts.nice, idle, host) ?? startThread(opts.nice, idle, host);
+    this.thread = takeThread(opts.nice, idle, host);
     this.worker = this.thread.worker;
     this.worker.ref();
     const start: Extract<ToEncoder, { t: "start" }> = { t: "start", spec };
@@ -245,9 +121,6 @@ export class EncoderThread {
       this.onStarted = { resolve, reject };
     });
     this.started.catch(() => {}); // the failure reaches the driver through onError
-    this.stoppedP = new Promise<void>((resolve) => {
-      this.onStopped = resolve;
-    });
     this.worker.on("message", (m: FromEncoder) => this.receive(m));
     this.worker.on("error", (e) => {
       this.broken = true;
@@ -260,7 +133,7 @@ export class EncoderThread {
       if (budget !== undefined) releaseSlotsOf(budget, id);
       this.fail(threadFailed(`exited (${code})`));
       // Every message it posted has been emitted before 'exit' (Node drains the port first).
-      this.onStopped();
+      this.files.stop();
     });
     if (spec.format === "parquet" && !this.thread.hasWasm && hosted === null) {
       // Compiled once per process, in this thread; the encoder thread waits for it.
@@ -305,7 +178,7 @@ export class EncoderThread {
    * the export, or it has exited. Every file it told of has been told by then.
    */
   stopped(): Promise<void> {
-    return this.stoppedP;
+    return this.files.stopped();
   }
 
   /**
@@ -314,12 +187,8 @@ export class EncoderThread {
    * where writesFiles) has the thread write the files itself; a FileSink gets their bytes.
    */
   attach(sink: FileSink | ThreadWrittenFiles, signal: AbortSignal, onError: (err: PgError) => void): void {
-    if ("output" in sink) {
-      this.files = sink;
-      const files: Extract<ToEncoder, { t: "files" }> = { t: "files", output: sink.output };
-      if (encoderThreadTestHooks.renamed !== undefined) files.renamed = encoderThreadTestHooks.renamed;
-      this.post(files);
-    } else this.sink = sink;
+    if ("output" in sink) this.post(this.files.attach(sink, encoderThreadTestHooks.renamed));
+    else this.sink = sink;
     this.onError = onError;
     if (this.failure !== null) {
       const err = this.failure;
@@ -332,17 +201,17 @@ export class EncoderThread {
 
   /** Bytes sent and not yet acknowledged (or in the row ring, not yet taken). */
   get inFlight(): number {
-    return this.rows.inFlight + (this.ringWriter?.queued ?? 0);
+    return this.rows.inFlight + this.rowRing.queued;
   }
 
   /** The most bytes there ever were in flight (tests). */
   get maxInFlight(): number {
-    return Math.max(this.rows.maxInFlight, this.ringMaxQueued, this.ringWriter?.maxQueued ?? 0);
+    return Math.max(this.rows.maxInFlight, this.rowRing.maxQueued);
   }
 
   /** True while the queue to the thread is full: pause the rows and await drained(). */
   get congested(): boolean {
-    return this.rows.congested || this.ringWriter?.full === true;
+    return this.rows.congested || this.rowRing.full;
   }
 
   /**
@@ -393,26 +262,15 @@ export class EncoderThread {
   ring(maxRowBytes: number, events: RingEvents): RingWriter {
     this.rows.sendBatch();
     this.gotRows = true;
-    const writer = new RingWriter({
-      rows: events.rows,
-      full: events.full,
-      back: (rows, rest, skip) => {
-        this.ringMaxQueued = Math.max(this.ringMaxQueued, writer.maxQueued);
-        if (this.ringWriter === writer) this.ringWriter = null;
-        events.back(rows, rest, skip);
-      },
-    });
-    this.ringWriter = writer;
-    this.post({ t: "ring", sab: writer.sab, maxRowBytes });
-    return writer;
+    return this.rowRing.start(maxRowBytes, events);
   }
 
   /** Resolves once the queue is down to half (or rejects with the export's failure). */
   drained(): Promise<void> {
     if (this.failure !== null) return Promise.reject(this.failure);
     // A full ring: once the thread has freed half of it (or the ring has ended).
-    const ring = this.ringWriter;
-    if (ring?.full === true) return ring.notFull().then(() => this.drained());
+    const roomy = this.rowRing.notFull();
+    if (roomy !== null) return roomy.then(() => this.drained());
     return this.rows.drained();
   }
 
@@ -448,13 +306,8 @@ export class EncoderThread {
       this.post({ t: "drop" });
       return;
     }
-    const stopped = this.worker.terminate();
     // The thread may be mid-ring: once it can no longer touch it, the relay reads on from there.
-    const ring = this.ringWriter;
-    if (ring !== null) {
-      const takeOver = (): void => ring.takeOver();
-      stopped.then(takeOver, takeOver);
-    }
+    this.rowRing.takeOverAfter(this.worker.terminate());
   }
 
   private sendBuffer(buf: ArrayBuffer, len: number): void {
@@ -475,7 +328,7 @@ export class EncoderThread {
     }
     if (this.ended || this.failure !== null || this.returns.length >= RING_BUFFERS) return;
     // While the rows come through the row ring no `rows` message would carry it back.
-    if (this.ringWriter !== null) this.post({ t: "free", free: [buf] }, [buf]);
+    if (this.rowRing.open) this.post({ t: "free", free: [buf] }, [buf]);
     else this.returns.push(buf);
   }
 
@@ -485,11 +338,8 @@ export class EncoderThread {
 
   private receive(m: FromEncoder): void {
     // Told even after a failure: the driver takes back every file the thread may have made.
-    if (m.t === "file-open" || m.t === "file-bytes" || m.t === "file-done") {
-      this.toldOfFile(m);
-      return;
-    }
-    if (m.t === "finished") this.onStopped();
+    if (this.files.receive(m)) return;
+    if (m.t === "finished") this.files.stop();
     if (this.dropping) {
       if (m.t === "finished" && !this.broken) returnThread(this.thread);
       return;
@@ -533,7 +383,7 @@ export class EncoderThread {
           this.fail(fromWireError(m.error));
           break;
         case "ringBack":
-          this.ringWriter?.stopped();
+          this.rowRing.stopped();
           break;
         case "ready":
           this.nice = m.nice;
@@ -545,14 +395,6 @@ export class EncoderThread {
       // The sink refused (an upload failed): the export ends with that.
       this.fail(PgError.from(e));
     }
-  }
-
-  private toldOfFile(m: Extract<FromEncoder, { t: "file-open" | "file-bytes" | "file-done" }>): void {
-    const files = this.files;
-    if (files === null) return;
-    if (m.t === "file-open") files.opened(m.index, m.uploadId);
-    else if (m.t === "file-bytes") files.wrote(m.bytes);
-    else files.done(m.index, m.rows, m.bytes);
   }
 
   private fail(err: PgError): void {

@@ -14,7 +14,8 @@ import type { PgError } from "../../errors.js";
 import type { EncoderSpec } from "../create-encoder.js";
 import { compileParquetWasmOffThread } from "../parquet/wasm-writer.js";
 import type { ColumnInfo, FileSink } from "../types.js";
-import { EncoderThread, type EncoderThreadOptions, spareEncoderThreadId } from "./encoder-thread.js";
+import { EncoderThread, type EncoderThreadOptions } from "./encoder-thread.js";
+import { spareEncoderThreadId } from "./thread-pool.js";
 
 export type WarmUp = "none" | "compile" | "thread";
 export const WARM_UPS: readonly WarmUp[] = ["none", "compile", "thread"];
