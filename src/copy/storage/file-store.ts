@@ -7,20 +7,24 @@
 // so a symlink at any level — the target directory, a directory above or below it, one swapped in
 // while an export runs — cannot lead a write, delete or listing outside it: parents are checked
 // before mkdir walks them, and every file created is checked again once it exists (and removed if
-// it landed outside). Listing never follows symlinks.
+// it landed outside). Listing never follows symlinks. Those checks are ./file-steps.ts's, shared
+// with the encoder thread's writer (./sync-file-upload.ts).
 import { constants, type Dirent } from "node:fs";
-import { access, lstat, mkdir, readdir, realpath, unlink } from "node:fs/promises";
-import { basename, dirname, join, sep } from "node:path";
+import { access, lstat, readdir, unlink } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { PgError, SqlState } from "../../errors.js";
-import { outsideRoot } from "./file-root.js";
 import {
   errnoCode as code,
-  FileUpload,
+  escapeError,
+  keyPath,
+  runAsync,
+  storeDir,
+  storePath,
   TEMP_NAME as TEMP,
   tempName,
-  type UploadDirectory,
-} from "./file-upload.js";
+} from "./file-steps.js";
+import { FileUpload, promisePathCalls, type UploadDirectory } from "./file-upload.js";
 import {
   abortError,
   checkKey,
@@ -62,18 +66,6 @@ export function fileOpError(op: string, err: unknown, url: string): PgError {
   });
 }
 
-/** A key that resolves outside the directory (or the root): a symlink leads elsewhere. */
-export function escapeError(root: string | undefined, rel: string, location: string): PgError {
-  if (root !== undefined) return outsideRoot();
-  return new PgError(
-    SqlState.insufficientPrivilege,
-    `object key ${JSON.stringify(rel)} resolves outside ${location}`,
-    {
-      hint: "A symbolic link inside the target directory points elsewhere.",
-    },
-  );
-}
-
 export class FileStore implements ObjectStore, UploadDirectory {
   readonly location: string;
   readonly dir: string;
@@ -84,11 +76,9 @@ export class FileStore implements ObjectStore, UploadDirectory {
   readonly unknownUploadsPossible = false;
 
   constructor(c: FileStoreConfig) {
-    this.dir = c.dir.replace(/\/+$/, "") || "/";
-    this.root = c.root === undefined ? undefined : c.root.replace(/\/+$/, "") || "/";
+    ({ dir: this.dir, root: this.root, location: this.location } = storeDir(c.dir, c.root));
     this.bufferBytes = c.bufferBytes;
     this.writebackBytes = c.writebackBytes;
-    this.location = pathToFileURL(this.dir).href;
   }
 
   /** What an encoder thread needs to write this store's objects itself (./sync-file-upload.ts). */
@@ -106,79 +96,17 @@ export class FileStore implements ObjectStore, UploadDirectory {
     return fileOpError(op, err, this.url(key));
   }
 
-  /**
-   * The path of `rel` ("" = the directory itself, only for listings), after checking that its
-   * parent really lies inside the directory. `create` makes the parent directories — only after
-   * the check, or mkdir would itself walk through a planted symlink. Undefined: the directory does
-   * not exist yet (so nothing is under it).
-   */
-  async #path(rel: string, create: boolean): Promise<string | undefined> {
-    const full = rel === "" ? this.dir : join(this.dir, rel);
-    const parent = rel === "" ? full : dirname(full);
-    let root: string;
-    if (this.root !== undefined) {
-      root = await realpath(this.root);
-      // Checked before mkdir, which would itself walk through a link above the directory.
-      await this.#checkInside(this.dir, root, rel);
-      if (create) {
-        await mkdir(this.dir, { recursive: true });
-        await this.#checkInside(this.dir, root, rel);
-      } else if ((await lstat(this.dir).catch(() => undefined)) === undefined) {
-        return undefined;
-      }
-    } else {
-      if (create) await mkdir(this.dir, { recursive: true });
-      try {
-        root = await realpath(this.dir);
-      } catch (err) {
-        if (code(err) === "ENOENT") return undefined;
-        throw err;
-      }
-    }
-    await this.#checkInside(parent, root, rel);
-    if (create && parent !== this.dir) {
-      await mkdir(parent, { recursive: true });
-      await this.#checkInside(parent, root, rel); // a link swapped in meanwhile
-    }
-    return full;
-  }
-
-  /** The nearest existing ancestor of `abs` (itself included) must resolve inside `root`. */
-  async #checkInside(abs: string, root: string, rel: string): Promise<void> {
-    const stop = this.root ?? this.dir;
-    for (let probe = abs; ; probe = dirname(probe)) {
-      try {
-        const real = await realpath(probe);
-        if (real !== root && !real.startsWith(root + sep)) throw this.#escape(rel);
-        return;
-      } catch (err) {
-        if (code(err) !== "ENOENT" || probe === stop || probe === dirname(probe)) throw err;
-      }
-    }
-  }
-
-  /**
-   * A file this store just created (exclusively) must lie inside: a directory swapped for a link
-   * between the check and the creation would have put it elsewhere. If so it is removed.
-   */
-  async assertCreatedInside(path: string, rel: string): Promise<void> {
-    const root = await realpath(this.root ?? this.dir);
-    // Gone from its path: a directory on the way was swapped since it was created.
-    const real = await realpath(path).catch((err) =>
-      code(err) === "ENOENT" ? Promise.reject(this.#escape(rel)) : Promise.reject(err),
-    );
-    if (real === root || real.startsWith(root + sep)) return;
-    await unlink(real).catch(() => {});
-    throw this.#escape(rel);
+  /** ./file-steps.ts's storePath: `rel`'s path once its parent is checked (undefined: no directory yet). */
+  #path(rel: string, create: boolean): Promise<string | undefined> {
+    return runAsync(storePath(this, rel, create), promisePathCalls);
   }
 
   async keyPath(key: string, create: boolean): Promise<string | undefined> {
-    checkKey(key);
-    return this.#path(key, create);
+    return runAsync(keyPath(this, key, create), promisePathCalls);
   }
 
   #escape(rel: string): PgError {
-    return escapeError(this.root, rel, this.location);
+    return escapeError(this, rel);
   }
 
   async list(prefix: string, signal: AbortSignal, limit = 1000): Promise<ListResult> {

@@ -10,29 +10,43 @@
 // RAM) and the fsync before the rename would write all of it while the export waits: ~0.1 s for a
 // 1M-row CSV file here, 10% of that export (docs/decisions.md, "file:// writeback while writing").
 // The fsync before the rename stays, and only has the last few MiB left to write.
+//
+// The steps, their order and their checks are ./file-steps.ts's, shared with the encoder thread's
+// writer (./sync-file-upload.ts); here they are made with promises.
 import { randomBytes } from "node:crypto";
-import { type FileHandle, open, rename, unlink } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
+import { type FileHandle, lstat, mkdir, open, realpath, rename, unlink } from "node:fs/promises";
 import { PgError, SqlState } from "../../errors.js";
+import {
+  completeObject,
+  discardObject,
+  type FileCalls,
+  type OpenObject,
+  openObject,
+  type PathCalls,
+  type Promised,
+  runAsync,
+  type StoreDir,
+  WRITEBACK_BYTES,
+  WritebackPace,
+  writeBytes,
+} from "./file-steps.js";
 import { abortError, type ObjectUpload, toBuffer, withCleanupFailure } from "./object-store.js";
 
-/** A temp file's name: `.<object name>.<upload id>.c2s-tmp`. */
-export const TEMP_NAME = /^\.(.+)\.([0-9a-f]{16})\.c2s-tmp$/;
-export const tempName = (name: string, id: string) => `.${name}.${id}.c2s-tmp`;
+/** The path calls, made with promises (FileStore's too). */
+export const promisePathCalls: Promised<PathCalls> = {
+  realpath: (path) => realpath(path),
+  mkdir: async (path) => {
+    await mkdir(path, { recursive: true });
+  },
+  lstat: (path) => lstat(path),
+  unlink: (path) => unlink(path),
+  rename: (from, to) => rename(from, to),
+};
 
-export function errnoCode(err: unknown): string | undefined {
-  return (err as NodeJS.ErrnoException | null)?.code;
-}
-
-/** Bytes written between two writebacks (fdatasync) of the file; a file smaller than this has none. */
-export const WRITEBACK_BYTES = 8 << 20;
-
-/** What an upload needs of its store (FileStore): paths checked against the root, errors, limits. */
-export interface UploadDirectory {
+/** What an upload needs of its store (FileStore): its directory, errors, limits. */
+export interface UploadDirectory extends StoreDir {
   /** Bytes queued before write() asks the caller to wait. */
   readonly bufferBytes: number;
-  keyPath(key: string, create: boolean): Promise<string | undefined>;
-  assertCreatedInside(path: string, rel: string): Promise<void>;
   fail(op: string, err: unknown, key: string, signal?: AbortSignal): PgError;
   url(key: string): string;
   /** Bytes between two writebacks while writing (default WRITEBACK_BYTES; 0: none). */
@@ -48,18 +62,33 @@ export class FileUpload implements ObjectUpload {
   readonly #signal: AbortSignal;
   readonly #id = randomBytes(8).toString("hex");
   readonly #onAbort = () => this.#fail(abortError(this.#signal));
-  #fh: Promise<{ fh: FileHandle; temp: string; final: string }> | undefined;
+  #opened: Promise<OpenObject> | undefined;
+  /** The temp file, once created. */
+  #fh: FileHandle | undefined;
+  readonly #calls: Promised<FileCalls> = {
+    ...promisePathCalls,
+    create: async (path) => {
+      this.#fh = await open(path, "wx", 0o644);
+    },
+    write: async (buf, off, len) => (await this.#fh!.write(buf, off, len)).bytesWritten,
+    writeback: () => this.#startWriteback(),
+    settle: () => this.#writeback,
+    sync: () => this.#fh!.sync(),
+    close: () => this.#fh!.close(),
+    closed: () => {
+      if (this.#error) return false;
+      if (this.#signal.aborted) throw abortError(this.#signal);
+      return true;
+    },
+  };
   /** Writes run one after another on this chain; it never rejects (failures go to #error). */
   #chain: Promise<void> = Promise.resolve();
   #queued = 0;
   #bytes = 0;
-  /** Bytes written to the file since the last writeback began. */
-  #unsynced = 0;
+  readonly #pace: WritebackPace;
   /** The writeback in flight, if any; it never rejects (failures go to #error). */
   #writeback: Promise<void> | undefined;
   #state: "open" | "ending" | "done" = "open";
-  /** The object is in place; an abort() racing end() must remove it again. */
-  #renamed = false;
   #error: PgError | undefined;
   #cleanup: Promise<void> | undefined;
 
@@ -67,6 +96,7 @@ export class FileUpload implements ObjectUpload {
     this.#store = store;
     this.#key = key;
     this.#signal = signal;
+    this.#pace = new WritebackPace(store.writebackBytes ?? WRITEBACK_BYTES);
     if (signal.aborted) this.#onAbort();
     else signal.addEventListener("abort", this.#onAbort, { once: true });
   }
@@ -79,21 +109,9 @@ export class FileUpload implements ObjectUpload {
     return this.#queued;
   }
 
-  #open() {
-    this.#fh ??= (async () => {
-      const final = (await this.#store.keyPath(this.#key, true))!;
-      const temp = join(dirname(final), tempName(basename(final), this.#id));
-      // "wx": O_CREAT|O_EXCL, so a planted file or symlink at the temp name is never written through.
-      const fh = await open(temp, "wx", 0o644);
-      try {
-        await this.#store.assertCreatedInside(temp, this.#key);
-      } catch (err) {
-        await fh.close().catch(() => {});
-        throw err;
-      }
-      return { fh, temp, final };
-    })();
-    return this.#fh;
+  #open(): Promise<OpenObject> {
+    this.#opened ??= runAsync(openObject(this.#store, this.#key, this.#id), this.#calls);
+    return this.#opened;
   }
 
   #enqueue(op: () => Promise<void>): void {
@@ -116,13 +134,8 @@ export class FileUpload implements ObjectUpload {
     this.#bytes += buf.length;
     this.#enqueue(async () => {
       try {
-        const { fh } = await this.#open();
-        for (let off = 0; off < buf.length; ) {
-          const { bytesWritten } = await fh.write(buf, off, buf.length - off);
-          off += bytesWritten;
-        }
-        this.#unsynced += buf.length;
-        this.#startWriteback(fh);
+        await this.#open();
+        await runAsync(writeBytes(buf, 0, buf.length, this.#pace), this.#calls);
       } finally {
         this.#queued -= buf.length;
         // No write of it is in flight any more (fh.write has settled), written or failed.
@@ -132,20 +145,17 @@ export class FileUpload implements ObjectUpload {
     return this.#queued <= this.#store.bufferBytes;
   }
 
-  /** Starts an fdatasync of what is written so far, when due and none is in flight. */
-  #startWriteback(fh: FileHandle): void {
-    const every = this.#store.writebackBytes ?? WRITEBACK_BYTES;
-    if (every <= 0 || this.#unsynced < every || this.#writeback !== undefined) return;
-    this.#unsynced = 0;
-    this.#writeback = fh.datasync().then(
-      () => {
-        this.#writeback = undefined;
-      },
-      (err: unknown) => {
-        this.#writeback = undefined;
-        this.#fail(this.#store.fail("PutObject", err, this.#key, this.#signal));
-      },
-    );
+  /** Starts an fdatasync of what is written so far (the steps say when: none is in flight). */
+  #startWriteback(): void {
+    this.#pace.inFlight = true;
+    const settled = (): void => {
+      this.#writeback = undefined;
+      this.#pace.inFlight = false;
+    };
+    this.#writeback = this.#fh!.datasync().then(settled, (err: unknown) => {
+      settled();
+      this.#fail(this.#store.fail("PutObject", err, this.#key, this.#signal));
+    });
   }
 
   async drained(): Promise<void> {
@@ -157,20 +167,8 @@ export class FileUpload implements ObjectUpload {
     if (this.#state !== "open") throw new PgError(SqlState.internalError, "upload ended twice");
     this.#state = "ending";
     this.#enqueue(async () => {
-      const { fh, temp, final } = await this.#open();
-      await this.#writeback;
-      // An empty file (the sentinel; an empty result without a header) has no bytes to lose: the
-      // fsync would only commit the journal, waiting on every other file's data written since,
-      // and it never made the rename below durable anyway (docs/decisions.md).
-      if (this.#bytes > 0) await fh.sync();
-      await fh.close();
-      if (this.#error) return;
-      if (this.#signal.aborted) throw abortError(this.#signal);
-      // The directory may have been swapped for a symlink since the temp file was created.
-      await this.#store.keyPath(this.#key, false);
-      await rename(temp, final);
-      this.#renamed = true;
-      await this.#store.assertCreatedInside(final, this.#key);
+      const o = await this.#open();
+      await runAsync(completeObject(this.#store, o, this.#key, this.#bytes), this.#calls);
     });
     await this.#chain;
     if (this.#error) {
@@ -199,25 +197,10 @@ export class FileUpload implements ObjectUpload {
     this.#cleanup = (async () => {
       await this.#chain;
       await this.#writeback; // settles (never rejects) before its file is closed and removed
-      if (this.#fh === undefined) return;
-      const opened = await this.#fh.catch(() => undefined);
-      if (opened === undefined) return;
-      await opened.fh.close().catch(() => {}); // already closed after end()'s sync
-      const path = this.#renamed ? opened.final : opened.temp;
-      try {
-        await unlink(path);
-      } catch (e) {
-        if (errnoCode(e) !== "ENOENT") {
-          throw new PgError(
-            SqlState.ioError,
-            `could not clean up the upload of ${this.#store.url(this.#key)}`,
-            {
-              detail: `left behind: ${path}`,
-              cause: e,
-            },
-          );
-        }
-      }
+      if (this.#opened === undefined) return;
+      const o = await this.#opened.catch(() => undefined);
+      if (o === undefined) return;
+      await runAsync(discardObject(o, this.#store.url(this.#key)), this.#calls);
     })();
     this.#cleanup.catch(() => {});
   }

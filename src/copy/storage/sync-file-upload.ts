@@ -1,24 +1,37 @@
 // A FileStore object written with synchronous calls, by the encoder thread that encodes it
-// (docs/isolation.md, "Encoded output written by the encoder thread"): the same steps and checks as
-// ./file-upload.ts and ./file-store.ts, in the same order — the parent directory checked against
-// the root before mkdir walks it, the temp file `.<name>.<id>.c2s-tmp` created exclusively and
-// checked to lie inside, written in order with a writeback every WRITEBACK_BYTES, fsynced (unless
-// empty), closed, the directory checked again, renamed, and the object checked once more. Errors
-// carry FileStore's words (fileOpError). Nothing here waits on the event loop, so the thread's
-// encoder calls it from its FileSink as it produces bytes, and the thread's niceness covers the
-// writes' CPU (the copy into the page cache), which libuv's nice-0 pool did before.
+// (docs/isolation.md, "Encoded output written by the encoder thread"): the steps and checks of
+// ./file-steps.ts, which FileStore's own upload (./file-upload.ts) takes too — the parent directory
+// checked against the root before mkdir walks it, the temp file `.<name>.<id>.c2s-tmp` created
+// exclusively and checked to lie inside, written in order with a writeback every WRITEBACK_BYTES,
+// fsynced (unless empty), closed, the directory checked again, renamed, and the object checked
+// once more. Errors carry FileStore's words (fileOpError). Nothing here waits on the event loop,
+// so the thread's encoder calls it from its FileSink as it produces bytes, and the thread's
+// niceness covers the writes' CPU (the copy into the page cache), which libuv's nice-0 pool did
+// before.
 //
 // The writebacks alone still go through libuv's pool, on a second descriptor of the same file
 // (reopened through /proc/self/fd): an fdatasync of 8 MiB waits ~15–30 ms for the disk here, which
 // the encoder would otherwise spend blocked; the pool thread only waits. Where /proc is missing the
 // writeback runs in the thread, synchronously.
 import * as nodeFs from "node:fs";
-import { basename, dirname, join, sep } from "node:path";
+import { join } from "node:path";
 import { pathToFileURL } from "node:url";
-import { PgError, SqlState } from "../../errors.js";
-import { escapeError, fileOpError } from "./file-store.js";
-import { errnoCode as code, tempName, WRITEBACK_BYTES } from "./file-upload.js";
-import { checkKey } from "./object-store.js";
+import type { PgError } from "../../errors.js";
+import {
+  completeObject,
+  discardObject,
+  type FileCalls,
+  type OpenObject,
+  openObject,
+  type PathCalls,
+  runSync,
+  type StoreDir,
+  storeDir,
+  WRITEBACK_BYTES,
+  WritebackPace,
+  writeBytes,
+} from "./file-steps.js";
+import { fileOpError } from "./file-store.js";
 
 /** What the encoder thread needs of a FileStore: plain data (it crosses to the thread). */
 export interface FileTarget {
@@ -46,21 +59,30 @@ export type SyncFs = Pick<
 
 const realFs: SyncFs = { ...nodeFs, realpathSync: (p) => nodeFs.realpathSync.native(p) };
 
-/** FileStore's path checks (#path, #checkInside, assertCreatedInside), made synchronously. */
-export class SyncFileDirectory {
+/** A FileStore's directory, for synchronous writes (its checks are ./file-steps.ts's). */
+export class SyncFileDirectory implements StoreDir {
   readonly dir: string;
   readonly root: string | undefined;
   readonly location: string;
   readonly writebackBytes: number;
+  /** The path calls, made synchronously. */
+  readonly calls: PathCalls;
 
   constructor(
     t: FileTarget,
     readonly fs: SyncFs = realFs,
   ) {
-    this.dir = t.dir.replace(/\/+$/, "") || "/";
-    this.root = t.root === undefined ? undefined : t.root.replace(/\/+$/, "") || "/";
-    this.location = pathToFileURL(this.dir).href;
+    ({ dir: this.dir, root: this.root, location: this.location } = storeDir(t.dir, t.root));
     this.writebackBytes = t.writebackBytes ?? WRITEBACK_BYTES;
+    this.calls = {
+      realpath: (path) => fs.realpathSync(path),
+      mkdir: (path) => {
+        fs.mkdirSync(path, { recursive: true });
+      },
+      lstat: (path) => fs.lstatSync(path),
+      unlink: (path) => fs.unlinkSync(path),
+      rename: (from, to) => fs.renameSync(from, to),
+    };
   }
 
   url(key: string): string {
@@ -70,71 +92,6 @@ export class SyncFileDirectory {
   fail(op: string, err: unknown, key: string): PgError {
     return fileOpError(op, err, this.url(key));
   }
-
-  /** FileStore.keyPath: the parent checked (and with `create` made), then checked again. */
-  keyPath(key: string, create: boolean): string | undefined {
-    checkKey(key);
-    const fs = this.fs;
-    const full = join(this.dir, key);
-    const parent = dirname(full);
-    let root: string;
-    if (this.root !== undefined) {
-      root = fs.realpathSync(this.root);
-      this.#checkInside(this.dir, root, key);
-      if (create) {
-        fs.mkdirSync(this.dir, { recursive: true });
-        this.#checkInside(this.dir, root, key);
-      } else if (fs.lstatSync(this.dir, { throwIfNoEntry: false }) === undefined) {
-        return undefined;
-      }
-    } else {
-      if (create) fs.mkdirSync(this.dir, { recursive: true });
-      try {
-        root = fs.realpathSync(this.dir);
-      } catch (err) {
-        if (code(err) === "ENOENT") return undefined;
-        throw err;
-      }
-    }
-    this.#checkInside(parent, root, key);
-    if (create && parent !== this.dir) {
-      fs.mkdirSync(parent, { recursive: true });
-      this.#checkInside(parent, root, key);
-    }
-    return full;
-  }
-
-  #checkInside(abs: string, root: string, rel: string): void {
-    const stop = this.root ?? this.dir;
-    for (let probe = abs; ; probe = dirname(probe)) {
-      try {
-        const real = this.fs.realpathSync(probe);
-        if (real !== root && !real.startsWith(root + sep)) throw escapeError(this.root, rel, this.location);
-        return;
-      } catch (err) {
-        if (code(err) !== "ENOENT" || probe === stop || probe === dirname(probe)) throw err;
-      }
-    }
-  }
-
-  /** FileStore.assertCreatedInside: a file just created must lie inside, or it is removed. */
-  assertCreatedInside(path: string, rel: string): void {
-    const root = this.fs.realpathSync(this.root ?? this.dir);
-    let real: string;
-    try {
-      real = this.fs.realpathSync(path);
-    } catch (err) {
-      if (code(err) === "ENOENT") throw escapeError(this.root, rel, this.location);
-      throw err;
-    }
-    if (real === root || real.startsWith(root + sep)) return;
-    try {
-      this.fs.unlinkSync(real);
-    } catch {
-      // reported as the escape below either way
-    }
-    throw escapeError(this.root, rel, this.location);
-  }
 }
 
 /**
@@ -142,18 +99,15 @@ export class SyncFileDirectory {
  * after a failure, abort() removes what is left of it (the caller calls it).
  */
 export class SyncFileUpload {
-  readonly temp: string;
-  readonly final: string;
-  #fd: number;
+  readonly #o: OpenObject;
+  #fd = -1;
   #bytes = 0;
-  #unsynced = 0;
+  readonly #pace: WritebackPace;
   /** The writeback's descriptor: -1 none yet, -2 none possible (writebacks run here). */
   #wbFd = -1;
-  #wbInFlight = false;
   #wbError: unknown;
-  #closed = false;
-  #renamed = false;
   #done = false;
+  readonly #calls: FileCalls;
 
   constructor(
     private readonly d: SyncFileDirectory,
@@ -161,20 +115,41 @@ export class SyncFileUpload {
     id: string,
   ) {
     const fs = d.fs;
+    this.#pace = new WritebackPace(d.writebackBytes);
+    this.#calls = {
+      ...d.calls,
+      create: (path) => {
+        this.#fd = fs.openSync(path, "wx", 0o644);
+      },
+      write: (buf, off, len) => fs.writeSync(this.#fd, buf, off, len),
+      writeback: () => this.#writeback(),
+      settle: () => {
+        if (this.#wbError !== undefined) throw this.#wbError;
+      },
+      sync: () => fs.fdatasyncSync(this.#fd),
+      close: () => {
+        const fd = this.#fd;
+        this.#fd = -1;
+        fs.closeSync(fd);
+      },
+      closed: () => {
+        if (!this.#pace.inFlight) this.#closeWriteback();
+        return true;
+      },
+    };
     try {
-      this.final = d.keyPath(key, true)!;
-      this.temp = join(dirname(this.final), tempName(basename(this.final), id));
-      // "wx": O_CREAT|O_EXCL, so a planted file or symlink at the temp name is never written through.
-      this.#fd = fs.openSync(this.temp, "wx", 0o644);
+      this.#o = runSync(openObject(d, key, id), this.#calls);
     } catch (err) {
       throw d.fail("PutObject", err, key);
     }
-    try {
-      d.assertCreatedInside(this.temp, key);
-    } catch (err) {
-      this.#closeMain();
-      throw d.fail("PutObject", err, key);
-    }
+  }
+
+  get temp(): string {
+    return this.#o.temp;
+  }
+
+  get final(): string {
+    return this.#o.final;
   }
 
   get bytes(): number {
@@ -184,20 +159,15 @@ export class SyncFileUpload {
   write(buf: Uint8Array, off: number, len: number): void {
     try {
       if (this.#wbError !== undefined) throw this.#wbError;
-      for (let end = off + len; off < end; ) off += this.d.fs.writeSync(this.#fd, buf, off, end - off);
+      runSync(writeBytes(buf, off, len, this.#pace), this.#calls);
       this.#bytes += len;
-      this.#unsynced += len;
-      this.#writeback();
     } catch (err) {
       throw this.d.fail("PutObject", err, this.key);
     }
   }
 
-  /** Starts a writeback of what is written so far, when due and none is in flight. */
+  /** Starts a writeback of what is written so far (the steps say when: none is in flight). */
   #writeback(): void {
-    const every = this.d.writebackBytes;
-    if (every <= 0 || this.#unsynced < every || this.#wbInFlight) return;
-    this.#unsynced = 0;
     const fs = this.d.fs;
     if (this.#wbFd === -1) {
       try {
@@ -211,11 +181,11 @@ export class SyncFileUpload {
       fs.fdatasyncSync(this.#fd);
       return;
     }
-    this.#wbInFlight = true;
+    this.#pace.inFlight = true;
     fs.fdatasync(this.#wbFd, (err) => {
-      this.#wbInFlight = false;
+      this.#pace.inFlight = false;
       if (err !== null) this.#wbError ??= err;
-      if (this.#closed) this.#closeWriteback();
+      if (this.#o.closed) this.#closeWriteback();
     });
   }
 
@@ -224,22 +194,8 @@ export class SyncFileUpload {
    * object checked. Returns its size.
    */
   end(): number {
-    const fs = this.d.fs;
     try {
-      if (this.#wbError !== undefined) throw this.#wbError;
-      // An empty file (the sentinel; an empty result without a header) has no bytes to lose
-      // (docs/decisions.md); the fsync covers a writeback still running too.
-      if (this.#bytes > 0) fs.fdatasyncSync(this.#fd);
-      this.#closed = true;
-      const fd = this.#fd;
-      this.#fd = -1;
-      fs.closeSync(fd);
-      if (!this.#wbInFlight) this.#closeWriteback();
-      // The directory may have been swapped for a symlink since the temp file was created.
-      this.d.keyPath(this.key, false);
-      fs.renameSync(this.temp, this.final);
-      this.#renamed = true;
-      this.d.assertCreatedInside(this.final, this.key);
+      runSync(completeObject(this.d, this.#o, this.key, this.#bytes), this.#calls);
     } catch (err) {
       throw this.d.fail("PutObject", err, this.key);
     }
@@ -253,27 +209,9 @@ export class SyncFileUpload {
    */
   abort(): void {
     if (this.#done) return;
-    this.#closed = true;
-    this.#closeMain();
-    if (!this.#wbInFlight) this.#closeWriteback();
-    const path = this.#renamed ? this.final : this.temp;
     this.#done = true;
-    try {
-      this.d.fs.unlinkSync(path);
-    } catch (e) {
-      if (code(e) !== "ENOENT") throw cleanupError(this.d.url(this.key), path, e);
-    }
-  }
-
-  #closeMain(): void {
-    if (this.#fd < 0) return;
-    const fd = this.#fd;
-    this.#fd = -1;
-    try {
-      this.d.fs.closeSync(fd);
-    } catch {
-      // already failed; the file is removed next
-    }
+    if (!this.#pace.inFlight) this.#closeWriteback();
+    runSync(discardObject(this.#o, this.d.url(this.key)), this.#calls);
   }
 
   #closeWriteback(): void {
@@ -286,12 +224,4 @@ export class SyncFileUpload {
       // a read-only descriptor: nothing of the object depends on its close
     }
   }
-}
-
-/** FileUpload's words for a temp file or object its cleanup could not remove. */
-function cleanupError(url: string, path: string, cause: unknown): PgError {
-  return new PgError(SqlState.ioError, `could not clean up the upload of ${url}`, {
-    detail: `left behind: ${path}`,
-    cause,
-  });
 }
