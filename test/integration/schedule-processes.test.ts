@@ -261,8 +261,15 @@ describe.each(servers)("two proxy processes with the same job on %s", (name, s3)
         options: { format: "csv" },
         user: "postgres",
         database: DB,
-        every: "2s",
-        leaseTerm: "3s",
+        // The lease term as in the test above, and for the same reason: a run that outlasts a third of
+        // the term is renewed, and a renewal through moto that outlasts the other two thirds lets the
+        // other proxy take a live holder's occurrence over (both may then complete it). At 3 s that
+        // took a first run over 1 s (0.9 s at load 10) and a renewal over 2 s (over 3 s at load 20).
+        // The proxy that lost an occurrence waits out the holder's term and skips the job's
+        // occurrences meanwhile (no overlapping runs of a job): 6 s apart, every other occurrence
+        // is still contested, as 2 s apart with a 3 s term were.
+        every: "6s",
+        leaseTerm: "10s",
         retries: 0,
       };
       await Promise.all([a, b].map((p) => setJobs(p, [job])));
@@ -273,6 +280,11 @@ describe.each(servers)("two proxy processes with the same job on %s", (name, s3)
         async () => ((await doneKeys()).length >= 4 ? true : null),
         60_000,
       );
+      // The lease was contested: a proxy waited on the other's, then left it the occurrence.
+      const contested = (await Promise.all([a, b].map((p) => runs(p, "small"))))
+        .flat()
+        .filter((r) => r.state === "waiting" || r.error === "another proxy ran this occurrence");
+      expect(contested.length).toBeGreaterThan(0);
       // Removing the job (a reload) stops it; a run going on finishes first.
       await Promise.all([a, b].map((p) => setJobs(p, [])));
       // done.json is written just before the run logs its end: wait for both.
