@@ -2,9 +2,6 @@
 // thread sends, and sends the encoded file bytes back. Everything that scales with rows happens
 // here, at a lower priority than the relay (see docs/isolation.md). One export at a time; a thread
 // whose export finished may be kept (warm) for the next one, which begins with a `start` message.
-import { execFileSync } from "node:child_process";
-import { readlinkSync } from "node:fs";
-import { getPriority, setPriority } from "node:os";
 import { parentPort, receiveMessageOnPort, threadId, workerData } from "node:worker_threads";
 import { PgError, SqlState } from "../../errors.js";
 import { createEncoder } from "../create-encoder.js";
@@ -16,6 +13,7 @@ import { PortSink } from "./port-sink.js";
 import { type EncoderWorkerData, type FromEncoder, type ToEncoder, toWireError } from "./protocol.js";
 import { RingReader } from "./ring-reader.js";
 import { BATCH_BYTES, PARTIAL_BATCH_MS } from "./row-batcher.js";
+import { applyThreadPriority, currentNice } from "./thread-priority.js";
 
 const port = parentPort!;
 const data = workerData as EncoderWorkerData;
@@ -25,40 +23,13 @@ function post(m: FromEncoder, transfer: ArrayBuffer[] = []): void {
 }
 
 /**
- * Lowers this thread's priority to `nice`. Linux applies setpriority(PRIO_PROCESS, 0) to the
- * calling thread only (the Parquet writer runs on this thread too). Raising a
- * priority needs privileges, so a process already nicer than `nice` keeps its own.
+ * The niceness this module and its imports were loaded at: read before anything here lowers it,
+ * so it is the relay's unless the thread's entry (./encoder-worker-start.ts) lowered the thread
+ * first. Reported with `ready` (tests).
  */
-function lowerPriority(nice: number): number {
-  try {
-    const current = getPriority();
-    if (nice > current) setPriority(nice);
-    return getPriority();
-  } catch {
-    return Number.NaN; // a platform without per-thread priorities: run as we are
-  }
-}
-
-/**
- * Puts this thread in the SCHED_IDLE class: it runs only when no ordinary thread wants the CPU,
- * and an ordinary thread that wakes (the relay, with a client's query) takes the CPU from it at
- * once, where niceness only weighs the shares. Linux lets an unprivileged thread move itself to
- * SCHED_IDLE (sched(7)); Node has no call for it, so util-linux's `chrt` does it for this thread's
- * id (the Parquet writer runs on this thread too). Without /proc, chrt or
- * the permission the thread keeps its niceness alone.
- */
-function idleClass(): boolean {
-  try {
-    const tid = readlinkSync("/proc/thread-self").split("/").pop()!;
-    execFileSync("chrt", ["--idle", "--pid", "0", tid], { stdio: "ignore", timeout: 10_000 });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-const nice = lowerPriority(data.nice);
-const idle = data.idle === true && idleClass();
+const loadedNice = currentNice();
+// Applied by the entry already; applied here where this module was the entry itself.
+const { nice, idle } = applyThreadPriority(data);
 const portSink = new PortSink(post);
 /** The export's files when this thread writes them itself (a `files` message: file:// targets). */
 let files: FileWriterSink | null = null;
@@ -93,7 +64,7 @@ async function begin(m: Extract<ToEncoder, { t: "start" }>): Promise<void> {
     turns?.take();
     encoder = await createEncoder(m.spec, sink);
     turns?.release();
-    post({ t: "ready", nice, idle });
+    post({ t: "ready", nice, idle, loadedNice });
   } catch (e) {
     turns?.release();
     failed = true;

@@ -65,7 +65,8 @@ export type ToEncoder =
 
 /** Encoder thread → driver, in the order things happened there. */
 export type FromEncoder =
-  | { t: "ready"; nice: number; idle: boolean }
+  /** `loadedNice`: the niceness the thread's encoder modules were loaded at (its entry lowers it first). */
+  | { t: "ready"; nice: number; idle: boolean; loadedNice: number }
   /** A batch of rows is encoded (and its flush, if it made one due, has been awaited). */
   | { t: "ack"; buf: ArrayBuffer; len: number }
   | { t: "open"; index: number }

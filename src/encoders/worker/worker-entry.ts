@@ -16,7 +16,8 @@ import { threadId } from "node:worker_threads";
  * export here, against ~0.1 for the bundle or dist/, and the test suite runs hundreds of exports.
  */
 export function workerEntry(): URL {
-  return entryOf("encoder-worker");
+  // Its first module lowers the thread's priority before the encoder's modules load.
+  return entryOf("encoder-worker-start");
 }
 
 /** The encoder host process's entry (./encoder-host-main.ts), found or bundled the same way. */

@@ -1,0 +1,63 @@
+// An encoder thread's priority, applied by the thread to itself (docs/isolation.md, "Priority").
+// Its own module, with nothing but Node's built-ins under it, so that the thread's entry
+// (./encoder-worker-start.ts) can apply it before the encoder modules load.
+import { execFileSync } from "node:child_process";
+import { readlinkSync } from "node:fs";
+import { getPriority, setPriority } from "node:os";
+import type { EncoderWorkerData } from "./protocol.js";
+
+/** What the thread runs at: its niceness (NaN where the platform has none per thread) and class. */
+export interface ThreadPriority {
+  nice: number;
+  idle: boolean;
+}
+
+let applied: ThreadPriority | null = null;
+
+/** Lowers the calling thread as `data` asks, once; later calls return what the first applied. */
+export function applyThreadPriority(data: EncoderWorkerData): ThreadPriority {
+  applied ??= { nice: lowerPriority(data.nice), idle: data.idle === true && idleClass() };
+  return applied;
+}
+
+/** The niceness of the calling thread now (NaN where the platform has none per thread). */
+export function currentNice(): number {
+  try {
+    return getPriority();
+  } catch {
+    return Number.NaN;
+  }
+}
+
+/**
+ * Lowers this thread's priority to `nice`. Linux applies setpriority(PRIO_PROCESS, 0) to the
+ * calling thread only (the Parquet writer runs on this thread too). Raising a
+ * priority needs privileges, so a process already nicer than `nice` keeps its own.
+ */
+function lowerPriority(nice: number): number {
+  try {
+    const current = getPriority();
+    if (nice > current) setPriority(nice);
+    return getPriority();
+  } catch {
+    return Number.NaN; // a platform without per-thread priorities: run as we are
+  }
+}
+
+/**
+ * Puts this thread in the SCHED_IDLE class: it runs only when no ordinary thread wants the CPU,
+ * and an ordinary thread that wakes (the relay, with a client's query) takes the CPU from it at
+ * once, where niceness only weighs the shares. Linux lets an unprivileged thread move itself to
+ * SCHED_IDLE (sched(7)); Node has no call for it, so util-linux's `chrt` does it for this thread's
+ * id (the Parquet writer runs on this thread too). Without /proc, chrt or
+ * the permission the thread keeps its niceness alone.
+ */
+function idleClass(): boolean {
+  try {
+    const tid = readlinkSync("/proc/thread-self").split("/").pop()!;
+    execFileSync("chrt", ["--idle", "--pid", "0", tid], { stdio: "ignore", timeout: 10_000 });
+    return true;
+  } catch {
+    return false;
+  }
+}
