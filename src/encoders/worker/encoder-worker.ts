@@ -11,7 +11,7 @@ import { BudgetTurns } from "./encoder-budget.js";
 import { FileWriterSink } from "./file-writer-sink.js";
 import { PortSink } from "./port-sink.js";
 import { type EncoderWorkerData, type FromEncoder, type ToEncoder, toWireError } from "./protocol.js";
-import { RingReader } from "./ring-reader.js";
+import { RingBatches, RingReader } from "./ring-reader.js";
 import { BATCH_BYTES, PARTIAL_BATCH_MS } from "./row-batcher.js";
 import { applyThreadPriority, currentNice } from "./thread-priority.js";
 
@@ -131,35 +131,15 @@ async function ringRows(m: Extract<ToEncoder, { t: "ring" }>): Promise<void> {
   pending--;
   if (failed) return;
   const enc = encoder!;
-  const ready: Array<{ buf: Buffer; len: number }> = [];
-  let batch: Buffer | null = null;
-  let batchLen = 0;
-  const queueBatch = (): void => {
-    if (batch !== null && batchLen > 0) ready.push({ buf: batch, len: batchLen });
-    batch = null;
-    batchLen = 0;
-  };
+  const batches = new RingBatches(spareBatches);
   const ring = new RingReader(m.sab, m.maxRowBytes, {
-    rows: (buf, start, end, _count, own) => {
-      if (own) {
-        queueBatch();
-        ready.push({ buf: buf.subarray(start, end), len: end - start });
-        return;
-      }
-      const n = end - start;
-      if (batch === null || batchLen + n > batch.length) {
-        queueBatch();
-        batch = spareBatches.pop() ?? Buffer.allocUnsafeSlow(BATCH_BYTES);
-      }
-      buf.copy(batch, batchLen, start, end);
-      batchLen += n;
-    },
+    rows: (buf, start, end, _count, own, at) => batches.add(buf, start, end, own, at),
   });
-  const more = (): boolean => ready.length > 0 || ring.available > 0 || moreQueued();
+  const more = (): boolean => batches.ready.length > 0 || ring.available > 0 || moreQueued();
   const encodeReady = async (): Promise<void> => {
-    for (let r = ready.shift(); r !== undefined; r = ready.shift()) {
-      await encodeBatch(enc, r.buf.subarray(0, r.len), more);
-      if (r.buf.length === BATCH_BYTES && spareBatches.length < 2) spareBatches.push(r.buf);
+    for (let b = batches.ready.shift(); b !== undefined; b = batches.ready.shift()) {
+      await encodeBatch(enc, b.rows, more);
+      batches.done(b);
     }
   };
   try {
@@ -168,16 +148,16 @@ async function ringRows(m: Extract<ToEncoder, { t: "ring" }>): Promise<void> {
       if (took < 0) post({ t: "ringBack" });
       await encodeReady();
       if (took < 0) {
-        queueBatch();
+        batches.queue();
         await encodeReady();
         return;
       }
       if (took === 0) {
         // A thread waiting for rows must not hold up the others: its slot goes back.
         turns?.release();
-        if (batchLen === 0) await ring.waitForBytes();
+        if (!batches.partial) await ring.waitForBytes();
         else if (!(await ring.waitForBytes(PARTIAL_BATCH_MS))) {
-          queueBatch();
+          batches.queue();
           await encodeReady();
         }
       }

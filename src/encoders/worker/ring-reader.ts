@@ -4,11 +4,16 @@
 // relay can read on from there if this thread dies — except for a row larger than a batch, which
 // it copies out as it comes and frees as it goes (marking where it ends). At the first message it
 // does not take it stops, with Read at that message, for the relay to take back.
-import { type DataRowOut, DataRowReader } from "./data-row-reader.js";
+import { DataRowReader } from "./data-row-reader.js";
 import { BATCH_BYTES } from "./row-batcher.js";
 import { RING_BYTES, RING_LOW_WATER, type RingViews, ringViews, Word, waitAsync, wake } from "./row-ring.js";
 
 const MASK = RING_BYTES - 1;
+
+/** Where the ring's rows go: as DataRowOut's, with `at`, the stream position of their first byte. */
+export interface RingRowsOut {
+  rows(buf: Buffer, start: number, end: number, count: number, own: boolean, at: number): void;
+}
 
 export class RingReader {
   private readonly v: RingViews;
@@ -20,14 +25,20 @@ export class RingReader {
   /** The end of the large row being freed as it comes (Word.Big), if one is. */
   private bigEnd: number | null = null;
   private stopped = false;
+  /** The piece of the ring being fed, and the stream positions of its start and of a row carried into it. */
+  private chunk: Buffer | null = null;
+  private chunkAt = 0;
+  private carryAt = 0;
 
-  constructor(sab: SharedArrayBuffer, maxRowBytes: number, out: DataRowOut) {
+  constructor(sab: SharedArrayBuffer, maxRowBytes: number, out: RingRowsOut) {
     this.v = ringViews(sab);
     this.fed = Atomics.load(this.v.control, Word.Read);
     this.reader = new DataRowReader(maxRowBytes, {
       rows: (buf, start, end, count, own) => {
         this.rows += count;
-        out.rows(buf, start, end, count, own);
+        // The piece's rows by their place in it; a row begun in an earlier piece where it began.
+        const at = buf === this.chunk ? (this.chunkAt + start) | 0 : this.carryAt;
+        out.rows(buf, start, end, count, own, at);
       },
     });
   }
@@ -49,7 +60,11 @@ export class RingReader {
     const from = this.fed;
     const off = from & MASK;
     const n = Math.min(avail, RING_BYTES - off, limit);
-    const refused = this.reader.feed(this.v.data.subarray(off, off + n));
+    this.chunk = this.v.data.subarray(off, off + n);
+    this.chunkAt = from;
+    this.carryAt = (from - this.reader.carried) | 0;
+    const refused = this.reader.feed(this.chunk);
+    this.chunk = null;
     Atomics.store(this.v.rows, 0, BigInt(this.rows));
     if (refused !== null) {
       this.stopped = true;
@@ -107,5 +122,72 @@ export class RingReader {
       Atomics.store(c, Word.RelayWaiting, 0);
       wake(c, Word.SpaceSeq);
     }
+  }
+}
+
+/** A batch of whole rows for the encoder: `rows` (a view); `buf`, its batch buffer to reuse after, if any. */
+export interface RowBatch {
+  rows: Buffer;
+  buf: Buffer | null;
+}
+
+/** A batch buffer: BATCH_BYTES of rows from any of its first 8 offsets. */
+const BATCH_BUFFER_BYTES = BATCH_BYTES + 8;
+
+/**
+ * The ring's rows copied into batches of up to BATCH_BYTES for the encoder (a row larger than a
+ * batch is a batch of its own, in the reader's copy).
+ *
+ * A batch begins at the offset modulo 8 its first row has in the ring, so that every copy out of
+ * the ring into it has source and target at the same offset modulo 8 (a batch's rows are
+ * consecutive in the stream, and the ring's data begins 8-aligned). V8 copies out of a
+ * SharedArrayBuffer a word at a time only then, else a byte at a time: a 64 KiB copy took 16–25 µs
+ * misaligned against 1–4.5 µs aligned here (the relay's side of the ring does the same, with a
+ * scratch buffer: row-ring.ts's copyIn).
+ */
+export class RingBatches {
+  readonly ready: RowBatch[] = [];
+  private batch: Buffer | null = null;
+  private start = 0;
+  private len = 0;
+
+  /** `spares`: batch buffers to reuse, shared by the thread's rings (done() keeps a few). */
+  constructor(private readonly spares: Buffer[]) {}
+
+  /** A RingRowsOut's rows. */
+  add(buf: Buffer, start: number, end: number, own: boolean, at: number): void {
+    if (own) {
+      this.queue();
+      this.ready.push({ rows: buf.subarray(start, end), buf: null });
+      return;
+    }
+    const n = end - start;
+    if (this.batch === null || this.len + n > this.batch.length) {
+      this.queue();
+      this.batch = this.spares.pop() ?? Buffer.allocUnsafeSlow(BATCH_BUFFER_BYTES);
+      this.start = (at - this.batch.byteOffset) & 7;
+      this.len = this.start;
+    }
+    buf.copy(this.batch, this.len, start, end);
+    this.len += n;
+  }
+
+  /** Rows wait in a batch not yet full. */
+  get partial(): boolean {
+    return this.len > this.start;
+  }
+
+  /** The batch being filled goes to `ready` as it is. */
+  queue(): void {
+    if (this.batch !== null && this.len > this.start)
+      this.ready.push({ rows: this.batch.subarray(this.start, this.len), buf: this.batch });
+    else if (this.batch !== null && this.spares.length < 2) this.spares.push(this.batch);
+    this.batch = null;
+    this.start = this.len = 0;
+  }
+
+  /** The encoder is done with `b`: its buffer is kept for reuse (two at most). */
+  done(b: RowBatch): void {
+    if (b.buf !== null && this.spares.length < 2) this.spares.push(b.buf);
   }
 }
