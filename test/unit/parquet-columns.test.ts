@@ -34,20 +34,22 @@ function decode(oid: number, values: Val[], typeMod = -1, info?: TypeInfo): arro
     }
   });
   const runs = attempt((b) => {
-    // The values inside one buffer, behind some other bytes, indexed from entry 3 on, in two runs.
+    // The values inside one buffer, behind some other bytes, indexed from entry 3 on every
+    // third entry (as a row-major index of three columns holds one column), in two runs.
     const skip = 3;
+    const step = 3;
     const buf = Buffer.concat([Buffer.alloc(5, 0xee), ...values.map((v) => v ?? Buffer.alloc(0))]);
-    const pos = new Int32Array(skip + values.length).fill(-7);
-    const len = new Int32Array(skip + values.length).fill(-7);
+    const pos = new Int32Array(skip + step * values.length).fill(-7);
+    const len = new Int32Array(skip + step * values.length).fill(-7);
     let p = 5;
     values.forEach((v, i) => {
-      pos[skip + i] = p;
-      len[skip + i] = v === null ? -1 : v.length;
+      pos[skip + step * i] = p;
+      len[skip + step * i] = v === null ? -1 : v.length;
       p += v?.length ?? 0;
     });
     const half = values.length >> 1;
-    b.appendColumn(buf, pos, len, skip, half);
-    b.appendColumn(buf, pos, len, skip + half, values.length - half);
+    b.appendColumn(buf, pos, len, skip, half, step);
+    b.appendColumn(buf, pos, len, skip + step * half, values.length - half, step);
   });
   if (one instanceof Error || runs instanceof Error) {
     expect(runs).toBeInstanceOf(Error);

@@ -112,10 +112,9 @@ export class ParquetEncoder implements RowEncoder {
 
   private rows = 0;
   private rawBytes = 0;
-  /** Where writeRows found each value of its run: rows of the index, positions and lengths. */
-  private indexRows = 256;
-  private fieldPos: Int32Array = new Int32Array(0);
-  private fieldLen: Int32Array = new Int32Array(0);
+  /** Where writeRows found each value of its run (row-major): positions and lengths. */
+  private fieldPos: Int32Array;
+  private fieldLen: Int32Array;
   private byteCap: number;
   /** Predicted compressed bytes per raw byte; starts pessimistic (no compression). */
   private ratio = 1;
@@ -150,8 +149,8 @@ export class ParquetEncoder implements RowEncoder {
     this.schema = new arrow.Schema(fields);
     this.structType = new arrow.Struct(fields);
     this.ipcWriter = new IpcStreamWriter(this.schema);
-    this.fieldPos = new Int32Array(this.indexRows * this.builders.length);
-    this.fieldLen = new Int32Array(this.indexRows * this.builders.length);
+    this.fieldPos = new Int32Array(Math.max(1, 256 * this.builders.length));
+    this.fieldLen = new Int32Array(this.fieldPos.length);
     this.limit = opts.maxFileSize;
     this.rowCap = Math.max(1, opts.rowGroupSize ?? DEFAULT_ROW_GROUP_ROWS);
     // Footer: the Arrow schema (IPC, base64) plus Thrift metadata per row group and column.
@@ -188,11 +187,14 @@ export class ParquetEncoder implements RowEncoder {
   writeRows(buf: Buffer, start: number, end: number): void {
     const b = this.builders;
     const nCols = b.length;
-    // Two passes: first where every value of the run lies (column-major), then each column's
-    // values in one call to its builder, so the per-value work runs in loops of one class.
-    let cap = this.indexRows;
+    // Two passes: first where every value of the run lies, then each column's values in one call
+    // to its builder, so the per-value work runs in loops of one class. The index is row-major:
+    // a row's stores go to consecutive slots. Column-major, with a power-of-two row count per
+    // column, they went to slots a multiple of 4 KiB apart, which the CPU serves slower (decode of
+    // the bench table 151 → 136 ms per 1M rows, docs/benchmarks.md, session 12).
     let pos = this.fieldPos;
     let len = this.fieldLen;
+    let k = 0;
     let rows = 0;
     let p = start;
     // Big-endian int32 reads through a DataView: one load and a byte swap once optimised.
@@ -204,13 +206,13 @@ export class ParquetEncoder implements RowEncoder {
       if (nFields !== nCols) {
         throw new PgError(SqlState.protocolViolation, `DataRow has ${nFields} fields, expected ${nCols}`);
       }
-      if (rows === cap) {
-        cap = this.growIndex(cap * 2);
+      if (k + nCols > pos.length) {
+        this.growIndex(pos.length * 2);
         pos = this.fieldPos;
         len = this.fieldLen;
       }
       p += 7;
-      for (let i = 0, k = rows; i < nCols; i++, k += cap) {
+      for (let i = 0; i < nCols; i++, k++) {
         // A field running past its message would have the DataView read past the batch.
         if (p + 4 > next) throw fieldsMismatch();
         const l = dv.getInt32(p);
@@ -222,26 +224,20 @@ export class ParquetEncoder implements RowEncoder {
       if (p !== next) throw fieldsMismatch();
       rows++;
     }
-    for (let i = 0; i < nCols; i++) b[i]!.appendColumn(buf, pos, len, i * cap, rows);
+    for (let i = 0; i < nCols; i++) b[i]!.appendColumn(buf, pos, len, i, rows, nCols);
     this.rows += rows;
     // Raw bytes as writeRow counts them (fields only): 7 header bytes a row less.
     this.rawBytes += end - start - 7 * rows;
   }
 
-  /** Room in the field index for `rows` rows (column-major: column i at [i·rows, (i+1)·rows)). */
-  private growIndex(rows: number): number {
-    const n = this.builders.length;
-    const pos = new Int32Array(rows * n);
-    const len = new Int32Array(rows * n);
-    const old = this.indexRows;
-    for (let i = 0; i < n; i++) {
-      pos.set(this.fieldPos.subarray(i * old, (i + 1) * old), i * rows);
-      len.set(this.fieldLen.subarray(i * old, (i + 1) * old), i * rows);
-    }
+  /** Room in the field index for `slots` values (row-major: row r, column i at r·columns + i). */
+  private growIndex(slots: number): void {
+    const pos = new Int32Array(slots);
+    const len = new Int32Array(slots);
+    pos.set(this.fieldPos);
+    len.set(this.fieldLen);
     this.fieldPos = pos;
     this.fieldLen = len;
-    this.indexRows = rows;
-    return rows;
   }
 
   /**

@@ -15,11 +15,12 @@ export interface ColumnBuilder {
   append(buf: Buffer, pos: number, len: number): void;
   appendNull(): void;
   /**
-   * Values `k = from … from+n-1` of one column, value k at `buf[pos[k] .. pos[k]+len[k])`, NULL
-   * where `len[k] < 0`: what `append`/`appendNull` one by one do, in one call per column and run
-   * of rows (a loop the JIT sees with one builder class, instead of a call per value).
+   * Values `k = from, from+step, … from+(n-1)·step` of one column, value k at
+   * `buf[pos[k] .. pos[k]+len[k])`, NULL where `len[k] < 0`: what `append`/`appendNull` one by
+   * one do, in one call per column and run of rows (a loop the JIT sees with one builder class,
+   * instead of a call per value). The encoder's index is row-major, so `step` is its column count.
    */
-  appendColumn(buf: Buffer, pos: Int32Array, len: Int32Array, from: number, n: number): void;
+  appendColumn(buf: Buffer, pos: Int32Array, len: Int32Array, from: number, n: number, step: number): void;
   /** Arrow data for what was appended since the last reset (views of the builder's buffers). */
   finish(): arrow.Data;
   /** Forget the values; keep (or shrink) the buffers. */
@@ -111,8 +112,8 @@ export abstract class BaseBuilder implements ColumnBuilder {
   abstract append(buf: Buffer, pos: number, len: number): void;
   protected abstract appendEmpty(): void;
 
-  appendColumn(buf: Buffer, pos: Int32Array, len: Int32Array, from: number, n: number): void {
-    for (let k = from, end = from + n; k < end; k++) {
+  appendColumn(buf: Buffer, pos: Int32Array, len: Int32Array, from: number, n: number, step: number): void {
+    for (let k = from, end = from + n * step; k < end; k += step) {
       const l = len[k]!;
       if (l < 0) this.appendNull();
       else this.append(buf, pos[k]!, l);

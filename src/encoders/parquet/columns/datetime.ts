@@ -18,13 +18,20 @@ export class DateBuilder extends BaseBuilder {
   readonly type = new arrow.DateDay();
   private values = new Int32Array(1024);
 
-  override appendColumn(buf: Buffer, pos: Int32Array, len: Int32Array, from: number, n: number): void {
+  override appendColumn(
+    buf: Buffer,
+    pos: Int32Array,
+    len: Int32Array,
+    from: number,
+    n: number,
+    step: number,
+  ): void {
     if (this.length + n > this.values.length) this.values = grow(this.values, this.length + n);
     const values = this.values;
     const src = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
     const validity = this.validity;
     let i = this.length;
-    for (let k = from, end = from + n; k < end; k++) {
+    for (let k = from, end = from + n * step; k < end; k += step) {
       const l = len[k]!;
       const d = l === 4 ? src.getInt32(pos[k]!) : DATE_PINF;
       if (d === DATE_PINF || d === DATE_NINF) {
@@ -94,14 +101,21 @@ export class TimestampBuilder extends BaseBuilder {
     this.type = new arrow.TimestampMicrosecond(tz ? "+00:00" : null);
   }
 
-  override appendColumn(buf: Buffer, pos: Int32Array, len: Int32Array, from: number, n: number): void {
+  override appendColumn(
+    buf: Buffer,
+    pos: Int32Array,
+    len: Int32Array,
+    from: number,
+    n: number,
+    step: number,
+  ): void {
     const need = (this.length + n) << 1;
     if (need > this.values.length) this.values = grow(this.values, need);
     const values = this.values;
     const src = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
     const validity = this.validity;
     let i = this.length;
-    for (let k = from, end = from + n; k < end; k++) {
+    for (let k = from, end = from + n * step; k < end; k += step) {
       const l = len[k]!;
       if (l === 8) {
         const p = pos[k]!;

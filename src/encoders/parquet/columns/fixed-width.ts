@@ -55,7 +55,14 @@ export class ReversedBytesBuilder extends BaseBuilder {
     this.length++;
   }
 
-  override appendColumn(buf: Buffer, pos: Int32Array, len: Int32Array, from: number, n: number): void {
+  override appendColumn(
+    buf: Buffer,
+    pos: Int32Array,
+    len: Int32Array,
+    from: number,
+    n: number,
+    step: number,
+  ): void {
     const w = this.width;
     const need = (this.length + n) * w;
     if (need > this.bytes.length) this.bytes = grow(this.bytes, need);
@@ -69,7 +76,7 @@ export class ReversedBytesBuilder extends BaseBuilder {
     const validity = this.validity;
     // The row count in a local: one store per run instead of one per value.
     let i = this.length;
-    for (let k = from, end = from + n; k < end; k++) {
+    for (let k = from, end = from + n * step; k < end; k += step) {
       const l = len[k]!;
       if (l !== w) {
         this.length = i;
@@ -121,8 +128,15 @@ export class BoolBuilder extends BaseBuilder {
   private bits = new Uint8Array(1024);
 
   // The base class's loop, repeated here so that its `append` call sees only this class.
-  override appendColumn(buf: Buffer, pos: Int32Array, len: Int32Array, from: number, n: number): void {
-    for (let k = from, end = from + n; k < end; k++) {
+  override appendColumn(
+    buf: Buffer,
+    pos: Int32Array,
+    len: Int32Array,
+    from: number,
+    n: number,
+    step: number,
+  ): void {
+    for (let k = from, end = from + n * step; k < end; k += step) {
       const l = len[k]!;
       if (l < 0) this.appendNull();
       else this.append(buf, pos[k]!, l);
@@ -173,14 +187,21 @@ export class DecimalBuilder extends BaseBuilder {
 
   // The run's room is made once; NULLs, truncated values and values Parquet cannot hold leave the
   // loop for `appendNull`/`append`, which report them as one value at a time would.
-  override appendColumn(buf: Buffer, pos: Int32Array, len: Int32Array, from: number, n: number): void {
+  override appendColumn(
+    buf: Buffer,
+    pos: Int32Array,
+    len: Int32Array,
+    from: number,
+    n: number,
+    step: number,
+  ): void {
     const need = (this.length + n) << 2;
     if (need > this.values.length) this.values = grow(this.values, need);
     const out = this.values;
     const scale = this.scale;
     const validity = this.validity;
     let i = this.length;
-    for (let k = from, end = from + n; k < end; k++) {
+    for (let k = from, end = from + n * step; k < end; k += step) {
       const l = len[k]!;
       const p = pos[k]!;
       if (l < 8 || l < 8 + 2 * ((buf[p]! << 8) | buf[p + 1]!)) {
@@ -264,8 +285,15 @@ export class UuidBuilder extends BaseBuilder {
   private bytes = new Uint8Array(16 * 1024);
 
   // The base class's loop, repeated here so that its `append` call sees only this class.
-  override appendColumn(buf: Buffer, pos: Int32Array, len: Int32Array, from: number, n: number): void {
-    for (let k = from, end = from + n; k < end; k++) {
+  override appendColumn(
+    buf: Buffer,
+    pos: Int32Array,
+    len: Int32Array,
+    from: number,
+    n: number,
+    step: number,
+  ): void {
+    for (let k = from, end = from + n * step; k < end; k += step) {
       const l = len[k]!;
       if (l < 0) this.appendNull();
       else this.append(buf, pos[k]!, l);

@@ -31,9 +31,16 @@ export class VarBuilder extends BaseBuilder {
     this.offsets = new Int32Array(1025 * this.stride);
   }
 
-  override appendColumn(buf: Buffer, pos: Int32Array, len: Int32Array, from: number, n: number): void {
+  override appendColumn(
+    buf: Buffer,
+    pos: Int32Array,
+    len: Int32Array,
+    from: number,
+    n: number,
+    step: number,
+  ): void {
     if (this.kind !== VarKind.Bytes) {
-      for (let k = from, end = from + n; k < end; k++) {
+      for (let k = from, end = from + n * step; k < end; k += step) {
         const l = len[k]!;
         if (l < 0) this.appendNull();
         else this.append(buf, pos[k]!, l);
@@ -42,7 +49,7 @@ export class VarBuilder extends BaseBuilder {
     }
     // Plain bytes, the common case: room for the whole run first, then one loop.
     let total = this.dataLen;
-    for (let k = from, end = from + n; k < end; k++) if (len[k]! > 0) total += len[k]!;
+    for (let k = from, end = from + n * step; k < end; k += step) if (len[k]! > 0) total += len[k]!;
     if (total >= 0x7fffffff) {
       throw new PgError(SqlState.internalError, `column "${this.ctx.column}": more than 2 GiB in one batch`);
     }
@@ -57,7 +64,7 @@ export class VarBuilder extends BaseBuilder {
     const src = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
     const dst = new DataView(data.buffer, data.byteOffset, data.byteLength);
     let d = this.dataLen;
-    for (let k = from, end = from + n; k < end; k++) {
+    for (let k = from, end = from + n * step; k < end; k += step) {
       const l = len[k]!;
       if (l < 0) {
         this.dataLen = d;
