@@ -6,12 +6,25 @@
 import type { Duplex } from "node:stream";
 import { observeReads } from "./fast-socket.js";
 
+/**
+ * Bulk reads: the most bytes read back to back in one turn of the event loop (4 reads of the
+ * upstream's 64 KiB buffer) before the gate lets the turn go on to the other sockets' events.
+ */
+export const BULK_TURN_BYTES = 256 << 10;
+
 export class FlowGate {
   private readonly reasons = new Set<string>();
   private gapMs = 0;
   private gap: NodeJS.Timeout | null = null;
+  /** Bytes of full reads since the socket last resumed or a read emptied it. */
+  private turnRead = 0;
+  private turn: NodeJS.Immediate | null = null; // releases the turn's hold
 
-  constructor(private readonly socket: Duplex) {}
+  /** `turnBytes`: see BULK_TURN_BYTES (tests use smaller buffers). */
+  constructor(
+    private readonly socket: Duplex,
+    private readonly turnBytes = BULK_TURN_BYTES,
+  ) {}
 
   /**
    * Bulk reads (an export's rows): after a read that emptied the socket (fewer bytes than the
@@ -21,6 +34,13 @@ export class FlowGate {
    * reads), and each wake-up costs the relay's thread more than the bytes it brings
    * (docs/decisions.md, "An export's upstream is read in bulk"). 0 turns it off and reads at
    * once. Only for sockets reading through onread (fast-socket.ts); others are left as they are.
+   *
+   * Full reads go on back to back (libuv reads up to 32 times per wake-up while reads fill the
+   * buffer: 2 MiB at 64 KiB), but only `turnBytes` of them in one turn of the event loop: then
+   * reading stops until the turn's setImmediate, so the other sessions' messages that arrived
+   * meanwhile are relayed before the next reads. Without it, what the kernel queued while an
+   * export's upstream was held (its ring full, a gap) was read in one callback of 1–2 ms, and
+   * every query arriving meanwhile waited for it (docs/isolation.md, "The relay's long runs").
    */
   bulkReads(gapMs: number): void {
     if (gapMs === this.gapMs) return;
@@ -35,7 +55,19 @@ export class FlowGate {
       return;
     }
     observeReads(this.socket, (bytes, bufferSize) => {
-      if (bytes >= bufferSize || this.gap !== null || this.gapMs === 0) return;
+      if (bytes >= bufferSize) {
+        this.turnRead += bytes;
+        if (this.turnRead >= this.turnBytes && this.turn === null) {
+          this.hold("turn");
+          this.turn = setImmediate(() => {
+            this.turn = null;
+            this.release("turn");
+          });
+        }
+        return;
+      }
+      this.turnRead = 0;
+      if (this.gap !== null || this.gapMs === 0) return;
       this.hold("bulk-read");
       this.gap = setTimeout(() => {
         this.gap = null;
@@ -50,7 +82,10 @@ export class FlowGate {
   }
 
   release(reason: string): void {
-    if (this.reasons.delete(reason) && this.reasons.size === 0) this.socket.resume();
+    if (this.reasons.delete(reason) && this.reasons.size === 0) {
+      this.turnRead = 0;
+      this.socket.resume();
+    }
   }
 
   /** Holds until `writer` drains (backpressure between the two legs). */

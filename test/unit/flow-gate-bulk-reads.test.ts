@@ -65,3 +65,32 @@ describe("FlowGate.bulkReads", () => {
     expect(reader.isPaused()).toBe(false);
   });
 });
+
+describe("FlowGate.bulkReads, a turn's reads", () => {
+  test("what the kernel queued is read a turn's bytes at a time, other events between", async () => {
+    // Bytes read per turn of the event loop: from a turn's first read to the setImmediate it
+    // schedules (before the gate's own, which the gate schedules after the read).
+    const turns: number[] = [];
+    let turn = 0;
+    const { peer, sock: reader } = await onreadPair(BUFFER, (c) => {
+      if (turn === 0)
+        setImmediate(() => {
+          turns.push(turn);
+          turn = 0;
+        });
+      turn += c.length;
+    });
+    const TURN = BUFFER * 4;
+    const gate = new FlowGate(reader, TURN);
+    gate.bulkReads(60_000);
+    const n = BUFFER * 40 + 3;
+    gate.hold("export"); // the upstream held (a full ring) while the backend sends on
+    await new Promise<void>((r) => peer.write(Buffer.alloc(n), () => r()));
+    // All of it is queued in the kernel now: one wake-up could read 32 buffers of it at once.
+    gate.release("export");
+    await waitUntil("every byte", () => sum(turns) === n);
+    expect(Math.max(...turns)).toBeLessThanOrEqual(TURN);
+    expect(turns.length).toBeGreaterThanOrEqual(Math.ceil(n / TURN));
+    gate.bulkReads(0);
+  });
+});
