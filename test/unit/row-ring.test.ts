@@ -8,7 +8,7 @@
 import { describe, expect, test } from "vitest";
 import { RingBatches, RingReader } from "../../src/encoders/worker/ring-reader.js";
 import { BATCH_BYTES } from "../../src/encoders/worker/row-batcher.js";
-import { RING_BYTES, RingWriter, ringViews, Word } from "../../src/encoders/worker/row-ring.js";
+import { RING_BYTES, RingWriter, ringViews, SPARE_RINGS, Word } from "../../src/encoders/worker/row-ring.js";
 import { commandComplete, readyForQuery } from "../../src/wire/backend.js";
 import { frame, int16, int32 } from "../../src/wire/frame.js";
 
@@ -248,4 +248,51 @@ describe("batches for the encoder", () => {
       expect(spares.length).toBeLessThanOrEqual(2);
     });
   }
+});
+
+describe("a ring's memory", () => {
+  /** Takes every spare ring (the module keeps them across tests): the next ended ring is the only one. */
+  const emptySpares = (): Ring[] => Array.from({ length: SPARE_RINGS }, () => ring());
+
+  test("serves the next ring once its reader stopped, cleared; the ended ring keeps its own figures", () => {
+    const open = emptySpares();
+    const r = ring();
+    r.writer.write(STREAM);
+    expect(drain(r, 7)).toBe(true);
+    r.writer.stopped();
+    expect(r.back?.rows).toBe(4);
+
+    // Fresh memory is touched first by the relay's copies (a page fault per 4 KiB): reused instead.
+    const s = ring();
+    expect(s.writer.sab).toBe(r.writer.sab);
+    const { control, rows } = ringViews(s.writer.sab);
+    expect(Array.from(control)).toEqual(new Array(control.length).fill(0));
+    expect(rows[0]).toBe(0n);
+    const again = Buffer.concat([dataRow("z".repeat(100)), dataRow("y"), TAIL]);
+    s.writer.write(again.subarray(0, 50));
+    // The ended ring's figures are its own, not those of the ring now in its memory.
+    expect(r.writer.queued).toBe(0);
+    s.writer.write(again.subarray(50));
+    expect(drain(s, 4096)).toBe(true);
+    expect(r.writer.rows).toBe(4);
+    s.writer.stopped();
+    expect(s.back?.rows).toBe(2);
+    expect(s.framed().equals(again.subarray(0, again.length - TAIL.length))).toBe(true);
+    expect(s.back?.rest.equals(TAIL)).toBe(true);
+    expect(r.framed().equals(ROWS)).toBe(true);
+    for (const o of open) expect(o.writer.sab).not.toBe(r.writer.sab);
+  });
+
+  test("a ring taken over from a dead reader is reused; one still read is not", () => {
+    emptySpares();
+    const r = ring();
+    r.writer.write(Buffer.concat([dataRow("first"), dataRow("second").subarray(0, 4)]));
+    drain(r, BATCH_BYTES);
+    const live = ring(); // its reader still reads: its memory is never handed out
+    r.writer.takeOver();
+    const s = ring();
+    expect(s.writer.sab).toBe(r.writer.sab);
+    expect(s.writer.sab).not.toBe(live.writer.sab);
+    expect(ring().writer.sab).not.toBe(live.writer.sab);
+  });
 });

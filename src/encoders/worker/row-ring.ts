@@ -82,6 +82,34 @@ export function wake(control: Int32Array, seq: WordIndex): void {
 /** Tests only: bytes the relay put into row rings (rows it did not frame). */
 export const rowRingTestHooks: { bytes: number } = { bytes: 0 };
 
+/** Rings kept for the next ones: at most this many (4 MiB each, touched already). */
+export const SPARE_RINGS = 2;
+/**
+ * Rings whose thread can no longer touch them, for the next ring to reuse. A new ring's memory is
+ * touched for the first time by the relay's copies, and a first touch is a page fault per 4 KiB:
+ * here 12 µs each, 40+ µs on a busy host, so the first lap of a fresh 4 MiB ring cost the relay
+ * 12–100 ms, in reads of 0.2–1.5 ms each where a reused ring's take 4 µs (docs/isolation.md,
+ * "The relay's long runs"). Shared by the process's exports; a ring of one export may serve the
+ * next export of another.
+ */
+const spareRings: SharedArrayBuffer[] = [];
+
+/** A ring's memory: a spare one, its control block and row count cleared, or a new one. */
+function ringMemory(): SharedArrayBuffer {
+  const sab = spareRings.pop();
+  if (sab === undefined) return new SharedArrayBuffer(DATA_OFFSET + RING_BYTES);
+  // Nothing else holds this memory now: the thread that read it has stopped or is gone.
+  new Int32Array(sab, 0, CONTROL_WORDS).fill(0);
+  new BigInt64Array(sab, ROWS_OFFSET, 1)[0] = 0n;
+  return sab;
+}
+
+/**
+ * RingWriter.copyIn's staging buffer, one for every ring (the relay's copies are synchronous): a
+ * ring of its own would touch fresh memory again per export.
+ */
+let scratch: Buffer = Buffer.alloc(0);
+
 /** What the relay's row stream does with a ring's ends and holds. */
 export interface RingEvents {
   /** Rows the thread has framed so far (this ring's), after a read or a wake-up. */
@@ -96,7 +124,7 @@ export interface RingEvents {
 }
 
 export class RingWriter {
-  readonly sab = new SharedArrayBuffer(DATA_OFFSET + RING_BYTES);
+  readonly sab = ringMemory();
   private readonly v = ringViews(this.sab);
   /** Bytes of reads that did not fit (copies), written before anything newer. */
   private overflow: Buffer[] = [];
@@ -105,10 +133,10 @@ export class RingWriter {
   private unheld: Array<() => void> = [];
   private done = false;
   private lastRows = 0;
+  /** Rows the thread had framed when the ring ended (its memory may serve another ring since). */
+  private finalRows = 0;
   /** The most bytes there ever were queued (tests: the ring bounds them). */
   maxQueued = 0;
-  /** See copyIn. */
-  private scratch: Buffer = Buffer.alloc(0);
 
   constructor(private readonly events: RingEvents) {}
 
@@ -119,7 +147,7 @@ export class RingWriter {
 
   /** Bytes written and not yet taken by the thread (the queue to it). */
   get queued(): number {
-    return this.used() + this.overflowLen;
+    return this.done ? 0 : this.used() + this.overflowLen;
   }
 
   /** The ring cannot take another read: the upstream is held. */
@@ -177,7 +205,7 @@ export class RingWriter {
 
   /** Rows the thread has framed so far. */
   get rows(): number {
-    return Number(Atomics.load(this.v.rows, 0));
+    return this.done ? this.finalRows : Number(Atomics.load(this.v.rows, 0));
   }
 
   private used(): number {
@@ -200,9 +228,9 @@ export class RingWriter {
     let at = from;
     if (((chunk.byteOffset + from - (data.byteOffset + off)) & 7) !== 0) {
       const shift = (data.byteOffset + off) & 7;
-      if (this.scratch.length < shift + n) this.scratch = Buffer.allocUnsafeSlow(shift + n);
-      chunk.copy(this.scratch, shift, from, from + n);
-      src = this.scratch;
+      if (scratch.length < shift + n) scratch = Buffer.allocUnsafeSlow(shift + n);
+      chunk.copy(scratch, shift, from, from + n);
+      src = scratch;
       at = shift;
     }
     src.copy(data, off, at, at + first);
@@ -284,9 +312,11 @@ export class RingWriter {
   /**
    * The ring's bytes from `from` to the write position, then the overflow, back to the relay. A
    * `from` past the write position (the end of a large row not yet all read) makes the relay skip
-   * the bytes up to it as they come.
+   * the bytes up to it as they come. Called only once the thread no longer touches the ring
+   * (it stopped, or it is gone), so its memory then goes to the spares.
    */
   private end(from: number): void {
+    this.finalRows = this.rows;
     this.done = true;
     const c = this.v.control;
     const w = Atomics.load(c, Word.Write);
@@ -308,10 +338,11 @@ export class RingWriter {
       rest = rest.subarray(k);
       skip -= k;
     }
-    // A wait of ours still pending resolves now (and finds the ring done).
+    // A wait of ours still pending resolves now (and finds the ring done); its waiter is off the
+    // memory's list before the memory can serve another ring.
     wake(c, Word.SpaceSeq);
-    const rows = this.rows;
+    if (spareRings.length < SPARE_RINGS) spareRings.push(this.sab);
     if (this.held) this.unhold();
-    this.events.back(rows, rest, skip);
+    this.events.back(this.finalRows, rest, skip);
   }
 }
