@@ -1,11 +1,29 @@
-// An encoder thread lowers its priority before its encoder modules load: its entry
-// (src/encoders/worker/encoder-worker-start.ts) applies it, then imports the thread proper. A new
-// thread inherits the relay's niceness, and the modules it loaded before lowering itself ran at it
-// (docs/isolation.md, "Priority").
+// An encoder thread runs lowered from its start: its creator lowers it as it is created (Node's
+// start-up of the thread), and its entry (src/encoders/worker/encoder-worker-start.ts) applies its
+// priority before it imports the thread proper. A new thread inherits the relay's niceness, and
+// whatever ran before it was lowered ran at the relay's priority (docs/isolation.md, "Priority").
 import { Worker } from "node:worker_threads";
 import { afterEach, expect, test } from "vitest";
 import type { FromEncoder, ToEncoder } from "../../src/encoders/worker/protocol.js";
+import { takeThread } from "../../src/encoders/worker/thread-pool.js";
 import { workerEntry } from "../../src/encoders/worker/worker-entry.js";
+
+const csvStart: ToEncoder = {
+  t: "start",
+  spec: {
+    format: "csv",
+    options: {
+      header: false,
+      delimiter: 0x2c,
+      quote: 0x22,
+      escape: 0x22,
+      null: "",
+      compression: "none",
+      maxFileSize: 1 << 30,
+      columnNames: ["n"],
+    },
+  },
+};
 
 let worker: Worker | null = null;
 afterEach(async () => {
@@ -13,7 +31,7 @@ afterEach(async () => {
   worker = null;
 });
 
-test("the thread's encoder modules load at its lowered niceness, not the relay's", async () => {
+test("the thread's encoder modules load at its lowered niceness, not the relay's (started here unlowered)", async () => {
   const w = new Worker(workerEntry(), { workerData: { nice: 13 } });
   worker = w;
   const ready = new Promise<FromEncoder>((resolve, reject) => {
@@ -22,23 +40,22 @@ test("the thread's encoder modules load at its lowered niceness, not the relay's
     });
     w.once("error", reject);
   });
-  const start: ToEncoder = {
-    t: "start",
-    spec: {
-      format: "csv",
-      options: {
-        header: false,
-        delimiter: 0x2c,
-        quote: 0x22,
-        escape: 0x22,
-        null: "",
-        compression: "none",
-        maxFileSize: 1 << 30,
-        columnNames: ["n"],
-      },
-    },
-  };
-  w.postMessage(start);
+  w.postMessage(csvStart);
   const m = await ready;
   expect(m).toMatchObject({ t: "ready", nice: 13, loadedNice: 13 });
+});
+
+test("a thread the pool starts is lowered by its creator: Node's start-up of it runs lowered too", async () => {
+  const p = takeThread(13, false, "thread");
+  const w = p.worker;
+  const ready = new Promise<FromEncoder>((resolve, reject) => {
+    w.on("message", (m: FromEncoder) => {
+      if (m.t === "ready" || m.t === "error") resolve(m);
+    });
+    w.on("error", reject);
+  });
+  w.postMessage(csvStart);
+  const m = await ready;
+  await w.terminate();
+  expect(m).toMatchObject({ t: "ready", nice: 13, loadedNice: 13, startedNice: 13 });
 });

@@ -13,7 +13,7 @@ import { PortSink } from "./port-sink.js";
 import { type EncoderWorkerData, type FromEncoder, type ToEncoder, toWireError } from "./protocol.js";
 import { RingBatches, RingReader } from "./ring-reader.js";
 import { BATCH_BYTES, PARTIAL_BATCH_MS } from "./row-batcher.js";
-import { applyThreadPriority, currentNice } from "./thread-priority.js";
+import { applyThreadPriority, currentNice, niceAtStart } from "./thread-priority.js";
 
 const port = parentPort!;
 const data = workerData as EncoderWorkerData;
@@ -64,7 +64,7 @@ async function begin(m: Extract<ToEncoder, { t: "start" }>): Promise<void> {
     turns?.take();
     encoder = await createEncoder(m.spec, sink);
     turns?.release();
-    post({ t: "ready", nice, idle, loadedNice });
+    post({ t: "ready", nice, idle, loadedNice, startedNice: niceAtStart() });
   } catch (e) {
     turns?.release();
     failed = true;

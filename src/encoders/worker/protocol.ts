@@ -65,8 +65,12 @@ export type ToEncoder =
 
 /** Encoder thread → driver, in the order things happened there. */
 export type FromEncoder =
-  /** `loadedNice`: the niceness the thread's encoder modules were loaded at (its entry lowers it first). */
-  | { t: "ready"; nice: number; idle: boolean; loadedNice: number }
+  /**
+   * `loadedNice`: the niceness the thread's encoder modules were loaded at (its entry lowers it
+   * first); `startedNice`: the niceness its entry began at (its creator lowers it: Node's start-up
+   * of the thread ran at it).
+   */
+  | { t: "ready"; nice: number; idle: boolean; loadedNice: number; startedNice: number }
   /** A batch of rows is encoded (and its flush, if it made one due, has been awaited). */
   | { t: "ack"; buf: ArrayBuffer; len: number }
   | { t: "open"; index: number }

@@ -4,7 +4,7 @@
 import { Worker } from "node:worker_threads";
 import { type EncoderWorker, hostedWorker, retireEncoderHost } from "./encoder-host.js";
 import type { EncoderWorkerData } from "./protocol.js";
-import { profilerArgs, workerEntry } from "./worker-entry.js";
+import { profilerArgs, startLowered, workerEntry } from "./worker-entry.js";
 
 /** Where encoder threads run: in this process, or in its encoder host process (exports.encoderHost). */
 export type EncoderHostKind = "thread" | "process";
@@ -86,7 +86,10 @@ function startThread(nice: number, idle: boolean, host: EncoderHostKind): Pooled
   // None of the process's node options but the profiler's: inherited ones break the thread —
   // `--input-type` (`node --input-type=module -e …`) is refused for a file, and `--import`
   // modules (instrumentation, a test's hook) would run again in every export's thread.
-  const worker = new Worker(workerEntry(), { workerData: data, execArgv: profilerArgs() });
+  // Lowered from here as it is created: Node's start-up of the thread runs lowered too.
+  // (The entry first: from the sources it is bundled once, by esbuild, in a thread of its own.)
+  const entry = workerEntry();
+  const worker = startLowered(nice, () => new Worker(entry, { workerData: data, execArgv: profilerArgs() }));
   return { worker, host, nice, idle, hasWasm: false };
 }
 

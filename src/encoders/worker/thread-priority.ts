@@ -13,11 +13,22 @@ export interface ThreadPriority {
 }
 
 let applied: ThreadPriority | null = null;
+let startedNice = Number.NaN;
 
 /** Lowers the calling thread as `data` asks, once; later calls return what the first applied. */
 export function applyThreadPriority(data: EncoderWorkerData): ThreadPriority {
+  if (applied === null) startedNice = currentNice();
   applied ??= { nice: lowerPriority(data.nice), idle: data.idle === true && idleClass() };
   return applied;
+}
+
+/**
+ * The niceness the thread had when it first applied its priority (its entry's first line: after
+ * Node's start-up of the thread). Lowered already when its creator lowered it (./worker-entry.ts,
+ * startLowered); the relay's otherwise. Tests.
+ */
+export function niceAtStart(): number {
+  return startedNice;
 }
 
 /** The niceness of the calling thread now (NaN where the platform has none per thread). */

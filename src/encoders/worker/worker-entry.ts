@@ -2,8 +2,9 @@
 // this module, or the sources bundled once per process (docs/isolation.md, "Running from sources
 // and from dist/").
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, renameSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
+import { getPriority, setPriority } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { threadId } from "node:worker_threads";
@@ -79,4 +80,38 @@ function bundle(entry: string, name: string): URL {
  */
 export function profilerArgs(): string[] {
   return process.execArgv.filter((a) => a.startsWith("--cpu-prof"));
+}
+
+/**
+ * Runs `start` (which starts one thread: `new Worker`, its entry found before) and lowers that thread to `nice`
+ * from here, before it runs. A new Linux thread inherits its creator's niceness (the relay's), and
+ * Node's start-up of a worker thread (45–80 ms of CPU under load) runs before any code of ours in
+ * it can lower itself; but Node creates the thread inside the Worker constructor, so it is the
+ * one task of this process that appeared meanwhile, and a thread of ours may lower another
+ * (setpriority on its tid; same user). Never raises a thread a process already nicer runs at.
+ * Without /proc (another platform) the thread lowers itself later, as before.
+ */
+export function startLowered<T>(nice: number, start: () => T): T {
+  const before = tasks();
+  const started = start();
+  if (before === null) return started;
+  const fresh = [...(tasks() ?? [])].filter((tid) => !before.has(tid));
+  // One new task is the thread; with more (another thread of ours started one meanwhile) which
+  // one it is is not known, and none is touched: the thread lowers itself, as before.
+  if (fresh.length !== 1) return started;
+  const tid = Number(fresh[0]);
+  try {
+    if (nice > getPriority(tid)) setPriority(tid, nice);
+  } catch {
+    // Gone already, or no per-thread priorities here: it lowers itself.
+  }
+  return started;
+}
+
+function tasks(): Set<string> | null {
+  try {
+    return new Set(readdirSync("/proc/self/task"));
+  } catch {
+    return null;
+  }
 }
