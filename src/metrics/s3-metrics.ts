@@ -1,8 +1,11 @@
 // S3 requests, retries and errors in the metrics, counted by two middlewares on every S3 client
 // the proxy builds: one above the SDK's retry strategy (once per operation: its attempts and how
 // it ended) and one below it (once per HTTP attempt: status and time).
+//
+// This module does not import the registry (./metrics.ts, prom-client): the upload thread adds
+// these middlewares to its own clients with a sink that posts the counts to the relay's thread,
+// and loads nothing of prom-client (docs/decisions.md, "The upload thread's memory").
 import type { S3Client } from "@aws-sdk/client-s3";
-import { s3Attempt, s3Operation } from "./metrics.js";
 
 interface SdkErrorShape {
   name?: string;
@@ -35,14 +38,13 @@ function codeOf(e: SdkErrorShape | undefined): string {
 
 /** Where the counts go: this thread's registry, or (the upload thread) a message to the relay's. */
 export interface S3MetricsSink {
-  attempt: typeof s3Attempt;
-  operation: typeof s3Operation;
+  /** One HTTP attempt of `op` ended with `status` (an HTTP status, "network" or "aborted"). */
+  attempt: (op: string, status: string, seconds: number) => void;
+  /** One operation ended after `attempts`, failed with `code` (undefined: it succeeded). */
+  operation: (op: string, attempts: number, code: string | undefined) => void;
 }
 
-export function addS3Metrics(
-  client: S3Client,
-  sink: S3MetricsSink = { attempt: s3Attempt, operation: s3Operation },
-): void {
+export function addS3Metrics(client: S3Client, sink: S3MetricsSink): void {
   client.middlewareStack.add(
     (next, context) => async (args) => {
       const op = operationOf(context.commandName);

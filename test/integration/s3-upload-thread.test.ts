@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, inject, test } from "vitest";
 import { loadConnections } from "../../src/copy/connections.js";
 import { createStore } from "../../src/copy/create-store.js";
 import type { ObjectStore, ObjectUpload } from "../../src/copy/storage/object-store.js";
-import { uploadThreadTestHooks } from "../../src/copy/storage/upload-thread.js";
+import { UPLOAD_YOUNG_GENERATION_MB, uploadThreadTestHooks } from "../../src/copy/storage/upload-thread.js";
 import { expectNothingLeft, failure } from "../support/export-checks.js";
 import { type ProxyStack, startProxyStack } from "../support/proxy-stack.js";
 import { S3FaultProxy } from "../support/s3-fault-proxy.js";
@@ -118,6 +118,11 @@ describe("the S3 upload thread", () => {
       expect(seen).toContain("CompleteMultipartUploadCommand");
       expect(seen).not.toContain("UploadPartCommand");
       expect(uploadThreadTestHooks.current()?.partsSent).toBeGreaterThanOrEqual(3);
+      // The thread runs with a small young generation (V8's default lets it grow to 48 MB, committed
+      // heap that sits in every S3 export's peak RSS): as Node reports it for the running thread.
+      const limits = uploadThreadTestHooks.current()?.resourceLimits;
+      expect(limits?.maxYoungGenerationSizeMb).toBeGreaterThan(0);
+      expect(limits?.maxYoungGenerationSizeMb).toBeLessThanOrEqual(UPLOAD_YOUNG_GENERATION_MB);
     } finally {
       client().middlewareStack.remove("witnessRelayCommands");
     }

@@ -19,6 +19,14 @@ import {
   type WireS3Error,
 } from "./upload-protocol.js";
 
+/**
+ * The upload thread's young generation, in MB (V8's default lets it grow to 48). The thread makes
+ * a few hundred kB of garbage per part (the SDK's request and answer), so a small one costs a
+ * scavenge every few parts; the default let its heap sit at ~29 MB committed for ~13 MB used,
+ * all of it in the export's peak RSS (docs/decisions.md, "The upload thread's memory").
+ */
+export const UPLOAD_YOUNG_GENERATION_MB = 3;
+
 interface Pending {
   resolve: (r: { result: PartResult; body: Buffer }) => void;
   reject: (e: { error: unknown; body: Buffer | undefined }) => void;
@@ -92,6 +100,7 @@ export class UploadThread {
     this.#worker = new Worker(entryAt(new URL("./upload-worker.js", import.meta.url)), {
       workerData: { nice },
       execArgv: profilerArgs(),
+      resourceLimits: { maxYoungGenerationSizeMb: UPLOAD_YOUNG_GENERATION_MB },
     });
     this.#worker.unref(); // held only while parts are in flight (#post of a part refs it)
     this.#worker.on("message", (m: FromUploadThread) => this.#receive(m));
@@ -112,6 +121,11 @@ export class UploadThread {
   retire(): void {
     this.#retiring = true;
     if (this.#pending.size === 0) void this.#worker.terminate();
+  }
+
+  /** The thread's V8 limits as Node applied them (tests). */
+  get resourceLimits(): Worker["resourceLimits"] {
+    return this.#worker.resourceLimits;
   }
 
   /** Tests only: ends the thread as a crash would. */

@@ -8,7 +8,7 @@
 import { getPriority, setPriority } from "node:os";
 import { parentPort, threadId, workerData } from "node:worker_threads";
 import { type S3Client, S3ServiceException, UploadPartCommand } from "@aws-sdk/client-s3";
-import { createS3Client } from "./s3-client.js";
+import { buildS3Client } from "./s3-client-core.js";
 import {
   type FromUploadThread,
   type ThreadClientSettings,
@@ -42,7 +42,7 @@ function clientOf(id: number, settings: ThreadClientSettings): S3Client {
       asks.set(ask, { resolve, reject });
       post({ t: "credentials", ask, client: id });
     });
-  return createS3Client({ ...settings, credentials, metrics, hashInPlace: true });
+  return buildS3Client({ ...settings, credentials, metrics, hashInPlace: true });
 }
 
 /**
