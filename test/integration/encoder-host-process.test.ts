@@ -18,6 +18,8 @@ import {
   encoderHostWriters,
   gateEncoderHost,
   HOST_ENV,
+  HOST_MALLOC_ARENAS,
+  HOST_NODE_ARGS,
   holdEncoderHostReads,
 } from "../../src/encoders/worker/encoder-host.js";
 import { type EncoderThread, encoderThreadTestHooks } from "../../src/encoders/worker/encoder-thread.js";
@@ -385,6 +387,14 @@ describe.skipIf(!linux)("the host process (Linux)", () => {
       const hostVars = [...env(host!).keys()].filter((k) => !k.startsWith("NODE_CHANNEL_"));
       expect(hostVars.filter((k) => !(HOST_ENV as readonly string[]).includes(k))).toEqual([]);
       expect(hostVars).toContain("PATH");
+      // Its malloc arenas and its own isolate's young generation are small (peak RSS): the
+      // operator's MALLOC_ARENA_MAX if the proxy has one, else the proxy's default.
+      expect(env(host!).get("MALLOC_ARENA_MAX")).toBe(
+        env(p.proc.pid!).get("MALLOC_ARENA_MAX") ?? HOST_MALLOC_ARENAS,
+      );
+      expect(readFileSync(`/proc/${host}/cmdline`, "utf8").split("\0")).toEqual(
+        expect.arrayContaining([...HOST_NODE_ARGS]),
+      );
       const values = [...env(host!).values()].join("\n");
       for (const secret of Object.values(secrets)) expect(values).not.toContain(secret);
       p.proc.kill("SIGKILL");

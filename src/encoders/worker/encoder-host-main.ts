@@ -34,6 +34,9 @@ import { RowLoan } from "./row-loan.js";
 
 const args = JSON.parse(process.argv[2] ?? "{}") as HostArgs;
 
+/** A hosted encoder thread's young generation, in MB: what V8 gives an encoder thread in the proxy. */
+export const ENCODER_YOUNG_GENERATION_MB = 48;
+
 /**
  * Lowers every thread that exists now (V8's platform threads start with the process); threads
  * started later inherit the niceness of the thread that creates them, which is lowered first.
@@ -136,7 +139,13 @@ function budgetsNow(): HostBudget[] {
 }
 
 function spawn(w: number, nice: number, idle: boolean): void {
-  const worker = new Worker(new URL(args.workerUrl), { workerData: { nice, idle }, execArgv: args.execArgv });
+  const worker = new Worker(new URL(args.workerUrl), {
+    workerData: { nice, idle },
+    execArgv: args.execArgv,
+    // V8's default young generation (48 MB), not the host isolate's small one (HOST_NODE_ARGS):
+    // the encoder makes garbage at every row.
+    resourceLimits: { maxYoungGenerationSizeMb: ENCODER_YOUNG_GENERATION_MB },
+  });
   const h: Hosted = {
     worker,
     budget: undefined,

@@ -44,7 +44,7 @@ export interface HostState {
  * PATH: `chrt` (exports.workerPolicy "idle"). NODE_OPTIONS: the operator's Node settings (memory
  * limits) for every Node process of the proxy. TZ, LANG, LC_ALL: as the proxy formats. TMPDIR: as
  * the proxy. NODE_V8_COVERAGE: a coverage run covers the host too. C2S_DEBUG_ENCODER_HOST: its
- * own debug log (encoder-host-main.ts).
+ * own debug log (encoder-host-main.ts). MALLOC_ARENA_MAX: the operator's, else HOST_MALLOC_ARENAS.
  */
 export const HOST_ENV = [
   "PATH",
@@ -55,11 +55,29 @@ export const HOST_ENV = [
   "TMPDIR",
   "NODE_V8_COVERAGE",
   "C2S_DEBUG_ENCODER_HOST",
+  "MALLOC_ARENA_MAX",
 ] as const;
+
+/**
+ * glibc's malloc arenas in the host, unless the operator's MALLOC_ARENA_MAX says otherwise. glibc
+ * gives every thread that allocates an arena of its own (up to 8 per core: the encoder thread,
+ * V8's platform threads compiling parquet-wasm and collecting, libuv's pool), and each keeps what
+ * its thread freed resident; two arenas share that memory (docs/decisions.md, "Peak RSS: malloc
+ * arenas and young generations").
+ */
+export const HOST_MALLOC_ARENAS = "2";
+
+/**
+ * The host's own isolate (the frames, the loans, the budgets: little garbage) gets a young
+ * generation of 1 MB semi-spaces instead of V8's 16; the encoder threads it starts keep V8's
+ * default (ENCODER_YOUNG_GENERATION_MB), the flag being process-wide.
+ */
+export const HOST_NODE_ARGS = ["--max-semi-space-size=1"] as const;
 
 function hostEnv(): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const k of HOST_ENV) if (process.env[k] !== undefined) env[k] = process.env[k];
+  env.MALLOC_ARENA_MAX ??= HOST_MALLOC_ARENAS;
   return env;
 }
 
@@ -103,7 +121,7 @@ class EncoderHost {
       serialization: "advanced",
       // fd 4 (HOST_DATA_FD): a socket pair, the data channel.
       stdio: ["ignore", "inherit", "inherit", "ipc", "pipe"],
-      execArgv: profilerArgs(),
+      execArgv: [...profilerArgs(), ...HOST_NODE_ARGS],
       env: hostEnv(),
     });
     let upNow: (s: HostState) => void = () => {};
