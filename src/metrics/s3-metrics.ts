@@ -4,7 +4,8 @@
 //
 // This module does not import the registry (./metrics.ts, prom-client): the upload thread adds
 // these middlewares to its own clients with a sink that posts the counts to the relay's thread,
-// and loads nothing of prom-client (docs/decisions.md, "The upload thread's memory").
+// and loads nothing of prom-client (docs/decisions.md, "Peak RSS: malloc arenas and young
+// generations").
 import type { S3Client } from "@aws-sdk/client-s3";
 
 interface SdkErrorShape {

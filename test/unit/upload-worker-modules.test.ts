@@ -1,7 +1,7 @@
 // The upload thread loads what it sends parts with and nothing more: its module graph (its entry
 // bundled the way worker-entry.ts bundles it) holds the AWS SDK but not the metrics registry
 // (src/metrics/metrics.ts) nor prom-client, which would add their heap to every S3 export's peak
-// RSS (docs/decisions.md, "The upload thread's memory").
+// RSS (docs/decisions.md, "Peak RSS: malloc arenas and young generations").
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
 import { describe, expect, test } from "vitest";

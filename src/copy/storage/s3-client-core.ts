@@ -3,7 +3,7 @@
 // (unsigned payloads over TLS, payload hashes off the relay's thread otherwise, Content-MD5 on
 // DeleteObjects). The upload thread builds its clients here: nothing in this module's imports
 // loads prom-client, whose registry lives on the relay's thread (./s3-client.ts adds it there;
-// docs/decisions.md, "The upload thread's memory").
+// docs/decisions.md, "Peak RSS: malloc arenas and young generations").
 import { createHash, webcrypto } from "node:crypto";
 import { S3Client, type S3ClientConfig } from "@aws-sdk/client-s3";
 import { addS3Metrics, type S3MetricsSink } from "../../metrics/s3-metrics.js";

@@ -23,7 +23,8 @@ import {
  * The upload thread's young generation, in MB (V8's default lets it grow to 48). The thread makes
  * a few hundred kB of garbage per part (the SDK's request and answer), so a small one costs a
  * scavenge every few parts; the default let its heap sit at ~29 MB committed for ~13 MB used,
- * all of it in the export's peak RSS (docs/decisions.md, "The upload thread's memory").
+ * all of it in the export's peak RSS (docs/decisions.md, "Peak RSS: malloc arenas and young
+ * generations").
  */
 export const UPLOAD_YOUNG_GENERATION_MB = 3;
 
