@@ -21,7 +21,7 @@ RUN npm run build \
 
 FROM node:24-slim
 # MALLOC_ARENA_MAX: two glibc malloc arenas instead of one per allocating thread (up to 8 per
-# core), which each kept their thread's freed memory: ~50 MB of an export's peak RSS
+# core), which each kept their thread's freed memory: up to ~30 MB of an export's peak RSS
 # (docs/decisions.md, "Peak RSS: malloc arenas and young generations").
 ENV NODE_ENV=production \
     MALLOC_ARENA_MAX=2 \
