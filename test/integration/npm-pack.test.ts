@@ -1,6 +1,8 @@
 // The package as npm delivers it: `npm pack` on a clean clone (its `prepare` builds dist/), the
-// tarball installed into an empty directory from npm's cache (npm ci filled it; --offline keeps
-// the test off the network), and the installed binary run.
+// tarball installed into an empty directory, and the installed binary run. --prefer-offline: the
+// tarballs come from npm's cache (npm ci filled it), but npm ci caches no registry metadata, which
+// an install of a tarball needs for its dependencies; on a fresh machine that comes from the
+// registry (.ci/run reaches it for npm ci anyway). --offline failed there with ENOTCACHED.
 import { execFile } from "node:child_process";
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -11,10 +13,15 @@ import { afterAll, expect, test } from "vitest";
 // Asynchronous: a minute-long synchronous call would starve vitest's worker RPC.
 const run = promisify(execFile);
 const ROOT = new URL("../..", import.meta.url).pathname;
-const work = mkdtempSync(join(tmpdir(), "c2s-pack-"));
-afterAll(() => rmSync(work, { recursive: true, force: true }));
+const works: string[] = [];
+afterAll(() => {
+  for (const w of works) rmSync(w, { recursive: true, force: true });
+});
 
 test("npm pack builds dist/ itself, and the installed tarball's copy-to-s3-proxy --version runs", async () => {
+  // A directory per attempt: a retry must not meet the first attempt's clone.
+  const work = mkdtempSync(join(tmpdir(), "c2s-pack-"));
+  works.push(work);
   const clone = join(work, "clone");
   const app = join(work, "app");
   await run("git", ["clone", "--quiet", ROOT, clone]);
@@ -23,7 +30,7 @@ test("npm pack builds dist/ itself, and the installed tarball's copy-to-s3-proxy
   const tarball = readdirSync(work).find((f) => f.endsWith(".tgz"));
   expect(tarball).toBeDefined();
   mkdirSync(app);
-  await run("npm", ["install", "--offline", "--no-audit", "--no-fund", "--omit=dev", join(work, tarball!)], {
+  await run("npm", ["install", "--prefer-offline", "--no-audit", "--no-fund", "--omit=dev", join(work, tarball!)], {
     cwd: app,
     env: { ...process.env, npm_config_loglevel: "error" },
   });
