@@ -30,10 +30,14 @@ test("npm pack builds dist/ itself, and the installed tarball's copy-to-s3-proxy
   const tarball = readdirSync(work).find((f) => f.endsWith(".tgz"));
   expect(tarball).toBeDefined();
   mkdirSync(app);
-  await run("npm", ["install", "--prefer-offline", "--no-audit", "--no-fund", "--omit=dev", join(work, tarball!)], {
-    cwd: app,
-    env: { ...process.env, npm_config_loglevel: "error" },
-  });
+  await run(
+    "npm",
+    ["install", "--prefer-offline", "--no-audit", "--no-fund", "--omit=dev", join(work, tarball!)],
+    {
+      cwd: app,
+      env: { ...process.env, npm_config_loglevel: "error" },
+    },
+  );
   const { stdout: version } = await run(join(app, "node_modules/.bin/copy-to-s3-proxy"), ["--version"]);
   const { version: expected } = JSON.parse(
     (await run("git", ["show", "HEAD:package.json"], { cwd: ROOT })).stdout,

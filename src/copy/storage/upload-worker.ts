@@ -5,9 +5,9 @@
 // settings); its credentials are asked of the relay, whose client resolves them (static keys,
 // assumed roles, the default chain) and caches them as before. A part's buffer arrives
 // transferred and goes back transferred once its request has settled: nothing here reads it after.
-import { getPriority, setPriority } from "node:os";
 import { parentPort, threadId, workerData } from "node:worker_threads";
 import { type S3Client, S3ServiceException, UploadPartCommand } from "@aws-sdk/client-s3";
+import { lowerThread } from "../../encoders/worker/thread-priority.js";
 import { buildS3Client } from "./s3-client-core.js";
 import {
   type FromUploadThread,
@@ -45,21 +45,10 @@ function clientOf(id: number, settings: ThreadClientSettings): S3Client {
   return buildS3Client({ ...settings, credentials, metrics, hashInPlace: true });
 }
 
-/**
- * Lowers this thread to `nice`, as the encoder threads are (Linux applies setpriority(0) to the
- * calling thread only); never SCHED_IDLE, whatever exports.workerPolicy says: a request starved
- * mid-body would hold its socket silent until S3 drops it (docs/decisions.md). Raising a priority
- * needs privileges, so a process already nicer keeps its own.
- */
-function lowerPriority(nice: number): void {
-  try {
-    if (nice > getPriority()) setPriority(nice);
-  } catch {
-    // a platform without per-thread priorities: run as we are
-  }
-}
-
-lowerPriority((workerData as UploadWorkerData).nice);
+// Lowered to `nice` as the encoder threads are, but never SCHED_IDLE, whatever
+// exports.workerPolicy says: a request starved mid-body would hold its socket silent until S3
+// drops it (docs/decisions.md).
+lowerThread((workerData as UploadWorkerData).nice);
 
 async function part(m: Extract<ToUploadThread, { t: "part" }>): Promise<void> {
   const ac = new AbortController();

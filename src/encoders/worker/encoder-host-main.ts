@@ -6,7 +6,7 @@
 // lowered, which nothing inside the proxy's process can do for the relay.
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { Socket } from "node:net";
-import { getPriority, setPriority } from "node:os";
+import { getPriority } from "node:os";
 import { Worker } from "node:worker_threads";
 import { parquetWasm } from "../parquet/wasm-writer.js";
 import {
@@ -31,6 +31,7 @@ import { RING_BUFFERS } from "./port-sink.js";
 import { type FromEncoder, type ToEncoder, toWireError } from "./protocol.js";
 import { BATCH_BYTES, WINDOW_BYTES } from "./row-batcher.js";
 import { RowLoan } from "./row-loan.js";
+import { lowerThread } from "./thread-priority.js";
 
 const args = JSON.parse(process.argv[2] ?? "{}") as HostArgs;
 
@@ -50,18 +51,9 @@ function lowerThreads(nice: number): void {
     // no /proc: the calling thread at least
   }
   const self = String(process.pid);
-  for (const tid of [self, ...tids.filter((t) => t !== self)]) {
-    try {
-      if (getPriority(Number(tid)) < nice) setPriority(Number(tid), nice);
-    } catch {
-      // the thread ended, or the platform has no per-thread priority
-    }
-  }
-  try {
-    if (getPriority() < nice) setPriority(nice);
-  } catch {
-    // a platform without priorities: run as we are
-  }
+  // A thread that ended meanwhile, or a platform without per-thread priorities: left as it is.
+  for (const tid of [self, ...tids.filter((t) => t !== self)]) lowerThread(nice, Number(tid));
+  lowerThread(nice);
 }
 
 /**

@@ -41,18 +41,23 @@ export function currentNice(): number {
 }
 
 /**
- * Lowers this thread's priority to `nice`. Linux applies setpriority(PRIO_PROCESS, 0) to the
- * calling thread only (the Parquet writer runs on this thread too). Raising a
- * priority needs privileges, so a process already nicer than `nice` keeps its own.
+ * Lowers one thread (`tid`; 0: the calling one) to `nice`. Linux applies setpriority(PRIO_PROCESS,
+ * tid) to that thread only, and a thread of ours may lower another (same user). Never raises: that
+ * needs privileges, so a thread already nicer than `nice` keeps its own. False where the thread
+ * is gone or the platform has no per-thread priorities (it then runs as it is).
  */
-function lowerPriority(nice: number): number {
+export function lowerThread(nice: number, tid = 0): boolean {
   try {
-    const current = getPriority();
-    if (nice > current) setPriority(nice);
-    return getPriority();
+    if (nice > getPriority(tid)) setPriority(tid, nice);
+    return true;
   } catch {
-    return Number.NaN; // a platform without per-thread priorities: run as we are
+    return false;
   }
+}
+
+/** Lowers this thread (the Parquet writer runs on it too); its niceness after, NaN if unknown. */
+function lowerPriority(nice: number): number {
+  return lowerThread(nice) ? currentNice() : Number.NaN;
 }
 
 /**

@@ -4,10 +4,10 @@
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, renameSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
-import { getPriority, setPriority } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { threadId } from "node:worker_threads";
+import { lowerThread } from "./thread-priority.js";
 
 /**
  * The worker's entry: the compiled module next to this one (dist/, `npm start`), or, running from
@@ -99,12 +99,8 @@ export function startLowered<T>(nice: number, start: () => T): T {
   // One new task is the thread; with more (another thread of ours started one meanwhile) which
   // one it is is not known, and none is touched: the thread lowers itself, as before.
   if (fresh.length !== 1) return started;
-  const tid = Number(fresh[0]);
-  try {
-    if (nice > getPriority(tid)) setPriority(tid, nice);
-  } catch {
-    // Gone already, or no per-thread priorities here: it lowers itself.
-  }
+  // Gone already, or no per-thread priorities here: it lowers itself.
+  lowerThread(nice, Number(fresh[0]));
   return started;
 }
 
