@@ -4,6 +4,7 @@
 // Parts are pinned in flight by the fault proxy's "hold" rule (test/support/s3-fault-proxy.ts).
 
 import { createHash, randomBytes } from "node:crypto";
+import { getPriority } from "node:os";
 import {
   CreateBucketCommand,
   GetObjectCommand,
@@ -19,6 +20,7 @@ import { UPLOAD_YOUNG_GENERATION_MB, uploadThreadTestHooks } from "../../src/cop
 import { expectNothingLeft, failure } from "../support/export-checks.js";
 import { type ProxyStack, startProxyStack } from "../support/proxy-stack.js";
 import { S3FaultProxy } from "../support/s3-fault-proxy.js";
+import { threadsAtNiceness } from "../support/thread-niceness.js";
 
 const endpoint = inject("s3Endpoint");
 const MiB = 1024 * 1024;
@@ -56,11 +58,11 @@ async function bucket(): Promise<string> {
   return b;
 }
 
-function store(conn: typeof direct, b: string, prefix: string): ObjectStore {
+function store(conn: typeof direct, b: string, prefix: string, uploadNice?: number): ObjectStore {
   return createStore(
     conn,
     { scheme: "s3", bucket: b, prefix },
-    { partSize: 5 * MiB, partsInFlight: 2, maxAttempts: 2, requestTimeoutMs: 30_000 },
+    { partSize: 5 * MiB, partsInFlight: 2, maxAttempts: 2, requestTimeoutMs: 30_000, uploadNice },
   );
 }
 
@@ -126,6 +128,27 @@ describe("the S3 upload thread", () => {
     } finally {
       client().middlewareStack.remove("witnessRelayCommands");
     }
+  });
+
+  test("the thread lowers itself to the store's uploadNice; the relay's thread keeps its own", async () => {
+    // A niceness no other thread of this process has (the encoder threads' default is 10), so the
+    // count is the upload thread's alone. Counted once a part has settled: the worker lowers
+    // itself before it listens for parts.
+    const NICE = 17;
+    expect(threadsAtNiceness(NICE)).toBe(0);
+    const b = await bucket();
+    const data = randomBytes(6 * MiB);
+    const up = store(direct, b, "nice", NICE).upload("n.csv", new AbortController().signal);
+    await feed(up, data);
+    expect(await up.end()).toEqual({ bytes: data.length });
+    const thread = uploadThreadTestHooks.current();
+    expect(thread?.nice).toBe(NICE);
+    expect(thread?.partsSent).toBeGreaterThanOrEqual(1);
+    expect(threadsAtNiceness(NICE)).toBe(1);
+    expect(getPriority()).toBe(0);
+    // The lowered thread was the upload thread: it goes with it.
+    await thread!.terminate();
+    expect(threadsAtNiceness(NICE)).toBe(0);
   });
 
   test("a cancel while parts are in flight in the thread settles them before abort() resolves: no multipart upload, the prefix as found", async () => {
