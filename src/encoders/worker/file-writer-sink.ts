@@ -11,6 +11,7 @@ import { withCleanupFailure } from "../../copy/storage/object-store.js";
 import { SyncFileDirectory, SyncFileUpload, type SyncFs } from "../../copy/storage/sync-file-upload.js";
 import type { PgError } from "../../errors.js";
 import type { FileSink } from "../types.js";
+import { ChunkGatherer } from "./chunk-gatherer.js";
 import { type FileOutput, type FromEncoder, fileKey } from "./protocol.js";
 
 /** Bytes gathered before one write: the encoders hand over pieces of a few KiB to a few MiB. */
@@ -22,8 +23,13 @@ export class FileWriterSink implements FileSink {
   private readonly dir: SyncFileDirectory;
   private upload: SyncFileUpload | null = null;
   private index = -1;
-  private gather: Buffer | null = null;
-  private gathered = 0;
+  /** The one buffer small pieces are gathered in: written out, then reused. */
+  private buffer: Buffer | null = null;
+  private readonly gather = new ChunkGatherer(
+    WRITE_BYTES,
+    () => (this.buffer ??= Buffer.allocUnsafeSlow(WRITE_BYTES)),
+    (buf, n) => this.writeOut(buf, n),
+  );
   /** Bytes of the current file written and not yet told (progress). */
   private untold = 0;
 
@@ -40,7 +46,7 @@ export class FileWriterSink implements FileSink {
   openFile(index: number): void {
     const uploadId = randomBytes(8).toString("hex");
     this.index = index;
-    this.gathered = 0;
+    this.gather.clear();
     this.untold = 0;
     this.tell({ t: "file-open", index, uploadId });
     this.upload = new SyncFileUpload(this.dir, fileKey(this.output, index), uploadId);
@@ -48,23 +54,14 @@ export class FileWriterSink implements FileSink {
 
   write(chunk: Uint8Array, release?: () => void): void {
     const n = chunk.byteLength;
-    if (this.gathered === 0 && n >= WRITE_BYTES >>> 1) {
-      this.writeOut(chunk, n);
-    } else {
-      for (let off = 0; off < n; ) {
-        this.gather ??= Buffer.allocUnsafeSlow(WRITE_BYTES);
-        const k = Math.min(n - off, WRITE_BYTES - this.gathered);
-        this.gather.set(k === n ? chunk : chunk.subarray(off, off + k), this.gathered);
-        this.gathered += k;
-        off += k;
-        if (this.gathered === WRITE_BYTES) this.flushGathered();
-      }
-    }
+    // A large piece with nothing gathered before it is written as it is: no copy.
+    if (this.gather.gathered === 0 && n >= WRITE_BYTES >>> 1) this.writeOut(chunk, n);
+    else this.gather.add(chunk);
     release?.();
   }
 
   closeFile(rows: number): void {
-    this.flushGathered();
+    this.gather.flush();
     const up = this.upload!;
     const bytes = up.end();
     this.upload = null;
@@ -82,7 +79,7 @@ export class FileWriterSink implements FileSink {
   abort(err: PgError): PgError {
     const up = this.upload;
     this.upload = null;
-    this.gathered = 0;
+    this.gather.clear();
     if (up === null) return err;
     try {
       up.abort();
@@ -90,13 +87,6 @@ export class FileWriterSink implements FileSink {
     } catch (cleanup) {
       return withCleanupFailure(err, cleanup);
     }
-  }
-
-  private flushGathered(): void {
-    if (this.gathered === 0) return;
-    const n = this.gathered;
-    this.gathered = 0;
-    this.writeOut(this.gather!, n);
   }
 
   private writeOut(buf: Uint8Array, n: number): void {
