@@ -14,17 +14,15 @@ import { rowRelayTestHooks } from "../../src/copy/row-relay.js";
 import {
   encoderHostBudgets,
   encoderHostState,
-  encoderHostTestHooks,
   encoderHostWriters,
   gateEncoderHost,
-  HOST_ENV,
-  HOST_MALLOC_ARENAS,
-  HOST_NODE_ARGS,
   holdEncoderHostReads,
 } from "../../src/encoders/worker/encoder-host.js";
 import { type EncoderThread, encoderThreadTestHooks } from "../../src/encoders/worker/encoder-thread.js";
 import { QUEUE_BYTES } from "../../src/encoders/worker/host-frames.js";
+import { HOST_ENV, HOST_MALLOC_ARENAS, HOST_NODE_ARGS } from "../../src/encoders/worker/host-launch.js";
 import type { HostBudget } from "../../src/encoders/worker/host-protocol.js";
+import { encoderHostTestHooks } from "../../src/encoders/worker/hosted-worker.js";
 import { CHUNK_BYTES, RING_BUFFERS } from "../../src/encoders/worker/port-sink.js";
 import { WINDOW_BYTES } from "../../src/encoders/worker/row-batcher.js";
 import { motoAccess, startCopyProxy } from "../support/copy-proxy.js";

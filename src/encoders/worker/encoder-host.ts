@@ -1,34 +1,25 @@
 // The relay's side of the encoder host (./encoder-host-main.ts): one child process per proxy
-// process, started at the first export that wants it, that runs the encoder threads. Each thread
-// is seen here through a HostedWorker, which behaves as the Worker it replaces (postMessage,
-// message/error/exit events, terminate, ref/unref, threadId), so ./encoder-thread.ts keeps one
-// logic (credits, acks, the ring, cancel = terminate, the spare thread) for both hosts.
-import { type ChildProcess, fork } from "node:child_process";
-import { EventEmitter } from "node:events";
+// process, started at the first export that wants it (./host-launch.ts), that runs the encoder
+// threads. This module keeps the process's current host and its channels to it: the data channel
+// (frames: every thread's messages, rows and chunks), the IPC channel (start-up, the writers'
+// state, the sockets of row loans: ./socket-lender.ts), and its end. Each thread is seen through
+// a HostedWorker (./hosted-worker.ts), which behaves as the Worker it replaces, so
+// ./encoder-thread.ts keeps one logic (credits, acks, the ring, cancel = terminate, the spare
+// thread) for both hosts.
+import type { ChildProcess } from "node:child_process";
 import type { Socket } from "node:net";
 import { withStaticReads } from "../../proxy/fast-socket.js";
 import { FrameReader, FrameWriter } from "./host-frames.js";
+import { launchHost } from "./host-launch.js";
 import type { FromHost, HostArgs, HostBudget, ToHost, WriterQuery, WriterState } from "./host-protocol.js";
-import { CHUNK_BYTES, RING_BUFFERS } from "./port-sink.js";
-import type { FromEncoder, ToEncoder } from "./protocol.js";
+import { HostedWorker, type WorkerHost } from "./hosted-worker.js";
 import { type HostLoan, type LentSocket, type LoanEvents, SocketLender } from "./socket-lender.js";
-import { hostEntry, profilerArgs, workerEntry } from "./worker-entry.js";
+import { profilerArgs, workerEntry } from "./worker-entry.js";
 
-// The loan's types, where the relay's code (./encoder-thread.ts, ../../copy/row-relay.ts) has them.
+// Where the relay's code (./thread-pool.ts, ./encoder-thread.ts, ../../copy/row-relay.ts) has them.
+export type { EncoderWorker } from "./hosted-worker.js";
 export type { HostLoan, LentSocket, LoanEvents };
-
-/** What EncoderThread needs of a thread, whichever process runs it (node:worker_threads' Worker has it). */
-export interface EncoderWorker {
-  readonly threadId: number;
-  postMessage(m: ToEncoder, transfer?: ArrayBuffer[]): void;
-  on(event: "message", listener: (m: FromEncoder) => void): unknown;
-  on(event: "error", listener: (e: Error) => void): unknown;
-  on(event: "exit", listener: (code: number) => void): unknown;
-  removeAllListeners(event: string): unknown;
-  terminate(): Promise<number>;
-  ref(): void;
-  unref(): void;
-}
+export { HostedWorker };
 
 /** What the host reported once up (tests and benches: its pid, its lowered priority). */
 export interface HostState {
@@ -37,60 +28,13 @@ export interface HostState {
   autogroup: string;
 }
 
-/**
- * The only variables of the proxy's environment the host gets (as PgBouncer or systemd would give
- * a helper): it talks to nothing but the proxy, so it needs no credentials — none of AWS_*, PG*,
- * the config's `{ env: … }` secrets — and a compromised or dumped encoder holds none of them.
- * PATH: `chrt` (exports.workerPolicy "idle"). NODE_OPTIONS: the operator's Node settings (memory
- * limits) for every Node process of the proxy. TZ, LANG, LC_ALL: as the proxy formats. TMPDIR: as
- * the proxy. NODE_V8_COVERAGE: a coverage run covers the host too. C2S_DEBUG_ENCODER_HOST: its
- * own debug log (encoder-host-main.ts). MALLOC_ARENA_MAX: the operator's, else HOST_MALLOC_ARENAS.
- */
-export const HOST_ENV = [
-  "PATH",
-  "NODE_OPTIONS",
-  "TZ",
-  "LANG",
-  "LC_ALL",
-  "TMPDIR",
-  "NODE_V8_COVERAGE",
-  "C2S_DEBUG_ENCODER_HOST",
-  "MALLOC_ARENA_MAX",
-] as const;
-
-/**
- * glibc's malloc arenas in the host, unless the operator's MALLOC_ARENA_MAX says otherwise. glibc
- * gives every thread that allocates an arena of its own (up to 8 per core: the encoder thread,
- * V8's platform threads compiling parquet-wasm and collecting, libuv's pool), and each keeps what
- * its thread freed resident; two arenas share that memory (docs/decisions.md, "Peak RSS: malloc
- * arenas and young generations").
- */
-export const HOST_MALLOC_ARENAS = "2";
-
-/**
- * The host's own isolate (the frames, the loans, the budgets: little garbage) gets a young
- * generation of 1 MB semi-spaces instead of V8's 16; the encoder threads it starts keep V8's
- * default (ENCODER_YOUNG_GENERATION_MB), the flag being process-wide.
- */
-export const HOST_NODE_ARGS = ["--max-semi-space-size=1"] as const;
-
-function hostEnv(): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const k of HOST_ENV) if (process.env[k] !== undefined) env[k] = process.env[k];
-  env.MALLOC_ARENA_MAX ??= HOST_MALLOC_ARENAS;
-  return env;
-}
-
-/** Tests only: chunk buffers the relay has allocated for chunks from its hosts (the pool bounds them). */
-export const encoderHostTestHooks = { chunkBuffers: 0 };
-
 let current: EncoderHost | null = null;
 /** Ids of hosted threads: unique in this process (they stand for threadIds). */
 let nextId = 1;
 /** The data channel's read buffer. */
 const CHANNEL_READ = 64 << 10;
 
-class EncoderHost {
+class EncoderHost implements WorkerHost {
   readonly nice: number;
   private readonly child: ChildProcess;
   /** The data channel (./host-frames.ts): every thread's messages, rows and chunks. */
@@ -113,17 +57,7 @@ class EncoderHost {
   constructor(nice: number) {
     this.nice = nice;
     const args: HostArgs = { nice, workerUrl: workerEntry().href, execArgv: profilerArgs() };
-    // detached: setsid, so the host is a session, hence an autogroup, of its own, and a terminal's
-    // Ctrl-C (sent to the proxy's process group) does not reach it: the proxy ends it, and it ends
-    // itself when its IPC channel closes (the proxy exited, however).
-    this.child = fork(hostEntry(), [JSON.stringify(args)], {
-      detached: true,
-      serialization: "advanced",
-      // fd 4 (HOST_DATA_FD): a socket pair, the data channel.
-      stdio: ["ignore", "inherit", "inherit", "ipc", "pipe"],
-      execArgv: [...profilerArgs(), ...HOST_NODE_ARGS],
-      env: hostEnv(),
-    });
+    this.child = launchHost(args);
     let upNow: (s: HostState) => void = () => {};
     let failedUp: (e: Error) => void = () => {};
     this.up = new Promise<HostState>((resolve, reject) => {
@@ -288,127 +222,6 @@ class EncoderHost {
       this.threads.clear();
     }
     this.lender.failAll(why);
-  }
-}
-
-/** A thread of the encoder host, as the relay sees it. */
-export class HostedWorker extends EventEmitter implements EncoderWorker {
-  /** Row buffers sent and not yet acknowledged: the host acks without them (they were copied). */
-  private readonly sent: ArrayBuffer[] = [];
-  /** Chunk buffers the relay's store is done with: the next chunks from the host are read into them. */
-  private readonly chunks: ArrayBuffer[] = [];
-  private refd = false;
-  private exited: Promise<number> | null = null;
-  private onExit: (code: number) => void = () => {};
-  private ended = false;
-
-  constructor(
-    private readonly host: EncoderHost,
-    readonly threadId: number,
-  ) {
-    super();
-    this.ref();
-  }
-
-  postMessage(m: ToEncoder): void {
-    if (this.ended) return;
-    if (m.t === "rows") {
-      this.sent.push(m.buf);
-      // Chunk buffers stay on this side (the host keeps its own for the thread's ring).
-      for (const b of m.free) this.reclaim(b);
-      this.host.sendRows(this.threadId, m.buf, m.len);
-    } else this.host.send({ t: "post", w: this.threadId, m });
-  }
-
-  /** Lends the host the upstream socket for this thread's rows (EncoderHost.lend). */
-  lend(lent: LentSocket, maxRowBytes: number, events: LoanEvents): HostLoan | null {
-    if (this.ended) return null;
-    return this.host.lend(this.threadId, lent, maxRowBytes, events);
-  }
-
-  /** A `start` that uses the host's encoding budget of `slots` slots. */
-  postStart(m: Extract<ToEncoder, { t: "start" }>, slots: number | undefined): void {
-    if (this.ended) return;
-    this.host.send(slots ? { t: "post", w: this.threadId, m, slots } : { t: "post", w: this.threadId, m });
-  }
-
-  terminate(): Promise<number> {
-    this.exited ??= new Promise((resolve) => {
-      this.onExit = resolve;
-    });
-    if (!this.ended) this.host.send({ t: "terminate", w: this.threadId });
-    return this.exited;
-  }
-
-  ref(): void {
-    if (this.refd || this.ended) return;
-    this.refd = true;
-    this.host.ref();
-  }
-
-  unref(): void {
-    if (!this.refd) return;
-    this.refd = false;
-    this.host.unref();
-  }
-
-  /** Chunk buffer `buf` is free again (the relay's store is done with it): the next chunks go there. */
-  reclaim(buf: ArrayBuffer): void {
-    if (!this.ended && buf.byteLength === CHUNK_BYTES && this.chunks.length < RING_BUFFERS)
-      this.chunks.push(buf);
-  }
-
-  /** Where the next chunk from the host, of `len` bytes, is read into. */
-  chunkInto(len: number): Uint8Array {
-    let pooled = len <= CHUNK_BYTES ? this.chunks.pop() : undefined;
-    if (pooled === undefined) {
-      encoderHostTestHooks.chunkBuffers++;
-      pooled = new ArrayBuffer(Math.max(len, CHUNK_BYTES));
-    }
-    return new Uint8Array(pooled, 0, len);
-  }
-
-  /** A chunk has been read (into what chunkInto gave). */
-  chunk(into: Uint8Array): void {
-    if (!this.ended) this.emit("message", { t: "chunk", buf: into.buffer, len: into.byteLength });
-  }
-
-  acked(len: number): void {
-    if (!this.ended) this.emit("message", { t: "ack", len, buf: this.sent.shift()! });
-  }
-
-  fromHost(m: Exclude<FromHost, { t: "up" | "budgets" | "writer" }>): void {
-    switch (m.t) {
-      case "msg":
-        this.emit("message", m.m);
-        break;
-      case "error":
-        this.emit("error", new Error(m.message));
-        break;
-      case "exit":
-        this.exit(m.code);
-        this.host.forget(this.threadId);
-        break;
-    }
-  }
-
-  /** The host process ended under this thread: it failed. */
-  hostGone(why: string): void {
-    if (this.ended) return;
-    // Like a Worker's, but an idle thread being ended has no listener left, and must not throw.
-    if (this.listenerCount("error") > 0) this.emit("error", new Error(`its encoder host process ${why}`));
-    this.exit(1);
-  }
-
-  private exit(code: number): void {
-    if (this.ended) return;
-    this.unref();
-    this.ended = true;
-    this.sent.length = 0;
-    this.chunks.length = 0;
-    this.emit("exit", code);
-    this.exited ??= Promise.resolve(code);
-    this.onExit(code);
   }
 }
 
