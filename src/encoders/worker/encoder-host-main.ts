@@ -4,7 +4,6 @@
 // CPU is charged to a scheduling group of its own (Linux autogroup), and all its threads — V8's
 // platform threads and libuv's pool included, which run the encoders' GC and compilation — are
 // lowered, which nothing inside the proxy's process can do for the relay.
-import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { Socket } from "node:net";
 import { getPriority } from "node:os";
 import { Worker } from "node:worker_threads";
@@ -18,6 +17,8 @@ import {
   releaseSlotsOf,
 } from "./encoder-budget.js";
 import { FrameReader, FrameWriter } from "./host-frames.js";
+import { HostLoans } from "./host-loans.js";
+import { lowerHost } from "./host-priority.js";
 import {
   type FromHost,
   HOST_DATA_FD,
@@ -30,52 +31,14 @@ import {
 import { RING_BUFFERS } from "./port-sink.js";
 import { type FromEncoder, type ToEncoder, toWireError } from "./protocol.js";
 import { BATCH_BYTES, WINDOW_BYTES } from "./row-batcher.js";
-import { RowLoan } from "./row-loan.js";
-import { lowerThread } from "./thread-priority.js";
+import type { RowLoan } from "./row-loan.js";
 
 const args = JSON.parse(process.argv[2] ?? "{}") as HostArgs;
 
 /** A hosted encoder thread's young generation, in MB: what V8 gives an encoder thread in the proxy. */
 export const ENCODER_YOUNG_GENERATION_MB = 48;
 
-/**
- * Lowers every thread that exists now (V8's platform threads start with the process); threads
- * started later inherit the niceness of the thread that creates them, which is lowered first.
- * Linux's setpriority(PRIO_PROCESS, tid) applies to that one thread.
- */
-function lowerThreads(nice: number): void {
-  let tids: string[] = [];
-  try {
-    tids = readdirSync("/proc/self/task");
-  } catch {
-    // no /proc: the calling thread at least
-  }
-  const self = String(process.pid);
-  // A thread that ended meanwhile, or a platform without per-thread priorities: left as it is.
-  for (const tid of [self, ...tids.filter((t) => t !== self)]) lowerThread(nice, Number(tid));
-  lowerThread(nice);
-}
-
-/**
- * Linux autogroup (sched(7)): the group's nice value weighs the whole group against the others
- * (every PostgreSQL backend is a group; so is the proxy's session); an unprivileged process may
- * raise it. Returns the group's line as the kernel shows it ("" where there is none).
- */
-function lowerAutogroup(nice: number): string {
-  try {
-    writeFileSync("/proc/self/autogroup", String(nice));
-  } catch {
-    // autogroup off or absent: the session is still a group of its own only with autogroup
-  }
-  try {
-    return readFileSync("/proc/self/autogroup", "utf8").trim();
-  } catch {
-    return "";
-  }
-}
-
-lowerThreads(args.nice);
-const autogroup = lowerAutogroup(args.nice);
+const autogroup = lowerHost(args.nice);
 
 /** The data channel's read buffer. */
 const CHANNEL_READ = 64 << 10;
@@ -119,6 +82,12 @@ interface Hosted {
 }
 
 const threads = new Map<number, Hosted>();
+/** Row loans (./host-loans.ts): the relay's upstream sockets, lent for one statement's rows each. */
+const loans = new HostLoans({
+  buffer: (w) => threads.get(w)?.rowBuffers.pop() ?? new ArrayBuffer(BATCH_BYTES),
+  postRows,
+  send,
+});
 /** Acknowledged row buffers kept per thread, at most: its window's worth (row-batcher.ts). */
 const ROW_BUFFERS = WINDOW_BYTES / BATCH_BYTES;
 /** C2S_DEBUG_ENCODER_HOST: every thread's end is logged with the budgets' state (stderr). */
@@ -220,10 +189,10 @@ function toThread(h: Hosted, m: ToEncoder, transfer: ArrayBuffer[] = []): void {
 function hold(): void {
   if (congested) return;
   congested = true;
-  for (const loan of loans.values()) loan.hold(true);
+  loans.congest(true);
   frames.drained(() => {
     congested = false;
-    for (const [h, loan] of loans) loan.hold(loanHeld.get(h) ?? false);
+    loans.congest(false);
     for (const t of threads.values()) {
       const held = t.held;
       t.held = [];
@@ -248,72 +217,13 @@ function postRows(w: number, buf: ArrayBuffer, len: number, loan: RowLoan | null
   return true;
 }
 
-// ---- row loans (./row-loan.ts): the relay's upstream socket, lent for one statement's rows ----
-
-/** Loans whose two halves have not both arrived: the data frame (`loan`) and the socket (IPC). */
-const loanFrames = new Map<number, Extract<ToHost, { t: "loan" }>>();
-const loanSockets = new Map<number, Socket>();
-const loans = new Map<number, RowLoan>();
-/** Whether the relay holds each running loan (its uploads are behind): held too while congested. */
-const loanHeld = new Map<number, boolean>();
-/** Holds and drops that came before their loan was complete. */
-const early = new Map<number, { held: boolean; dropped: boolean }>();
-
-function earlyOf(h: number): { held: boolean; dropped: boolean } {
-  let e = early.get(h);
-  if (e === undefined) {
-    e = { held: false, dropped: false };
-    early.set(h, e);
-  }
-  return e;
-}
-
-function loanPart(h: number): void {
-  const m = loanFrames.get(h);
-  const sock = loanSockets.get(h);
-  if (m === undefined || sock === undefined) return;
-  loanFrames.delete(h);
-  loanSockets.delete(h);
-  let loan: RowLoan | null = null;
-  let ended = false;
-  loan = new RowLoan(
-    sock,
-    Buffer.from(m.leftover.buffer, m.leftover.byteOffset, m.leftover.byteLength),
-    m.maxRowBytes,
-    {
-      buffer: () => threads.get(m.w)?.rowBuffers.pop() ?? new ArrayBuffer(BATCH_BYTES),
-      send: (buf, len) => postRows(m.w, buf, len, loan),
-      progress: (rows, full, read) => send({ t: "loanRows", h, rows, full, read }),
-      back: (rows, rest, read, error) => {
-        ended = true;
-        loans.delete(h);
-        loanHeld.delete(h);
-        send(
-          error === undefined
-            ? { t: "loanBack", h, rows, rest, read }
-            : { t: "loanBack", h, rows, rest, read, error },
-        );
-      },
-    },
-  );
-  const e = early.get(h);
-  early.delete(h);
-  if (ended) return;
-  loans.set(h, loan);
-  loanHeld.set(h, e?.held ?? false);
-  if (e?.held || congested) loan.hold(true);
-  if (e?.dropped) loan.drop();
-}
-
 process.on("message", (m: LoanSocketMessage | WriterQuery, sock?: Socket) => {
   if (m?.t === "writer") {
     const state = { queued: frames.queued, most: frames.mostQueued, congested };
     process.send!({ t: "writer", q: m.q, ...state } satisfies FromHost);
     return;
   }
-  if (m?.t !== "loan" || sock === undefined) return;
-  loanSockets.set(m.h, sock);
-  loanPart(m.h);
+  if (m?.t === "loan" && sock !== undefined) loans.socket(m.h, sock);
 });
 
 function receive(msg: ToHost): void {
@@ -344,23 +254,14 @@ function receive(msg: ToHost): void {
       send({ t: "budgets", q: msg.q, budgets: budgetsNow() });
       break;
     case "loan":
-      loanFrames.set(msg.h, msg);
-      loanPart(msg.h);
+      loans.frame(msg);
       break;
-    case "loanHold": {
-      const loan = loans.get(msg.h);
-      if (loan !== undefined) {
-        loanHeld.set(msg.h, msg.held);
-        loan.hold(msg.held || congested);
-      } else if (loanFrames.has(msg.h) || loanSockets.has(msg.h)) earlyOf(msg.h).held = msg.held;
+    case "loanHold":
+      loans.hold(msg.h, msg.held);
       break;
-    }
-    case "loanDrop": {
-      const loan = loans.get(msg.h);
-      if (loan !== undefined) loan.drop();
-      else if (loanFrames.has(msg.h) || loanSockets.has(msg.h)) earlyOf(msg.h).dropped = true;
+    case "loanDrop":
+      loans.drop(msg.h);
       break;
-    }
   }
 }
 
