@@ -9,8 +9,8 @@ import { mkdir, mkdtemp, readdir, rm, symlink } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
-import { fileStepsTestHooks } from "../../src/copy/storage/file-steps.js";
 import { FileStore } from "../../src/copy/storage/file-store.js";
+import { stepRunnerTestHooks } from "../../src/copy/storage/step-runner.js";
 import { SyncFileDirectory, SyncFileUpload, type SyncFs } from "../../src/copy/storage/sync-file-upload.js";
 
 let base: string;
@@ -21,7 +21,7 @@ beforeEach(async () => {
   base = await mkdtemp(join(tmpdir(), "file-steps-"));
 });
 afterEach(async () => {
-  delete fileStepsTestHooks.call;
+  delete stepRunnerTestHooks.call;
   await rm(base, { recursive: true, force: true });
 });
 
@@ -31,7 +31,7 @@ type Traced = Array<[string, ...unknown[]]>;
  * a write by its length, a temp file's random id as <id>. */
 async function trace(run: () => Promise<unknown>): Promise<{ calls: Traced; error: unknown }> {
   const calls: Traced = [];
-  fileStepsTestHooks.call = (c, args) => {
+  stepRunnerTestHooks.call = (c, args) => {
     if (c === "write") calls.push([c, args[2]]);
     else
       calls.push([
@@ -47,7 +47,7 @@ async function trace(run: () => Promise<unknown>): Promise<{ calls: Traced; erro
   } catch (e) {
     error = e;
   } finally {
-    delete fileStepsTestHooks.call;
+    delete stepRunnerTestHooks.call;
   }
   return { calls, error };
 }

@@ -2,16 +2,17 @@
 // in the relay (./file-upload.ts, with promises) and the encoder thread's (./sync-file-upload.ts,
 // with synchronous calls). Each step is a generator that yields the file-system calls it makes, in
 // order, and is handed each call's result back (or has its error thrown at the yield); runAsync
-// and runSync make the calls, through the writer's FileCalls. So what is checked and in which order
-// — the parent's realpath against the root before mkdir walks it, the temp file created
-// exclusively and checked to lie inside, the writes and their writebacks, the fsync (unless
-// empty), the close, the second check, the rename, the final check — and which errors mean
-// "absent" are the same for both: a new step or check lands in both or in neither.
+// and runSync (./step-runner.ts) make the calls, through the writer's FileCalls. So what is
+// checked and in which order — the parent's realpath against the root before mkdir walks it, the
+// temp file created exclusively and checked to lie inside, the writes and their writebacks, the
+// fsync (unless empty), the close, the second check, the rename, the final check — and which
+// errors mean "absent" are the same for both: a new step or check lands in both or in neither.
 import { basename, dirname, join, sep } from "node:path";
 import { pathToFileURL } from "node:url";
 import { PgError, SqlState } from "../../errors.js";
 import { outsideRoot } from "./file-root.js";
 import { checkKey } from "./object-store.js";
+import type { Args, Call, Result, Steps as RunnerSteps } from "./step-runner.js";
 
 /** A temp file's name: `.<object name>.<upload id>.c2s-tmp`. */
 export const TEMP_NAME = /^\.(.+)\.([0-9a-f]{16})\.c2s-tmp$/;
@@ -55,61 +56,14 @@ export interface FileCalls extends PathCalls {
   closed(): boolean;
 }
 
-type Args<M> = M extends (...args: infer A) => unknown ? A : never;
-type Result<M> = M extends (...args: never[]) => infer R ? R : never;
-/** One call a step makes: `c` with `args`. */
-export type Call<C> = { [K in keyof C]: { readonly c: K; readonly args: Args<C[K]> } }[keyof C];
-/** A step: the calls it makes (of `C`), returning T. */
-export type Steps<T, C = FileCalls> = Generator<Call<C>, T, unknown>;
-/** `C` as an async writer makes them. */
-export type Promised<C> = { [K in keyof C]: (...args: Args<C[K]>) => Result<C[K]> | Promise<Result<C[K]>> };
+/** A step of an upload: the calls it makes (of `C`), returning T. */
+type Steps<T, C = FileCalls> = RunnerSteps<T, C>;
 
 function* call<K extends keyof FileCalls>(
   c: K,
   ...args: Args<FileCalls[K]>
 ): Generator<Call<Pick<FileCalls, K>>, Result<FileCalls[K]>, unknown> {
   return (yield { c, args } as Call<Pick<FileCalls, K>>) as Result<FileCalls[K]>;
-}
-
-/** Tests only: each call a writer makes through the steps, as it makes it. */
-export const fileStepsTestHooks: { call?: (c: string, args: readonly unknown[]) => void } = {};
-
-function invoke<C>(calls: C | Promised<C>, step: Call<C>): unknown {
-  fileStepsTestHooks.call?.(String(step.c), step.args);
-  const f = calls[step.c] as (...args: readonly unknown[]) => unknown;
-  return f.apply(calls, step.args);
-}
-
-/** Runs `steps` with synchronous calls. */
-export function runSync<T, C>(steps: Steps<T, C>, calls: C): T {
-  let r = steps.next();
-  while (!r.done) {
-    let out: unknown;
-    try {
-      out = invoke(calls, r.value);
-    } catch (err) {
-      r = steps.throw(err);
-      continue;
-    }
-    r = steps.next(out);
-  }
-  return r.value;
-}
-
-/** Runs `steps` with calls that may return promises. */
-export async function runAsync<T, C>(steps: Steps<T, C>, calls: Promised<C>): Promise<T> {
-  let r = steps.next();
-  while (!r.done) {
-    let out: unknown;
-    try {
-      out = await invoke(calls, r.value);
-    } catch (err) {
-      r = steps.throw(err);
-      continue;
-    }
-    r = steps.next(out);
-  }
-  return r.value;
 }
 
 /** A store's directory: every path must resolve inside `root` (--file-root), else inside `dir`. */

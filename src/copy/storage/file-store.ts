@@ -18,7 +18,6 @@ import {
   errnoCode as code,
   escapeError,
   keyPath,
-  runAsync,
   storeDir,
   storePath,
   TEMP_NAME as TEMP,
@@ -36,6 +35,7 @@ import {
   type PendingUpload,
   toBuffer,
 } from "./object-store.js";
+import { runAsync } from "./step-runner.js";
 import type { FileTarget } from "./sync-file-upload.js";
 
 export interface FileStoreConfig {

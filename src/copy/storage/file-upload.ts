@@ -23,14 +23,13 @@ import {
   type OpenObject,
   openObject,
   type PathCalls,
-  type Promised,
-  runAsync,
   type StoreDir,
   WRITEBACK_BYTES,
   WritebackPace,
   writeBytes,
 } from "./file-steps.js";
 import { abortError, type ObjectUpload, toBuffer, withCleanupFailure } from "./object-store.js";
+import { type Promised, runAsync } from "./step-runner.js";
 
 /** The path calls, made with promises (FileStore's too). */
 export const promisePathCalls: Promised<PathCalls> = {

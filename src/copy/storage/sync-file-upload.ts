@@ -24,7 +24,6 @@ import {
   type OpenObject,
   openObject,
   type PathCalls,
-  runSync,
   type StoreDir,
   storeDir,
   WRITEBACK_BYTES,
@@ -32,6 +31,7 @@ import {
   writeBytes,
 } from "./file-steps.js";
 import { fileOpError } from "./file-store.js";
+import { runSync } from "./step-runner.js";
 
 /** What the encoder thread needs of a FileStore: plain data (it crosses to the thread). */
 export interface FileTarget {
