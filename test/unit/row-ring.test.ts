@@ -6,7 +6,7 @@
 // that message and every byte after it go back to the relay. A reader that dies is taken over at
 // its last message boundary; a full ring holds the upstream until the reader frees half of it.
 import { describe, expect, test } from "vitest";
-import { RingBatches, RingReader } from "../../src/encoders/worker/ring-reader.js";
+import { RingReader } from "../../src/encoders/worker/ring-reader.js";
 import { BATCH_BYTES } from "../../src/encoders/worker/row-batcher.js";
 import { RING_BYTES, RingWriter, ringViews, SPARE_RINGS, Word } from "../../src/encoders/worker/row-ring.js";
 import { commandComplete, readyForQuery } from "../../src/wire/backend.js";
@@ -207,45 +207,39 @@ describe("backpressure", () => {
   });
 });
 
-describe("batches for the encoder", () => {
-  // Every copy out of the ring into a batch keeps source and target at the same offset modulo 8
-  // (V8 copies out of shared memory a byte at a time otherwise): a batch begins at its first
-  // row's offset in the ring, modulo 8. Positions starting at each offset modulo 8 and near the
-  // ring's end and the Int32 wrap; reads of odd sizes, rows split across takes (carried).
-  for (const at of [0, 1, 2, 3, 4, 5, 6, 7, RING_BYTES - 37, 0x7fffffff - 20]) {
-    test(`each batch begins at its rows' offset in the ring modulo 8 (positions from ${at})`, () => {
+describe("rows written from the ring's memory", () => {
+  // The encoder thread writes the rows to its encoder straight from the ring (encoder-worker.ts,
+  // ringRows): the bytes of every run of rows the reader hands out must still be the thread's
+  // (not freed, so the relay cannot write there) until the call returns, and the next take sees
+  // the space freed. Positions near the ring's end and the Int32 wrap; rows split across takes.
+  for (const at of [0, 3, RING_BYTES - 37, 0x7fffffff - 20]) {
+    test(`a run of rows is not freed while it is being read (positions from ${at})`, () => {
       const rows: Buffer[] = [];
       for (let i = 0; i < 8000; i++) rows.push(dataRow("v".repeat((i * 37) % 301)));
-      rows.splice(4000, 0, dataRow(Buffer.alloc(BATCH_BYTES + 3, 1))); // a batch of its own
+      rows.splice(4000, 0, dataRow(Buffer.alloc(BATCH_BYTES + 3, 1))); // larger than a batch
       const all = Buffer.concat(rows);
-      const spares: Buffer[] = [];
-      const batches = new RingBatches(spares);
       const w = new RingWriter({ rows: () => {}, full: () => {}, back: () => {} });
       const { control } = ringViews(w.sab);
       Atomics.store(control, Word.Write, at | 0);
       Atomics.store(control, Word.Read, at | 0);
-      const r = new RingReader(w.sab, 1 << 30, {
-        rows: (buf, start, end, _count, own, pos) => batches.add(buf, start, end, own, pos),
-      });
       const got: Buffer[] = [];
-      let stream = at;
-      const take = (): void => {
-        for (let b = batches.ready.shift(); b !== undefined; b = batches.ready.shift()) {
-          if (b.buf !== null) expect(((b.rows.byteOffset - stream) & 7) === 0).toBe(true);
-          got.push(Buffer.from(b.rows));
-          stream += b.rows.length;
-          batches.done(b);
-        }
-      };
+      let freedTooSoon = 0;
+      const r = new RingReader(w.sab, 1 << 30, {
+        rows: (buf, start, end, _count, own, pos) => {
+          // A row of the ring's memory (not the reader's own copy) lies from `pos` on: Read must
+          // not be past it.
+          if (!own && ((pos - Atomics.load(control, Word.Read)) | 0) < 0) freedTooSoon++;
+          got.push(Buffer.from(buf.subarray(start, end)));
+        },
+      });
       for (let i = 0; i < all.length; i += 65531) {
         w.write(all.subarray(i, i + 65531));
-        while (r.take(4093) > 0) take();
+        while (r.take(4093) > 0);
       }
-      batches.queue();
-      take();
       expect(Buffer.concat(got).equals(all)).toBe(true);
-      expect(got.length).toBeGreaterThan(5);
-      expect(spares.length).toBeLessThanOrEqual(2);
+      expect(freedTooSoon).toBe(0);
+      // Everything taken is freed once the takes return.
+      expect(Atomics.load(control, Word.Read)).toBe((at + all.length) | 0);
     });
   }
 });

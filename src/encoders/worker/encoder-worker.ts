@@ -11,8 +11,8 @@ import { BudgetTurns } from "./encoder-budget.js";
 import { FileWriterSink } from "./file-writer-sink.js";
 import { PortSink } from "./port-sink.js";
 import { type EncoderWorkerData, type FromEncoder, type ToEncoder, toWireError } from "./protocol.js";
-import { RingBatches, RingReader } from "./ring-reader.js";
-import { BATCH_BYTES, PARTIAL_BATCH_MS } from "./row-batcher.js";
+import { RingReader } from "./ring-reader.js";
+import { BATCH_BYTES } from "./row-batcher.js";
 import { applyThreadPriority, currentNice, niceAtStart } from "./thread-priority.js";
 
 const port = parentPort!;
@@ -109,57 +109,58 @@ async function handle(m: Extract<ToEncoder, { t: "rows" | "finish" }>): Promise<
  * error (the caller gives the slot back).
  */
 async function encodeBatch(enc: RowEncoder, rows: Buffer, more: () => boolean): Promise<void> {
+  takeTurn();
+  enc.writeRows(rows, 0, rows.length);
+  await endTurn(enc, more);
+}
+
+/** Waits for this thread's slot of the encoding budget (see encodeBatch). */
+function takeTurn(): void {
   if (gate !== undefined) Atomics.wait(gate, 0, 1);
   turns?.take();
   if (gate !== undefined && gate.length > 2) {
     Atomics.add(gate, 1, 1); // threads encoding at once
     Atomics.wait(gate, 2, 1);
   }
-  enc.writeRows(rows, 0, rows.length);
+}
+
+/** After rows were written: the flush they made due, then the turn's end (see encodeBatch). */
+async function endTurn(enc: RowEncoder, more: () => boolean): Promise<void> {
   if (enc.wantsFlush) await enc.flush();
   if (turns !== undefined) turns.next(more());
 }
 
 /**
- * The statement's rows through the relay's ring (./ring-reader.ts): framed here into batches of
- * BATCH_BYTES (a partial one is encoded once the ring has stayed empty for PARTIAL_BATCH_MS, as
- * the relay's batches leave), until the first message that is not a DataRow, which the relay
- * takes back (`ringBack`, posted before the last batches are encoded). On an encoder's error the
- * ring is left as it is: the relay ends this thread and reads on from its last message boundary.
+ * The statement's rows through the relay's ring (./ring-reader.ts), framed here and written to the
+ * encoder straight from the ring's memory as they are framed, up to BATCH_BYTES at a time, until
+ * the first message that is not a DataRow, which the relay takes back (`ringBack`). The encoder
+ * copies every value it keeps (RowEncoder's contract), and the reader frees a piece of the ring
+ * only once its rows were written, so nothing reads memory the relay may write again. (Until
+ * session 13 the rows were first copied into 256 KiB batch buffers: one copy of every row more,
+ * ~2% of the thread.) On an encoder's error the ring is left as it is: the relay ends this thread
+ * and reads on from its last message boundary.
  */
 async function ringRows(m: Extract<ToEncoder, { t: "ring" }>): Promise<void> {
   pending--;
   if (failed) return;
   const enc = encoder!;
-  const batches = new RingBatches(spareBatches);
   const ring = new RingReader(m.sab, m.maxRowBytes, {
-    rows: (buf, start, end, _count, own, at) => batches.add(buf, start, end, own, at),
+    rows: (buf, start, end) => enc.writeRows(buf, start, end),
   });
-  const more = (): boolean => batches.ready.length > 0 || ring.available > 0 || moreQueued();
-  const encodeReady = async (): Promise<void> => {
-    for (let b = batches.ready.shift(); b !== undefined; b = batches.ready.shift()) {
-      await encodeBatch(enc, b.rows, more);
-      batches.done(b);
-    }
-  };
+  const more = (): boolean => ring.available > 0 || moreQueued();
   try {
     for (;;) {
-      const took = ring.take(BATCH_BYTES);
-      if (took < 0) post({ t: "ringBack" });
-      await encodeReady();
-      if (took < 0) {
-        batches.queue();
-        await encodeReady();
-        return;
-      }
-      if (took === 0) {
+      if (ring.available > 0) {
+        takeTurn();
+        const took = ring.take(BATCH_BYTES);
+        // The relay reads on at once; the flush the last rows made due follows.
+        if (took < 0) post({ t: "ringBack" });
+        await endTurn(enc, more);
+        if (took < 0) return;
+      } else {
         // A thread waiting for rows must not hold up the others: its slot goes back.
         turns?.release();
-        if (!batches.partial) await ring.waitForBytes();
-        else if (!(await ring.waitForBytes(PARTIAL_BATCH_MS))) {
-          batches.queue();
-          await encodeReady();
-        }
+        await ring.waitForBytes();
       }
       // Chunk buffers the relay gave back (`free`), which wait in the port while this loop runs.
       for (let next = receiveMessageOnPort(port); next !== undefined; next = receiveMessageOnPort(port))
@@ -173,8 +174,6 @@ async function ringRows(m: Extract<ToEncoder, { t: "ring" }>): Promise<void> {
     post({ t: "error", error: toWireError(err) });
   }
 }
-/** Batch buffers of the ring's rows, reused. */
-const spareBatches: Buffer[] = [];
 
 /**
  * Whether another batch (or the finish) is ready for this thread: one received already, or the

@@ -3,7 +3,9 @@
 // it has taken. It frees only up to the start of a message it has begun and not finished — the
 // relay can read on from there if this thread dies — except for a row larger than a batch, which
 // it copies out as it comes and frees as it goes (marking where it ends). At the first message it
-// does not take it stops, with Read at that message, for the relay to take back.
+// does not take it stops, with Read at that message, for the relay to take back. A piece's rows
+// are handed out (`rows`) before the piece is freed: the encoder thread writes them to its encoder
+// straight from the ring's memory during that call.
 import { DataRowReader } from "./data-row-reader.js";
 import { BATCH_BYTES } from "./row-batcher.js";
 import { RING_BYTES, RING_LOW_WATER, type RingViews, ringViews, Word, waitAsync, wake } from "./row-ring.js";
@@ -122,72 +124,5 @@ export class RingReader {
       Atomics.store(c, Word.RelayWaiting, 0);
       wake(c, Word.SpaceSeq);
     }
-  }
-}
-
-/** A batch of whole rows for the encoder: `rows` (a view); `buf`, its batch buffer to reuse after, if any. */
-export interface RowBatch {
-  rows: Buffer;
-  buf: Buffer | null;
-}
-
-/** A batch buffer: BATCH_BYTES of rows from any of its first 8 offsets. */
-const BATCH_BUFFER_BYTES = BATCH_BYTES + 8;
-
-/**
- * The ring's rows copied into batches of up to BATCH_BYTES for the encoder (a row larger than a
- * batch is a batch of its own, in the reader's copy).
- *
- * A batch begins at the offset modulo 8 its first row has in the ring, so that every copy out of
- * the ring into it has source and target at the same offset modulo 8 (a batch's rows are
- * consecutive in the stream, and the ring's data begins 8-aligned). V8 copies out of a
- * SharedArrayBuffer a word at a time only then, else a byte at a time: a 64 KiB copy took 16–25 µs
- * misaligned against 1–4.5 µs aligned here (the relay's side of the ring does the same, with a
- * scratch buffer: row-ring.ts's copyIn).
- */
-export class RingBatches {
-  readonly ready: RowBatch[] = [];
-  private batch: Buffer | null = null;
-  private start = 0;
-  private len = 0;
-
-  /** `spares`: batch buffers to reuse, shared by the thread's rings (done() keeps a few). */
-  constructor(private readonly spares: Buffer[]) {}
-
-  /** A RingRowsOut's rows. */
-  add(buf: Buffer, start: number, end: number, own: boolean, at: number): void {
-    if (own) {
-      this.queue();
-      this.ready.push({ rows: buf.subarray(start, end), buf: null });
-      return;
-    }
-    const n = end - start;
-    if (this.batch === null || this.len + n > this.batch.length) {
-      this.queue();
-      this.batch = this.spares.pop() ?? Buffer.allocUnsafeSlow(BATCH_BUFFER_BYTES);
-      this.start = (at - this.batch.byteOffset) & 7;
-      this.len = this.start;
-    }
-    buf.copy(this.batch, this.len, start, end);
-    this.len += n;
-  }
-
-  /** Rows wait in a batch not yet full. */
-  get partial(): boolean {
-    return this.len > this.start;
-  }
-
-  /** The batch being filled goes to `ready` as it is. */
-  queue(): void {
-    if (this.batch !== null && this.len > this.start)
-      this.ready.push({ rows: this.batch.subarray(this.start, this.len), buf: this.batch });
-    else if (this.batch !== null && this.spares.length < 2) this.spares.push(this.batch);
-    this.batch = null;
-    this.start = this.len = 0;
-  }
-
-  /** The encoder is done with `b`: its buffer is kept for reuse (two at most). */
-  done(b: RowBatch): void {
-    if (b.buf !== null && this.spares.length < 2) this.spares.push(b.buf);
   }
 }
