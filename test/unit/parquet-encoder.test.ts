@@ -461,6 +461,136 @@ describe("column buffers reused from one row group to the next", () => {
     return m;
   }
 
+  /** The rows `from..from+n` through `enc` in runs of 50 messages; finished unless `cancel`. */
+  async function writeRange(enc: ParquetEncoder, from: number, n: number, cancel = false): Promise<void> {
+    for (let i = from; i < from + n; i += 50) {
+      const run = Buffer.concat(Array.from({ length: Math.min(50, from + n - i) }, (_, k) => message(i + k)));
+      enc.writeRows(run, 0, run.length);
+      if (enc.wantsFlush) await enc.flush();
+    }
+    if (!cancel) await enc.finish();
+  }
+
+  /** Mismatches between the file's rows and rows `from..from+n` (`columns` in REUSE_COLUMNS' order). */
+  async function mismatchesOf(file: string, from: number, n: number): Promise<string[]> {
+    const con = await (await DuckDBInstance.create(":memory:")).connect();
+    const r = await con.runAndReadAll(
+      `SELECT id, i8::VARCHAR, f8, txt, b, (d - DATE '2000-01-01')::INT, epoch_us(ts)::VARCHAR
+       FROM read_parquet('${file}') ORDER BY id`,
+    );
+    const rows = r.getRows();
+    const out: string[] = rows.length === n ? [] : [`${rows.length} rows, not ${n}`];
+    for (let k = 0; k < Math.min(n, rows.length); k++) {
+      const i = from + k;
+      const want = [
+        i,
+        String(BigInt(i) * -7919n),
+        i / 8,
+        text(i),
+        i % 2 === 1,
+        i % 1000,
+        String(BigInt(i) * 1_000_000n + 946684800000000n),
+      ].map((v, c) => (isNull(i, c) ? null : v));
+      const got = rows[k]!.map((v) => (v === null ? null : typeof v === "bigint" ? Number(v) : v));
+      if (JSON.stringify(got) !== JSON.stringify(want))
+        out.push(`${JSON.stringify(got)} ≠ ${JSON.stringify(want)}`);
+    }
+    return out.slice(0, 5);
+  }
+
+  // A thread keeps an export's builders for its next export of the same columns (kept.ts).
+  it("an export cancelled mid row group leaves none of its rows to the next export of the same columns", async () => {
+    const opts = {
+      compression: "snappy" as const,
+      maxFileSize: 64 << 20,
+      rowGroupSize: GROUP,
+      columns: REUSE_COLUMNS,
+    };
+    const first = await createParquetEncoder(opts, new MemorySink());
+    await writeRange(first, 0, GROUP + 321, true); // 321 rows left in the builders
+    first.dispose();
+    expect(() => first.writeRows(message(1), 0, message(1).length)).toThrow(/after dispose/);
+    const sink = new MemorySink();
+    const next = await createParquetEncoder(opts, sink);
+    try {
+      await writeRange(next, 5000, GROUP * 2 + 77);
+    } finally {
+      next.dispose();
+    }
+    expect(await mismatchesOf(sink.save("kept-after-cancel")[0]!, 5000, GROUP * 2 + 77)).toEqual([]);
+  });
+
+  it("two exports of the same columns at once in one thread, after a third ended: each has builders of its own", async () => {
+    const opts = {
+      compression: "snappy" as const,
+      maxFileSize: 64 << 20,
+      rowGroupSize: GROUP,
+      columns: REUSE_COLUMNS,
+    };
+    const ended = await createParquetEncoder(opts, new MemorySink());
+    await writeRange(ended, 0, 100);
+    ended.dispose();
+    const sinks = [new MemorySink(), new MemorySink()];
+    const encs = [await createParquetEncoder(opts, sinks[0]!), await createParquetEncoder(opts, sinks[1]!)];
+    const from = [10_000, 20_000];
+    try {
+      // Interleaved runs: rows of one in the other's builders would show in its file.
+      for (let i = 0; i < GROUP * 2 + 99; i += 50) {
+        for (const [e, enc] of encs.entries()) {
+          const run = Buffer.concat(
+            Array.from({ length: Math.min(50, GROUP * 2 + 99 - i) }, (_, k) => message(from[e]! + i + k)),
+          );
+          enc.writeRows(run, 0, run.length);
+          if (enc.wantsFlush) await enc.flush();
+        }
+      }
+      for (const enc of encs) await enc.finish();
+    } finally {
+      for (const enc of encs) enc.dispose();
+    }
+    for (const e of [0, 1])
+      expect(await mismatchesOf(sinks[e]!.save(`kept-twice-${e}`)[0]!, from[e]!, GROUP * 2 + 99)).toEqual([]);
+  });
+
+  it("an export of other columns after one ended does not get its builders", async () => {
+    const opts = {
+      compression: "snappy" as const,
+      maxFileSize: 64 << 20,
+      rowGroupSize: GROUP,
+      columns: REUSE_COLUMNS,
+    };
+    const ended = await createParquetEncoder(opts, new MemorySink());
+    await writeRange(ended, 0, 100);
+    ended.dispose();
+    // Same types, the text column's name differs: a builder names its column in errors.
+    const renamed = REUSE_COLUMNS.map((c) => (c.name === "txt" ? { ...c, name: "txt2" } : c));
+    const sink = new MemorySink();
+    const enc = await createParquetEncoder({ ...opts, columns: renamed }, sink);
+    try {
+      await writeRange(enc, 300, 500);
+    } finally {
+      enc.dispose();
+    }
+    const [file] = sink.save("kept-other-columns");
+    const con = await (await DuckDBInstance.create(":memory:")).connect();
+    const cols = (await con.runAndReadAll(`DESCRIBE SELECT * FROM read_parquet('${file}')`))
+      .getRows()
+      .map((r) => r[0]);
+    expect(cols).toEqual(renamed.map((c) => c.name));
+    // And a type the kept builders do not have: int4 where they had text.
+    const retyped = REUSE_COLUMNS.map((c) => (c.name === "txt" ? { ...c, typeOid: 23 } : c));
+    const again = await createParquetEncoder({ ...opts, columns: REUSE_COLUMNS }, new MemorySink());
+    await writeRange(again, 0, 10);
+    again.dispose();
+    const other = await createParquetEncoder({ ...opts, columns: retyped }, new MemorySink());
+    try {
+      const m = message(3); // its text field is 3 bytes: not an int4
+      expect(() => other.writeRows(m, 0, m.length)).toThrow(/4 bytes|int|length/i);
+    } finally {
+      other.dispose();
+    }
+  });
+
   it("no NULL, length or value of row group k reaches row group k+1 (writeRows, DuckDB reads every value back)", async () => {
     const sink = new MemorySink();
     const enc = await createParquetEncoder(

@@ -17,6 +17,7 @@ import { type ColumnBuilder, extMeta } from "./columns/builder.js";
 import { makeBuilder } from "./columns/make-builder.js";
 import { dictionaryOverflows } from "./dictionary-choice.js";
 import { IpcStreamWriter } from "./ipc.js";
+import { exportBegins, exportEnds, onIdleDrop } from "./kept.js";
 import { type ColumnPlan, planColumns } from "./types.js";
 import { type Compression, ParquetWasmWriter, WRITER_SETTINGS } from "./wasm-writer.js";
 
@@ -52,6 +53,16 @@ interface Batch {
 /** IPC buffers kept for reuse: one being filled, two in flight (see flush()). */
 const POOL_SIZE = 3;
 
+// Kept by this thread from its last export for the next (./kept.ts): the column builders, reset,
+// for an export of the same columns, and the IPC buffers. An encoder takes them whole or not at
+// all, so two encoders of one thread (tests) never share one.
+let keptBuilders: { key: string; builders: ColumnBuilder[] } | null = null;
+const keptIpc: ArrayBuffer[] = [];
+onIdleDrop(() => {
+  keptBuilders = null;
+  keptIpc.length = 0;
+});
+
 export interface ParquetFileStats {
   index: number;
   rows: number;
@@ -77,9 +88,16 @@ export function planParquet(columns: readonly ColumnInfo[]): {
 /** An encoder whose Parquet writer runs on this thread; `dispose()` ends the writer. */
 export async function createParquetEncoder(opts: ParquetOptions, sink: FileSink): Promise<ParquetEncoder> {
   const encoder = new ParquetEncoder(opts, sink); // plan errors before parquet-wasm is loaded
-  encoder.attach(await ParquetWasmWriter.start());
+  try {
+    encoder.attach(await ParquetWasmWriter.start());
+  } catch (err) {
+    encoder.dispose();
+    throw err;
+  }
   return encoder;
 }
+
+const disposedError = (): Error => new Error("Parquet encoder: rows after dispose");
 
 const fieldsMismatch = (): PgError =>
   new PgError(SqlState.protocolViolation, "DataRow length does not match its fields");
@@ -109,6 +127,8 @@ export class ParquetEncoder implements RowEncoder {
   private readonly rowCap: number;
   private readonly footerBase: number;
   private readonly footerPerRowGroup: number;
+  /** The columns as given: builders kept from an export of the same ones fit this one. */
+  private readonly columnsKey: string;
 
   private rows = 0;
   private rawBytes = 0;
@@ -141,7 +161,14 @@ export class ParquetEncoder implements RowEncoder {
   ) {
     this.plans = planColumns(opts.columns);
     this.resultFormats = this.plans.map((p) => (p.node === null ? 0 : 1));
-    this.builders = this.plans.map((p) => makeBuilder(p.node, { column: p.name }, p.nullable));
+    this.columnsKey = JSON.stringify(opts.columns);
+    const kept = keptBuilders;
+    if (kept !== null && kept.key === this.columnsKey) {
+      keptBuilders = null;
+      this.builders = kept.builders;
+    } else {
+      this.builders = this.plans.map((p) => makeBuilder(p.node, { column: p.name }, p.nullable));
+    }
     const fields = this.plans.map(
       (p, i) =>
         new arrow.Field(p.fieldName, this.builders[i]!.type, p.nullable, extMeta(p.node?.ext ?? "text")),
@@ -159,6 +186,7 @@ export class ParquetEncoder implements RowEncoder {
     this.footerBase = 2048 + 4 * schemaBytes + 64 * leaves;
     this.footerPerRowGroup = 64 + 96 * leaves;
     this.byteCap = this.nextByteCap();
+    exportBegins();
   }
 
   get wantsFlush(): boolean {
@@ -166,6 +194,7 @@ export class ParquetEncoder implements RowEncoder {
   }
 
   writeRow(buf: Buffer, pos: number, nFields: number): void {
+    if (this.disposed) throw disposedError();
     const b = this.builders;
     if (nFields !== b.length) {
       throw new PgError(SqlState.protocolViolation, `DataRow has ${nFields} fields, expected ${b.length}`);
@@ -185,6 +214,8 @@ export class ParquetEncoder implements RowEncoder {
   }
 
   writeRows(buf: Buffer, start: number, end: number): void {
+    // Its builders may be another export's now (kept, see the top of this file).
+    if (this.disposed) throw disposedError();
     const b = this.builders;
     const nCols = b.length;
     // Two passes: first where every value of the run lies, then each column's values in one call
@@ -300,12 +331,19 @@ export class ParquetEncoder implements RowEncoder {
     if (this.open) await this.closeFile();
   }
 
-  /** Stops the writer (its WASM memory goes with the thread) and drops the column buffers. */
+  /**
+   * Stops the writer (its WASM memory goes with the thread); the column builders, reset, and the
+   * IPC buffers back go to the thread for its next export (the top of this file).
+   */
   dispose(): void {
+    if (this.disposed) return;
     this.disposed = true;
     this.worker?.terminate();
     for (const b of this.builders) b.reset();
+    keptBuilders = { key: this.columnsKey, builders: this.builders };
+    for (const b of this.pool) if (keptIpc.length < POOL_SIZE) keptIpc.push(b);
     this.pool.length = 0;
+    exportEnds();
   }
 
   /** @internal */
@@ -363,6 +401,10 @@ export class ParquetEncoder implements RowEncoder {
     const pool = this.pool;
     for (let i = 0; i < pool.length; i++) {
       if (pool[i]!.byteLength >= size) return pool.splice(i, 1)[0]!;
+    }
+    // One the thread kept from its last export (its pool, handed back at dispose()).
+    for (let i = 0; i < keptIpc.length; i++) {
+      if (keptIpc[i]!.byteLength >= size) return keptIpc.splice(i, 1)[0]!;
     }
     // Too small for this batch (or none yet): drop the smallest so the pool does not grow.
     if (pool.length > 0) {

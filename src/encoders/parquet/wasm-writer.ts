@@ -29,6 +29,7 @@ import { createRequire } from "node:module";
 import { pathToFileURL } from "node:url";
 import { Worker } from "node:worker_threads";
 import { PgError, SqlState } from "../../errors.js";
+import { onIdleDrop } from "./kept.js";
 
 export type Compression = "snappy" | "zstd" | "gzip" | "none";
 
@@ -168,6 +169,11 @@ function pooledBuffer(len: number): ArrayBuffer {
 function recycle(b: ArrayBuffer): void {
   if (outputPool.length < POOL_BUFFERS) outputPool.push(b);
 }
+
+// The thread's next export reuses them; an idle thread lets go of them (./kept.ts).
+onIdleDrop(() => {
+  outputPool.length = 0;
+});
 
 type Imports = Record<string, Record<string, unknown>>;
 type InstanceCtor = new (module: WasmModule, imports: Imports) => object;
@@ -320,8 +326,6 @@ export class ParquetWasmWriter {
   terminate(): void {
     if (this.terminated) return;
     this.terminated = true;
-    // A kept encoder thread holds no output buffers while it waits for the next export.
-    outputPool.length = 0;
     this.failure ??= new PgError(SqlState.queryCanceled, "parquet writer stopped");
     const f = this.file;
     this.file = null;
