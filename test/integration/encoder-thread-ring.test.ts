@@ -103,6 +103,27 @@ describe("the rows go to the thread through the ring, unframed by the relay", ()
     await expectMixedParquet(duck, direct, dir);
   }, 120_000);
 
+  test("Parquet: rows with values over 256 bytes (copied out of the ring before they are written) and short ones, every value read back", async () => {
+    // Runs of long rows (values of 288–1248 bytes) between runs of short ones: the thread writes
+    // short rows in place and copies long ones out first (encoder-worker.ts, WIDE_ROW_BYTES).
+    const sql =
+      "SELECT g, CASE WHEN (g / 700) % 2 = 0 THEN repeat(md5(g::text), 9 + g % 31) ELSE md5(g::text) END AS v FROM generate_series(1, 40000) g";
+    const dir = join(root, freshPrefix());
+    const { result, ringed } = await relayedDuring(() =>
+      client.query(`COPY (${sql}) TO 'file://${dir}' WITH (FORMAT = 'parquet')`),
+    );
+    expect(result.rowCount).toBe(40000);
+    expect(ringed).toBeGreaterThan(7 * MiB);
+    const [[rows, wrong]] = (
+      await duck.runAndReadAll(
+        `SELECT count(*), count(*) FILTER (WHERE v IS DISTINCT FROM CASE WHEN (g // 700) % 2 = 0
+           THEN repeat(md5(g::VARCHAR), 9 + g % 31) ELSE md5(g::VARCHAR) END)
+         FROM read_parquet('${dir}/*.parquet')`,
+      )
+    ).getRows() as [[bigint, bigint]];
+    expect([Number(rows), Number(wrong)]).toEqual([40000, 0]);
+  }, 120_000);
+
   test("rows the relay had read past the first ones are not lost: a first row larger than a read, then small rows", async () => {
     await expectFirstRowLargerThanARead(session());
   }, 120_000);
