@@ -109,8 +109,10 @@ import {
   type RatioSummary,
   ratioSummary,
   rowsFromProgress,
+  type StartSplit,
   slowTransactions,
   spread,
+  startSplit,
 } from "./lib/export-window.js";
 import { activeSpanUs, runPgbench, type Txns, type WindowStats, windowStats } from "./lib/pgbench.js";
 import { type Pgbouncer, startPgbouncer } from "./lib/pgbouncer.js";
@@ -237,6 +239,10 @@ const YARDSTICK = argv.yardstick === "pgbouncer";
 const TRACE_SECS = argv["sched-trace"] === undefined ? 0 : Number(argv["sched-trace"]);
 if (!(TRACE_SECS >= 0)) throw new Error(`bad --sched-trace ${argv["sched-trace"]}`);
 
+/** Where an export window's p99 is split: its first seconds (new threads, isolates, scans) and the
+ * steady state after (docs/isolation.md, "Four exports: the start makes the p99"). */
+const START_SPLIT_S = 1.5;
+
 const WORK = mkdtempSync("/tmp/c2s-bench-isolation-");
 const DB = "bench";
 const BUCKET = "bench";
@@ -290,6 +296,9 @@ interface WindowResult {
   /** Transactions through the path slower than the direct p99 of the window: how many, the share
    * that started late against the schedule (queued behind a stall), the 10 ms slices they fell in. */
   slow: { n: number; laggedShare: number; buckets: number };
+  /** Export windows: the p99 ratio over the first START_SPLIT_S after the exports' start and over
+   * the rest, and the share of the path's slowest 1% that ended in the first part (all NaN idle). */
+  split: StartSplit;
   /** With --sched-trace: the relay's waits and runs, and who ran while it waited. */
   trace: SchedTraceSummary | undefined;
   /** CPU ms per second of the window's first seconds: main / other nice-0 threads / lowered. */
@@ -697,6 +706,10 @@ async function main(): Promise<void> {
         proxy: windowStats(px, from, to),
         direct,
         slow: slowTransactions(px, from, to, direct.p99Ms * 1000),
+        split:
+          kind === "idle"
+            ? { first: Number.NaN, after: Number.NaN, slowestFirst: Number.NaN }
+            : startSplit(px, dr, from, to, START_SPLIT_S * 1e6),
         proxyLat: latenciesIn(px, from, to),
         directLat: latenciesIn(dr, from, to),
         secs: (to - from) / 1e6,
@@ -765,7 +778,11 @@ async function main(): Promise<void> {
             (load === "rated"
               ? `  schedule lag p99 proxy ${r.proxy.lagP99Ms.toFixed(2)} direct ${r.direct.lagP99Ms.toFixed(2)} ms`
               : "") +
-            `  p99 ratio ${(r.proxy.p99Ms / r.direct.p99Ms).toFixed(2)}  ${r.slow.n} slower than direct p99 (${(r.slow.laggedShare * 100).toFixed(0)}% started late, in ${r.slow.buckets} slices of 10 ms)  proxy CPU main ${(r.mainCpu * 100).toFixed(0)}% all ${(r.totalCpu * 100).toFixed(0)}% host ${(r.hostCpu * 100).toFixed(0)}% lowered ${(r.lowCpu * 100).toFixed(0)}%` +
+            `  p99 ratio ${(r.proxy.p99Ms / r.direct.p99Ms).toFixed(2)}` +
+            (kind === "idle"
+              ? ""
+              : ` (first ${START_SPLIT_S} s ${r.split.first.toFixed(2)}, after ${r.split.after.toFixed(2)}; slowest 1% ${(r.split.slowestFirst * 100).toFixed(0)}% in the first ${START_SPLIT_S} s)`) +
+            `  ${r.slow.n} slower than direct p99 (${(r.slow.laggedShare * 100).toFixed(0)}% started late, in ${r.slow.buckets} slices of 10 ms)  proxy CPU main ${(r.mainCpu * 100).toFixed(0)}% all ${(r.totalCpu * 100).toFixed(0)}% host ${(r.hostCpu * 100).toFixed(0)}% lowered ${(r.lowCpu * 100).toFixed(0)}%` +
             `  main waits ${(r.mainWait * 100).toFixed(1)}% (${r.mainWaitEach.toFixed(2)} ms each)` +
             (kind === "idle"
               ? `  CPU per transaction main ${r.relayUsPerTx.toFixed(0)} µs all ${r.allUsPerTx.toFixed(0)} µs`
@@ -853,7 +870,12 @@ function printSummary(
               ? ` ${m(rs, (r) => r.loopP99).toFixed(1)} / ${m(rs, (r) => r.loopMax).toFixed(1)} | ${m(rs, (r) => r.gcMs).toFixed(0)} |`
               : ""),
         );
-        ratios.push(`${name} ${kind}${loadTag(load)}: ${fmtSpread(ratio.ratio)} (target ≤ ${target})`);
+        ratios.push(
+          `${name} ${kind}${loadTag(load)}: ${fmtSpread(ratio.ratio)} (target ≤ ${target})` +
+            (kind === "idle"
+              ? ""
+              : `, after the first ${START_SPLIT_S} s ${fmtSpread(spread(rs.map((r) => r.split.after)))}`),
+        );
       }
     }
   }
@@ -876,6 +898,7 @@ function printSummary(
     }
   }
   if (names.includes("pgbouncer")) out.push(...yardstickTable(names, results));
+  out.push(...splitTable(names, results));
   out.push(
     "\n| proxy | window | load | transactions slower than the direct p99 | … of them started late (schedule lag > half their latency) | 10 ms slices they ended in |",
     "|---|---|---|---:|---:|---:|",
@@ -894,6 +917,28 @@ function printSummary(
     `\np99 through the proxy / p99 direct in the same window (median of rounds, lowest–highest): ${ratios.join("; ")}`,
   );
   process.stdout.write(`${out.join("\n")}\n`);
+}
+
+/** Export windows: the p99 ratio of the whole window beside those of its first START_SPLIT_S
+ * after the exports' start and of the rest, so the start-up's share is measured. */
+function splitTable(names: string[], results: Map<string, WindowResult[]>): string[] {
+  const out = [
+    `\n| proxy | window | load | p99 proxy/direct, whole window | first ${START_SPLIT_S} s after the exports' start | after the first ${START_SPLIT_S} s | the proxy's slowest 1%: share in the first ${START_SPLIT_S} s |`,
+    "|---|---|---|---:|---:|---:|---:|",
+  ];
+  for (const name of names)
+    for (const kind of KINDS)
+      for (const load of LOADS) {
+        const rs = results.get(`${name} ${kind}${loadTag(load)}`);
+        if (!rs || kind === "idle") continue;
+        const sp = (f: (r: WindowResult) => number, digits = 2): string =>
+          fmtSpread(spread(rs.map(f)), digits);
+        out.push(
+          `| ${name} | ${kind} | ${load === "rated" ? `-R ${rate}` : "saturated"} | ${fmtSpread(summary(rs).ratio)} | ` +
+            `${sp((r) => r.split.first)} | **${sp((r) => r.split.after)}** | ${sp((r) => r.split.slowestFirst * 100, 0)}% |`,
+        );
+      }
+  return out;
 }
 
 /** With --sched-trace: per proxy and window, medians over rounds of the relay's waits and runs, and

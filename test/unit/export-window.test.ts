@@ -9,6 +9,7 @@ import {
   rowsFromProgress,
   slowTransactions,
   spread,
+  startSplit,
 } from "../../bench/lib/export-window.js";
 import { progressMessage } from "../../src/copy/progress-notice.js";
 
@@ -147,5 +148,35 @@ describe("slowTransactions", () => {
       buckets: 2,
     });
     expect(slowTransactions({ endUs, latencyUs, lagUs }, 0, 90_000, 10_000).n).toBe(0);
+  });
+});
+
+describe("startSplit", () => {
+  it("p99 ratios before and after the split, and where the path's slowest 1% ended", () => {
+    // 1000 transactions each way, one every ms from 0 to 999 ms after the exports' start (µs);
+    // the path's latencies are 100 µs but 5000 µs for ten in the first 150 ms, direct 100 µs.
+    const endUs = Float64Array.from({ length: 1000 }, (_, i) => 1_000_000 + i * 1000);
+    const pathLat = Float64Array.from({ length: 1000 }, (_, i) => (i >= 100 && i < 110 ? 5000 : 100));
+    const directLat = new Float64Array(1000).fill(100);
+    const s = startSplit(
+      { endUs, latencyUs: pathLat },
+      { endUs, latencyUs: directLat },
+      1_000_000,
+      2_000_000,
+      150_000,
+    );
+    // First 150 transactions: 10 slow > 1%, so the first part's p99 is 5000; the rest all 100.
+    expect(s).toEqual({ first: 50, after: 1, slowestFirst: 1 });
+    // Split before them: they fall after it.
+    const early = startSplit(
+      { endUs, latencyUs: pathLat },
+      { endUs, latencyUs: directLat },
+      1_000_000,
+      2_000_000,
+      50_000,
+    );
+    expect(early.first).toBe(1);
+    expect(early.after).toBe(50);
+    expect(early.slowestFirst).toBe(0);
   });
 });
