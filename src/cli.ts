@@ -1,4 +1,14 @@
-#!/usr/bin/env node
+#!/bin/sh
+//bin/sh -c :; [ -n "${MALLOC_ARENA_MAX+set}" ] || export MALLOC_ARENA_MAX=2; exec node "$0" "$@"
+// The two lines above are the bin's launcher (npx, a global install, `npm start`): the kernel runs
+// this file with sh, which sets glibc's MALLOC_ARENA_MAX=2 unless the environment has it (set,
+// even empty: the operator's word) and replaces itself with node on this same file, so the pid,
+// stdio, signals and exit code are node's as they were with `#!/usr/bin/env node` (the same `node`
+// from PATH). To JavaScript line 2 is a comment and Node skips line 1. glibc reads the variable at
+// the first malloc, so Node cannot set it for itself (Node 20 has no process.execve): two arenas
+// instead of one per allocating thread (up to 8 per core), which each kept their thread's freed
+// memory, took up to ~40 MB off an export's peak RSS (docs/decisions.md, "Peak RSS: malloc
+// arenas"). `node dist/cli.js` skips this: set it in that environment (the Docker image does).
 // Entry point: `copy-to-s3-proxy [options]` runs the proxy; `copy-to-s3-proxy cleanup ...` cleans
 // up after crashed exports.
 import { ConfigError, HELP, loadConfig } from "./config.js";

@@ -1,11 +1,13 @@
-// The proxy under measurement as its own process (`node dist/cli.js`, so its CPU and peak RSS are
+// The proxy under measurement as its own process (its bin, dist/cli.js, so its CPU and peak RSS are
 // its own), built from this checkout or from any commit (`git archive` into a temporary directory,
 // this checkout's node_modules), so the proxies of two commits can run side by side in one bench.
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import {
   appendFileSync,
+  chmodSync,
   existsSync,
   mkdirSync,
+  readFileSync,
   readlinkSync,
   symlinkSync,
   unlinkSync,
@@ -139,11 +141,23 @@ export async function startProxyProcess(o: StartProxyOptions): Promise<ProxyProc
       ...(o.exports === undefined ? {} : { exports: o.exports }),
     }),
   );
+  // As users start it: the package's bin (`npx copy-to-s3-proxy`, a global install, `npm start`),
+  // so the proxy has the environment its launcher gives (src/cli.ts: MALLOC_ARENA_MAX) and the
+  // bench's peak RSS is theirs; a build without the launcher runs as its `#!/usr/bin/env node`
+  // did. Node flags (a profile, a probe) need node's command line: those runs start node
+  // directly, with the environment a launcher would have given (MALLOC_ARENA_MAX=2 unless set).
+  const cli = join(o.build.dir, "dist/cli.js");
+  const nodeArgs = o.nodeArgs ?? [];
+  const launched = nodeArgs.length === 0;
+  const launcherEnv: Record<string, string> =
+    !launched && process.env.MALLOC_ARENA_MAX === undefined && hasLauncher(cli)
+      ? { MALLOC_ARENA_MAX: "2" }
+      : {};
+  if (launched) chmodSync(cli, 0o755); // tsc writes it without the bit npm's install sets
   const proc = spawn(
-    process.execPath,
+    launched ? cli : process.execPath,
     [
-      ...(o.nodeArgs ?? []),
-      join(o.build.dir, "dist/cli.js"),
+      ...(launched ? [] : [...nodeArgs, cli]),
       "--listen",
       `127.0.0.1:${port}`,
       "--upstream",
@@ -160,7 +174,7 @@ export async function startProxyProcess(o: StartProxyOptions): Promise<ProxyProc
     {
       stdio: ["ignore", "pipe", "pipe"],
       detached: o.ownSession ?? false,
-      env: { ...process.env, ...o.env, K: o.s3.accessKeyId, S: o.s3.secretAccessKey },
+      env: { ...process.env, ...launcherEnv, ...o.env, K: o.s3.accessKeyId, S: o.s3.secretAccessKey },
     },
   );
   let err = "";
@@ -173,6 +187,9 @@ export async function startProxyProcess(o: StartProxyOptions): Promise<ProxyProc
   await waitPort(port, proc, () => err);
   return { port, pid: proc.pid!, proc, stderr: () => err };
 }
+
+/** Whether the build's bin starts with a shell launcher (src/cli.ts) rather than node. */
+const hasLauncher = (cli: string): boolean => readFileSync(cli, "utf8").startsWith("#!/bin/sh\n");
 
 export async function stopProxy(p: ProxyProc): Promise<void> {
   if (p.proc.exitCode !== null) return;
