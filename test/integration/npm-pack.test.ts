@@ -4,7 +4,7 @@
 // an install of a tarball needs for its dependencies; on a fresh machine that comes from the
 // registry (.ci/run reaches it for npm ci anyway). --offline failed there with ENOTCACHED.
 import { execFile } from "node:child_process";
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -45,6 +45,18 @@ test("npm pack builds dist/ itself, and the installed tarball's copy-to-s3-proxy
     version: string;
   };
   expect(version.trim()).toBe(`copy-to-s3-proxy ${expected}`);
+
+  // The installed bin is the launcher of src/cli.ts: node runs with glibc's MALLOC_ARENA_MAX=2
+  // unless the environment has one (a preloaded module reports what node got).
+  const report = join(work, "report-arenas.cjs");
+  writeFileSync(report, 'process.stderr.write("arenas=" + process.env.MALLOC_ARENA_MAX + "\\n");');
+  const env = { ...process.env, NODE_OPTIONS: `--require ${report}` };
+  delete env.MALLOC_ARENA_MAX;
+  const bin = join(app, "node_modules/.bin/copy-to-s3-proxy");
+  expect((await run(bin, ["--version"], { env })).stderr).toBe("arenas=2\n");
+  expect((await run(bin, ["--version"], { env: { ...env, MALLOC_ARENA_MAX: "4" } })).stderr).toBe(
+    "arenas=4\n",
+  );
 
   // An export's encoder thread starts from the compiled worker module in dist/ (no tsx there).
   const threadModule = join(app, "node_modules/copy-to-s3-proxy/dist/encoders/worker/encoder-thread.js");
