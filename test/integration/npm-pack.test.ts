@@ -50,7 +50,7 @@ test("npm pack builds dist/ itself, and the installed tarball's copy-to-s3-proxy
   // unless the environment has one (a preloaded module reports what node got).
   const report = join(work, "report-arenas.cjs");
   writeFileSync(report, 'process.stderr.write("arenas=" + process.env.MALLOC_ARENA_MAX + "\\n");');
-  const env = { ...process.env, NODE_OPTIONS: `--require ${report}` };
+  const env: NodeJS.ProcessEnv = { ...process.env, NODE_OPTIONS: `--require ${report}` };
   delete env.MALLOC_ARENA_MAX;
   const bin = join(app, "node_modules/.bin/copy-to-s3-proxy");
   expect((await run(bin, ["--version"], { env })).stderr).toBe("arenas=2\n");
