@@ -11,21 +11,32 @@
 //
 // Memory stays within what the uploads hold at their peak: a buffer is allocated only when none is
 // free, so live + free never exceeds the largest number ever live at once, which the uploads'
-// backpressure bounds (partSize × (partsInFlight + 1) per file). The free ones go with the store,
-// i.e. with the export.
+// backpressure bounds (partSize × (partsInFlight + 1) per file).
+//
+// The free buffers are the process's, by size, not the store's (one store per export): the next
+// export takes the last one's. When they went with the store, an export's buffers were garbage
+// the moment it ended but stayed allocated until the relay's next full collection, which its
+// steady state rarely needs (nothing else it allocates is large), so the next export's new
+// buffers came on top of them: up to 2 × partSize × (partsInFlight + 1) of an S3 export's peak
+// RSS in its second and later exports (docs/decisions.md, "Peak RSS: the launcher and the part
+// buffers"). The cost: those kept free stay allocated while the proxy idles.
+const freeBySize = new Map<number, Buffer[]>();
 
 export class PartBuffers {
   readonly #size: number;
-  readonly #free: Buffer[] = [];
+  readonly #free: Buffer[];
   readonly #max: number;
 
-  /** At most `max` free buffers are kept; a buffer given back beyond that is left to the GC. */
+  /** At most `max` free buffers of this size are kept; one given back beyond that is left to the GC. */
   constructor(size: number, max: number) {
     this.#size = size;
     this.#max = max;
+    const free = freeBySize.get(size) ?? [];
+    freeBySize.set(size, free);
+    this.#free = free;
   }
 
-  /** Buffers allocated so far (the rest of the takes were reuses). */
+  /** Buffers this one allocated (the rest of its takes were reuses, its own or earlier stores'). */
   allocated = 0;
 
   take(): Buffer {
