@@ -7,8 +7,8 @@
 // from PATH). To JavaScript line 2 is a comment and Node skips line 1. glibc reads the variable at
 // the first malloc, so Node cannot set it for itself (Node 20 has no process.execve): two arenas
 // instead of one per allocating thread (up to 8 per core), which each kept their thread's freed
-// memory, took up to ~40 MB off an export's peak RSS (docs/decisions.md, "Peak RSS: malloc
-// arenas"). `node dist/cli.js` skips this: set it in that environment (the Docker image does).
+// memory, took 10–43 MB off an S3 export's peak RSS (docs/decisions.md, "Peak RSS: the launcher
+// and the part buffers"). `node dist/cli.js` skips this: set it there (the Docker image does).
 // Entry point: `copy-to-s3-proxy [options]` runs the proxy; `copy-to-s3-proxy cleanup ...` cleans
 // up after crashed exports.
 import { ConfigError, HELP, loadConfig } from "./config.js";
