@@ -10,9 +10,10 @@
 //  - before writing, a batch predicted not to fit in a non-empty file starts a new file;
 //  - a file with less than 1/64 of MAX FILE SIZE left is closed right away.
 // So a file overshoots only by the prediction error on its last, small row group.
-import * as arrow from "apache-arrow";
+
 import { PgError, SqlState } from "../../errors.js";
 import type { ColumnInfo, FileSink, RowEncoder } from "../types.js";
+import * as arrow from "./arrow.js";
 import { type ColumnBuilder, extMeta } from "./columns/builder.js";
 import { makeBuilder } from "./columns/make-builder.js";
 import { dictionaryOverflows } from "./dictionary-choice.js";

@@ -4,8 +4,9 @@
 // Every append is (buf, pos, len) over the DataRow the driver hands in, so the hot path makes no
 // per-value objects; buffers are reused across batches (grown by doubling, shrunk back after an
 // unusually large batch).
-import type * as arrow from "apache-arrow";
+
 import { PgError, SqlState } from "../../../errors.js";
+import type * as arrow from "../arrow.js";
 import type { PlainValues } from "../dictionary-choice.js";
 import type { TypeNode } from "../types.js";
 

@@ -1,7 +1,8 @@
 // Dates and timestamps: PostgreSQL's 2000-01-01 epoch shifted to Arrow's 1970-01-01, infinities
 // refused (Parquet has no such values).
-import * as arrow from "apache-arrow";
+
 import { PgError, SqlState } from "../../../errors.js";
+import * as arrow from "../arrow.js";
 import type { PlainValues } from "../dictionary-choice.js";
 import { BaseBuilder, type ColumnContext, grow } from "./builder.js";
 

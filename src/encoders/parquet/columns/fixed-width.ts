@@ -1,7 +1,8 @@
 // Fixed-width binary values: integers, floats and times copied byte-reversed (big-endian wire →
 // little-endian Arrow), booleans as bits, numerics as Decimal128, uuids as 16 bytes.
-import * as arrow from "apache-arrow";
+
 import { PgError, SqlState } from "../../../errors.js";
+import * as arrow from "../arrow.js";
 import type { PlainValues } from "../dictionary-choice.js";
 import { DECIMAL_MAX_PRECISION, NumericStatus, numericToDecimal128, numericToText } from "../numeric.js";
 import { BaseBuilder, type ColumnContext, grow, SHRINK_BYTES } from "./builder.js";

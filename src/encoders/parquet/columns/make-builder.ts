@@ -2,7 +2,7 @@
 // buffers, turned into Arrow `Data` per batch without copying. One builder class per physical
 // layout (builder.ts has the contract; fixed-width, datetime, variable-width, nested and
 // materialize hold the classes).
-import * as arrow from "apache-arrow";
+import * as arrow from "../arrow.js";
 import type { TypeNode } from "../types.js";
 import type { ColumnBuilder, ColumnContext } from "./builder.js";
 import { DateBuilder, TimestampBuilder } from "./datetime.js";

@@ -1,7 +1,8 @@
 // Materialize-only types: mz_timestamp (decimal digits → UInt64), and list and map, which
 // Materialize sends only as text (parsed by mz-text.ts, elements re-encoded as binary).
-import * as arrow from "apache-arrow";
+
 import { PgError, SqlState } from "../../../errors.js";
+import * as arrow from "../arrow.js";
 import { elementBinary, MzTextError, parseMzList, parseMzMap } from "../mz-text.js";
 import type { TypeNode } from "../types.js";
 import {

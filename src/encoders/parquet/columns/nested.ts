@@ -1,7 +1,8 @@
 // PostgreSQL's nested values in binary: arrays (List + dimensions), records (Struct) and ranges
 // (Struct of bounds and flags). Element builders come from the MakeBuilder passed in.
-import * as arrow from "apache-arrow";
+
 import { PgError, SqlState } from "../../../errors.js";
+import * as arrow from "../arrow.js";
 import type { TypeNode } from "../types.js";
 import {
   BaseBuilder,

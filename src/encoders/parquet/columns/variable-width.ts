@@ -1,6 +1,7 @@
 // Variable-width values (text, bytea, json, jsonb): an offsets buffer and a data buffer.
-import * as arrow from "apache-arrow";
+
 import { PgError, SqlState } from "../../../errors.js";
+import * as arrow from "../arrow.js";
 import type { PlainValues } from "../dictionary-choice.js";
 import { BaseBuilder, type ColumnContext, grow, SHRINK_BYTES } from "./builder.js";
 
