@@ -5,7 +5,6 @@
 // (docs/benchmarks.md, "Importing only the Arrow modules used", h-arrow, session 13).
 // Modules of the thread import Arrow through here only; test/unit/parquet-modules.test.ts checks it.
 export { Data, makeData } from "apache-arrow/data";
-export { RecordBatch } from "apache-arrow/recordbatch";
 export { Field, Schema } from "apache-arrow/schema";
 export {
   Bool,

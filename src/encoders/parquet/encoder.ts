@@ -387,7 +387,7 @@ export class ParquetEncoder implements RowEncoder {
     const n = this.rows;
     const children = this.builders.map((b) => b.finish());
     const data = arrow.makeData({ type: this.structType, length: n, nullCount: 0, children });
-    const stream = this.ipcWriter.prepare(new arrow.RecordBatch(this.schema, data));
+    const stream = this.ipcWriter.prepare({ numRows: n, data });
     // The IPC copy is taken before the builders' buffers are reused.
     const ipc = new Uint8Array(this.ipcBuffer(stream.size), 0, stream.size);
     stream.write(ipc);
