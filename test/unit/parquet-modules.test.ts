@@ -1,7 +1,7 @@
 // A new encoder thread loads only the Arrow modules the Parquet encoder uses: its module graph (its
 // entry bundled the way worker-entry.ts bundles it) imports apache-arrow/<module>, never the
-// package's index, which loads the whole package (146 modules against 82) and cost every new
-// thread ~45 ms more CPU at 115 (docs/benchmarks.md, "Importing only the Arrow modules used", h-arrow,
+// package's index, which loads the whole package (146 modules against 81; a new
+// thread's import CPU 0.65x without it (docs/benchmarks.md, "Importing only the Arrow modules used", h-arrow,
 // session 13).
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
