@@ -68,16 +68,17 @@ const minus = (a: Cpu, b: Cpu): Cpu => ({
 
 async function child(): Promise<void> {
   const { EncoderThread } = await import("../src/encoders/worker/encoder-thread.js");
-  const { warmUpEncoders } = await import("../src/encoders/worker/encoder-warm-up.js");
+  const { syntheticRows, warmUpEncoders, warmUpSpec } = await import(
+    "../src/encoders/worker/encoder-warm-up.js"
+  );
   const { keepSpareEncoderThread } = await import("../src/encoders/worker/thread-pool.js");
-  const { syntheticRowsForBench, warmUpSpec } = await import("./lib/start-cpu-rows.js");
   const opts = { nice: 10, idle: false };
   // As the bench's `reniceHelpers` does from outside: V8's platform threads (and whatever else
   // Node started) at the encoders' niceness (docs/isolation.md, "V8's platform threads").
   if (argv["lower-others"]) lowerOtherThreads(opts.nice);
   keepSpareEncoderThread();
   await warmUpEncoders("thread", opts);
-  const rows = syntheticRowsForBench(Number(argv.rows));
+  const rows = syntheticRows(Number(argv.rows));
   const discard = { openFile() {}, write() {}, closeFile() {}, copies: true };
   const one = async (): Promise<void> => {
     const t = new EncoderThread(warmUpSpec, { ...opts, maxEncoding: 1 });

@@ -299,8 +299,7 @@ export class S3Upload implements ObjectUpload {
     const PartNumber = this.#nextPart++;
     if (PartNumber > MAX_PARTS) {
       this.#fail(
-        // 54000 program_limit_exceeded
-        new PgError("54000", `object would need more than ${MAX_PARTS} parts`, {
+        new PgError(SqlState.programLimitExceeded, `object would need more than ${MAX_PARTS} parts`, {
           detail: this.#store.url(this.#key),
           hint: "Raise the part size.",
         }),

@@ -42,7 +42,7 @@ const ROW_BYTES = 7 + 8 * 4 + (4 + 8 + 8 + 12 + 8 + 1 + 8 + 4);
  * The synthetic rows as PostgreSQL sends them: whole DataRow messages, binary values, written in
  * place into one buffer (this runs on the relay's thread: no allocation per value).
  */
-function syntheticRows(n: number): Buffer {
+export function syntheticRows(n: number): Buffer {
   const b = Buffer.alloc(n * ROW_BYTES);
   let at = 0;
   const field = (len: number): number => {
@@ -107,7 +107,8 @@ export async function warmUpEncoders(
   return outcome;
 }
 
-const spec: EncoderSpec = {
+/** The synthetic export's spec (also bench/start-cpu.ts's, which starts exports like the warm-up's). */
+export const warmUpSpec: EncoderSpec = {
   format: "parquet",
   options: { compression: "snappy", maxFileSize: 64 << 20, columns: COLUMNS },
 };
@@ -115,7 +116,7 @@ const spec: EncoderSpec = {
 /** A Parquet export of synthetic rows into nowhere; its thread becomes the spare one. */
 async function syntheticExport(opts: EncoderThreadOptions, signal: AbortSignal, n: number): Promise<void> {
   // No slot of the encoding budget: its few rows would take the first export's turn.
-  const thread = new EncoderThread(spec, { ...opts, maxEncoding: 0 });
+  const thread = new EncoderThread(warmUpSpec, { ...opts, maxEncoding: 0 });
   let failure = null as PgError | null;
   thread.attach(discard, signal, (err) => {
     failure = err;
