@@ -1,5 +1,5 @@
 #!/bin/sh
-//bin/sh -c :; [ -n "${MALLOC_ARENA_MAX+set}" ] || export MALLOC_ARENA_MAX=2; exec node "$0" "$@"
+//bin/sh -c :; [ -n "${MALLOC_ARENA_MAX+set}" ] || export MALLOC_ARENA_MAX=2; exec node --single-threaded-gc "$0" "$@"
 // The two lines above are the bin's launcher (npx, a global install, `npm start`): the kernel runs
 // this file with sh, which sets glibc's MALLOC_ARENA_MAX=2 unless the environment has it (set,
 // even empty: the operator's word) and replaces itself with node on this same file, so the pid,
@@ -8,7 +8,12 @@
 // the first malloc, so Node cannot set it for itself (Node 20 has no process.execve): two arenas
 // instead of one per allocating thread (up to 8 per core), which each kept their thread's freed
 // memory, took 10–43 MB off an S3 export's peak RSS (docs/decisions.md, "Peak RSS: the launcher
-// and the part buffers"). `node dist/cli.js` skips this: set it there (the Docker image does).
+// and the part buffers"). `--single-threaded-gc`: every isolate collects on its own thread, so an
+// encoder thread's GC runs at that thread's lowered priority instead of on V8's platform threads,
+// which every isolate shares and which run at the relay's priority (nice 0): with four Parquet
+// exports they were nearly all the CPU at nice 0 besides the relay's own (docs/isolation.md, "V8's
+// platform threads"); 4-Parquet p99 ratio 4.64 -> 2.48 over 8 quiet rounds (docs/benchmarks.md,
+// session 13). `node dist/cli.js` skips both: pass them there (the Docker image does).
 // Entry point: `copy-to-s3-proxy [options]` runs the proxy; `copy-to-s3-proxy cleanup ...` cleans
 // up after crashed exports.
 import { ConfigError, HELP, loadConfig } from "./config.js";

@@ -145,7 +145,8 @@ export async function startProxyProcess(o: StartProxyOptions): Promise<ProxyProc
   // so the proxy has the environment its launcher gives (src/cli.ts: MALLOC_ARENA_MAX) and the
   // bench's peak RSS is theirs; a build without the launcher runs as its `#!/usr/bin/env node`
   // did. Node flags (a profile, a probe) need node's command line: those runs start node
-  // directly, with the environment a launcher would have given (MALLOC_ARENA_MAX=2 unless set).
+  // directly, with the environment and the node flags a launcher would have given (MALLOC_ARENA_MAX=2
+  // unless set; its `exec node <flags>`).
   const cli = join(o.build.dir, "dist/cli.js");
   const nodeArgs = o.nodeArgs ?? [];
   const launched = nodeArgs.length === 0;
@@ -157,7 +158,7 @@ export async function startProxyProcess(o: StartProxyOptions): Promise<ProxyProc
   const proc = spawn(
     launched ? cli : process.execPath,
     [
-      ...(launched ? [] : [...nodeArgs, cli]),
+      ...(launched ? [] : [...launcherNodeArgs(cli), ...nodeArgs, cli]),
       "--listen",
       `127.0.0.1:${port}`,
       "--upstream",
@@ -190,6 +191,18 @@ export async function startProxyProcess(o: StartProxyOptions): Promise<ProxyProc
 
 /** Whether the build's bin starts with a shell launcher (src/cli.ts) rather than node. */
 const hasLauncher = (cli: string): boolean => readFileSync(cli, "utf8").startsWith("#!/bin/sh\n");
+
+/** The node flags of a build's launcher line (`exec node <flags> "$0"`), none without a launcher. */
+function launcherNodeArgs(cli: string): string[] {
+  if (!hasLauncher(cli)) return [];
+  const m = /exec node ((?:--[\w-]+(?:=\S+)? )*)"\$0"/.exec(readFileSync(cli, "utf8").split("\n")[1] ?? "");
+  return (
+    m?.[1]
+      ?.trim()
+      .split(" ")
+      .filter((a) => a !== "") ?? []
+  );
+}
 
 export async function stopProxy(p: ProxyProc): Promise<void> {
   if (p.proc.exitCode !== null) return;

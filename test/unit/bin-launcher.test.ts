@@ -24,7 +24,7 @@ process.stdin.on("end", () => {
     setInterval(() => {}, 1000);
   }
   process.stdout.write(JSON.stringify({
-    arenas: process.env.MALLOC_ARENA_MAX ?? null, pid: process.pid, args: process.argv.slice(2), input,
+    arenas: process.env.MALLOC_ARENA_MAX ?? null, flags: process.execArgv, pid: process.pid, args: process.argv.slice(2), input,
   }) + "\\n");
   if (process.argv[2] !== "wait") process.exit(Number(process.argv[2] ?? 0));
 });
@@ -34,7 +34,7 @@ writeFileSync(script, `${launcher}\n${BODY}`);
 chmodSync(script, 0o755);
 
 interface Run {
-  report: { arenas: string | null; pid: number; args: string[]; input: string };
+  report: { arenas: string | null; flags: string[]; pid: number; args: string[]; input: string };
   pid: number;
   code: number | null;
   stderr: string;
@@ -64,10 +64,12 @@ const base = (): NodeJS.ProcessEnv => {
   return env;
 };
 
-test("without MALLOC_ARENA_MAX the launcher sets 2 and execs node in place: same pid, arguments, stdin, exit code", async () => {
+test("without MALLOC_ARENA_MAX the launcher sets 2 and execs node in place with --single-threaded-gc: same pid, arguments, stdin, exit code", async () => {
   const r = await launch(["3", "two words", "--flag=$HOME"], base());
   expect(r.report).toEqual({
     arenas: "2",
+    // Each isolate collects on its own thread (src/cli.ts): no GC on V8's shared helpers at nice 0.
+    flags: ["--single-threaded-gc"],
     pid: r.pid,
     args: ["3", "two words", "--flag=$HOME"],
     input: "rows on stdin",
