@@ -420,6 +420,18 @@ describe("column buffers reused from one row group to the next", () => {
   const text = (i: number): string =>
     `g${Math.floor(i / GROUP)}-${i}-${"abcdefghij".repeat(4)}`.slice(0, i % 46);
 
+  /** Row i as the DuckDB queries below read it back (bigints as strings, the date as days since 2000). */
+  const expectedRow = (i: number): Array<number | string | boolean | null> =>
+    [
+      i,
+      String(BigInt(i) * -7919n),
+      i / 8,
+      text(i),
+      i % 2 === 1,
+      i % 1000,
+      String(BigInt(i) * 1_000_000n + 946684800000000n),
+    ].map((v, c) => (isNull(i, c) ? null : v));
+
   function message(i: number): Buffer {
     const fields: Array<Buffer | null> = [];
     const put = (c: number, make: () => Buffer): void => {
@@ -482,15 +494,7 @@ describe("column buffers reused from one row group to the next", () => {
     const out: string[] = rows.length === n ? [] : [`${rows.length} rows, not ${n}`];
     for (let k = 0; k < Math.min(n, rows.length); k++) {
       const i = from + k;
-      const want = [
-        i,
-        String(BigInt(i) * -7919n),
-        i / 8,
-        text(i),
-        i % 2 === 1,
-        i % 1000,
-        String(BigInt(i) * 1_000_000n + 946684800000000n),
-      ].map((v, c) => (isNull(i, c) ? null : v));
+      const want = expectedRow(i);
       const got = rows[k]!.map((v) => (v === null ? null : typeof v === "bigint" ? Number(v) : v));
       if (JSON.stringify(got) !== JSON.stringify(want))
         out.push(`${JSON.stringify(got)} ≠ ${JSON.stringify(want)}`);
@@ -620,15 +624,7 @@ describe("column buffers reused from one row group to the next", () => {
     expect(rows.length).toBe(n);
     const mismatches: string[] = [];
     for (let i = 0; i < n; i++) {
-      const want = [
-        i,
-        String(BigInt(i) * -7919n),
-        i / 8,
-        text(i),
-        i % 2 === 1,
-        i % 1000,
-        String(BigInt(i) * 1_000_000n + 946684800000000n),
-      ].map((v, c) => (isNull(i, c) ? null : v));
+      const want = expectedRow(i);
       const got = rows[i]!.map((v) => (v === null ? null : typeof v === "bigint" ? Number(v) : v));
       if (JSON.stringify(got) !== JSON.stringify(want))
         mismatches.push(`${JSON.stringify(got)} ≠ ${JSON.stringify(want)}`);

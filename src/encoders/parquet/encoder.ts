@@ -18,7 +18,7 @@ import { type ColumnBuilder, extMeta } from "./columns/builder.js";
 import { makeBuilder } from "./columns/make-builder.js";
 import { dictionaryOverflows } from "./dictionary-choice.js";
 import { IpcStreamWriter } from "./ipc.js";
-import { exportBegins, exportEnds, onIdleDrop } from "./kept.js";
+import { exportBegins, exportEnds, keepForNext, takeBuilders, takeIpcBuffer } from "./kept.js";
 import { type ColumnPlan, planColumns } from "./types.js";
 import { type Compression, ParquetWasmWriter, WRITER_SETTINGS } from "./wasm-writer.js";
 
@@ -53,16 +53,6 @@ interface Batch {
 
 /** IPC buffers kept for reuse: one being filled, two in flight (see flush()). */
 const POOL_SIZE = 3;
-
-// Kept by this thread from its last export for the next (./kept.ts): the column builders, reset,
-// for an export of the same columns, and the IPC buffers. An encoder takes them whole or not at
-// all, so two encoders of one thread (tests) never share one.
-let keptBuilders: { key: string; builders: ColumnBuilder[] } | null = null;
-const keptIpc: ArrayBuffer[] = [];
-onIdleDrop(() => {
-  keptBuilders = null;
-  keptIpc.length = 0;
-});
 
 export interface ParquetFileStats {
   index: number;
@@ -163,13 +153,10 @@ export class ParquetEncoder implements RowEncoder {
     this.plans = planColumns(opts.columns);
     this.resultFormats = this.plans.map((p) => (p.node === null ? 0 : 1));
     this.columnsKey = JSON.stringify(opts.columns);
-    const kept = keptBuilders;
-    if (kept !== null && kept.key === this.columnsKey) {
-      keptBuilders = null;
-      this.builders = kept.builders;
-    } else {
-      this.builders = this.plans.map((p) => makeBuilder(p.node, { column: p.name }, p.nullable));
-    }
+    // The thread's last export's builders when it had the same columns (./kept.ts).
+    this.builders =
+      takeBuilders(this.columnsKey) ??
+      this.plans.map((p) => makeBuilder(p.node, { column: p.name }, p.nullable));
     const fields = this.plans.map(
       (p, i) =>
         new arrow.Field(p.fieldName, this.builders[i]!.type, p.nullable, extMeta(p.node?.ext ?? "text")),
@@ -215,7 +202,7 @@ export class ParquetEncoder implements RowEncoder {
   }
 
   writeRows(buf: Buffer, start: number, end: number): void {
-    // Its builders may be another export's now (kept, see the top of this file).
+    // Its builders may be another export's now (kept: ./kept.ts).
     if (this.disposed) throw disposedError();
     const b = this.builders;
     const nCols = b.length;
@@ -334,15 +321,14 @@ export class ParquetEncoder implements RowEncoder {
 
   /**
    * Stops the writer (its WASM memory goes with the thread); the column builders, reset, and the
-   * IPC buffers back go to the thread for its next export (the top of this file).
+   * IPC buffers go to the thread for its next export (./kept.ts).
    */
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
     this.worker?.terminate();
     for (const b of this.builders) b.reset();
-    keptBuilders = { key: this.columnsKey, builders: this.builders };
-    for (const b of this.pool) if (keptIpc.length < POOL_SIZE) keptIpc.push(b);
+    keepForNext(this.columnsKey, this.builders, this.pool);
     this.pool.length = 0;
     exportEnds();
   }
@@ -403,10 +389,9 @@ export class ParquetEncoder implements RowEncoder {
     for (let i = 0; i < pool.length; i++) {
       if (pool[i]!.byteLength >= size) return pool.splice(i, 1)[0]!;
     }
-    // One the thread kept from its last export (its pool, handed back at dispose()).
-    for (let i = 0; i < keptIpc.length; i++) {
-      if (keptIpc[i]!.byteLength >= size) return keptIpc.splice(i, 1)[0]!;
-    }
+    // One the thread kept from its last export (its pool, handed over at dispose()).
+    const kept = takeIpcBuffer(size);
+    if (kept !== undefined) return kept;
     // Too small for this batch (or none yet): drop the smallest so the pool does not grow.
     if (pool.length > 0) {
       pool.sort((a, b) => a.byteLength - b.byteLength);

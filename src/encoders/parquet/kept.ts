@@ -8,6 +8,10 @@
 //
 // Every holder registers how to let go (`onIdleDrop`); an export's encoder says when it begins
 // (`exportBegins`) and ends (`exportEnds`): the drop is armed while no export of this thread runs.
+// The encoder's own things (builders, IPC buffers) are kept here too (`takeBuilders`,
+// `takeIpcBuffer`, `keepForNext`): taken whole or not at all, so two encoders of one thread
+// (tests) never share one.
+import type { ColumnBuilder } from "./columns/builder.js";
 
 /** How long an idle thread keeps what its last export left (its buffers become garbage then). */
 export const KEPT_IDLE_MS = 30_000;
@@ -42,4 +46,35 @@ export function dropKept(): void {
   if (timer !== null) clearTimeout(timer);
   timer = null;
   for (const d of drops) d();
+}
+
+let keptBuilders: { key: string; builders: ColumnBuilder[] } | null = null;
+const keptIpc: ArrayBuffer[] = [];
+/** IPC buffers kept at most: an encoder's pool (one being filled, two in flight). */
+const KEPT_IPC = 3;
+onIdleDrop(() => {
+  keptBuilders = null;
+  keptIpc.length = 0;
+});
+
+/** The last export's column builders, reset, if its columns were `key` (then no one else gets them). */
+export function takeBuilders(key: string): ColumnBuilder[] | null {
+  const kept = keptBuilders;
+  if (kept === null || kept.key !== key) return null;
+  keptBuilders = null;
+  return kept.builders;
+}
+
+/** A kept IPC buffer of at least `size` bytes, if there is one. */
+export function takeIpcBuffer(size: number): ArrayBuffer | undefined {
+  for (let i = 0; i < keptIpc.length; i++) {
+    if (keptIpc[i]!.byteLength >= size) return keptIpc.splice(i, 1)[0]!;
+  }
+  return undefined;
+}
+
+/** An ending export's builders (reset) and IPC buffers, for the thread's next export. */
+export function keepForNext(key: string, builders: ColumnBuilder[], ipc: readonly ArrayBuffer[]): void {
+  keptBuilders = { key, builders };
+  for (const b of ipc) if (keptIpc.length < KEPT_IPC) keptIpc.push(b);
 }
