@@ -35,7 +35,11 @@ function addBuffer(body: Body, values: ArrayBufferView): void {
 
 const num = (x: number | bigint): number => Number(x);
 
-/** The offsets from 0, as the message carries them (a copy only if they do not start at 0). */
+/**
+ * The offsets from 0, as the message carries them (a copy only if they do not start at 0). The two
+ * branches are one call: Arrow declares it once per offset type, and TypeScript picks an overload
+ * only for a narrowed argument.
+ */
 const rebased = (offsets: Offsets, begin: number, length: number): Offsets =>
   offsets instanceof BigInt64Array
     ? rebaseValueOffsets(-begin, length + 1, offsets)
