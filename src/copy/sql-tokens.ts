@@ -109,31 +109,40 @@ export const isPunct = (t: Token | undefined, p: string): boolean =>
   t !== undefined && t.kind === "punct" && t.text === p;
 export const isKeyword = (t: Token | undefined, kw: string): boolean => t !== undefined && t.keyword === kw;
 
+/**
+ * Brackets by the direction of a walk: those that nest one level deeper, and those that end a level.
+ * (Punct tokens are single characters, so `includes` tests one bracket.)
+ */
+const FORWARD = { step: 1, deeper: "([", ends: ")]" } as const;
+const BACKWARD = { step: -1, deeper: ")]", ends: "([" } as const;
+
 /** Index of the bracket closing the one at `open`, or -1 when unbalanced. */
 export function matchingClose(toks: readonly Token[], open: number): number {
+  return matchingBracket(toks, open, toks.length - 1, FORWARD);
+}
+
+/** Index of the bracket opening the one at `close`, looking no further back than `from`; or -1. */
+export function matchingOpen(toks: readonly Token[], close: number, from: number): number {
+  return matchingBracket(toks, close, from, BACKWARD);
+}
+
+/** Walks from `at` to `last` (the way `brackets` says) to where the bracket at `at` ends its level; -1 if nowhere. */
+function matchingBracket(
+  toks: readonly Token[],
+  at: number,
+  last: number,
+  brackets: typeof FORWARD | typeof BACKWARD,
+): number {
+  const { step } = brackets;
   let depth = 0;
-  for (let i = open; i < toks.length; i++) {
+  for (let i = at; step * (last - i) >= 0; i += step) {
     const t = toks[i]!;
     if (t.kind !== "punct") continue;
-    if (t.text === "(" || t.text === "[") depth++;
-    else if (t.text === ")" || t.text === "]") {
+    if (brackets.deeper.includes(t.text)) depth++;
+    else if (brackets.ends.includes(t.text)) {
       depth--;
       if (depth === 0) return i;
       if (depth < 0) return -1;
-    }
-  }
-  return -1;
-}
-
-export function matchingOpen(toks: readonly Token[], close: number, from: number): number {
-  let depth = 0;
-  for (let i = close; i >= from; i--) {
-    const t = toks[i]!;
-    if (t.kind !== "punct") continue;
-    if (t.text === ")" || t.text === "]") depth++;
-    else if (t.text === "(" || t.text === "[") {
-      depth--;
-      if (depth === 0) return i;
     }
   }
   return -1;

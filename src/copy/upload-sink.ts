@@ -11,9 +11,6 @@ export interface WrittenFile {
   bytes: number;
 }
 
-/** Files completing in the background at once when the caller does not say (see ExportLimits). */
-export const DEFAULT_FILES_COMPLETING = 2;
-
 export interface CleanupFailure {
   key: string;
   message: string;
@@ -49,8 +46,11 @@ export class UploadSink implements FileSink, BatchSink {
     private readonly store: ObjectStore,
     private readonly keyOf: (index: number) => string,
     private readonly signal: AbortSignal,
-    /** Files completing in the background at once; more waits (bounds memory to a few files' parts). */
-    private readonly maxCompleting = DEFAULT_FILES_COMPLETING,
+    /**
+     * Files completing in the background at once; more waits (bounds memory to a few files' parts).
+     * No default here: the configuration's (exports.filesCompleting) is the only one.
+     */
+    private readonly maxCompleting: number,
   ) {}
 
   openFile(index: number): void {
