@@ -22,6 +22,8 @@ test("matchingClose finds the bracket that closes the one given", () => {
   expect(matchingClose(toks("(a (b)"), 0)).toBe(-1);
   expect(matchingClose(toks("(a))"), 0)).toBe(2);
   expect(matchingClose([], 0)).toBe(-1);
+  // Not at an opening bracket: the level ends before anything could match.
+  expect(matchingClose(toks("a) ((b)"), 0)).toBe(-1);
 });
 
 test("matchingOpen finds the bracket that opens the one given, no further back than `from`", () => {
@@ -32,4 +34,6 @@ test("matchingOpen finds the bracket that opens the one given, no further back t
   expect(matchingOpen(toks(NESTED), close, at(NESTED, "(") + 1)).toBe(-1);
   expect(matchingOpen(toks("a (b)) c"), 4, 0)).toBe(-1);
   expect(matchingOpen(toks("((b)"), 3, 0)).toBe(1);
+  // Not at a closing bracket: -1, as matchingClose (before the shared walk it went on and matched).
+  expect(matchingOpen(toks("(b)) x ("), 5, 0)).toBe(-1);
 });
