@@ -1,15 +1,15 @@
-// One client connection and its upstream connection, relayed as the original bytes in both
-// directions. Only BackendKeyData (replaced), ReadyForQuery (tracked), authentication requests
-// (SCRAM-PLUS removed) and statements that start with COPY are looked at; a COPY TO S3 is run
-// here, on this same upstream session, and answered as PostgreSQL would answer it. Which messages
-// are such statements, and the replies to them, are local-statements.ts's job; this file relays.
+// One client connection and its upstream connection, relayed as the original bytes both ways.
+// Only BackendKeyData (replaced: session-cancel-keys.ts), ReadyForQuery (tracked), authentication
+// requests (SCRAM-PLUS removed) and statements that start with COPY are looked at; a COPY TO S3 is
+// run on this same upstream session and answered as PostgreSQL would (local-statements.ts decides
+// which messages are such statements and answers them). How a session ends: session-ending.ts.
 import type { Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
 import type { Config } from "../config.js";
-import { canceled, PgError, SqlState } from "../errors.js";
+import { canceled } from "../errors.js";
 import type { Logger } from "../log.js";
 import { type Traffic, trafficOf } from "../metrics/metrics.js";
-import { backendKeyData, errorResponse, readyForQuery, type TxStatus } from "../wire/backend.js";
+import { readyForQuery, type TxStatus } from "../wire/backend.js";
 import { forEachMessage, MessageStream, Policy, policyTable } from "../wire/message-stream.js";
 import type { CancelRegistry } from "./cancel-registry.js";
 import type { BoundParams, CopyHook } from "./copy-hook.js";
@@ -18,7 +18,8 @@ import { DirectWriter, withStaticReads } from "./fast-socket.js";
 import { FlowGate } from "./flow-gate.js";
 import { CLIENT_RELAY, LocalStatements, MAX_COPY_TEXT } from "./local-statements.js";
 import { CLIENT_BEFORE_LOGIN, refusalBeforeLogin, SASL, withoutChannelBinding } from "./login-phase.js";
-import { sendUpstreamCancel } from "./upstream-connect.js";
+import { SessionCancelKeys } from "./session-cancel-keys.js";
+import { SessionEnding } from "./session-ending.js";
 
 type Duplex = Socket | TLSSocket;
 
@@ -46,7 +47,6 @@ export interface SessionInit {
 
 const T = {
   S: 0x53,
-  X: 0x58,
   F: 0x46,
   R: 0x52,
   K: 0x4b,
@@ -74,13 +74,6 @@ const PEEK = 512;
 const CLIENT_READ_BUFFER = 16 << 10;
 const UPSTREAM_READ_BUFFER = 64 << 10;
 
-const ADMIN_SHUTDOWN = (): Buffer =>
-  errorResponse({
-    severity: "FATAL",
-    code: SqlState.adminShutdown,
-    message: "terminating connection due to administrator command",
-  });
-
 export class Session {
   readonly id: number;
   readonly user: string;
@@ -104,14 +97,11 @@ export class Session {
   private txStatus: TxStatus = "I";
   private idleWaiters: Array<() => void> = [];
   private readonly params = new Map<string, string>();
-  private realPid = 0;
-  private realSecret: Buffer = Buffer.alloc(0);
-  private key: { pid: number; secret: Buffer } | null = null;
-  private closed = false;
+  private readonly keys: SessionCancelKeys;
   private refusedBeforeLogin: string | null = null;
-  private draining = false;
-  private terminating = false;
   private authenticated = false;
+  /** Closing, shutdown and termination (session-ending.ts). */
+  private readonly ending: SessionEnding;
 
   private readonly local: LocalStatements;
   private injectBeforeZ: Buffer | null = null;
@@ -142,6 +132,7 @@ export class Session {
     this.clientWriter = DirectWriter.for(this.client);
     this.upstreamWriter = DirectWriter.for(this.upstream);
     this.log = deps.log.child({ session: init.id });
+    this.keys = new SessionCancelKeys(deps.registry, this, deps.config, init.upstreamTls, this.log);
     this.clientGate = new FlowGate(this.client);
     this.upstreamGate = new FlowGate(this.upstream);
     this.local = new LocalStatements({
@@ -166,7 +157,7 @@ export class Session {
       },
       pauseClient: () => this.clientStream.pause(),
       resumeClient: () => {
-        if (this.closed) return;
+        if (this.ending.closed) return;
         this.clientStream.resume();
         if (this.clientStream.queued <= 1 << 20) this.clientGate.release("backlog");
       },
@@ -188,7 +179,7 @@ export class Session {
             : this.decideBeforeLogin(type, bodyLength),
         take: (type, buf, start, end) => this.local.take(type, Buffer.from(buf.subarray(start, end))),
         violation: (reason) =>
-          this.protocolViolation(this.refusedBeforeLogin ?? `invalid frontend message: ${reason}`),
+          this.ending.protocolViolation(this.refusedBeforeLogin ?? `invalid frontend message: ${reason}`),
       },
       // Decided on the header alone (peekBytes 0), as PostgreSQL checks a length before reading on.
       { peekBytes: 0, reusesInput: this.clientOnread, maxTakeLength: 0 },
@@ -213,6 +204,18 @@ export class Session {
       },
       { reusesInput: this.upstreamOnread },
     );
+    this.ending = new SessionEnding({
+      client: this.client,
+      upstream: this.upstream,
+      clientStream: this.clientStream,
+      upstreamStream: this.upstreamStream,
+      log: this.log,
+      abortExport: (reason) => this.lease?.abort.abort(reason),
+      exporting: () => this.exporting,
+      idle: () => this.pending === 0,
+      loseUpstream: () => this.upstreamLost.abort(),
+      finished: () => this.finish(),
+    });
   }
 
   /**
@@ -236,18 +239,18 @@ export class Session {
     const { client, upstream } = this;
     if (!this.clientOnread) client.on("data", (d: Buffer) => this.onClientData(d));
     if (!this.upstreamOnread) upstream.on("data", (d: Buffer) => this.upstreamStream.push(d));
-    client.on("end", () => this.onClientGone("client closed the connection"));
-    client.on("close", () => this.onClientGone("client connection closed"));
-    client.on("error", (e) => this.onClientGone(`client socket error: ${e.message}`));
-    upstream.on("end", () => this.onUpstreamGone("upstream closed the connection"));
-    upstream.on("close", () => this.onUpstreamGone("upstream connection closed"));
-    upstream.on("error", (e) => this.onUpstreamGone(`upstream socket error: ${e.message}`));
+    client.on("end", () => this.ending.clientGone("client closed the connection"));
+    client.on("close", () => this.ending.clientGone("client connection closed"));
+    client.on("error", (e) => this.ending.clientGone(`client socket error: ${e.message}`));
+    upstream.on("end", () => this.ending.upstreamGone("upstream closed the connection"));
+    upstream.on("close", () => this.ending.upstreamGone("upstream connection closed"));
+    upstream.on("error", (e) => this.ending.upstreamGone(`upstream socket error: ${e.message}`));
     upstream.write(this.init.startupPacket);
     if (this.init.clientLeftover.length > 0) this.clientStream.push(this.init.clientLeftover);
     client.resume();
     upstream.resume();
     // Closed before these listeners were attached: no event will come for it.
-    if (client.destroyed) this.onClientGone("client connection closed");
+    if (client.destroyed) this.ending.clientGone("client connection closed");
   }
 
   // ---- relay ------------------------------------------------------------------------------
@@ -259,7 +262,7 @@ export class Session {
   }
 
   private toClient(b: Buffer): void {
-    if (this.closed) return;
+    if (this.ending.closed) return;
     const w = this.clientWriter;
     if (!(w === null ? this.client.write(b) : w.write(b)))
       this.upstreamGate.holdUntilDrain(this.client, "client-buffer");
@@ -279,7 +282,7 @@ export class Session {
         const w = this.idleWaiters;
         this.idleWaiters = [];
         for (const f of w) f();
-        if (this.draining) queueMicrotask(() => this.closeIfIdle());
+        if (this.ending.draining) queueMicrotask(() => this.ending.closeIfIdle());
       }
     } else if (type === T.S) {
       const nameEnd = buf.indexOf(0, start);
@@ -320,10 +323,7 @@ export class Session {
       return;
     }
     if (type === T.K) {
-      this.realPid = buf.readInt32BE(start);
-      this.realSecret = Buffer.from(buf.subarray(start + 4, end));
-      this.key ??= this.deps.registry.register({ cancel: () => this.cancel() });
-      this.toClient(backendKeyData(this.key.pid, this.key.secret.readInt32BE(0)));
+      this.toClient(this.keys.replace(buf, start, end));
       return;
     }
     if (type === T.R && buf.readInt32BE(start) === 0 && !this.authenticated) {
@@ -362,7 +362,7 @@ export class Session {
   /** ReadyForQuery for a statement answered here; a draining session may close after it. */
   private localReady(): void {
     this.toClient(readyForQuery(this.txStatus));
-    if (this.draining) queueMicrotask(() => this.closeIfIdle());
+    if (this.ending.draining) queueMicrotask(() => this.ending.closeIfIdle());
   }
 
   /** Runs one export on this session's upstream (export-lease.ts). Returns false on error. */
@@ -380,7 +380,7 @@ export class Session {
       upstreamLost: this.upstreamLost.signal,
       txStatus: () => this.txStatus,
       toClient: (b) => this.toClient(b),
-      cancelUpstream: () => this.cancelUpstream(),
+      cancelUpstream: () => this.keys.cancelUpstream(),
       released: () => {
         this.lease = null;
       },
@@ -403,97 +403,17 @@ export class Session {
       this.lease.abort.abort(canceled());
       return;
     }
-    if (this.pending > 0) void this.cancelUpstream();
-  }
-
-  private async cancelUpstream(): Promise<void> {
-    if (this.realSecret.length === 0) return;
-    try {
-      await sendUpstreamCancel(this.deps.config, this.realPid, this.realSecret, this.init.upstreamTls);
-    } catch (e) {
-      this.log.warn({ err: (e as Error).message }, "could not forward cancel request");
-    }
-  }
-
-  private onClientGone(reason: string): void {
-    if (this.closed) return;
-    this.log.debug({ reason }, "client gone");
-    this.lease?.abort.abort(new PgError(SqlState.connectionFailure, "client disconnected"));
-    this.closed = true;
-    this.clientStream.kill();
-    this.client.destroy();
-    // End, not destroy: a Terminate the client sent last must still reach the upstream.
-    const close = (): void => {
-      this.upstream.end();
-      setTimeout(() => this.upstream.destroy(), 2000).unref();
-      this.finish();
-    };
-    // An aborted export first rolls back on the upstream session and cleans up its uploads; the
-    // session stays listed (shutdown waits for it) until then.
-    if (this.exporting !== null) void this.exporting.catch(() => {}).finally(close);
-    else close();
-  }
-
-  private onUpstreamGone(reason: string): void {
-    // Even on a closed session: an export still cleaning up must not wait for replies.
-    this.upstreamLost.abort();
-    if (this.closed) return;
-    this.log.debug({ reason }, "upstream gone");
-    if (this.exporting !== null) return; // the export reports the loss, then destroy() runs
-    // Let what the upstream sent last (e.g. FATAL 57P01) reach the client before closing it.
-    this.closed = true;
-    this.client.end();
-    this.finish();
-  }
-
-  private protocolViolation(reason: string): void {
-    this.log.warn({ reason }, "client protocol violation");
-    this.lease?.abort.abort(new PgError(SqlState.protocolViolation, "protocol violation"));
-    if (!this.closed) {
-      this.client.write(
-        errorResponse({
-          severity: "FATAL",
-          code: SqlState.protocolViolation,
-          message: reason,
-        }),
-      );
-    }
-    this.destroy();
+    if (this.pending > 0) void this.keys.cancelUpstream();
   }
 
   /** Graceful shutdown: close now if idle, else as soon as the current query is answered. */
   requestShutdown(): void {
-    this.draining = true;
-    this.closeIfIdle();
-  }
-
-  private closeIfIdle(): void {
-    if (this.closed || this.pending > 0 || this.exporting !== null || !this.upstreamStream.atBoundary) return;
-    this.terminate();
+    this.ending.requestShutdown();
   }
 
   /** Ends the session now with FATAL 57P01 (drain timeout passed). */
   terminate(): void {
-    if (this.closed) return;
-    this.lease?.abort.abort(
-      new PgError(SqlState.adminShutdown, "terminating connection due to administrator command"),
-    );
-    if (this.exporting !== null) {
-      // Let the export clean up first (`exporting` stays set: shutdown waits for it); the FATAL
-      // below follows its error reply.
-      if (!this.terminating) {
-        this.terminating = true;
-        void this.exporting.catch(() => {}).finally(() => this.terminate());
-      }
-      return;
-    }
-    if (this.upstreamStream.atBoundary) this.client.write(ADMIN_SHUTDOWN());
-    this.upstream.write(Buffer.from([T.X, 0, 0, 0, 4]));
-    this.closed = true;
-    this.client.end();
-    this.upstream.end();
-    setTimeout(() => this.destroy(), 1000).unref();
-    this.finish();
+    this.ending.terminate();
   }
 
   get exporting(): Promise<unknown> | null {
@@ -508,22 +428,15 @@ export class Session {
   }
 
   destroy(): void {
-    this.closed = true;
-    this.clientStream.kill();
-    this.upstreamStream.kill();
-    this.client.destroy();
-    this.upstream.destroy();
-    this.finish();
+    this.ending.destroy();
   }
 
-  private finished = false;
+  /** The session is over (once; session-ending.ts): what it registered and what waits on it. */
   private finish(): void {
-    if (this.finished) return;
-    this.finished = true;
     if (!this.authenticated) {
       this.log.info({ user: this.user, database: this.database }, "connection closed before authentication");
     }
-    if (this.key) this.deps.registry.unregister(this.key.pid);
+    this.keys.unregister();
     for (const w of this.idleWaiters) w();
     this.idleWaiters = [];
     this.deps.onClosed(this);
