@@ -8,7 +8,8 @@ import type { TLSSocket } from "node:tls";
 import { PgError, SqlState } from "../errors.js";
 import type { Logger } from "../log.js";
 import { commandComplete, dataRow, noticeResponse, rowDescription, type TxStatus } from "../wire/backend.js";
-import { MAX_MESSAGE_LENGTH, type MessageStream, Policy, type PolicyTable } from "../wire/message-stream.js";
+import { Policy, type PolicyTable } from "../wire/message-policy.js";
+import { MAX_MESSAGE_LENGTH, type MessageStream } from "../wire/message-stream.js";
 import type {
   BoundParams,
   CopyHook,

@@ -14,7 +14,7 @@ import {
 } from "../wire/backend.js";
 import { frame } from "../wire/frame.js";
 import { frontend } from "../wire/frontend.js";
-import { Policy, type PolicyTable, policyTable } from "../wire/message-stream.js";
+import { Policy, type PolicyTable, policyTable } from "../wire/message-policy.js";
 import { type BoundParams, COPY_LABEL, type CopyHook } from "./copy-hook.js";
 import { hasUrlMark, sniffCopy } from "./copy-sniff.js";
 import { boundParams, cstring, declaredTypes, paramTypes } from "./extended-messages.js";

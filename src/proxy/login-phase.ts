@@ -2,7 +2,7 @@
 // is interpreted or assembled then), and the one authentication request the proxy rewrites.
 
 import { frame } from "../wire/frame.js";
-import { Policy, type PolicyTable } from "../wire/message-stream.js";
+import { Policy, type PolicyTable } from "../wire/message-policy.js";
 
 /** Before the login: authentication responses are peeked (their length checked), Terminate passes. */
 export const CLIENT_BEFORE_LOGIN: PolicyTable = new Uint8Array(256).fill(Policy.Peek);

@@ -3,7 +3,8 @@
 // exactly the bytes it forwards when each chunk is a fresh buffer, with pauses and split messages.
 import { describe, expect, test } from "vitest";
 import { frame } from "../../src/wire/frame.js";
-import { MessageStream, Policy, policyTable } from "../../src/wire/message-stream.js";
+import { Policy, policyTable } from "../../src/wire/message-policy.js";
+import { MessageStream } from "../../src/wire/message-stream.js";
 
 const msg = (type: string, body: Buffer | string): Buffer =>
   frame(type, typeof body === "string" ? Buffer.from(body) : body);

@@ -1,6 +1,7 @@
 import { describe, expect, test } from "vitest";
 import { frame } from "../../src/wire/frame.js";
-import { MAX_RUN_BYTES, MessageStream, Policy, policyTable } from "../../src/wire/message-stream.js";
+import { Policy, policyTable } from "../../src/wire/message-policy.js";
+import { MAX_RUN_BYTES, MessageStream } from "../../src/wire/message-stream.js";
 
 const msg = (type: string, body: Buffer | string): Buffer =>
   frame(type, typeof body === "string" ? Buffer.from(body) : body);
