@@ -1,10 +1,12 @@
 // A running export re-writes its sentinel, so `cleanup` can tell it from one whose proxy died:
 // the sentinel's LastModified (as the S3 server reports it) moves forward while the export runs,
-// and no refresh lands after the sentinel is removed at the end.
+// and the sentinel is gone when the COPY has answered. That no refresh lands after the delete is
+// test/unit/sentinel-heartbeat.test.ts's (on fake timers: a wait here could only fail to see one).
 import { HeadObjectCommand } from "@aws-sdk/client-s3";
 import pg from "pg";
 import { afterAll, beforeAll, expect, inject, test } from "vitest";
 import { motoAccess, S3Check, startCopyProxy } from "../support/copy-proxy.js";
+import { waitUntil } from "../support/export-checks.js";
 import type { TestProxy } from "../support/proxy.js";
 
 const s3 = motoAccess();
@@ -29,27 +31,32 @@ afterAll(async () => {
 });
 
 test("the sentinel is refreshed while the export runs and gone after it", async () => {
-  const running = client.query(
-    `COPY (SELECT g, pg_sleep(0.0012) FROM generate_series(1, 2000) g) TO 's3://${bucket}/hb' WITH (FORMAT = 'csv')`,
-  );
-  let done = false;
-  void running.finally(() => {
-    done = true;
-  });
-  const seen = new Set<number>();
-  while (!done) {
-    const key = (await check.keys(bucket, "hb/")).find((k) => k.endsWith("-INCOMPLETE"));
-    if (key !== undefined) {
-      const head = await check.client
-        .send(new HeadObjectCommand({ Bucket: bucket, Key: key }))
-        .catch(() => undefined);
-      if (head?.LastModified) seen.add(head.LastModified.getTime());
-    }
-    await new Promise((r) => setTimeout(r, 150));
+  // The export's rows wait for an advisory lock the test holds, so it runs until the test has
+  // seen what it looks for, however slow the machine: no race between the export and the polls.
+  const gate = new pg.Client({ connectionString: proxy.url() });
+  await gate.connect();
+  try {
+    await gate.query("SELECT pg_advisory_lock(4242)");
+    const running = client.query(
+      `COPY (SELECT g, pg_advisory_xact_lock_shared(4242) FROM generate_series(1, 2000) g) TO 's3://${bucket}/hb' WITH (FORMAT = 'csv')`,
+    );
+    running.catch(() => {}); // awaited below; a failure must not go unhandled meanwhile
+    // Two distinct LastModified values (S3 has 1 s resolution): the sentinel was re-written.
+    const seen = new Set<number>();
+    await waitUntil("two LastModified values of the sentinel", async () => {
+      const key = (await check.keys(bucket, "hb/")).find((k) => k.endsWith("-INCOMPLETE"));
+      if (key !== undefined) {
+        const head = await check.client
+          .send(new HeadObjectCommand({ Bucket: bucket, Key: key }))
+          .catch(() => undefined);
+        if (head?.LastModified) seen.add(head.LastModified.getTime());
+      }
+      return seen.size >= 2;
+    });
+    await gate.query("SELECT pg_advisory_unlock(4242)");
+    expect((await running).rowCount).toBe(2000);
+    expect((await check.keys(bucket, "hb/")).filter((k) => k.endsWith("-INCOMPLETE"))).toEqual([]);
+  } finally {
+    await gate.end();
   }
-  expect((await running).rowCount).toBe(2000);
-  // Several distinct LastModified values (S3 has 1 s resolution): the sentinel was re-written.
-  expect(seen.size).toBeGreaterThanOrEqual(2);
-  await new Promise((r) => setTimeout(r, 1500));
-  expect((await check.keys(bucket, "hb/")).filter((k) => k.endsWith("-INCOMPLETE"))).toEqual([]);
 });

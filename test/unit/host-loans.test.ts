@@ -1,9 +1,10 @@
 // The encoder host's table of row loans (src/encoders/worker/host-loans.ts), on real TCP
 // connections: a loan arrives in two halves (its frame on the data channel, its socket over IPC) in
-// either order and starts once both are there; a drop from the relay that arrives before the loan
-// is complete still applies to it (its rows are read to the end and dropped).
-import { createServer, type Server, type Socket, connect as tcpConnect } from "node:net";
-import { afterEach, describe, expect, test } from "vitest";
+// either order and starts once both are there; a drop or a hold from the relay that arrives before
+// the loan is complete still applies to it (its rows are read to the end and dropped; it starts
+// paused, and stays so until the relay lets it go).
+import { createServer, type Server, Socket, connect as tcpConnect } from "node:net";
+import { afterEach, describe, expect, test, vi } from "vitest";
 import { HostLoans } from "../../src/encoders/worker/host-loans.js";
 import type { FromHost } from "../../src/encoders/worker/host-protocol.js";
 import { BATCH_BYTES } from "../../src/encoders/worker/row-batcher.js";
@@ -101,5 +102,43 @@ describe("HostLoans", () => {
     expect(m.h).toBe(3);
     expect(rows()).toBe(0);
     expect(Buffer.from(m.rest).equals(TAIL)).toBe(true);
+  });
+
+  test("a hold that arrives before the loan's socket applies once it starts: paused until the relay lets go", async () => {
+    const { upstream, lent } = await pair();
+    const { loans, rows, back } = host();
+    // The loan reads through a socket made from the lent one's handle (fast-socket.ts), which the
+    // test never sees: where RowLoan pauses and resumes it says whether it may read, at once.
+    const reading = new Map<Socket, boolean>();
+    const ours = (s: Socket): boolean => s !== lent && s.remotePort === upstream.localPort;
+    const { pause, resume } = Socket.prototype;
+    const spies = [
+      vi.spyOn(Socket.prototype, "pause").mockImplementation(function (this: Socket) {
+        if (ours(this)) reading.set(this, false);
+        return pause.call(this);
+      }),
+      vi.spyOn(Socket.prototype, "resume").mockImplementation(function (this: Socket) {
+        if (ours(this)) reading.set(this, true);
+        return resume.call(this);
+      }),
+    ];
+    try {
+      loans.frame(loanFrame(4));
+      loans.hold(4, true);
+      loans.socket(4, lent);
+      expect([...reading.values()]).toEqual([false]);
+      // The end of a congestion does not let a held loan read.
+      loans.congest(true);
+      loans.congest(false);
+      expect([...reading.values()]).toEqual([false]);
+      loans.hold(4, false);
+      expect([...reading.values()]).toEqual([true]);
+    } finally {
+      for (const s of spies) s.mockRestore();
+    }
+    upstream.write(Buffer.concat([...ROWS, TAIL]));
+    const m = await back;
+    expect(m).toMatchObject({ h: 4, rows: ROWS.length });
+    expect(rows()).toBe(ROWS.length);
   });
 });
