@@ -293,6 +293,16 @@ interface WindowResult {
   /** With --probe: the main thread's stalls over 50 ms (s since the exports' start: ms, what),
    * and when each export ended. */
   stalls: string;
+  /** With --probe, export windows: the relay thread per 100 ms from the exports' start (ran ms /
+   * waited ms / page faults / longest late 10 ms timer), and its sums over the first START_SPLIT_S. */
+  relayStart: string;
+  /** With --probe, export windows: the relay's CPU ms, page faults and longest block (a 10 ms
+   * timer's lateness, ms) over the first START_SPLIT_S after the exports' start, and the same over
+   * the next START_SPLIT_S (what the thread does without a start). */
+  relayFirst: { runMs: number; faults: number; lateMs: number };
+  relayNext: { runMs: number; faults: number; lateMs: number };
+  /** With --probe: the exports' start on a `--cpu-prof` profile's clock (µs). */
+  startMonoUs: number;
   /** Transactions through the path slower than the direct p99 of the window: how many, the share
    * that started late against the schedule (queued behind a stall), the 10 ms slices they fell in. */
   slow: { n: number; laggedShare: number; buckets: number };
@@ -399,6 +409,30 @@ interface ProbeFigures {
   gcMaxMs: number;
   gcByKind: object;
   stalls?: Array<[number, number, string]>;
+  /** Per 100 ms since the previous report: the relay's [ran, waited, page faults, longest late timer]. */
+  slices?: Array<[number, number, number, number]>;
+  /** When the report was asked, on a `--cpu-prof` profile's clock (µs). */
+  monoUs?: number;
+}
+
+/** The relay's 100 ms slices from the exports' start (bench/lib/loop-probe.mjs), summed over the
+ * first START_SPLIT_S and the next. */
+function relayAtStart(slices: Array<[number, number, number, number]>): {
+  relayStart: string;
+  relayFirst: { runMs: number; faults: number; lateMs: number };
+  relayNext: { runMs: number; faults: number; lateMs: number };
+} {
+  const n = Math.round((START_SPLIT_S * 1000) / 100);
+  const sum = (xs: Array<[number, number, number, number]>) => ({
+    runMs: xs.length === n ? xs.reduce((a, x) => a + x[0], 0) : Number.NaN,
+    faults: xs.length === n ? xs.reduce((a, x) => a + x[2], 0) : Number.NaN,
+    lateMs: xs.length === n ? Math.max(...xs.map((x) => x[3])) : Number.NaN,
+  });
+  return {
+    relayStart: slices.map((x) => x.join("/")).join(" "),
+    relayFirst: sum(slices.slice(0, n)),
+    relayNext: sum(slices.slice(n, 2 * n)),
+  };
 }
 
 /** With --probe: the proxy's loop-probe figures since the previous call (bench/lib/loop-probe.mjs). */
@@ -638,6 +672,7 @@ async function main(): Promise<void> {
       let sched = { mainWaitNs: Number.NaN, lowCpuNs: Number.NaN, mainSlices: Number.NaN };
       let timeline = "";
       let loop: Awaited<ReturnType<typeof probe>>;
+      let startMonoUs = Number.NaN;
       let exports: Array<ExportRun<{ rows: number; stopped: boolean; stopMs: number }>> = [];
       if (kind !== "idle") {
         const { opts, n } = EXPORT_OPTS[kind];
@@ -651,7 +686,7 @@ async function main(): Promise<void> {
         sampler = new SchedSampler(path.pid, reniceHelpers);
         tracing = traceSoon();
         tracing.catch(() => {});
-        await probeUnit();
+        startMonoUs = (await probeUnit())?.monoUs ?? Number.NaN;
         // SECS of constant load: n streams of back-to-back exports (docs/isolation.md, "Export
         // windows of a fixed length"); at the window's end its figures are taken and the exports
         // still running are stopped (their rows so far count).
@@ -740,6 +775,8 @@ async function main(): Promise<void> {
         ).replace(/"/g, ""),
         timeline,
         trace,
+        startMonoUs,
+        ...relayAtStart(kind === "idle" ? [] : (loop?.slices ?? [])),
         stalls:
           (loop?.stalls ?? [])
             .map(
@@ -788,7 +825,10 @@ async function main(): Promise<void> {
               ? `  CPU per transaction main ${r.relayUsPerTx.toFixed(0)} µs all ${r.allUsPerTx.toFixed(0)} µs`
               : "") +
             (argv.probe
-              ? `  CPU ms per s of the first seconds (main/others at nice 0/lowered): ${r.timeline}  loop delay p99 ${r.loopP99.toFixed(1)} max ${r.loopMax.toFixed(1)} ms, GC ${r.gcMs.toFixed(0)} ms (max ${r.gcMaxMs.toFixed(1)}, by kind ${r.gcByKind}); stalls > 50 ms: ${r.stalls || "none"}`
+              ? `  CPU ms per s of the first seconds (main/others at nice 0/lowered): ${r.timeline}  loop delay p99 ${r.loopP99.toFixed(1)} max ${r.loopMax.toFixed(1)} ms, GC ${r.gcMs.toFixed(0)} ms (max ${r.gcMaxMs.toFixed(1)}, by kind ${r.gcByKind}); stalls > ${process.env.C2S_LOOP_PROBE_STALL_MS || 50} ms: ${r.stalls || "none"}` +
+                (kind === "idle"
+                  ? ""
+                  : `  relay in the first ${START_SPLIT_S} s: ran ${r.relayFirst.runMs} ms, ${r.relayFirst.faults} page faults, longest block ${r.relayFirst.lateMs} ms; in the next ${START_SPLIT_S} s: ${r.relayNext.runMs} ms, ${r.relayNext.faults}, ${r.relayNext.lateMs} ms; per 100 ms ran/waited/faults/late: ${r.relayStart}; start at ${r.startMonoUs} µs`)
               : "") +
             (r.trace ? `  ${fmtSchedTrace(r.trace)}` : "") +
             `  load ${loadavg()[0]!.toFixed(1)}`,
@@ -913,6 +953,22 @@ function printSummary(
         );
       }
   if (TRACE_SECS > 0) out.push(...traceTable(names, results));
+  if (argv.probe) {
+    // Counters of the relay thread itself, which a busy machine distorts less than a p99.
+    out.push(
+      `\n| proxy | window | load | relay CPU ms, first ${START_SPLIT_S} s / next ${START_SPLIT_S} s | relay page faults, first / next | relay's longest block (10 ms timer late by, ms), first / next |`,
+      "|---|---|---|---:|---:|---:|",
+    );
+    for (const name of names)
+      for (const kind of KINDS)
+        for (const load of LOADS) {
+          const rs = results.get(`${name} ${kind}${loadTag(load)}`);
+          if (!rs || kind === "idle") continue;
+          out.push(
+            `| ${name} | ${kind} | ${load === "rated" ? `-R ${rate}` : "saturated"} | ${sp(rs, (r) => r.relayFirst.runMs, 0)} / ${sp(rs, (r) => r.relayNext.runMs, 0)} | ${sp(rs, (r) => r.relayFirst.faults, 0)} / ${sp(rs, (r) => r.relayNext.faults, 0)} | ${sp(rs, (r) => r.relayFirst.lateMs, 0)} / ${sp(rs, (r) => r.relayNext.lateMs, 0)} |`,
+          );
+        }
+  }
   out.push(
     `\np99 through the proxy / p99 direct in the same window (median of rounds, lowest–highest): ${ratios.join("; ")}`,
   );

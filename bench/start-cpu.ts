@@ -80,8 +80,11 @@ async function child(): Promise<void> {
   await warmUpEncoders("thread", opts);
   const rows = syntheticRows(Number(argv.rows));
   const discard = { openFile() {}, write() {}, closeFile() {}, copies: true };
+  const ctor: number[] = [];
   const one = async (): Promise<void> => {
+    const c0 = performance.now();
     const t = new EncoderThread(warmUpSpec, { ...opts, maxEncoding: 1 });
+    ctor.push(performance.now() - c0);
     t.attach(discard, new AbortController().signal, () => {});
     const step = 256 << 10;
     for (let at = 0; at < rows.length; ) {
@@ -106,6 +109,10 @@ async function child(): Promise<void> {
   const split = setTimeout(() => {
     c15 = sample();
   }, SPLIT_MS);
+  const blocks = loopBlocks();
+  // The start in a CPU profile's clock (µs, monotonic: node --cpu-prof's startTime).
+  if (process.env.START_CPU_DEBUG)
+    process.stderr.write(`t0 monotonic us ${process.hrtime.bigint() / 1000n}\n`);
   const t0 = performance.now();
   await Promise.all([one(), one(), one(), one()]);
   const ms = performance.now() - t0;
@@ -125,10 +132,45 @@ async function child(): Promise<void> {
       process.stderr.write(
         `${tid} ${readComm(tid)} ${v.cls} ${(v.ms - (before.get(tid) ?? 0)).toFixed(0)}\n`,
       );
+  if (process.env.START_CPU_DEBUG)
+    process.stderr.write(
+      `EncoderThread constructors ms: ${ctor.map((x) => x.toFixed(1)).join(" ")}\nloop blocks > 4 ms (at ms: ms run/wait): ${blocks(t0)}\n`,
+    );
   const first = minus(c15 ?? c1, c0);
   const all = minus(c1, c0);
   process.stdout.write(`${JSON.stringify({ first, all, ms })}\n`);
   process.exit(0);
+}
+
+/**
+ * The main thread's blocks: a 1 ms timer late by more than 4 ms, with when (ms since the start)
+ * and how much of it the thread ran / waited for a CPU (its schedstat).
+ */
+function loopBlocks(): (t0: number) => string {
+  const out: Array<[number, number, number, number]> = [];
+  const sched = (): number[] =>
+    readFileSync("/proc/thread-self/schedstat", "utf8")
+      .split(" ")
+      .map((x) => Number(x) / 1e6);
+  let last = performance.now();
+  let s0 = sched();
+  const t = setInterval(() => {
+    const now = performance.now();
+    const s = sched();
+    if (now - last > 5) out.push([last, now - last - 1, s[0]! - s0[0]!, s[1]! - s0[1]!]);
+    last = now;
+    s0 = s;
+  }, 1);
+  return (t0) => {
+    clearInterval(t);
+    return out
+      .filter(([at]) => at >= t0 - 2)
+      .map(
+        ([at, ms, run, wait]) =>
+          `${(at - t0).toFixed(0)}: ${ms.toFixed(1)} ${run.toFixed(1)}/${wait.toFixed(1)}`,
+      )
+      .join(", ");
+  };
 }
 
 /** Lowers every thread of this process but the calling one (never raises one). */

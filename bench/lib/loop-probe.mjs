@@ -14,7 +14,7 @@ if (file) {
   const h = monitorEventLoopDelay({ resolution: 1 });
   h.enable();
   let gc = { n: 0, ms: 0, maxMs: 0, byKind: {} };
-  const STALL_MS = 50;
+  const STALL_MS = Number(process.env.C2S_LOOP_PROBE_STALL_MS) || 50;
   /**
    * [wall-clock ms at the stall's end, its length ms, what], since the last report; what: "gc<kind>",
    * or for a late timer "loop run R wait W": of the stall, R ms this thread ran (busy: JS, GC,
@@ -31,20 +31,54 @@ if (file) {
       return [Number.NaN, Number.NaN];
     }
   };
+  /** This thread's page faults so far (proc(5) stat: minflt, majflt). */
+  const faults = () => {
+    try {
+      const s = readFileSync("/proc/thread-self/stat", "utf8");
+      const f = s.slice(s.lastIndexOf(")") + 2).split(" ");
+      return Number(f[7]) + Number(f[9]);
+    } catch {
+      return Number.NaN;
+    }
+  };
+  /**
+   * Per SLICE_MS of the first SLICES slices since the last report (an export window's start: the
+   * bench asks at the exports' start): [ran ms, waited for a CPU ms, page faults, longest late
+   * timer ms] of this thread, load-proof counters of what the relay itself did then.
+   */
+  const SLICE_MS = 100;
+  const SLICES = 30;
+  let slices = [];
+  let sliceFrom = performance.now();
+  let sliceAt = { sched: schedstat(), faults: faults(), late: 0 };
   let last = performance.now();
   let lastSched = schedstat();
+  let lastFaults = faults();
   setInterval(() => {
     const now = performance.now();
     const late = now - last - TICK_MS;
     const sched = schedstat();
+    const flt = faults();
     if (late > STALL_MS && stalls.length < 200)
       stalls.push([
         Date.now(),
         Math.round(late),
-        `loop run ${Math.round(sched[0] - lastSched[0])} wait ${Math.round(sched[1] - lastSched[1])}`,
+        `loop run ${Math.round(sched[0] - lastSched[0])} wait ${Math.round(sched[1] - lastSched[1])} faults ${flt - lastFaults}`,
       ]);
+    sliceAt.late = Math.max(sliceAt.late, late);
+    if (now - sliceFrom >= SLICE_MS && slices.length < SLICES) {
+      slices.push([
+        Math.round(sched[0] - sliceAt.sched[0]),
+        Math.round(sched[1] - sliceAt.sched[1]),
+        flt - sliceAt.faults,
+        Math.round(sliceAt.late),
+      ]);
+      sliceFrom = now;
+      sliceAt = { sched, faults: flt, late: 0 };
+    }
     last = now;
     lastSched = sched;
+    lastFaults = flt;
   }, TICK_MS).unref();
   new PerformanceObserver((list) => {
     for (const e of list.getEntries()) {
@@ -81,11 +115,17 @@ if (file) {
         heapMB: process.memoryUsage().heapUsed / 2 ** 20,
         externalMB: process.memoryUsage().external / 2 ** 20,
         stalls,
+        slices,
+        // When this report was asked, on the clock of a `node --cpu-prof` profile (µs).
+        monoUs: Number(process.hrtime.bigint() / 1000n),
       })}\n`,
     );
     renameSync(`${file}.tmp`, file);
     h.reset();
     gc = { n: 0, ms: 0, maxMs: 0, byKind: {} };
     stalls = [];
+    slices = [];
+    sliceFrom = performance.now();
+    sliceAt = { sched: schedstat(), faults: faults(), late: 0 };
   });
 }
