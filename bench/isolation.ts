@@ -290,6 +290,8 @@ interface WindowResult {
   gcMaxMs: number;
   /** GC ms by kind (1 minor, 2 major, 4 incremental marking, 8 weak callbacks). */
   gcByKind: string;
+  /** With --probe: the window's longest 3 collections of the relay (v8.GCProfiler): ms, type, new space before->after, old space growth. */
+  longestGcs: string;
   /** With --probe: the main thread's stalls over 50 ms (s since the exports' start: ms, what),
    * and when each export ended. */
   stalls: string;
@@ -413,6 +415,8 @@ interface ProbeFigures {
   slices?: Array<[number, number, number, number]>;
   /** When the report was asked, on a `--cpu-prof` profile's clock (µs). */
   monoUs?: number;
+  /** The longest 3 collections: [ms, type, new space before->after MB, old space growth MB]. */
+  longestGcs?: Array<[number, string, string, number]>;
 }
 
 /** The relay's 100 ms slices from the exports' start (bench/lib/loop-probe.mjs), summed over the
@@ -770,6 +774,9 @@ async function main(): Promise<void> {
         loopMax: loop?.max ?? Number.NaN,
         gcMs: loop?.gcMs ?? Number.NaN,
         gcMaxMs: loop?.gcMaxMs ?? Number.NaN,
+        longestGcs: (loop?.longestGcs ?? [])
+          .map(([ms, type, young, old]) => `${ms} ms ${type} new ${young} MB old +${old} MB`)
+          .join(", "),
         gcByKind: JSON.stringify(loop?.gcByKind ?? {}, (_k, v: unknown) =>
           typeof v === "number" ? Math.round(v) : v,
         ).replace(/"/g, ""),
@@ -825,7 +832,7 @@ async function main(): Promise<void> {
               ? `  CPU per transaction main ${r.relayUsPerTx.toFixed(0)} µs all ${r.allUsPerTx.toFixed(0)} µs`
               : "") +
             (argv.probe
-              ? `  CPU ms per s of the first seconds (main/others at nice 0/lowered): ${r.timeline}  loop delay p99 ${r.loopP99.toFixed(1)} max ${r.loopMax.toFixed(1)} ms, GC ${r.gcMs.toFixed(0)} ms (max ${r.gcMaxMs.toFixed(1)}, by kind ${r.gcByKind}); stalls > ${process.env.C2S_LOOP_PROBE_STALL_MS || 50} ms: ${r.stalls || "none"}` +
+              ? `  CPU ms per s of the first seconds (main/others at nice 0/lowered): ${r.timeline}  loop delay p99 ${r.loopP99.toFixed(1)} max ${r.loopMax.toFixed(1)} ms, GC ${r.gcMs.toFixed(0)} ms (max ${r.gcMaxMs.toFixed(1)}, by kind ${r.gcByKind}; longest: ${r.longestGcs}); stalls > ${process.env.C2S_LOOP_PROBE_STALL_MS || 50} ms: ${r.stalls || "none"}` +
                 (kind === "idle"
                   ? ""
                   : `  relay in the first ${START_SPLIT_S} s: ran ${r.relayFirst.runMs} ms, ${r.relayFirst.faults} page faults, longest block ${r.relayFirst.lateMs} ms; in the next ${START_SPLIT_S} s: ${r.relayNext.runMs} ms, ${r.relayNext.faults}, ${r.relayNext.lateMs} ms; per 100 ms ran/waited/faults/late: ${r.relayStart}; start at ${r.startMonoUs} µs`)

@@ -8,6 +8,7 @@
 // (an export's start, its end) — a rate-limited p99 is made by the few longest stalls.
 import { readFileSync, renameSync, writeFileSync } from "node:fs";
 import { monitorEventLoopDelay, PerformanceObserver } from "node:perf_hooks";
+import { GCProfiler } from "node:v8";
 
 const file = process.env.C2S_LOOP_PROBE_FILE;
 if (file) {
@@ -96,6 +97,28 @@ if (file) {
         ]);
     }
   }).observe({ entryTypes: ["gc"] });
+  /**
+   * The window's longest collections with what they found (v8.GCProfiler): [ms, type, new space
+   * used before → after MB (after: the survivors), old space growth MB (promoted)], the longest 3.
+   */
+  let profiler = new GCProfiler();
+  profiler.start();
+  const longestGcs = () => {
+    const mb = (x) => Math.round((x / 2 ** 20) * 10) / 10;
+    const space = (s, name) => s.heapSpaceStatistics.find((x) => x.spaceName === name)?.spaceUsedSize ?? 0;
+    const stats = profiler.stop()?.statistics ?? [];
+    profiler = new GCProfiler();
+    profiler.start();
+    return stats
+      .sort((a, b) => b.cost - a.cost)
+      .slice(0, 3)
+      .map((g) => [
+        Math.round(g.cost / 100) / 10,
+        g.gcType,
+        `${mb(space(g.beforeGC, "new_space"))}->${mb(space(g.afterGC, "new_space"))}`,
+        mb(space(g.afterGC, "old_space") - space(g.beforeGC, "old_space")),
+      ]);
+  };
   let seq = 0;
   process.on("SIGUSR2", () => {
     const ms = (ns) => ns / 1e6;
@@ -116,6 +139,7 @@ if (file) {
         externalMB: process.memoryUsage().external / 2 ** 20,
         stalls,
         slices,
+        longestGcs: longestGcs(),
         // When this report was asked, on the clock of a `node --cpu-prof` profile (µs).
         monoUs: Number(process.hrtime.bigint() / 1000n),
       })}\n`,
