@@ -3,6 +3,7 @@
 // first export's extra second goes, and what a warm-up at start-up takes away.
 //
 //   npx tsx bench/first-export.ts [--rows 1000000] [--procs 4] [--warm none,compile,thread]
+//                                 [--warm-rows N]   (a mode may name its own: --warm thread@16384,thread)
 //
 // Each of `--procs` fresh processes per warm-up mode (modes alternate) loads the relay's modules
 // as a proxy does, then optionally warms up (`compile`: parquet-wasm compiled, as the proxy's
@@ -19,6 +20,7 @@ import { monitorEventLoopDelay } from "node:perf_hooks";
 import { parseArgs } from "node:util";
 import type { EncoderSpec } from "../src/encoders/create-encoder.js";
 import type { FileSink } from "../src/encoders/types.js";
+import type { WarmUp } from "../src/encoders/worker/encoder-warm-up.js";
 import { cpuSeconds, procStatusKb } from "./lib/proc.js";
 import { median } from "./lib/stats.js";
 import { printHeaderAndExit } from "./lib/usage.js";
@@ -28,7 +30,7 @@ const { values: argv } = parseArgs({
     rows: { type: "string", default: "1000000" },
     procs: { type: "string", default: "4" },
     warm: { type: "string", default: "none,compile,thread" },
-    "warm-rows": { type: "string", default: "2048" },
+    "warm-rows": { type: "string" },
     child: { type: "string" },
     help: { type: "boolean", short: "h", default: false },
   },
@@ -113,15 +115,18 @@ async function child(mode: string): Promise<void> {
   let loopMaxMs = 0;
   const w0 = cpuNow();
   const tw = performance.now();
-  if (mode !== "none") {
+  // "thread@16384": the warm-up "thread" with that many synthetic rows (else --warm-rows or its own).
+  const [warmUp, modeRows] = mode.split("@") as [string, string | undefined];
+  const warmRows = modeRows ?? argv["warm-rows"];
+  if (warmUp !== "none") {
     const { warmUpEncoders } = await import("../src/encoders/worker/encoder-warm-up.js");
     const delay = monitorEventLoopDelay({ resolution: 1 });
     delay.enable();
     const outcome = await warmUpEncoders(
-      mode as "compile" | "thread",
+      warmUp as WarmUp,
       opts,
       undefined,
-      Number(argv["warm-rows"]),
+      warmRows === undefined ? undefined : Number(warmRows),
     );
     delay.disable();
     loopMaxMs = delay.max / 1e6;
@@ -193,8 +198,7 @@ function parent(): void {
           mode,
           "--rows",
           String(ROWS),
-          "--warm-rows",
-          argv["warm-rows"],
+          ...(argv["warm-rows"] === undefined ? [] : ["--warm-rows", argv["warm-rows"]]),
         ],
         {
           encoding: "utf8",
