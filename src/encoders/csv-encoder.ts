@@ -1,6 +1,7 @@
 // CSV encoder: pgwire text-format values → the exact bytes PostgreSQL's
 // `COPY (q) TO STDOUT (FORMAT csv, HEADER, DELIMITER, QUOTE, ESCAPE, NULL)` prints (the rules of
-// CopyAttributeOutCSV in src/backend/commands/copyto.c), split into files of at most MAX FILE SIZE.
+// CopyAttributeOutCSV in src/backend/commands/copyto.c), split into files of at most MAX FILE SIZE
+// (./sized-files.ts counts them, and compresses them for gzip).
 //
 // The hot path never decodes values to JS strings: values are DataRow bytes copied into one
 // reusable output buffer, which goes to the sink in large chunks. Values are read and written four
@@ -9,17 +10,8 @@
 // type can never print those bytes (./csv-plain-types.ts) is copied without the check. A word may
 // run up to 3 bytes past its value on both sides: the bytes read past it are the next field's or
 // message's, those written land where the next bytes of the line go anyway.
-//
-// gzip and MAX FILE SIZE. A file must not exceed the limit *compressed*, but the compressed size of
-// a row is unknown until it is compressed. Each file is one gzip member (so every reader, not only
-// those that handle concatenated members, sees the whole file) built from blocks of rows whose
-// exact compressed size is known after each (./gzip-member.ts). A row joins the pending block only
-// while `compressed so far + bound(pending block)` stays within the limit, with a deliberately
-// loose worst-case bound; when it would not, the pending block is compressed first and the row
-// re-checked against the real size. Near the limit blocks get geometrically smaller, so a file ends
-// within about one row of the limit and never above it.
 import { plainColumns } from "./csv-plain-types.js";
-import { GzipMember } from "./gzip-member.js";
+import { SizedFiles } from "./sized-files.js";
 import type { FileSink, RowEncoder } from "./types.js";
 
 export interface CsvOptions {
@@ -72,9 +64,8 @@ class CsvEncoder implements RowEncoder {
   readonly extension: string;
   readonly resultFormats: readonly number[];
 
-  private readonly sink: FileSink;
-  private readonly maxFileSize: number;
-  private readonly gzip: boolean;
+  /** Where the bytes go, and where a file must end. */
+  private readonly files: SizedFiles;
   private readonly delimiter: number;
   private readonly quote: number;
   private readonly escape: number;
@@ -100,12 +91,6 @@ class CsvEncoder implements RowEncoder {
   private inView: DataView = new DataView(new ArrayBuffer(0));
   /** out[0..outPos) holds accepted rows of the current file not yet handed on (plus a row being placed). */
   private outPos = 0;
-  private fileIndex = -1;
-  private rowsInFile = 0;
-  /** Uncompressed mode: bytes of the current file, handed over or pending. */
-  private fileBytes = 0;
-  /** gzip: the current file's member. */
-  private readonly member: GzipMember;
   private done = false;
 
   constructor(opts: CsvOptions, sink: FileSink) {
@@ -113,11 +98,8 @@ class CsvEncoder implements RowEncoder {
     checkByte("quote", opts.quote);
     checkByte("escape", opts.escape);
     if (!(opts.maxFileSize > 0)) throw new RangeError("maxFileSize must be positive");
-    this.sink = sink;
-    this.maxFileSize = opts.maxFileSize;
-    this.gzip = opts.compression === "gzip";
-    this.member = new GzipMember(opts.gzipLevel ?? 6);
-    this.extension = this.gzip ? "csv.gz" : "csv";
+    this.files = new SizedFiles(sink, opts.maxFileSize, opts.compression, opts.gzipLevel ?? 6);
+    this.extension = this.files.gzip ? "csv.gz" : "csv";
     this.resultFormats = opts.columnNames.map(() => 0);
     this.delimiter = opts.delimiter;
     this.quote = opts.quote;
@@ -155,19 +137,20 @@ class CsvEncoder implements RowEncoder {
 
   writeRow(buf: Buffer, pos: number, nFields: number): void {
     if (this.done) throw new Error("CSV encoder: writeRow after finish/dispose");
-    if (this.fileIndex < 0) this.openFile();
+    const files = this.files;
+    if (files.index < 0) this.openFile();
     let rowStart = this.encodeRow(buf, pos, nFields);
     const rowLen = this.outPos - rowStart;
-    if (!this.gzip) {
-      if (this.fileBytes + rowLen > this.maxFileSize && this.rowsInFile > 0) this.nextFileWithRow(rowStart);
-      this.fileBytes += rowLen;
-    } else if (!this.gzipFits(this.outPos)) {
+    if (!files.gzip) {
+      if (!files.fitsPlain(rowLen) && files.rows > 0) this.nextFileWithRow(rowStart);
+      files.addPlain(rowLen);
+    } else if (!files.fitsCompressed(this.outPos)) {
       // Compress what is already accepted, then judge the row by the real compressed size.
       this.consumePrefix(rowStart);
       rowStart = 0;
-      if (!this.gzipFits(rowLen) && this.rowsInFile > 0) this.nextFileWithRow(0);
+      if (!files.fitsCompressed(rowLen) && files.rows > 0) this.nextFileWithRow(0);
     }
-    this.rowsInFile++;
+    files.rows++;
   }
 
   writeRows(buf: Buffer, start: number, end: number): void {
@@ -181,13 +164,13 @@ class CsvEncoder implements RowEncoder {
   }
 
   flush(): Promise<void> {
-    if (this.fileIndex >= 0 && !this.done) this.consumePrefix(this.outPos);
+    if (this.files.index >= 0 && !this.done) this.consumePrefix(this.outPos);
     return Promise.resolve();
   }
 
   finish(): Promise<void> {
     if (this.done) return Promise.reject(new Error("CSV encoder: finish after finish/dispose"));
-    if (this.fileIndex < 0) this.openFile();
+    if (this.files.index < 0) this.openFile();
     this.closeFile();
     this.done = true;
     this.release();
@@ -202,7 +185,7 @@ class CsvEncoder implements RowEncoder {
   private release(): void {
     this.setOut(Buffer.alloc(0));
     this.outPos = 0;
-    this.member.release();
+    this.files.release();
     this.inBuf = null;
     this.inView = new DataView(new ArrayBuffer(0));
   }
@@ -374,21 +357,8 @@ class CsvEncoder implements RowEncoder {
     if (n === 0) return;
     const old = this.out;
     const tail = this.outPos - n;
-    let handedOver = false;
-    if (this.gzip) {
-      this.deflateBlock(old.subarray(0, n));
-    } else if (this.sink.copies === true) {
-      // The encoder thread's sink: the buffer is ours again when write() returns.
-      this.sink.write(old.subarray(0, n));
-    } else if (n >= old.length >>> 1) {
-      // Mostly full: give the buffer itself away rather than copy it.
-      this.sink.write(old.subarray(0, n));
-      handedOver = true;
-    } else {
-      const chunk = Buffer.allocUnsafeSlow(n);
-      old.copy(chunk, 0, 0, n);
-      this.sink.write(chunk);
-    }
+    // Mostly full: rather give the buffer itself away than copy it.
+    const handedOver = this.files.write(old.subarray(0, n), n >= old.length >>> 1);
     if (handedOver || (old.length > OUT_SIZE && tail <= OUT_SIZE >>> 1)) {
       // Continue in a fresh buffer; this also drops one grown for an oversized row.
       const fresh = Buffer.allocUnsafeSlow(Math.max(OUT_SIZE, tail));
@@ -400,33 +370,9 @@ class CsvEncoder implements RowEncoder {
     this.outPos = tail;
   }
 
-  private gzipFits(pendingBytes: number): boolean {
-    return this.member.fits(pendingBytes, this.maxFileSize);
-  }
-
-  private deflateBlock(data: Buffer): void {
-    let z = this.member.deflate(data);
-    const header = this.member.takeHeader();
-    // A constant, never changed: a sink may keep it.
-    if (header !== null) this.sink.write(header);
-    if (this.sink.copies !== true && z.buffer.byteLength > 2 * z.length) {
-      // A small result is a view of zlib's output chunk; a sink that keeps what it gets must not
-      // pin the whole chunk.
-      const exact = Buffer.allocUnsafeSlow(z.length);
-      z.copy(exact);
-      z = exact;
-    }
-    this.member.add(z.length);
-    this.sink.write(z);
-  }
-
   private openFile(): void {
-    this.fileIndex++;
-    this.sink.openFile(this.fileIndex);
-    this.rowsInFile = 0;
-    this.fileBytes = 0;
-    if (this.gzip) this.member.begin();
     const h = this.headerLine;
+    this.files.open(h === null ? 0 : h.length);
     if (h !== null) {
       // Called with an empty buffer or with the first row of the file at out[0..outPos).
       const rowLen = this.outPos;
@@ -438,7 +384,6 @@ class CsvEncoder implements RowEncoder {
       this.out.copyWithin(h.length, 0, rowLen);
       h.copy(this.out, 0);
       this.outPos = h.length + rowLen;
-      this.fileBytes = h.length;
     }
   }
 
@@ -456,7 +401,6 @@ class CsvEncoder implements RowEncoder {
 
   /** Ends the current file; whatever is still in `out` belongs to the next one. */
   private finalizeFile(): void {
-    if (this.gzip) this.sink.write(this.member.tail());
-    this.sink.closeFile(this.rowsInFile);
+    this.files.close();
   }
 }
