@@ -88,16 +88,6 @@ export class WireClient {
     return this.drain();
   }
 
-  /** Waits until no message arrived for `quietMs`. */
-  async quiet(quietMs = 200): Promise<Message[]> {
-    let n = -1;
-    while (n !== this.messages.length) {
-      n = this.messages.length;
-      await new Promise((r) => setTimeout(r, quietMs));
-    }
-    return this.drain();
-  }
-
   async close(): Promise<void> {
     if (this.closedFlag) return;
     this.sock.end(serialize.end());
