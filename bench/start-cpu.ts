@@ -96,7 +96,12 @@ async function child(): Promise<void> {
     }
     await t.finish();
   };
+  if (process.env.START_CPU_REPEAT) {
+    await Promise.all([one(), one(), one(), one()]);
+    process.stderr.write(`rss after a first round ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MB\n`);
+  }
   await new Promise((r) => setTimeout(r, 500));
+  process.stderr.write(`rss ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MB\n`);
   const c0 = sample();
   const before = new Map([...seen].map(([t, v]) => [t, v.ms]));
   let c15: Cpu | undefined;

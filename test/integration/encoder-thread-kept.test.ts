@@ -1,5 +1,5 @@
 // A proxy keeps the encoder thread of a finished export for its next one (warm: its encoder code
-// already compiled; docs/isolation.md), at most one, and its shutdown ends it: no thread is left.
+// already compiled; docs/isolation.md), one after exports one at a time (more after a burst: test/unit/encoder-thread.test.ts), and its shutdown ends it: no thread is left.
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";

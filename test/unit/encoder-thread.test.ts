@@ -19,8 +19,15 @@ import {
 import { EncoderThread, encoderThreadTestHooks } from "../../src/encoders/worker/encoder-thread.js";
 import { CHUNK_BYTES, RING_BUFFERS } from "../../src/encoders/worker/port-sink.js";
 import { BATCH_BYTES, WINDOW_BYTES } from "../../src/encoders/worker/row-batcher.js";
-import { keepSpareEncoderThread, spareEncoderThreadId } from "../../src/encoders/worker/thread-pool.js";
+import {
+  idleEncoderThreadIds,
+  keepSpareEncoderThread,
+  MAX_IDLE_THREADS,
+  spareEncoderThreadId,
+  threadPoolTestHooks,
+} from "../../src/encoders/worker/thread-pool.js";
 import { waitUntil } from "../support/export-checks.js";
+import { threadsAtNiceness } from "../support/thread-niceness.js";
 
 /** A whole DataRow message of text values. */
 function dataRow(values: ReadonlyArray<string | null>): Buffer {
@@ -642,5 +649,56 @@ describe("the process's encoding budget (exports.maxEncodingThreads)", () => {
     await ts[other]!.finish();
     expect(sinks[other]!.texts()).toEqual([expected(`t${other}-`)]);
     expect(budgetUse(budget)).toEqual({ encoding: 0, waiting: 0 });
+  });
+});
+
+describe("idle threads for a burst of exports", () => {
+  test("exports that ran at once leave their threads idle for the next burst (at most MAX_IDLE_THREADS); the extras end once idle for their time, the spare stays; releasing ends them all", async () => {
+    // A niceness of their own: the threads counted are this test's.
+    const NICE = 11;
+    const release = keepSpareEncoderThread();
+    try {
+      const rows = Buffer.concat(Array.from({ length: 500 }, (_, i) => dataRow([String(i), `v${i}`])));
+      const burst = async (n: number): Promise<number[]> => {
+        const ts = Array.from({ length: n }, () => new EncoderThread(csvSpec(), { nice: NICE }));
+        threads.push(...ts);
+        const ids = ts.map((t) => t.threadId);
+        await Promise.all(
+          ts.map(async (t) => {
+            const sink = new MemorySink();
+            t.attach(sink, new AbortController().signal, (e) => {
+              throw e;
+            });
+            t.writeRows(rows, 0, rows.length);
+            await t.finish();
+            expect(sink.files[0]!.rows).toBe(500);
+          }),
+        );
+        return ids;
+      };
+      const first = await burst(MAX_IDLE_THREADS + 1);
+      expect(new Set(first).size).toBe(MAX_IDLE_THREADS + 1);
+      // One of them ended: MAX_IDLE_THREADS idle, all of them threads of the burst.
+      const idle = idleEncoderThreadIds();
+      expect(idle).toHaveLength(MAX_IDLE_THREADS);
+      expect(idle.every((id) => first.includes(id))).toBe(true);
+      // The next burst takes them all warm: no thread is started.
+      const second = await burst(MAX_IDLE_THREADS);
+      expect(new Set(second)).toEqual(new Set(idle));
+      // Extras idle past their time end; the spare stays.
+      threadPoolTestHooks.idleMs = 1;
+      await burst(MAX_IDLE_THREADS);
+      await waitUntil("the extras to end", () => threadsAtNiceness(NICE) === 1, 10_000);
+      expect(idleEncoderThreadIds()).toHaveLength(1);
+      expect(spareEncoderThreadId()).toBe(idleEncoderThreadIds()[0]);
+      delete threadPoolTestHooks.idleMs;
+      await burst(2);
+      expect(idleEncoderThreadIds()).toHaveLength(2);
+    } finally {
+      delete threadPoolTestHooks.idleMs;
+      release();
+    }
+    expect(idleEncoderThreadIds()).toEqual([]);
+    await waitUntil("the idle threads to end", () => threadsAtNiceness(NICE) === 0, 10_000);
   });
 });

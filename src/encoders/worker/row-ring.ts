@@ -82,8 +82,10 @@ export function wake(control: Int32Array, seq: WordIndex): void {
 /** Tests only: bytes the relay put into row rings (rows it did not frame). */
 export const rowRingTestHooks: { bytes: number } = { bytes: 0 };
 
-/** Rings kept for the next ones: at most this many (4 MiB each, touched already). */
-export const SPARE_RINGS = 2;
+/** Rings kept for the next ones: at most this many (4 MiB each, touched already): as many as
+ * encoder threads are kept idle (./thread-pool.ts, MAX_IDLE_THREADS), so a burst of exports that
+ * takes them warm takes touched rings too. */
+export const SPARE_RINGS = 4;
 /**
  * Rings whose thread can no longer touch them, for the next ring to reuse. A new ring's memory is
  * touched for the first time by the relay's copies, and a first touch is a page fault per 4 KiB:
