@@ -2,7 +2,7 @@
 // network: the encoder threads' side of a 4-export window's first seconds (issue 13, the window
 // whose p99 is made there; docs/isolation.md, "Four exports: the start makes the p99").
 //
-//   npx tsx bench/start-cpu.ts [--rounds 6] [--rows 100000] [--variants '[[],["lower-others"],["--single-threaded"]]']
+//   npx tsx bench/start-cpu.ts [--rounds 6] [--rows 100000] [--variants '[[],["lower-others"],["--single-threaded"]]'] [--after-burst]
 //
 // Each variant is a child process (`node <its flags> --import tsx bench/start-cpu.ts --child`;
 // `lower-others` in a variant: the child lowers its other threads first, V8's platform threads
@@ -28,6 +28,7 @@ const { values: argv } = parseArgs({
     variants: { type: "string", default: '[[],["lower-others"],["--single-threaded"]]' },
     child: { type: "boolean", default: false },
     "lower-others": { type: "boolean", default: false },
+    "after-burst": { type: "boolean", default: false },
   },
 });
 
@@ -96,10 +97,9 @@ async function child(): Promise<void> {
     }
     await t.finish();
   };
-  if (process.env.START_CPU_REPEAT) {
-    await Promise.all([one(), one(), one(), one()]);
-    process.stderr.write(`rss after a first round ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MB\n`);
-  }
+  // --after-burst: the four exports measured are the process's second burst (the threads the
+  // first left idle, if any, serve it).
+  if (argv["after-burst"]) await Promise.all([one(), one(), one(), one()]);
   await new Promise((r) => setTimeout(r, 500));
   process.stderr.write(`rss ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MB\n`);
   const c0 = sample();
@@ -121,6 +121,7 @@ async function child(): Promise<void> {
   const t0 = performance.now();
   await Promise.all([one(), one(), one(), one()]);
   const ms = performance.now() - t0;
+  const rssMB = process.memoryUsage().rss / 2 ** 20;
   clearInterval(timer);
   clearTimeout(split);
   const c1 = sample();
@@ -143,7 +144,7 @@ async function child(): Promise<void> {
     );
   const first = minus(c15 ?? c1, c0);
   const all = minus(c1, c0);
-  process.stdout.write(`${JSON.stringify({ first, all, ms })}\n`);
+  process.stdout.write(`${JSON.stringify({ first, all, ms, rssMB })}\n`);
   process.exit(0);
 }
 
@@ -200,7 +201,7 @@ function syntheticRowBytes(rows: Buffer): number {
 
 async function parent(): Promise<void> {
   const variants = JSON.parse(argv.variants) as string[][];
-  const res = variants.map(() => [] as Array<{ first: Cpu; all: Cpu; ms: number }>);
+  const res = variants.map(() => [] as Array<{ first: Cpu; all: Cpu; ms: number; rssMB: number }>);
   for (let r = 0; r < Number(argv.rounds); r++)
     for (const [i, flags] of variants.entries()) {
       // "lower-others": the child lowers its other threads first (V8's platform threads).
@@ -216,6 +217,7 @@ async function parent(): Promise<void> {
           "--rows",
           argv.rows,
           ...lower,
+          ...(argv["after-burst"] ? ["--after-burst"] : []),
         ],
         { encoding: "utf8" },
       );
@@ -227,14 +229,14 @@ async function parent(): Promise<void> {
   const f = (xs: number[]): string =>
     `${median(xs).toFixed(0)} (${Math.min(...xs).toFixed(0)}–${Math.max(...xs).toFixed(0)})`;
   process.stdout.write(
-    `\nfour Parquet exports of ${argv.rows} synthetic rows at once, ${argv.rounds} rounds, CPU ms, median (lowest–highest)\n` +
-      "| node flags | first 1.5 s: main / other nice-0 threads / lowered | until all finished: main / other nice-0 / lowered | wall ms |\n|---|---|---|---:|\n",
+    `\nfour Parquet exports of ${argv.rows} synthetic rows at once${argv["after-burst"] ? " (the process's second burst)" : ""}, ${argv.rounds} rounds, CPU ms, median (lowest–highest)\n` +
+      "| node flags | first 1.5 s: main / other nice-0 threads / lowered | until all finished: main / other nice-0 / lowered | wall ms | RSS after, MB |\n|---|---|---|---:|---:|\n",
   );
   for (const [i, flags] of variants.entries()) {
     const rs = res[i]!;
     const g = (k: "first" | "all", c: keyof Cpu): string => f(rs.map((x) => x[k][c]));
     process.stdout.write(
-      `| ${flags.join(" ") || "(none)"} | ${g("first", "main")} / **${g("first", "nice0")}** / ${g("first", "lowered")} | ${g("all", "main")} / **${g("all", "nice0")}** / ${g("all", "lowered")} | ${f(rs.map((x) => x.ms))} |\n`,
+      `| ${flags.join(" ") || "(none)"} | ${g("first", "main")} / **${g("first", "nice0")}** / ${g("first", "lowered")} | ${g("all", "main")} / **${g("all", "nice0")}** / ${g("all", "lowered")} | ${f(rs.map((x) => x.ms))} | ${f(rs.map((x) => x.rssMB))} |\n`,
     );
   }
 }
