@@ -17,6 +17,7 @@ import * as arrow from "./arrow.js";
 import { type ColumnBuilder, extMeta } from "./columns/builder.js";
 import { makeBuilder } from "./columns/make-builder.js";
 import { dictionaryOverflows } from "./dictionary-choice.js";
+import { FlatRows } from "./flat-rows.js";
 import { IpcStreamWriter } from "./ipc.js";
 import { exportBegins, exportEnds, keepForNext, takeBuilders, takeIpcBuffer } from "./kept.js";
 import { type ColumnPlan, planColumns } from "./types.js";
@@ -88,6 +89,9 @@ export async function createParquetEncoder(opts: ParquetOptions, sink: FileSink)
   return encoder;
 }
 
+/** Tests only: `twoPass` sends every run through the general path (to compare the two). */
+export const parquetEncoderTestHooks: { twoPass: boolean } = { twoPass: false };
+
 const disposedError = (): Error => new Error("Parquet encoder: rows after dispose");
 
 const fieldsMismatch = (): PgError =>
@@ -109,6 +113,8 @@ export class ParquetEncoder implements RowEncoder {
 
   private readonly plans: ColumnPlan[];
   private readonly builders: ColumnBuilder[];
+  /** The one-pass decoder when every column is flat (./flat-rows.ts), else null. */
+  private readonly flat: FlatRows | null;
   private readonly schema: arrow.Schema;
   private readonly structType: arrow.Struct;
   private readonly ipcWriter: IpcStreamWriter;
@@ -157,6 +163,7 @@ export class ParquetEncoder implements RowEncoder {
     this.builders =
       takeBuilders(this.columnsKey) ??
       this.plans.map((p) => makeBuilder(p.node, { column: p.name }, p.nullable));
+    this.flat = FlatRows.of(this.builders);
     const fields = this.plans.map(
       (p, i) =>
         new arrow.Field(p.fieldName, this.builders[i]!.type, p.nullable, extMeta(p.node?.ext ?? "text")),
@@ -204,9 +211,21 @@ export class ParquetEncoder implements RowEncoder {
   writeRows(buf: Buffer, start: number, end: number): void {
     // Its builders may be another export's now (kept: ./kept.ts).
     if (this.disposed) throw disposedError();
+    const flat = this.flat;
+    if (flat !== null && !parquetEncoderTestHooks.twoPass) {
+      // Flat columns: one pass (./flat-rows.ts), up to a row it leaves to the general path below.
+      const stop = flat.decode(buf, start, end, this.rows);
+      this.rows += flat.rows;
+      this.rawBytes += stop - start - 7 * flat.rows;
+      if (stop < end) this.writeRowsIndexed(buf, stop, end);
+    } else this.writeRowsIndexed(buf, start, end);
+  }
+
+  /** The general path of writeRows (a method of its own: its JIT feedback is not the flat path's). */
+  private writeRowsIndexed(buf: Buffer, start: number, end: number): void {
     const b = this.builders;
     const nCols = b.length;
-    // Two passes: first where every value of the run lies, then each column's values in one call
+    // The general path: two passes: first where every value of the run lies, then each column's values in one call
     // to its builder, so the per-value work runs in loops of one class. The index is row-major:
     // a row's stores go to consecutive slots. Column-major, with a power-of-two row count per
     // column, they went to slots a multiple of 4 KiB apart, which the CPU serves slower (decode of

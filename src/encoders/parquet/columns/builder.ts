@@ -33,6 +33,81 @@ export interface ColumnBuilder {
    * nested and boolean columns (their dictionaries stay as arrow-rs decides).
    */
   plainValues?(): PlainValues;
+  /**
+   * For builders of a FlatKind layout: room for `rows` more values holding at most `bytes` data
+   * bytes in all, and the buffers to write them into (see FlatTarget); null when this one's
+   * values are not plain (json).
+   */
+  flatTarget?(rows: number, bytes: number): FlatTarget | null;
+  /** FlatRows wrote values up to `length` (and data bytes up to `dataLen`). */
+  flatCommit?(length: number, dataLen: number): void;
+}
+
+/** The layouts that FlatRows (../flat-rows.ts) decodes itself, straight into a builder's buffers. */
+export enum FlatKind {
+  /** 2-byte integers, byte-reversed into `bytes`. */
+  Int16 = 0,
+  /** 4-byte values (int4, float4, uint4) as one word of `words`. */
+  Int32 = 1,
+  /** 8-byte values (int8, float8, time, uint8) as two words of `words`, low word first. */
+  Int64 = 2,
+  /** date: days, shifted to 1970, into `words`. */
+  Date = 3,
+  /** timestamp(tz): microseconds, shifted to 1970, as two words of `words`. */
+  Timestamp = 4,
+  /** boolean: bits of `bytes`. */
+  Bool = 5,
+  /** numeric: Decimal128 limbs into `decimals`, at `scale`. */
+  Decimal = 6,
+  /** text, varchar, bytea: data into `bytes` from `dataLen` on, offsets into `words` (`stride` words each). */
+  Bytes = 7,
+}
+
+/**
+ * A builder's buffers as FlatRows writes into them, with room made for a run of rows: FlatRows
+ * writes value r of the run at the builder's length + r, then sets the new length (`flatCommit`).
+ */
+export interface FlatTarget {
+  kind: FlatKind;
+  nullable: boolean;
+  validity: Validity;
+  words: Int32Array;
+  bytes: Uint8Array;
+  decimals: Uint32Array;
+  dataLen: number;
+  stride: number;
+  scale: number;
+}
+
+const NO_WORDS = new Int32Array(0);
+const NO_BYTES = new Uint8Array(0);
+const NO_DECIMALS = new Uint32Array(0);
+
+/** A FlatTarget (one shape for all, so FlatRows' reads of them stay monomorphic). */
+export function flatTarget(
+  kind: FlatKind,
+  nullable: boolean,
+  validity: Validity,
+  parts: {
+    words?: Int32Array;
+    bytes?: Uint8Array;
+    decimals?: Uint32Array;
+    dataLen?: number;
+    stride?: number;
+    scale?: number;
+  },
+): FlatTarget {
+  return {
+    kind,
+    nullable,
+    validity,
+    words: parts.words ?? NO_WORDS,
+    bytes: parts.bytes ?? NO_BYTES,
+    decimals: parts.decimals ?? NO_DECIMALS,
+    dataLen: parts.dataLen ?? 0,
+    stride: parts.stride ?? 1,
+    scale: parts.scale ?? 0,
+  };
 }
 
 /** Where errors come from, for messages that name the column. */
@@ -62,40 +137,45 @@ export function grow<T extends Uint8Array | Int32Array | Uint32Array | Int16Arra
   return b;
 }
 
-/** Validity bitmap that only exists once the first null shows up. */
-class Validity {
-  bits: Uint8Array | null = null;
+/**
+ * Which values are NULL, as a bitmap that only exists once the first null shows up. Its bits mark
+ * the NULLs (1 = NULL), so a valid value costs nothing, in any loop: the Arrow validity bitmap (1 =
+ * valid) is made from it once per batch (`view`).
+ */
+export class Validity {
+  private nullBits: Uint8Array | null = null;
+  /** The Arrow bitmap of the last `view`, reused. */
+  private out: Uint8Array | null = null;
   nulls = 0;
 
-  setValid(i: number): void {
-    const b = this.bits;
-    if (b !== null) {
-      if (i >> 3 >= b.length) this.bits = grow(b, (i >> 3) + 1);
-      this.bits![i >> 3]! |= 1 << (i & 7);
-    }
-  }
-
   setNull(i: number): void {
-    if (this.bits === null) {
-      // Everything before the first null was valid.
-      const b = new Uint8Array(Math.max(64, ((i >> 3) + 1) * 2));
-      b.fill(0xff, 0, i >> 3);
-      for (let k = i & ~7; k < i; k++) b[k >> 3]! |= 1 << (k & 7);
-      this.bits = b;
-    } else if (i >> 3 >= this.bits.length) {
-      this.bits = grow(this.bits, (i >> 3) + 1);
+    let b = this.nullBits;
+    if (b === null) b = this.nullBits = new Uint8Array(Math.max(64, ((i >> 3) + 1) * 2));
+    else if (i >> 3 >= b.length) b = this.nullBits = grow(b, (i >> 3) + 1);
+    const m = 1 << (i & 7);
+    // A value rewritten after a fall-back (FlatRows) may be NULL twice: count it once.
+    if ((b[i >> 3]! & m) === 0) {
+      b[i >> 3]! |= m;
+      this.nulls++;
     }
-    this.bits[i >> 3]! &= ~(1 << (i & 7));
-    this.nulls++;
   }
 
+  /** Arrow's validity bitmap of the first `n` values (1 = valid), or undefined without NULLs. */
   view(n: number): Uint8Array | undefined {
-    return this.bits === null || this.nulls === 0 ? undefined : this.bits.subarray(0, (n + 7) >> 3);
+    const b = this.nullBits;
+    if (b === null || this.nulls === 0) return undefined;
+    const bytes = (n + 7) >> 3;
+    if (this.out === null || this.out.length < bytes) this.out = new Uint8Array(Math.max(bytes, b.length));
+    const out = this.out;
+    const have = Math.min(bytes, b.length);
+    for (let k = 0; k < have; k++) out[k] = ~b[k]! & 0xff;
+    out.fill(0xff, have, bytes);
+    return out.subarray(0, bytes);
   }
 
-  /** Back to "no nulls yet", which is the fast path; a batch with nulls allocates afresh. */
+  /** Back to "no nulls yet", which is the fast path; the bitmap is kept, cleared. */
   reset(): void {
-    this.bits = null;
+    if (this.nulls > 0) this.nullBits!.fill(0);
     this.nulls = 0;
   }
 }

@@ -4,16 +4,16 @@
 import { PgError, SqlState } from "../../../errors.js";
 import * as arrow from "../arrow.js";
 import type { PlainValues } from "../dictionary-choice.js";
-import { BaseBuilder, type ColumnContext, grow } from "./builder.js";
+import { BaseBuilder, type ColumnContext, FlatKind, type FlatTarget, flatTarget, grow } from "./builder.js";
 
 // PostgreSQL counts days and microseconds from 2000-01-01, Arrow from 1970-01-01.
-const EPOCH_SHIFT_DAYS = 10957;
+export const EPOCH_SHIFT_DAYS = 10957;
 const EPOCH_SHIFT_US = 946684800000000;
 const TWO32 = 4294967296;
-const SHIFT_US_HI = Math.floor(EPOCH_SHIFT_US / TWO32);
-const SHIFT_US_LO = EPOCH_SHIFT_US - SHIFT_US_HI * TWO32;
-const DATE_PINF = 0x7fffffff;
-const DATE_NINF = -0x80000000;
+export const SHIFT_US_HI = Math.floor(EPOCH_SHIFT_US / TWO32);
+export const SHIFT_US_LO = EPOCH_SHIFT_US - SHIFT_US_HI * TWO32;
+export const DATE_PINF = 0x7fffffff;
+export const DATE_NINF = -0x80000000;
 
 export class DateBuilder extends BaseBuilder {
   readonly type = new arrow.DateDay();
@@ -30,7 +30,6 @@ export class DateBuilder extends BaseBuilder {
     if (this.length + n > this.values.length) this.values = grow(this.values, this.length + n);
     const values = this.values;
     const src = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-    const validity = this.validity;
     let i = this.length;
     for (let k = from, end = from + n * step; k < end; k += step) {
       const l = len[k]!;
@@ -44,7 +43,6 @@ export class DateBuilder extends BaseBuilder {
         continue;
       }
       values[i] = d + EPOCH_SHIFT_DAYS;
-      if (validity.bits !== null) validity.setValid(i);
       i++;
     }
     this.length = i;
@@ -62,7 +60,6 @@ export class DateBuilder extends BaseBuilder {
     const i = this.length;
     if (i >= this.values.length) this.values = grow(this.values, i + 1);
     this.values[i] = d + EPOCH_SHIFT_DAYS;
-    this.validity.setValid(i);
     this.length++;
   }
 
@@ -71,6 +68,15 @@ export class DateBuilder extends BaseBuilder {
     if (i >= this.values.length) this.values = grow(this.values, i + 1);
     this.values[i] = 0;
     this.length++;
+  }
+
+  flatTarget(rows: number): FlatTarget {
+    if (this.length + rows > this.values.length) this.values = grow(this.values, this.length + rows);
+    return flatTarget(FlatKind.Date, this.nullable, this.validity, { words: this.values });
+  }
+
+  flatCommit(length: number): void {
+    this.length = length;
   }
 
   plainValues(): PlainValues {
@@ -114,7 +120,6 @@ export class TimestampBuilder extends BaseBuilder {
     if (need > this.values.length) this.values = grow(this.values, need);
     const values = this.values;
     const src = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-    const validity = this.validity;
     let i = this.length;
     for (let k = from, end = from + n * step; k < end; k += step) {
       const l = len[k]!;
@@ -133,7 +138,6 @@ export class TimestampBuilder extends BaseBuilder {
         if (h <= 0x7fffffff && !(hi === -0x80000000 && lo === 0)) {
           values[2 * i] = lw | 0;
           values[2 * i + 1] = h;
-          if (validity.bits !== null) validity.setValid(i);
           i++;
           continue;
         }
@@ -163,7 +167,6 @@ export class TimestampBuilder extends BaseBuilder {
     if (i + 2 > this.values.length) this.values = grow(this.values, i + 2);
     this.values[i] = l | 0;
     this.values[i + 1] = h;
-    this.validity.setValid(this.length);
     this.length++;
   }
 
@@ -181,6 +184,16 @@ export class TimestampBuilder extends BaseBuilder {
     this.values[i] = 0;
     this.values[i + 1] = 0;
     this.length++;
+  }
+
+  flatTarget(rows: number): FlatTarget {
+    const need = (this.length + rows) << 1;
+    if (need > this.values.length) this.values = grow(this.values, need);
+    return flatTarget(FlatKind.Timestamp, this.nullable, this.validity, { words: this.values });
+  }
+
+  flatCommit(length: number): void {
+    this.length = length;
   }
 
   plainValues(): PlainValues {

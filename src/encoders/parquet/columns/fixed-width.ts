@@ -5,7 +5,15 @@ import { PgError, SqlState } from "../../../errors.js";
 import * as arrow from "../arrow.js";
 import type { PlainValues } from "../dictionary-choice.js";
 import { DECIMAL_MAX_PRECISION, NumericStatus, numericToDecimal128, numericToText } from "../numeric.js";
-import { BaseBuilder, type ColumnContext, grow, SHRINK_BYTES } from "./builder.js";
+import {
+  BaseBuilder,
+  type ColumnContext,
+  FlatKind,
+  type FlatTarget,
+  flatTarget,
+  grow,
+  SHRINK_BYTES,
+} from "./builder.js";
 
 /** Fixed-width values copied byte-reversed (big-endian wire → little-endian Arrow). */
 export class ReversedBytesBuilder extends BaseBuilder {
@@ -45,7 +53,6 @@ export class ReversedBytesBuilder extends BaseBuilder {
       b[o] = buf[pos + 1]!;
       b[o + 1] = buf[pos]!;
     }
-    this.validity.setValid(this.length);
     this.length++;
   }
 
@@ -74,7 +81,6 @@ export class ReversedBytesBuilder extends BaseBuilder {
     // payload is kept.
     const src = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
     const words = new Int32Array(b.buffer, b.byteOffset, b.byteLength >> 2);
-    const validity = this.validity;
     // The row count in a local: one store per run instead of one per value.
     let i = this.length;
     for (let k = from, end = from + n * step; k < end; k += step) {
@@ -97,10 +103,23 @@ export class ReversedBytesBuilder extends BaseBuilder {
         b[o] = buf[p + 1]!;
         b[o + 1] = buf[p]!;
       }
-      if (validity.bits !== null) validity.setValid(i);
       i++;
     }
     this.length = i;
+  }
+
+  flatTarget(rows: number): FlatTarget {
+    const w = this.width;
+    const need = (this.length + rows) * w;
+    if (need > this.bytes.length) this.bytes = grow(this.bytes, need);
+    const b = this.bytes;
+    const kind = w === 2 ? FlatKind.Int16 : w === 4 ? FlatKind.Int32 : FlatKind.Int64;
+    const words = new Int32Array(b.buffer, b.byteOffset, b.byteLength >> 2);
+    return flatTarget(kind, this.nullable, this.validity, { bytes: b, words });
+  }
+
+  flatCommit(length: number): void {
+    this.length = length;
   }
 
   plainValues(): PlainValues {
@@ -148,7 +167,6 @@ export class BoolBuilder extends BaseBuilder {
     const i = this.length;
     if (i >> 3 >= this.bits.length) this.bits = grow(this.bits, (i >> 3) + 1);
     if (buf[pos] !== 0) this.bits[i >> 3]! |= 1 << (i & 7);
-    this.validity.setValid(i);
     this.length++;
   }
 
@@ -156,6 +174,16 @@ export class BoolBuilder extends BaseBuilder {
     const i = this.length;
     if (i >> 3 >= this.bits.length) this.bits = grow(this.bits, (i >> 3) + 1);
     this.length++;
+  }
+
+  flatTarget(rows: number): FlatTarget {
+    const need = ((this.length + rows) >> 3) + 1;
+    if (need > this.bits.length) this.bits = grow(this.bits, need);
+    return flatTarget(FlatKind.Bool, this.nullable, this.validity, { bytes: this.bits });
+  }
+
+  flatCommit(length: number): void {
+    this.length = length;
   }
 
   finish(): arrow.Data {
@@ -200,7 +228,6 @@ export class DecimalBuilder extends BaseBuilder {
     if (need > this.values.length) this.values = grow(this.values, need);
     const out = this.values;
     const scale = this.scale;
-    const validity = this.validity;
     let i = this.length;
     for (let k = from, end = from + n * step; k < end; k += step) {
       const l = len[k]!;
@@ -216,7 +243,6 @@ export class DecimalBuilder extends BaseBuilder {
         this.length = i;
         this.append(buf, p, l); // reports the value
       }
-      if (validity.bits !== null) validity.setValid(i);
       i++;
     }
     this.length = i;
@@ -227,7 +253,6 @@ export class DecimalBuilder extends BaseBuilder {
     if (o + 4 > this.values.length) this.values = grow(this.values, o + 4);
     const st = numericToDecimal128(buf, pos, len, this.scale, this.values, o);
     if (st !== NumericStatus.Ok) this.fail(st, numericToText(buf, pos, len));
-    this.validity.setValid(this.length);
     this.length++;
   }
 
@@ -263,6 +288,19 @@ export class DecimalBuilder extends BaseBuilder {
     if (o + 4 > this.values.length) this.values = grow(this.values, o + 4);
     this.values.fill(0, o, o + 4);
     this.length++;
+  }
+
+  flatTarget(rows: number): FlatTarget {
+    const need = (this.length + rows) << 2;
+    if (need > this.values.length) this.values = grow(this.values, need);
+    return flatTarget(FlatKind.Decimal, this.nullable, this.validity, {
+      decimals: this.values,
+      scale: this.scale,
+    });
+  }
+
+  flatCommit(length: number): void {
+    this.length = length;
   }
 
   plainValues(): PlainValues {
@@ -305,7 +343,6 @@ export class UuidBuilder extends BaseBuilder {
     const o = this.length << 4;
     if (o + 16 > this.bytes.length) this.bytes = grow(this.bytes, o + 16);
     this.bytes.set(buf.subarray(pos, pos + 16), o);
-    this.validity.setValid(this.length);
     this.length++;
   }
 

@@ -62,7 +62,6 @@ export class MzTimestampBuilder extends BaseBuilder {
     const o = this.length * 8;
     this.ensure(o + 8);
     this.values.writeBigUInt64LE(v, o);
-    this.validity.setValid(this.length);
     this.length++;
   }
 
@@ -112,7 +111,6 @@ export class MzListBuilder extends OffsetsBuilder {
     }
     const codec = this.element.codec;
     for (const e of elems) appendElement(this.child, this.ctx, codec, e);
-    this.validity.setValid(this.length);
     this.endRow();
   }
 
@@ -174,7 +172,6 @@ export class MzMapBuilder extends OffsetsBuilder {
       this.keys.append(kb, 0, kb.length);
       appendElement(this.values, this.ctx, codec, v);
     }
-    this.validity.setValid(this.length);
     this.endRow();
   }
 

@@ -59,7 +59,6 @@ export class ArrayBuilder extends OffsetsBuilder {
     const i = this.length;
     if (i >= this.dims.length) this.dims = grow(this.dims, i + 1);
     this.dims[i] = ndim;
-    this.validity.setValid(i);
     this.endRow();
   }
 
@@ -148,7 +147,6 @@ export class RecordBuilder extends BaseBuilder {
         p += l;
       }
     }
-    this.validity.setValid(this.length);
     this.length++;
   }
 
@@ -233,7 +231,6 @@ export class RangeBuilder extends BaseBuilder {
     this.flags[0]!.append(!empty && (f & RANGE_LB_INC) !== 0 ? TRUE_BYTE : FALSE_BYTE, 0, 1);
     this.flags[1]!.append(!empty && (f & RANGE_UB_INC) !== 0 ? TRUE_BYTE : FALSE_BYTE, 0, 1);
     this.flags[2]!.append(empty ? TRUE_BYTE : FALSE_BYTE, 0, 1);
-    this.validity.setValid(this.length);
     this.length++;
   }
 

@@ -3,7 +3,15 @@
 import { PgError, SqlState } from "../../../errors.js";
 import * as arrow from "../arrow.js";
 import type { PlainValues } from "../dictionary-choice.js";
-import { BaseBuilder, type ColumnContext, grow, SHRINK_BYTES } from "./builder.js";
+import {
+  BaseBuilder,
+  type ColumnContext,
+  FlatKind,
+  type FlatTarget,
+  flatTarget,
+  grow,
+  SHRINK_BYTES,
+} from "./builder.js";
 
 export enum VarKind {
   Bytes = 0,
@@ -80,7 +88,6 @@ export class VarBuilder extends BaseBuilder {
         for (; j < l; j++) data[d + j] = buf[p + j]!;
       }
       d += l;
-      this.validity.setValid(this.length);
       offsets[++this.length * stride] = d;
     }
     this.dataLen = d;
@@ -107,7 +114,6 @@ export class VarBuilder extends BaseBuilder {
       throw new PgError(SqlState.internalError, `column "${this.ctx.column}": more than 2 GiB in one batch`);
     }
     this.dataLen = d;
-    this.validity.setValid(this.length);
     this.length++;
     this.setOffset();
   }
@@ -121,6 +127,28 @@ export class VarBuilder extends BaseBuilder {
   protected appendEmpty(): void {
     this.length++;
     this.setOffset();
+  }
+
+  /** Plain bytes only (json and jsonb are rewritten value by value). */
+  flatTarget(rows: number, bytes: number): FlatTarget | null {
+    if (this.kind !== VarKind.Bytes) return null;
+    const total = this.dataLen + bytes;
+    // Past 2 GiB a batch is refused (appendColumn says so); not for FlatRows to judge.
+    if (total >= 0x7fffffff) return null;
+    if (total > this.data.length) this.data = grow(this.data, total);
+    const last = (this.length + rows + 1) * this.stride;
+    if (last > this.offsets.length) this.offsets = grow(this.offsets, last);
+    return flatTarget(FlatKind.Bytes, this.nullable, this.validity, {
+      words: this.offsets,
+      bytes: this.data,
+      dataLen: this.dataLen,
+      stride: this.stride,
+    });
+  }
+
+  flatCommit(length: number, dataLen: number): void {
+    this.length = length;
+    this.dataLen = dataLen;
   }
 
   plainValues(): PlainValues {
