@@ -225,7 +225,7 @@ export class ParquetEncoder implements RowEncoder {
   private writeRowsIndexed(buf: Buffer, start: number, end: number): void {
     const b = this.builders;
     const nCols = b.length;
-    // The general path: two passes: first where every value of the run lies, then each column's values in one call
+    // Two passes: first where every value of the run lies, then each column's values in one call
     // to its builder, so the per-value work runs in loops of one class. The index is row-major:
     // a row's stores go to consecutive slots. Column-major, with a power-of-two row count per
     // column, they went to slots a multiple of 4 KiB apart, which the CPU serves slower (decode of

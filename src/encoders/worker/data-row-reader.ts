@@ -85,8 +85,11 @@ export class DataRowReader {
     }
     const start = pos;
     let count = 0;
+    // Length words through a DataView: one load and a byte swap, where Buffer's readInt32BE reads
+    // four bytes and checks each (this loop frames every row of an export).
+    const dv = new DataView(chunk.buffer, chunk.byteOffset, chunk.byteLength);
     while (len - pos >= 5) {
-      const total = this.sizeOf(chunk, pos);
+      const total = this.sizeAt(dv, chunk, pos);
       if (total < 0) {
         if (count > 0) this.out.rows(chunk, start, pos, count, false);
         return { head: EMPTY, at: pos };
@@ -118,8 +121,13 @@ export class DataRowReader {
 
   /** The whole size of the DataRow at `buf[pos..]` (header complete), or -1 if it is not taken here. */
   private sizeOf(buf: Buffer, pos: number): number {
+    return this.sizeAt(new DataView(buf.buffer, buf.byteOffset, buf.byteLength), buf, pos);
+  }
+
+  /** sizeOf with `dv` a view of `buf`. */
+  private sizeAt(dv: DataView, buf: Buffer, pos: number): number {
     if (buf[pos] !== DATA_ROW) return -1;
-    const l = buf.readInt32BE(pos + 1);
+    const l = dv.getInt32(pos + 1);
     // The relay's stream (message-stream.ts) fails on these lengths, and drops a row larger than
     // exports.maxRowBytes with 54000: it judges them as it always did.
     if (l < 4 || l > MAX_MESSAGE_LENGTH || 1 + l > this.maxRowBytes) return -1;
