@@ -170,6 +170,8 @@ export class Validity {
     const have = Math.min(bytes, b.length);
     for (let k = 0; k < have; k++) out[k] = ~b[k]! & 0xff;
     out.fill(0xff, have, bytes);
+    // Bits past the last value stay 0, as Arrow's own builders leave them.
+    if ((n & 7) !== 0) out[bytes - 1]! &= (1 << (n & 7)) - 1;
     return out.subarray(0, bytes);
   }
 
