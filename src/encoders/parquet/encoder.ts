@@ -18,6 +18,7 @@ import { type ColumnBuilder, extMeta } from "./columns/builder.js";
 import { makeBuilder } from "./columns/make-builder.js";
 import { dictionaryOverflows } from "./dictionary-choice.js";
 import { FlatRows } from "./flat-rows.js";
+import { IndexedRows } from "./indexed-rows.js";
 import { IpcStreamWriter } from "./ipc.js";
 import { exportBegins, exportEnds, keepForNext, takeBuilders, takeIpcBuffer } from "./kept.js";
 import { type ColumnPlan, planColumns } from "./types.js";
@@ -94,9 +95,6 @@ export const parquetEncoderTestHooks: { twoPass: boolean } = { twoPass: false };
 
 const disposedError = (): Error => new Error("Parquet encoder: rows after dispose");
 
-const fieldsMismatch = (): PgError =>
-  new PgError(SqlState.protocolViolation, "DataRow length does not match its fields");
-
 function leafCount(t: arrow.DataType): number {
   const children = t.children as arrow.Field[] | null | undefined;
   if (!children || children.length === 0) return 1;
@@ -129,9 +127,8 @@ export class ParquetEncoder implements RowEncoder {
 
   private rows = 0;
   private rawBytes = 0;
-  /** Where writeRows found each value of its run (row-major): positions and lengths. */
-  private fieldPos: Int32Array;
-  private fieldLen: Int32Array;
+  /** The general path's two-pass decoder (./indexed-rows.ts). */
+  private readonly indexed: IndexedRows;
   private byteCap: number;
   /** Predicted compressed bytes per raw byte; starts pessimistic (no compression). */
   private ratio = 1;
@@ -171,8 +168,7 @@ export class ParquetEncoder implements RowEncoder {
     this.schema = new arrow.Schema(fields);
     this.structType = new arrow.Struct(fields);
     this.ipcWriter = new IpcStreamWriter(this.schema);
-    this.fieldPos = new Int32Array(Math.max(1, 256 * this.builders.length));
-    this.fieldLen = new Int32Array(this.fieldPos.length);
+    this.indexed = new IndexedRows(this.builders.length);
     this.limit = opts.maxFileSize;
     this.rowCap = Math.max(1, opts.rowGroupSize ?? DEFAULT_ROW_GROUP_ROWS);
     // Footer: the Arrow schema (IPC, base64) plus Thrift metadata per row group and column.
@@ -223,59 +219,10 @@ export class ParquetEncoder implements RowEncoder {
 
   /** The general path of writeRows (a method of its own: its JIT feedback is not the flat path's). */
   private writeRowsIndexed(buf: Buffer, start: number, end: number): void {
-    const b = this.builders;
-    const nCols = b.length;
-    // Two passes: first where every value of the run lies, then each column's values in one call
-    // to its builder, so the per-value work runs in loops of one class. The index is row-major:
-    // a row's stores go to consecutive slots. Column-major, with a power-of-two row count per
-    // column, they went to slots a multiple of 4 KiB apart, which the CPU serves slower (decode of
-    // the bench table 151 → 136 ms per 1M rows, docs/benchmarks.md, session 12).
-    let pos = this.fieldPos;
-    let len = this.fieldLen;
-    let k = 0;
-    let rows = 0;
-    let p = start;
-    // Big-endian int32 reads through a DataView: one load and a byte swap once optimised.
-    const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-    while (p < end) {
-      // Message header: 'D', int32 length (from here), int16 field count.
-      const next = p + 1 + dv.getInt32(p + 1);
-      const nFields = dv.getUint16(p + 5);
-      if (nFields !== nCols) {
-        throw new PgError(SqlState.protocolViolation, `DataRow has ${nFields} fields, expected ${nCols}`);
-      }
-      if (k + nCols > pos.length) {
-        this.growIndex(pos.length * 2);
-        pos = this.fieldPos;
-        len = this.fieldLen;
-      }
-      p += 7;
-      for (let i = 0; i < nCols; i++, k++) {
-        // A field running past its message would have the DataView read past the batch.
-        if (p + 4 > next) throw fieldsMismatch();
-        const l = dv.getInt32(p);
-        p += 4;
-        pos[k] = p;
-        len[k] = l;
-        if (l > 0) p += l;
-      }
-      if (p !== next) throw fieldsMismatch();
-      rows++;
-    }
-    for (let i = 0; i < nCols; i++) b[i]!.appendColumn(buf, pos, len, i, rows, nCols);
+    const rows = this.indexed.decode(buf, start, end, this.builders);
     this.rows += rows;
     // Raw bytes as writeRow counts them (fields only): 7 header bytes a row less.
     this.rawBytes += end - start - 7 * rows;
-  }
-
-  /** Room in the field index for `slots` values (row-major: row r, column i at r·columns + i). */
-  private growIndex(slots: number): void {
-    const pos = new Int32Array(slots);
-    const len = new Int32Array(slots);
-    pos.set(this.fieldPos);
-    len.set(this.fieldLen);
-    this.fieldPos = pos;
-    this.fieldLen = len;
   }
 
   /**
