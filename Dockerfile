@@ -36,4 +36,4 @@ USER node
 EXPOSE 6877 6879
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
   CMD ["node", "dist/metrics/healthcheck.js"]
-ENTRYPOINT ["node", "--single-threaded-gc", "dist/cli.js"]
+ENTRYPOINT ["node", "--single-threaded-gc", "--v8-pool-size=1", "dist/cli.js"]

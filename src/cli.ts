@@ -1,5 +1,5 @@
 #!/bin/sh
-//bin/sh -c :; [ -n "${MALLOC_ARENA_MAX+set}" ] || export MALLOC_ARENA_MAX=2; exec node --single-threaded-gc "$0" "$@"
+//bin/sh -c :; [ -n "${MALLOC_ARENA_MAX+set}" ] || export MALLOC_ARENA_MAX=2; exec node --single-threaded-gc --v8-pool-size=1 "$0" "$@"
 // The two lines above are the bin's launcher (npx, a global install, `npm start`): the kernel runs
 // this file with sh, which sets glibc's MALLOC_ARENA_MAX=2 unless the environment has it (set,
 // even empty: the operator's word) and replaces itself with node on this same file, so the pid,
@@ -13,7 +13,11 @@
 // which every isolate shares and which run at the relay's priority (nice 0): with four Parquet
 // exports they were nearly all the CPU at nice 0 besides the relay's own (docs/isolation.md, "V8's
 // platform threads"); 4-Parquet p99 ratio 4.64 -> 2.48 over 8 quiet rounds (docs/benchmarks.md,
-// session 13). `node dist/cli.js` skips both: pass them there (the Docker image does).
+// session 13). `--v8-pool-size=1`: with GC off them, V8's platform threads only compile (TurboFan,
+// wasm tier-up) for every isolate at nice 0; one such thread caps that at one of the cores while
+// exports start (4-Parquet p99 ratio 2.28 -> 1.84 over 5 quiet rounds, no CPU or throughput cost
+// measured: docs/isolation.md, "Decision (lead, session 14)"). `node dist/cli.js` skips all of
+// this: pass them there (the Docker image does).
 // Entry point: `copy-to-s3-proxy [options]` runs the proxy; `copy-to-s3-proxy cleanup ...` cleans
 // up after crashed exports.
 import { ConfigError, HELP, loadConfig } from "./config.js";

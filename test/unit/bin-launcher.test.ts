@@ -64,12 +64,13 @@ const base = (): NodeJS.ProcessEnv => {
   return env;
 };
 
-test("without MALLOC_ARENA_MAX the launcher sets 2 and execs node in place with --single-threaded-gc: same pid, arguments, stdin, exit code", async () => {
+test("without MALLOC_ARENA_MAX the launcher sets 2 and execs node in place with --single-threaded-gc --v8-pool-size=1: same pid, arguments, stdin, exit code", async () => {
   const r = await launch(["3", "two words", "--flag=$HOME"], base());
   expect(r.report).toEqual({
     arenas: "2",
-    // Each isolate collects on its own thread (src/cli.ts): no GC on V8's shared helpers at nice 0.
-    flags: ["--single-threaded-gc"],
+    // Each isolate collects on its own thread (src/cli.ts): no GC on V8's shared helpers at nice 0,
+    // and one helper thread for their compiles.
+    flags: ["--single-threaded-gc", "--v8-pool-size=1"],
     pid: r.pid,
     args: ["3", "two words", "--flag=$HOME"],
     input: "rows on stdin",
