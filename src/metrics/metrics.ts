@@ -141,6 +141,39 @@ export function upstreamConnectFailed(step: "connect" | "tls"): void {
   upstreamFailures.inc({ step });
 }
 
+// ---- cancel requests ----------------------------------------------------------------------------
+
+/**
+ * What a client's CancelRequest reached: its session's export (stopped by the proxy), a statement
+ * running on the upstream (forwarded with the upstream's key), nothing (the session was idle: dropped,
+ * as PostgreSQL drops a cancel for an idle backend), or no session (unknown key or wrong secret).
+ */
+export type CancelOutcome = "export" | "forwarded" | "idle" | "unmatched";
+const cancelRequests = new Counter({
+  name: `${P}cancel_requests_total`,
+  help: "CancelRequests from clients, by what they reached: export (the proxy stopped the session's export), forwarded (a statement ran: sent to the upstream), idle (nothing ran: dropped), unmatched (no session has the key).",
+  labelNames: ["outcome"] as const,
+  registers,
+});
+for (const outcome of ["export", "forwarded", "idle", "unmatched"] satisfies CancelOutcome[])
+  cancelRequests.inc({ outcome }, 0);
+// Counted where the request is sent, apart from the decision above: each one costs the upstream a
+// connection (a fork in PostgreSQL), and a cancel forwarded by any path shows here.
+const upstreamCancels = new Counter({
+  name: `${P}upstream_cancel_requests_total`,
+  help: "CancelRequests the proxy sent to the upstream: clients' forwarded ones, and those an export sends to stop its own statement.",
+  registers,
+});
+
+/** Counted once per CancelRequest, when the proxy decides what it does (cancel-registry.ts). */
+export function cancelRequest(outcome: CancelOutcome): void {
+  cancelRequests.inc({ outcome });
+}
+/** Counted when a CancelRequest to the upstream is about to be sent (session-cancel-keys.ts). */
+export function upstreamCancelSent(): void {
+  upstreamCancels.inc();
+}
+
 // ---- exports ------------------------------------------------------------------------------------
 
 const exportsRunning = new Gauge({

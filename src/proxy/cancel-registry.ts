@@ -1,10 +1,14 @@
 // Proxy-minted cancel keys → whatever a CancelRequest should reach. Clients only ever see the
 // proxy's keys, so a cancel aimed at one session cannot be forged from the upstream's pid space.
 import { randomInt, timingSafeEqual } from "node:crypto";
+import { type CancelOutcome, cancelRequest } from "../metrics/metrics.js";
 
 export interface Cancellable {
-  /** Called for a matching CancelRequest; the session decides what a cancel means right now. */
-  cancel(): void;
+  /**
+   * Called for a matching CancelRequest; the session decides what a cancel means right now and
+   * says what it did (counted here, once per request, in the same turn as the decision).
+   */
+  cancel(): Exclude<CancelOutcome, "unmatched">;
 }
 
 interface Entry {
@@ -30,11 +34,18 @@ export class CancelRegistry {
     this.entries.delete(pid);
   }
 
-  /** Returns true when a session matched; unknown keys are ignored (PostgreSQL says nothing either). */
+  /**
+   * Returns true when a session matched; unknown keys are ignored (PostgreSQL says nothing either).
+   * Every call is counted once, synchronously, so a test (or an operator) that has seen the proxy
+   * close the cancel connection can read what the request did without waiting for its effects.
+   */
   cancel(pid: number, secret: Buffer): boolean {
     const e = this.entries.get(pid);
-    if (!e || e.secret.length !== secret.length || !timingSafeEqual(e.secret, secret)) return false;
-    e.target.cancel();
+    if (!e || e.secret.length !== secret.length || !timingSafeEqual(e.secret, secret)) {
+      cancelRequest("unmatched");
+      return false;
+    }
+    cancelRequest(e.target.cancel());
     return true;
   }
 

@@ -3,6 +3,7 @@
 // (cancel-registry.ts), so that clients never learn the upstream's pid space.
 import type { Config } from "../config.js";
 import type { Logger } from "../log.js";
+import { upstreamCancelSent } from "../metrics/metrics.js";
 import { backendKeyData } from "../wire/backend.js";
 import type { Cancellable, CancelRegistry } from "./cancel-registry.js";
 import { sendUpstreamCancel } from "./upstream-connect.js";
@@ -35,6 +36,7 @@ export class SessionCancelKeys {
   /** Forwards a cancel to the upstream with its own key (none before the upstream gave one). */
   async cancelUpstream(): Promise<void> {
     if (this.realSecret.length === 0) return;
+    upstreamCancelSent(); // before the first await: a cancel being sent is already counted
     try {
       await sendUpstreamCancel(this.config, this.realPid, this.realSecret, this.upstreamTls);
     } catch (e) {

@@ -398,13 +398,15 @@ export class Session {
 
   // ---- cancel, close, shutdown -------------------------------------------------------------
 
-  /** A CancelRequest with this session's key arrived. */
-  cancel(): void {
+  /** A CancelRequest with this session's key arrived; says what it did (counted by the registry). */
+  cancel(): "export" | "forwarded" | "idle" {
     if (this.lease !== null) {
       this.lease.abort.abort(canceled());
-      return;
+      return "export";
     }
-    if (this.pending > 0) void this.keys.cancelUpstream();
+    if (this.pending === 0) return "idle";
+    void this.keys.cancelUpstream();
+    return "forwarded";
   }
 
   /** Graceful shutdown: close now if idle, else as soon as the current query is answered. */

@@ -4,6 +4,10 @@
 // same COPY run again succeeds. A cancel after the commit point changes nothing; a cancel when
 // nothing runs does nothing.
 //
+// That a cancel was not forwarded to the upstream is read from the proxy's own counts
+// (cancel_requests_total by outcome, upstream_cancel_requests_total: support/cancel-counts.ts),
+// taken before the proxy closes the cancel connection: no test waits to see that nothing happened.
+//
 // Each phase is pinned without timing guesses: target evaluation and reading by a server-side
 // sleep (seen in pg_stat_activity), describe by a lock, the S3 phases by the fault proxy parking
 // the request that marks them, the paused row stream by the backend waiting in ClientWrite.
@@ -13,6 +17,7 @@
 // time is not the proxy's to shorten).
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, inject, test } from "vitest";
+import { cancelCounts, cancelsSince } from "../support/cancel-counts.js";
 import { type S3Access, type S3Check, startCopyProxy } from "../support/copy-proxy.js";
 import {
   expectIdleBackend,
@@ -198,8 +203,11 @@ describe("a cancel aborts the export in every phase", () => {
       );
       try {
         await c.reached();
+        const before = await cancelCounts();
         t0 = performance.now();
         await sendCancel(proxy.port, keyOf(client));
+        // The proxy stopped its export itself; it forwards nothing a client sent.
+        expect(await cancelsSince(before)).toMatchObject({ export: 1, forwarded: 0, idle: 0, unmatched: 0 });
         if (c.releaseAfterCancel) {
           t0 = performance.now();
           faults.release();
@@ -303,9 +311,20 @@ describe("cancels that must change nothing", () => {
     await expectIdleBackend(oracle, upstreamPid);
   });
 
-  test("when no statement runs: nothing happens, and the next statements are not cancelled", async () => {
+  test("when no statement runs: nothing is forwarded, and the next statements run", async () => {
+    // A forwarded cancel would be lost on an idle backend or cancel whatever runs when it lands;
+    // either way what shows is timing. What the proxy did is counted before it closed the
+    // cancel connection, so once sendCancel returns, "not forwarded" is a fact to read.
+    const before = await cancelCounts();
     await sendCancel(proxy.port, keyOf(client));
-    expect((await client.query("SELECT pg_sleep(0.3), 1 AS ok")).rows[0].ok).toBe(1);
+    expect(await cancelsSince(before)).toEqual({
+      export: 0,
+      forwarded: 0,
+      idle: 1,
+      unmatched: 0,
+      upstream: 0,
+    });
+    expect((await client.query("SELECT 1 AS ok")).rows[0].ok).toBe(1);
     const prefix = freshPrefix();
     expect((await client.query(`COPY (SELECT 1) TO ${t(prefix)} WITH (FORMAT = 'csv')`)).rowCount).toBe(1);
   });
@@ -319,10 +338,72 @@ describe("cancels that must change nothing", () => {
       );
       await backendIs(upstreamPid, "wait_event = 'PgSleep'", "reading");
       const k = keyOf(client);
+      const before = await cancelCounts();
       await sendCancel(proxy.port, { pid: k.pid, secret: k.secret ^ 1 });
+      expect(await cancelsSince(before)).toEqual({
+        export: 0,
+        forwarded: 0,
+        idle: 0,
+        unmatched: 1,
+        upstream: 0,
+      });
       expect((await q).rowCount).toBe(300);
     } finally {
       await client.query("SET c2s.wait = '0'");
+    }
+  });
+});
+
+describe("cancels of plain statements (relayed, not exports)", () => {
+  test("a running statement: the cancel is forwarded once, and the statement ends with 57014", async () => {
+    const q = failure(client.query("SELECT pg_sleep(30) AS forwarded_cancel"), () => 0);
+    await backendIs(upstreamPid, "wait_event = 'PgSleep' AND query LIKE '%forwarded_cancel%'", "pg_sleep");
+    const before = await cancelCounts();
+    await sendCancel(proxy.port, keyOf(client));
+    expect(await cancelsSince(before)).toEqual({
+      export: 0,
+      forwarded: 1,
+      idle: 0,
+      unmatched: 0,
+      upstream: 1,
+    });
+    expect((await q).err).toMatchObject({ code: "57014" });
+    expect((await client.query("SELECT 1 AS ok")).rows[0].ok).toBe(1);
+  });
+
+  test("cancels racing statements' ends are each counted once, as what the proxy did", async () => {
+    // Its own session: a forwarded cancel still on its way when the test ends can only reach
+    // this backend, which is gone by then (PostgreSQL ignores a key whose backend has exited).
+    const c = new pg.Client({ connectionString: proxy.url("postgres", DB) });
+    await c.connect();
+    const before = await cancelCounts();
+    const N = 60;
+    let cancelled = 0;
+    try {
+      for (let i = 0; i < N; i++) {
+        // The cancel leaves at a different point each time: with the statement, a turn of the
+        // event loop after it, or once its answer came back (then nothing runs).
+        const q = c.query(`SELECT ${i} AS i`).then(
+          () => false,
+          (e: { code?: string }) => {
+            if (e.code !== "57014") throw e;
+            return true;
+          },
+        );
+        if (i % 3 === 1) await new Promise((r) => setImmediate(r));
+        const cancel =
+          i % 3 === 2 ? q.then(() => sendCancel(proxy.port, keyOf(c))) : sendCancel(proxy.port, keyOf(c));
+        if (await q) cancelled++;
+        await cancel;
+      }
+      const d = await cancelsSince(before);
+      expect(d.forwarded + d.idle).toBe(N);
+      expect(d).toMatchObject({ export: 0, unmatched: 0 });
+      // Every forwarded one was sent, and nothing else was.
+      expect(d.upstream).toBe(d.forwarded);
+      expect(cancelled).toBeLessThanOrEqual(d.forwarded);
+    } finally {
+      await c.end();
     }
   });
 });
