@@ -12,7 +12,8 @@
 //
 // --save FILE keeps every window's figures and latencies (rewritten after each window); --from
 // prints the tables of one or more such files again without running anything, their rounds pooled
-// (each run's complete rounds, in file order).
+// (each run's complete rounds, in file order). The intervals are seeded, so the same files print
+// the same intervals.
 //
 // --sched-trace SECS: in every window, SECS seconds of the scheduler's switches and wake-ups on all
 // CPUs (`perf record -e sched:sched_switch …`, needs root or perf_event_paranoid ≤ 0), starting 1 s
@@ -97,6 +98,12 @@
 // the threads with a niceness or a scheduling class of their own (the exports' encoder and writer
 // threads, the host's), and how much of the window the main thread was runnable but waiting for a
 // CPU (its schedstat). Targets (issue #13): p99(proxy)/p99(direct) ≤ 2 during exports, ≤ 1.5 idle.
+// Then how sure those medians are (bench/lib/isolation-stats.ts; docs/isolation.md, "Reading the
+// confidence intervals"): per proxy and window a 95% bootstrap interval of the median ratio over
+// rounds, steadier figures beside it (the p95 ratio, the proxy's p99 excess over direct in ms, the
+// pooled p99 ratio, each with its interval), and each proxy against the first one, paired by round
+// (the rounds alternate the proxies): the median of log(ratio B / ratio A) as a factor, with its
+// interval. An interval that excludes 1 separates the builds; one that spans it does not.
 import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { cpus, loadavg, totalmem } from "node:os";

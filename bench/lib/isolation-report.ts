@@ -1,7 +1,7 @@
 // bench/isolation.ts's report: the log line of each window as it ends, and the tables printed at
 // the end (or again from --save files with --from): per proxy and window the medians over rounds
 // and their spreads, the two loads beside each other, the start's share, the slow transactions,
-// the scheduler trace, the PgBouncer yardstick.
+// the scheduler trace, the PgBouncer yardstick, and how sure the ratios are (isolation-stats.ts).
 import { cpus, loadavg } from "node:os";
 import { fmtSpread, type RatioSummary, ratioSummary, spread } from "./export-window.js";
 import {
@@ -11,9 +11,23 @@ import {
   START_SPLIT_S,
   type WindowKind,
 } from "./isolation-args.js";
+import {
+  type Exceedance,
+  exceedance,
+  fmtInterval,
+  type Interval,
+  medianInterval,
+  pairedDifference,
+  pairedFactor,
+  pairedPooledFactor,
+  pairedShareDifference,
+  pooledRatioInterval,
+  type RoundLatencies,
+  shareInterval,
+} from "./isolation-stats.js";
 import type { WindowResult } from "./isolation-window.js";
 import { fmtSchedTrace, type SchedTraceSummary, TRACE_CLASSES } from "./sched-trace.js";
-import { fmtRate, median } from "./stats.js";
+import { fmtRate, median, percentileSorted } from "./stats.js";
 
 /** The log line of one window as it ends. */
 export function windowLine(
@@ -176,7 +190,79 @@ export function summaryText(
   out.push(
     `\np99 through the proxy / p99 direct in the same window (median of rounds, lowest–highest): ${ratios.join("; ")}`,
   );
+  out.push(...confidenceTables(c, names, results));
   return `${out.join("\n")}\n`;
+}
+
+/** A window's figures per round that the confidence tables sum up. */
+const perRound = {
+  p99: (r: WindowResult): number => percentileSorted(r.proxyLat, 99) / percentileSorted(r.directLat, 99),
+  p95: (r: WindowResult): number => percentileSorted(r.proxyLat, 95) / percentileSorted(r.directLat, 95),
+  excessMs: (r: WindowResult): number => r.proxy.p99Ms - r.direct.p99Ms,
+};
+/** The issue's target: p99 through the proxy ≤ this × direct's (idle 1.5, during exports 2). */
+const targetOf = (kind: WindowKind): number => (kind === "idle" ? 1.5 : 2);
+const over = (rs: WindowResult[], kind: WindowKind): Exceedance[] =>
+  rs.map((r) => exceedance(r.proxyLat, r.directLat, targetOf(kind)));
+const pct = (i: Interval): Interval => ({ ...i, estimate: i.estimate * 100, lo: i.lo * 100, hi: i.hi * 100 });
+const lats = (rs: WindowResult[]): RoundLatencies[] =>
+  rs.map((r) => ({ path: r.proxyLat, direct: r.directLat }));
+
+/**
+ * How sure the medians are (isolation-stats.ts; docs/isolation.md, "Reading the confidence
+ * intervals"): per unit and window the median of the per-round p99 ratios with its 95% bootstrap
+ * interval (the issue's figure), and beside it figures a few rounds' tails sway less: the p95
+ * ratio, the proxy's p99 minus direct's in ms, the pooled p99 ratio. Then each proxy against the
+ * first, paired by round.
+ */
+function confidenceTables(
+  c: IsolationConfig,
+  names: string[],
+  results: Map<string, WindowResult[]>,
+): string[] {
+  const out = [
+    "\n| proxy | window | load | rounds | **p99 proxy/direct**, median [95% interval] | p95 proxy/direct | p99 proxy − direct, ms | pooled p99 ratio | proxy transactions over target × direct p99, % (≤ 1: met) |",
+    "|---|---|---|---:|---:|---:|---:|---:|---:|",
+  ];
+  const loadCell = (load: Load): string => (load === "rated" ? `-R ${c.rate}` : "saturated");
+  for (const name of names)
+    for (const kind of c.kinds)
+      for (const load of c.loads) {
+        const rs = results.get(`${name} ${kind}${loadTag(load)}`);
+        if (!rs) continue;
+        out.push(
+          `| ${name} | ${kind} | ${loadCell(load)} | ${rs.length} | **${fmtInterval(medianInterval(rs.map(perRound.p99)))}** | ` +
+            `${fmtInterval(medianInterval(rs.map(perRound.p95)))} | ${fmtInterval(medianInterval(rs.map(perRound.excessMs)), 1)} | ` +
+            `${fmtInterval(pooledRatioInterval(lats(rs)))} | ${fmtInterval(pct(shareInterval(over(rs, kind))))} |`,
+        );
+      }
+  const proxies = names.filter((n) => n !== "pgbouncer");
+  const a = proxies[0];
+  if (a !== undefined && proxies.length > 1) {
+    out.push(
+      `\n| window | load | proxy B against A = ${a} | pairs | **p99 ratio B / A**, median over rounds [95% interval] | p95 ratio B / A | p99 excess B − A, ms | pooled p99 ratio B / A | over target, % B − A |`,
+      "|---|---|---|---:|---:|---:|---:|---:|---:|",
+    );
+    for (const kind of c.kinds)
+      for (const load of c.loads) {
+        const ra = results.get(`${a} ${kind}${loadTag(load)}`);
+        if (!ra) continue;
+        for (const b of proxies.slice(1)) {
+          const rb = results.get(`${b} ${kind}${loadTag(load)}`);
+          if (!rb) continue;
+          const f = (g: (r: WindowResult) => number) => pairedFactor(ra.map(g), rb.map(g));
+          out.push(
+            `| ${kind} | ${loadCell(load)} | ${b} | ${Math.min(ra.length, rb.length)} | **${fmtInterval(f(perRound.p99))}** | ${fmtInterval(f(perRound.p95))} | ` +
+              `${fmtInterval(pairedDifference(ra.map(perRound.excessMs), rb.map(perRound.excessMs)), 1)} | ${fmtInterval(pairedPooledFactor(lats(ra), lats(rb)))} | ${fmtInterval(pct(pairedShareDifference(over(ra, kind), over(rb, kind))))} |`,
+          );
+        }
+      }
+  }
+  out.push(
+    "\nIntervals: 95% percentile bootstrap over rounds (10000 resamples, 2000 for the pooled ratio; seeded: the same rounds give the same interval). " +
+      "B / A pairs round i of B with round i of A (they alternated within that round): an interval that leaves out 1 (0 for a difference) separates the builds, one that holds it does not.",
+  );
+  return out;
 }
 
 /** Export windows: the p99 ratio of the whole window beside those of its first START_SPLIT_S
