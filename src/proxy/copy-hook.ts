@@ -47,10 +47,11 @@ export interface UpstreamDiversion {
   hold(): void;
   release(): void;
   /**
-   * The reader is done: `rest` (from a message boundary on) is framed by the relay first, after
-   * skipping the next `skip` bytes of the upstream unseen, then the socket's bytes as they come.
+   * The reader is done: `rest` (from a message boundary on, in order; the relay's to keep) is
+   * framed by the relay first, after skipping the next `skip` bytes of the upstream unseen, then
+   * the socket's bytes as they come.
    */
-  back(rest: Buffer, skip?: number): void;
+  back(rest: readonly Buffer[], skip?: number): void;
 }
 
 export interface UpstreamChannel {

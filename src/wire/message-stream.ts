@@ -367,14 +367,14 @@ export class MessageStream {
   }
 
   /**
-   * The diverted bytes' reader is done: `rest` (from a message boundary on, ours to keep) is read
-   * first, after skipping the next `skip` input bytes unseen (the rest of a message the reader
-   * took in part), then the input as it comes.
+   * The diverted bytes' reader is done: `rest` (from a message boundary on, in order, ours to
+   * keep) is read first, after skipping the next `skip` input bytes unseen (the rest of a message
+   * the reader took in part), then the input as it comes.
    */
-  undivert(rest: Buffer, skip = 0): void {
+  undivert(rest: readonly Buffer[], skip = 0): void {
     this.diverted = null;
     if (skip > 0) this.dropRest(skip);
-    if (rest.length > 0) this.feed(rest, false);
+    for (const b of rest) if (b.length > 0) this.feed(b, false);
   }
 
   /** Bytes queued while paused. */

@@ -8,7 +8,14 @@
 import { describe, expect, test } from "vitest";
 import { RingReader } from "../../src/encoders/worker/ring-reader.js";
 import { BATCH_BYTES } from "../../src/encoders/worker/row-batcher.js";
-import { RING_BYTES, RingWriter, ringViews, SPARE_RINGS, Word } from "../../src/encoders/worker/row-ring.js";
+import {
+  RING_BYTES,
+  RingWriter,
+  ringViews,
+  rowRingTestHooks,
+  SPARE_RINGS,
+  Word,
+} from "../../src/encoders/worker/row-ring.js";
 import { commandComplete, readyForQuery } from "../../src/wire/backend.js";
 import { frame, int16, int32 } from "../../src/wire/frame.js";
 
@@ -43,7 +50,7 @@ function ring(at = 0, maxRowBytes = 1 << 30): Ring {
     rows: () => {},
     full: (held) => r.full.push(held),
     back: (rows, rest, skip) => {
-      r.back = { rows, rest: Buffer.from(rest), skip };
+      r.back = { rows, rest: Buffer.concat(rest), skip };
     },
   });
   const { control } = ringViews(r.writer.sab);
@@ -288,5 +295,58 @@ describe("a ring's memory", () => {
     expect(s.writer.sab).toBe(r.writer.sab);
     expect(s.writer.sab).not.toBe(live.writer.sab);
     expect(ring().writer.sab).not.toBe(live.writer.sab);
+  });
+});
+
+describe("a ring's end with much left in it (a cancel: the thread terminated behind the relay)", () => {
+  /** Rows filling most of the ring, the reader having taken none (it fell behind, then died). */
+  const behind = (at: number): { r: Ring; rows: Buffer; rests: Buffer[]; sab: SharedArrayBuffer } => {
+    const parts: Buffer[] = [];
+    for (let i = 0; parts.length * 1000 < RING_BYTES - 200_000; i++)
+      parts.push(dataRow(String(i).padEnd(989, ".")));
+    const rows = Buffer.concat(parts);
+    let rests: Buffer[] = [];
+    const r = ring(at);
+    r.writer = new RingWriter({
+      rows: () => {},
+      full: () => {},
+      back: (rows, rest, skip) => {
+        rests = [...rest];
+        r.back = { rows, rest: Buffer.concat(rest), skip };
+      },
+    });
+    const { control } = ringViews(r.writer.sab);
+    Atomics.store(control, Word.Write, at | 0);
+    Atomics.store(control, Word.Read, at | 0);
+    for (let i = 0; i < rows.length; i += 65536) r.writer.write(rows.subarray(i, i + 65536));
+    const sab = r.writer.sab;
+    r.writer.takeOver();
+    return { r, rows, rests, sab };
+  };
+
+  // From the ring's start and from its middle (the bytes left then wrap around its end).
+  for (const at of [0, RING_BYTES / 2 + 3]) {
+    test(`no megabytes copied in one turn: the ring's bytes come back as views of its memory (positions from ${at})`, () => {
+      const copied = rowRingTestHooks.endCopied;
+      const { r, rows, rests, sab } = behind(at);
+      expect(r.back?.rest.equals(rows)).toBe(true);
+      expect(r.back?.skip).toBe(0);
+      // The old end copied them all into one fresh buffer (1024 page faults of a fresh 4 MiB).
+      expect(rowRingTestHooks.endCopied - copied).toBe(0);
+      for (const b of rests) expect(b.buffer).toBe(sab);
+      // The views are the relay's now: that memory serves no other ring.
+      for (let i = 0; i < SPARE_RINGS + 1; i++) expect(ring().writer.sab).not.toBe(sab);
+    });
+  }
+
+  test("a normal end (a few bytes left) is still copied, and its memory reused", () => {
+    for (let i = 0; i < SPARE_RINGS; i++) ring();
+    const r = ring();
+    r.writer.write(STREAM);
+    expect(drain(r, 4096)).toBe(true);
+    const copied = rowRingTestHooks.endCopied;
+    r.writer.stopped();
+    expect(rowRingTestHooks.endCopied - copied).toBe(TAIL.length);
+    expect(ring().writer.sab).toBe(r.writer.sab);
   });
 });

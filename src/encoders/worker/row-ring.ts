@@ -79,8 +79,9 @@ export function wake(control: Int32Array, seq: WordIndex): void {
   Atomics.notify(control, seq);
 }
 
-/** Tests only: bytes the relay put into row rings (rows it did not frame). */
-export const rowRingTestHooks: { bytes: number } = { bytes: 0 };
+/** Tests only: bytes the relay put into row rings (rows it did not frame), and bytes a ring's end
+ * copied out of the ring synchronously. */
+export const rowRingTestHooks: { bytes: number; endCopied: number } = { bytes: 0, endCopied: 0 };
 
 /** Rings kept for the next ones: at most this many (4 MiB each, touched already): as many as
  * encoder threads are kept idle (./thread-pool.ts, MAX_IDLE_THREADS), so a burst of exports that
@@ -112,6 +113,16 @@ function ringMemory(): SharedArrayBuffer {
  */
 let scratch: Buffer = Buffer.alloc(0);
 
+/**
+ * At most this many bytes of a ring's end are copied out of it (and its memory kept for the next
+ * ring); more are handed back as views of the ring's memory, which then serves no other ring. A
+ * cancelled export's thread leaves up to the whole ring (4 MiB) behind: copied into a fresh buffer
+ * that was one turn of the relay of 1024 page faults and a copy out of shared memory (41 ms in a
+ * profile, docs/isolation.md "A ring's end handed back as views"), where the relay then only
+ * frames the views' messages (dropping the rows). A normal end leaves a few bytes.
+ */
+export const END_COPY_BYTES = 64 << 10;
+
 /** What the relay's row stream does with a ring's ends and holds. */
 export interface RingEvents {
   /** Rows the thread has framed so far (this ring's), after a read or a wake-up. */
@@ -119,10 +130,12 @@ export interface RingEvents {
   /** The ring cannot take another read: hold the upstream (true) until it can (false). */
   full(held: boolean): void;
   /**
-   * The ring has ended: `rest` (from a message boundary on) is the relay's to read first, after
-   * skipping the next `skip` bytes of the upstream (the rest of a large row, only after the thread's death).
+   * The ring has ended: `rest` (from a message boundary on, in order) is the relay's to read
+   * first, after skipping the next `skip` bytes of the upstream (the rest of a large row, only
+   * after the thread's death). Its buffers are the relay's to keep: copies, or views of the
+   * ring's memory, which then goes to no other ring (END_COPY_BYTES).
    */
-  back(rows: number, rest: Buffer, skip: number): void;
+  back(rows: number, rest: readonly Buffer[], skip: number): void;
 }
 
 export class RingWriter {
@@ -323,28 +336,41 @@ export class RingWriter {
     const c = this.v.control;
     const w = Atomics.load(c, Word.Write);
     const n = Math.max((w - from) | 0, 0);
-    let skip = Math.max((from - w) | 0, 0);
-    let extra = 0;
-    for (const b of this.overflow) extra += b.length;
-    let rest = Buffer.allocUnsafe(n + extra);
+    const skip = Math.max((from - w) | 0, 0);
     const off = from & MASK;
     const first = Math.min(n, RING_BYTES - off);
-    this.v.data.copy(rest, 0, off, off + first);
-    if (first < n) this.v.data.copy(rest, first, 0, n - first);
-    let at = n;
-    for (const b of this.overflow) at += b.copy(rest, at);
+    const inRing =
+      first < n
+        ? [this.v.data.subarray(off, off + first), this.v.data.subarray(0, n - first)]
+        : n > 0
+          ? [this.v.data.subarray(off, off + n)]
+          : [];
+    // Large: the ring's own bytes as views, no copy (their memory stays theirs); the overflow
+    // buffers are copies already.
+    const viewed = n + this.overflowLen > END_COPY_BYTES;
+    let rest: Buffer[];
+    if (viewed) rest = [...inRing, ...this.overflow];
+    else {
+      const all = [...inRing, ...this.overflow];
+      rest = all.length === 0 ? [] : [Buffer.concat(all, n + this.overflowLen)];
+      rowRingTestHooks.endCopied += n;
+    }
     this.overflow = [];
     this.overflowLen = 0;
-    if (skip > 0) {
-      const k = Math.min(skip, rest.length);
-      rest = rest.subarray(k);
-      skip -= k;
+    // A `from` past the write position (the end of a large row not yet all read): n is 0 then,
+    // and the overflow (bytes of that row read since) is skipped first.
+    let toSkip = skip;
+    while (toSkip > 0 && rest.length > 0) {
+      const k = Math.min(toSkip, rest[0]!.length);
+      toSkip -= k;
+      if (k === rest[0]!.length) rest.shift();
+      else rest[0] = rest[0]!.subarray(k);
     }
     // A wait of ours still pending resolves now (and finds the ring done); its waiter is off the
     // memory's list before the memory can serve another ring.
     wake(c, Word.SpaceSeq);
-    if (spareRings.length < SPARE_RINGS) spareRings.push(this.sab);
+    if (!viewed && spareRings.length < SPARE_RINGS) spareRings.push(this.sab);
     if (this.held) this.unhold();
-    this.events.back(this.finalRows, rest, skip);
+    this.events.back(this.finalRows, rest, toSkip);
   }
 }
