@@ -6,6 +6,7 @@ import pg from "pg";
 import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, inject, test } from "vitest";
 import { untilWaiting } from "../support/backends.js";
+import { cancelCounts, cancelsSince } from "../support/cancel-counts.js";
 import { startTestProxy, type TestProxy } from "../support/proxy.js";
 
 const pgPort = inject("pgPort");
@@ -246,9 +247,10 @@ describe("cancel", () => {
 
   test("a cancel with the wrong secret or an unknown pid does nothing", async () => {
     // Both queries wait on a lock this test holds, so the cancels come while they run (a cancel
-    // that came before would be dropped by PostgreSQL anyway, and prove nothing). The witness gets
-    // a right cancel after the two wrong ones, which the proxy forwards in the order they came: once
-    // the witness is cancelled, a wrongly honoured cancel would have reached the upstream too.
+    // that came before would be dropped by PostgreSQL anyway, and prove nothing). That the wrong
+    // ones were not forwarded is the proxy's count, taken before it closed their connections
+    // (support/cancel-counts.ts); the witness, cancelled by a right key after them, shows the path
+    // they would have taken works.
     const c = new pg.Client({ connectionString: plain.url() });
     const witness = new pg.Client({ connectionString: plain.url() });
     await c.connect();
@@ -263,10 +265,19 @@ describe("cancel", () => {
       w.catch(() => {});
       await untilWaiting(direct, "wrong_cancels", 1, "advisory");
       await untilWaiting(direct, "right_cancel", 1, "advisory");
+      const before = await cancelCounts();
       await sendCancel(plain.port, processID, secretKey ^ 1, false);
       await sendCancel(plain.port, processID ^ 0x1234, secretKey, false);
+      expect(await cancelsSince(before)).toEqual({
+        export: 0,
+        forwarded: 0,
+        idle: 0,
+        unmatched: 2,
+        upstream: 0,
+      });
       const key = witness as unknown as { processID: number; secretKey: number };
       await sendCancel(plain.port, key.processID, key.secretKey, false);
+      expect(await cancelsSince(before)).toMatchObject({ forwarded: 1, unmatched: 2, upstream: 1 });
       await expect(w).rejects.toMatchObject({ code: "57014" });
       await direct.query("select pg_advisory_unlock(7311)");
       locked = false;

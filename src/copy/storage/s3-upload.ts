@@ -36,6 +36,12 @@ type Checksums = Pick<
   "ChecksumCRC32" | "ChecksumCRC32C" | "ChecksumCRC64NVME" | "ChecksumSHA1" | "ChecksumSHA256"
 >;
 
+/**
+ * Tests only: told when full parts are left waiting because every one of partsInFlight slots is
+ * taken, with the parts then in flight: that the bound holds is then a fact, not a lack of parts.
+ */
+export const s3UploadTestHooks: { waitingForSlot?: (partsInFlight: number) => void } = {};
+
 export class S3Upload implements ObjectUpload {
   readonly #store: S3Store;
   readonly #key: string;
@@ -255,6 +261,9 @@ export class S3Upload implements ObjectUpload {
         break;
       }
     }
+    const waiting = s3UploadTestHooks.waitingForSlot;
+    if (waiting !== undefined && this.#inflight.size >= this.#store.partsInFlight && this.#blocked())
+      waiting(this.#inflight.size);
   }
 
   #ensureCreated(): Promise<string> {
