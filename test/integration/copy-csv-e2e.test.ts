@@ -8,8 +8,10 @@ import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, inject, test } from "vitest";
 import { AWKWARD_SETUP } from "../support/awkward-table.js";
 import { awsCliKeys, motoAccess, type S3Access, S3Check, startCopyProxy } from "../support/copy-proxy.js";
+import { waitUntil } from "../support/export-checks.js";
 import type { TestProxy } from "../support/proxy.js";
 import { RawPg } from "../support/raw-pg.js";
+import { S3FaultProxy } from "../support/s3-fault-proxy.js";
 import { expectSameCsv, UPSTREAMS } from "../support/upstreams.js";
 
 const DB = "copy_csv_e2e";
@@ -173,17 +175,41 @@ describe.each(UPSTREAMS)("through $name", (up) => {
 
   describe("layout, preflight and commit", () => {
     test("sentinel exists during the export and is gone after; the AWS CLI sees the same files", async () => {
+      // The data file's upload is held (a proxy of its own, behind the fault proxy): the export
+      // cannot end before the test has looked, whatever the machine's speed, and a sentinel
+      // removed too early cannot slip between two looks.
       const prefix = freshPrefix();
-      const running = client.query(
-        `COPY (SELECT g, pg_sleep(0.0005) FROM generate_series(1, 3000) g) TO 's3://${bucket}/${prefix}' WITH (FORMAT = 'csv')`,
-      );
-      let sawSentinel = false;
-      for (let i = 0; i < 100 && !sawSentinel; i++) {
-        sawSentinel = (await check.keys(bucket, `${prefix}/`)).some((k) => k.endsWith("-INCOMPLETE"));
-        if (!sawSentinel) await new Promise((r) => setTimeout(r, 20));
+      const faults = await S3FaultProxy.start(s3.endpoint);
+      const held = await startCopyProxy({
+        upstreamPort: upstream.port,
+        s3: { ...s3, endpoint: faults.endpoint },
+      });
+      const c = new pg.Client({ connectionString: held.url("postgres", DB) });
+      c.on("notice", () => {});
+      await c.connect();
+      let running: Promise<pg.QueryResult> | undefined;
+      try {
+        faults.setRules(
+          { op: "PutObject", key: /\.csv$/, fault: "hold" },
+          { op: "CompleteMultipartUpload", fault: "hold" },
+        );
+        running = c.query(
+          `COPY (SELECT g FROM generate_series(1, 3000) g) TO 's3://${bucket}/${prefix}' WITH (FORMAT = 'csv')`,
+        );
+        running.catch(() => {});
+        await waitUntil("the data file's upload", () =>
+          faults.log.some((r) => r.key.endsWith(".csv") || r.op === "CompleteMultipartUpload") ? true : null,
+        );
+        expect((await check.keys(bucket, `${prefix}/`)).some((k) => k.endsWith("-INCOMPLETE"))).toBe(true);
+        faults.clear();
+        expect((await running).rowCount).toBe(3000);
+      } finally {
+        faults.clear();
+        await running?.catch(() => {});
+        await c.end();
+        await held.shutdown(0);
+        await faults.close();
       }
-      expect(sawSentinel).toBe(true);
-      expect((await running).rowCount).toBe(3000);
       const keys = await check.keys(bucket, `${prefix}/`);
       expect(keys.some((k) => k.endsWith("-INCOMPLETE"))).toBe(false);
       expect(keys.filter((k) => k.endsWith("-manifest.json"))).toHaveLength(1);
