@@ -95,8 +95,9 @@ export interface ExportLimits {
   /**
    * What the proxy prepares in the background once it listens, so that its first export does not
    * pay it (src/encoders/worker/encoder-warm-up.ts; docs/decisions.md "The first export of a
-   * proxy"): "compile" parquet-wasm; "thread" also the spare encoder thread, warmed by a small
-   * synthetic export; "none" nothing.
+   * proxy"): "compile" parquet-wasm (and, before it listens, the COPY statement parser:
+   * src/copy/sql-tokens.ts); "thread" also the spare encoder thread, warmed by a small synthetic
+   * export; "none" nothing.
    */
   warmUp: "none" | "compile" | "thread";
   /**

@@ -24,7 +24,9 @@ export interface CopyToHook extends CopyHook<CopyToStatement> {
 }
 
 export async function createCopyHook(config: Config, log: Logger): Promise<CopyToHook> {
-  await initParser();
+  // Before the proxy listens: the parser's warm-up runs on this thread (the relay's), and with
+  // `warmUp: none` a proxy prepares nothing for exports it may never run.
+  await initParser({ warmUp: config.exports.warmUp !== "none" });
   const load = (c: Config) =>
     loadConnections(c.connections, process.env, {
       warn: (message) => log.warn(message),

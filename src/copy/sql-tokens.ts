@@ -18,7 +18,7 @@ export async function initParser(opts: { warmUp?: boolean } = {}): Promise<void>
   if (loaded) return;
   await loadModule();
   loaded = true;
-  // `warmUp: false` only for bench/first-statement.ts's baseline: the module as it loads.
+  // `warmUp: false`: exports.warmUp "none" (the copy hook), bench/first-statement.ts's baseline.
   if (opts.warmUp !== false) warmedUp = warmUpParser();
 }
 
