@@ -16,8 +16,8 @@ import {
   exceedance,
   fmtInterval,
   type Interval,
+  logCorrelation,
   medianInterval,
-  pairedDifference,
   pairedFactor,
   pairedPooledFactor,
   pairedShareDifference,
@@ -198,7 +198,8 @@ export function summaryText(
 const perRound = {
   p99: (r: WindowResult): number => percentileSorted(r.proxyLat, 99) / percentileSorted(r.directLat, 99),
   p95: (r: WindowResult): number => percentileSorted(r.proxyLat, 95) / percentileSorted(r.directLat, 95),
-  excessMs: (r: WindowResult): number => r.proxy.p99Ms - r.direct.p99Ms,
+  proxyP99Ms: (r: WindowResult): number => percentileSorted(r.proxyLat, 99) / 1000,
+  directP99Ms: (r: WindowResult): number => percentileSorted(r.directLat, 99) / 1000,
 };
 /** The issue's target: p99 through the proxy ≤ this × direct's (idle 1.5, during exports 2). */
 const targetOf = (kind: WindowKind): number => (kind === "idle" ? 1.5 : 2);
@@ -211,8 +212,10 @@ const lats = (rs: WindowResult[]): RoundLatencies[] =>
 /**
  * How sure the medians are (isolation-stats.ts; docs/isolation.md, "Reading the confidence
  * intervals"): per unit and window the median of the per-round p99 ratios with its 95% bootstrap
- * interval (the issue's figure), and beside it figures a few rounds' tails sway less: the p95
- * ratio, the proxy's p99 minus direct's in ms, the pooled p99 ratio. Then each proxy against the
+ * interval (the issue's figure), and beside it: the p95 ratio (a few rounds' tails sway it less),
+ * the share of transactions over target × direct p99 (the issue's question as a count), each
+ * side's p99 and how closely they move together over rounds (dividing by direct's p99 takes out
+ * what both sides suffered only when they do), the pooled p99 ratio. Then each proxy against the
  * first, paired by round.
  */
 function confidenceTables(
@@ -221,27 +224,29 @@ function confidenceTables(
   results: Map<string, WindowResult[]>,
 ): string[] {
   const out = [
-    "\n| proxy | window | load | rounds | **p99 proxy/direct**, median [95% interval] | p95 proxy/direct | p99 proxy − direct, ms | pooled p99 ratio | proxy transactions over target × direct p99, % (≤ 1: met) |",
-    "|---|---|---|---:|---:|---:|---:|---:|---:|",
+    "\n| proxy | window | load | rounds | **p99 proxy/direct**, median [95% interval] | p95 proxy/direct | proxy transactions over target × direct p99, % (≤ 1: met) | proxy p99 ms | direct p99 ms | correlation of log p99 proxy, direct over rounds | pooled p99 ratio |",
+    "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
   ];
   const loadCell = (load: Load): string => (load === "rated" ? `-R ${c.rate}` : "saturated");
+  const mi = (rs: WindowResult[], g: (r: WindowResult) => number, digits = 2): string =>
+    fmtInterval(medianInterval(rs.map(g)), digits);
   for (const name of names)
     for (const kind of c.kinds)
       for (const load of c.loads) {
         const rs = results.get(`${name} ${kind}${loadTag(load)}`);
         if (!rs) continue;
         out.push(
-          `| ${name} | ${kind} | ${loadCell(load)} | ${rs.length} | **${fmtInterval(medianInterval(rs.map(perRound.p99)))}** | ` +
-            `${fmtInterval(medianInterval(rs.map(perRound.p95)))} | ${fmtInterval(medianInterval(rs.map(perRound.excessMs)), 1)} | ` +
-            `${fmtInterval(pooledRatioInterval(lats(rs)))} | ${fmtInterval(pct(shareInterval(over(rs, kind))))} |`,
+          `| ${name} | ${kind} | ${loadCell(load)} | ${rs.length} | **${mi(rs, perRound.p99)}** | ${mi(rs, perRound.p95)} | ` +
+            `${fmtInterval(pct(shareInterval(over(rs, kind))))} | ${mi(rs, perRound.proxyP99Ms, 1)} | ${mi(rs, perRound.directP99Ms, 1)} | ` +
+            `${logCorrelation(rs.map(perRound.proxyP99Ms), rs.map(perRound.directP99Ms)).toFixed(2)} | ${fmtInterval(pooledRatioInterval(lats(rs)))} |`,
         );
       }
   const proxies = names.filter((n) => n !== "pgbouncer");
   const a = proxies[0];
   if (a !== undefined && proxies.length > 1) {
     out.push(
-      `\n| window | load | proxy B against A = ${a} | pairs | **p99 ratio B / A**, median over rounds [95% interval] | p95 ratio B / A | p99 excess B − A, ms | pooled p99 ratio B / A | over target, % B − A |`,
-      "|---|---|---|---:|---:|---:|---:|---:|---:|",
+      `\n| window | load | proxy B against A = ${a} | pairs | **p99 ratio B / A**, median over rounds [95% interval] | p95 ratio B / A | over target, % B − A | proxy p99 B / A | correlation of log p99 ratio A, B over rounds | pooled p99 ratio B / A |`,
+      "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     );
     for (const kind of c.kinds)
       for (const load of c.loads) {
@@ -250,17 +255,20 @@ function confidenceTables(
         for (const b of proxies.slice(1)) {
           const rb = results.get(`${b} ${kind}${loadTag(load)}`);
           if (!rb) continue;
-          const f = (g: (r: WindowResult) => number) => pairedFactor(ra.map(g), rb.map(g));
+          const f = (g: (r: WindowResult) => number) => fmtInterval(pairedFactor(ra.map(g), rb.map(g)));
+          const n = Math.min(ra.length, rb.length);
           out.push(
-            `| ${kind} | ${loadCell(load)} | ${b} | ${Math.min(ra.length, rb.length)} | **${fmtInterval(f(perRound.p99))}** | ${fmtInterval(f(perRound.p95))} | ` +
-              `${fmtInterval(pairedDifference(ra.map(perRound.excessMs), rb.map(perRound.excessMs)), 1)} | ${fmtInterval(pairedPooledFactor(lats(ra), lats(rb)))} | ${fmtInterval(pct(pairedShareDifference(over(ra, kind), over(rb, kind))))} |`,
+            `| ${kind} | ${loadCell(load)} | ${b} | ${n} | **${f(perRound.p99)}** | ${f(perRound.p95)} | ` +
+              `${fmtInterval(pct(pairedShareDifference(over(ra, kind), over(rb, kind))))} | ${f(perRound.proxyP99Ms)} | ` +
+              `${logCorrelation(ra.slice(0, n).map(perRound.p99), rb.slice(0, n).map(perRound.p99)).toFixed(2)} | ${fmtInterval(pairedPooledFactor(lats(ra), lats(rb)))} |`,
           );
         }
       }
   }
   out.push(
     "\nIntervals: 95% percentile bootstrap over rounds (10000 resamples, 2000 for the pooled ratio; seeded: the same rounds give the same interval). " +
-      "B / A pairs round i of B with round i of A (they alternated within that round): an interval that leaves out 1 (0 for a difference) separates the builds, one that holds it does not.",
+      "B / A pairs round i of B with round i of A (they alternated within that round): an interval that leaves out 1 (0 for a difference) separates the builds, one that holds it does not. " +
+      "A correlation near 0 says the two figures move independently from round to round: dividing (or pairing) then adds the other side's noise instead of taking out a shared disturbance.",
   );
   return out;
 }

@@ -111,17 +111,33 @@ export function pairedFactor(a: readonly number[], b: readonly number[], o: Boot
   return { estimate: Math.exp(r.estimate), lo: Math.exp(r.lo), hi: Math.exp(r.hi), n: r.n };
 }
 
-/** B against A, round by round, for a figure where a difference is natural (ms of excess): the
- * median of b_i − a_i with its bootstrap interval. */
-export function pairedDifference(
-  a: readonly number[],
-  b: readonly number[],
-  o: BootstrapOptions = {},
-): Interval {
-  return medianInterval(
-    pairRounds(a, b).map(([x, y]) => y - x),
-    o,
-  );
+/**
+ * Pearson's correlation of log x and log y over the rounds where both are positive: whether two
+ * figures of a window (the proxy's p99 and direct's, or build A's ratio and B's) rise and fall
+ * together from round to round. Near 1, a ratio (or a pairing) takes out what they shared; near 0
+ * it only adds the other's noise. NaN for fewer than 3 rounds.
+ */
+export function logCorrelation(xs: readonly number[], ys: readonly number[]): number {
+  const lx: number[] = [];
+  const ly: number[] = [];
+  for (let i = 0; i < Math.min(xs.length, ys.length); i++)
+    if (xs[i]! > 0 && ys[i]! > 0) {
+      lx.push(Math.log(xs[i]!));
+      ly.push(Math.log(ys[i]!));
+    }
+  if (lx.length < 3) return Number.NaN;
+  const mean = (v: number[]): number => v.reduce((s, x) => s + x, 0) / v.length;
+  const mx = mean(lx);
+  const my = mean(ly);
+  let sxy = 0;
+  let sxx = 0;
+  let syy = 0;
+  for (let i = 0; i < lx.length; i++) {
+    sxy += (lx[i]! - mx) * (ly[i]! - my);
+    sxx += (lx[i]! - mx) ** 2;
+    syy += (ly[i]! - my) ** 2;
+  }
+  return sxy / Math.sqrt(sxx * syy);
 }
 
 /** The first index of ascending `xs` holding a value > v (the count of values ≤ v). */

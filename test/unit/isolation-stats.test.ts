@@ -5,8 +5,8 @@ import { describe, expect, it } from "vitest";
 import { ratioSummary } from "../../bench/lib/export-window.js";
 import {
   exceedance,
+  logCorrelation,
   medianInterval,
-  pairedDifference,
   pairedFactor,
   pairedPooledFactor,
   pairedShareDifference,
@@ -101,9 +101,14 @@ describe("isolation bench statistics", () => {
     // The same comparison with B's rounds reversed is not B against A any more.
     const wrong = pairedFactor(a, [...b].reverse());
     expect(wrong.hi / wrong.lo).toBeGreaterThan(3);
-    // Differences pair the same way; a build missing a round, or a NaN, drops that pair.
-    const d = pairedDifference([10, 20, 30, Number.NaN], [12, 22, 32, 50, 60]);
-    expect([d.estimate, d.lo, d.hi, d.n]).toEqual([2, 2, 2, 3]);
+    // A build missing a round, or a NaN, drops that pair.
+    const d = pairedFactor([10, 20, 30, Number.NaN], [12, 24, 36, 50, 60]);
+    expect(d.n).toBe(3);
+    expect([d.estimate, d.lo, d.hi].map((x) => x.toFixed(9))).toEqual([
+      "1.200000000",
+      "1.200000000",
+      "1.200000000",
+    ]);
   });
 
   it("a pooled percentile of weighted rounds is the percentile of their concatenation", () => {
@@ -152,6 +157,26 @@ describe("isolation bench statistics", () => {
       expect(e.n).toBe(path.length);
       expect(e.over / e.n <= 0.01).toBe(percentileSorted(path, 99) <= 2 * percentileSorted(direct, 99));
     }
+  });
+
+  it("the correlation of logs: 1 for figures that move together, -1 against, NaN for too few", () => {
+    const x = [1, 4, 2, 8, 0.5];
+    expect(
+      logCorrelation(
+        x,
+        x.map((v) => 3 * v ** 2),
+      ),
+    ).toBeCloseTo(1, 12);
+    expect(
+      logCorrelation(
+        x,
+        x.map((v) => 1 / v),
+      ),
+    ).toBeCloseTo(-1, 12);
+    // 0 when y is high at both ends of x and low in its middle (no linear relation in logs).
+    expect(logCorrelation([1, 2, 4], [2, 1, 2])).toBeCloseTo(0, 12);
+    expect(logCorrelation([1, 2], [1, 2])).toBeNaN();
+    expect(logCorrelation([1, 2, 4, 0], [1, 2, 4, 99])).toBeCloseTo(1, 12); // a 0 round left out
   });
 
   it("the share over target pools counts over rounds; B − A pairs rounds", () => {
