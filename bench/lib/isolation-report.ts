@@ -245,8 +245,8 @@ function confidenceTables(
   const a = proxies[0];
   if (a !== undefined && proxies.length > 1) {
     out.push(
-      `\n| window | load | proxy B against A = ${a} | pairs | **p99 ratio B / A**, median over rounds [95% interval] | p95 ratio B / A | over target, % B − A | proxy p99 B / A | correlation of log p99 ratio A, B over rounds | pooled p99 ratio B / A |`,
-      "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+      `\n| window | load | proxy B against A = ${a} | pairs | **p99 ratio B / A**, median over rounds [95% interval] | p99 ratio after the first ${START_SPLIT_S} s B / A | p95 ratio B / A | over target, % B − A | proxy p99 B / A | correlation of log p99 ratio A, B over rounds | pooled p99 ratio B / A |`,
+      "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     );
     for (const kind of c.kinds)
       for (const load of c.loads) {
@@ -258,7 +258,7 @@ function confidenceTables(
           const f = (g: (r: WindowResult) => number) => fmtInterval(pairedFactor(ra.map(g), rb.map(g)));
           const n = Math.min(ra.length, rb.length);
           out.push(
-            `| ${kind} | ${loadCell(load)} | ${b} | ${n} | **${f(perRound.p99)}** | ${f(perRound.p95)} | ` +
+            `| ${kind} | ${loadCell(load)} | ${b} | ${n} | **${f(perRound.p99)}** | ${kind === "idle" ? "–" : f((r) => r.split.after)} | ${f(perRound.p95)} | ` +
               `${fmtInterval(pct(pairedShareDifference(over(ra, kind), over(rb, kind))))} | ${f(perRound.proxyP99Ms)} | ` +
               `${logCorrelation(ra.slice(0, n).map(perRound.p99), rb.slice(0, n).map(perRound.p99)).toFixed(2)} | ${fmtInterval(pairedPooledFactor(lats(ra), lats(rb)))} |`,
           );
@@ -268,6 +268,7 @@ function confidenceTables(
   out.push(
     "\nIntervals: 95% percentile bootstrap over rounds (10000 resamples, 2000 for the pooled ratio; seeded: the same rounds give the same interval). " +
       "B / A pairs round i of B with round i of A (they alternated within that round): an interval that leaves out 1 (0 for a difference) separates the builds, one that holds it does not. " +
+      "Each interval on its own: among this many columns one may leave out 1 by chance (1 in 20 when nothing differs), so a build is told apart by the bold column, not by whichever column separates. " +
       "A correlation near 0 says the two figures move independently from round to round: dividing (or pairing) then adds the other side's noise instead of taking out a shared disturbance.",
   );
   return out;
