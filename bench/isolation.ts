@@ -305,7 +305,7 @@ async function main(): Promise<void> {
 function printSaved(files: string[]): void {
   const runs = files.map(loadRun);
   const first = runs[0]!;
-  const { names, results, rounds } = poolRuns(runs);
+  const { names, results, rounds, runOf } = poolRuns(runs);
   const saved = isolationConfig(first.args);
   saved.rate = first.rate;
   saved.rounds = rounds;
@@ -315,6 +315,7 @@ function printSaved(files: string[]): void {
       started: new Date(first.started),
       load0: first.load0,
       load1: runs.at(-1)!.load1 ?? [Number.NaN, Number.NaN, Number.NaN],
+      runOf,
     }),
   );
 }

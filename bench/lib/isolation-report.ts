@@ -70,7 +70,7 @@ export function summaryText(
   c: IsolationConfig,
   names: string[],
   results: Map<string, WindowResult[]>,
-  meta: { started: Date; load0: number[]; load1: number[] },
+  meta: { started: Date; load0: number[]; load1: number[]; runOf?: number[] },
 ): string {
   const out: string[] = [];
   out.push(
@@ -190,7 +190,7 @@ export function summaryText(
   out.push(
     `\np99 through the proxy / p99 direct in the same window (median of rounds, lowest–highest): ${ratios.join("; ")}`,
   );
-  out.push(...confidenceTables(c, names, results));
+  out.push(...confidenceTables(c, names, results, meta.runOf));
   return `${out.join("\n")}\n`;
 }
 
@@ -222,14 +222,17 @@ function confidenceTables(
   c: IsolationConfig,
   names: string[],
   results: Map<string, WindowResult[]>,
+  runOf: number[] | undefined,
 ): string[] {
+  // Pooled runs (--from): draw runs, then rounds within them (isolation-stats.ts, `groups`).
+  const o = { groups: runOf !== undefined && new Set(runOf).size > 1 ? runOf : undefined };
   const out = [
     "\n| proxy | window | load | rounds | **p99 proxy/direct**, median [95% interval] | p95 proxy/direct | proxy transactions over target × direct p99, % (≤ 1: met) | proxy p99 ms | direct p99 ms | correlation of log p99 proxy, direct over rounds | pooled p99 ratio |",
     "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
   ];
   const loadCell = (load: Load): string => (load === "rated" ? `-R ${c.rate}` : "saturated");
   const mi = (rs: WindowResult[], g: (r: WindowResult) => number, digits = 2): string =>
-    fmtInterval(medianInterval(rs.map(g)), digits);
+    fmtInterval(medianInterval(rs.map(g), o), digits);
   for (const name of names)
     for (const kind of c.kinds)
       for (const load of c.loads) {
@@ -237,16 +240,26 @@ function confidenceTables(
         if (!rs) continue;
         out.push(
           `| ${name} | ${kind} | ${loadCell(load)} | ${rs.length} | **${mi(rs, perRound.p99)}** | ${mi(rs, perRound.p95)} | ` +
-            `${fmtInterval(pct(shareInterval(over(rs, kind))))} | ${mi(rs, perRound.proxyP99Ms, 1)} | ${mi(rs, perRound.directP99Ms, 1)} | ` +
-            `${logCorrelation(rs.map(perRound.proxyP99Ms), rs.map(perRound.directP99Ms)).toFixed(2)} | ${fmtInterval(pooledRatioInterval(lats(rs)))} |`,
+            `${fmtInterval(pct(shareInterval(over(rs, kind), o)))} | ${mi(rs, perRound.proxyP99Ms, 1)} | ${mi(rs, perRound.directP99Ms, 1)} | ` +
+            `${logCorrelation(rs.map(perRound.proxyP99Ms), rs.map(perRound.directP99Ms)).toFixed(2)} | ${fmtInterval(pooledRatioInterval(lats(rs), 99, o))} |`,
         );
       }
+  /** The paired p99 ratio's median in each pooled run: how far runs differ beside the rounds. */
+  const perRun = (ra: WindowResult[], rb: WindowResult[]): string => {
+    if (o.groups === undefined) return "–";
+    const runs = [...new Set(o.groups)];
+    const of = (rs: WindowResult[], run: number) =>
+      rs.filter((_, i) => o.groups![i] === run).map(perRound.p99);
+    return runs
+      .map((run) => pairedFactor(of(ra, run), of(rb, run), { iterations: 1 }).estimate.toFixed(2))
+      .join(" / ");
+  };
   const proxies = names.filter((n) => n !== "pgbouncer");
   const a = proxies[0];
   if (a !== undefined && proxies.length > 1) {
     out.push(
-      `\n| window | load | proxy B against A = ${a} | pairs | **p99 ratio B / A**, median over rounds [95% interval] | p99 ratio after the first ${START_SPLIT_S} s B / A | p95 ratio B / A | over target, % B − A | proxy p99 B / A | correlation of log p99 ratio A, B over rounds | pooled p99 ratio B / A |`,
-      "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+      `\n| window | load | proxy B against A = ${a} | pairs | **p99 ratio B / A**, median over rounds [95% interval] | p99 ratio after the first ${START_SPLIT_S} s B / A | p95 ratio B / A | over target, % B − A | proxy p99 B / A | correlation of log p99 ratio A, B over rounds | pooled p99 ratio B / A | p99 ratio B / A in each run (--from) |`,
+      "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     );
     for (const kind of c.kinds)
       for (const load of c.loads) {
@@ -255,18 +268,18 @@ function confidenceTables(
         for (const b of proxies.slice(1)) {
           const rb = results.get(`${b} ${kind}${loadTag(load)}`);
           if (!rb) continue;
-          const f = (g: (r: WindowResult) => number) => fmtInterval(pairedFactor(ra.map(g), rb.map(g)));
+          const f = (g: (r: WindowResult) => number) => fmtInterval(pairedFactor(ra.map(g), rb.map(g), o));
           const n = Math.min(ra.length, rb.length);
           out.push(
             `| ${kind} | ${loadCell(load)} | ${b} | ${n} | **${f(perRound.p99)}** | ${kind === "idle" ? "–" : f((r) => r.split.after)} | ${f(perRound.p95)} | ` +
-              `${fmtInterval(pct(pairedShareDifference(over(ra, kind), over(rb, kind))))} | ${f(perRound.proxyP99Ms)} | ` +
-              `${logCorrelation(ra.slice(0, n).map(perRound.p99), rb.slice(0, n).map(perRound.p99)).toFixed(2)} | ${fmtInterval(pairedPooledFactor(lats(ra), lats(rb)))} |`,
+              `${fmtInterval(pct(pairedShareDifference(over(ra, kind), over(rb, kind), o)))} | ${f(perRound.proxyP99Ms)} | ` +
+              `${logCorrelation(ra.slice(0, n).map(perRound.p99), rb.slice(0, n).map(perRound.p99)).toFixed(2)} | ${fmtInterval(pairedPooledFactor(lats(ra), lats(rb), 99, o))} | ${perRun(ra.slice(0, n), rb.slice(0, n))} |`,
           );
         }
       }
   }
   out.push(
-    "\nIntervals: 95% percentile bootstrap over rounds (10000 resamples, 2000 for the pooled ratio; seeded: the same rounds give the same interval). " +
+    `\nIntervals: 95% percentile bootstrap over rounds (10000 resamples, 2000 for the pooled ratio; seeded: the same rounds give the same interval)${o.groups === undefined ? "" : `; ${new Set(o.groups).size} runs pooled: each resample draws runs, then rounds within them`}. ` +
       "B / A pairs round i of B with round i of A (they alternated within that round): an interval that leaves out 1 (0 for a difference) separates the builds, one that holds it does not. " +
       "Each interval on its own: among this many columns one may leave out 1 by chance (1 in 20 when nothing differs), so a build is told apart by the bold column, not by whichever column separates. " +
       "A correlation near 0 says the two figures move independently from round to round: dividing (or pairing) then adds the other side's noise instead of taking out a shared disturbance.",

@@ -48,6 +48,8 @@ export function poolRuns(runs: SavedRun[]): {
   names: string[];
   results: Map<string, WindowResult[]>;
   rounds: number;
+  /** The run (0, 1, …) each pooled round came from, in round order. */
+  runOf: number[];
 } {
   const names = runs[0]!.names;
   for (const r of runs)
@@ -55,13 +57,15 @@ export function poolRuns(runs: SavedRun[]): {
       throw new Error(`--from: runs of different proxies (${r.names.join(",")} vs ${names.join(",")})`);
   const results = new Map<string, WindowResult[]>();
   let rounds = 0;
-  for (const r of runs) {
+  const runOf: number[] = [];
+  for (const [ri, r] of runs.entries()) {
     // A stopped run may end mid-round: keep only its complete rounds, so round i of every key
     // is the same round of the same run (the pairing of isolation-stats.ts relies on it).
     const n = Math.min(...Object.values(r.results).map((ws) => ws.length));
     rounds += n;
+    for (let i = 0; i < n; i++) runOf.push(ri);
     for (const [k, ws] of Object.entries(r.results))
       results.set(k, [...(results.get(k) ?? []), ...ws.slice(0, n)]);
   }
-  return { names, results, rounds };
+  return { names, results, rounds, runOf };
 }

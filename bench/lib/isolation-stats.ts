@@ -24,6 +24,14 @@ export interface BootstrapOptions {
   seed?: number;
   /** Coverage of the interval (default 0.95). */
   level?: number;
+  /**
+   * The run each item came from (rounds pooled from several runs, bench/isolation.ts --from): a
+   * resample then draws runs with replacement and rounds within each drawn run (a two-level
+   * bootstrap). A run's rounds share its proxy processes (one per build for the whole run) and the
+   * machine's state of those minutes; resampling rounds alone would treat them as independent and
+   * give too narrow an interval when runs differ.
+   */
+  groups?: readonly number[];
 }
 
 /** A figure with its interval. */
@@ -38,10 +46,11 @@ export interface Interval {
 const DEFAULT_SEED = 1;
 
 /**
- * Percentile bootstrap: `stat` of `iterations` resamples of n items (indices drawn with replacement;
- * `stat` gets the index array, reused between calls), and the interval between the (1 − level)/2 and
- * (1 + level)/2 quantiles of those: lo is the ⌊B·α/2⌋-th smallest (0-based), hi the ⌈B·(1 − α/2)⌉-th
- * (1-based).
+ * Percentile bootstrap: `stat` of `iterations` resamples of n items (indices drawn with replacement,
+ * or runs then rounds with `groups`; `stat` gets the index array, reused between calls), and the
+ * interval between the (1 − level)/2 and (1 + level)/2 quantiles of those: lo is the ⌊B·α/2⌋-th
+ * smallest (0-based), hi the ⌈B·(1 − α/2)⌉-th (1-based). Resamples whose statistic is NaN (no
+ * usable item drawn) are left out.
  */
 export function bootstrapInterval(
   n: number,
@@ -52,28 +61,48 @@ export function bootstrapInterval(
   const iterations = o.iterations ?? 10000;
   const alpha = 1 - (o.level ?? 0.95);
   const rnd = seededRandom(o.seed ?? DEFAULT_SEED);
-  const idx = new Uint32Array(n);
-  const stats = new Float64Array(iterations);
+  const runs = runsOf(n, o.groups);
+  const idx = new Uint32Array(runs.length * Math.max(...runs.map((r) => r.length)));
+  const all: number[] = [];
   for (let b = 0; b < iterations; b++) {
-    for (let i = 0; i < n; i++) idx[i] = Math.floor(rnd() * n);
-    stats[b] = stat(idx);
+    let len = 0;
+    if (runs.length === 1) for (let i = 0; i < n; i++) idx[len++] = Math.floor(rnd() * n);
+    else
+      for (let g = 0; g < runs.length; g++) {
+        const run = runs[Math.floor(rnd() * runs.length)]!;
+        for (let i = 0; i < run.length; i++) idx[len++] = run[Math.floor(rnd() * run.length)]!;
+      }
+    const x = stat(idx.subarray(0, len));
+    if (!Number.isNaN(x)) all.push(x);
   }
-  stats.sort();
+  if (all.length === 0) return { lo: Number.NaN, hi: Number.NaN };
+  const stats = Float64Array.from(all).sort();
   return {
-    lo: stats[Math.floor((iterations * alpha) / 2)]!,
-    hi: stats[Math.ceil(iterations * (1 - alpha / 2)) - 1]!,
+    lo: stats[Math.floor((stats.length * alpha) / 2)]!,
+    hi: stats[Math.ceil(stats.length * (1 - alpha / 2)) - 1]!,
   };
+}
+
+/** The items 0..n-1 by run (one run without groups). */
+function runsOf(n: number, groups: readonly number[] | undefined): number[][] {
+  if (groups === undefined) return [Array.from({ length: n }, (_, i) => i)];
+  if (groups.length < n) throw new Error(`bootstrap: ${n} items but ${groups.length} run numbers`);
+  const by = new Map<number, number[]>();
+  for (let i = 0; i < n; i++) by.set(groups[i]!, [...(by.get(groups[i]!) ?? []), i]);
+  return [...by.values()];
 }
 
 /** The median of `xs` (NaNs left out) and its bootstrap interval (rounds resampled). */
 export function medianInterval(xs: readonly number[], o: BootstrapOptions = {}): Interval {
   const ok = xs.filter((x) => !Number.isNaN(x));
-  const pick = new Float64Array(ok.length);
+  let pick = new Float64Array(xs.length);
   const { lo, hi } = bootstrapInterval(
-    ok.length,
+    xs.length,
     (idx) => {
-      for (let i = 0; i < idx.length; i++) pick[i] = ok[idx[i]!]!;
-      return medianOf(pick);
+      if (idx.length > pick.length) pick = new Float64Array(idx.length);
+      let m = 0;
+      for (const i of idx) if (!Number.isNaN(xs[i]!)) pick[m++] = xs[i]!;
+      return m === 0 ? Number.NaN : medianOf(pick.subarray(0, m));
     },
     o,
   );
@@ -87,14 +116,6 @@ function medianOf(xs: Float64Array): number {
   return xs.length % 2 ? xs[m]! : (xs[m - 1]! + xs[m]!) / 2;
 }
 
-/** Round i of A beside round i of B, while both have a round i; pairs with a NaN left out. */
-export function pairRounds(a: readonly number[], b: readonly number[]): Array<[number, number]> {
-  const out: Array<[number, number]> = [];
-  for (let i = 0; i < Math.min(a.length, b.length); i++)
-    if (!Number.isNaN(a[i]!) && !Number.isNaN(b[i]!)) out.push([a[i]!, b[i]!]);
-  return out;
-}
-
 /**
  * B against A, round by round, for a figure where a factor is the natural comparison (a p99 ratio):
  * the median over rounds of log(b_i / a_i), with its bootstrap interval (pairs resampled), given
@@ -104,9 +125,10 @@ export function pairRounds(a: readonly number[], b: readonly number[]): Array<[n
  * of a ratio's swing from round to round.
  */
 export function pairedFactor(a: readonly number[], b: readonly number[], o: BootstrapOptions = {}): Interval {
-  const logs = pairRounds(a, b)
-    .filter(([x, y]) => x > 0 && y > 0)
-    .map(([x, y]) => Math.log(y / x));
+  // Round by round (NaN where a round lacks either side), so `o.groups` stays aligned with rounds.
+  const logs = Array.from({ length: Math.min(a.length, b.length) }, (_, i) =>
+    a[i]! > 0 && b[i]! > 0 ? Math.log(b[i]! / a[i]!) : Number.NaN,
+  );
   const r = medianInterval(logs, o);
   return { estimate: Math.exp(r.estimate), lo: Math.exp(r.lo), hi: Math.exp(r.hi), n: r.n };
 }

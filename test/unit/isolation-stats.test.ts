@@ -80,9 +80,44 @@ describe("isolation bench statistics", () => {
     expect(a.estimate).toBe(2);
     expect(a.lo).toBeLessThanOrEqual(a.estimate);
     expect(a.hi).toBeGreaterThanOrEqual(a.estimate);
+    // A resample's NaNs are skipped, not sorted in: with six NaN rounds of nine, the median of the
+    // numbers drawn is still as often 1 as 3.
+    const sparse = medianInterval([
+      1,
+      Number.NaN,
+      2,
+      Number.NaN,
+      Number.NaN,
+      3,
+      Number.NaN,
+      Number.NaN,
+      Number.NaN,
+    ]);
+    expect([sparse.estimate, sparse.lo, sparse.hi, sparse.n]).toEqual([2, 1, 3, 3]);
     const one = medianInterval([1.7]);
     expect([one.estimate, one.lo, one.hi]).toEqual([1.7, 1.7, 1.7]);
     expect(Number.isNaN(medianInterval([]).lo)).toBe(true);
+  });
+
+  it("pooled runs: a resample draws runs, then rounds within them", () => {
+    // Three runs of 16 rounds each, every round of a run alike but the runs apart (1.0, 1.1, 1.2):
+    // resampling rounds alone finds the median at 1.1 nearly always; drawing runs first, two of the
+    // three drawn are the first run with probability 7/27, so the interval spans the runs.
+    const xs = [1.0, 1.1, 1.2].flatMap((v) => Array(16).fill(v) as number[]);
+    const runOf = [0, 1, 2].flatMap((r) => Array(16).fill(r) as number[]);
+    const flat = medianInterval(xs);
+    expect([flat.lo, flat.hi]).toEqual([1.1, 1.1]);
+    const grouped = medianInterval(xs, { groups: runOf });
+    expect([grouped.estimate, grouped.lo, grouped.hi, grouped.n]).toEqual([1.1, 1.0, 1.2, 48]);
+    // The same for a paired comparison, whose rounds carry their run along.
+    const f = pairedFactor(
+      xs.map(() => 1),
+      xs,
+      { groups: runOf },
+    );
+    expect([f.lo, f.hi].map((x) => x.toFixed(6))).toEqual(["1.000000", "1.200000"]);
+    // One run only: the plain bootstrap.
+    expect(medianInterval(xs, { groups: xs.map(() => 0) })).toEqual(flat);
   });
 
   it("B against A pairs round i with round i", () => {
