@@ -19,7 +19,18 @@ export interface ProgressState {
   readingMs: number;
 }
 
-const count = (n: number): string => n.toLocaleString("en-US");
+/**
+ * "1,234,567": a whole number grouped as en-US does, without ICU. Number#toLocaleString's first
+ * call in a process loads ICU's number formatting: ~24 ms of the relay's CPU (34-50 ms of wall
+ * time, +8 MB RSS) at the proxy's first export's first NOTICE, a stall of every session.
+ */
+export function count(n: number): string {
+  if (!Number.isSafeInteger(n)) return n.toLocaleString("en-US");
+  const digits = String(Math.abs(n));
+  let out = digits.slice(0, ((digits.length - 1) % 3) + 1);
+  for (let i = out.length; i < digits.length; i += 3) out += `,${digits.slice(i, i + 3)}`;
+  return n < 0 ? `-${out}` : out;
+}
 
 /** "1 row", "2 rows", "1,000 rows". */
 export function plural(n: number, one: string, many = `${one}s`): string {

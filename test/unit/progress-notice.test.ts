@@ -1,7 +1,7 @@
 // The NOTICE texts of an export: the phase in every progress line, singular and plural right,
 // sizes in MAX FILE SIZE's units.
-import { describe, expect, test } from "vitest";
-import { finalMessage, formatBytes, plural, progressMessage } from "../../src/copy/progress-notice.js";
+import { describe, expect, test, vi } from "vitest";
+import { count, finalMessage, formatBytes, plural, progressMessage } from "../../src/copy/progress-notice.js";
 
 describe("progress NOTICE texts", () => {
   test("counts: singular, plural, thousands", () => {
@@ -11,6 +11,27 @@ describe("progress NOTICE texts", () => {
       "2 rows",
       "1,234,567 files",
     ]);
+  });
+
+  test("counts are grouped as en-US groups them, without ICU (whose first use stalls the relay)", () => {
+    const values = [0, 7, 999, 1000, 12_345, 999_999, 1_000_000, 1_234_567, -1234, Number.MAX_SAFE_INTEGER];
+    const expected = values.map((n) => n.toLocaleString("en-US"));
+    const icu = vi.spyOn(Number.prototype, "toLocaleString");
+    try {
+      expect(values.map(count)).toEqual(expected);
+      finalMessage({ rows: 1_234_567, files: 1000, bytes: 5, target: "s3://b/p/", manifest: "s3://b/p/m" });
+      progressMessage({
+        phase: "reading",
+        rows: 1_200_000,
+        bytes: 1,
+        files: 3,
+        filesDone: 2,
+        readingMs: 48_000,
+      });
+      expect(icu).not.toHaveBeenCalled();
+    } finally {
+      icu.mockRestore();
+    }
   });
 
   test("sizes in powers of 1024", () => {
