@@ -2,8 +2,9 @@
 // next (docs/benchmarks.md, session 14), so a median over a handful of rounds moves too, and two
 // builds' medians can differ by chance alone. Here: a percentile bootstrap interval of a median over
 // rounds, and two builds compared round by round (the bench alternates them within each round, so
-// round i of A and round i of B shared the machine's state of that minute). Seeded, so the same
-// rounds give the same interval. Pure; unit-tested (test/unit/isolation-stats.test.ts).
+// round i of A and round i of B shared the machine's state of that minute; how much that takes out
+// depends on how far their ratios move together, which the bench prints beside). Seeded, so the
+// same rounds give the same interval. Pure; unit-tested (test/unit/isolation-stats.test.ts).
 import { median, percentileSorted } from "./stats.js";
 
 /** mulberry32: a small seeded generator of uniforms in [0, 1) (the intervals must repeat exactly). */
@@ -121,8 +122,9 @@ function medianOf(xs: Float64Array): number {
  * the median over rounds of log(b_i / a_i), with its bootstrap interval (pairs resampled), given
  * back as factors (exp). 1.30 [1.05–1.62]: in the median round B's ratio was 30% above A's, and
  * the interval leaves 1 out, so the rounds separate the builds; an interval holding 1 does not.
- * Pairing by round takes out what the round shared (the machine's load that minute), which is most
- * of a ratio's swing from round to round.
+ * Pairing by round takes out what the round shared (the machine's load that minute), as far as the
+ * two builds' ratios rise and fall together: idle and with four exports hardly at all in session
+ * 15's runs (docs/isolation.md, "Reading the confidence intervals").
  */
 export function pairedFactor(a: readonly number[], b: readonly number[], o: BootstrapOptions = {}): Interval {
   // Round by round (NaN where a round lacks either side), so `o.groups` stays aligned with rounds.
@@ -233,8 +235,8 @@ function pooledRatioOf(rounds: readonly RoundLatencies[], p: number): (w: ArrayL
 /**
  * The ratio of the pooled p-th percentiles (every round's path latencies against every round's
  * direct ones), with a bootstrap interval over rounds (a round's transactions go together: they
- * shared its seconds). Resting on all the transactions at once, steadier than a per-round ratio's
- * median when the tail is made by a few rounds; but a round with a bad tail weighs in whole.
+ * shared its seconds). It rests on all the transactions at once, but its tail is the worst one or
+ * two rounds' tail, so it is no steadier than the median of the rounds' ratios (session 15).
  */
 export function pooledRatioInterval(
   rounds: readonly RoundLatencies[],
