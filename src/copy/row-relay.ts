@@ -172,8 +172,13 @@ export class RowRelay {
       const thread = output.soleThread;
       if (thread === null || !thread.canRing) return false;
       let writer: RingWriter | null = null;
-      // Called from the end of this read on, never before ring() below has returned.
-      const diversion = channel.divert?.((chunk) => writer!.write(chunk)) ?? null;
+      // Called from the end of this read on, never before ring() below has returned. The
+      // upstream's reads go straight into the ring where they can (RingWriter.lend).
+      const diversion =
+        channel.divert?.((chunk) => writer!.write(chunk), {
+          lend: () => writer!.lend(),
+          returned: () => writer!.returned(),
+        }) ?? null;
       if (diversion === null) return false;
       const base = this.rows;
       const counted = (n: number): void => {

@@ -2,6 +2,7 @@
 // the sockets; an export borrows the upstream leg through an UpstreamChannel while it runs.
 import type { Socket } from "node:net";
 import type { Logger } from "../log.js";
+import type { ReadLender } from "./fast-socket.js";
 
 export type UpstreamMessageHandler = (type: number, buf: Buffer, start: number, end: number) => void;
 /**
@@ -92,9 +93,10 @@ export interface UpstreamChannel {
    * From the end of the current message on, every upstream read goes to `to` as it is (a view of
    * a reused buffer: copy it before returning), unframed, until the diversion's back(). Call it
    * from a message handler; null where it cannot: the stream paused with bytes queued, the
-   * upstream lost.
+   * upstream lost. With `lender`, the socket's reads go into the memory it lends where they can
+   * (fast-socket.ts, ReadLender: a plain TCP upstream read through onread), until back().
    */
-  divert?(to: (chunk: Buffer) => void): UpstreamDiversion | null;
+  divert?(to: (chunk: Buffer) => void, lender?: ReadLender): UpstreamDiversion | null;
 }
 
 export interface ExportContext {

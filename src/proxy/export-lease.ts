@@ -20,6 +20,7 @@ import type {
   UpstreamMessageHandler,
   UpstreamRunHandler,
 } from "./copy-hook.js";
+import { lendReads, type ReadLender } from "./fast-socket.js";
 import type { FlowGate } from "./flow-gate.js";
 
 /** While an export owns the upstream: everything is ours, DataRows in runs. */
@@ -144,15 +145,16 @@ export class ExportLease {
         this.refused = onRefused;
       },
       lend: () => this.lend(),
-      divert: (to) => this.divert(to),
+      divert: (to, lender) => this.divert(to, lender),
     };
   }
 
-  private divert(to: (chunk: Buffer) => void): UpstreamDiversion | null {
+  private divert(to: (chunk: Buffer) => void, lender?: ReadLender): UpstreamDiversion | null {
     const host = this.host;
     const stream = host.upstreamStream;
     if (host.upstreamLost.aborted || stream.queued > 0 || !stream.atBoundary) return null;
     stream.divert(to);
+    if (lender !== undefined) lendReads(host.upstream, lender);
     let out = true;
     return {
       hold: () => host.upstreamGate.hold("ring"),
@@ -161,6 +163,7 @@ export class ExportLease {
         if (!out) return;
         out = false;
         // Released first: framing `rest` may divert again (rows after a NoticeResponse).
+        if (lender !== undefined) lendReads(host.upstream, null);
         host.upstreamGate.release("ring");
         stream.undivert(rest, skip);
       },

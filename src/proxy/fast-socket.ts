@@ -23,6 +23,33 @@ export type ReadObserver = (bytes: number, bufferSize: number) => void;
 const readObservers = new WeakMap<Socket, ReadObserver | null>();
 
 /**
+ * Memory a socket's next reads go into instead of its own buffer (an export's row ring,
+ * src/encoders/worker/row-ring.ts: the kernel copies the upstream's bytes straight into the ring,
+ * and the relay copies nothing). The buffer of a read is chosen when the read before it has been
+ * handled, so a lender may see one more read into the buffer it lent after it stopped lending.
+ */
+export interface ReadLender {
+  /** The next read's buffer, or null for the socket's own. Called after each read was handled. */
+  lend(): Buffer | null;
+  /** The read into the buffer lend() gave last has been handled: the socket no longer uses it. */
+  returned(): void;
+}
+
+/** The sockets whose reads may go into lent buffers, to their lender (null: none now). */
+const readLenders = new WeakMap<Socket, ReadLender | null>();
+
+/**
+ * Has `sock`'s next reads go into buffers `lender` lends (null: its own buffer again, from the
+ * read after the one already lent, if one is). False when `sock` cannot: not a socket
+ * withStaticReads made, or its reads go through Node's own onread path.
+ */
+export function lendReads(sock: Duplex, lender: ReadLender | null): boolean {
+  if (!readLenders.has(sock as Socket)) return false;
+  readLenders.set(sock as Socket, lender);
+  return true;
+}
+
+/**
  * Has `observer` told about every read of `sock` from now on (null: no more). Returns false when
  * `sock` does not read through onread (TLS, or a socket withStaticReads left alone): its reads are
  * 'data' events, whose sizes say nothing about what the kernel had queued.
@@ -148,12 +175,32 @@ export function withStaticReads(
     const nodeOnread = h._handle.onread;
     const state = sw.streamBaseState;
     const kRead = sw.kReadBytesOrError;
+    /** The buffer the handle reads into now, and who lent it (null: our own). */
+    let current: Buffer = buffer;
+    let lentBy: ReadLender | null = null;
+    readLenders.set(fresh, null);
     h._handle.onread = function (this: unknown, arrayBuffer: unknown): unknown {
       const n = state[kRead]!;
       if (n > 0 && !fresh.destroyed) {
-        onChunk(buffer.subarray(0, n));
-        readObservers.get(fresh)?.(n, bufferSize);
-        return undefined;
+        const into = current;
+        onChunk(into.subarray(0, n));
+        readObservers.get(fresh)?.(n, into.length);
+        if (lentBy !== null) {
+          const l = lentBy;
+          lentBy = null;
+          l.returned();
+        }
+        // Returning a buffer makes it the next read's (node's CustomBufferJSListener).
+        const lender = readLenders.get(fresh) ?? null;
+        const next = lender === null ? null : lender.lend();
+        if (next !== null) {
+          lentBy = lender;
+          current = next;
+          return next;
+        }
+        if (current === buffer) return undefined;
+        current = buffer;
+        return buffer;
       }
       return nodeOnread.call(this, arrayBuffer);
     };

@@ -19,18 +19,21 @@ export const CREATE_WIDE =
 
 /**
  * Row bytes the relay's own thread framed and handed to the encoders during `run`
- * (row-relay.ts counts them), and the bytes it wrote into rings unframed (row-ring.ts).
+ * (row-relay.ts counts them), the bytes that went into rings unframed (row-ring.ts), and the part
+ * of those the relay copied there (the rest the upstream socket's reads put there themselves).
  */
 export async function relayedDuring<T>(
   run: () => Promise<T>,
-): Promise<{ result: T; relayed: number; ringed: number }> {
+): Promise<{ result: T; relayed: number; ringed: number; copied: number }> {
   const before = rowRelayTestHooks.relayedBytes;
   const ringBefore = rowRingTestHooks.bytes;
+  const copiedBefore = rowRingTestHooks.copied;
   const result = await run();
   return {
     result,
     relayed: rowRelayTestHooks.relayedBytes - before,
     ringed: rowRingTestHooks.bytes - ringBefore,
+    copied: rowRingTestHooks.copied - copiedBefore,
   };
 }
 

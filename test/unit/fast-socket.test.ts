@@ -6,7 +6,7 @@
 import { randomBytes } from "node:crypto";
 import type { Socket } from "node:net";
 import { afterEach, describe, expect, test } from "vitest";
-import { DirectWriter } from "../../src/proxy/fast-socket.js";
+import { DirectWriter, lendReads, type ReadLender } from "../../src/proxy/fast-socket.js";
 import { waitUntil } from "../support/export-checks.js";
 import { closeOnreadPairs, onreadPair } from "../support/onread-pair.js";
 
@@ -95,5 +95,57 @@ describe("withStaticReads", () => {
     await waitUntil("the socket's end", () => ended);
     expect(Buffer.concat(got).equals(sent)).toBe(true);
     expect(sock.bytesRead).toBe(sent.length);
+  });
+});
+
+describe("reads into lent memory (an export's row ring)", () => {
+  test("each read goes into the buffer lent after the read before; returned once handled; none after the lender leaves", async () => {
+    const memory = Buffer.from(new SharedArrayBuffer(1 << 20));
+    let at = 0;
+    let lent: Buffer | null = null;
+    let lentOut = 0;
+    /** Per read: in the memory lent for it (true) or in the socket's own buffer (false). */
+    const inLent: boolean[] = [];
+    const got: Buffer[] = [];
+    const lender: ReadLender = {
+      lend: () => {
+        if (at + 4096 > memory.length) return null;
+        lent = memory.subarray(at, at + 4096);
+        lentOut++;
+        return lent;
+      },
+      returned: () => {
+        lentOut--;
+      },
+    };
+    const { peer, sock } = await onreadPair(1024, (c) => {
+      got.push(Buffer.from(c));
+      const intoLent = lent !== null && c.buffer === lent.buffer && c.byteOffset === lent.byteOffset;
+      inLent.push(intoLent);
+      if (intoLent) at += c.length;
+      // Not yet returned while its read is being handled.
+      if (intoLent) expect(lentOut).toBe(1);
+    });
+    expect(lendReads(sock, lender)).toBe(true);
+    const first = randomBytes(200_000);
+    peer.write(first);
+    await waitUntil("the first bytes", () => total(got) === first.length);
+    // The read that was under way when lending began went into the socket's buffer; the next ones
+    // into the lent memory, and the bytes are where they were read.
+    expect(inLent[0]).toBe(false);
+    expect(inLent.slice(1).every((x) => x)).toBe(true);
+    expect(memory.subarray(0, at).equals(first.subarray(got[0]!.length))).toBe(true);
+    expect(lentOut).toBe(1); // the next read's buffer
+
+    lendReads(sock, null);
+    const before = inLent.length;
+    const second = randomBytes(50_000);
+    peer.write(second);
+    await waitUntil("the second bytes", () => total(got) === first.length + second.length);
+    expect(Buffer.concat(got).equals(Buffer.concat([first, second]))).toBe(true);
+    // One more read into the memory lent before the lender left (returned then), then the
+    // socket's own buffer.
+    expect(inLent.slice(before)).toEqual([true, ...new Array(inLent.length - before - 1).fill(false)]);
+    expect(lentOut).toBe(0);
   });
 });

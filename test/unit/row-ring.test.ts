@@ -350,3 +350,70 @@ describe("a ring's end with much left in it (a cancel: the thread terminated beh
     expect(ring().writer.sab).toBe(r.writer.sab);
   });
 });
+
+describe("reads straight into the ring (RingWriter.lend)", () => {
+  /** What a socket's read into lent memory does: the bytes land there, then the chunk is handed on. */
+  const readInto = (lent: Buffer, bytes: Buffer): Buffer => {
+    bytes.copy(lent, 0);
+    return lent.subarray(0, bytes.length);
+  };
+
+  for (const at of [0, RING_BYTES - 5000, 0x7fffffff - 20]) {
+    test(`rows read into lent memory are framed without a copy; near the ring's end the rest goes to the socket's buffer (positions from ${at})`, () => {
+      const r = ring(at);
+      const rows: Buffer[] = [];
+      for (let i = 0; i < 3000; i++) rows.push(dataRow("w".repeat((i * 53) % 211)));
+      const all = Buffer.concat([...rows, TAIL]);
+      const copied = rowRingTestHooks.copied;
+      let inPlace = 0;
+      for (let i = 0; i < all.length; ) {
+        const lent = r.writer.lend();
+        const piece = all.subarray(i, i + 7000);
+        if (lent !== null && lent.length >= piece.length) {
+          expect(lent.buffer).toBe(r.writer.sab);
+          r.writer.write(readInto(lent, piece));
+          r.writer.returned();
+          inPlace += piece.length;
+        } else {
+          // Less room than a read before the ring's end: this one comes in the socket's buffer.
+          r.writer.write(Buffer.from(piece));
+          r.writer.returned();
+        }
+        i += piece.length;
+        drain(r, 4096);
+      }
+      expect(r.reader.take(4096)).toBe(-1);
+      r.writer.stopped();
+      expect(r.framed().equals(Buffer.concat(rows))).toBe(true);
+      expect(r.back?.rest.equals(TAIL)).toBe(true);
+      expect(inPlace).toBeGreaterThan(all.length / 2);
+      expect(rowRingTestHooks.copied - copied).toBe(all.length - inPlace);
+    });
+  }
+
+  test("nothing is lent while the ring is held or ended", () => {
+    const r = ring();
+    const row = dataRow("h".repeat(989));
+    const fill = Buffer.concat(Array.from({ length: Math.ceil(RING_BYTES / row.length) }, () => row));
+    for (let i = 0; r.full.length === 0; i += 65536) r.writer.write(fill.subarray(i, i + 65536));
+    expect(r.writer.lend()).toBeNull();
+    r.writer.takeOver();
+    expect(r.writer.lend()).toBeNull();
+  });
+
+  test("a ring ended while its memory is lent to a read serves the next ring only once that read is handled", () => {
+    for (let i = 0; i < SPARE_RINGS; i++) ring();
+    const r = ring();
+    r.writer.write(STREAM);
+    expect(drain(r, 4096)).toBe(true);
+    const lent = r.writer.lend();
+    expect(lent).not.toBeNull();
+    r.writer.stopped();
+    expect(r.back?.rest.equals(TAIL)).toBe(true);
+    // The socket still reads into `lent`: the memory is not handed out yet.
+    const other = ring();
+    expect(other.writer.sab).not.toBe(r.writer.sab);
+    r.writer.returned();
+    expect(ring().writer.sab).toBe(r.writer.sab);
+  });
+});

@@ -17,6 +17,14 @@ const MASK = RING_BYTES - 1;
 export const RING_HEADROOM = 64 << 10;
 /** The thread wakes a held relay once this much is free. */
 export const RING_LOW_WATER = RING_BYTES >>> 1;
+/**
+ * The most a read of the upstream straight into the ring takes (RingWriter.lend): a bulk read's
+ * worth (flow-gate.ts, BULK_TURN_BYTES), so what the kernel queued during a bulk-read gap comes
+ * in one read and one callback rather than in 64 KiB reads.
+ */
+export const LEND_BYTES = 256 << 10;
+/** Less free space than this before the ring's end: that read goes to the socket's own buffer. */
+const MIN_LEND_BYTES = 4 << 10;
 
 /** Int32 words of the control block. */
 export const Word = {
@@ -79,9 +87,13 @@ export function wake(control: Int32Array, seq: WordIndex): void {
   Atomics.notify(control, seq);
 }
 
-/** Tests only: bytes the relay put into row rings (rows it did not frame), and bytes a ring's end
- * copied out of the ring synchronously. */
-export const rowRingTestHooks: { bytes: number; endCopied: number } = { bytes: 0, endCopied: 0 };
+/** Tests only: bytes the relay put into row rings (rows it did not frame), the part of them it
+ * copied there (the rest the socket read into the ring), and bytes a ring's end copied out of it. */
+export const rowRingTestHooks: { bytes: number; copied: number; endCopied: number } = {
+  bytes: 0,
+  copied: 0,
+  endCopied: 0,
+};
 
 /** Rings kept for the next ones: at most this many (4 MiB each, touched already): as many as
  * encoder threads are kept idle (./thread-pool.ts, MAX_IDLE_THREADS), so a burst of exports that
@@ -96,6 +108,11 @@ export const SPARE_RINGS = 4;
  * next export of another.
  */
 const spareRings: SharedArrayBuffer[] = [];
+
+/** Keeps an ended ring's memory for the next ring (none reads or writes it any more). */
+function spare(sab: SharedArrayBuffer): void {
+  if (spareRings.length < SPARE_RINGS) spareRings.push(sab);
+}
 
 /** A ring's memory: a spare one, its control block and row count cleared, or a new one. */
 function ringMemory(): SharedArrayBuffer {
@@ -152,6 +169,10 @@ export class RingWriter {
   private finalRows = 0;
   /** The most bytes there ever were queued (tests: the ring bounds them). */
   maxQueued = 0;
+  /** The ring's memory lent for the socket's next read (lend()), until that read is handled. */
+  private lent: Buffer | null = null;
+  /** Ended while lent: the memory goes to the spares once the socket no longer reads into it. */
+  private spareWhenReturned = false;
 
   constructor(private readonly events: RingEvents) {}
 
@@ -176,10 +197,39 @@ export class RingWriter {
     return new Promise((resolve) => this.unheld.push(resolve));
   }
 
+  /**
+   * The ring's free space at the write position, for the upstream socket's next read to go into
+   * (fast-socket.ts, ReadLender): that read's chunk, given to write(), is then in place already.
+   * None while the ring is held or has copies waiting (their bytes come first), or has ended.
+   */
+  lend(): Buffer | null {
+    if (this.done || this.held || this.overflow.length > 0) return null;
+    const off = Atomics.load(this.v.control, Word.Write) & MASK;
+    const n = Math.min(RING_BYTES - this.used(), RING_BYTES - off, LEND_BYTES);
+    if (n < MIN_LEND_BYTES) return null;
+    this.lent = this.v.data.subarray(off, off + n);
+    return this.lent;
+  }
+
+  /** The socket no longer reads into what lend() gave: an ended ring's memory may serve the next. */
+  returned(): void {
+    this.lent = null;
+    if (this.spareWhenReturned) {
+      this.spareWhenReturned = false;
+      spare(this.sab);
+    }
+  }
+
   /** The relay's next upstream bytes (a reused read buffer: copied before return). */
   write(chunk: Buffer): void {
     if (this.done) return;
-    if (this.overflow.length > 0) this.keep(chunk);
+    const lent = this.lent;
+    if (lent !== null && chunk.buffer === lent.buffer && chunk.byteOffset === lent.byteOffset) {
+      // Read straight into the ring at the write position (lend): nothing to copy. Nothing else
+      // was written since lend(): it lends nothing while copies wait or the ring is held.
+      this.lent = null;
+      this.advance(chunk.length);
+    } else if (this.overflow.length > 0) this.keep(chunk);
     else {
       const n = this.put(chunk, 0);
       if (n < chunk.length) this.keep(chunk.subarray(n));
@@ -261,13 +311,20 @@ export class RingWriter {
     const off = w & MASK;
     const first = Math.min(n, RING_BYTES - off);
     this.copyIn(chunk, from, n, off, first);
-    Atomics.store(c, Word.Write, (w + n) | 0);
+    rowRingTestHooks.copied += n;
+    this.advance(n);
+    return from + n;
+  }
+
+  /** `n` more bytes are in the ring at the write position: the thread may take them. */
+  private advance(n: number): void {
+    const c = this.v.control;
+    Atomics.store(c, Word.Write, (Atomics.load(c, Word.Write) + n) | 0);
     rowRingTestHooks.bytes += n;
     if (Atomics.load(c, Word.ThreadWaiting) === 1) {
       Atomics.store(c, Word.ThreadWaiting, 0);
       wake(c, Word.DataSeq);
     }
-    return from + n;
   }
 
   private reportRows(): void {
@@ -369,7 +426,11 @@ export class RingWriter {
     // A wait of ours still pending resolves now (and finds the ring done); its waiter is off the
     // memory's list before the memory can serve another ring.
     wake(c, Word.SpaceSeq);
-    if (!viewed && spareRings.length < SPARE_RINGS) spareRings.push(this.sab);
+    // The socket may still read into a buffer lent from this memory: spared once it no longer does.
+    if (!viewed) {
+      if (this.lent === null) spare(this.sab);
+      else this.spareWhenReturned = true;
+    }
     if (this.held) this.unhold();
     this.events.back(this.finalRows, rest, toSkip);
   }
