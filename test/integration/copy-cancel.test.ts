@@ -68,6 +68,15 @@ beforeAll(async () => {
   await oracle.query(
     "CREATE TABLE wide AS SELECT g, repeat(md5(g::text), 3) AS pad FROM generate_series(1, 300000) g",
   );
+  // The paused-stream phase needs more rows than every buffer between PostgreSQL and a held
+  // upload takes: the proxy's upstream socket's receive buffer grows with Linux's autotuning up
+  // to net.ipv4.tcp_rmem's maximum (32 MiB on the CI machines; 9 MB seen filled while held),
+  // PostgreSQL's send buffer (tcp_wmem, 4 MiB), the row ring (4 MiB) and the parts (10 MiB here).
+  // With `wide` alone (~30 MB) a run whose receive buffer grew far enough saw PostgreSQL send
+  // everything, never wait in ClientWrite, and the phase time out (once in CI).
+  await oracle.query(
+    "CREATE TABLE wider AS SELECT g, repeat(md5(g::text), 3) AS pad FROM generate_series(1, 800000) g",
+  );
   await oracle.query("CREATE TABLE locked (a int)");
   tlsProxy = await stack.startProxy(["--tls-cert", inject("pgCertFile"), "--tls-key", inject("pgKeyFile")]);
   client = await stack.connect();
@@ -163,8 +172,8 @@ const PHASES: PhaseCase[] = [
   },
   {
     name: "uploading, with the row stream paused (the backend waits in ClientWrite)",
-    sql: `COPY wide TO ${t("PREFIX")} WITH (FORMAT = 'csv', MAX FILE SIZE = '16MB')`,
-    rows: 300000,
+    sql: `COPY wider TO ${t("PREFIX")} WITH (FORMAT = 'csv', MAX FILE SIZE = '16MB')`,
+    rows: 800000,
     arrange: () => faults.setRules({ op: "UploadPart", fault: "hold" }),
     reached: async () => {
       await faults.waitFor("UploadPart");
