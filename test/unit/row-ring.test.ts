@@ -9,6 +9,7 @@ import { describe, expect, test } from "vitest";
 import { RingReader } from "../../src/encoders/worker/ring-reader.js";
 import { BATCH_BYTES } from "../../src/encoders/worker/row-batcher.js";
 import {
+  LEND_BYTES,
   RING_BYTES,
   RingWriter,
   ringViews,
@@ -390,6 +391,23 @@ describe("reads straight into the ring (RingWriter.lend)", () => {
       expect(rowRingTestHooks.copied - copied).toBe(all.length - inPlace);
     });
   }
+
+  test("what is lent never reaches bytes the thread has not read yet (a wrapped ring, nearly full)", () => {
+    const r = ring();
+    const row = dataRow("f".repeat(1013));
+    const rows = (bytes: number): Buffer =>
+      Buffer.concat(Array.from({ length: Math.floor(bytes / row.length) }, () => row));
+    r.writer.write(rows(3.5 * 2 ** 20));
+    drain(r, 1 << 20);
+    // The write position wraps past the ring's end; the thread reads nothing of this.
+    for (const part of [rows(0.5 * 2 ** 20), rows(3.4 * 2 ** 20)]) r.writer.write(part);
+    expect(r.full).toEqual([]);
+    const { control } = ringViews(r.writer.sab);
+    const free = RING_BYTES - ((Atomics.load(control, Word.Write) - Atomics.load(control, Word.Read)) | 0);
+    expect(free).toBeLessThan(LEND_BYTES);
+    const lent = r.writer.lend();
+    expect(lent === null || lent.length <= free).toBe(true);
+  });
 
   test("nothing is lent while the ring is held or ended", () => {
     const r = ring();
